@@ -1,0 +1,274 @@
+/* sluice.h — the public C API of sluice, a real-time stream processor.
+ *
+ * A job is a pipeline built from a source, a chain of operators and a sink:
+ *
+ *     sl_job *job = sl_job_new(err, sizeof err);
+ *     sl_stream *s = sl_job_source(job, "file", events_schema, conf);
+ *     s = sl_stream_pseudonymise(s, "msisdn", "sub", keyring);
+ *     s = sl_stream_key_by(s, (const char *[]){"event_type", NULL});
+ *     s = sl_stream_window(s, &(sl_window_spec){.size_ms = 60000}, aggs, 2);
+ *     sl_stream_sink(s, "sqlite", sink_conf);
+ *     int rc = sl_job_run(job);   // bounded input: returns 0 when every window fired
+ *     sl_job_free(job);
+ *
+ * Conventions (the same in every function below):
+ * - Functions returning int return 0 on success or a negative SL_E* code.
+ *   sl_strerror() names the code; detail goes into a caller-owned errstr buffer
+ *   (or, for stream builders, into the job: see sl_job_error()).
+ * - Builder functions on sl_stream never fail loudly: on error they record the
+ *   first error in the job and return NULL; every builder accepts NULL and
+ *   passes it on, so a chain can be written without checks and the error is
+ *   reported once by sl_job_run().
+ * - Ownership: the caller owns what it creates with _new/_load and frees it with
+ *   _free (_free(NULL) is a no-op). Objects handed to a job (schemas, keyrings,
+ *   tables) are borrowed by the job and must outlive sl_job_free(). Streams are
+ *   owned by their job. Strings passed in are copied unless stated otherwise.
+ * - Configuration is a NULL-terminated array of key, value string pairs:
+ *   (const char *[]){"path", "in/events.csv", "format", "csv", NULL}.
+ *   An unknown key or a bad value is an error naming the key and what is allowed.
+ */
+#ifndef SLUICE_H
+#define SLUICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_VERSION "0.1.0"
+const char *sl_version(void);
+
+/* ---- errors -------------------------------------------------------------- */
+#define SL_ERRNO_MAP(X)                                                       \
+    X(EINVAL, -1, "invalid argument or configuration")                       \
+    X(ENOMEM, -2, "out of memory")                                           \
+    X(EIO, -3, "input/output error")                                         \
+    X(ENOENT, -4, "no such file or object")                                  \
+    X(EPARSE, -5, "malformed input")                                         \
+    X(EEOF, -6, "end of input")                                              \
+    X(EAGAIN, -7, "try again")                                               \
+    X(ECORRUPT, -8, "corrupt data")                                          \
+    X(ESTATE, -9, "operation not allowed in this state")                     \
+    X(EINTERNAL, -10, "internal error")                                      \
+    X(ECANCELED, -11, "canceled")                                            \
+    X(ESQLITE, -12, "SQLite error")                                          \
+    X(ECRYPTO, -13, "cryptographic library error")
+
+enum {
+#define SL__ERR_ENUM(name, val, msg) SL_##name = (val),
+    SL_ERRNO_MAP(SL__ERR_ENUM)
+#undef SL__ERR_ENUM
+};
+
+/* Static string naming an error code; never NULL. */
+const char *sl_strerror(int err);
+
+/* ---- types and schemas --------------------------------------------------- */
+typedef enum {
+    SL_INT64 = 0,
+    SL_FLOAT64,
+    SL_BOOL,
+    SL_STRING,
+    SL_TIMESTAMP /* int64 milliseconds since the UNIX epoch, UTC */
+} sl_type;
+
+/* Name of a type as used in SQL and configuration ("BIGINT", "DOUBLE", ...). */
+const char *sl_type_name(sl_type t);
+
+/* Record kinds: real data, or canary records injected for production checks. */
+enum { SL_KIND_DATA = 0, SL_KIND_CANARY = 1 };
+
+typedef struct sl_schema sl_schema;
+
+/* Caller owns the schema; a job borrows it until sl_job_free(). */
+sl_schema *sl_schema_new(void);
+void sl_schema_free(sl_schema *s);
+/* Appends a column; returns its index or a negative SL_E* (duplicate name,
+ * more than 64 columns). */
+int sl_schema_add(sl_schema *s, const char *name, sl_type t);
+/* Restricts a STRING column to a set of values (NULL-terminated); decoders
+ * send any other value to the dead-letter output. */
+int sl_schema_set_domain(sl_schema *s, int col, const char *const *values);
+/* Marks a column as a subscriber identifier: masked in dead letters. */
+int sl_schema_set_identifier(sl_schema *s, int col);
+int sl_schema_find(const sl_schema *s, const char *name); /* index or -1 */
+int sl_schema_ncols(const sl_schema *s);
+const char *sl_schema_col_name(const sl_schema *s, int col);
+sl_type sl_schema_col_type(const sl_schema *s, int col);
+
+/* ---- batches ------------------------------------------------------------- */
+/* A batch is a column-oriented block of records sharing one schema. Batches
+ * handed to user callbacks are borrowed for the duration of the call. */
+typedef struct sl_batch sl_batch;
+typedef struct {
+    const char *ptr; /* not NUL-terminated; lives as long as the batch */
+    uint32_t len;
+} sl_str;
+
+size_t sl_batch_len(const sl_batch *b);
+size_t sl_batch_cap(const sl_batch *b);
+const sl_schema *sl_batch_schema(const sl_batch *b);
+/* Column arrays, sl_batch_len() entries each; the type must match the
+ * column's (INT64 and TIMESTAMP both use sl_batch_i64). */
+int64_t *sl_batch_i64(const sl_batch *b, int col);
+double *sl_batch_f64(const sl_batch *b, int col);
+uint8_t *sl_batch_bool(const sl_batch *b, int col);
+sl_str *sl_batch_str(const sl_batch *b, int col);
+/* Validity per row: 1 = value present, 0 = NULL. */
+uint8_t *sl_batch_valid(const sl_batch *b, int col);
+/* Record kind per row (SL_KIND_DATA or SL_KIND_CANARY). */
+uint8_t *sl_batch_kind(const sl_batch *b);
+/* Copies s into the batch's arena and stores it at (col, row). */
+int sl_batch_set_str(sl_batch *b, int col, size_t row, const char *s, size_t len);
+/* Sets the number of rows (<= cap); used by map functions on their output. */
+void sl_batch_set_len(sl_batch *b, size_t n);
+
+/* ---- keys and tables ----------------------------------------------------- */
+/* A keyring holds the secret keys for pseudonymisation (HMAC-SHA-256).
+ * File format: one key per line, "KEY_ID HEX_SECRET" (secret >= 32 bytes),
+ * '#' comments. The last key is the current one. */
+typedef struct sl_keyring sl_keyring;
+sl_keyring *sl_keyring_load(const char *path, char *errstr, size_t errstr_size);
+void sl_keyring_free(sl_keyring *k);
+const char *sl_keyring_current_id(const sl_keyring *k);
+/* Pseudonym of an identifier under the current key: the first 64 bits of
+ * HMAC-SHA-256(key, id), read big-endian, as an int64. Thread-safe but slow
+ * (one-shot MAC); the pseudonymise operator keeps a keyed context per task. */
+int64_t sl_keyring_pseudonym(const sl_keyring *k, const char *id, size_t len);
+
+/* A lookup table, loaded whole at start and kept in memory. If `pseudo` is
+ * not NULL the key column (a STRING identifier) is pseudonymised as it loads
+ * and the table is keyed by the INT64 pseudonym. Connector "file" takes the
+ * same configuration as the file source. */
+typedef struct sl_table sl_table;
+sl_table *sl_table_load(const char *connector, const sl_schema *schema,
+                        const char *key_col, const char *const *conf,
+                        const sl_keyring *pseudo, char *errstr,
+                        size_t errstr_size);
+void sl_table_free(sl_table *t);
+size_t sl_table_rows(const sl_table *t);
+
+/* ---- jobs and streams ---------------------------------------------------- */
+typedef struct sl_job sl_job;
+typedef struct sl_stream sl_stream;
+
+sl_job *sl_job_new(char *errstr, size_t errstr_size);
+void sl_job_free(sl_job *job);
+/* Job configuration; see docs/configuration.md for the keys
+ * (parallelism, workers, batch.size, exchange.capacity, output.dir, ...). */
+int sl_job_set(sl_job *job, const char *key, const char *value, char *errstr,
+               size_t errstr_size);
+/* First error recorded by a builder, or NULL. Lives as long as the job. */
+const char *sl_job_error(const sl_job *job);
+
+/* Runs the job to completion (bounded input) or until sl_job_cancel().
+ * Returns 0, or a negative SL_E* with the reason in sl_job_error(). */
+int sl_job_run(sl_job *job);
+/* Asks a running job to stop soon; safe from any thread or signal handler. */
+void sl_job_cancel(sl_job *job);
+
+typedef struct {
+    uint64_t records_in;      /* records read by sources */
+    uint64_t records_out;     /* records written by sinks */
+    uint64_t dead_letters;    /* bad records routed to the dead-letter output */
+    uint64_t late_records;    /* records behind the watermark, not counted */
+    uint64_t windows_fired;   /* (window, key) groups emitted by window ops */
+    uint64_t groups_suppressed; /* groups withheld by k-anonymity */
+    uint64_t blocked_ns;      /* time producers waited on full exchanges */
+    uint64_t batches_live;    /* batches allocated right now */
+    uint64_t batches_peak;    /* most batches allocated at once */
+    int64_t watermark;        /* lowest task watermark (ms), INT64_MIN before */
+    int running;
+} sl_job_stats;
+/* Consistent-enough snapshot of the job's counters; safe while it runs. */
+void sl_job_stats_get(const sl_job *job, sl_job_stats *out);
+
+/* Sources. connector: "file" or "generator". The source's time column and
+ * watermark are configured with the keys "time.column",
+ * "watermark.delay.ms" (bounded out-of-orderness) and "idle.timeout.ms". */
+sl_stream *sl_job_source(sl_job *job, const char *connector,
+                         const sl_schema *schema, const char *const *conf);
+
+/* Per-batch user functions. A map function fills `out` (schema out_schema,
+ * capacity >= sl_batch_len(in)) and sets its length; it must copy the record
+ * kinds of the rows it keeps. Return 0, or a negative SL_E* to fail the job. */
+typedef int (*sl_map_fn)(const sl_batch *in, sl_batch *out, void *udata);
+/* A filter sets keep[i] to 1 for the rows to keep. */
+typedef void (*sl_filter_fn)(const sl_batch *in, uint8_t *keep, void *udata);
+
+sl_stream *sl_stream_map(sl_stream *s, const char *name,
+                         const sl_schema *out_schema, sl_map_fn fn,
+                         void *udata);
+sl_stream *sl_stream_filter(sl_stream *s, const char *name, sl_filter_fn fn,
+                            void *udata);
+/* Keeps the named columns, in the given order. */
+sl_stream *sl_stream_project(sl_stream *s, const char *const *cols);
+/* Repartitions by the named columns: rows with equal keys reach one task. */
+sl_stream *sl_stream_key_by(sl_stream *s, const char *const *cols);
+
+/* Replaces the STRING identifier column `col` with an INT64 pseudonym column
+ * named `out_col` (HMAC-SHA-256 under the keyring's current key). */
+sl_stream *sl_stream_pseudonymise(sl_stream *s, const char *col,
+                                  const char *out_col, const sl_keyring *keys);
+
+/* Left lookup join: appends the table's columns `cols` (NULL-terminated) for
+ * the row whose key equals `key_col`; NULLs when there is none. */
+sl_stream *sl_stream_lookup(sl_stream *s, const char *key_col,
+                            const sl_table *t, const char *const *cols);
+
+/* Event-time windows over the stream's key (from sl_stream_key_by; a
+ * global window when there is none). slide_ms 0 = tumbling. A window
+ * [start, start + size) fires once, when the watermark reaches
+ * start + size + lateness_ms; later records are counted, not aggregated.
+ * Output columns: window_start, window_end (TIMESTAMP), the key columns,
+ * then one column per aggregate. */
+typedef struct {
+    int64_t size_ms;
+    int64_t slide_ms;
+    int64_t lateness_ms;
+} sl_window_spec;
+
+typedef enum {
+    SL_AGG_COUNT,          /* INT64, rows (col may be NULL) */
+    SL_AGG_SUM,            /* INT64 or DOUBLE as the input column */
+    SL_AGG_MIN,
+    SL_AGG_MAX,
+    SL_AGG_AVG,            /* DOUBLE */
+    SL_AGG_COUNT_DISTINCT, /* INT64, exact */
+    SL_AGG_APPROX_COUNT_DISTINCT, /* INT64, HyperLogLog (2^14 registers) */
+    SL_AGG_HISTOGRAM       /* STRING "c0,c1,...,cn" over the bucket bounds */
+} sl_agg_kind;
+
+typedef struct {
+    sl_agg_kind kind;
+    const char *col;   /* input column; NULL for COUNT(*) */
+    const char *as;    /* output column name */
+    const double *bounds; /* HISTOGRAM: ascending upper bounds, n of them... */
+    size_t nbounds;    /* ...giving n + 1 buckets: (-inf,b0), [b0,b1), ... */
+} sl_agg_spec;
+
+sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
+                            const sl_agg_spec *aggs, size_t naggs);
+
+/* k-anonymity: drops rows whose INT64 column `count_col` (an exact distinct
+ * count of subscribers) is below k, counting them as suppressed groups. */
+sl_stream *sl_stream_k_anon(sl_stream *s, const char *count_col, int64_t k);
+
+/* Sinks. connector: "sqlite", "file" (CSV or JSON Lines), "stdout".
+ * Returns 0 or a negative SL_E*; the error is also kept in the job. */
+int sl_stream_sink(sl_stream *s, const char *connector,
+                   const char *const *conf);
+
+/* A user sink: called with each batch of results in order, from one thread. */
+typedef int (*sl_sink_fn)(const sl_batch *b, void *udata);
+int sl_stream_sink_fn(sl_stream *s, sl_sink_fn fn, void *udata);
+
+/* The output schema of a stream (owned by the job). */
+const sl_schema *sl_stream_schema(const sl_stream *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

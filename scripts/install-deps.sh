@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sluice needs to build, test and run its demo.
+# Idempotent: does nothing when everything is present; uses sudo when not root.
+set -euo pipefail
+pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
+      libcmocka-dev python3 python3-pytest)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+        || missing+=("$p")
+done
+# pytest may come from pip instead of Debian: accept either.
+if printf '%s\n' "${missing[@]:-}" | grep -qx python3-pytest \
+   && python3 -c 'import pytest' 2>/dev/null; then
+    missing=("${missing[@]/python3-pytest}")
+fi
+missing=(${missing[@]:-})
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,202 @@
+/* batch.c — column-oriented record batches and the arena that holds their
+ * strings. A batch is one allocation (header, kinds, columns, validity);
+ * its strings live in the arena and die with it. Live batches are counted
+ * process-wide, which is how tests assert that memory stays bounded. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+struct sl__chunk {
+    struct sl__chunk *next;
+    size_t size;
+    unsigned char data[];
+};
+
+#define ARENA_CHUNK (64 * 1024)
+
+void *sl__arena_alloc(sl__arena *a, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    if (!a->head || a->used + n > a->size) {
+        size_t sz = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        sl__chunk *c = sl__xmalloc(sizeof *c + sz);
+        c->size = sz;
+        c->next = a->head;
+        a->head = c;
+        a->used = 0;
+        a->size = sz;
+    }
+    void *p = a->head->data + a->used;
+    a->used += n;
+    return p;
+}
+
+void sl__arena_reset(sl__arena *a)
+{
+    if (!a->head) return;
+    sl__chunk *keep = a->head;
+    while (keep->next) { /* keep the oldest (first) chunk */
+        sl__chunk *c = keep;
+        keep = keep->next;
+        free(c);
+    }
+    a->head = keep;
+    a->used = 0;
+    a->size = keep->size;
+}
+
+void sl__arena_free(sl__arena *a)
+{
+    for (sl__chunk *c = a->head, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    a->head = NULL;
+    a->used = a->size = 0;
+}
+
+static atomic_uint_fast64_t g_live, g_peak, g_bytes;
+
+static size_t col_width(sl_type t)
+{
+    switch (t) {
+    case SL_BOOL: return 1;
+    case SL_STRING: return sizeof(sl_str);
+    default: return 8;
+    }
+}
+
+sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap)
+{
+    size_t size = sizeof(sl_batch) + cap; /* header + kinds */
+    size = (size + 15) & ~(size_t)15;
+    for (int i = 0; i < s->n; i++) {
+        size += ((col_width(s->cols[i].type) * cap + 15) & ~(size_t)15);
+        size += ((cap + 15) & ~(size_t)15);
+    }
+    sl_batch *b = sl__xmalloc(size);
+    memset(b, 0, sizeof *b);
+    b->schema = s;
+    b->cap = cap;
+    b->bytes = size;
+    unsigned char *p = (unsigned char *)(b + 1);
+    b->kind = p;
+    p += (cap + 15) & ~(size_t)15;
+    /* keep column data 16-aligned relative to the header */
+    p = (unsigned char *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
+    for (int i = 0; i < s->n; i++) {
+        b->cols[i].data = p;
+        p += (col_width(s->cols[i].type) * cap + 15) & ~(size_t)15;
+        b->cols[i].valid = p;
+        p += (cap + 15) & ~(size_t)15;
+    }
+    sl__batch_clear(b);
+    uint64_t live = atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed) + 1;
+    atomic_fetch_add_explicit(&g_bytes, size, memory_order_relaxed);
+    uint64_t peak = atomic_load_explicit(&g_peak, memory_order_relaxed);
+    while (live > peak && !atomic_compare_exchange_weak_explicit(
+               &g_peak, &peak, live, memory_order_relaxed, memory_order_relaxed)) {
+    }
+    return b;
+}
+
+void sl__batch_free(sl_batch *b)
+{
+    if (!b) return;
+    atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&g_bytes, b->bytes, memory_order_relaxed);
+    sl__arena_free(&b->arena);
+    free(b);
+}
+
+void sl__batch_clear(sl_batch *b)
+{
+    b->n = 0;
+    sl__arena_reset(&b->arena);
+    memset(b->kind, SL_KIND_DATA, b->cap);
+    for (int i = 0; i < b->schema->n; i++) memset(b->cols[i].valid, 1, b->cap);
+}
+
+void sl__batch_stats(uint64_t *live, uint64_t *peak, uint64_t *bytes_live)
+{
+    if (live) *live = atomic_load(&g_live);
+    if (peak) *peak = atomic_load(&g_peak);
+    if (bytes_live) *bytes_live = atomic_load(&g_bytes);
+}
+
+void sl__batch_stats_reset_peak(void) { atomic_store(&g_peak, atomic_load(&g_live)); }
+
+void sl__batch_append(sl_batch *dst, const sl_batch *src, const uint32_t *rows,
+                      uint32_t n)
+{
+    const sl_schema *s = src->schema;
+    uint32_t base = dst->n;
+    SL_ASSERT(base + n <= dst->cap);
+    for (uint32_t i = 0; i < n; i++) dst->kind[base + i] = src->kind[rows ? rows[i] : i];
+    for (int c = 0; c < s->n; c++) {
+        const uint8_t *sv = src->cols[c].valid;
+        uint8_t *dv = dst->cols[c].valid + base;
+        for (uint32_t i = 0; i < n; i++) dv[i] = sv[rows ? rows[i] : i];
+        switch (s->cols[c].type) {
+        case SL_BOOL: {
+            const uint8_t *sd = src->cols[c].data;
+            uint8_t *dd = (uint8_t *)dst->cols[c].data + base;
+            for (uint32_t i = 0; i < n; i++) dd[i] = sd[rows ? rows[i] : i];
+            break;
+        }
+        case SL_STRING: {
+            const sl_str *sd = src->cols[c].data;
+            sl_str *dd = (sl_str *)dst->cols[c].data + base;
+            for (uint32_t i = 0; i < n; i++) {
+                sl_str v = sd[rows ? rows[i] : i];
+                char *p = v.len ? sl__arena_alloc(&dst->arena, v.len) : NULL;
+                if (v.len) memcpy(p, v.ptr, v.len);
+                dd[i].ptr = p ? p : "";
+                dd[i].len = v.len;
+            }
+            break;
+        }
+        default: {
+            const int64_t *sd = src->cols[c].data;
+            int64_t *dd = (int64_t *)dst->cols[c].data + base;
+            if (!rows) memcpy(dd, sd, (size_t)n * 8);
+            else for (uint32_t i = 0; i < n; i++) dd[i] = sd[rows[i]];
+            break;
+        }
+        }
+    }
+    dst->n = base + n;
+}
+
+/* ---- public accessors ---------------------------------------------------- */
+size_t sl_batch_len(const sl_batch *b) { return b->n; }
+size_t sl_batch_cap(const sl_batch *b) { return b->cap; }
+const sl_schema *sl_batch_schema(const sl_batch *b) { return b->schema; }
+int64_t *sl_batch_i64(const sl_batch *b, int col) { return b->cols[col].data; }
+double *sl_batch_f64(const sl_batch *b, int col) { return b->cols[col].data; }
+uint8_t *sl_batch_bool(const sl_batch *b, int col) { return b->cols[col].data; }
+sl_str *sl_batch_str(const sl_batch *b, int col) { return b->cols[col].data; }
+uint8_t *sl_batch_valid(const sl_batch *b, int col) { return b->cols[col].valid; }
+uint8_t *sl_batch_kind(const sl_batch *b) { return b->kind; }
+
+int sl_batch_set_str(sl_batch *b, int col, size_t row, const char *s, size_t len)
+{
+    if (!b || col < 0 || col >= b->schema->n || row >= b->cap ||
+        b->schema->cols[col].type != SL_STRING || len > UINT32_MAX)
+        return SL_EINVAL;
+    char *p = len ? sl__arena_alloc(&b->arena, len) : NULL;
+    if (len) memcpy(p, s, len);
+    sl_str *d = (sl_str *)b->cols[col].data + row;
+    d->ptr = p ? p : "";
+    d->len = (uint32_t)len;
+    b->cols[col].valid[row] = 1;
+    return 0;
+}
+
+void sl_batch_set_len(sl_batch *b, size_t n)
+{
+    SL_ASSERT(n <= b->cap);
+    b->n = (uint32_t)n;
+}

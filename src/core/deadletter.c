@@ -1,0 +1,131 @@
+/* deadletter.c — bad input is never fatal and never silent: dead letters
+ * are counted and appended as JSON Lines {source, position, reason,
+ * payload} to <output.dir>/dead-letters.jsonl, with identifier fields
+ * masked before they get here. Also the job's counters. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "graph.h"
+
+static atomic_uint_fast64_t g_ctr[SL__CTR_N];
+static char g_last_dl[512];
+
+uint64_t sl__test_counter(sl__ctr c) { return atomic_load(&g_ctr[c]); }
+const char *sl__test_last_dead_letter(void) { return g_last_dl; }
+
+void sl__count(sl__ctx *ctx, sl__ctr c, uint64_t n)
+{
+    if (ctx && ctx->job)
+        atomic_fetch_add_explicit(&ctx->job->ctr[c], n, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&g_ctr[c], n, memory_order_relaxed);
+}
+
+static void json_str(FILE *f, const char *s, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+int sl__mkdirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return SL_EINVAL;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) && errno != EEXIST) return SL_EIO;
+        buf[i] = c;
+    }
+    return 0;
+}
+
+void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
+                     const char *reason, const char *payload, size_t len)
+{
+    sl__count(ctx, SL__CTR_DEAD_LETTERS, 1);
+    if (!ctx || !ctx->job) {
+        snprintf(g_last_dl, sizeof g_last_dl, "%s@%s", reason, position);
+        return;
+    }
+    sl_job *j = ctx->job;
+    pthread_mutex_lock(&j->lock);
+    if (!j->dlq) {
+        char path[4096];
+        sl__mkdirs(j->conf.output_dir);
+        snprintf(path, sizeof path, "%s/dead-letters.jsonl", j->conf.output_dir);
+        j->dlq = fopen(path, "a");
+        if (!j->dlq)
+            fprintf(stderr, "sluice: cannot open %s: %s (dead letters are "
+                    "counted but not written)\n", path, strerror(errno));
+    }
+    if (j->dlq) {
+        fputs("{\"source\":", j->dlq);
+        json_str(j->dlq, source, strlen(source));
+        fputs(",\"position\":", j->dlq);
+        json_str(j->dlq, position, strlen(position));
+        fputs(",\"reason\":", j->dlq);
+        json_str(j->dlq, reason, strlen(reason));
+        fputs(",\"payload\":", j->dlq);
+        json_str(j->dlq, payload, len);
+        fputs("}\n", j->dlq);
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+static size_t mask_digit_runs(const char *in, size_t len, char *out)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t k = i;
+        while (k < len && in[k] >= '0' && in[k] <= '9') k++;
+        if (k - i >= 5) {
+            memset(out + i, '*', k - i);
+            i = k;
+        } else if (k > i) {
+            memcpy(out + i, in + i, k - i);
+            i = k;
+        } else {
+            out[i] = in[i];
+            i++;
+        }
+    }
+    return len;
+}
+
+size_t sl__mask_payload(const sl_schema *s, const int *field_col, int nfield,
+                        char sep, const char *in, size_t len, char *out)
+{
+    memcpy(out, in, len);
+    out[len] = 0;
+    if (sep == 0 || !field_col) return mask_digit_runs(in, len, out);
+    /* count fields; a mismatch means we cannot trust positions: mask runs */
+    int nf = 1;
+    for (size_t i = 0; i < len; i++) nf += in[i] == sep;
+    if (nf != nfield) return mask_digit_runs(in, len, out);
+    size_t start = 0;
+    int f = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && in[i] != sep) continue;
+        int c = field_col[f];
+        if (c >= 0 && c < s->n && s->cols[c].identifier)
+            memset(out + start, '*', i - start);
+        f++;
+        start = i + 1;
+    }
+    return len;
+}

@@ -1,0 +1,46 @@
+/* exchange.h — bounded single-producer/single-consumer channels between the
+ * tasks of adjacent stages, and the unbounded local FIFO a task keeps for
+ * output its channels could not take yet. Private to the core layer. */
+#ifndef SL_EXCHANGE_H
+#define SL_EXCHANGE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "core.h"
+
+enum { SL__MSG_BATCH, SL__MSG_WATERMARK, SL__MSG_END };
+typedef struct {
+    int type;
+    sl_batch *batch; /* SL__MSG_BATCH: ownership moves with the message */
+    int64_t wm;
+} sl__msg;
+
+/* A ring of messages; at most `batch_cap` of them batches, so memory is
+ * bounded by configuration while watermarks still get through. */
+typedef struct sl__chan {
+    sl__msg *ring;
+    uint32_t size; /* power of two */
+    uint32_t batch_cap;
+    _Alignas(64) atomic_uint head; /* consumer */
+    _Alignas(64) atomic_uint tail; /* producer */
+    atomic_uint batches;
+} sl__chan;
+
+sl__chan *sl__chan_new(uint32_t batch_cap);
+/* Frees the channel and any batches still in it. */
+void sl__chan_free(sl__chan *c);
+bool sl__chan_try_push(sl__chan *c, const sl__msg *m);
+bool sl__chan_try_pop(sl__chan *c, sl__msg *m);
+
+typedef struct sl__msgq_node sl__msgq_node;
+typedef struct {
+    sl__msgq_node *head, *tail;
+} sl__msgq;
+void sl__msgq_push(sl__msgq *q, sl__msg m);
+static inline bool sl__msgq_empty(const sl__msgq *q) { return q->head == NULL; }
+const sl__msg *sl__msgq_peek(const sl__msgq *q);
+void sl__msgq_pop(sl__msgq *q);
+void sl__msgq_clear(sl__msgq *q); /* frees queued batches */
+
+#endif

@@ -1,0 +1,58 @@
+/* graph.h — the job graph as the runtime sees it: nodes built by the public
+ * builders (job.c) and planned into stages and tasks (exec.c). Private to
+ * the core layer. */
+#ifndef SL_GRAPH_H
+#define SL_GRAPH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "runtime.h"
+
+typedef enum { NODE_SOURCE, NODE_OP, NODE_KEYBY } sl__node_kind;
+
+struct sl_stream {
+    sl_job *job;
+    sl__node_kind kind;
+    struct sl_stream *parent, *child;
+    sl_schema *schema;   /* output schema, owned */
+    char **key;          /* key column names (NULL-terminated) or NULL */
+    char *time_col;      /* event-time column name or NULL */
+    const sl__op_vt *vt; /* NODE_OP */
+    void *conf;
+    int id;
+};
+
+typedef struct {
+    int64_t parallelism, workers, batch_size, exchange_capacity, key_groups;
+    int64_t flush_ms, sink_flush_ms;
+    char *output_dir;
+} sl__job_conf;
+
+struct sl_job {
+    sl__job_conf conf;
+    char err[1024];
+    int errcode;
+    pthread_mutex_t lock; /* guards err, dead-letter file */
+    struct sl_stream **nodes;
+    int nnodes;
+    /* the source */
+    const sl__source_vt *src_vt;
+    void *src_conf;
+    const sl_schema *src_schema; /* == nodes[0]->schema */
+    int64_t wm_delay_ms, idle_timeout_ms;
+    /* the sink */
+    struct sl_stream *sink_at;
+    const sl__sink_vt *sink_vt;
+    void *sink_conf;
+    /* run-time */
+    atomic_uint_fast64_t ctr[SL__CTR_N];
+    atomic_int cancel;
+    atomic_int running;
+    atomic_int_fast64_t watermark;
+    FILE *dlq;
+    bool ran;
+};
+
+#endif

@@ -1,0 +1,345 @@
+/* job.c — jobs and the generic stream builders: job configuration, sources,
+ * sinks, map, filter, project and key_by, and the sticky first error.
+ * Operators with state (window, join, privacy) live in the ops layer and
+ * join the graph through sl__stream_add_op(). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "graph.h"
+
+#define OFF(f) offsetof(sl__job_conf, f)
+static const sl__conf_def job_conf_defs[] = {
+    {.key = "parallelism", .type = SL_CONF_INT, .def = "0", .min = 0, .max = 256,
+     .offset = OFF(parallelism), .desc = "tasks per stage (0 = one per core)"},
+    {.key = "workers", .type = SL_CONF_INT, .def = "0", .min = 0, .max = 256,
+     .offset = OFF(workers), .desc = "worker threads (0 = one per core)"},
+    {.key = "batch.size", .type = SL_CONF_INT, .def = "1024", .min = 16,
+     .max = 65536, .offset = OFF(batch_size), .desc = "records per batch"},
+    {.key = "exchange.capacity", .type = SL_CONF_INT, .def = "8", .min = 1,
+     .max = 4096, .offset = OFF(exchange_capacity),
+     .desc = "batches buffered per exchange channel before the producer blocks"},
+    {.key = "key.groups", .type = SL_CONF_INT, .def = "128", .min = 1,
+     .max = 32768, .offset = OFF(key_groups),
+     .desc = "key groups (maximum parallelism of keyed stages)"},
+    {.key = "flush.ms", .type = SL_CONF_INT, .def = "5", .min = 0, .max = 60000,
+     .offset = OFF(flush_ms),
+     .desc = "a partly filled batch is sent after this long"},
+    {.key = "sink.flush.ms", .type = SL_CONF_INT, .def = "200", .min = 0,
+     .max = 3600000, .offset = OFF(sink_flush_ms),
+     .desc = "sinks commit what they hold at most this often"},
+    {.key = "output.dir", .type = SL_CONF_STR, .def = "out",
+     .offset = OFF(output_dir), .desc = "directory for dead letters"},
+    {0}};
+#undef OFF
+
+const sl__conf_def *sl__job_conf_defs(void) { return job_conf_defs; }
+
+sl_job *sl_job_new(char *errstr, size_t errstr_size)
+{
+    sl_job *j = sl__xcalloc(1, sizeof *j);
+    pthread_mutex_init(&j->lock, NULL);
+    int rc = sl__conf_apply(job_conf_defs, &j->conf, NULL, "job", NULL, errstr,
+                            errstr_size);
+    SL_ASSERT(rc == 0);
+    atomic_init(&j->watermark, SL_TS_MIN);
+    return j;
+}
+
+static void node_free(struct sl_stream *n)
+{
+    if (n->kind == NODE_OP && n->vt && n->vt->conf_free) n->vt->conf_free(n->conf);
+    sl_schema_free(n->schema);
+    for (size_t i = 0; n->key && n->key[i]; i++) free(n->key[i]);
+    free(n->key);
+    free(n->time_col);
+    free(n);
+}
+
+void sl_job_free(sl_job *j)
+{
+    if (!j) return;
+    for (int i = 0; i < j->nnodes; i++) node_free(j->nodes[i]);
+    free(j->nodes);
+    if (j->src_vt && j->src_vt->conf_free) j->src_vt->conf_free(j->src_conf);
+    if (j->sink_vt && j->sink_vt->conf_free) j->sink_vt->conf_free(j->sink_conf);
+    if (j->dlq) fclose(j->dlq);
+    sl__conf_free(job_conf_defs, &j->conf);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+int sl_job_set(sl_job *j, const char *key, const char *value, char *errstr,
+               size_t errstr_size)
+{
+    if (!j || !key || !value) return SL_EINVAL;
+    if (j->ran) return sl__err(errstr, errstr_size, SL_ESTATE, "job: already run");
+    const char *kv[] = {key, value, NULL};
+    /* apply onto a copy so a bad value leaves the job unchanged */
+    sl__job_conf tmp;
+    int rc = sl__conf_apply(job_conf_defs, &tmp, kv, "job", NULL, errstr,
+                            errstr_size);
+    if (rc) {
+        sl__conf_free(job_conf_defs, &tmp);
+        return rc;
+    }
+    /* copy over the one key that changed */
+    for (const sl__conf_def *d = job_conf_defs; d->key; d++) {
+        if (strcmp(d->key, key) != 0) continue;
+        if (d->type == SL_CONF_STR) {
+            char **dst = (char **)((char *)&j->conf + d->offset);
+            char **src = (char **)((char *)&tmp + d->offset);
+            free(*dst);
+            *dst = *src;
+            *src = NULL;
+        } else {
+            memcpy((char *)&j->conf + d->offset, (char *)&tmp + d->offset, 8);
+        }
+    }
+    sl__conf_free(job_conf_defs, &tmp);
+    return 0;
+}
+
+const char *sl_job_error(const sl_job *j) { return j && j->errcode ? j->err : NULL; }
+
+int sl__job_fail(sl_job *j, int code, const char *fmt, ...)
+{
+    if (!j) return code;
+    pthread_mutex_lock(&j->lock);
+    if (!j->errcode) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(j->err, sizeof j->err, fmt, ap);
+        va_end(ap);
+        j->errcode = code;
+    }
+    pthread_mutex_unlock(&j->lock);
+    atomic_store(&j->cancel, 1);
+    return code;
+}
+
+void sl_job_cancel(sl_job *j)
+{
+    if (j) atomic_store(&j->cancel, 1);
+}
+
+sl_job *sl__stream_job(const sl_stream *s) { return s ? s->job : NULL; }
+const char *const *sl__stream_key(const sl_stream *s)
+{
+    return s ? (const char *const *)s->key : NULL;
+}
+const char *sl__stream_time_col(const sl_stream *s) { return s ? s->time_col : NULL; }
+const sl_schema *sl_stream_schema(const sl_stream *s) { return s ? s->schema : NULL; }
+
+uint32_t sl__job_batch_cap(const sl_job *j) { return (uint32_t)j->conf.batch_size; }
+
+static char **strv_dup(const char *const *v)
+{
+    if (!v) return NULL;
+    size_t n = 0;
+    while (v[n]) n++;
+    char **d = sl__xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) d[i] = sl__xstrdup(v[i]);
+    return d;
+}
+
+static struct sl_stream *node_new(sl_job *j, sl__node_kind kind,
+                                  struct sl_stream *parent, const sl_schema *out)
+{
+    struct sl_stream *n = sl__xcalloc(1, sizeof *n);
+    n->job = j;
+    n->kind = kind;
+    n->parent = parent;
+    n->schema = sl__schema_copy(out);
+    n->id = j->nnodes;
+    if (parent) {
+        parent->child = n;
+        /* the key and the time column survive while their columns do */
+        bool keep_key = parent->key != NULL;
+        for (size_t i = 0; keep_key && parent->key[i]; i++)
+            keep_key = sl_schema_find(out, parent->key[i]) >= 0;
+        if (keep_key) n->key = strv_dup((const char *const *)parent->key);
+        if (parent->time_col && sl_schema_find(out, parent->time_col) >= 0)
+            n->time_col = sl__xstrdup(parent->time_col);
+    }
+    j->nodes = sl__xrealloc(j->nodes, sizeof(*j->nodes) * (size_t)(j->nnodes + 1));
+    j->nodes[j->nnodes++] = n;
+    return n;
+}
+
+static bool check_tail(sl_stream *s, const char *what)
+{
+    if (!s) return false;
+    if (s->job->errcode) return false;
+    if (s->child || s->job->sink_at == s) {
+        sl__job_fail(s->job, SL_EINVAL,
+                     "%s: the stream already has a consumer (jobs are linear "
+                     "pipelines)", what);
+        return false;
+    }
+    return true;
+}
+
+sl_stream *sl__stream_add_op(sl_stream *s, const sl__op_vt *vt, void *conf,
+                             const sl_schema *out)
+{
+    if (!check_tail(s, vt->name)) {
+        if (vt->conf_free) vt->conf_free(conf);
+        return NULL;
+    }
+    struct sl_stream *n = node_new(s->job, NODE_OP, s, out);
+    n->vt = vt;
+    n->conf = conf;
+    return n;
+}
+
+static const char *const source_generic_keys[] = {
+    "time.column", "watermark.delay.ms", "idle.timeout.ms", NULL};
+
+sl_stream *sl__job_add_source(sl_job *j, const sl__source_vt *vt,
+                              const sl_schema *schema, const char *const *kv)
+{
+    if (!j || j->errcode) return NULL;
+    if (j->src_vt) {
+        sl__job_fail(j, SL_EINVAL, "source: a job has one source");
+        return NULL;
+    }
+    if (!schema || schema->n == 0) {
+        sl__job_fail(j, SL_EINVAL, "source %s: empty schema", vt->name);
+        return NULL;
+    }
+    const char *tc = sl__kv_get(kv, "time.column");
+    if (!tc && sl_schema_find(schema, "ts") >= 0) tc = "ts";
+    if (tc) {
+        int c = sl_schema_find(schema, tc);
+        if (c < 0 || (schema->cols[c].type != SL_TIMESTAMP &&
+                      schema->cols[c].type != SL_INT64)) {
+            sl__job_fail(j, SL_EINVAL,
+                         "source %s: 'time.column' must name a TIMESTAMP or "
+                         "BIGINT column of the schema, got '%s'", vt->name, tc);
+            return NULL;
+        }
+    }
+    int64_t delay = 0, idle = 0;
+    const char *v;
+    if ((v = sl__kv_get(kv, "watermark.delay.ms")) &&
+        (sl__parse_i64(v, &delay) || delay < 0)) {
+        sl__job_fail(j, SL_EINVAL, "source %s: 'watermark.delay.ms' must be an "
+                     "integer >= 0, got '%s'", vt->name, v);
+        return NULL;
+    }
+    if ((v = sl__kv_get(kv, "idle.timeout.ms")) &&
+        (sl__parse_i64(v, &idle) || idle < 0)) {
+        sl__job_fail(j, SL_EINVAL, "source %s: 'idle.timeout.ms' must be an "
+                     "integer >= 0 (0 = never idle), got '%s'", vt->name, v);
+        return NULL;
+    }
+    /* the connector sees only its own keys */
+    size_t n = 0;
+    while (kv && kv[n]) n += 2;
+    const char **own = sl__xcalloc(n + 1, sizeof(char *));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i += 2) {
+        bool generic = false;
+        for (size_t g = 0; source_generic_keys[g]; g++)
+            generic |= strcmp(kv[i], source_generic_keys[g]) == 0;
+        if (!generic) {
+            own[m++] = kv[i];
+            own[m++] = kv[i + 1];
+        }
+    }
+    char err[512] = "";
+    void *conf = NULL;
+    int rc = vt->configure(&conf, own, schema, err, sizeof err);
+    free(own);
+    if (rc) {
+        sl__job_fail(j, rc, "%s", err[0] ? err : sl_strerror(rc));
+        return NULL;
+    }
+    struct sl_stream *s = node_new(j, NODE_SOURCE, NULL, schema);
+    if (tc) s->time_col = sl__xstrdup(tc);
+    j->src_vt = vt;
+    j->src_conf = conf;
+    j->src_schema = s->schema;
+    j->wm_delay_ms = delay;
+    j->idle_timeout_ms = idle;
+    return s;
+}
+
+sl_stream *sl_job_source(sl_job *j, const char *connector,
+                         const sl_schema *schema, const char *const *conf)
+{
+    if (!j || j->errcode) return NULL;
+    const sl__source_vt *vt = connector ? sl__source_find(connector) : NULL;
+    if (!vt) {
+        sl__job_fail(j, SL_EINVAL, "source: unknown connector '%s' (known: file, "
+                     "generator)", connector ? connector : "(null)");
+        return NULL;
+    }
+    return sl__job_add_source(j, vt, schema, conf);
+}
+
+int sl__stream_add_sink(sl_stream *s, const sl__sink_vt *vt,
+                        const char *const *kv)
+{
+    if (!check_tail(s, vt->name)) return s ? s->job->errcode ? s->job->errcode : SL_EINVAL : SL_EINVAL;
+    sl_job *j = s->job;
+    if (j->sink_vt)
+        return sl__job_fail(j, SL_EINVAL, "sink: a job has one sink");
+    char err[512] = "";
+    void *conf = NULL;
+    int rc = vt->configure(&conf, kv, s->schema, err, sizeof err);
+    if (rc) return sl__job_fail(j, rc, "%s", err[0] ? err : sl_strerror(rc));
+    j->sink_vt = vt;
+    j->sink_conf = conf;
+    j->sink_at = s;
+    return 0;
+}
+
+void sl__job_set_sink_conf(sl_job *j, void *conf)
+{
+    if (j->sink_vt && j->sink_vt->conf_free) j->sink_vt->conf_free(j->sink_conf);
+    j->sink_conf = conf;
+}
+
+int sl_stream_sink(sl_stream *s, const char *connector, const char *const *conf)
+{
+    if (!s) return SL_EINVAL;
+    if (s->job->errcode) return s->job->errcode;
+    const sl__sink_vt *vt = connector ? sl__sink_find(connector) : NULL;
+    if (!vt)
+        return sl__job_fail(s->job, SL_EINVAL, "sink: unknown connector '%s' "
+                            "(known: sqlite, file, stdout)",
+                            connector ? connector : "(null)");
+    return sl__stream_add_sink(s, vt, conf);
+}
+
+/* ---- key_by -------------------------------------------------------------- */
+sl_stream *sl_stream_key_by(sl_stream *s, const char *const *cols)
+{
+    if (!check_tail(s, "key_by")) return NULL;
+    if (!cols || !cols[0]) {
+        sl__job_fail(s->job, SL_EINVAL, "key_by: no key columns given");
+        return NULL;
+    }
+    for (size_t i = 0; cols[i]; i++) {
+        int c = sl_schema_find(s->schema, cols[i]);
+        if (c < 0) {
+            sl__job_fail(s->job, SL_EINVAL, "key_by: no column '%s' in the stream",
+                         cols[i]);
+            return NULL;
+        }
+        if (s->schema->cols[c].type == SL_FLOAT64) {
+            sl__job_fail(s->job, SL_EINVAL, "key_by: column '%s' is DOUBLE; keys "
+                         "must be BIGINT, TIMESTAMP, BOOLEAN or VARCHAR", cols[i]);
+            return NULL;
+        }
+    }
+    struct sl_stream *n = node_new(s->job, NODE_KEYBY, s, s->schema);
+    for (size_t i = 0; n->key && n->key[i]; i++) free(n->key[i]);
+    free(n->key);
+    n->key = strv_dup(cols);
+    return n;
+}

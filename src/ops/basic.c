@@ -1,0 +1,251 @@
+/* basic.c — the stateless operators: map and filter with user functions
+ * over whole batches, and project. They chain inside a task without copies
+ * where they can (filter and project work in place). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/runtime.h"
+
+/* ---- map ----------------------------------------------------------------- */
+typedef struct {
+    sl_map_fn fn;
+    void *ud;
+    char *name;
+} map_conf;
+
+typedef struct {
+    const map_conf *c;
+    const sl_schema *out;
+} map_op;
+
+static void map_conf_free(void *p)
+{
+    map_conf *c = p;
+    if (c) free(c->name);
+    free(c);
+}
+
+static int map_open(void **st, const void *conf, const sl__opinfo *info,
+                    sl__ctx *ctx, char *err, size_t errsz)
+{
+    (void)ctx, (void)err, (void)errsz;
+    map_op *m = sl__xcalloc(1, sizeof *m);
+    m->c = conf;
+    m->out = info->out;
+    *st = m;
+    return 0;
+}
+
+static int map_batch(void *st, sl_batch *b, sl__out *out)
+{
+    map_op *m = st;
+    sl_batch *o = sl__batch_new(m->out, b->n > out->batch_cap ? b->n : out->batch_cap);
+    memcpy(o->kind, b->kind, b->n);
+    o->n = b->n;
+    int rc = m->c->fn(b, o, m->c->ud);
+    sl__batch_free(b);
+    if (rc) {
+        sl__batch_free(o);
+        return rc;
+    }
+    return sl__emit(out, o);
+}
+
+static void op_free(void *st) { free(st); }
+
+static const sl__op_vt map_vt = {
+    .name = "map", .open = map_open, .batch = map_batch, .close = op_free,
+    .conf_free = map_conf_free};
+
+sl_stream *sl_stream_map(sl_stream *s, const char *name,
+                         const sl_schema *out_schema, sl_map_fn fn, void *udata)
+{
+    if (!s) return NULL;
+    if (!fn || !out_schema || out_schema->n == 0) {
+        sl__job_fail(sl__stream_job(s), SL_EINVAL,
+                     "map %s: needs a function and a non-empty output schema",
+                     name ? name : "");
+        return NULL;
+    }
+    map_conf *c = sl__xcalloc(1, sizeof *c);
+    c->fn = fn;
+    c->ud = udata;
+    c->name = sl__xstrdup(name ? name : "map");
+    return sl__stream_add_op(s, &map_vt, c, out_schema);
+}
+
+/* ---- filter -------------------------------------------------------------- */
+typedef struct {
+    sl_filter_fn fn;
+    void *ud;
+    char *name;
+} filter_conf;
+
+typedef struct {
+    const filter_conf *c;
+    uint8_t *keep;
+    uint32_t *rows;
+    uint32_t cap;
+} filter_op;
+
+static int filter_open(void **st, const void *conf, const sl__opinfo *info,
+                       sl__ctx *ctx, char *err, size_t errsz)
+{
+    (void)info, (void)ctx, (void)err, (void)errsz;
+    filter_op *f = sl__xcalloc(1, sizeof *f);
+    f->c = conf;
+    *st = f;
+    return 0;
+}
+
+/* Keeps the selected rows of b, compacting it in place (strings stay in the
+ * batch's arena, so only the references move). */
+static void compact(sl_batch *b, const uint32_t *rows, uint32_t n)
+{
+    for (int c = 0; c < b->schema->n; c++) {
+        uint8_t *v = b->cols[c].valid;
+        for (uint32_t i = 0; i < n; i++) v[i] = v[rows[i]];
+        switch (b->schema->cols[c].type) {
+        case SL_BOOL: {
+            uint8_t *d = b->cols[c].data;
+            for (uint32_t i = 0; i < n; i++) d[i] = d[rows[i]];
+            break;
+        }
+        case SL_STRING: {
+            sl_str *d = b->cols[c].data;
+            for (uint32_t i = 0; i < n; i++) d[i] = d[rows[i]];
+            break;
+        }
+        default: {
+            int64_t *d = b->cols[c].data;
+            for (uint32_t i = 0; i < n; i++) d[i] = d[rows[i]];
+            break;
+        }
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) b->kind[i] = b->kind[rows[i]];
+    b->n = n;
+}
+
+static int filter_batch(void *st, sl_batch *b, sl__out *out)
+{
+    filter_op *f = st;
+    if (b->n > f->cap) {
+        f->cap = b->n;
+        f->keep = sl__xrealloc(f->keep, f->cap);
+        f->rows = sl__xrealloc(f->rows, sizeof(uint32_t) * f->cap);
+    }
+    memset(f->keep, 0, b->n);
+    f->c->fn(b, f->keep, f->c->ud);
+    uint32_t n = 0;
+    for (uint32_t r = 0; r < b->n; r++)
+        if (f->keep[r] || b->kind[r] != SL_KIND_DATA) f->rows[n++] = r;
+    if (n == 0) {
+        sl__batch_free(b);
+        return 0;
+    }
+    if (n < b->n) compact(b, f->rows, n);
+    return sl__emit(out, b);
+}
+
+static void filter_close(void *st)
+{
+    filter_op *f = st;
+    free(f->keep);
+    free(f->rows);
+    free(f);
+}
+
+static void filter_conf_free(void *p)
+{
+    filter_conf *c = p;
+    if (c) free(c->name);
+    free(c);
+}
+
+static const sl__op_vt filter_vt = {
+    .name = "filter", .open = filter_open, .batch = filter_batch,
+    .close = filter_close, .conf_free = filter_conf_free};
+
+sl_stream *sl_stream_filter(sl_stream *s, const char *name, sl_filter_fn fn,
+                            void *udata)
+{
+    if (!s) return NULL;
+    if (!fn) {
+        sl__job_fail(sl__stream_job(s), SL_EINVAL, "filter %s: needs a function",
+                     name ? name : "");
+        return NULL;
+    }
+    filter_conf *c = sl__xcalloc(1, sizeof *c);
+    c->fn = fn;
+    c->ud = udata;
+    c->name = sl__xstrdup(name ? name : "filter");
+    return sl__stream_add_op(s, &filter_vt, c, sl_stream_schema(s));
+}
+
+/* ---- project ------------------------------------------------------------- */
+typedef struct {
+    int n;
+    int src[SL_MAX_COLS]; /* output column i comes from input column src[i] */
+} project_conf;
+
+typedef struct {
+    const project_conf *c;
+    const sl_schema *out;
+} project_op;
+
+static int project_open(void **st, const void *conf, const sl__opinfo *info,
+                        sl__ctx *ctx, char *err, size_t errsz)
+{
+    (void)ctx, (void)err, (void)errsz;
+    project_op *p = sl__xcalloc(1, sizeof *p);
+    p->c = conf;
+    p->out = info->out;
+    *st = p;
+    return 0;
+}
+
+/* Re-labels the batch: the column arrays move, the arena stays. */
+static int project_batch(void *st, sl_batch *b, sl__out *out)
+{
+    project_op *p = st;
+    struct sl__col cols[SL_MAX_COLS];
+    for (int i = 0; i < p->c->n; i++) cols[i] = b->cols[p->c->src[i]];
+    memcpy(b->cols, cols, sizeof(struct sl__col) * (size_t)p->c->n);
+    b->schema = p->out;
+    return sl__emit(out, b);
+}
+
+static const sl__op_vt project_vt = {
+    .name = "project", .open = project_open, .batch = project_batch,
+    .close = op_free, .conf_free = free};
+
+sl_stream *sl_stream_project(sl_stream *s, const char *const *cols)
+{
+    if (!s) return NULL;
+    const sl_schema *in = sl_stream_schema(s);
+    project_conf *c = sl__xcalloc(1, sizeof *c);
+    sl_schema *out = sl_schema_new();
+    for (size_t i = 0; cols && cols[i]; i++) {
+        int k = sl_schema_find(in, cols[i]);
+        if (k < 0 || sl_schema_add(out, cols[i], in->cols[k].type) < 0) {
+            sl__job_fail(sl__stream_job(s), SL_EINVAL,
+                         k < 0 ? "project: no column '%s' in the stream"
+                               : "project: column '%s' named twice", cols[i]);
+            free(c);
+            sl_schema_free(out);
+            return NULL;
+        }
+        out->cols[c->n].identifier = in->cols[k].identifier;
+        c->src[c->n++] = k;
+    }
+    if (c->n == 0) {
+        sl__job_fail(sl__stream_job(s), SL_EINVAL, "project: no columns given");
+        free(c);
+        sl_schema_free(out);
+        return NULL;
+    }
+    sl_stream *r = sl__stream_add_op(s, &project_vt, c, out);
+    sl_schema_free(out);
+    return r;
+}
