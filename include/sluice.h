@@ -132,6 +132,10 @@ void sl_batch_set_len(sl_batch *b, size_t n);
 typedef struct sl_keyring sl_keyring;
 sl_keyring *sl_keyring_load(const char *path, char *errstr, size_t errstr_size);
 void sl_keyring_free(sl_keyring *k);
+/* Creates a new key file at path (mode 0600, must not exist) holding one
+ * fresh 256-bit random key named key_id. */
+int sl_keyring_create(const char *path, const char *key_id, char *errstr,
+                      size_t errstr_size);
 const char *sl_keyring_current_id(const sl_keyring *k);
 /* Pseudonym of an identifier under the current key: the first 64 bits of
  * HMAC-SHA-256(key, id), read big-endian, as an int64. Thread-safe but slow
@@ -264,6 +268,13 @@ int sl_stream_sink(sl_stream *s, const char *connector,
 /* A user sink: called with each batch of results in order, from one thread. */
 typedef int (*sl_sink_fn)(const sl_batch *b, void *udata);
 int sl_stream_sink_fn(sl_stream *s, sl_sink_fn fn, void *udata);
+
+/* Writes the synthetic reference data set (DESIGN: events, subscribers,
+ * cells) under dir: events/events-NNN.csv, subscribers.csv, cells.csv.
+ * conf keys: seed, subscribers, cells, areas, events, start, span.ms,
+ * out.of.order.ms, unknown.fraction, parts. Deterministic for a seed. */
+int sl_gen_write(const char *dir, const char *const *conf, char *errstr,
+                 size_t errstr_size);
 
 /* The output schema of a stream (owned by the job). */
 const sl_schema *sl_stream_schema(const sl_stream *s);

@@ -1,0 +1,48 @@
+/* cli.h — the sluice command's parts: subcommands and the built-in jobs.
+ * Built on the public API (sluice.h) only. */
+#ifndef SL_CLI_H
+#define SL_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice.h"
+
+/* Options of the telecom reference job (telecom-age). */
+typedef struct {
+    const char *events;      /* file or directory of event files */
+    const char *format;      /* csv | jsonl */
+    const char *subscribers; /* subscriber table (CSV) */
+    const char *cells;       /* cell table (CSV) */
+    const char *key_file;    /* pseudonymisation keys */
+    const char *db;          /* SQLite result database */
+    const char *table;       /* result table */
+    int64_t k;               /* k-anonymity threshold */
+    int64_t window_ms;
+    int64_t watermark_delay_ms;
+    int64_t lateness_ms;
+} telecom_opts;
+
+/* Everything the job borrows, freed after the run. */
+typedef struct {
+    sl_keyring *keys;
+    sl_table *subscribers, *cells;
+    sl_schema *events_schema, *subs_schema, *cells_schema, *banded;
+} telecom_res;
+
+void telecom_defaults(telecom_opts *o);
+/* Sets one option by its --set name (events, subscribers, k, ...);
+ * returns 1 if the key is not a telecom option. */
+int telecom_set(telecom_opts *o, const char *key, const char *value, char *err,
+                size_t errsz);
+int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
+                  size_t errsz);
+void telecom_free(telecom_res *r);
+/* Age band of someone born on birth_ms, at the UTC date of at_ms. */
+const char *telecom_age_band(int64_t birth_ms, int64_t at_ms);
+
+int cli_run(int argc, char **argv);
+int cli_gen(int argc, char **argv);
+int cli_keygen(int argc, char **argv);
+
+#endif
