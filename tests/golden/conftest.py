@@ -1,0 +1,45 @@
+"""Shared fixtures for the golden and integration tests: paths to the
+built binary, a per-test work directory, and the run seed (taken from the
+commit, printed, settable with SLUICE_SEED)."""
+import os
+import subprocess
+import zlib
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SLUICE = os.path.join(ROOT, "build", "sluice")
+
+
+def commit_seed():
+    if os.environ.get("SLUICE_SEED"):
+        return int(os.environ["SLUICE_SEED"])
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        head = "no-commit"
+    return zlib.crc32(head.encode()) % 1000000
+
+
+@pytest.fixture(scope="session")
+def seed():
+    s = commit_seed()
+    print(f"\nrandomised tests use seed {s} (rerun with SLUICE_SEED={s})")
+    return s
+
+
+def sluice(*args, check=True, **kw):
+    r = subprocess.run([SLUICE, *map(str, args)], capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"sluice {' '.join(map(str, args))} failed ({r.returncode}):\n"
+                             f"{r.stdout}\n{r.stderr}")
+    return r
+
+
+def sqlite_import(db, table, csv_paths):
+    """Imports CSV files (with headers) into table as text, via the sqlite3 CLI."""
+    cmds = []
+    for i, p in enumerate(csv_paths):
+        cmds.append(f".import --csv {'--skip 1 ' if i else ''}'{p}' {table}")
+    subprocess.run(["sqlite3", db], input="\n".join(cmds) + "\n", text=True, check=True)
