@@ -68,30 +68,31 @@ static size_t col_width(sl_type t)
     }
 }
 
+#define ROUND16(x) (((x) + 15) & ~(size_t)15)
+
 sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap)
 {
-    size_t size = sizeof(sl_batch) + cap; /* header + kinds */
-    size = (size + 15) & ~(size_t)15;
-    for (int i = 0; i < s->n; i++) {
-        size += ((col_width(s->cols[i].type) * cap + 15) & ~(size_t)15);
-        size += ((cap + 15) & ~(size_t)15);
-    }
+    /* header, kinds, then per column data and validity, each 16-aligned
+     * (malloc's alignment is at least 16) */
+    size_t head = ROUND16(sizeof(sl_batch));
+    size_t size = head + ROUND16((size_t)cap);
+    for (int i = 0; i < s->n; i++)
+        size += ROUND16(col_width(s->cols[i].type) * cap) + ROUND16((size_t)cap);
     sl_batch *b = sl__xmalloc(size);
     memset(b, 0, sizeof *b);
     b->schema = s;
     b->cap = cap;
     b->bytes = size;
-    unsigned char *p = (unsigned char *)(b + 1);
+    unsigned char *p = (unsigned char *)b + head;
     b->kind = p;
-    p += (cap + 15) & ~(size_t)15;
-    /* keep column data 16-aligned relative to the header */
-    p = (unsigned char *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
+    p += ROUND16((size_t)cap);
     for (int i = 0; i < s->n; i++) {
         b->cols[i].data = p;
-        p += (col_width(s->cols[i].type) * cap + 15) & ~(size_t)15;
+        p += ROUND16(col_width(s->cols[i].type) * cap);
         b->cols[i].valid = p;
-        p += (cap + 15) & ~(size_t)15;
+        p += ROUND16((size_t)cap);
     }
+    SL_ASSERT((size_t)(p - (unsigned char *)b) == size);
     sl__batch_clear(b);
     uint64_t live = atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&g_bytes, size, memory_order_relaxed);

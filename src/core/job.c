@@ -131,6 +131,13 @@ const char *const *sl__stream_key(const sl_stream *s)
     return s ? (const char *const *)s->key : NULL;
 }
 const char *sl__stream_time_col(const sl_stream *s) { return s ? s->time_col : NULL; }
+
+void sl__stream_set_time_col(sl_stream *s, const char *col)
+{
+    if (!s) return;
+    free(s->time_col);
+    s->time_col = col ? sl__xstrdup(col) : NULL;
+}
 const sl_schema *sl_stream_schema(const sl_stream *s) { return s ? s->schema : NULL; }
 
 uint32_t sl__job_batch_cap(const sl_job *j) { return (uint32_t)j->conf.batch_size; }

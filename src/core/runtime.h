@@ -136,6 +136,9 @@ void sl__job_set_sink_conf(sl_job *job, void *conf);
 int sl__job_fail(sl_job *job, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 sl_job *sl__stream_job(const sl_stream *s);
+/* Names the event-time column of a node's output (e.g. window_start after a
+ * window). */
+void sl__stream_set_time_col(sl_stream *s, const char *col);
 /* Names of the stream's key columns (NULL-terminated; NULL if unkeyed). */
 const char *const *sl__stream_key(const sl_stream *s);
 const char *sl__stream_time_col(const sl_stream *s);

@@ -1,0 +1,137 @@
+/* agg.h — aggregate accumulators (agg.c) and the window operator built on
+ * them (window.c): the ops layer's interface for grouping operators.
+ *
+ * An aggregate (sl__agg) is resolved once against an input schema. Its state
+ * lives inside a caller-owned block of bytes per group (the window operator's
+ * group value), at offset a->off, a->size bytes long; an all-zero state is a
+ * valid empty one, so a zero-filled block needs no further initialisation.
+ * States that grow (exact and approximate distinct counts) own heap memory
+ * that sl__agg_state_free releases.
+ *
+ * Results (NULL inputs are ignored everywhere):
+ *   COUNT          INT64   rows (col NULL) or non-NULL values
+ *   SUM            INT64 for INT64 input (wraps on overflow), DOUBLE for
+ *                  DOUBLE; NULL when the group had no non-NULL value
+ *   MIN, MAX       the input type (INT64, TIMESTAMP, DOUBLE); NaN ignored
+ *   AVG            DOUBLE over INT64 or DOUBLE; NULL without values
+ *   COUNT_DISTINCT INT64, exact: a hash set of the values (any type; strings
+ *                  are kept whole, -0.0 counts as 0.0, NaNs as one value)
+ *   APPROX_COUNT_DISTINCT INT64, HyperLogLog with 2^14 one-byte registers
+ *                  (16 KiB per group, allocated at the first value)
+ *   HISTOGRAM      STRING "c0,c1,...,cn" over n ascending bounds: bucket 0 is
+ *                  (-inf, b0), bucket i is [b(i-1), b(i)), bucket n is
+ *                  [b(n-1), +inf); INT64, TIMESTAMP or DOUBLE input; NaN
+ *                  ignored
+ */
+#ifndef SL_OPS_AGG_H
+#define SL_OPS_AGG_H
+
+#include "core/hashmap.h"
+#include "core/runtime.h"
+
+/* ---- HyperLogLog ---------------------------------------------------------- */
+#define SL__HLL_P 14
+#define SL__HLL_M (1u << SL__HLL_P)
+
+/* Registers are allocated at the first add; an all-zero struct is empty. */
+typedef struct {
+    uint8_t *reg; /* SL__HLL_M registers, or NULL while empty */
+} sl__hll;
+
+void sl__hll_init(sl__hll *h);
+void sl__hll_close(sl__hll *h);
+/* Adds an element by its 64-bit hash (the top 14 bits pick the register). */
+void sl__hll_add_hash(sl__hll *h, uint64_t hash);
+/* Cardinality estimate: the raw HyperLogLog estimate, or linear counting
+ * when that is at most 5/2 m and some register is still zero. */
+uint64_t sl__hll_estimate(const sl__hll *h);
+/* dst becomes the sketch of the union: register-wise maximum. */
+void sl__hll_merge(sl__hll *dst, const sl__hll *src);
+/* Serialised form: a format byte (0 empty, 1 dense, 2 sparse), then
+ * SL__HLL_M registers (dense) or a uint32 count and (uint16 index, uint8
+ * value) triples (sparse), whichever is smaller. Little-endian. */
+size_t sl__hll_serialized_size(const sl__hll *h);
+size_t sl__hll_serialize(const sl__hll *h, uint8_t *out);
+/* Replaces h's contents; returns bytes read or SL_ECORRUPT. */
+int64_t sl__hll_deserialize(sl__hll *h, const uint8_t *in, size_t len);
+
+/* ---- aggregates ------------------------------------------------------------ */
+typedef struct {
+    sl_agg_kind kind;
+    int col;          /* input column, -1 for COUNT(*) */
+    sl_type in_type;  /* the input column's type (COUNT(*): SL_INT64) */
+    sl_type out_type;
+    double *bounds;   /* HISTOGRAM: an owned copy of the bounds */
+    uint32_t nbounds;
+    uint32_t off;     /* offset of the state in a group's block */
+    uint32_t size;    /* bytes of state, a multiple of 8 */
+} sl__agg;
+
+/* Resolves spec against the input schema; the state goes at offset `off`
+ * (a multiple of 8) of the group block. Errors (SL_EINVAL) name the
+ * aggregate by its `as` name: "aggregate 'n': MIN does not accept STRING
+ * column 'x' (allowed: BIGINT, TIMESTAMP, DOUBLE)". */
+int sl__agg_init(sl__agg *a, const sl_agg_spec *spec, const sl_schema *in,
+                 uint32_t off, char *errstr, size_t errstr_size);
+void sl__agg_close(sl__agg *a);
+/* Whether the kind accepts an input column of type t. */
+bool sl__agg_accepts(sl_agg_kind kind, sl_type t);
+const char *sl__agg_kind_name(sl_agg_kind kind);
+
+/* Every function below takes `grp`, the base of a group's state block. */
+void sl__agg_state_init(const sl__agg *a, uint8_t *grp); /* zero-fills */
+void sl__agg_state_free(const sl__agg *a, uint8_t *grp); /* back to empty */
+/* Whether states of this aggregate own heap memory. */
+bool sl__agg_has_heap(const sl__agg *a);
+/* Adds n values of the batch: value i is row rows[i] (rows NULL: row i) and
+ * goes into the group grp[i] (non-NULL). Rows are not filtered by kind. */
+void sl__agg_add(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
+                 uint8_t *const *grp, uint32_t n);
+/* dst's state becomes the aggregate of both groups' inputs. */
+void sl__agg_merge(const sl__agg *a, uint8_t *dst, const uint8_t *src);
+/* Writes the result into column `col`, row `row` of out (whose column type
+ * is a->out_type); sets the validity. Returns 0 or SL_ENOMEM. */
+int sl__agg_result(const sl__agg *a, const uint8_t *grp, sl_batch *out,
+                   int col, uint32_t row);
+/* Checkpoint form of a state (little-endian, self-delimiting). */
+size_t sl__agg_serialized_size(const sl__agg *a, const uint8_t *grp);
+size_t sl__agg_serialize(const sl__agg *a, const uint8_t *grp, uint8_t *out);
+/* Replaces the state with the serialised one; returns bytes read, or
+ * SL_ECORRUPT (the state is then empty). */
+int64_t sl__agg_deserialize(const sl__agg *a, uint8_t *grp,
+                            const uint8_t *in, size_t len);
+
+/* ---- the window operator (window.c) -------------------------------------- */
+extern const sl__op_vt sl__window_vt;
+
+/* Validates a window definition against the input stream and builds the
+ * operator's configuration (*conf, freed by sl__window_vt.conf_free) and
+ * output schema (*out, freed by the caller with sl_schema_free). keys is
+ * the stream's key (NULL-terminated, NULL = unkeyed), time_col its event
+ * time column (NULL = none: an error). Errors start with "window: " and name
+ * the offending field. This is the checking half of sl_stream_window(). */
+int sl__window_conf_new(void **conf, sl_schema **out, const sl_schema *in,
+                        const char *const *keys, const char *time_col,
+                        const sl_window_spec *w, const sl_agg_spec *aggs,
+                        size_t naggs, char *errstr, size_t errstr_size);
+
+/* Counters of one window operator instance (st from sl__window_vt.open). */
+typedef struct {
+    uint64_t late_records; /* records whose every window had fired */
+    uint64_t late_pairs;   /* (record, fired window) pairs: hop windows */
+    uint64_t canaries;     /* canary rows seen, not aggregated */
+    uint64_t null_time;    /* rows dead-lettered for a NULL event time */
+    uint64_t bad_time;     /* rows dead-lettered: windows outside int64 */
+    uint64_t fired_windows;
+    uint64_t fired_groups;
+    uint64_t open_windows;
+    uint64_t open_groups;
+    int64_t watermark;     /* SL_TS_MIN before the first */
+} sl__window_stats;
+void sl__window_stats_get(const void *st, sl__window_stats *out);
+/* Late records counted against the window ending at window_end. Only the
+ * most recent 64 window ends are kept (older ones are folded into
+ * late_pairs only): a bounded table for the stats, not a ledger. */
+uint64_t sl__window_late_count(const void *st, int64_t window_end);
+
+#endif

@@ -1,0 +1,923 @@
+/* window.c — event-time windows: sl_stream_window() and its operator.
+ *
+ * Tumbling windows [floor(ts / size) * size, + size) and hop windows of
+ * `size` every `slide` (each record falls in size / slide windows), aligned
+ * to the epoch. Per open window, a map from the encoded key of a row (its key
+ * column values) to a group: the states of the aggregates (agg.h). A window
+ * fires once, when the watermark reaches its end plus the allowed lateness,
+ * emitting one row per group; its state is then freed.
+ *
+ * A batch is processed in passes so memory misses overlap: (1) decide each
+ * row's fate (canary, NULL time, windows) and encode and hash its key; (2)
+ * for a chunk of (row, window) pairs, look up or insert the groups,
+ * prefetching a few pairs ahead; (3) update each aggregate over the chunk.
+ * Pairs are ordered by row, so every group sees its rows in arrival order
+ * whatever the batch boundaries (floating-point sums stay reproducible).
+ *
+ * Invariants:
+ * 1. wins[0..nw) is sorted by start, starts distinct; since all windows have
+ *    one size and one lateness, it is sorted by end and by firing time too
+ *    (window_get inserts in place).
+ * 2. Every open window has fire > wm: win_watermark fires and frees the
+ *    others before it returns, and assign_pairs never opens a window whose
+ *    fire <= wm (the record is late for it instead).
+ * 3. A record updates a window at most once, and only while it is open
+ *    (assign_pairs); a window fires at most once (win_watermark removes it).
+ * 4. wm never decreases: win_watermark ignores an older watermark.
+ * 5. Output order is deterministic: windows by start, then groups by their
+ *    encoded key, whose bytes sort like the key values (NULL first, numbers
+ *    ascending, strings bytewise) — see encode_key and fire_window.
+ *
+ * Not done here: canary forwarding (forward_canary only counts them), early
+ * firings, session windows, a cap on state memory.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agg.h"
+
+#define MAX_WINDOWS_PER_RECORD 16384
+#define PAIR_CHUNK 4096
+#define PREFETCH_AHEAD 8
+#define LATE_SLOTS 64
+#define KEY_SEED 0x77696e646f776b65ULL
+#define DEFAULT_BATCH_CAP 1024
+
+typedef struct {
+    int64_t size, slide, lateness; /* slide 0 = tumbling */
+    char *time_col;
+    char **keys; /* nkey names */
+    int nkey;
+    sl_agg_spec *aggs; /* deep copies: col, as and bounds are owned */
+    size_t naggs;
+} win_conf;
+
+typedef struct {
+    int64_t start, end, fire; /* fire = end + lateness, saturated */
+    sl__bmap groups;          /* encoded key -> aggregate states */
+} win;
+
+typedef struct {
+    int64_t end;
+    uint64_t n;
+} late_slot;
+
+typedef struct {
+    const win_conf *conf;
+    const sl_schema *in, *out;
+    sl__ctx *ctx;
+    uint32_t batch_cap;
+    int time_col;
+    int nkey;
+    int key_cols[SL_MAX_COLS];
+    sl__agg *aggs;
+    size_t naggs;
+    uint32_t state_size;
+    bool heap; /* some aggregate state owns memory */
+    int64_t size, step, lateness; /* step = slide, or size when tumbling */
+    uint32_t nwin;                /* windows per record */
+    int64_t wm;
+
+    win **wins; /* open windows, invariant 1 */
+    size_t nw, capw;
+    win *last; /* the window found last: rows of a batch cluster */
+
+    /* per-batch scratch, grown on demand and reused */
+    uint8_t *kbuf;
+    size_t kcap;
+    uint32_t *koff, *klen, *live;
+    uint64_t *kh;
+    int64_t *latest; /* start of each live row's latest window */
+    size_t rcap;
+    uint32_t *prow, *pkey;
+    win **pwin;
+    uint8_t **pgrp;
+    size_t pcap;
+    char *tmp;
+    size_t tmpcap;
+
+    late_slot late[LATE_SLOTS];
+    int nlate;
+    sl__window_stats st;
+} win_op;
+
+/* ---- configuration ------------------------------------------------------- */
+static void conf_free(void *p)
+{
+    win_conf *c = p;
+    if (!c) return;
+    free(c->time_col);
+    for (int k = 0; k < c->nkey; k++) free(c->keys[k]);
+    free(c->keys);
+    for (size_t i = 0; i < c->naggs; i++) {
+        free((char *)c->aggs[i].col);
+        free((char *)c->aggs[i].as);
+        free((double *)c->aggs[i].bounds);
+    }
+    free(c->aggs);
+    free(c);
+}
+
+static bool is_window_col(const char *name)
+{
+    return strcmp(name, "window_start") == 0 ||
+           strcmp(name, "window_end") == 0;
+}
+
+static int check_spec(const sl_window_spec *w, char *errstr, size_t errsz)
+{
+    if (!w)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: no window spec (w is NULL)");
+    if (w->size_ms <= 0)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: size_ms must be > 0 (got %lld)",
+                       (long long)w->size_ms);
+    if (w->slide_ms < 0 || w->slide_ms > w->size_ms)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: slide_ms must be between 0 (tumbling) and "
+                       "size_ms = %lld (got %lld)",
+                       (long long)w->size_ms, (long long)w->slide_ms);
+    if (w->slide_ms > 0 && w->size_ms % w->slide_ms != 0)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: size_ms (%lld) must be a multiple of "
+                       "slide_ms (%lld)",
+                       (long long)w->size_ms, (long long)w->slide_ms);
+    if (w->slide_ms > 0 && w->size_ms / w->slide_ms > MAX_WINDOWS_PER_RECORD)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: size_ms / slide_ms = %lld windows per "
+                       "record; at most %d are allowed",
+                       (long long)(w->size_ms / w->slide_ms),
+                       MAX_WINDOWS_PER_RECORD);
+    if (w->lateness_ms < 0)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: lateness_ms must be >= 0 (got %lld)",
+                       (long long)w->lateness_ms);
+    return 0;
+}
+
+static int check_names(const sl_schema *in, const char *const *keys,
+                       int nkey, const char *time_col,
+                       const sl_agg_spec *aggs, size_t naggs, char *errstr,
+                       size_t errsz)
+{
+    if (!time_col)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: the stream has no event-time column (set "
+                       "time.column on the source)");
+    int tc = sl_schema_find(in, time_col);
+    if (tc < 0)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: event-time column '%s' is not in the stream",
+                       time_col);
+    sl_type tt = sl_schema_col_type(in, tc);
+    if (tt != SL_TIMESTAMP && tt != SL_INT64)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: event-time column '%s' has type %s (allowed: "
+                       "%s, %s)",
+                       time_col, sl_type_name(tt), sl_type_name(SL_TIMESTAMP),
+                       sl_type_name(SL_INT64));
+    for (int k = 0; k < nkey; k++) {
+        if (sl_schema_find(in, keys[k]) < 0)
+            return sl__err(errstr, errsz, SL_EINVAL,
+                           "window: key column '%s' is not in the stream",
+                           keys[k]);
+        if (is_window_col(keys[k]))
+            return sl__err(errstr, errsz, SL_EINVAL,
+                           "window: key column '%s' clashes with the "
+                           "window's own output column",
+                           keys[k]);
+        for (int j = 0; j < k; j++)
+            if (strcmp(keys[j], keys[k]) == 0)
+                return sl__err(errstr, errsz, SL_EINVAL,
+                               "window: key column '%s' appears twice",
+                               keys[k]);
+    }
+    if (naggs > 0 && !aggs)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: aggs is NULL but naggs is %zu", naggs);
+    if (2 + (size_t)nkey + naggs > SL_MAX_COLS)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: %zu output columns (2 + %d keys + %zu "
+                       "aggregates); at most %d are allowed",
+                       2 + (size_t)nkey + naggs, nkey, naggs, SL_MAX_COLS);
+    for (size_t i = 0; i < naggs; i++) {
+        const char *as = aggs[i].as;
+        if (!as || !*as)
+            return sl__err(errstr, errsz, SL_EINVAL,
+                           "window: aggregate %zu has no output name (as)", i);
+        if (is_window_col(as))
+            return sl__err(errstr, errsz, SL_EINVAL,
+                           "window: aggregate output name '%s' clashes with "
+                           "the window's own output column",
+                           as);
+        for (int k = 0; k < nkey; k++)
+            if (strcmp(keys[k], as) == 0)
+                return sl__err(errstr, errsz, SL_EINVAL,
+                               "window: aggregate output name '%s' clashes "
+                               "with a key column",
+                               as);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(aggs[j].as, as) == 0)
+                return sl__err(errstr, errsz, SL_EINVAL,
+                               "window: aggregate output name '%s' is used "
+                               "twice",
+                               as);
+        sl__agg a;
+        char msg[256];
+        int rc = sl__agg_init(&a, &aggs[i], in, 0, msg, sizeof msg);
+        sl__agg_close(&a);
+        if (rc < 0) return sl__err(errstr, errsz, rc, "window: %s", msg);
+    }
+    return 0;
+}
+
+static sl_schema *out_schema(const sl_schema *in, const char *const *keys,
+                             int nkey, const sl_agg_spec *aggs, size_t naggs)
+{
+    sl_schema *out = sl_schema_new();
+    int rc = 0;
+    if (!out) return NULL;
+    rc |= sl_schema_add(out, "window_start", SL_TIMESTAMP) < 0;
+    rc |= sl_schema_add(out, "window_end", SL_TIMESTAMP) < 0;
+    for (int k = 0; k < nkey; k++)
+        rc |= sl_schema_add(out, keys[k],
+                            sl_schema_col_type(in, sl_schema_find(in, keys[k]))) <
+              0;
+    for (size_t i = 0; i < naggs; i++) {
+        sl__agg a;
+        char msg[8];
+        sl__agg_init(&a, &aggs[i], in, 0, msg, sizeof msg);
+        rc |= sl_schema_add(out, aggs[i].as, a.out_type) < 0;
+        sl__agg_close(&a);
+    }
+    if (rc) {
+        sl_schema_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+int sl__window_conf_new(void **confp, sl_schema **outp, const sl_schema *in,
+                        const char *const *keys, const char *time_col,
+                        const sl_window_spec *w, const sl_agg_spec *aggs,
+                        size_t naggs, char *errstr, size_t errstr_size)
+{
+    *confp = NULL;
+    *outp = NULL;
+    int nkey = 0;
+    while (keys && keys[nkey]) nkey++;
+    int rc = check_spec(w, errstr, errstr_size);
+    if (rc == 0)
+        rc = check_names(in, keys, nkey, time_col, aggs, naggs, errstr,
+                         errstr_size);
+    if (rc < 0) return rc;
+    sl_schema *out = out_schema(in, keys, nkey, aggs, naggs);
+    if (!out)
+        return sl__err(errstr, errstr_size, SL_EINTERNAL,
+                       "window: cannot build the output schema");
+    win_conf *c = sl__xcalloc(1, sizeof *c);
+    c->size = w->size_ms;
+    c->slide = w->slide_ms;
+    c->lateness = w->lateness_ms;
+    c->time_col = sl__xstrdup(time_col);
+    c->nkey = nkey;
+    c->keys = sl__xcalloc((size_t)nkey + 1, sizeof *c->keys);
+    for (int k = 0; k < nkey; k++) c->keys[k] = sl__xstrdup(keys[k]);
+    c->naggs = naggs;
+    c->aggs = sl__xcalloc(naggs ? naggs : 1, sizeof *c->aggs);
+    for (size_t i = 0; i < naggs; i++) {
+        sl_agg_spec *d = &c->aggs[i];
+        d->kind = aggs[i].kind;
+        d->col = aggs[i].col ? sl__xstrdup(aggs[i].col) : NULL;
+        d->as = sl__xstrdup(aggs[i].as);
+        if (aggs[i].kind == SL_AGG_HISTOGRAM) {
+            double *b = sl__xmalloc(aggs[i].nbounds * sizeof *b);
+            memcpy(b, aggs[i].bounds, aggs[i].nbounds * sizeof *b);
+            d->bounds = b;
+            d->nbounds = aggs[i].nbounds;
+        }
+    }
+    *confp = c;
+    *outp = out;
+    return 0;
+}
+
+sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
+                            const sl_agg_spec *aggs, size_t naggs)
+{
+    if (!s) return NULL;
+    void *conf;
+    sl_schema *out;
+    char err[512];
+    int rc = sl__window_conf_new(&conf, &out, sl_stream_schema(s),
+                                 sl__stream_key(s), sl__stream_time_col(s), w,
+                                 aggs, naggs, err, sizeof err);
+    if (rc < 0) {
+        sl__job_fail(sl__stream_job(s), rc, "%s", err);
+        return NULL;
+    }
+    sl_stream *ns = sl__stream_add_op(s, &sl__window_vt, conf, out);
+    sl_schema_free(out);
+    /* downstream, a result's event time is its window's start */
+    sl__stream_set_time_col(ns, "window_start");
+    return ns;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+/* Key encoding, chosen so memcmp order is key order: per column a presence
+ * byte (0 = NULL, nothing follows), then integers big-endian with the sign
+ * bit flipped, doubles as their order-preserving bit pattern, bools as one
+ * byte, strings with 0x00 escaped as 0x00 0xff and ended by 0x00 0x00. */
+static size_t key_bound(const win_op *op, const sl_batch *b, uint32_t r)
+{
+    size_t n = 0;
+    for (int k = 0; k < op->nkey; k++) {
+        int c = op->key_cols[k];
+        switch (op->in->cols[c].type) {
+        case SL_STRING: n += 3 + 2 * (size_t)((sl_str *)b->cols[c].data)[r].len;
+            break;
+        case SL_BOOL: n += 2; break;
+        default: n += 9; break;
+        }
+    }
+    return n;
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+static inline uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+static size_t encode_key(const win_op *op, const sl_batch *b, uint32_t r,
+                         uint8_t *p)
+{
+    uint8_t *start = p;
+    for (int k = 0; k < op->nkey; k++) {
+        const struct sl__col *c = &b->cols[op->key_cols[k]];
+        if (c->valid && !c->valid[r]) {
+            *p++ = 0;
+            continue;
+        }
+        *p++ = 1;
+        switch (op->in->cols[op->key_cols[k]].type) {
+        case SL_STRING: {
+            const sl_str *s = &((const sl_str *)c->data)[r];
+            for (uint32_t i = 0; i < s->len; i++) {
+                *p++ = (uint8_t)s->ptr[i];
+                if (s->ptr[i] == 0) *p++ = 0xff;
+            }
+            *p++ = 0;
+            *p++ = 0;
+            break;
+        }
+        case SL_BOOL:
+            *p++ = ((const uint8_t *)c->data)[r] != 0;
+            break;
+        case SL_FLOAT64: {
+            double d = ((const double *)c->data)[r];
+            uint64_t u;
+            if (d == 0) d = 0; /* -0.0 groups with 0.0 */
+            memcpy(&u, &d, sizeof u);
+            if (d != d) u = 0x7ff8000000000000ULL;
+            u = (u >> 63) ? ~u : u | ((uint64_t)1 << 63);
+            put_be64(p, u);
+            p += 8;
+            break;
+        }
+        default:
+            put_be64(p, (uint64_t)((const int64_t *)c->data)[r] ^
+                            ((uint64_t)1 << 63));
+            p += 8;
+            break;
+        }
+    }
+    return (size_t)(p - start);
+}
+
+/* Writes the key columns of one output row from an encoded key. */
+static int decode_key(win_op *op, const uint8_t *p, sl_batch *ob, uint32_t row)
+{
+    for (int k = 0; k < op->nkey; k++) {
+        int oc = 2 + k;
+        struct sl__col *c = &ob->cols[oc];
+        if (*p++ == 0) {
+            c->valid[row] = 0;
+            continue;
+        }
+        c->valid[row] = 1;
+        switch (op->out->cols[oc].type) {
+        case SL_STRING: {
+            size_t n = 0;
+            bool esc = false;
+            while (!(p[n] == 0 && p[n + 1] == 0)) {
+                if (p[n] == 0) {
+                    esc = true;
+                    n++; /* the 0xff after an escaped NUL */
+                }
+                n++;
+            }
+            int rc;
+            if (!esc) {
+                rc = sl_batch_set_str(ob, oc, row, (const char *)p, n);
+            } else {
+                if (op->tmpcap < n) {
+                    op->tmp = sl__xrealloc(op->tmp, n);
+                    op->tmpcap = n;
+                }
+                size_t m = 0;
+                for (size_t i = 0; i < n; i++) {
+                    op->tmp[m++] = (char)p[i];
+                    if (p[i] == 0) i++; /* skip the 0xff escape */
+                }
+                rc = sl_batch_set_str(ob, oc, row, op->tmp, m);
+            }
+            if (rc < 0) return rc;
+            p += n + 2;
+            break;
+        }
+        case SL_BOOL:
+            ((uint8_t *)c->data)[row] = *p++;
+            break;
+        case SL_FLOAT64: {
+            uint64_t u = get_be64(p);
+            u = (u >> 63) ? u & ~((uint64_t)1 << 63) : ~u;
+            memcpy(&((double *)c->data)[row], &u, sizeof u);
+            p += 8;
+            break;
+        }
+        default:
+            ((int64_t *)c->data)[row] =
+                (int64_t)(get_be64(p) ^ ((uint64_t)1 << 63));
+            p += 8;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* ---- open windows ---------------------------------------------------------- */
+static win *window_get(win_op *op, int64_t start)
+{
+    if (op->last && op->last->start == start) return op->last;
+    size_t lo = 0, hi = op->nw;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (op->wins[mid]->start < start) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < op->nw && op->wins[lo]->start == start)
+        return op->last = op->wins[lo];
+    if (op->nw == op->capw) {
+        op->capw = op->capw ? op->capw * 2 : 16;
+        op->wins = sl__xrealloc(op->wins, op->capw * sizeof *op->wins);
+    }
+    win *w = sl__xmalloc(sizeof *w);
+    w->start = start;
+    w->end = start + op->size; /* row_windows checked it cannot overflow */
+    if (__builtin_add_overflow(w->end, op->lateness, &w->fire))
+        w->fire = SL_TS_MAX;
+    sl__bmap_init(&w->groups, op->state_size);
+    memmove(&op->wins[lo + 1], &op->wins[lo],
+            (op->nw - lo) * sizeof *op->wins);
+    op->wins[lo] = w;
+    op->nw++;
+    return op->last = w;
+}
+
+static void window_free(win_op *op, win *w)
+{
+    if (op->heap) {
+        for (uint32_t g = 0; g < sl__bmap_count(&w->groups); g++) {
+            uint8_t *grp = sl__bmap_at(&w->groups, g, NULL, NULL);
+            for (size_t i = 0; i < op->naggs; i++)
+                if (sl__agg_has_heap(&op->aggs[i]))
+                    sl__agg_state_free(&op->aggs[i], grp);
+        }
+    }
+    sl__bmap_close(&w->groups);
+    free(w);
+}
+
+/* ---- late records ---------------------------------------------------------- */
+/* A bounded table of late counts by window end; when full, the oldest end
+ * makes room (its count stays in st.late_pairs only). */
+static void late_note(win_op *op, int64_t end)
+{
+    op->st.late_pairs++;
+    int oldest = 0;
+    for (int i = 0; i < op->nlate; i++) {
+        if (op->late[i].end == end) {
+            op->late[i].n++;
+            return;
+        }
+        if (op->late[i].end < op->late[oldest].end) oldest = i;
+    }
+    int i = op->nlate < LATE_SLOTS ? op->nlate++ : oldest;
+    if (op->nlate == LATE_SLOTS && i == oldest && op->late[i].end > end)
+        return; /* older than everything kept: not worth a slot */
+    op->late[i].end = end;
+    op->late[i].n = 1;
+}
+
+uint64_t sl__window_late_count(const void *st, int64_t window_end)
+{
+    const win_op *op = st;
+    for (int i = 0; i < op->nlate; i++)
+        if (op->late[i].end == window_end) return op->late[i].n;
+    return 0;
+}
+
+void sl__window_stats_get(const void *st, sl__window_stats *out)
+{
+    const win_op *op = st;
+    *out = op->st;
+    out->open_windows = op->nw;
+    out->open_groups = 0;
+    for (size_t i = 0; i < op->nw; i++)
+        out->open_groups += sl__bmap_count(&op->wins[i]->groups);
+    out->watermark = op->wm;
+}
+
+/* ---- rows that are not aggregated ------------------------------------------ */
+/* Canary rows travel apart from real data and are never aggregated. The
+ * design has window operators forward them at once; that needs a mapping of
+ * canaries onto the output schema, which comes with the canary work. Until
+ * then they are only counted here. */
+static void forward_canary(win_op *op, const sl_batch *b, uint32_t row)
+{
+    (void)b;
+    (void)row;
+    op->st.canaries++;
+}
+
+/* Renders a row as comma-separated text for a dead letter, identifier
+ * columns replaced by '*' of the same length. */
+static size_t row_payload(const win_op *op, const sl_batch *b, uint32_t r,
+                          char *buf, size_t size)
+{
+    size_t used = 0;
+    for (int c = 0; c < op->in->n && used + 1 < size; c++) {
+        const struct sl__col *col = &b->cols[c];
+        char tmp[64];
+        const char *txt = tmp;
+        size_t len = 0;
+        if (col->valid && !col->valid[r]) {
+            tmp[0] = 0;
+        } else {
+            switch (op->in->cols[c].type) {
+            case SL_STRING:
+                txt = ((const sl_str *)col->data)[r].ptr;
+                len = ((const sl_str *)col->data)[r].len;
+                break;
+            case SL_FLOAT64:
+                snprintf(tmp, sizeof tmp, "%.17g",
+                         ((const double *)col->data)[r]);
+                break;
+            case SL_BOOL:
+                snprintf(tmp, sizeof tmp, "%s",
+                         ((const uint8_t *)col->data)[r] ? "true" : "false");
+                break;
+            default:
+                snprintf(tmp, sizeof tmp, "%lld",
+                         (long long)((const int64_t *)col->data)[r]);
+                break;
+            }
+        }
+        if (txt == tmp) len = strlen(tmp);
+        if (c > 0) buf[used++] = ',';
+        for (size_t i = 0; i < len && used + 1 < size; i++)
+            buf[used++] = op->in->cols[c].identifier ? '*' : txt[i];
+    }
+    buf[used] = 0;
+    return used;
+}
+
+static void dead_letter(win_op *op, const sl_batch *b, uint32_t r,
+                        const char *reason)
+{
+    char payload[1024], pos[32];
+    size_t len = row_payload(op, b, r, payload, sizeof payload);
+    snprintf(pos, sizeof pos, "batch row %u", r);
+    sl__dead_letter(op->ctx, "window", pos, reason, payload, len);
+}
+
+/* ---- batches ----------------------------------------------------------------- */
+/* Start of the latest window holding ts; false when a window of the record
+ * would start or end outside int64. */
+static bool row_windows(const win_op *op, int64_t ts, int64_t *latest)
+{
+    int64_t s, first, end;
+    if (__builtin_mul_overflow(sl__floor_div(ts, op->step), op->step, &s))
+        return false;
+    if (__builtin_sub_overflow(s, (int64_t)(op->nwin - 1) * op->step, &first))
+        return false;
+    if (__builtin_add_overflow(s, op->size, &end)) return false;
+    *latest = s;
+    return true;
+}
+
+static void grow_rows(win_op *op, size_t n)
+{
+    if (n <= op->rcap) return;
+    op->rcap = n;
+    op->koff = sl__xrealloc(op->koff, n * sizeof *op->koff);
+    op->klen = sl__xrealloc(op->klen, n * sizeof *op->klen);
+    op->live = sl__xrealloc(op->live, n * sizeof *op->live);
+    op->kh = sl__xrealloc(op->kh, n * sizeof *op->kh);
+    op->latest = sl__xrealloc(op->latest, n * sizeof *op->latest);
+}
+
+/* Pass 1: classifies the rows, encodes and hashes the keys of live ones. */
+static uint32_t prepare_rows(win_op *op, const sl_batch *b)
+{
+    const int64_t *ts = b->cols[op->time_col].data;
+    const uint8_t *tv = b->cols[op->time_col].valid;
+    size_t kused = 0;
+    uint32_t m = 0;
+    grow_rows(op, b->n);
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->kind && b->kind[i] != SL_KIND_DATA) {
+            forward_canary(op, b, i);
+            continue;
+        }
+        if (tv && !tv[i]) {
+            op->st.null_time++;
+            dead_letter(op, b, i, "null_time");
+            continue;
+        }
+        if (!row_windows(op, ts[i], &op->latest[m])) {
+            op->st.bad_time++;
+            dead_letter(op, b, i, "time_out_of_range");
+            continue;
+        }
+        size_t need = kused + key_bound(op, b, i);
+        if (need > op->kcap) {
+            op->kcap = need * 2 > 4096 ? need * 2 : 4096;
+            op->kbuf = sl__xrealloc(op->kbuf, op->kcap);
+        }
+        size_t len = encode_key(op, b, i, op->kbuf + kused);
+        op->koff[m] = (uint32_t)kused;
+        op->klen[m] = (uint32_t)len;
+        op->kh[m] = sl__hash_bytes(op->kbuf + kused, len, KEY_SEED);
+        op->live[m] = i;
+        kused += len;
+        m++;
+    }
+    return m;
+}
+
+/* Pairs live rows [j0, j1) with their open windows, counting late ones;
+ * returns the number of pairs. */
+static uint32_t assign_pairs(win_op *op, uint32_t j0, uint32_t j1,
+                             uint64_t *late_records)
+{
+    uint32_t np = 0;
+    for (uint32_t j = j0; j < j1; j++) {
+        bool any = false;
+        for (uint32_t k = 0; k < op->nwin; k++) {
+            int64_t start = op->latest[j] - (int64_t)k * op->step;
+            int64_t end = start + op->size, fire;
+            if (__builtin_add_overflow(end, op->lateness, &fire))
+                fire = SL_TS_MAX;
+            if (fire <= op->wm) {
+                late_note(op, end);
+                continue;
+            }
+            any = true;
+            op->prow[np] = op->live[j];
+            op->pkey[np] = j;
+            op->pwin[np] = window_get(op, start);
+            np++;
+        }
+        if (!any) (*late_records)++;
+    }
+    return np;
+}
+
+static int win_batch(void *st, sl_batch *b, sl__out *out)
+{
+    win_op *op = st;
+    (void)out;
+    uint32_t m = prepare_rows(op, b);
+    uint32_t chunk = PAIR_CHUNK / op->nwin ? PAIR_CHUNK / op->nwin : 1;
+    uint64_t late = 0;
+    for (uint32_t j0 = 0; j0 < m; j0 += chunk) {
+        uint32_t j1 = m - j0 < chunk ? m : j0 + chunk;
+        uint32_t np = assign_pairs(op, j0, j1, &late);
+        /* Pass 2: groups, prefetching the slots a few pairs ahead. */
+        for (uint32_t p = 0; p < np; p++) {
+            if (p + PREFETCH_AHEAD < np)
+                sl__bmap_prefetch(&op->pwin[p + PREFETCH_AHEAD]->groups,
+                                  op->kh[op->pkey[p + PREFETCH_AHEAD]]);
+            uint32_t j = op->pkey[p];
+            op->pgrp[p] = sl__bmap_upsert(&op->pwin[p]->groups,
+                                          op->kbuf + op->koff[j], op->klen[j],
+                                          op->kh[j], NULL);
+        }
+        /* Pass 3: aggregates (a zero-filled new group is an empty state). */
+        for (size_t a = 0; a < op->naggs; a++)
+            sl__agg_add(&op->aggs[a], b, op->prow, op->pgrp, np);
+    }
+    if (late) {
+        op->st.late_records += late;
+        sl__count(op->ctx, SL__CTR_LATE, late);
+    }
+    sl__batch_free(b);
+    return 0;
+}
+
+/* ---- firing -------------------------------------------------------------------- */
+typedef struct {
+    const uint8_t *key;
+    uint32_t len, idx;
+} grp_ref;
+
+static int grp_cmp(const void *x, const void *y)
+{
+    const grp_ref *a = x, *b = y;
+    int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
+    if (c) return c;
+    return (a->len > b->len) - (a->len < b->len);
+}
+
+/* Emits one row per group of w in key order, filling *ob and pushing it
+ * downstream whenever it is full. */
+static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
+{
+    uint32_t ng = sl__bmap_count(&w->groups);
+    uint32_t cap = out->batch_cap ? out->batch_cap
+                   : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
+    grp_ref *refs = sl__xmalloc((ng ? ng : 1) * sizeof *refs);
+    for (uint32_t g = 0; g < ng; g++) {
+        sl__bmap_at(&w->groups, g, &refs[g].key, &refs[g].len);
+        refs[g].idx = g;
+    }
+    qsort(refs, ng, sizeof *refs, grp_cmp);
+    int rc = 0;
+    for (uint32_t g = 0; g < ng && rc == 0; g++) {
+        if (!*ob) {
+            *ob = sl__batch_new(op->out, cap);
+            if (!*ob) {
+                rc = SL_ENOMEM;
+                break;
+            }
+        }
+        sl_batch *b = *ob;
+        uint32_t r = b->n;
+        const uint8_t *grp = sl__bmap_at(&w->groups, refs[g].idx, NULL, NULL);
+        ((int64_t *)b->cols[0].data)[r] = w->start;
+        ((int64_t *)b->cols[1].data)[r] = w->end;
+        b->cols[0].valid[r] = 1;
+        b->cols[1].valid[r] = 1;
+        rc = decode_key(op, refs[g].key, b, r);
+        for (size_t a = 0; a < op->naggs && rc == 0; a++)
+            rc = sl__agg_result(&op->aggs[a], grp, b,
+                                2 + op->nkey + (int)a, r);
+        if (rc) break;
+        b->kind[r] = SL_KIND_DATA;
+        b->n = r + 1;
+        if (b->n == b->cap) {
+            *ob = NULL;
+            rc = sl__emit(out, b);
+        }
+    }
+    free(refs);
+    if (rc == 0) {
+        op->st.fired_windows++;
+        op->st.fired_groups += ng;
+        sl__count(op->ctx, SL__CTR_WINDOWS_FIRED, ng);
+    }
+    return rc;
+}
+
+static int win_watermark(void *st, int64_t wm, sl__out *out)
+{
+    win_op *op = st;
+    if (wm <= op->wm) return 0;
+    op->wm = wm;
+    sl_batch *ob = NULL;
+    size_t nf = 0;
+    int rc = 0;
+    while (nf < op->nw && op->wins[nf]->fire <= wm) {
+        rc = fire_window(op, op->wins[nf], out, &ob);
+        window_free(op, op->wins[nf]);
+        nf++;
+        if (rc) break;
+    }
+    if (nf) {
+        memmove(op->wins, op->wins + nf, (op->nw - nf) * sizeof *op->wins);
+        op->nw -= nf;
+        op->last = NULL;
+    }
+    if (ob) {
+        if (rc == 0 && ob->n > 0) rc = sl__emit(out, ob);
+        else sl__batch_free(ob);
+    }
+    return rc;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+static void win_close(void *st)
+{
+    win_op *op = st;
+    if (!op) return;
+    for (size_t i = 0; i < op->nw; i++) window_free(op, op->wins[i]);
+    free(op->wins);
+    for (size_t i = 0; i < op->naggs; i++) sl__agg_close(&op->aggs[i]);
+    free(op->aggs);
+    free(op->kbuf);
+    free(op->koff);
+    free(op->klen);
+    free(op->live);
+    free(op->kh);
+    free(op->latest);
+    free(op->prow);
+    free(op->pkey);
+    free(op->pwin);
+    free(op->pgrp);
+    free(op->tmp);
+    free(op);
+}
+
+static int win_open(void **stp, const void *confv, const sl__opinfo *info,
+                    sl__ctx *ctx, char *errstr, size_t errsz)
+{
+    const win_conf *c = confv;
+    *stp = NULL;
+    if (info->time_col < 0 || info->time_col >= info->in->n)
+        return sl__err(errstr, errsz, SL_EINVAL,
+                       "window: the stream has no event-time column");
+    if (info->nkey != c->nkey || (c->nkey > 0 && !info->key_cols))
+        return sl__err(errstr, errsz, SL_EINTERNAL,
+                       "window: defined over %d key columns, opened with %d",
+                       c->nkey, info->nkey);
+    if (info->out->n != 2 + c->nkey + (int)c->naggs)
+        return sl__err(errstr, errsz, SL_EINTERNAL,
+                       "window: output schema has %d columns, expected %d",
+                       info->out->n, 2 + c->nkey + (int)c->naggs);
+    win_op *op = sl__xcalloc(1, sizeof *op);
+    op->conf = c;
+    op->in = info->in;
+    op->out = info->out;
+    op->ctx = ctx;
+    op->batch_cap = info->batch_cap;
+    op->time_col = info->time_col;
+    op->nkey = c->nkey;
+    for (int k = 0; k < c->nkey; k++) {
+        int kc = info->key_cols[k];
+        if (kc < 0 || kc >= info->in->n ||
+            strcmp(info->in->cols[kc].name, c->keys[k]) != 0) {
+            win_close(op);
+            return sl__err(errstr, errsz, SL_EINTERNAL,
+                           "window: key column %d is not '%s'", k,
+                           c->keys[k]);
+        }
+        op->key_cols[k] = kc;
+    }
+    op->naggs = c->naggs;
+    op->aggs = sl__xcalloc(c->naggs ? c->naggs : 1, sizeof *op->aggs);
+    uint32_t off = 0;
+    for (size_t i = 0; i < c->naggs; i++) {
+        char msg[256];
+        int rc = sl__agg_init(&op->aggs[i], &c->aggs[i], info->in, off, msg,
+                              sizeof msg);
+        if (rc < 0) {
+            op->naggs = i;
+            win_close(op);
+            return sl__err(errstr, errsz, rc, "window: %s", msg);
+        }
+        off += op->aggs[i].size;
+        op->heap |= sl__agg_has_heap(&op->aggs[i]);
+    }
+    op->state_size = off;
+    op->size = c->size;
+    op->step = c->slide ? c->slide : c->size;
+    op->lateness = c->lateness;
+    op->nwin = (uint32_t)(c->size / op->step);
+    op->wm = SL_TS_MIN;
+    op->st.watermark = SL_TS_MIN;
+    op->pcap = PAIR_CHUNK > op->nwin ? PAIR_CHUNK : op->nwin;
+    op->prow = sl__xmalloc(op->pcap * sizeof *op->prow);
+    op->pkey = sl__xmalloc(op->pcap * sizeof *op->pkey);
+    op->pwin = sl__xmalloc(op->pcap * sizeof *op->pwin);
+    op->pgrp = sl__xmalloc(op->pcap * sizeof *op->pgrp);
+    *stp = op;
+    return 0;
+}
+
+const sl__op_vt sl__window_vt = {
+    .name = "window",
+    .open = win_open,
+    .batch = win_batch,
+    .watermark = win_watermark,
+    .close = win_close,
+    .conf_free = conf_free,
+};

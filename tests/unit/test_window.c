@@ -1,0 +1,832 @@
+/* test_window.c — the window operator driven directly through its vtable:
+ * window assignment, firing, lateness, canaries, dead letters, keyed
+ * distinct counts, output order and batching; a randomised comparison with
+ * a brute-force model; and the validation in sl_stream_window(). */
+#include "testutil.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "ops/agg.h"
+
+/* Input: ts TIMESTAMP, k VARCHAR, u BIGINT, v BIGINT, n BIGINT. */
+enum { C_TS, C_K, C_U, C_V, C_N };
+
+static sl_schema *in_schema(void)
+{
+    sl_schema *s = sl_schema_new();
+    sl_schema_add(s, "ts", SL_TIMESTAMP);
+    sl_schema_add(s, "k", SL_STRING);
+    sl_schema_add(s, "u", SL_INT64);
+    sl_schema_add(s, "v", SL_INT64);
+    sl_schema_add(s, "n", SL_INT64);
+    return s;
+}
+
+typedef struct {
+    int64_t ts;
+    const char *k; /* NULL = NULL key */
+    int64_t u, v, n;
+    int null_ts, canary;
+} rec;
+
+/* An operator instance with everything it hangs off. */
+typedef struct {
+    sl_schema *in, *out;
+    void *conf, *st;
+    int key_cols[4];
+    sl__opinfo info;
+    sl__ctx ctx;
+    tu_sink sink;
+} wop;
+
+static const sl_agg_spec COUNT_ONLY[] = {
+    {.kind = SL_AGG_COUNT, .as = "events"},
+};
+static const sl_agg_spec COUNT_AND_DISTINCT[] = {
+    {.kind = SL_AGG_COUNT, .as = "events"},
+    {.kind = SL_AGG_COUNT_DISTINCT, .col = "u", .as = "subscribers"},
+};
+
+static void wop_open_keys(wop *w, sl_window_spec spec, const char *const *keys,
+                          const sl_agg_spec *aggs, size_t naggs, uint32_t cap)
+{
+    memset(w, 0, sizeof *w);
+    w->in = in_schema();
+    char err[256];
+    if (sl__window_conf_new(&w->conf, &w->out, w->in, keys, "ts", &spec, aggs,
+                            naggs, err, sizeof err) != 0)
+        fail_msg("conf: %s", err);
+    int nkey = 0;
+    while (keys && keys[nkey]) {
+        w->key_cols[nkey] = sl_schema_find(w->in, keys[nkey]);
+        nkey++;
+    }
+    w->info = (sl__opinfo){.in = w->in, .out = w->out, .time_col = C_TS,
+                           .key_cols = nkey ? w->key_cols : NULL,
+                           .nkey = nkey, .batch_cap = cap};
+    w->ctx = tu_ctx();
+    tu_sink_init(&w->sink, cap);
+    if (sl__window_vt.open(&w->st, w->conf, &w->info, &w->ctx, err,
+                           sizeof err) != 0)
+        fail_msg("open: %s", err);
+}
+
+static void wop_open(wop *w, sl_window_spec spec, bool keyed,
+                     const sl_agg_spec *aggs, size_t naggs)
+{
+    static const char *const key_k[] = {"k", NULL};
+    wop_open_keys(w, spec, keyed ? key_k : NULL, aggs, naggs, 1024);
+}
+
+static void wop_close(wop *w)
+{
+    sl__window_vt.close(w->st);
+    sl__window_vt.conf_free(w->conf);
+    tu_sink_free(&w->sink);
+    sl_schema_free(w->out);
+    sl_schema_free(w->in);
+}
+
+static void feed(wop *w, const rec *r, size_t n)
+{
+    sl_batch *b = sl__batch_new(w->in, (uint32_t)(n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        ((int64_t *)b->cols[C_TS].data)[i] = r[i].ts;
+        b->cols[C_TS].valid[i] = !r[i].null_ts;
+        const char *k = r[i].k ? r[i].k : "";
+        sl_batch_set_str(b, C_K, i, k, strlen(k));
+        b->cols[C_K].valid[i] = r[i].k != NULL;
+        ((int64_t *)b->cols[C_U].data)[i] = r[i].u;
+        ((int64_t *)b->cols[C_V].data)[i] = r[i].v;
+        ((int64_t *)b->cols[C_N].data)[i] = r[i].n;
+        b->kind[i] = r[i].canary ? SL_KIND_CANARY : SL_KIND_DATA;
+    }
+    b->n = (uint32_t)n;
+    assert_int_equal(sl__window_vt.batch(w->st, b, &w->sink.out), 0);
+}
+
+static void feed1(wop *w, int64_t ts, const char *k, int64_t u)
+{
+    rec r = {.ts = ts, .k = k, .u = u};
+    feed(w, &r, 1);
+}
+
+static void wm(wop *w, int64_t t)
+{
+    assert_int_equal(sl__window_vt.watermark(w->st, t, &w->sink.out), 0);
+}
+
+/* One output row, flattened from the captured batches. */
+typedef struct {
+    int64_t start, end;
+    int key_null;
+    char key[32];
+    int64_t agg[2];
+} out_row;
+
+static size_t collect(wop *w, out_row *o, size_t max, size_t nagg,
+                      bool keyed)
+{
+    size_t n = 0;
+    for (int b = 0; b < w->sink.n; b++) {
+        sl_batch *x = w->sink.got[b];
+        assert_ptr_equal(x->schema, w->out);
+        for (uint32_t r = 0; r < x->n; r++) {
+            assert_true(n < max);
+            out_row *e = &o[n++];
+            memset(e, 0, sizeof *e);
+            assert_int_equal(x->kind[r], SL_KIND_DATA);
+            e->start = ((int64_t *)x->cols[0].data)[r];
+            e->end = ((int64_t *)x->cols[1].data)[r];
+            int c = 2;
+            if (keyed) {
+                e->key_null = !x->cols[2].valid[r];
+                sl_str s = ((sl_str *)x->cols[2].data)[r];
+                if (!e->key_null)
+                    snprintf(e->key, sizeof e->key, "%.*s", (int)s.len,
+                             s.ptr);
+                c = 3;
+            }
+            for (size_t a = 0; a < nagg; a++) {
+                assert_true(x->cols[c + a].valid[r]);
+                e->agg[a] = ((int64_t *)x->cols[c + a].data)[r];
+            }
+        }
+    }
+    return n;
+}
+
+/* ---- assignment ------------------------------------------------------------ */
+static void tumbling(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10}, false, COUNT_ONLY, 1);
+    /* Output schema: window_start, window_end, then the aggregates. */
+    assert_int_equal(sl_schema_ncols(w.out), 3);
+    assert_string_equal(sl_schema_col_name(w.out, 0), "window_start");
+    assert_int_equal(sl_schema_col_type(w.out, 1), SL_TIMESTAMP);
+    assert_string_equal(sl_schema_col_name(w.out, 2), "events");
+    rec r[] = {{.ts = 0}, {.ts = 5},  {.ts = 9},   {.ts = 10},
+               {.ts = 19}, {.ts = -1}, {.ts = -10}, {.ts = -11}};
+    feed(&w, r, 8);
+    assert_int_equal(w.sink.n, 0);
+    wm(&w, SL_TS_MAX); /* end of input fires everything, in order */
+    out_row o[8];
+    assert_int_equal(collect(&w, o, 8, 1, false), 4);
+    int64_t want[4][3] = {{-20, -10, 1}, {-10, 0, 2}, {0, 10, 3}, {10, 20, 2}};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(o[i].start, want[i][0]);
+        assert_int_equal(o[i].end, want[i][1]);
+        assert_int_equal(o[i].agg[0], want[i][2]);
+    }
+    sl__window_stats st;
+    sl__window_stats_get(w.st, &st);
+    assert_int_equal(st.open_windows, 0);
+    assert_int_equal(st.fired_windows, 4);
+    wop_close(&w);
+}
+
+static void hop(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10, .slide_ms = 5}, false,
+             COUNT_ONLY, 1);
+    /* 7 -> [0,10) [5,15); -3 -> [-10,0) [-5,5); 5 -> [0,10) [5,15);
+     * -5 -> [-10,0) [-5,5). */
+    rec r[] = {{.ts = 7}, {.ts = -3}, {.ts = 5}, {.ts = -5}};
+    feed(&w, r, 4);
+    sl__window_stats st;
+    sl__window_stats_get(w.st, &st);
+    assert_int_equal(st.open_windows, 4);
+    wm(&w, 5); /* fires [-10,0) and [-5,5) */
+    out_row o[8];
+    assert_int_equal(collect(&w, o, 8, 1, false), 2);
+    assert_int_equal(o[0].start, -10);
+    assert_int_equal(o[0].agg[0], 2);
+    assert_int_equal(o[1].start, -5);
+    assert_int_equal(o[1].end, 5);
+    assert_int_equal(o[1].agg[0], 2);
+    tu_sink_free(&w.sink);
+    wm(&w, SL_TS_MAX);
+    assert_int_equal(collect(&w, o, 8, 1, false), 2);
+    assert_int_equal(o[0].start, 0);
+    assert_int_equal(o[0].agg[0], 2);
+    assert_int_equal(o[1].start, 5);
+    assert_int_equal(o[1].end, 15);
+    assert_int_equal(o[1].agg[0], 2);
+    wop_close(&w);
+}
+
+/* Timestamps whose windows leave int64 are dead letters, not wrap-arounds. */
+static void extreme_times(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 60000}, false, COUNT_ONLY, 1);
+    uint64_t dl = sl__test_counter(SL__CTR_DEAD_LETTERS);
+    rec r[] = {{.ts = INT64_MIN}, {.ts = INT64_MAX}, {.ts = INT64_MIN + 120000},
+               {.ts = 0}};
+    feed(&w, r, 4);
+    assert_int_equal(sl__test_counter(SL__CTR_DEAD_LETTERS) - dl, 2);
+    assert_true(strncmp(sl__test_last_dead_letter(), "time_out_of_range@",
+                        18) == 0);
+    wm(&w, SL_TS_MAX);
+    out_row o[4];
+    assert_int_equal(collect(&w, o, 4, 1, false), 2);
+    assert_true(o[0].start <= INT64_MIN + 120000 && o[0].start > INT64_MIN);
+    assert_int_equal(o[1].start, 0);
+    wop_close(&w);
+}
+
+/* ---- firing and lateness ---------------------------------------------------- */
+static void fires_at_end_plus_lateness(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10, .lateness_ms = 5}, false,
+             COUNT_ONLY, 1);
+    uint64_t fired = sl__test_counter(SL__CTR_WINDOWS_FIRED);
+    feed1(&w, 3, NULL, 0);
+    wm(&w, 10);
+    wm(&w, 14);
+    assert_int_equal(w.sink.n, 0);
+    wm(&w, 15);
+    assert_int_equal(tu_sink_rows(&w.sink), 1);
+    assert_int_equal(sl__test_counter(SL__CTR_WINDOWS_FIRED) - fired, 1);
+    wm(&w, 100); /* fires once */
+    wm(&w, SL_TS_MAX);
+    assert_int_equal(tu_sink_rows(&w.sink), 1);
+    wop_close(&w);
+
+    /* Without lateness: exactly at the end. */
+    wop_open(&w, (sl_window_spec){.size_ms = 10}, false, COUNT_ONLY, 1);
+    feed1(&w, 9, NULL, 0);
+    wm(&w, 9);
+    assert_int_equal(w.sink.n, 0);
+    wm(&w, 10);
+    assert_int_equal(tu_sink_rows(&w.sink), 1);
+    wop_close(&w);
+}
+
+static void out_of_order_within_bound(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10}, false, COUNT_ONLY, 1);
+    feed1(&w, 12, NULL, 0);
+    wm(&w, 8);
+    feed1(&w, 3, NULL, 0); /* behind the newest record, not the watermark */
+    feed1(&w, 9, NULL, 0);
+    wm(&w, 10);
+    out_row o[4];
+    assert_int_equal(collect(&w, o, 4, 1, false), 1);
+    assert_int_equal(o[0].start, 0);
+    assert_int_equal(o[0].agg[0], 2);
+    tu_sink_free(&w.sink);
+    wm(&w, 20);
+    assert_int_equal(collect(&w, o, 4, 1, false), 1);
+    assert_int_equal(o[0].start, 10);
+    assert_int_equal(o[0].agg[0], 1);
+    wop_close(&w);
+}
+
+static void late_records(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10}, false, COUNT_ONLY, 1);
+    uint64_t late0 = sl__test_counter(SL__CTR_LATE);
+    feed1(&w, 5, NULL, 0);
+    wm(&w, 10);
+    assert_int_equal(tu_sink_rows(&w.sink), 1);
+    rec r[] = {{.ts = 7}, {.ts = 0}, {.ts = 10}, {.ts = -3}};
+    feed(&w, r, 4); /* 7, 0 late for [0,10); -3 for [-10,0); 10 on time */
+    assert_int_equal(sl__test_counter(SL__CTR_LATE) - late0, 3);
+    assert_int_equal(sl__window_late_count(w.st, 10), 2);
+    assert_int_equal(sl__window_late_count(w.st, 0), 1);
+    assert_int_equal(sl__window_late_count(w.st, 20), 0);
+    sl__window_stats st;
+    sl__window_stats_get(w.st, &st);
+    assert_int_equal(st.late_records, 3);
+    assert_int_equal(st.open_windows, 1); /* late records open nothing */
+    wm(&w, SL_TS_MAX);
+    out_row o[4];
+    assert_int_equal(collect(&w, o, 4, 1, false), 2);
+    assert_int_equal(o[0].start, 0);
+    assert_int_equal(o[0].agg[0], 1); /* never aggregated */
+    assert_int_equal(o[1].start, 10);
+    assert_int_equal(o[1].agg[0], 1);
+    wop_close(&w);
+}
+
+static void lateness_keeps_window_open(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10, .lateness_ms = 5}, false,
+             COUNT_ONLY, 1);
+    uint64_t late0 = sl__test_counter(SL__CTR_LATE);
+    feed1(&w, 5, NULL, 0);
+    wm(&w, 12); /* past the end, within the lateness */
+    feed1(&w, 8, NULL, 0);
+    assert_int_equal(sl__test_counter(SL__CTR_LATE), late0);
+    wm(&w, 15);
+    feed1(&w, 9, NULL, 0); /* now it is late */
+    assert_int_equal(sl__test_counter(SL__CTR_LATE) - late0, 1);
+    out_row o[4];
+    assert_int_equal(collect(&w, o, 4, 1, false), 1);
+    assert_int_equal(o[0].agg[0], 2);
+    wop_close(&w);
+}
+
+/* A hop record late for some of its windows still counts in the others. */
+static void hop_partly_late(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10, .slide_ms = 5}, false,
+             COUNT_ONLY, 1);
+    uint64_t late0 = sl__test_counter(SL__CTR_LATE);
+    feed1(&w, 1, NULL, 0);
+    wm(&w, 10); /* fires [-5,5) and [0,10) */
+    assert_int_equal(tu_sink_rows(&w.sink), 2);
+    tu_sink_free(&w.sink);
+    feed1(&w, 7, NULL, 0); /* [0,10) fired, [5,15) open */
+    assert_int_equal(sl__test_counter(SL__CTR_LATE), late0);
+    assert_int_equal(sl__window_late_count(w.st, 10), 1);
+    sl__window_stats st;
+    sl__window_stats_get(w.st, &st);
+    assert_int_equal(st.late_pairs, 1);
+    assert_int_equal(st.late_records, 0);
+    feed1(&w, 2, NULL, 0); /* both windows fired: a late record */
+    assert_int_equal(sl__test_counter(SL__CTR_LATE) - late0, 1);
+    wm(&w, SL_TS_MAX);
+    out_row o[4];
+    assert_int_equal(collect(&w, o, 4, 1, false), 1);
+    assert_int_equal(o[0].start, 5);
+    assert_int_equal(o[0].agg[0], 1);
+    wop_close(&w);
+}
+
+static void watermark_never_goes_back(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10}, false, COUNT_ONLY, 1);
+    wm(&w, 20);
+    wm(&w, 5);
+    uint64_t late0 = sl__test_counter(SL__CTR_LATE);
+    feed1(&w, 15, NULL, 0);
+    assert_int_equal(sl__test_counter(SL__CTR_LATE) - late0, 1);
+    sl__window_stats st;
+    sl__window_stats_get(w.st, &st);
+    assert_int_equal(st.watermark, 20);
+    wop_close(&w);
+}
+
+/* ---- rows that are not aggregated ------------------------------------------- */
+static void canaries_and_null_time(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 10}, true, COUNT_AND_DISTINCT, 2);
+    uint64_t dl = sl__test_counter(SL__CTR_DEAD_LETTERS);
+    rec r[] = {
+        {.ts = 1, .k = "SMS", .u = 1},
+        {.ts = 2, .k = "SMS", .u = 2, .canary = 1},
+        {.k = "SMS", .u = 3, .null_ts = 1},
+        {.ts = 3, .k = "CALL", .u = 4, .canary = 1},
+    };
+    feed(&w, r, 4);
+    assert_int_equal(sl__test_counter(SL__CTR_DEAD_LETTERS) - dl, 1);
+    assert_true(strncmp(sl__test_last_dead_letter(), "null_time@", 10) == 0);
+    sl__window_stats st;
+    sl__window_stats_get(w.st, &st);
+    assert_int_equal(st.canaries, 2);
+    assert_int_equal(st.null_time, 1);
+    assert_int_equal(st.open_groups, 1);
+    wm(&w, SL_TS_MAX);
+    out_row o[4];
+    assert_int_equal(collect(&w, o, 4, 2, true), 1);
+    assert_string_equal(o[0].key, "SMS");
+    assert_int_equal(o[0].agg[0], 1);
+    assert_int_equal(o[0].agg[1], 1);
+    wop_close(&w);
+}
+
+/* ---- keys ----------------------------------------------------------------------- */
+static void keyed_distinct(void **state)
+{
+    (void)state;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 60000}, true, COUNT_AND_DISTINCT,
+             2);
+    assert_int_equal(sl_schema_ncols(w.out), 5);
+    assert_string_equal(sl_schema_col_name(w.out, 2), "k");
+    assert_int_equal(sl_schema_col_type(w.out, 2), SL_STRING);
+    assert_string_equal(sl_schema_col_name(w.out, 4), "subscribers");
+    rec r[] = {
+        {.ts = 1000, .k = "SMS_SENT", .u = 42},
+        {.ts = 2000, .k = "CALL_PLACED", .u = 42},
+        {.ts = 3000, .k = "SMS_SENT", .u = 42},
+        {.ts = 4000, .k = "SMS_SENT", .u = 0}, /* pseudonym 0 is a value */
+        {.ts = 5000, .k = "SMS_SENT", .u = -7},
+        {.ts = 6000, .k = NULL, .u = 1},
+        {.ts = 61000, .k = "SMS_SENT", .u = 42},
+        {.ts = 7000, .k = "CALL_PLACED", .u = 43},
+        {.ts = 8000, .k = "CALL_PLACED", .u = 42},
+    };
+    feed(&w, r, 5);
+    feed(&w, r + 5, 4); /* groups persist across batches */
+    wm(&w, SL_TS_MAX);
+    out_row o[8];
+    assert_int_equal(collect(&w, o, 8, 2, true), 4);
+    /* Windows in order; within one, keys ascending with NULL first. */
+    assert_int_equal(o[0].start, 0);
+    assert_true(o[0].key_null);
+    assert_int_equal(o[0].agg[0], 1);
+    assert_string_equal(o[1].key, "CALL_PLACED");
+    assert_int_equal(o[1].agg[0], 3);
+    assert_int_equal(o[1].agg[1], 2);
+    assert_string_equal(o[2].key, "SMS_SENT");
+    assert_int_equal(o[2].agg[0], 4);
+    assert_int_equal(o[2].agg[1], 3);
+    assert_int_equal(o[3].start, 60000);
+    assert_int_equal(o[3].end, 120000);
+    assert_string_equal(o[3].key, "SMS_SENT");
+    assert_int_equal(o[3].agg[1], 1);
+    wop_close(&w);
+}
+
+/* Two key columns of different types; keys decode back to their values,
+ * strings with NUL bytes included, and sort by value. */
+static void multi_key_order(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"n", "k", NULL};
+    wop w;
+    wop_open_keys(&w, (sl_window_spec){.size_ms = 100}, keys, COUNT_ONLY, 1,
+                  1024);
+    assert_string_equal(sl_schema_col_name(w.out, 2), "n");
+    assert_string_equal(sl_schema_col_name(w.out, 3), "k");
+    sl_batch *b = sl__batch_new(w.in, 8);
+    struct {
+        int64_t n;
+        const char *k;
+        size_t klen;
+    } in[] = {{10, "b", 1}, {-5, "z", 1}, {3, "a\0b", 3}, {3, "a", 1},
+              {INT64_MIN, "", 0}, {-5, "z", 1}, {3, "a\0a", 3}};
+    for (uint32_t i = 0; i < 7; i++) {
+        ((int64_t *)b->cols[C_TS].data)[i] = 50;
+        ((int64_t *)b->cols[C_N].data)[i] = in[i].n;
+        sl_batch_set_str(b, C_K, i, in[i].k, in[i].klen);
+    }
+    b->n = 7;
+    assert_int_equal(sl__window_vt.batch(w.st, b, &w.sink.out), 0);
+    wm(&w, SL_TS_MAX);
+    assert_int_equal(w.sink.n, 1);
+    sl_batch *x = w.sink.got[0];
+    assert_int_equal(x->n, 6);
+    int64_t want_n[] = {INT64_MIN, -5, 3, 3, 3, 10};
+    const char *want_k[] = {"", "z", "a", "a\0a", "a\0b", "b"};
+    size_t want_len[] = {0, 1, 1, 3, 3, 1};
+    int64_t want_c[] = {1, 2, 1, 1, 1, 1};
+    for (uint32_t r = 0; r < 6; r++) {
+        assert_int_equal(((int64_t *)x->cols[2].data)[r], want_n[r]);
+        sl_str s = ((sl_str *)x->cols[3].data)[r];
+        assert_int_equal(s.len, want_len[r]);
+        assert_memory_equal(s.ptr, want_k[r], s.len);
+        assert_int_equal(((int64_t *)x->cols[4].data)[r], want_c[r]);
+    }
+    wop_close(&w);
+}
+
+/* Output comes in batches of the output's capacity, across windows. */
+static void output_batching(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"k", NULL};
+    wop w;
+    wop_open_keys(&w, (sl_window_spec){.size_ms = 10}, keys, COUNT_ONLY, 1, 2);
+    rec r[] = {{.ts = 1, .k = "a"}, {.ts = 2, .k = "b"}, {.ts = 3, .k = "c"},
+               {.ts = 11, .k = "a"}, {.ts = 12, .k = "b"}};
+    feed(&w, r, 5);
+    wm(&w, SL_TS_MAX);
+    assert_int_equal(w.sink.n, 3);
+    assert_int_equal(w.sink.got[0]->n, 2);
+    assert_int_equal(w.sink.got[1]->n, 2);
+    assert_int_equal(w.sink.got[2]->n, 1);
+    out_row o[8];
+    assert_int_equal(collect(&w, o, 8, 1, true), 5);
+    assert_string_equal(o[2].key, "c");
+    assert_int_equal(o[3].start, 10);
+    wop_close(&w);
+}
+
+/* No aggregates: the distinct keys of each window. */
+static void keys_only(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"k", NULL};
+    wop w;
+    wop_open_keys(&w, (sl_window_spec){.size_ms = 10}, keys, NULL, 0, 16);
+    assert_int_equal(sl_schema_ncols(w.out), 3);
+    rec r[] = {{.ts = 1, .k = "b"}, {.ts = 2, .k = "a"}, {.ts = 3, .k = "b"}};
+    feed(&w, r, 3);
+    wm(&w, SL_TS_MAX);
+    out_row o[4];
+    assert_int_equal(collect(&w, o, 4, 0, true), 2);
+    assert_string_equal(o[0].key, "a");
+    assert_string_equal(o[1].key, "b");
+    wop_close(&w);
+}
+
+/* ---- randomised comparison with a model -------------------------------------- */
+/* Records arrive with bounded disorder, in random batches, between random
+ * watermarks; the model assigns each record to each of its windows unless
+ * that window's end + lateness had been reached by the watermark at
+ * arrival, and the output must match it exactly. */
+static uint64_t rng_state;
+static uint64_t rnd(void)
+{
+    rng_state += 0x9e3779b97f4a7c15ULL;
+    return sl__mix64(rng_state);
+}
+
+#define MODEL_KEYS 5
+#define MODEL_USERS 40
+
+typedef struct {
+    int64_t start;
+    int64_t count[MODEL_KEYS];
+    uint64_t users[MODEL_KEYS]; /* bit set of the users seen */
+} model_win;
+
+static void randomised(void **state)
+{
+    (void)state;
+    uint64_t seed = 20240601;
+    const char *env = getenv("SEED");
+    if (env) seed = strtoull(env, NULL, 10);
+    printf("  seed %" PRIu64 " (set SEED to reproduce)\n", seed);
+    rng_state = seed;
+    static const char *const names[MODEL_KEYS] = {"CALL", "DATA", "SMS", "X",
+                                                  "Y"};
+    uint64_t total_rows = 0, total_late = 0, total_late_pairs = 0;
+    for (int round = 0; round < 20; round++) {
+        int64_t size = 10 * (int64_t)(1 + rnd() % 6);
+        int64_t slide = rnd() % 2 ? 0 : size / (int64_t)(1 + rnd() % 2) / 1;
+        if (slide && size % slide) slide = 0;
+        int64_t lateness = rnd() % 3 == 0 ? 0 : (int64_t)(rnd() % 25);
+        int64_t disorder = (int64_t)(rnd() % 40);
+        wop w;
+        wop_open(&w, (sl_window_spec){.size_ms = size, .slide_ms = slide,
+                                      .lateness_ms = lateness},
+                 true, COUNT_AND_DISTINCT, 2);
+        int64_t step = slide ? slide : size;
+        enum { NREC = 3000, NW = 1600 };
+        model_win *mw = calloc(NW, sizeof *mw);
+        int64_t base = -400; /* some negative times too */
+        int64_t wmark = SL_TS_MIN, clock = base;
+        uint64_t late = 0, late0 = sl__test_counter(SL__CTR_LATE);
+        rec batch[64];
+        int nb = 0;
+        for (int i = 0; i < NREC; i++) {
+            clock += (int64_t)(rnd() % 3);
+            rec r = {.ts = clock - (int64_t)(rnd() % (uint64_t)(disorder + 1)),
+                     .k = names[rnd() % MODEL_KEYS],
+                     .u = (int64_t)(rnd() % MODEL_USERS)};
+            /* Model: assign to open windows at this watermark. Records in
+             * one batch see the watermark of the batch. */
+            int key = 0;
+            while (strcmp(names[key], r.k) != 0) key++;
+            int64_t last = sl__floor_div(r.ts, step) * step;
+            bool any = false;
+            for (int64_t s = last; s > r.ts - size; s -= step) {
+                if (s + size + lateness <= wmark) continue;
+                any = true;
+                int64_t idx = sl__floor_div(s - base, step) + 64;
+                assert_true(idx >= 0 && idx < NW);
+                mw[idx].start = s;
+                mw[idx].count[key]++;
+                mw[idx].users[key] |= (uint64_t)1 << r.u;
+            }
+            late += !any;
+            batch[nb++] = r;
+            if (nb == 64 || rnd() % 8 == 0) {
+                feed(&w, batch, (size_t)nb);
+                nb = 0;
+                if (rnd() % 3 == 0 && clock - disorder > wmark) {
+                    /* Watermarks sometimes overtake stragglers on purpose. */
+                    wmark = clock - disorder + (int64_t)(rnd() % 10);
+                    wm(&w, wmark);
+                }
+            }
+        }
+        if (nb) feed(&w, batch, (size_t)nb);
+        wm(&w, SL_TS_MAX);
+        assert_int_equal(sl__test_counter(SL__CTR_LATE) - late0, late);
+
+        out_row *o = calloc(NW * MODEL_KEYS, sizeof *o);
+        size_t n = collect(&w, o, NW * MODEL_KEYS, 2, true);
+        size_t k = 0;
+        for (int idx = 0; idx < NW; idx++) {
+            for (int key = 0; key < MODEL_KEYS; key++) {
+                if (!mw[idx].count[key]) continue;
+                if (k >= n)
+                    fail_msg("round %d: missing window %" PRId64 " %s", round,
+                             mw[idx].start, names[key]);
+                assert_int_equal(o[k].start, mw[idx].start);
+                assert_int_equal(o[k].end, mw[idx].start + size);
+                assert_string_equal(o[k].key, names[key]);
+                assert_int_equal(o[k].agg[0], mw[idx].count[key]);
+                assert_int_equal(o[k].agg[1],
+                                 __builtin_popcountll(mw[idx].users[key]));
+                k++;
+            }
+        }
+        assert_int_equal(k, n);
+        sl__window_stats st;
+        sl__window_stats_get(w.st, &st);
+        total_rows += n;
+        total_late += late;
+        total_late_pairs += st.late_pairs;
+        free(o);
+        free(mw);
+        wop_close(&w);
+    }
+    printf("  %" PRIu64 " groups, %" PRIu64 " late records, %" PRIu64
+           " late (record, window) pairs\n",
+           total_rows, total_late, total_late_pairs);
+    /* The generator must exercise lateness, or the test proves little. */
+    assert_true(total_late > 0);
+    assert_true(total_late_pairs >= total_late);
+}
+
+/* ---- validation --------------------------------------------------------------------- */
+static void expect_conf_error(sl_window_spec spec, const char *const *keys,
+                              const char *time_col, const sl_agg_spec *aggs,
+                              size_t naggs, const char *needle)
+{
+    sl_schema *in = in_schema();
+    void *conf = (void *)1;
+    sl_schema *out = (sl_schema *)1;
+    char err[256] = "";
+    assert_int_equal(sl__window_conf_new(&conf, &out, in, keys, time_col,
+                                         &spec, aggs, naggs, err, sizeof err),
+                     SL_EINVAL);
+    assert_null(conf);
+    assert_null(out);
+    if (strncmp(err, "window: ", 8) != 0 || !strstr(err, needle))
+        fail_msg("error '%s' lacks '%s'", err, needle);
+    sl_schema_free(in);
+}
+
+static void validation(void **state)
+{
+    (void)state;
+    static const char *const key_k[] = {"k", NULL};
+    static const char *const key_bad[] = {"nope", NULL};
+    static const char *const key_twice[] = {"k", "k", NULL};
+    const sl_window_spec ok = {.size_ms = 60000};
+    expect_conf_error((sl_window_spec){.size_ms = 0}, NULL, "ts", COUNT_ONLY,
+                      1, "size_ms must be > 0");
+    expect_conf_error((sl_window_spec){.size_ms = -5}, NULL, "ts", COUNT_ONLY,
+                      1, "size_ms");
+    expect_conf_error((sl_window_spec){.size_ms = 10, .slide_ms = 20}, NULL,
+                      "ts", COUNT_ONLY, 1, "slide_ms must be between");
+    expect_conf_error((sl_window_spec){.size_ms = 10, .slide_ms = -1}, NULL,
+                      "ts", COUNT_ONLY, 1, "slide_ms");
+    expect_conf_error((sl_window_spec){.size_ms = 10, .slide_ms = 3}, NULL,
+                      "ts", COUNT_ONLY, 1, "multiple of slide_ms");
+    expect_conf_error((sl_window_spec){.size_ms = 10, .lateness_ms = -1},
+                      NULL, "ts", COUNT_ONLY, 1, "lateness_ms must be >= 0");
+    expect_conf_error(ok, NULL, NULL, COUNT_ONLY, 1, "no event-time column");
+    expect_conf_error(ok, NULL, "k", COUNT_ONLY, 1,
+                      "event-time column 'k' has type VARCHAR");
+    expect_conf_error(ok, key_bad, "ts", COUNT_ONLY, 1,
+                      "key column 'nope' is not in the stream");
+    expect_conf_error(ok, key_twice, "ts", COUNT_ONLY, 1, "appears twice");
+
+    sl_agg_spec dup[] = {{.kind = SL_AGG_COUNT, .as = "x"},
+                         {.kind = SL_AGG_SUM, .col = "v", .as = "x"}};
+    expect_conf_error(ok, NULL, "ts", dup, 2, "'x' is used twice");
+    sl_agg_spec clash_key[] = {{.kind = SL_AGG_COUNT, .as = "k"}};
+    expect_conf_error(ok, key_k, "ts", clash_key, 1, "clashes with a key");
+    sl_agg_spec clash_win[] = {{.kind = SL_AGG_COUNT, .as = "window_end"}};
+    expect_conf_error(ok, NULL, "ts", clash_win, 1, "'window_end' clashes");
+    sl_agg_spec no_name[] = {{.kind = SL_AGG_COUNT}};
+    expect_conf_error(ok, NULL, "ts", no_name, 1,
+                      "aggregate 0 has no output name");
+    sl_agg_spec bad_type[] = {{.kind = SL_AGG_MIN, .col = "k", .as = "m"}};
+    expect_conf_error(ok, NULL, "ts", bad_type, 1,
+                      "aggregate 'm': MIN does not accept VARCHAR column 'k'");
+    sl_agg_spec bad_col[] = {{.kind = SL_AGG_SUM, .col = "zz", .as = "s"}};
+    expect_conf_error(ok, NULL, "ts", bad_col, 1, "no input column 'zz'");
+    expect_conf_error(ok, NULL, "ts", NULL, 1, "aggs is NULL");
+
+    /* A valid definition: output columns and types. */
+    sl_schema *in = in_schema(), *out;
+    void *conf;
+    const double bounds[] = {1, 2};
+    sl_agg_spec all[] = {
+        {.kind = SL_AGG_COUNT, .as = "c"},
+        {.kind = SL_AGG_SUM, .col = "v", .as = "s"},
+        {.kind = SL_AGG_AVG, .col = "v", .as = "a"},
+        {.kind = SL_AGG_MAX, .col = "ts", .as = "last"},
+        {.kind = SL_AGG_HISTOGRAM, .col = "v", .as = "h", .bounds = bounds,
+         .nbounds = 2},
+    };
+    assert_int_equal(sl__window_conf_new(&conf, &out, in, key_k, "ts",
+                                         &(sl_window_spec){.size_ms = 10,
+                                                           .slide_ms = 10},
+                                         all, 5, NULL, 0),
+                     0);
+    static const sl_type want[] = {SL_TIMESTAMP, SL_TIMESTAMP, SL_STRING,
+                                   SL_INT64, SL_INT64, SL_FLOAT64,
+                                   SL_TIMESTAMP, SL_STRING};
+    assert_int_equal(sl_schema_ncols(out), 8);
+    for (int c = 0; c < 8; c++)
+        assert_int_equal(sl_schema_col_type(out, c), want[c]);
+    sl__window_vt.conf_free(conf);
+    sl_schema_free(out);
+    sl_schema_free(in);
+}
+
+/* Through the public builder, with a stand-in source connector. */
+static int fake_configure(void **conf, const char *const *kv,
+                          const sl_schema *schema, char *errstr,
+                          size_t errstr_size)
+{
+    (void)kv;
+    (void)schema;
+    (void)errstr;
+    (void)errstr_size;
+    *conf = NULL;
+    return 0;
+}
+static const sl__source_vt fake_source = {.name = "fake",
+                                          .configure = fake_configure};
+
+static void stream_builder(void **state)
+{
+    (void)state;
+    sl_schema *in = in_schema();
+    assert_null(sl_stream_window(NULL, &(sl_window_spec){.size_ms = 1},
+                                 COUNT_ONLY, 1));
+
+    sl_job *job = sl_job_new(NULL, 0);
+    sl_stream *s = sl__job_add_source(job, &fake_source, in,
+                                      (const char *[]){"time.column", "ts",
+                                                       NULL});
+    assert_non_null(s);
+    s = sl_stream_key_by(s, (const char *[]){"k", NULL});
+    sl_stream *ws = sl_stream_window(s, &(sl_window_spec){.size_ms = 60000},
+                                     COUNT_AND_DISTINCT, 2);
+    assert_non_null(ws);
+    assert_null(sl_job_error(job));
+    const sl_schema *out = sl_stream_schema(ws);
+    assert_int_equal(sl_schema_ncols(out), 5);
+    assert_string_equal(sl_schema_col_name(out, 2), "k");
+    assert_string_equal(sl_schema_col_name(out, 4), "subscribers");
+    sl_job_free(job);
+
+    job = sl_job_new(NULL, 0);
+    s = sl__job_add_source(job, &fake_source, in,
+                           (const char *[]){"time.column", "ts", NULL});
+    assert_null(sl_stream_window(s, &(sl_window_spec){.size_ms = 10,
+                                                       .slide_ms = 4},
+                                 COUNT_ONLY, 1));
+    assert_non_null(sl_job_error(job));
+    assert_non_null(strstr(sl_job_error(job), "window: size_ms (10) must be "
+                                              "a multiple of slide_ms (4)"));
+    sl_job_free(job);
+    sl_schema_free(in);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tumbling),
+        cmocka_unit_test(hop),
+        cmocka_unit_test(extreme_times),
+        cmocka_unit_test(fires_at_end_plus_lateness),
+        cmocka_unit_test(out_of_order_within_bound),
+        cmocka_unit_test(late_records),
+        cmocka_unit_test(lateness_keeps_window_open),
+        cmocka_unit_test(hop_partly_late),
+        cmocka_unit_test(watermark_never_goes_back),
+        cmocka_unit_test(canaries_and_null_time),
+        cmocka_unit_test(keyed_distinct),
+        cmocka_unit_test(multi_key_order),
+        cmocka_unit_test(output_batching),
+        cmocka_unit_test(keys_only),
+        cmocka_unit_test(randomised),
+        cmocka_unit_test(validation),
+        cmocka_unit_test(stream_builder),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
