@@ -151,7 +151,8 @@ void sl__batch_append(sl_batch *dst, const sl_batch *src, const uint32_t *rows,
             const sl_str *sd = src->cols[c].data;
             sl_str *dd = (sl_str *)dst->cols[c].data + base;
             for (uint32_t i = 0; i < n; i++) {
-                sl_str v = sd[rows ? rows[i] : i];
+                uint32_t r = rows ? rows[i] : i;
+                sl_str v = sv[r] ? sd[r] : (sl_str){"", 0}; /* NULL: no bytes */
                 char *p = v.len ? sl__arena_alloc(&dst->arena, v.len) : NULL;
                 if (v.len) memcpy(p, v.ptr, v.len);
                 dd[i].ptr = p ? p : "";

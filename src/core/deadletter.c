@@ -38,6 +38,20 @@ static void json_str(FILE *f, const char *s, size_t n)
     fputc('"', f);
 }
 
+static void write_letter(FILE *f, const char *source, const char *position,
+                         const char *reason, const char *payload, size_t len)
+{
+    fputs("{\"source\":", f);
+    json_str(f, source, strlen(source));
+    fputs(",\"position\":", f);
+    json_str(f, position, strlen(position));
+    fputs(",\"reason\":", f);
+    json_str(f, reason, strlen(reason));
+    fputs(",\"payload\":", f);
+    json_str(f, payload, len);
+    fputs("}\n", f);
+}
+
 int sl__mkdirs(const char *path)
 {
     char buf[4096];
@@ -59,7 +73,12 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
 {
     sl__count(ctx, SL__CTR_DEAD_LETTERS, 1);
     if (!ctx || !ctx->job) {
+        /* no job (a table loading, a unit test): report on stderr */
         snprintf(g_last_dl, sizeof g_last_dl, "%s@%s", reason, position);
+        flockfile(stderr);
+        fputs("sluice: dead letter ", stderr);
+        write_letter(stderr, source, position, reason, payload, len);
+        funlockfile(stderr);
         return;
     }
     sl_job *j = ctx->job;
@@ -73,17 +92,7 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
             fprintf(stderr, "sluice: cannot open %s: %s (dead letters are "
                     "counted but not written)\n", path, strerror(errno));
     }
-    if (j->dlq) {
-        fputs("{\"source\":", j->dlq);
-        json_str(j->dlq, source, strlen(source));
-        fputs(",\"position\":", j->dlq);
-        json_str(j->dlq, position, strlen(position));
-        fputs(",\"reason\":", j->dlq);
-        json_str(j->dlq, reason, strlen(reason));
-        fputs(",\"payload\":", j->dlq);
-        json_str(j->dlq, payload, len);
-        fputs("}\n", j->dlq);
-    }
+    if (j->dlq) write_letter(j->dlq, source, position, reason, payload, len);
     pthread_mutex_unlock(&j->lock);
 }
 

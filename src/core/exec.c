@@ -183,7 +183,11 @@ static int route_push(sl__out *o, sl_batch *b)
         rc = t->job->sink_vt->write(t->sink, b, err, sizeof err);
         if (rc) sl__job_fail(t->job, rc, "sink %s: %s", t->job->sink_vt->name,
                              err[0] ? err : sl_strerror(rc));
-        else sl__count(&t->ctx, SL__CTR_RECORDS_OUT, b->n);
+        else {
+            uint64_t data = 0;
+            for (uint32_t r = 0; r < b->n; r++) data += b->kind[r] == SL_KIND_DATA;
+            sl__count(&t->ctx, SL__CTR_RECORDS_OUT, data);
+        }
         sl__batch_free(b);
         break;
     }

@@ -1,0 +1,418 @@
+/* lookup.c — lookup tables loaded from a connector (sl_table_load) and the
+ * left lookup join against them (sl_stream_lookup).
+ *
+ * Loading reads every partition of the "file" source to its end, before the
+ * job starts, into an sl_table (state/table.c). With a keyring, the STRING
+ * key column is pseudonymised batch by batch as it loads and the table
+ * keeps only the INT64 pseudonym under the key column's name, so joins
+ * happen on pseudonyms and no raw identifier is ever stored. Bad records go
+ * to the file source's dead-letter path like any input; the load has no job,
+ * so they are counted in the process-wide counters only. A table that ends
+ * up empty is an error, like a missing file.
+ *
+ * The join appends the requested table columns to each row: the row of the
+ * table whose key equals the row's key column, or NULLs when there is none,
+ * when the key is NULL, and always for canary rows (which never touch real
+ * data). A batch goes through in passes: hash every key and prefetch its
+ * index slot, probe, then gather the payload one column at a time. Tables
+ * are read-only, so every task shares one. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ops/privacy.h"
+#include "state/state.h"
+
+#define LOAD_BATCH 4096
+#define LOAD_EAGAIN_MAX 10000 /* x 1 ms: a file source should never stall */
+
+/* ---- loading ------------------------------------------------------------- */
+static int load_flush(sl_table *t, sl_batch *b, sl__hmac *h, int kc,
+                      const sl_schema *tschema, char *errstr,
+                      size_t errstr_size)
+{
+    if (b->n == 0) return 0;
+    int rc;
+    if (h) {
+        sl_batch *p = sl__pseudo_batch(h, NULL, b, kc, tschema);
+        rc = sl__table_append(t, p, errstr, errstr_size);
+        sl__batch_free(p);
+    } else {
+        rc = sl__table_append(t, b, errstr, errstr_size);
+    }
+    sl__batch_clear(b);
+    return rc;
+}
+
+/* Reads every partition of an opened source into t. */
+static int load_all(const sl__source_vt *vt, void *st, sl_table *t,
+                    const sl_schema *schema, sl__hmac *h, int kc,
+                    const sl_schema *tschema, char *errstr, size_t errstr_size)
+{
+    sl_batch *b = sl__batch_new(schema, LOAD_BATCH);
+    char err[512] = "";
+    int rc = 0, stalls = 0;
+    for (;;) {
+        int part = 0;
+        int r = vt->read(st, b, &part, err, sizeof err);
+        if (r == SL_EEOF) break;
+        if (r == SL_EAGAIN) {
+            if (++stalls > LOAD_EAGAIN_MAX) {
+                rc = sl__err(errstr, errstr_size, SL_EIO,
+                             "table: the input did not end within %d s",
+                             LOAD_EAGAIN_MAX / 1000);
+                break;
+            }
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+            continue;
+        }
+        if (r < 0) {
+            rc = sl__err(errstr, errstr_size, r, "table: %s",
+                         err[0] ? err : sl_strerror(r));
+            break;
+        }
+        stalls = 0;
+        if (b->n == b->cap &&
+            (rc = load_flush(t, b, h, kc, tschema, errstr, errstr_size)))
+            break;
+    }
+    if (rc == 0) rc = load_flush(t, b, h, kc, tschema, errstr, errstr_size);
+    sl__batch_free(b);
+    return rc;
+}
+
+static bool has_glob(const char *p) { return strpbrk(p, "*?[") != NULL; }
+
+sl_table *sl_table_load(const char *connector, const sl_schema *schema,
+                        const char *key_col, const char *const *conf,
+                        const sl_keyring *pseudo, char *errstr,
+                        size_t errstr_size)
+{
+    if (!connector || strcmp(connector, "file") != 0) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: unknown connector '%s' "
+                "(known: file)", connector ? connector : "(null)");
+        return NULL;
+    }
+    int kc = schema && key_col ? sl_schema_find(schema, key_col) : -1;
+    if (kc < 0) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: no key column '%s' in "
+                "the schema", key_col ? key_col : "(null)");
+        return NULL;
+    }
+    sl_type kt = schema->cols[kc].type;
+    if (pseudo && kt != SL_STRING) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: key column '%s' is %s; "
+                "a pseudonymised key must be a VARCHAR identifier", key_col,
+                sl_type_name(kt));
+        return NULL;
+    }
+    if (kt != SL_INT64 && kt != SL_STRING) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: key column '%s' is %s; "
+                "keys must be BIGINT or VARCHAR", key_col, sl_type_name(kt));
+        return NULL;
+    }
+    const char *follow = sl__kv_get(conf, "follow");
+    if (follow && strcasecmp(follow, "false") != 0 && strcmp(follow, "0") != 0 &&
+        strcasecmp(follow, "no") != 0) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: 'follow' is not "
+                "allowed: a table is read to its end before the job starts");
+        return NULL;
+    }
+    const char *path = sl__kv_get(conf, "path");
+    if (path && !has_glob(path) && access(path, R_OK) != 0) {
+        sl__err(errstr, errstr_size, errno == ENOENT ? SL_ENOENT : SL_EIO,
+                "table: %s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    const sl__source_vt *vt = sl__source_find("file");
+    if (!vt) {
+        sl__err(errstr, errstr_size, SL_EINTERNAL,
+                "table: the file connector is not built in");
+        return NULL;
+    }
+    char err[512] = "";
+    void *sconf = NULL, *st = NULL;
+    int rc = vt->configure(&sconf, conf, schema, err, sizeof err);
+    if (rc) {
+        sl__err(errstr, errstr_size, rc, "table: %s", err[0] ? err : sl_strerror(rc));
+        return NULL;
+    }
+    sl_table *t = NULL;
+    sl__hmac *h = NULL;
+    sl_schema *tschema = pseudo ? sl__pseudo_schema(schema, kc, key_col)
+                                : sl__schema_copy(schema);
+    int nparts = vt->partitions(sconf);
+    int *parts = sl__xcalloc(nparts > 0 ? (size_t)nparts : 1, sizeof(int));
+    for (int i = 0; i < nparts; i++) parts[i] = i;
+    sl__ctx ctx = {.job = NULL, .stage = 0, .task = 0, .ntasks = 1,
+                   .outdir = NULL};
+    if (nparts <= 0) {
+        rc = sl__err(errstr, errstr_size, SL_ENOENT, "table: %s: no input files",
+                     path ? path : "(no path)");
+        goto out;
+    }
+    if (pseudo && !(h = sl__hmac_new(pseudo, errstr, errstr_size))) {
+        rc = SL_ECRYPTO;
+        goto out;
+    }
+    rc = vt->open(&st, sconf, schema, parts, nparts, &ctx, err, sizeof err);
+    if (rc) {
+        sl__err(errstr, errstr_size, rc, "table: %s", err[0] ? err : sl_strerror(rc));
+        st = NULL;
+        goto out;
+    }
+    t = sl__table_new(tschema, kc);
+    rc = load_all(vt, st, t, schema, h, kc, tschema, errstr, errstr_size);
+    /* An empty table is a misconfiguration far more often than a wish (a
+     * wrong path or pattern, or every record bad), and every join against
+     * it would silently give NULLs. */
+    if (rc == 0 && sl_table_rows(t) == 0)
+        rc = sl__err(errstr, errstr_size, SL_EINVAL, "table: %s: no rows "
+                     "loaded (no input, or no record with a key; bad records "
+                     "are in the dead letters)", path ? path : "(no path)");
+out:
+    if (st) vt->close(st);
+    if (vt->conf_free) vt->conf_free(sconf);
+    free(parts);
+    sl__hmac_free(h);
+    sl_schema_free(tschema);
+    if (rc) {
+        sl_table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- the join operator --------------------------------------------------- */
+typedef struct {
+    sl__lookup_conf c;
+    const sl_schema *out;
+    int nin;          /* input columns, copied first */
+    bool str_key;
+    uint32_t cap;     /* of the scratch arrays below */
+    uint64_t *hash;
+    const sl_batch **chunk; /* matched chunk per row, NULL = no match */
+    uint32_t *row;
+} lookup_op;
+
+static void lk_close(void *st)
+{
+    lookup_op *p = st;
+    if (!p) return;
+    free(p->hash);
+    free(p->chunk);
+    free(p->row);
+    free(p);
+}
+
+static void lk_reserve(lookup_op *p, uint32_t n)
+{
+    if (n <= p->cap) return;
+    p->cap = n;
+    p->hash = sl__xrealloc(p->hash, sizeof *p->hash * n);
+    p->chunk = sl__xrealloc(p->chunk, sizeof *p->chunk * n);
+    p->row = sl__xrealloc(p->row, sizeof *p->row * n);
+}
+
+static int lk_open(void **st, const void *conf, const sl__opinfo *info,
+                   sl__ctx *ctx, char *errstr, size_t errstr_size)
+{
+    (void)ctx;
+    const sl__lookup_conf *c = conf;
+    const sl_schema *ts = sl__table_schema(c->table);
+    if (!ts || c->key_col < 0 || c->key_col >= info->in->n ||
+        info->in->cols[c->key_col].type != ts->cols[sl__table_key_col(c->table)].type ||
+        info->out->n != info->in->n + c->ncols)
+        return sl__err(errstr, errstr_size, SL_EINTERNAL,
+                       "lookup: configuration does not match the stream");
+    lookup_op *p = sl__xcalloc(1, sizeof *p);
+    p->c = *c;
+    p->out = info->out;
+    p->nin = info->in->n;
+    p->str_key = info->in->cols[c->key_col].type == SL_STRING;
+    lk_reserve(p, info->batch_cap ? info->batch_cap : 1024);
+    *st = p;
+    return 0;
+}
+
+/* Pass 1 and 2: find every data row's table row. */
+static void lk_probe(lookup_op *p, const sl_batch *b)
+{
+    uint32_t n = b->n;
+    const sl_table *t = p->c.table;
+    const uint8_t *kind = b->kind, *valid = b->cols[p->c.key_col].valid;
+    const void *keys = b->cols[p->c.key_col].data;
+    for (uint32_t i = 0; i < n; i++) {
+        if (kind[i] != SL_KIND_DATA || !valid[i]) continue;
+        if (p->str_key) {
+            const sl_str *k = (const sl_str *)keys + i;
+            p->hash[i] = sl__table_hash_str(k->ptr, k->len);
+        } else {
+            p->hash[i] = sl__table_hash_i64(((const int64_t *)keys)[i]);
+        }
+        sl__table_prefetch(t, p->hash[i]);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        p->chunk[i] = NULL;
+        if (kind[i] != SL_KIND_DATA || !valid[i]) continue;
+        int hit;
+        if (p->str_key) {
+            const sl_str *k = (const sl_str *)keys + i;
+            hit = sl__table_find_str_h(t, k->ptr, k->len, p->hash[i],
+                                       &p->chunk[i], &p->row[i]);
+        } else {
+            hit = sl__table_find_i64_h(t, ((const int64_t *)keys)[i], p->hash[i],
+                                       &p->chunk[i], &p->row[i]);
+        }
+        if (!hit) p->chunk[i] = NULL;
+    }
+}
+
+#define GATHER_AHEAD 8
+
+/* Pass 3: output column oc gets table column tc of each matched row. */
+static void lk_gather(lookup_op *p, sl_batch *o, int oc, int tc, sl_type ty)
+{
+    uint32_t n = o->n;
+    uint8_t *ov = o->cols[oc].valid;
+    size_t w = ty == SL_BOOL ? 1 : ty == SL_STRING ? sizeof(sl_str) : 8;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t a = i + GATHER_AHEAD;
+        if (a < n && p->chunk[a]) {
+            const sl_batch *ca = p->chunk[a];
+            __builtin_prefetch((const char *)ca->cols[tc].data + w * p->row[a]);
+            __builtin_prefetch(ca->cols[tc].valid + p->row[a]);
+        }
+        const sl_batch *c = p->chunk[i];
+        uint32_t r = p->row[i];
+        ov[i] = c && c->cols[tc].valid[r];
+        switch (ty) {
+        case SL_BOOL:
+            ((uint8_t *)o->cols[oc].data)[i] =
+                ov[i] ? ((const uint8_t *)c->cols[tc].data)[r] : 0;
+            break;
+        case SL_STRING: {
+            sl_str *d = (sl_str *)o->cols[oc].data + i;
+            d->ptr = "";
+            d->len = 0;
+            if (!ov[i]) break;
+            const sl_str *s = (const sl_str *)c->cols[tc].data + r;
+            if (s->len) {
+                char *m = sl__arena_alloc(&o->arena, s->len);
+                memcpy(m, s->ptr, s->len);
+                d->ptr = m;
+                d->len = s->len;
+            }
+            break;
+        }
+        default: /* INT64, TIMESTAMP, FLOAT64: 8 bytes, copied as bytes */
+            if (ov[i])
+                memcpy((char *)o->cols[oc].data + 8 * (size_t)i,
+                       (const char *)c->cols[tc].data + 8 * (size_t)r, 8);
+            else
+                memset((char *)o->cols[oc].data + 8 * (size_t)i, 0, 8);
+            break;
+        }
+    }
+}
+
+static int lk_batch(void *st, sl_batch *b, sl__out *out)
+{
+    lookup_op *p = st;
+    uint32_t n = b->n;
+    if (n == 0) {
+        sl__batch_free(b);
+        return 0;
+    }
+    lk_reserve(p, n);
+    lk_probe(p, b);
+    sl_batch *o = sl__batch_new(p->out, b->cap);
+    memcpy(o->kind, b->kind, n);
+    for (int c = 0; c < p->nin; c++)
+        sl__ops_copy_column(o, c, b, c, p->out->cols[c].type);
+    o->n = n;
+    for (int j = 0; j < p->c.ncols; j++)
+        lk_gather(p, o, p->nin + j, p->c.tcols[j], p->out->cols[p->nin + j].type);
+    sl__batch_free(b);
+    return sl__emit(out, o);
+}
+
+const sl__op_vt sl__op_lookup = {
+    .name = "lookup",
+    .open = lk_open,
+    .batch = lk_batch,
+    .close = lk_close,
+    .conf_free = free,
+};
+
+sl_stream *sl_stream_lookup(sl_stream *s, const char *key_col,
+                            const sl_table *t, const char *const *cols)
+{
+    if (!s) return NULL;
+    sl_job *job = sl__stream_job(s);
+    const sl_schema *in = sl_stream_schema(s);
+    if (!t) {
+        sl__job_fail(job, SL_EINVAL, "lookup: no table given");
+        return NULL;
+    }
+    const sl_schema *ts = sl__table_schema(t);
+    int tk = sl__table_key_col(t);
+    int kc = key_col ? sl_schema_find(in, key_col) : -1;
+    if (kc < 0) {
+        sl__job_fail(job, SL_EINVAL, "lookup: no column '%s' in the stream",
+                     key_col ? key_col : "(null)");
+        return NULL;
+    }
+    if (in->cols[kc].type != ts->cols[tk].type) {
+        sl__job_fail(job, SL_EINVAL, "lookup: key column '%s' is %s but the "
+                     "table's key '%s' is %s", key_col,
+                     sl_type_name(in->cols[kc].type), ts->cols[tk].name,
+                     sl_type_name(ts->cols[tk].type));
+        return NULL;
+    }
+    sl__lookup_conf *conf = sl__xcalloc(1, sizeof *conf);
+    conf->key_col = kc;
+    conf->table = t;
+    sl_schema *out = sl__schema_copy(in);
+    const char *err = NULL;
+    char msg[256];
+    /* cols NULL: every table column but the key */
+    int n = 0;
+    if (cols) while (cols[n]) n++;
+    if (cols && n == 0) err = "lookup: no table columns to append";
+    for (int j = 0; !err && j < (cols ? n : ts->n); j++) {
+        int tc = cols ? sl_schema_find(ts, cols[j]) : j;
+        if (!cols && tc == tk) continue;
+        if (tc < 0) {
+            snprintf(msg, sizeof msg, "lookup: no column '%s' in the table",
+                     cols[j]);
+            err = msg;
+        } else if (sl_schema_find(out, ts->cols[tc].name) >= 0) {
+            snprintf(msg, sizeof msg, "lookup: column '%s' is already in the "
+                     "stream (or listed twice)", ts->cols[tc].name);
+            err = msg;
+        } else if (out->n >= SL_MAX_COLS) {
+            snprintf(msg, sizeof msg, "lookup: more than %d columns",
+                     SL_MAX_COLS);
+            err = msg;
+        } else {
+            int oc = sl_schema_add(out, ts->cols[tc].name, ts->cols[tc].type);
+            out->cols[oc].identifier = ts->cols[tc].identifier;
+            conf->tcols[conf->ncols++] = tc;
+        }
+    }
+    if (!err && conf->ncols == 0) err = "lookup: the table has no columns to append";
+    if (err) {
+        sl__job_fail(job, SL_EINVAL, "%s", err);
+        free(conf);
+        sl_schema_free(out);
+        return NULL;
+    }
+    sl_stream *r = sl__stream_add_op(s, &sl__op_lookup, conf, out);
+    sl_schema_free(out);
+    return r;
+}

@@ -1,0 +1,283 @@
+/* table.c — in-memory lookup tables: rows column-wise in chunks of
+ * SL__TABLE_CHUNK rows plus an open-addressing index (linear probing, load
+ * factor <= 3/4: 16-byte slots, so 10 M keys take 256 MiB) from key to row
+ * id. Tables are built single-threaded by
+ * sl__table_append and never change afterwards, so lookups need no locks.
+ * They are not snapshotted: a job reloads its tables at start.
+ *
+ * Invariants:
+ * 1. Every stored row has a non-NULL key (sl__table_append skips others).
+ * 2. The index holds exactly one slot per distinct key, pointing to the last
+ *    row appended with that key (index_put replaces).
+ * 3. Slot key field: the key itself for INT64 tables, the key's hash for
+ *    STRING tables (index_put, probe_*). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "state/state.h"
+
+#define EMPTY UINT32_MAX
+#define STR_SEED 0x7461626c65ULL
+
+typedef struct {
+    uint64_t k;   /* INT64 key, or the hash of a STRING key */
+    uint32_t row; /* row id (chunk * SL__TABLE_CHUNK + index), EMPTY if free */
+    uint32_t pad;
+} slot;
+
+struct sl_table {
+    sl_schema *schema;
+    int key_col;
+    bool str_key;
+    sl_batch **chunks;
+    size_t nchunks, chunks_cap;
+    size_t stored, nkeys;
+    slot *slots;
+    uint64_t mask; /* slots: mask + 1 entries */
+};
+
+sl_table *sl__table_new(const sl_schema *s, int key_col)
+{
+    if (!s || key_col < 0 || key_col >= s->n) return NULL;
+    sl_type kt = s->cols[key_col].type;
+    if (kt != SL_INT64 && kt != SL_STRING) return NULL;
+    sl_table *t = sl__xcalloc(1, sizeof *t);
+    t->schema = sl__schema_copy(s);
+    t->key_col = key_col;
+    t->str_key = kt == SL_STRING;
+    t->mask = 1023;
+    t->slots = sl__xmalloc(sizeof(slot) * (t->mask + 1));
+    for (uint64_t i = 0; i <= t->mask; i++) t->slots[i].row = EMPTY;
+    return t;
+}
+
+void sl_table_free(sl_table *t)
+{
+    if (!t) return;
+    for (size_t i = 0; i < t->nchunks; i++) sl__batch_free(t->chunks[i]);
+    free(t->chunks);
+    free(t->slots);
+    sl_schema_free(t->schema);
+    free(t);
+}
+
+size_t sl_table_rows(const sl_table *t) { return t ? t->nkeys : 0; }
+size_t sl__table_stored(const sl_table *t) { return t ? t->stored : 0; }
+const sl_schema *sl__table_schema(const sl_table *t) { return t ? t->schema : NULL; }
+int sl__table_key_col(const sl_table *t) { return t ? t->key_col : -1; }
+
+uint64_t sl__table_hash_i64(int64_t key) { return sl__mix64((uint64_t)key); }
+
+uint64_t sl__table_hash_str(const char *key, size_t len)
+{
+    return sl__hash_bytes(key, len, STR_SEED);
+}
+
+void sl__table_prefetch(const sl_table *t, uint64_t hash)
+{
+    __builtin_prefetch(&t->slots[hash & t->mask]);
+}
+
+static const sl_str *row_key_str(const sl_table *t, uint32_t row)
+{
+    const sl_batch *c = t->chunks[row / SL__TABLE_CHUNK];
+    return (const sl_str *)c->cols[t->key_col].data + row % SL__TABLE_CHUNK;
+}
+
+static int found(const sl_table *t, uint32_t row, const sl_batch **chunk,
+                 uint32_t *r)
+{
+    if (chunk) *chunk = t->chunks[row / SL__TABLE_CHUNK];
+    if (r) *r = row % SL__TABLE_CHUNK;
+    return 1;
+}
+
+int sl__table_find_i64_h(const sl_table *t, int64_t key, uint64_t hash,
+                         const sl_batch **chunk, uint32_t *row)
+{
+    if (t->str_key) return 0;
+    for (uint64_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        const slot *s = &t->slots[i];
+        if (s->row == EMPTY) return 0;
+        if (s->k == (uint64_t)key) return found(t, s->row, chunk, row);
+    }
+}
+
+int sl__table_find_str_h(const sl_table *t, const char *key, size_t len,
+                         uint64_t hash, const sl_batch **chunk, uint32_t *row)
+{
+    if (!t->str_key) return 0;
+    for (uint64_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        const slot *s = &t->slots[i];
+        if (s->row == EMPTY) return 0;
+        if (s->k != hash) continue;
+        const sl_str *k = row_key_str(t, s->row);
+        if (k->len == len && (len == 0 || memcmp(k->ptr, key, len) == 0))
+            return found(t, s->row, chunk, row);
+    }
+}
+
+int sl__table_find_i64(const sl_table *t, int64_t key, const sl_batch **chunk,
+                       uint32_t *row)
+{
+    return sl__table_find_i64_h(t, key, sl__table_hash_i64(key), chunk, row);
+}
+
+int sl__table_find_str(const sl_table *t, const char *key, size_t len,
+                       const sl_batch **chunk, uint32_t *row)
+{
+    return sl__table_find_str_h(t, key, len, sl__table_hash_str(key, len), chunk,
+                                row);
+}
+
+/* Hash of row `row`'s key, from the slot key field (invariant 3). */
+static uint64_t slot_hash(const sl_table *t, const slot *s)
+{
+    return t->str_key ? s->k : sl__table_hash_i64((int64_t)s->k);
+}
+
+static void grow(sl_table *t)
+{
+    uint64_t nmask = t->mask * 2 + 1;
+    slot *ns = sl__xmalloc(sizeof(slot) * (nmask + 1));
+    for (uint64_t i = 0; i <= nmask; i++) ns[i].row = EMPTY;
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        if (t->slots[i].row == EMPTY) continue;
+        uint64_t j = slot_hash(t, &t->slots[i]) & nmask;
+        while (ns[j].row != EMPTY) j = (j + 1) & nmask;
+        ns[j] = t->slots[i];
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->mask = nmask;
+}
+
+/* Points the key of stored row `row` at it, replacing an earlier row with
+ * the same key (invariant 2). */
+static void index_put(sl_table *t, uint32_t row)
+{
+    if ((t->nkeys + 1) * 4 > (t->mask + 1) * 3) grow(t);
+    const sl_batch *c = t->chunks[row / SL__TABLE_CHUNK];
+    uint32_t r = row % SL__TABLE_CHUNK;
+    uint64_t k, h;
+    const sl_str *ks = NULL;
+    if (t->str_key) {
+        ks = (const sl_str *)c->cols[t->key_col].data + r;
+        k = h = sl__table_hash_str(ks->ptr, ks->len);
+    } else {
+        k = (uint64_t)((const int64_t *)c->cols[t->key_col].data)[r];
+        h = sl__table_hash_i64((int64_t)k);
+    }
+    for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        slot *s = &t->slots[i];
+        if (s->row == EMPTY) {
+            s->k = k;
+            s->row = row;
+            t->nkeys++;
+            return;
+        }
+        if (s->k != k) continue;
+        if (ks) {
+            const sl_str *o = row_key_str(t, s->row);
+            if (o->len != ks->len || (ks->len && memcmp(o->ptr, ks->ptr, ks->len)))
+                continue;
+        }
+        s->row = row; /* duplicate key: the last row wins */
+        return;
+    }
+}
+
+static int check_schema(const sl_table *t, const sl_schema *s, char *errstr,
+                        size_t errstr_size)
+{
+    if (s->n != t->schema->n)
+        return sl__err(errstr, errstr_size, SL_EINVAL,
+                       "table: batch has %d columns, the table %d", s->n,
+                       t->schema->n);
+    for (int i = 0; i < s->n; i++)
+        if (s->cols[i].type != t->schema->cols[i].type ||
+            strcmp(s->cols[i].name, t->schema->cols[i].name) != 0)
+            return sl__err(errstr, errstr_size, SL_EINVAL,
+                           "table: batch column %d ('%s' %s) differs from the "
+                           "table's ('%s' %s)", i, s->cols[i].name,
+                           sl_type_name(s->cols[i].type),
+                           t->schema->cols[i].name,
+                           sl_type_name(t->schema->cols[i].type));
+    return 0;
+}
+
+/* Appends rows[0..m) of src to chunk dst. Unlike sl__batch_append, reads
+ * the string of non-NULL rows only: decoders leave a NULL row's sl_str as
+ * it was, which may point into memory the batch no longer owns. */
+static void chunk_append(sl_batch *dst, const sl_batch *src,
+                         const uint32_t *rows, uint32_t m)
+{
+    uint32_t base = dst->n;
+    SL_ASSERT(base + m <= dst->cap);
+    for (uint32_t i = 0; i < m; i++) dst->kind[base + i] = src->kind[rows[i]];
+    for (int c = 0; c < src->schema->n; c++) {
+        const uint8_t *sv = src->cols[c].valid;
+        uint8_t *dv = dst->cols[c].valid + base;
+        for (uint32_t i = 0; i < m; i++) dv[i] = sv[rows[i]];
+        switch (src->schema->cols[c].type) {
+        case SL_BOOL: {
+            const uint8_t *sd = src->cols[c].data;
+            uint8_t *dd = (uint8_t *)dst->cols[c].data + base;
+            for (uint32_t i = 0; i < m; i++) dd[i] = sd[rows[i]];
+            break;
+        }
+        case SL_STRING: {
+            const sl_str *sd = src->cols[c].data;
+            sl_str *dd = (sl_str *)dst->cols[c].data + base;
+            for (uint32_t i = 0; i < m; i++) {
+                sl_str v = sv[rows[i]] ? sd[rows[i]] : (sl_str){"", 0};
+                char *p = v.len ? sl__arena_alloc(&dst->arena, v.len) : NULL;
+                if (p) memcpy(p, v.ptr, v.len);
+                dd[i].ptr = p ? p : "";
+                dd[i].len = v.len;
+            }
+            break;
+        }
+        default: {
+            const int64_t *sd = src->cols[c].data;
+            int64_t *dd = (int64_t *)dst->cols[c].data + base;
+            for (uint32_t i = 0; i < m; i++) dd[i] = sd[rows[i]];
+            break;
+        }
+        }
+    }
+    dst->n = base + m;
+}
+
+int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
+                     size_t errstr_size)
+{
+    int rc = check_schema(t, b->schema, errstr, errstr_size);
+    if (rc) return rc;
+    if (t->stored + b->n >= EMPTY)
+        return sl__err(errstr, errstr_size, SL_EINVAL,
+                       "table: more than %u rows", (unsigned)(EMPTY - 1));
+    const uint8_t *kv = b->cols[t->key_col].valid;
+    uint32_t rows[SL__TABLE_CHUNK];
+    uint32_t i = 0;
+    while (i < b->n) {
+        sl_batch *c = t->nchunks ? t->chunks[t->nchunks - 1] : NULL;
+        if (!c || c->n == c->cap) {
+            if (t->nchunks == t->chunks_cap) {
+                t->chunks_cap = t->chunks_cap ? 2 * t->chunks_cap : 16;
+                t->chunks = sl__xrealloc(t->chunks,
+                                         sizeof(*t->chunks) * t->chunks_cap);
+            }
+            c = sl__batch_new(t->schema, SL__TABLE_CHUNK);
+            t->chunks[t->nchunks++] = c;
+        }
+        uint32_t room = c->cap - c->n, m = 0;
+        for (; i < b->n && m < room; i++)
+            if (kv[i]) rows[m++] = i; /* invariant 1 */
+        uint32_t base = (uint32_t)((t->nchunks - 1) * SL__TABLE_CHUNK + c->n);
+        chunk_append(c, b, rows, m);
+        t->stored += m;
+        for (uint32_t j = 0; j < m; j++) index_put(t, base + j);
+    }
+    return 0;
+}
