@@ -70,7 +70,9 @@ static int set_one(const sl__conf_def *d, void *dst, const char *v,
     }
     case SL_CONF_DOUBLE: {
         double x;
-        if (sl__parse_f64(v, &x) || x < (double)d->min || x > (double)d->max)
+        bool ranged = d->min != 0 || d->max != 0; /* 0, 0: any number */
+        if (sl__parse_f64(v, &x) ||
+            (ranged && (x < (double)d->min || x > (double)d->max)))
             return sl__err(err, errsz, SL_EINVAL,
                            "%s: '%s' must be a number in [%lld, %lld], got '%s'",
                            component, d->key, (long long)d->min,

@@ -1,0 +1,97 @@
+/* decode.h — the io layer's text decoders (CSV and JSON Lines: one line of
+ * text becomes one row appended to an sl_batch) and the file source's hooks
+ * for checkpoints.
+ *
+ * Ownership: a decoder borrows its schema, which must outlive it and every
+ * batch it fills (STRING values of a column with a domain point at the
+ * schema's domain strings instead of being copied). Other strings are copied
+ * into the batch's arena. Decoders are immutable after set-up, so one may
+ * serve several threads. */
+#ifndef SL_IO_DECODE_H
+#define SL_IO_DECODE_H
+
+#include "core/runtime.h"
+
+/* Result of the decoders besides 0 (row appended) and SL_EPARSE (bad line,
+ * reason written, nothing appended): the CSV line ends inside a quoted
+ * field; call again with the record's next line appended (newline kept). */
+#define SL__DEC_MORE 1
+
+/* ---- typed conversion shared by both decoders --------------------------- */
+typedef struct {
+    const sl_schema *schema;
+    uint32_t *dom_len[SL_MAX_COLS]; /* lengths of the domain values, or NULL */
+} sl__dec_types;
+
+void sl__dec_types_init(sl__dec_types *t, const sl_schema *s);
+void sl__dec_types_close(sl__dec_types *t);
+
+enum { SL__CONV_OK = 0, SL__CONV_BAD = 1, SL__CONV_UNKNOWN = 2 };
+/* Stores the text v[0..len) into (col, row) of b, converted to the column's
+ * type. `quoted`: the text was a quoted CSV field or a JSON string, so an
+ * empty one is an empty STRING (unquoted empty text is NULL; for other
+ * types empty is always NULL). `stable`: v already lives in b's arena and
+ * may be referenced rather than copied. Returns SL__CONV_OK, SL__CONV_BAD
+ * (not a value of the type) or SL__CONV_UNKNOWN (outside the domain). */
+int sl__dec_value(const sl__dec_types *t, int col, const char *v, size_t len,
+                  bool quoted, bool stable, sl_batch *b, uint32_t row);
+
+/* ---- CSV (RFC 4180) ----------------------------------------------------- */
+typedef struct {
+    sl__dec_types t;
+    char delim;
+    int nfield;      /* fields per record */
+    int *field_col;  /* nfield entries: schema column, or -1 (ignored) */
+    uint8_t *field_kind; /* nfield entries: how the fast path converts it */
+    int field_cap;
+    uint64_t unmapped; /* schema columns no field feeds: always NULL */
+} sl__csv_dec;
+
+/* Starts positional (field i = column i); sl__csv_set_header() remaps. */
+void sl__csv_init(sl__csv_dec *d, const sl_schema *s, char delim);
+void sl__csv_close(sl__csv_dec *d);
+void sl__csv_set_positional(sl__csv_dec *d);
+/* Maps the fields of a header line to schema columns by name (exact, then
+ * case-insensitive); unknown names are ignored, schema columns without a
+ * field are NULL, a repeated name feeds only its first field. Returns the
+ * number of schema columns matched (0: the mapping is left positional, so
+ * the caller can treat the line as data), or SL_EPARSE (bad quoting). */
+int sl__csv_set_header(sl__csv_dec *d, const char *line, size_t len);
+/* Decodes one record (no trailing newline; b->n < b->cap) into row b->n and
+ * increments b->n. Returns 0, SL__DEC_MORE or SL_EPARSE with the reason in
+ * `reason`: "wrong_field_count", "malformed_csv", "parse_error:<col>" or
+ * "unknown_value:<col>". */
+int sl__csv_decode(const sl__csv_dec *d, const char *line, size_t len,
+                   sl_batch *b, char *reason, size_t reason_size);
+
+/* ---- JSON Lines --------------------------------------------------------- */
+typedef struct {
+    sl__dec_types t;
+    uint32_t name_len[SL_MAX_COLS];
+} sl__json_dec;
+
+void sl__json_init(sl__json_dec *d, const sl_schema *s);
+void sl__json_close(sl__json_dec *d);
+/* Decodes one flat JSON object into row b->n (keys are column names;
+ * unknown keys are ignored, absent keys and null are NULL). Returns 0 or
+ * SL_EPARSE with the reason: "malformed_json", "nested_value[:<col>]",
+ * "parse_error:<col>" or "unknown_value:<col>". */
+int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
+                    sl_batch *b, char *reason, size_t reason_size);
+
+/* ---- the file source ---------------------------------------------------- */
+extern const sl__source_vt sl__src_file;
+extern const sl__conf_def sl__file_source_conf[]; /* for the docs */
+
+/* Position of partition `part` (an index into the instance's parts) as one
+ * int64: (k << 40) | byte offset, where k is the index of the current file
+ * among the partition's files (always 0 unless follow mode added files) and
+ * the offset, in uncompressed bytes, is that of the next unread line. */
+#define SL__FILE_POS_SHIFT 40
+int sl__file_source_position(void *st, int part, int64_t *offset);
+/* Makes the next read of `part` start at a position from
+ * sl__file_source_position(). The header is read again and line numbers are
+ * recounted; data before the offset is skipped, not decoded. */
+int sl__file_source_seek(void *st, int part, int64_t offset);
+
+#endif

@@ -1,0 +1,308 @@
+/* jsonl.c — decodes one JSON Lines record, a flat object such as
+ * {"ts":1,"msisdn":"49...","x":null}, into one batch row.
+ *
+ * A hand-written single-pass parser: strings (all escapes, \uXXXX with
+ * surrogate pairs encoded as UTF-8), numbers, true/false/null. Nested
+ * objects and arrays are rejected, as is anything after the object. Values
+ * are converted with sl__dec_value, like CSV fields, so a number may feed a
+ * STRING column and a string may feed a numeric one when its text parses.
+ * It does not validate UTF-8 inside strings. */
+#include <stdio.h>
+#include <string.h>
+
+#include "io/decode.h"
+
+void sl__json_init(sl__json_dec *d, const sl_schema *s)
+{
+    memset(d, 0, sizeof *d);
+    sl__dec_types_init(&d->t, s);
+    for (int c = 0; c < s->n; c++)
+        d->name_len[c] = (uint32_t)strlen(s->cols[c].name);
+}
+
+void sl__json_close(sl__json_dec *d)
+{
+    sl__dec_types_close(&d->t);
+    memset(d, 0, sizeof *d);
+}
+
+static inline const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static bool hex4(const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4) return false;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval((unsigned char)p[i]);
+        if (h < 0) return false;
+        v = v << 4 | (unsigned)h;
+    }
+    *out = v;
+    return true;
+}
+
+/* Scans a string whose opening quote is at p[-1]. Returns the position
+ * after the closing quote or NULL; *esc is set if it holds escapes. */
+static const char *scan_string(const char *p, const char *end, bool *esc)
+{
+    *esc = false;
+    while (p < end) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"') return p + 1;
+        if (ch < 0x20) return NULL;
+        if (ch == '\\') {
+            *esc = true;
+            if (++p >= end) return NULL;
+            if (*p == 'u') {
+                unsigned u;
+                if (!hex4(p + 1, end, &u)) return NULL;
+                p += 5;
+                continue;
+            }
+            if (strchr("\"\\/bfnrt", *p) == NULL || *p == 0) return NULL;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18);
+    o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    o[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Decodes the escapes of a scanned string body s[0..n) into out (at least
+ * n bytes: no escape grows). Returns the length, or -1 for a lone
+ * surrogate. */
+static long unescape(const char *s, size_t n, char *out)
+{
+    const char *p = s, *end = s + n;
+    size_t o = 0;
+    while (p < end) {
+        if (*p != '\\') {
+            out[o++] = *p++;
+            continue;
+        }
+        p++;
+        char e = *p++;
+        switch (e) {
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            hex4(p, end, &cp); /* validated by scan_string */
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+                    !hex4(p + 2, end, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    return -1;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return -1;
+            }
+            o += put_utf8(out + o, cp);
+            break;
+        }
+        default: out[o++] = e; break; /* " \ / */
+        }
+    }
+    return (long)o;
+}
+
+/* Validates a JSON number at p; returns its end or NULL. */
+static const char *scan_number(const char *p, const char *end)
+{
+    if (p < end && *p == '-') p++;
+    if (p >= end) return NULL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return NULL;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    return p;
+}
+
+static int find_col(const sl__json_dec *d, const char *k, size_t n)
+{
+    const sl_schema *s = d->t.schema;
+    for (int c = 0; c < s->n; c++)
+        if (d->name_len[c] == n && memcmp(s->cols[c].name, k, n) == 0)
+            return c;
+    return -1;
+}
+
+static int fail(char *reason, size_t rsz, const char *what, const char *col)
+{
+    if (reason != NULL && rsz > 0) {
+        if (col != NULL)
+            snprintf(reason, rsz, "%s:%s", what, col);
+        else
+            snprintf(reason, rsz, "%s", what);
+    }
+    return SL_EPARSE;
+}
+
+#define MALFORMED fail(reason, reason_size, "malformed_json", NULL)
+
+int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
+                    sl_batch *b, char *reason, size_t reason_size)
+{
+    const sl_schema *s = d->t.schema;
+    const char *p = line, *end = line + len;
+    const uint32_t row = b->n;
+    uint64_t seen = 0;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{') return MALFORMED;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        p++;
+        goto done;
+    }
+    for (;;) {
+        /* key */
+        if (p >= end || *p != '"') return MALFORMED;
+        bool esc;
+        const char *k0 = p + 1;
+        p = scan_string(k0, end, &esc);
+        if (p == NULL) return MALFORMED;
+        size_t kn = (size_t)(p - 1 - k0);
+        int col;
+        if (!esc) {
+            col = find_col(d, k0, kn);
+        } else {
+            char kb[256];
+            long n = kn <= sizeof kb ? unescape(k0, kn, kb) : -2;
+            if (n == -1) return MALFORMED;
+            col = n >= 0 ? find_col(d, kb, (size_t)n) : -1;
+        }
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':') return MALFORMED;
+        p = skip_ws(p + 1, end);
+        if (p >= end) return MALFORMED;
+        /* value */
+        const char *v0 = p, *v1;
+        bool quoted = false, stable = false, isnull = false;
+        switch (*p) {
+        case '"':
+            v0 = p + 1;
+            p = scan_string(v0, end, &esc);
+            if (p == NULL) return MALFORMED;
+            v1 = p - 1;
+            quoted = true;
+            if (esc && col >= 0) {
+                size_t n = (size_t)(v1 - v0);
+                char *u = sl__arena_alloc(&b->arena, n ? n : 1);
+                long m = unescape(v0, n, u);
+                if (m < 0) return MALFORMED;
+                v0 = u;
+                v1 = u + m;
+                stable = true;
+            }
+            break;
+        case 't':
+            if (end - p < 4 || memcmp(p, "true", 4) != 0) return MALFORMED;
+            p += 4;
+            v1 = p;
+            break;
+        case 'f':
+            if (end - p < 5 || memcmp(p, "false", 5) != 0) return MALFORMED;
+            p += 5;
+            v1 = p;
+            break;
+        case 'n':
+            if (end - p < 4 || memcmp(p, "null", 4) != 0) return MALFORMED;
+            p += 4;
+            v1 = p;
+            isnull = true;
+            break;
+        case '{':
+        case '[':
+            return fail(reason, reason_size, "nested_value",
+                        col >= 0 ? s->cols[col].name : NULL);
+        default:
+            p = scan_number(p, end);
+            if (p == NULL) return MALFORMED;
+            v1 = p;
+            break;
+        }
+        if (col >= 0) {
+            seen |= 1ULL << col;
+            if (isnull) {
+                b->cols[col].valid[row] = 0;
+            } else {
+                int rc = sl__dec_value(&d->t, col, v0, (size_t)(v1 - v0),
+                                       quoted, stable, b, row);
+                if (rc != SL__CONV_OK)
+                    return fail(reason, reason_size,
+                                rc == SL__CONV_BAD ? "parse_error"
+                                                   : "unknown_value",
+                                s->cols[col].name);
+            }
+        }
+        p = skip_ws(p, end);
+        if (p >= end) return MALFORMED;
+        if (*p == '}') {
+            p++;
+            break;
+        }
+        if (*p != ',') return MALFORMED;
+        p = skip_ws(p + 1, end);
+    }
+done:
+    p = skip_ws(p, end);
+    if (p != end) return MALFORMED;
+    for (int c = 0; c < s->n; c++)
+        if (!(seen >> c & 1)) b->cols[c].valid[row] = 0;
+    b->kind[row] = SL_KIND_DATA;
+    b->n = row + 1;
+    return 0;
+}
