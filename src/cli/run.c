@@ -96,6 +96,19 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
+/* value must outlive the run (it points into argv). */
+static int set_opt(sl_job *job, telecom_opts *o, const char *key, const char *value)
+{
+    char err[512] = "";
+    int rc = telecom_set(o, key, value, err, sizeof err);
+    if (rc == 1) rc = sl_job_set(job, key, value, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "sluice run: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
 static int set_kv(sl_job *job, telecom_opts *o, const char *kv)
 {
     const char *eq = strchr(kv, '=');
@@ -105,14 +118,7 @@ static int set_kv(sl_job *job, telecom_opts *o, const char *kv)
     }
     char key[128];
     snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
-    char err[512] = "";
-    int rc = telecom_set(o, key, eq + 1, err, sizeof err);
-    if (rc == 1) rc = sl_job_set(job, key, eq + 1, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "sluice run: %s\n", err);
-        return 2;
-    }
-    return 0;
+    return set_opt(job, o, key, eq + 1);
 }
 
 int cli_run(int argc, char **argv)
@@ -147,16 +153,12 @@ int cli_run(int argc, char **argv)
         ['W'] = "watermark.delay.ms", ['L'] = "lateness.ms", ['o'] = "output.dir",
         ['p'] = "parallelism"};
     while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char kv[4096];
         switch (c) {
         case 'q': quiet = true; break;
         case 'h': fputs(run_usage, stdout); sl_job_free(job); return 0;
         case 'S': rc = set_kv(job, &o, optarg); break;
         case '?': rc = 2; break;
-        default:
-            snprintf(kv, sizeof kv, "%s=%s", names[c], optarg);
-            rc = set_kv(job, &o, kv);
-            break;
+        default: rc = set_opt(job, &o, names[c], optarg); break;
         }
     }
     if (!rc && optind != argc - 1) {

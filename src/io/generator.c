@@ -111,7 +111,7 @@ const sl__conf_def sl__gen_source_conf_defs[] = {
 };
 
 /* Checks what the table cannot and derives start_ms. */
-static int gen_validate(sl__gen_conf *c, char *err, size_t esz)
+static int gen_validate(sl__gen_conf *c, bool cross, char *err, size_t esz)
 {
     if (c->start == NULL ||
         sl__parse_ts(c->start, strlen(c->start), &c->start_ms) != 0)
@@ -123,7 +123,7 @@ static int gen_validate(sl__gen_conf *c, char *err, size_t esz)
                        "generator: unknown.fraction must be in [0, 1]");
     if (!(c->rate >= 0))
         return sl__err(err, esz, SL_EINVAL, "generator: rate must be >= 0");
-    if (c->areas > c->cells)
+    if (cross && c->areas > c->cells)
         return sl__err(err, esz, SL_EINVAL,
                        "generator: areas (%lld) must not exceed cells (%lld)",
                        (long long)c->areas, (long long)c->cells);
@@ -137,7 +137,7 @@ void sl__gen_conf_init(sl__gen_conf *c)
     int rc = sl__conf_apply(sl__gen_conf_defs, c, none, "generator", NULL,
                             NULL, 0);
     SL_ASSERT(rc == 0);
-    rc = gen_validate(c, NULL, 0);
+    rc = gen_validate(c, true, NULL, 0);
     SL_ASSERT(rc == 0);
 }
 
@@ -156,7 +156,8 @@ int sl__gen_conf_set(sl__gen_conf *c, const char *key, const char *value,
     memset(&tmp, 0, sizeof tmp);
     int rc = sl__conf_apply(sl__gen_conf_defs, &tmp, kv, "generator", NULL,
                             err, esz);
-    if (rc == 0) rc = gen_validate(&tmp, err, esz);
+    /* one key at a time: relations between keys are checked when used */
+    if (rc == 0) rc = gen_validate(&tmp, false, err, esz);
     if (rc != 0) {
         sl__conf_free(sl__gen_conf_defs, &tmp);
         return rc;
@@ -298,7 +299,7 @@ static void build_cells(sl__gen *g)
 sl__gen *sl__gen_new(const sl__gen_conf *c, char *err, size_t esz)
 {
     sl__gen_conf v = *c;
-    if (gen_validate(&v, err, esz) != 0) return NULL;
+    if (gen_validate(&v, true, err, esz) != 0) return NULL;
     sl__gen *g = sl__xcalloc(1, sizeof *g);
     g->subs = c->subscribers;
     g->cells = c->cells;
@@ -796,7 +797,7 @@ static int gs_configure(void **out, const char *const *kv,
     gs_conf *c = sl__xcalloc(1, sizeof *c);
     int rc = sl__conf_apply(sl__gen_source_conf_defs, &c->c, kv, "generator",
                             NULL, err, esz);
-    if (rc == 0) rc = gen_validate(&c->c, err, esz);
+    if (rc == 0) rc = gen_validate(&c->c, true, err, esz);
     if (rc != 0) {
         gs_conf_free(c);
         return rc;
