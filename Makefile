@@ -20,7 +20,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit integration demo bench bench-quick clean
+.PHONY: all deps test unit integration demo bench bench-quick clean sanitize
 all: $(B)/libsluice.a $(B)/$(SONAME) $(B)/sluice
 
 deps:
@@ -35,7 +35,7 @@ $(B)/libsluice.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(B)/$(SONAME): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
 	ln -sf $(SONAME) $(B)/libsluice.so
 
 $(B)/sluice: $(CLI_OBJ) $(B)/libsluice.a
@@ -49,7 +49,13 @@ unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
 integration: all
-	python3 -m pytest -q tests/integration tests/golden
+	python3 -m pytest -q tests/golden
+
+# CI stage: unit and golden tests built with ASan + UBSan (any report fails).
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+sanitize:
+	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 $(SAN)" all unit
+	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/golden
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -69,4 +75,4 @@ bench-quick: deps
 	bash bench/run.sh quick
 
 clean:
-	rm -rf $(B) out
+	rm -rf build build-asan out

@@ -698,7 +698,7 @@ static int write_cells(const sl__gen *g, const char *dir, bool gz, char *err,
 
 static int make_dir(const char *path, char *err, size_t esz)
 {
-    if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+    if (sl__mkdirs(path) == 0) return 0;
     return sl__err(err, esz, SL_EIO, "generator: mkdir '%s': %s", path,
                    strerror(errno));
 }

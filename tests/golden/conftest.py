@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SLUICE = os.path.join(ROOT, "build", "sluice")
+SLUICE = os.environ.get("SLUICE_BIN") or os.path.join(ROOT, "build", "sluice")
 
 
 def commit_seed():
