@@ -160,12 +160,22 @@ static uint64_t row_key_hash(const sl_batch *b, const int *cols, int ncols,
     return h;
 }
 
+int sl__key_group(const sl_batch *b, const int *cols, int ncols, uint32_t row,
+                  int groups)
+{
+    return (int)(row_key_hash(b, cols, ncols, row) % (uint64_t)groups);
+}
+
 /* Key groups are contiguous ranges per task, so rescaling moves whole
  * groups: group g belongs to task g * P / G. */
+static int group_task(int g, int groups, int ntasks)
+{
+    return (int)((int64_t)g * ntasks / groups);
+}
+
 int sl__key_group_task(uint64_t hash, int groups, int ntasks)
 {
-    int g = (int)(hash % (uint64_t)groups);
-    return (int)((int64_t)g * ntasks / groups);
+    return group_task((int)(hash % (uint64_t)groups), groups, ntasks);
 }
 
 static int route_push(sl__out *o, sl_batch *b)

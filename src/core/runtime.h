@@ -10,12 +10,59 @@
 
 #include "core.h"
 
+/* Delivery guarantees (job key `delivery`). */
+typedef enum {
+    SL__EXACTLY_ONCE = 0, /* sinks stage an epoch, publish it once the
+                             checkpoint that covers it is complete */
+    SL__AT_LEAST_ONCE = 1, /* sinks publish at once; replay may repeat rows */
+    SL__AT_MOST_ONCE = 2   /* sinks publish at once; nothing is replayed */
+} sl__delivery;
+
 /* Per-task context handed to every instance. */
 typedef struct sl__ctx {
     sl_job *job;
     int stage, task, ntasks; /* this task's index within its stage */
     const char *outdir;      /* job output directory (dead letters, ...) */
+    const char *job_name;    /* job key `name`: tags epoch markers */
+    sl__delivery delivery;
+    int key_groups;          /* G, fixed per job */
 } sl__ctx;
+
+/* ---- state snapshots ----------------------------------------------------- */
+/* Growable byte buffer with little-endian put/get helpers, for snapshots. */
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+} sl__buf;
+void sl__buf_put(sl__buf *b, const void *p, size_t n);
+void sl__buf_put_u64(sl__buf *b, uint64_t v);
+void sl__buf_put_i64(sl__buf *b, int64_t v);
+void sl__buf_put_u32(sl__buf *b, uint32_t v);
+void sl__buf_put_str(sl__buf *b, const char *s, size_t n); /* u32 len + bytes */
+void sl__buf_free(sl__buf *b);
+/* Reading side: every get fails softly (sets err, returns 0) past the end. */
+typedef struct {
+    const unsigned char *p;
+    size_t len, off;
+    bool err;
+} sl__rbuf;
+uint64_t sl__rbuf_u64(sl__rbuf *r);
+int64_t sl__rbuf_i64(sl__rbuf *r);
+uint32_t sl__rbuf_u32(sl__rbuf *r);
+const void *sl__rbuf_bytes(sl__rbuf *r, size_t n); /* NULL past the end */
+const char *sl__rbuf_str(sl__rbuf *r, uint32_t *len);
+
+/* Where an instance writes its snapshot. State is cut into sections: keyed
+ * state by key group (0 <= key_group < G; restored into whichever task owns
+ * that group, so parallelism can change), other state with key_group -1
+ * (restored into the instance with the same task index). */
+typedef struct sl__snap_writer sl__snap_writer;
+int sl__snap_put(sl__snap_writer *w, int32_t key_group, const void *data,
+                 size_t len);
+/* The key group of a row, from its key columns: the same function routes
+ * rows between stages, so a group's state lives where its rows arrive. */
+int sl__key_group(const sl_batch *b, const int *cols, int ncols, uint32_t row,
+                  int groups);
 
 /* Dead letters: {source, position, reason, payload} as JSON Lines in
  * <outdir>/dead-letters.jsonl, counted per reason. The payload must already
@@ -62,6 +109,7 @@ typedef struct {
     const int *key_cols; /* indices in `in` of the current key, or NULL */
     int nkey;
     uint32_t batch_cap;
+    uint32_t op_id;      /* stable operator id (position in the job) */
 } sl__opinfo;
 
 typedef struct sl__op_vt {
@@ -75,6 +123,14 @@ typedef struct sl__op_vt {
     int (*watermark)(void *st, int64_t wm, sl__out *out);
     void (*close)(void *st);
     void (*conf_free)(void *conf); /* frees the definition's conf; optional */
+    /* Checkpoints (optional: stateless operators leave them NULL). snapshot
+     * writes the instance's whole state with sl__snap_put; restore is then
+     * called, on a freshly opened instance and before any batch, once per
+     * section this instance owns. A bump of state_version makes old
+     * snapshots refuse to restore. */
+    int (*snapshot)(void *st, sl__snap_writer *w);
+    int (*restore)(void *st, int32_t key_group, const void *data, size_t len);
+    uint32_t state_version;
 } sl__op_vt;
 
 typedef struct sl__source_vt {
@@ -100,6 +156,11 @@ typedef struct sl__source_vt {
                 size_t errstr_size);
     void (*close)(void *st);
     void (*conf_free)(void *conf);
+    /* Rewinding (required for checkpoints): the position after the last
+     * record returned from parts[part], and making the next read of that
+     * partition start there. Positions are opaque non-negative int64. */
+    int (*position)(void *st, int part, int64_t *pos);
+    int (*seek)(void *st, int part, int64_t pos);
 } sl__source_vt;
 
 typedef struct sl__sink_vt {
@@ -112,10 +173,27 @@ typedef struct sl__sink_vt {
     /* Writes a batch (borrowed); may buffer. */
     int (*write)(void *st, const sl_batch *b, char *errstr,
                  size_t errstr_size);
-    /* Makes everything written so far durable/visible. */
+    /* Makes everything written so far durable/visible (at-least-once and
+     * at-most-once; under exactly-once only precommit/commit publish). */
     int (*flush)(void *st, char *errstr, size_t errstr_size);
     void (*close)(void *st);
     void (*conf_free)(void *conf);
+    /* The epoch protocol (see docs/checkpoints.md). Under exactly-once:
+     * precommit(n) makes everything written since precommit(n-1) durable
+     * but invisible, tagged with epoch n; commit(n) publishes every staged
+     * epoch <= n atomically with a marker (job, sink, task, epoch) so a
+     * repeated commit is a no-op; recover(n), called once after open when
+     * the job restarts from checkpoint n, publishes staged epochs <= n that
+     * were not yet published and discards staged epochs > n. Under the
+     * other guarantees precommit and commit may simply flush. Optional for
+     * sinks that only offer at-least-once (they set exactly_once = false). */
+    int (*precommit)(void *st, uint64_t epoch, char *errstr, size_t errstr_size);
+    int (*commit)(void *st, uint64_t epoch, char *errstr, size_t errstr_size);
+    int (*recover)(void *st, uint64_t epoch, char *errstr, size_t errstr_size);
+    /* Sink state kept in checkpoints (e.g. a file's committed length). */
+    int (*snapshot)(void *st, sl__snap_writer *w);
+    int (*restore)(void *st, int32_t key_group, const void *data, size_t len);
+    bool exactly_once; /* false: the job refuses delivery=exactly-once */
 } sl__sink_vt;
 
 /* ---- the graph, for the layers that implement the public builders ------- */
