@@ -6,7 +6,7 @@ CC        ?= cc
 OPT       ?= -O2
 CFLAGS    ?=
 CFLAGS    += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
-             -Werror $(OPT) -g -fPIC -pthread -Iinclude -Isrc \
+             -Werror -Wno-format-truncation $(OPT) -g -fPIC -pthread -Iinclude -Isrc \
              $(shell pkg-config --cflags $(PKGS))
 LDLIBS    += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 B         ?= build

@@ -185,7 +185,16 @@ typedef struct {
     uint64_t batches_peak;    /* most batches allocated at once */
     int64_t watermark;        /* lowest task watermark (ms), INT64_MIN before */
     int running;
+    uint64_t checkpoints_completed, checkpoints_failed;
+    uint64_t last_checkpoint_ms;     /* trigger to manifest, last checkpoint */
+    uint64_t last_checkpoint_bytes;  /* size of its snapshot files */
+    uint64_t last_snapshot_pause_us; /* longest time a task spent snapshotting */
+    uint64_t restored_epoch;         /* checkpoint the run started from, 0 = none */
 } sl_job_stats;
+
+/* Asks a running job with checkpoints for a savepoint: a checkpoint kept
+ * until deleted (directory sp-N). Safe from a signal handler. */
+void sl_job_savepoint(sl_job *job);
 /* Consistent-enough snapshot of the job's counters; safe while it runs. */
 void sl_job_stats_get(const sl_job *job, sl_job_stats *out);
 

@@ -44,5 +44,6 @@ const char *telecom_age_band(int64_t birth_ms, int64_t at_ms);
 int cli_run(int argc, char **argv);
 int cli_gen(int argc, char **argv);
 int cli_keygen(int argc, char **argv);
+int cli_savepoint(int argc, char **argv);
 
 #endif

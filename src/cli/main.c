@@ -13,6 +13,7 @@ static const char usage[] =
     "  gen [options]        write the synthetic reference data set (events,\n"
     "                       subscribers, cells) as CSV files\n"
     "  keygen PATH [--id ID]  create a pseudonymisation key file\n"
+    "  savepoint DIR        ask the job checkpointing into DIR for a savepoint\n"
     "  --version            print the version\n"
     "  --help               this text; `sluice COMMAND --help` for a command\n";
 
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "run")) return cli_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen")) return cli_gen(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cli_keygen(argc - 1, argv + 1);
-    fprintf(stderr, "sluice: unknown command '%s' (commands: run, gen, keygen)\n", cmd);
+    if (!strcmp(cmd, "savepoint")) return cli_savepoint(argc - 1, argv + 1);
+    fprintf(stderr, "sluice: unknown command '%s' (commands: run, gen, keygen, "
+            "savepoint)\n", cmd);
     return 2;
 }

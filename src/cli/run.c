@@ -32,17 +32,29 @@ static const char run_usage[] =
     "  --lateness-ms N        allowed lateness [lateness.ms] (0)\n"
     "  --out-dir DIR          dead letters go here [output.dir] (out)\n"
     "  --parallelism N        tasks per stage, 0 = one per core [parallelism]\n"
+    "  --checkpoint-dir DIR   take checkpoints here and resume from the newest valid\n"
+    "                         one on restart [checkpoint.dir] (off)\n"
+    "  --checkpoint-interval-ms N  time between checkpoints, >= 100\n"
+    "                         [checkpoint.interval.ms] (10000)\n"
+    "  --delivery G           exactly-once, at-least-once or at-most-once [delivery]\n"
+    "                         (exactly-once)\n"
+    "  --from-scratch         ignore existing checkpoints [from.scratch]\n"
+    "  --from PATH            start from this checkpoint or savepoint [restore.from]\n"
     "  --set KEY=VALUE        any option above or a job key: parallelism, workers,\n"
     "                         batch.size, exchange.capacity, key.groups, flush.ms,\n"
-    "                         sink.flush.ms, output.dir\n"
+    "                         sink.flush.ms, output.dir, checkpoint.retain,\n"
+    "                         source.rate (records/s per source task), name\n"
+    "\n"
+    "Signals: SIGINT/SIGTERM stop the job; SIGUSR1 takes a savepoint\n"
+    "(also `sluice savepoint DIR`).\n"
     "  --quiet                no progress line\n";
 
 static sl_job *g_job;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    sl_job_cancel(g_job);
+    if (sig == SIGUSR1) sl_job_savepoint(g_job);
+    else sl_job_cancel(g_job);
 }
 
 typedef struct {
@@ -136,6 +148,11 @@ int cli_run(int argc, char **argv)
         {"lateness-ms", required_argument, 0, 'L'},
         {"out-dir", required_argument, 0, 'o'},
         {"parallelism", required_argument, 0, 'p'},
+        {"checkpoint-dir", required_argument, 0, 'C'},
+        {"checkpoint-interval-ms", required_argument, 0, 'I'},
+        {"delivery", required_argument, 0, 'D'},
+        {"from", required_argument, 0, 'R'},
+        {"from-scratch", no_argument, 0, 'X'},
         {"set", required_argument, 0, 'S'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -151,10 +168,12 @@ int cli_run(int argc, char **argv)
         ['e'] = "events", ['F'] = "format", ['s'] = "subscribers", ['c'] = "cells",
         ['K'] = "key.file", ['d'] = "db", ['k'] = "k", ['w'] = "window.ms",
         ['W'] = "watermark.delay.ms", ['L'] = "lateness.ms", ['o'] = "output.dir",
-        ['p'] = "parallelism"};
+        ['p'] = "parallelism", ['C'] = "checkpoint.dir",
+        ['I'] = "checkpoint.interval.ms", ['D'] = "delivery", ['R'] = "restore.from"};
     while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'q': quiet = true; break;
+        case 'X': rc = set_opt(job, &o, "from.scratch", "true"); break;
         case 'h': fputs(run_usage, stdout); sl_job_free(job); return 0;
         case 'S': rc = set_kv(job, &o, optarg); break;
         case '?': rc = 2; break;
@@ -176,6 +195,11 @@ int cli_run(int argc, char **argv)
     }
     telecom_res res;
     double t0 = now_s();
+    if (sl_job_set(job, "name", "telecom-age", err, sizeof err)) {
+        fprintf(stderr, "sluice run: %s\n", err);
+        sl_job_free(job);
+        return 2;
+    }
     if ((rc = telecom_build(job, &o, &res, err, sizeof err))) {
         fprintf(stderr, "sluice run: %s\n", err);
         telecom_free(&res);
@@ -186,6 +210,7 @@ int cli_run(int argc, char **argv)
     g_job = job;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGUSR1, on_signal);
     progress pr = {.job = job, .tty = isatty(2) && !quiet};
     atomic_init(&pr.stop, 0);
     pthread_t th;
@@ -204,14 +229,17 @@ int cli_run(int argc, char **argv)
         fprintf(stderr,
                 "sluice: %s: %llu events in %.2f s (%.2f M events/s; tables loaded "
                 "in %.2f s), %llu windows fired, %llu rows written to %s, %llu "
-                "groups suppressed (k=%lld), %llu late, %llu dead letters%s%s\n",
+                "groups suppressed (k=%lld), %llu late, %llu dead letters, %llu "
+                "checkpoints (%llu failed)%s%s\n",
                 rc ? "failed" : "done", (unsigned long long)st.records_in, dt,
                 dt > 0 ? (double)st.records_in / dt / 1e6 : 0.0, t_load,
                 (unsigned long long)st.windows_fired,
                 (unsigned long long)st.records_out, o.db,
                 (unsigned long long)st.groups_suppressed, (long long)o.k,
                 (unsigned long long)st.late_records,
-                (unsigned long long)st.dead_letters, rc ? ": " : "",
+                (unsigned long long)st.dead_letters,
+                (unsigned long long)st.checkpoints_completed,
+                (unsigned long long)st.checkpoints_failed, rc ? ": " : "",
                 rc ? sl_job_error(job) : "");
     telecom_free(&res);
     sl_job_free(job);

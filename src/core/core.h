@@ -134,6 +134,11 @@ static inline int64_t sl__floor_div(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
+/* Test hook for fault tests: with SLUICE_CRASH_AT=NAME[:K] in the
+ * environment, the K-th call (default 1st) with that name kills the process
+ * with SIGKILL. A no-op otherwise. */
+void sl__crash_point(const char *name);
+
 /* The injectable clock: wall-clock nanoseconds (monotonic). Only metrics,
  * flush timeouts and canaries read it; tests may replace it. */
 typedef uint64_t (*sl__clock_fn)(void);

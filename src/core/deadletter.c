@@ -17,7 +17,9 @@ const char *sl__test_last_dead_letter(void) { return g_last_dl; }
 
 void sl__count(sl__ctx *ctx, sl__ctr c, uint64_t n)
 {
-    if (ctx && ctx->job)
+    if (ctx && ctx->ctr)
+        atomic_fetch_add_explicit(&ctx->ctr[c], n, memory_order_relaxed);
+    else if (ctx && ctx->job)
         atomic_fetch_add_explicit(&ctx->job->ctr[c], n, memory_order_relaxed);
     else
         atomic_fetch_add_explicit(&g_ctr[c], n, memory_order_relaxed);

@@ -24,71 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "exchange.h"
-#include "graph.h"
-
-typedef enum { OUT_NONE, OUT_HASH, OUT_SINGLE, OUT_SINK } out_kind;
-
-typedef struct stage stage;
-typedef struct task task;
-
-struct stage {
-    int idx, ntasks;
-    struct sl_stream *first, *last; /* op nodes of the chain (inclusive) */
-    bool is_source;
-    const sl_schema *in_schema;  /* entering the chain */
-    const sl_schema *out_schema; /* leaving it */
-    out_kind okind;
-    int key_cols[SL_MAX_COLS], nkey; /* OUT_HASH: in out_schema */
-    stage *next;
-    task **tasks;
-};
-
-typedef struct {
-    sl__out out;
-    task *t;
-    int next_op; /* index of the op receiving the batch */
-} chain_out;
-
-struct task {
-    stage *st;
-    int idx;
-    sl__ctx ctx;
-    sl_job *job;
-    atomic_flag busy;
-    bool finished;
-    /* source */
-    void *src;
-    int *parts, nparts;
-    int64_t *part_max;    /* highest event time per partition */
-    uint64_t *part_seen;  /* clock of the last record per partition */
-    int time_col;
-    /* chain */
-    int nops;
-    const sl__op_vt **vt;
-    void **op;
-    chain_out *links; /* links[i] delivers into op i; links[nops] routes */
-    /* inputs */
-    int nin;
-    sl__chan **in;
-    int64_t *in_wm;
-    bool *in_end;
-    int nin_open, rr;
-    int64_t wm; /* watermark already passed down the chain */
-    /* outputs */
-    int nout;
-    sl__chan **out;
-    sl_batch **builder;
-    uint64_t *builder_since;
-    sl__msgq *pending; /* per output channel */
-    uint64_t blocked_since;
-    /* sink */
-    void *sink;
-    uint64_t sink_flushed;
-    atomic_int_fast64_t pub_wm;
-};
-
-enum { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_BLOCKED = 2 };
+#include "exec.h"
 
 static int default_cores(void)
 {
@@ -112,7 +48,7 @@ static void route_flush_all(task *t)
     for (int c = 0; c < t->nout; c++) seal_builder(t, c);
 }
 
-static void route_control(task *t, int type, int64_t wm)
+void sl__route_control(task *t, int type, int64_t wm)
 {
     route_flush_all(t);
     for (int c = 0; c < t->nout; c++)
@@ -168,14 +104,14 @@ int sl__key_group(const sl_batch *b, const int *cols, int ncols, uint32_t row,
 
 /* Key groups are contiguous ranges per task, so rescaling moves whole
  * groups: group g belongs to task g * P / G. */
-static int group_task(int g, int groups, int ntasks)
+int sl__group_task(int g, int groups, int ntasks)
 {
     return (int)((int64_t)g * ntasks / groups);
 }
 
 int sl__key_group_task(uint64_t hash, int groups, int ntasks)
 {
-    return group_task((int)(hash % (uint64_t)groups), groups, ntasks);
+    return sl__group_task((int)(hash % (uint64_t)groups), groups, ntasks);
 }
 
 static int route_push(sl__out *o, sl_batch *b)
@@ -276,13 +212,14 @@ static int task_on_watermark(task *t, int64_t wm)
     if (rc) return rc;
     atomic_store(&t->pub_wm, wm);
     if (t->st->okind == OUT_SINK) {
+        /* under exactly-once only the epoch protocol publishes */
+        if (t->ctx.delivery == SL__EXACTLY_ONCE || wm == SL_TS_MAX) return 0;
         uint64_t now = sl__clock();
-        if (wm == SL_TS_MAX ||
-            now - t->sink_flushed >= (uint64_t)t->job->conf.sink_flush_ms * 1000000ULL)
+        if (now - t->sink_flushed >= (uint64_t)t->job->conf.sink_flush_ms * 1000000ULL)
             return sink_flush(t);
         return 0;
     }
-    if (t->nout) route_control(t, SL__MSG_WATERMARK, wm);
+    if (t->nout) sl__route_control(t, SL__MSG_WATERMARK, wm);
     return 0;
 }
 
@@ -290,14 +227,14 @@ static int task_finish(task *t)
 {
     int rc = task_on_watermark(t, SL_TS_MAX);
     if (rc) return rc;
-    if (t->st->okind == OUT_SINK) rc = sink_flush(t);
-    else if (t->nout) route_control(t, SL__MSG_END, SL_TS_MAX);
+    if (t->st->okind == OUT_SINK) rc = sl__ck_sink_finish(t);
+    else if (t->nout) sl__route_control(t, SL__MSG_END, SL_TS_MAX);
     t->finished = true; /* pending output is still delivered by task_step */
     return rc;
 }
 
 /* ---- pending output ------------------------------------------------------ */
-static bool task_has_pending(const task *t)
+bool sl__task_has_pending(const task *t)
 {
     for (int c = 0; c < t->nout; c++)
         if (!sl__msgq_empty(&t->pending[c])) return true;
@@ -356,6 +293,12 @@ static int64_t source_watermark(task *t)
 static int source_step(task *t)
 {
     sl_job *j = t->job;
+    if (j->conf.source_rate) { /* source.rate: records per second per task */
+        uint64_t now = sl__clock();
+        if (!t->rate_t0) t->rate_t0 = now;
+        double allowed = (double)(now - t->rate_t0) / 1e9 * (double)j->conf.source_rate;
+        if ((double)t->rate_n >= allowed + 1) return STEP_IDLE;
+    }
     sl_batch *b = sl__batch_new(j->src_schema, (uint32_t)j->conf.batch_size);
     int part = 0;
     char err[512] = "";
@@ -376,6 +319,8 @@ static int source_step(task *t)
                             err[0] ? err : sl_strerror(rc));
     }
     sl__count(&t->ctx, SL__CTR_RECORDS_IN, b->n);
+    t->rate_n += b->n;
+    sl__ck_source_progress(t, part);
     if (t->time_col >= 0 && b->n) {
         const int64_t *ts = b->cols[t->time_col].data;
         const uint8_t *ok = b->cols[t->time_col].valid;
@@ -406,12 +351,13 @@ static int64_t inputs_min_wm(const task *t)
 static int input_step(task *t)
 {
     int progressed = STEP_IDLE, rc;
-    for (int budget = 0; budget < 16 && !task_has_pending(t) && !t->finished; budget++) {
+    for (int budget = 0; budget < 16 && !sl__task_has_pending(t) && !t->finished; budget++) {
         sl__msg m;
         int got = -1;
         for (int k = 0; k < t->nin; k++) {
             int i = (t->rr + k) % t->nin;
-            if (!t->in_end[i] && sl__chan_try_pop(t->in[i], &m)) {
+            /* an input whose barrier arrived waits for the others (alignment) */
+            if (!t->in_end[i] && !t->in_barrier[i] && sl__chan_try_pop(t->in[i], &m)) {
                 got = i;
                 break;
             }
@@ -430,10 +376,15 @@ static int input_step(task *t)
         case SL__MSG_END:
             t->in_end[got] = true;
             if (--t->nin_open == 0) {
+                if ((rc = sl__ck_on_input_end(t))) return rc;
                 if ((rc = task_finish(t))) return rc;
-            } else if ((rc = task_on_watermark(t, inputs_min_wm(t)))) {
-                return rc;
+            } else {
+                if ((rc = task_on_watermark(t, inputs_min_wm(t)))) return rc;
+                if ((rc = sl__ck_on_input_end(t))) return rc;
             }
+            break;
+        case SL__MSG_BARRIER:
+            if ((rc = sl__ck_on_barrier(t, got, (uint64_t)m.wm))) return rc;
             break;
         }
     }
@@ -442,9 +393,11 @@ static int input_step(task *t)
 
 static int task_step(task *t)
 {
+    int rc = sl__ck_task_duties(t);
+    if (rc < 0) return rc;
     if (!task_flush_pending(t)) return STEP_BLOCKED;
     if (t->finished) return STEP_IDLE;
-    int rc = t->st->is_source ? source_step(t) : input_step(t);
+    rc = t->st->is_source ? source_step(t) : input_step(t);
     if (rc < 0) return rc;
     if (!t->finished) task_flush_old_builders(t);
     task_flush_pending(t);
@@ -452,17 +405,6 @@ static int task_step(task *t)
 }
 
 /* ---- planning ------------------------------------------------------------ */
-typedef struct {
-    sl_job *job;
-    stage *stages;
-    int nstages;
-    task **tasks;
-    int ntasks;
-    sl__chan **chans;
-    int nchans;
-    atomic_int finished;
-} plan;
-
 static stage *stage_add(plan *pl, int ntasks, const sl_schema *s)
 {
     stage *st = &pl->stages[pl->nstages];
@@ -539,6 +481,7 @@ static int task_open(plan *pl, task *t, char *err, size_t errsz)
     }
     t->vt = sl__xcalloc((size_t)t->nops + 1, sizeof(*t->vt));
     t->op = sl__xcalloc((size_t)t->nops + 1, sizeof(void *));
+    t->op_id = sl__xcalloc((size_t)t->nops + 1, sizeof(uint32_t));
     t->links = sl__xcalloc((size_t)t->nops + 1, sizeof(chain_out));
     int i = 0;
     for (struct sl_stream *n = st->first; n && i < t->nops; n = n->child) {
@@ -551,8 +494,9 @@ static int task_open(plan *pl, task *t, char *err, size_t errsz)
             .in = in->schema, .out = n->schema,
             .time_col = in->time_col ? sl_schema_find(in->schema, in->time_col) : -1,
             .key_cols = in->key ? keys : NULL, .nkey = nkey,
-            .batch_cap = (uint32_t)j->conf.batch_size};
+            .batch_cap = (uint32_t)j->conf.batch_size, .op_id = (uint32_t)n->id};
         t->vt[i] = n->vt;
+        t->op_id[i] = (uint32_t)n->id;
         if ((rc = n->vt->open(&t->op[i], n->conf, &info, &t->ctx, err, errsz)))
             return rc;
         i++;
@@ -588,8 +532,13 @@ static int plan_tasks(plan *pl)
             t->wm = SL_TS_MIN;
             atomic_init(&t->pub_wm, SL_TS_MIN);
             atomic_flag_clear(&t->busy);
+            t->pl = pl;
             t->ctx = (sl__ctx){.job = j, .stage = s, .task = i,
-                               .ntasks = st->ntasks, .outdir = j->conf.output_dir};
+                               .ntasks = st->ntasks, .outdir = j->conf.output_dir,
+                               .job_name = j->conf.name,
+                               .delivery = (sl__delivery)j->conf.delivery,
+                               .key_groups = (int)j->conf.key_groups,
+                               .ctr = t->ctr};
             st->tasks[i] = t;
             pl->tasks[k++] = t;
         }
@@ -603,6 +552,7 @@ static int plan_tasks(plan *pl)
             t->in = sl__xcalloc((size_t)up->ntasks, sizeof(sl__chan *));
             t->in_wm = sl__xcalloc((size_t)up->ntasks, sizeof(int64_t));
             t->in_end = sl__xcalloc((size_t)up->ntasks, sizeof(bool));
+            t->in_barrier = sl__xcalloc((size_t)up->ntasks, sizeof(bool));
             for (int u = 0; u < up->ntasks; u++) t->in_wm[u] = SL_TS_MIN;
         }
         for (int u = 0; u < up->ntasks; u++) {
@@ -645,10 +595,12 @@ static void task_free(sl_job *j, task *t)
     free(t->part_seen);
     free(t->vt);
     free(t->op);
+    free(t->op_id);
     free(t->links);
     free(t->in);
     free(t->in_wm);
     free(t->in_end);
+    free(t->in_barrier);
     free(t->out);
     free(t->builder);
     free(t->builder_since);
@@ -690,26 +642,27 @@ static void *worker_main(void *arg)
     sl_job *j = pl->job;
     unsigned backoff_us = 0;
     int n = pl->ntasks;
-    while (!atomic_load(&j->cancel) && atomic_load(&pl->finished) < n) {
+    while (!atomic_load(&j->cancel) && !atomic_load(&pl->done)) {
         bool progress = false;
         for (int k = 0; k < n; k++) {
             /* workers start at different tasks so they rarely collide */
             task *t = pl->tasks[(wa->id + k) % n];
             if (atomic_flag_test_and_set(&t->busy)) continue;
-            bool was_done = t->finished && !task_has_pending(t);
-            if (was_done) {
+            if (sl__ck_task_quiet(t)) {
                 atomic_flag_clear(&t->busy);
                 continue;
             }
             int rc = task_step(t);
-            bool now_done = t->finished && !task_has_pending(t);
+            bool now_done = t->finished && !sl__task_has_pending(t) && !t->counted;
+            if (now_done) t->counted = true;
             atomic_flag_clear(&t->busy);
             if (rc < 0) {
                 sl__job_fail(j, rc, "task %d.%d failed: %s", t->st->idx, t->idx,
                              sl_strerror(rc));
                 return NULL;
             }
-            if (now_done) atomic_fetch_add(&pl->finished, 1);
+            if (now_done && atomic_fetch_add(&pl->finished, 1) + 1 == n && !pl->ck_on)
+                atomic_store(&pl->done, 1);
             if (rc == STEP_PROGRESS || now_done) progress = true;
         }
         if (wa->id == 0) publish_watermark(pl);
@@ -730,11 +683,17 @@ int sl_job_run(sl_job *j)
     if (j->errcode) return j->errcode;
     if (j->ran) return sl__job_fail(j, SL_ESTATE, "job: a job runs once");
     j->ran = true;
-    plan pl = {.job = j};
+    plan pl = {.job = j, .progress_fd = -1};
     atomic_init(&pl.finished, 0);
+    atomic_init(&pl.done, 0);
     int rc = plan_stages(&pl, j);
     if (!rc) rc = plan_tasks(&pl);
+    if (!rc) rc = sl__ck_setup(&pl);
     if (!rc) {
+        pthread_mutex_lock(&j->lock);
+        j->plan = &pl;
+        pthread_mutex_unlock(&j->lock);
+        sl__ck_start(&pl);
         int W = j->conf.workers ? (int)j->conf.workers : default_cores();
         if (W > pl.ntasks) W = pl.ntasks;
         pthread_t *th = sl__xcalloc((size_t)W, sizeof(pthread_t));
@@ -749,6 +708,8 @@ int sl_job_run(sl_job *j)
             }
         }
         for (int i = 0; i < W; i++) pthread_join(th[i], NULL);
+        atomic_store(&pl.done, 1);
+        sl__ck_stop(&pl);
         atomic_store(&j->running, 0);
         publish_watermark(&pl);
         free(th);
@@ -756,23 +717,44 @@ int sl_job_run(sl_job *j)
         if (!j->errcode && atomic_load(&j->cancel))
             sl__job_fail(j, SL_ECANCELED, "job: cancelled");
     }
+    /* the tasks' counters outlive the run in the job */
+    pthread_mutex_lock(&j->lock);
+    for (int i = 0; i < pl.ntasks; i++)
+        for (int c = 0; c < SL__CTR_N; c++)
+            atomic_fetch_add(&j->ctr[c], atomic_load(&pl.tasks[i]->ctr[c]));
+    j->plan = NULL;
+    pthread_mutex_unlock(&j->lock);
     plan_free(&pl);
     if (j->dlq) fflush(j->dlq);
     return j->errcode;
 }
 
-void sl_job_stats_get(const sl_job *j, sl_job_stats *o)
+void sl_job_stats_get(const sl_job *cj, sl_job_stats *o)
 {
     memset(o, 0, sizeof *o);
-    if (!j) return;
-    o->records_in = atomic_load(&j->ctr[SL__CTR_RECORDS_IN]);
-    o->records_out = atomic_load(&j->ctr[SL__CTR_RECORDS_OUT]);
-    o->dead_letters = atomic_load(&j->ctr[SL__CTR_DEAD_LETTERS]);
-    o->late_records = atomic_load(&j->ctr[SL__CTR_LATE]);
-    o->windows_fired = atomic_load(&j->ctr[SL__CTR_WINDOWS_FIRED]);
-    o->groups_suppressed = atomic_load(&j->ctr[SL__CTR_SUPPRESSED]);
-    o->blocked_ns = atomic_load(&j->ctr[SL__CTR_BLOCKED_NS]);
+    if (!cj) return;
+    sl_job *j = (sl_job *)cj;
+    uint64_t c[SL__CTR_N];
+    pthread_mutex_lock(&j->lock);
+    for (int k = 0; k < SL__CTR_N; k++) c[k] = atomic_load(&j->ctr[k]);
+    plan *pl = j->plan;
+    for (int i = 0; pl && i < pl->ntasks; i++)
+        for (int k = 0; k < SL__CTR_N; k++) c[k] += atomic_load(&pl->tasks[i]->ctr[k]);
+    pthread_mutex_unlock(&j->lock);
+    o->records_in = c[SL__CTR_RECORDS_IN];
+    o->records_out = c[SL__CTR_RECORDS_OUT];
+    o->dead_letters = c[SL__CTR_DEAD_LETTERS];
+    o->late_records = c[SL__CTR_LATE];
+    o->windows_fired = c[SL__CTR_WINDOWS_FIRED];
+    o->groups_suppressed = c[SL__CTR_SUPPRESSED];
+    o->blocked_ns = c[SL__CTR_BLOCKED_NS];
     sl__batch_stats(&o->batches_live, &o->batches_peak, NULL);
     o->watermark = atomic_load(&j->watermark);
     o->running = atomic_load(&j->running);
+    o->checkpoints_completed = atomic_load(&j->ck_completed);
+    o->checkpoints_failed = atomic_load(&j->ck_failed);
+    o->last_checkpoint_ms = atomic_load(&j->ck_last_ms);
+    o->last_checkpoint_bytes = atomic_load(&j->ck_last_bytes);
+    o->last_snapshot_pause_us = atomic_load(&j->ck_last_pause_us);
+    o->restored_epoch = atomic_load(&j->ck_restored);
 }

@@ -28,6 +28,12 @@ typedef struct {
     int64_t parallelism, workers, batch_size, exchange_capacity, key_groups;
     int64_t flush_ms, sink_flush_ms;
     char *output_dir;
+    char *name;
+    char *checkpoint_dir;     /* NULL or "": no checkpoints */
+    int64_t checkpoint_interval_ms, checkpoint_retain, source_rate;
+    int delivery;             /* sl__delivery */
+    bool from_scratch;
+    char *restore_from;       /* a checkpoint or savepoint directory */
 } sl__job_conf;
 
 struct sl_job {
@@ -53,6 +59,11 @@ struct sl_job {
     atomic_int_fast64_t watermark;
     FILE *dlq;
     bool ran;
+    void *plan;             /* while running; guarded by lock */
+    atomic_int savepoint_req;
+    /* checkpoint statistics */
+    atomic_uint_fast64_t ck_completed, ck_failed, ck_last_ms, ck_last_bytes,
+        ck_last_pause_us, ck_restored;
 };
 
 #endif

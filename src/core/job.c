@@ -32,6 +32,28 @@ static const sl__conf_def job_conf_defs[] = {
      .desc = "sinks commit what they hold at most this often"},
     {.key = "output.dir", .type = SL_CONF_STR, .def = "out",
      .offset = OFF(output_dir), .desc = "directory for dead letters"},
+    {.key = "name", .type = SL_CONF_STR, .def = "sluice", .offset = OFF(name),
+     .desc = "job name; tags the sinks' epoch markers"},
+    {.key = "checkpoint.dir", .type = SL_CONF_STR, .def = "",
+     .offset = OFF(checkpoint_dir),
+     .desc = "directory for checkpoints (empty: no checkpoints)"},
+    {.key = "checkpoint.interval.ms", .type = SL_CONF_INT, .def = "10000",
+     .min = 100, .max = 86400000, .offset = OFF(checkpoint_interval_ms),
+     .desc = "time between checkpoints"},
+    {.key = "checkpoint.retain", .type = SL_CONF_INT, .def = "3", .min = 1,
+     .max = 1000, .offset = OFF(checkpoint_retain),
+     .desc = "complete checkpoints kept (savepoints are kept until deleted)"},
+    {.key = "delivery", .type = SL_CONF_ENUM, .def = "exactly-once",
+     .allowed = "exactly-once|at-least-once|at-most-once", .offset = OFF(delivery),
+     .desc = "delivery guarantee of the sinks after a failure"},
+    {.key = "from.scratch", .type = SL_CONF_BOOL, .def = "false",
+     .offset = OFF(from_scratch), .desc = "ignore existing checkpoints"},
+    {.key = "restore.from", .type = SL_CONF_STR, .def = "",
+     .offset = OFF(restore_from),
+     .desc = "start from this checkpoint or savepoint directory"},
+    {.key = "source.rate", .type = SL_CONF_INT, .def = "0", .min = 0,
+     .max = INT64_MAX, .offset = OFF(source_rate),
+     .desc = "records per second per source task (0: unlimited)"},
     {0}};
 #undef OFF
 
@@ -95,7 +117,9 @@ int sl_job_set(sl_job *j, const char *key, const char *value, char *errstr,
             *dst = *src;
             *src = NULL;
         } else {
-            memcpy((char *)&j->conf + d->offset, (char *)&tmp + d->offset, 8);
+            size_t n = d->type == SL_CONF_BOOL ? sizeof(bool)
+                       : d->type == SL_CONF_ENUM ? sizeof(int) : 8;
+            memcpy((char *)&j->conf + d->offset, (char *)&tmp + d->offset, n);
         }
     }
     sl__conf_free(job_conf_defs, &tmp);

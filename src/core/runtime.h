@@ -26,6 +26,7 @@ typedef struct sl__ctx {
     const char *job_name;    /* job key `name`: tags epoch markers */
     sl__delivery delivery;
     int key_groups;          /* G, fixed per job */
+    _Atomic uint64_t *ctr;   /* the task's counters (SL__CTR_N), or NULL */
 } sl__ctx;
 
 /* ---- state snapshots ----------------------------------------------------- */

@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -101,3 +104,17 @@ uint64_t sl__clock_monotonic(void)
 }
 
 sl__clock_fn sl__clock = sl__clock_monotonic;
+
+void sl__crash_point(const char *name)
+{
+    static atomic_int hits;
+    const char *spec = getenv("SLUICE_CRASH_AT");
+    if (!spec) return;
+    size_t n = strlen(name);
+    if (strncmp(spec, name, n) != 0 || (spec[n] != 0 && spec[n] != ':')) return;
+    int k = spec[n] == ':' ? atoi(spec + n + 1) : 1;
+    if (atomic_fetch_add(&hits, 1) + 1 == (k > 0 ? k : 1)) {
+        fprintf(stderr, "sluice: crash point %s reached, killing the process\n", name);
+        kill(getpid(), SIGKILL);
+    }
+}

@@ -1,0 +1,601 @@
+/* ckpt.c — checkpoints inside the runtime: the coordinator thread, barrier
+ * alignment, task snapshots, the end-of-input checkpoint and recovery. The
+ * files themselves are the checkpoint store's (store.h).
+ *
+ * Invariants:
+ * 1. At most one checkpoint is in flight; epochs grow and are never reused,
+ *    not even across restarts (sl__ck_setup numbers new epochs above every
+ *    directory on disk).
+ * 2. A task snapshots epoch n exactly once, at a point where it has
+ *    processed every record before barrier n on every input and none after
+ *    (task_snapshot called from ck_try_align or, for sources and tasks
+ *    whose inputs all ended, from sl__ck_task_duties).
+ * 3. A sink precommits epoch n inside its task's snapshot, before the task
+ *    acknowledges, and commits epoch n only after the manifest of
+ *    checkpoint n is durable (sl__ck_task_duties reads `committed`, which
+ *    coord_complete sets after sl__manifest_write).
+ * 4. A failed checkpoint (I/O error in any task) leaves no manifest, is
+ *    deleted, counted and retried at the next interval; the job goes on and
+ *    the previous checkpoint stays valid (coord_complete).
+ * 5. Recovery restores every section into the task that owns it now: keyed
+ *    sections by key group, source sections by partition, other sections
+ *    by task index modulo the new parallelism (restore_section).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exec.h"
+
+static void log_line(const char *msg) { fprintf(stderr, "sluice: %s\n", msg); }
+static void warn_cb(void *ud, const char *msg) { (void)ud; log_line(msg); }
+
+static bool is_sink_task(const task *t) { return t->st->okind == OUT_SINK; }
+
+/* ---- task snapshots ------------------------------------------------------ */
+static int sink_call(task *t, int (*fn)(void *, uint64_t, char *, size_t),
+                     uint64_t epoch, const char *what)
+{
+    char err[512] = "";
+    int rc = fn(t->sink, epoch, err, sizeof err);
+    if (rc)
+        sl__job_fail(t->job, rc, "sink %s: %s of epoch %" PRIu64 ": %s",
+                     t->job->sink_vt->name, what, epoch, err[0] ? err : sl_strerror(rc));
+    return rc;
+}
+
+static int sink_flush_now(task *t)
+{
+    char err[512] = "";
+    int rc = t->job->sink_vt->flush(t->sink, err, sizeof err);
+    if (rc)
+        sl__job_fail(t->job, rc, "sink %s: %s", t->job->sink_vt->name,
+                     err[0] ? err : sl_strerror(rc));
+    return rc;
+}
+
+/* Makes the sink's output up to here part of epoch n. */
+static int sink_precommit(task *t, uint64_t n)
+{
+    const sl__sink_vt *vt = t->job->sink_vt;
+    if (t->ctx.delivery == SL__EXACTLY_ONCE && vt->precommit)
+        return sink_call(t, vt->precommit, n, "precommit");
+    return sink_flush_now(t);
+}
+
+static void snap_fail(task *t, uint64_t n, const char *why)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "checkpoint %" PRIu64 ": task %d.%d could not snapshot: %s",
+             n, t->st->idx, t->idx, why);
+    log_line(msg);
+    atomic_fetch_add(&t->pl->fails, 1);
+}
+
+static int task_snapshot(task *t, uint64_t n)
+{
+    plan *pl = t->pl;
+    sl_job *j = t->job;
+    uint64_t t0 = sl__clock();
+    t->ck_epoch = n;
+    int rc = 0;
+    if (is_sink_task(t) && (rc = sink_precommit(t, n))) return rc;
+    char err[512] = "", path[4200];
+    snprintf(t->snap_name, sizeof t->snap_name, "t-%d-%d.snap", t->st->idx, t->idx);
+    snprintf(path, sizeof path, "%s/%s", pl->ck_dir, t->snap_name);
+    sl__snapfile *f = sl__snapfile_create(path, err, sizeof err);
+    if (!f) {
+        snap_fail(t, n, err);
+        return 0;
+    }
+    int wrc = 0;
+    for (int p = 0; !wrc && p < t->nparts; p++) {
+        int64_t pos;
+        if ((wrc = j->src_vt->position(t->src, p, &pos))) {
+            snprintf(err, sizeof err, "source %s cannot report its position", j->src_vt->name);
+            break;
+        }
+        unsigned char rec[16];
+        for (int i = 0; i < 8; i++) rec[i] = (unsigned char)((uint64_t)pos >> (8 * i));
+        for (int i = 0; i < 8; i++)
+            rec[8 + i] = (unsigned char)((uint64_t)t->part_max[p] >> (8 * i));
+        wrc = sl__snapfile_section(f, SL__SEC_SOURCE, (uint32_t)t->parts[p], -1, rec, 16);
+    }
+    for (int i = 0; !wrc && i < t->nops; i++) {
+        if (!t->vt[i]->snapshot) continue;
+        sl__snap_writer w;
+        sl__snapfile_writer(f, SL__SEC_OP, t->op_id[i], &w);
+        if ((wrc = t->vt[i]->snapshot(t->op[i], &w)))
+            snprintf(err, sizeof err, "operator %u %s: %s", t->op_id[i], t->vt[i]->name,
+                     sl_strerror(wrc));
+    }
+    if (!wrc && is_sink_task(t) && j->sink_vt->snapshot) {
+        sl__snap_writer w;
+        sl__snapfile_writer(f, SL__SEC_SINK, 0, &w);
+        wrc = j->sink_vt->snapshot(t->sink, &w);
+    }
+    if (!wrc) {
+        uint64_t c[SL__CTR_N];
+        for (int k = 0; k < SL__CTR_N; k++) c[k] = atomic_load(&t->ctr[k]);
+        c[SL__CTR_BLOCKED_NS] = 0; /* time, not a business count */
+        wrc = sl__snapfile_section(f, SL__SEC_TASK, 0, -1, c, sizeof c);
+    }
+    sl__crash_point("snapshot-write");
+    if (wrc) {
+        sl__snapfile_abort(f);
+        snap_fail(t, n, err[0] ? err : "write failed");
+    } else if (sl__snapfile_close(f, &t->snap_size, &t->snap_crc, err, sizeof err)) {
+        snap_fail(t, n, err);
+    } else {
+        atomic_fetch_add(&pl->acks, 1);
+    }
+    uint64_t dt = sl__clock() - t0, cur = atomic_load(&pl->pause_ns);
+    while (dt > cur && !atomic_compare_exchange_weak(&pl->pause_ns, &cur, dt)) {
+    }
+    return 0;
+}
+
+static int ck_try_align(task *t)
+{
+    bool any = false;
+    for (int i = 0; i < t->nin; i++) {
+        if (t->in_end[i]) continue;
+        if (!t->in_barrier[i]) return 0;
+        any = true;
+    }
+    if (!any && t->nin_open > 0) return 0;
+    uint64_t n = t->align_epoch;
+    memset(t->in_barrier, 0, sizeof(bool) * (size_t)t->nin);
+    if (n <= t->ck_epoch) return 0;
+    int rc = task_snapshot(t, n);
+    if (!rc && t->nout && !t->finished) sl__route_control(t, SL__MSG_BARRIER, (int64_t)n);
+    return rc;
+}
+
+int sl__ck_on_barrier(task *t, int ch, uint64_t epoch)
+{
+    t->in_barrier[ch] = true;
+    t->align_epoch = epoch;
+    return ck_try_align(t);
+}
+
+int sl__ck_on_input_end(task *t)
+{
+    for (int i = 0; i < t->nin; i++)
+        if (t->in_barrier[i]) return ck_try_align(t);
+    return 0;
+}
+
+int sl__ck_task_duties(task *t)
+{
+    plan *pl = t->pl;
+    if (!pl->ck_on) return 0;
+    int rc = 0;
+    uint64_t trig = atomic_load(&pl->trigger);
+    if (trig > t->ck_epoch && (t->st->is_source || t->nin_open == 0)) {
+        /* sources start a checkpoint; tasks whose inputs ended get no barrier */
+        if ((rc = task_snapshot(t, trig))) return rc;
+        if (t->nout && !t->finished) sl__route_control(t, SL__MSG_BARRIER, (int64_t)trig);
+    }
+    if (is_sink_task(t)) {
+        uint64_t c = atomic_load(&pl->committed);
+        if (c > t->sink_committed) {
+            const sl__sink_vt *vt = t->job->sink_vt;
+            sl__crash_point("sink-commit");
+            if (t->ctx.delivery == SL__EXACTLY_ONCE && vt->commit)
+                rc = sink_call(t, vt->commit, c, "commit");
+            if (rc) return rc;
+            t->sink_committed = c;
+            if (pl->final_epoch && c >= pl->final_epoch) atomic_fetch_add(&pl->sinks_final, 1);
+        }
+    }
+    return 0;
+}
+
+bool sl__ck_task_quiet(const task *t)
+{
+    if (!t->finished || sl__task_has_pending(t)) return false;
+    plan *pl = t->pl;
+    if (!pl->ck_on) return true;
+    if (atomic_load(&pl->trigger) > t->ck_epoch) return false;
+    return !is_sink_task(t) || atomic_load(&pl->committed) <= t->sink_committed;
+}
+
+int sl__ck_sink_finish(task *t)
+{
+    const sl__sink_vt *vt = t->job->sink_vt;
+    if (t->pl->ck_on) /* the end-of-input checkpoint publishes */
+        return t->ctx.delivery == SL__EXACTLY_ONCE ? 0 : sink_flush_now(t);
+    if (t->ctx.delivery != SL__EXACTLY_ONCE || !vt->precommit) return sink_flush_now(t);
+    uint64_t n = t->pl->epoch + 1;
+    int rc = sink_call(t, vt->precommit, n, "precommit");
+    return rc ? rc : sink_call(t, vt->commit, n, "commit");
+}
+
+void sl__ck_source_progress(task *t, int part)
+{
+    plan *pl = t->pl;
+    if (pl->progress_fd < 0) return;
+    int64_t pos;
+    if (t->job->src_vt->position(t->src, part, &pos)) return;
+    uint64_t v = (uint64_t)pos + 1; /* 0 = no progress recorded */
+    if (pwrite(pl->progress_fd, &v, 8, (off_t)t->parts[part] * 8) != 8) {
+        /* best effort: at-most-once may then lose more, never repeat */
+    }
+}
+
+/* ---- operator fingerprints ----------------------------------------------- */
+static void schema_text(const sl_schema *s, char *buf, size_t n)
+{
+    size_t off = 0;
+    for (int i = 0; i < s->n && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, "%s%s:%s", i ? "," : "", s->cols[i].name,
+                                sl_type_name(s->cols[i].type));
+}
+
+static void op_fingerprint(const struct sl_stream *n, char *buf, size_t size)
+{
+    char in[240], out[240];
+    schema_text(n->parent->schema, in, sizeof in);
+    schema_text(n->schema, out, sizeof out);
+    snprintf(buf, size, "(%s)->(%s)", in, out);
+}
+
+/* ---- the coordinator ----------------------------------------------------- */
+static void coord_trigger(plan *pl, bool sp)
+{
+    sl_job *j = pl->job;
+    uint64_t n = ++pl->epoch;
+    snprintf(pl->ck_dir, sizeof pl->ck_dir, "%s/%s-%" PRIu64, j->conf.checkpoint_dir,
+             sp ? "sp" : "chk", n);
+    if (sl__mkdirs(pl->ck_dir)) {
+        char msg[4300];
+        snprintf(msg, sizeof msg, "checkpoint %" PRIu64 " failed: cannot create %s: %s", n,
+                 pl->ck_dir, strerror(errno));
+        log_line(msg);
+        atomic_fetch_add(&j->ck_failed, 1);
+        pl->t_done = sl__clock();
+        if (n == pl->final_epoch) pl->final_epoch = 0;
+        return;
+    }
+    atomic_store(&pl->acks, 0);
+    atomic_store(&pl->fails, 0);
+    atomic_store(&pl->pause_ns, 0);
+    pl->inflight = n;
+    pl->inflight_sp = sp;
+    pl->t_trigger = sl__clock();
+    atomic_store(&pl->trigger, n);
+}
+
+static void coord_complete(plan *pl)
+{
+    sl_job *j = pl->job;
+    uint64_t n = pl->inflight;
+    char err[1024] = "";
+    int rc = atomic_load(&pl->fails) ? SL_EIO : 0;
+    sl__manifest m = {.epoch = n, .savepoint = pl->inflight_sp,
+                      .key_groups = (int)j->conf.key_groups};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    m.created_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    uint64_t bytes = 0;
+    if (!rc) {
+        m.files = sl__xcalloc((size_t)pl->ntasks, sizeof(sl__ck_file));
+        for (int i = 0; i < pl->ntasks; i++) {
+            task *t = pl->tasks[i];
+            sl__ck_file *f = &m.files[m.nfiles++];
+            snprintf(f->name, sizeof f->name, "%s", t->snap_name);
+            f->stage = t->st->idx;
+            f->task = t->idx;
+            f->size = t->snap_size;
+            f->crc = t->snap_crc;
+            bytes += t->snap_size;
+        }
+        m.ops = sl__xcalloc((size_t)j->nnodes + 1, sizeof(sl__ck_op));
+        for (int i = 0; i < j->nnodes; i++) {
+            struct sl_stream *nd = j->nodes[i];
+            if (nd->kind != NODE_OP || !nd->vt->snapshot) continue;
+            sl__ck_op *o = &m.ops[m.nops++];
+            o->id = (uint32_t)nd->id;
+            o->version = nd->vt->state_version;
+            snprintf(o->name, sizeof o->name, "%s", nd->vt->name);
+            op_fingerprint(nd, o->fingerprint, sizeof o->fingerprint);
+        }
+        rc = sl__manifest_write(pl->ck_dir, &m, err, sizeof err);
+    }
+    sl__manifest_free(&m);
+    uint64_t t = sl__clock();
+    if (rc) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "checkpoint %" PRIu64 " failed%s%s; the job goes on and "
+                 "retries", n, err[0] ? ": " : "", err);
+        log_line(msg);
+        sl__rmtree(pl->ck_dir);
+        atomic_fetch_add(&j->ck_failed, 1);
+        if (n == pl->final_epoch) pl->final_epoch = 0; /* try the final one again */
+    } else {
+        sl__crash_point("after-manifest");
+        atomic_store(&pl->committed, n);
+        atomic_fetch_add(&j->ck_completed, 1);
+        atomic_store(&j->ck_last_ms, (t - pl->t_trigger) / 1000000);
+        atomic_store(&j->ck_last_bytes, bytes);
+        atomic_store(&j->ck_last_pause_us, atomic_load(&pl->pause_ns) / 1000);
+        sl__ck_retain(j->conf.checkpoint_dir, (int)j->conf.checkpoint_retain, n);
+    }
+    pl->inflight = 0;
+    pl->t_done = t;
+}
+
+static void *coord_main(void *arg)
+{
+    plan *pl = arg;
+    sl_job *j = pl->job;
+    uint64_t interval = (uint64_t)j->conf.checkpoint_interval_ms * 1000000ULL;
+    pl->t_done = sl__clock();
+    while (!atomic_load(&pl->done) && !atomic_load(&j->cancel)) {
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
+        if (pl->inflight) {
+            if (atomic_load(&pl->acks) + atomic_load(&pl->fails) == pl->ntasks)
+                coord_complete(pl);
+            continue;
+        }
+        bool all_finished = atomic_load(&pl->finished) == pl->ntasks;
+        if (all_finished && pl->final_epoch) {
+            if (atomic_load(&pl->sinks_final) >= pl->nsinks) atomic_store(&pl->done, 1);
+            continue;
+        }
+        if (all_finished) { /* end of input: one last checkpoint publishes all */
+            pl->final_epoch = pl->epoch + 1;
+            coord_trigger(pl, false);
+            continue;
+        }
+        bool sp = atomic_exchange(&j->savepoint_req, 0);
+        if (sp || sl__clock() - pl->t_done >= interval) coord_trigger(pl, sp);
+    }
+    return NULL;
+}
+
+void sl_job_savepoint(sl_job *j)
+{
+    if (j) atomic_store(&j->savepoint_req, 1);
+}
+
+void sl__ck_start(plan *pl)
+{
+    if (!pl->ck_on) return;
+    pl->coord_started = pthread_create(&pl->coord, NULL, coord_main, pl) == 0;
+    if (!pl->coord_started)
+        sl__job_fail(pl->job, SL_EINTERNAL, "job: cannot start the checkpoint coordinator");
+}
+
+void sl__ck_stop(plan *pl)
+{
+    if (pl->coord_started) pthread_join(pl->coord, NULL);
+    pl->coord_started = false;
+    if (pl->progress_fd >= 0) close(pl->progress_fd);
+    pl->progress_fd = -1;
+    if (pl->ck_on) {
+        char pid[4200];
+        snprintf(pid, sizeof pid, "%s/sluice.pid", pl->job->conf.checkpoint_dir);
+        unlink(pid);
+    }
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+typedef struct {
+    plan *pl;
+    int stage, task; /* of the file being read */
+    bool ops;        /* restore operator and sink state (not at-most-once) */
+    char *err;
+    size_t errsz;
+} restore_ctx;
+
+static stage *stage_of_node(plan *pl, uint32_t id, int *op_index_out)
+{
+    for (int s = 0; s < pl->nstages; s++) {
+        task *t = pl->stages[s].tasks[0];
+        for (int i = 0; i < t->nops; i++)
+            if (t->op_id[i] == id) {
+                *op_index_out = i;
+                return &pl->stages[s];
+            }
+    }
+    return NULL;
+}
+
+static int restore_source(plan *pl, uint32_t gpart, const void *data, size_t len)
+{
+    stage *st = &pl->stages[0];
+    if (len != 16) return SL_ECORRUPT;
+    const unsigned char *p = data;
+    uint64_t pos = 0, mx = 0;
+    for (int i = 0; i < 8; i++) pos |= (uint64_t)p[i] << (8 * i);
+    for (int i = 0; i < 8; i++) mx |= (uint64_t)p[8 + i] << (8 * i);
+    task *t = st->tasks[gpart % (uint32_t)st->ntasks];
+    for (int k = 0; k < t->nparts; k++) {
+        if (t->parts[k] != (int)gpart) continue;
+        t->part_max[k] = (int64_t)mx;
+        return pl->job->src_vt->seek(t->src, k, (int64_t)pos);
+    }
+    return 0; /* the partition no longer exists */
+}
+
+static int restore_section(void *ud, int kind, uint32_t id, int32_t kg, const void *data,
+                           size_t len)
+{
+    restore_ctx *rc = ud;
+    plan *pl = rc->pl;
+    sl_job *j = pl->job;
+    switch (kind) {
+    case SL__SEC_SOURCE:
+        return restore_source(pl, id, data, len);
+    case SL__SEC_OP: {
+        if (!rc->ops) return 0;
+        int oi = -1;
+        stage *st = stage_of_node(pl, id, &oi);
+        if (!st) return 0; /* checked against the manifest before */
+        int ti = kg >= 0 ? sl__group_task(kg, (int)j->conf.key_groups, st->ntasks)
+                         : rc->task % st->ntasks;
+        task *t = st->tasks[ti];
+        return t->vt[oi]->restore ? t->vt[oi]->restore(t->op[oi], kg, data, len) : 0;
+    }
+    case SL__SEC_SINK: {
+        if (!rc->ops) return 0;
+        stage *st = &pl->stages[pl->nstages - 1];
+        task *t = st->tasks[rc->task % st->ntasks];
+        return j->sink_vt->restore ? j->sink_vt->restore(t->sink, kg, data, len) : 0;
+    }
+    case SL__SEC_TASK: {
+        if (rc->stage >= pl->nstages || len != sizeof(uint64_t) * SL__CTR_N) return 0;
+        stage *st = &pl->stages[rc->stage];
+        task *t = st->tasks[rc->task % st->ntasks];
+        const uint64_t *c = data;
+        for (int k = 0; k < SL__CTR_N; k++) atomic_fetch_add(&t->ctr[k], c[k]);
+        return 0;
+    }
+    default:
+        return SL_ECORRUPT;
+    }
+}
+
+static int check_ops(plan *pl, const sl__manifest *m, const char *dir)
+{
+    sl_job *j = pl->job;
+    for (int i = 0; i < m->nops; i++) {
+        const sl__ck_op *o = &m->ops[i];
+        struct sl_stream *n = o->id < (uint32_t)j->nnodes ? j->nodes[o->id] : NULL;
+        char fp[512] = "";
+        if (n && n->kind == NODE_OP) op_fingerprint(n, fp, sizeof fp);
+        if (!n || n->kind != NODE_OP || !n->vt->snapshot || strcmp(n->vt->name, o->name) ||
+            n->vt->state_version != o->version || strcmp(fp, o->fingerprint))
+            return sl__job_fail(j, SL_ESTATE,
+                                "checkpoint %s does not fit this job: operator %u '%s' "
+                                "(state version %u, %s) %s; start with --from-scratch or "
+                                "from a compatible savepoint",
+                                dir, o->id, o->name, o->version, o->fingerprint,
+                                !n || n->kind != NODE_OP ? "is not in the job"
+                                : strcmp(n->vt->name, o->name) ? "is another operator now"
+                                : n->vt->state_version != o->version
+                                    ? "has another state version now"
+                                    : "has another input or output now");
+    }
+    if (m->key_groups != j->conf.key_groups)
+        return sl__job_fail(j, SL_ESTATE, "checkpoint %s was taken with key.groups=%d, the "
+                            "job has %lld; key groups are fixed per job", dir,
+                            m->key_groups, (long long)j->conf.key_groups);
+    return 0;
+}
+
+static int sinks_recover(plan *pl, uint64_t epoch)
+{
+    sl_job *j = pl->job;
+    stage *st = &pl->stages[pl->nstages - 1];
+    for (int i = 0; i < st->ntasks; i++) {
+        task *t = st->tasks[i];
+        t->sink_committed = epoch;
+        if (t->ctx.delivery == SL__EXACTLY_ONCE && j->sink_vt->recover) {
+            int rc = sink_call(t, j->sink_vt->recover, epoch, "recovery");
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+static int restore_progress(plan *pl)
+{
+    stage *st = &pl->stages[0];
+    for (int i = 0; i < st->ntasks; i++) {
+        task *t = st->tasks[i];
+        for (int k = 0; k < t->nparts; k++) {
+            uint64_t v = 0;
+            if (pread(pl->progress_fd, &v, 8, (off_t)t->parts[k] * 8) != 8 || v == 0) continue;
+            int rc = pl->job->src_vt->seek(t->src, k, (int64_t)(v - 1));
+            if (rc) return sl__job_fail(pl->job, rc, "source %s: cannot seek",
+                                        pl->job->src_vt->name);
+        }
+    }
+    return 0;
+}
+
+int sl__ck_setup(plan *pl)
+{
+    sl_job *j = pl->job;
+    const char *root = j->conf.checkpoint_dir;
+    pl->nsinks = pl->stages[pl->nstages - 1].ntasks;
+    pl->ck_on = root && *root;
+    if (!pl->ck_on) return sinks_recover(pl, 0); /* a fresh start */
+    if (!j->src_vt->position || !j->src_vt->seek)
+        return sl__job_fail(j, SL_EINVAL, "checkpoints: source %s cannot rewind",
+                            j->src_vt->name);
+    if (j->conf.delivery == SL__EXACTLY_ONCE && !j->sink_vt->exactly_once)
+        return sl__job_fail(j, SL_EINVAL, "delivery: sink %s cannot be exactly-once (it "
+                            "cannot take back output); use delivery=at-least-once",
+                            j->sink_vt->name);
+    if (sl__mkdirs(root))
+        return sl__job_fail(j, SL_EIO, "checkpoint.dir: cannot create %s: %s", root,
+                            strerror(errno));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/sluice.pid", root);
+    FILE *pf = fopen(path, "w");
+    if (pf) {
+        fprintf(pf, "%ld\n", (long)getpid());
+        fclose(pf);
+    }
+    if (j->conf.delivery == SL__AT_MOST_ONCE) {
+        snprintf(path, sizeof path, "%s/progress", root);
+        if (j->conf.from_scratch) unlink(path);
+        pl->progress_fd = open(path, O_RDWR | O_CREAT, 0644);
+        if (pl->progress_fd < 0)
+            return sl__job_fail(j, SL_EIO, "checkpoint.dir: cannot create %s: %s", path,
+                                strerror(errno));
+    }
+    sl__manifest m;
+    char dir[4096] = "", err[1024] = "";
+    int found = 0;
+    if (j->conf.restore_from && *j->conf.restore_from) {
+        snprintf(dir, sizeof dir, "%s", j->conf.restore_from);
+        if (sl__manifest_read(dir, &m, true, err, sizeof err))
+            return sl__job_fail(j, SL_ECORRUPT, "restore.from: %s", err);
+        found = 1;
+    } else if (!j->conf.from_scratch) {
+        found = sl__ck_find_latest(root, &m, dir, sizeof dir, warn_cb, NULL, err, sizeof err);
+        if (found < 0) return sl__job_fail(j, found, "checkpoints: %s", err);
+    }
+    uint64_t top = sl__ck_max_epoch(root);
+    pl->epoch = found && m.epoch > top ? m.epoch : top;
+    if (!found) {
+        int rc = sinks_recover(pl, 0);
+        if (!rc && pl->progress_fd >= 0 && !j->conf.from_scratch) rc = restore_progress(pl);
+        return rc;
+    }
+    int rc = 0;
+    if (j->conf.delivery == SL__AT_MOST_ONCE) {
+        /* nothing is replayed: sources resume where they had read to */
+        rc = restore_progress(pl);
+    } else {
+        rc = check_ops(pl, &m, dir);
+        for (int i = 0; !rc && i < m.nfiles; i++) {
+            char fp[4200];
+            snprintf(fp, sizeof fp, "%s/%s", dir, m.files[i].name);
+            restore_ctx rctx = {.pl = pl, .stage = m.files[i].stage, .task = m.files[i].task,
+                                .ops = true, .err = err, .errsz = sizeof err};
+            if ((rc = sl__snapfile_read(fp, restore_section, &rctx, err, sizeof err)))
+                sl__job_fail(j, rc, "restoring %s: %s", fp, err);
+        }
+        if (!rc) rc = sinks_recover(pl, m.epoch);
+        for (int i = 0; !rc && i < pl->ntasks; i++) pl->tasks[i]->ck_epoch = 0;
+    }
+    if (!rc) {
+        atomic_store(&j->ck_restored, m.epoch);
+        fprintf(stderr, "sluice: restored checkpoint %" PRIu64 " from %s\n", m.epoch, dir);
+    }
+    sl__manifest_free(&m);
+    return rc;
+}
