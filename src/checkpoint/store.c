@@ -10,7 +10,8 @@
  *    directory fsynced (sl__manifest_write), after every snapshot file it
  *    lists was fsynced (sl__snapfile_close).
  * 2. Every byte is covered by a checksum: each section has a CRC-32, each
- *    file's CRC-32 and size are in the manifest, the manifest ends with the
+ *    file's Adler-32 and size are in the manifest (not a CRC: a CRC over
+ *    data that embeds its own CRCs degenerates to a constant), the manifest ends with the
  *    CRC-32 of its own text (sl__snapfile_read, sl__manifest_read).
  * 3. A corrupt or partial newest checkpoint is skipped in favour of the
  *    previous valid one, and said so (sl__ck_find_latest).
@@ -71,7 +72,7 @@ static void sf_write(sl__snapfile *f, const void *p, size_t n)
 {
     if (f->failed) return;
     if (n && fwrite(p, 1, n, f->f) != n) f->failed = true;
-    f->crc = crc32(f->crc, p, (uInt)n);
+    f->crc = adler32(f->crc, p, (uInt)n);
     f->size += n;
 }
 
@@ -86,7 +87,7 @@ sl__snapfile *sl__snapfile_create(const char *path, char *err, size_t errsz)
     sl__snapfile *f = sl__xcalloc(1, sizeof *f);
     f->f = fp;
     f->path = sl__xstrdup(path);
-    f->crc = crc32(0, NULL, 0);
+    f->crc = adler32(0, NULL, 0);
     unsigned char h[12];
     memcpy(h, "SLSNAP01", 8);
     le32(h + 8, SL__CK_FORMAT);
@@ -364,7 +365,7 @@ int sl__manifest_read(const char *dir, sl__manifest *m, bool verify_files, char 
             return SL_ECORRUPT;
         }
         bool ok = dn == m->files[i].size &&
-                  (uint32_t)crc32(0, d, (uInt)dn) == m->files[i].crc;
+                  (uint32_t)adler32(adler32(0, NULL, 0), d, (uInt)dn) == m->files[i].crc;
         free(d);
         if (!ok) {
             sl__manifest_free(m);
