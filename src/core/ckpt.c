@@ -392,7 +392,7 @@ void sl__ck_stop(plan *pl)
 typedef struct {
     plan *pl;
     int stage, task; /* of the file being read */
-    bool ops;        /* restore operator and sink state (not at-most-once) */
+    bool all;        /* everything; else (at-most-once) only sink state */
     char *err;
     size_t errsz;
 } restore_ctx;
@@ -435,9 +435,9 @@ static int restore_section(void *ud, int kind, uint32_t id, int32_t kg, const vo
     sl_job *j = pl->job;
     switch (kind) {
     case SL__SEC_SOURCE:
-        return restore_source(pl, id, data, len);
+        return rc->all ? restore_source(pl, id, data, len) : 0;
     case SL__SEC_OP: {
-        if (!rc->ops) return 0;
+        if (!rc->all) return 0;
         int oi = -1;
         stage *st = stage_of_node(pl, id, &oi);
         if (!st) return 0; /* checked against the manifest before */
@@ -447,13 +447,12 @@ static int restore_section(void *ud, int kind, uint32_t id, int32_t kg, const vo
         return t->vt[oi]->restore ? t->vt[oi]->restore(t->op[oi], kg, data, len) : 0;
     }
     case SL__SEC_SINK: {
-        if (!rc->ops) return 0;
         stage *st = &pl->stages[pl->nstages - 1];
         task *t = st->tasks[rc->task % st->ntasks];
         return j->sink_vt->restore ? j->sink_vt->restore(t->sink, kg, data, len) : 0;
     }
     case SL__SEC_TASK: {
-        if (rc->stage >= pl->nstages || len != sizeof(uint64_t) * SL__CTR_N) return 0;
+        if (!rc->all || rc->stage >= pl->nstages || len != sizeof(uint64_t) * SL__CTR_N) return 0;
         stage *st = &pl->stages[rc->stage];
         task *t = st->tasks[rc->task % st->ntasks];
         const uint64_t *c = data;
@@ -575,23 +574,21 @@ int sl__ck_setup(plan *pl)
         if (!rc && pl->progress_fd >= 0 && !j->conf.from_scratch) rc = restore_progress(pl);
         return rc;
     }
-    int rc = 0;
-    if (j->conf.delivery == SL__AT_MOST_ONCE) {
-        /* nothing is replayed: sources resume where they had read to */
-        rc = restore_progress(pl);
-    } else {
-        rc = check_ops(pl, &m, dir);
-        for (int i = 0; !rc && i < m.nfiles; i++) {
-            char fp[4200];
-            snprintf(fp, sizeof fp, "%s/%s", dir, m.files[i].name);
-            restore_ctx rctx = {.pl = pl, .stage = m.files[i].stage, .task = m.files[i].task,
-                                .ops = true, .err = err, .errsz = sizeof err};
-            if ((rc = sl__snapfile_read(fp, restore_section, &rctx, err, sizeof err)))
-                sl__job_fail(j, rc, "restoring %s: %s", fp, err);
-        }
-        if (!rc) rc = sinks_recover(pl, m.epoch);
-        for (int i = 0; !rc && i < pl->ntasks; i++) pl->tasks[i]->ck_epoch = 0;
+    /* at-most-once replays nothing: operators start empty, sources resume
+     * where they had read to, sinks keep what they had published (a file
+     * is cut back to the checkpoint's length) */
+    bool amo = j->conf.delivery == SL__AT_MOST_ONCE;
+    int rc = amo ? 0 : check_ops(pl, &m, dir);
+    for (int i = 0; !rc && i < m.nfiles; i++) {
+        char fp[4200];
+        snprintf(fp, sizeof fp, "%s/%s", dir, m.files[i].name);
+        restore_ctx rctx = {.pl = pl, .stage = m.files[i].stage, .task = m.files[i].task,
+                            .all = !amo, .err = err, .errsz = sizeof err};
+        if ((rc = sl__snapfile_read(fp, restore_section, &rctx, err, sizeof err)))
+            sl__job_fail(j, rc, "restoring %s: %s", fp, err);
     }
+    if (!rc && amo) rc = restore_progress(pl);
+    if (!rc && !amo) rc = sinks_recover(pl, m.epoch);
     if (!rc) {
         atomic_store(&j->ck_restored, m.epoch);
         fprintf(stderr, "sluice: restored checkpoint %" PRIu64 " from %s\n", m.epoch, dir);

@@ -183,9 +183,11 @@ typedef struct sl__sink_vt {
      * precommit(n) makes everything written since precommit(n-1) durable
      * but invisible, tagged with epoch n; commit(n) publishes every staged
      * epoch <= n atomically with a marker (job, sink, task, epoch) so a
-     * repeated commit is a no-op; recover(n), called once after open when
-     * the job restarts from checkpoint n, publishes staged epochs <= n that
-     * were not yet published and discards staged epochs > n. Under the
+     * repeated commit is a no-op; recover(n), called once after open (after
+     * restore) when the job restarts from checkpoint n, publishes staged
+     * epochs <= n that were not yet published and discards staged epochs
+     * > n; recover(0) means a fresh start: discard everything staged and
+     * forget the epoch marker. Under the
      * other guarantees precommit and commit may simply flush. Optional for
      * sinks that only offer at-least-once (they set exactly_once = false). */
     int (*precommit)(void *st, uint64_t epoch, char *errstr, size_t errstr_size);

@@ -7,7 +7,19 @@
  * table's columns against the schema. Rows are inserted with one prepared
  * statement, or upserted on the result's key (mode=upsert:
  * INSERT ... ON CONFLICT(key) DO UPDATE), which makes replays idempotent.
- * It does not read from SQLite, and it does not record canaries yet.
+ * It does not read results back, and it does not record canaries yet.
+ *
+ * Under at-least-once and at-most-once, rows go straight into the table and
+ * every flush (precommit and commit too) commits them: a replay after a
+ * failure may insert rows again (upsert mode overwrites them instead).
+ *
+ * Under exactly-once, rows go first into the staging table "<table>__staged"
+ * (the stream's columns plus sluice_job, sluice_task and sluice_epoch, no
+ * key), and the table only ever receives whole epochs, applied from staging
+ * together with the marker row (job, sink = table, task, epoch) of
+ * "sluice_epochs". Both tables are created when missing, whatever 'create'
+ * says. An epoch is the rows written between precommit(n-1) and
+ * precommit(n).
  *
  * Commit protocol. Invariants, and the function that keeps each:
  * 1. Rows become visible only when a transaction commits, and all rows of a
@@ -16,22 +28,40 @@
  * 2. At most one transaction is open, and `in_tx` says whether it is:
  *    tx_sync() re-reads SQLite's autocommit state after any failed
  *    statement, because SQLite rolls some errors back on its own.
- * 3. After an error the instance is failed (fail()): write and flush return
- *    the error again, and close() rolls back what is uncommitted.
- * 4. close() is the final flush (sq_close): it commits an open transaction
- *    unless (3) or the job has failed or was cancelled (sl_job_error), in
- *    which case it rolls back.
- * Exactly-once will add precommit(epoch), which inserts the marker row
- * (job, sink, task, epoch) into the transaction that holds the epoch's rows
- * and leaves it open, and commit(epoch), which is tx_commit(); recovery
- * reads the marker to learn whether the epoch committed. Keep transaction
- * control in tx_begin/tx_commit/tx_rollback so those can reuse it. */
+ * 3. After an error the instance is failed (fail()): every later call
+ *    returns the error again, and close() rolls back what is uncommitted.
+ * 4. At-least-once and at-most-once: close() is the final flush (sq_close):
+ *    it commits an open transaction unless (3) or the job has failed or was
+ *    cancelled (sl_job_error), in which case it rolls back.
+ * Exactly-once:
+ * 5. The table receives staged rows only in eo_apply(), which runs in the
+ *    same transaction as the deletion of those rows from staging and the
+ *    marker update, and only for epochs <= n where n was precommitted
+ *    (sq_commit) or is a complete checkpoint (sq_recover). Readers thus see
+ *    either none or all of an epoch, and each staged row at most once.
+ * 6. A staged row carries the epoch it belongs to: write() tags rows with
+ *    `tag` = the last precommitted epoch + 1, and sq_precommit() retags them
+ *    when the runtime's next epoch is not that number, then commits, so the
+ *    epoch is durable (synchronous=FULL) once precommit returns.
+ * 7. The marker only grows within a run, and a commit(n) whose marker says
+ *    >= n changes nothing (sq_commit reads it inside its transaction).
+ * 8. Rows of aborted epochs never reach the table: recover(n) deletes staged
+ *    epochs > n in the transaction that applies those <= n (sq_recover); a
+ *    run that begins with recover(0) (no checkpoint: the runtime's fresh
+ *    start) or with anything but recover() is a new run and deletes all
+ *    that an earlier run of the same job and task staged, and its marker
+ *    (eo_start); close() rolls back, never commits (sq_close).
+ * Committing staging rows early (flush(), or commit(n) carrying the open
+ * staging transaction along) is harmless: they stay invisible until (5),
+ * and (8) removes them if their epoch never completes. */
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/runtime.h"
 #include "io/encode.h"
@@ -69,14 +99,31 @@ static const sl__conf_def sq_defs[] = {
     {.key = NULL},
 };
 
+/* Columns the staging table adds to the stream's. */
+static const char *const meta_cols[] = {"sluice_job", "sluice_task",
+                                        "sluice_epoch"};
+
 typedef struct {
     const sq_conf *conf;
     const sl_schema *schema;
     sl_job *job; /* NULL in unit tests */
     sqlite3 *db;
+    /* ins writes a row: into the table, or under exactly-once into
+     * staging (the stream's columns, then job, task, epoch). */
     sqlite3_stmt *ins, *begin, *commit, *rollback;
     bool in_tx;
     int failed; /* 0, or the SL_E* code of the error that stopped us */
+    /* exactly-once */
+    bool eo;
+    char *job_name, *staged; /* staged = "<table>__staged" */
+    int64_t task;
+    sqlite3_stmt *apply, *drop_le, *drop_gt, *retag, *mark_get, *mark_set,
+        *mark_del;
+    bool started;     /* recover() ran, or eo_start() began a new run */
+    uint64_t precommitted; /* last epoch precommitted (or recovered) */
+    uint64_t committed;    /* the marker as this run last wrote or read it */
+    uint64_t tag;          /* epoch written rows are tagged with */
+    uint64_t staged_rows;  /* rows tagged `tag` so far */
 } sq_sink;
 
 /* ---- configuration ------------------------------------------------------- */
@@ -276,6 +323,28 @@ static const char *sql_type(sl_type t)
     return "INTEGER";
 }
 
+/* "a" INTEGER, "b" TEXT, ... for the stream's columns. */
+static void sb_col_defs(sbuf *b, const sl_schema *sc)
+{
+    for (int c = 0; c < sc->n; c++) {
+        if (c)
+            sb_add(b, ", ");
+        sb_ident(b, sc->cols[c].name);
+        sb_add(b, " ");
+        sb_add(b, sql_type(sc->cols[c].type));
+    }
+}
+
+/* "a", "b", ... for the stream's columns. */
+static void sb_col_names(sbuf *b, const sl_schema *sc)
+{
+    for (int c = 0; c < sc->n; c++) {
+        if (c)
+            sb_add(b, ", ");
+        sb_ident(b, sc->cols[c].name);
+    }
+}
+
 static char *create_sql(const sq_sink *s)
 {
     const sl_schema *sc = s->schema;
@@ -283,13 +352,7 @@ static char *create_sql(const sq_sink *s)
     sb_add(&b, "CREATE TABLE IF NOT EXISTS ");
     sb_ident(&b, s->conf->table);
     sb_add(&b, " (");
-    for (int c = 0; c < sc->n; c++) {
-        if (c)
-            sb_add(&b, ", ");
-        sb_ident(&b, sc->cols[c].name);
-        sb_add(&b, " ");
-        sb_add(&b, sql_type(sc->cols[c].type));
-    }
+    sb_col_defs(&b, sc);
     if (s->conf->nkey) {
         sb_add(&b, ", PRIMARY KEY (");
         for (int k = 0; k < s->conf->nkey; k++) {
@@ -303,6 +366,20 @@ static char *create_sql(const sq_sink *s)
     return b.p;
 }
 
+/* The staging table has no key: an epoch may hold several versions of a
+ * key's row, and epochs stack up until they are committed. */
+static char *create_staged_sql(const sq_sink *s)
+{
+    sbuf b = {0};
+    sb_add(&b, "CREATE TABLE IF NOT EXISTS ");
+    sb_ident(&b, s->staged);
+    sb_add(&b, " (");
+    sb_col_defs(&b, s->schema);
+    sb_add(&b, ", sluice_job TEXT, sluice_task INTEGER, "
+               "sluice_epoch INTEGER)");
+    return b.p;
+}
+
 static bool is_key(const sq_conf *c, int col)
 {
     for (int k = 0; k < c->nkey; k++)
@@ -311,53 +388,94 @@ static bool is_key(const sq_conf *c, int col)
     return false;
 }
 
-/* INSERT INTO "t" ("a", "b") VALUES (?1, ?2), plus for upsert
- * ON CONFLICT ("a") DO UPDATE SET "b" = excluded."b". */
-static char *insert_sql(const sq_sink *s)
+/* Upsert mode: ON CONFLICT ("a") DO UPDATE SET "b" = excluded."b". */
+static void sb_upsert(sbuf *b, const sq_sink *s)
 {
     const sl_schema *sc = s->schema;
     const sq_conf *c = s->conf;
-    sbuf b = {0};
-    char num[16];
-    sb_add(&b, "INSERT INTO ");
-    sb_ident(&b, c->table);
-    sb_add(&b, " (");
-    for (int i = 0; i < sc->n; i++) {
-        if (i)
-            sb_add(&b, ", ");
-        sb_ident(&b, sc->cols[i].name);
-    }
-    sb_add(&b, ") VALUES (");
-    for (int i = 0; i < sc->n; i++) {
-        snprintf(num, sizeof num, "%s?%d", i ? ", " : "", i + 1);
-        sb_add(&b, num);
-    }
-    sb_add(&b, ")");
     if (c->mode != MODE_UPSERT)
-        return b.p;
-    sb_add(&b, " ON CONFLICT (");
+        return;
+    sb_add(b, " ON CONFLICT (");
     for (int k = 0; k < c->nkey; k++) {
         if (k)
-            sb_add(&b, ", ");
-        sb_ident(&b, sc->cols[c->key_cols[k]].name);
+            sb_add(b, ", ");
+        sb_ident(b, sc->cols[c->key_cols[k]].name);
     }
-    sb_add(&b, ") DO ");
+    sb_add(b, ") DO ");
     if (c->nkey == sc->n) {
-        sb_add(&b, "NOTHING");
-        return b.p;
+        sb_add(b, "NOTHING");
+        return;
     }
-    sb_add(&b, "UPDATE SET ");
+    sb_add(b, "UPDATE SET ");
     bool first = true;
     for (int i = 0; i < sc->n; i++) {
         if (is_key(c, i))
             continue;
         if (!first)
-            sb_add(&b, ", ");
+            sb_add(b, ", ");
         first = false;
-        sb_ident(&b, sc->cols[i].name);
-        sb_add(&b, " = excluded.");
-        sb_ident(&b, sc->cols[i].name);
+        sb_ident(b, sc->cols[i].name);
+        sb_add(b, " = excluded.");
+        sb_ident(b, sc->cols[i].name);
     }
+}
+
+/* INSERT INTO "t" ("a", "b") VALUES (?1, ?2) [upsert]; or, under
+ * exactly-once, the plain insert into staging with ?3..?5 = job, task,
+ * epoch. */
+static char *insert_sql(const sq_sink *s)
+{
+    const sl_schema *sc = s->schema;
+    int nparam = sc->n + (s->eo ? 3 : 0);
+    sbuf b = {0};
+    char num[16];
+    sb_add(&b, "INSERT INTO ");
+    sb_ident(&b, s->eo ? s->staged : s->conf->table);
+    sb_add(&b, " (");
+    sb_col_names(&b, sc);
+    if (s->eo)
+        sb_add(&b, ", sluice_job, sluice_task, sluice_epoch");
+    sb_add(&b, ") VALUES (");
+    for (int i = 0; i < nparam; i++) {
+        snprintf(num, sizeof num, "%s?%d", i ? ", " : "", i + 1);
+        sb_add(&b, num);
+    }
+    sb_add(&b, ")");
+    if (!s->eo)
+        sb_upsert(&b, s);
+    return b.p;
+}
+
+/* Statements on staging rows of one (job, task): ?1 = job, ?2 = task.
+ * `tail` follows the WHERE clause's common part. */
+static char *staged_sql(const sq_sink *s, const char *head, const char *tail)
+{
+    sbuf b = {0};
+    sb_add(&b, head);
+    sb_ident(&b, s->staged);
+    sb_add(&b, " WHERE sluice_job = ?1 AND sluice_task = ?2");
+    sb_add(&b, tail);
+    return b.p;
+}
+
+/* Invariant 5: copies the staged epochs <= ?3, in the order they were
+ * written (rowid), so the last upsert of a key wins as it would have
+ * without staging. The WHERE clause also keeps SQLite's parser from taking
+ * ON CONFLICT for a join constraint. */
+static char *apply_sql(const sq_sink *s)
+{
+    sbuf b = {0};
+    sb_add(&b, "INSERT INTO ");
+    sb_ident(&b, s->conf->table);
+    sb_add(&b, " (");
+    sb_col_names(&b, s->schema);
+    sb_add(&b, ") SELECT ");
+    sb_col_names(&b, s->schema);
+    sb_add(&b, " FROM ");
+    sb_ident(&b, s->staged);
+    sb_add(&b, " WHERE sluice_job = ?1 AND sluice_task = ?2 AND "
+               "sluice_epoch <= ?3 ORDER BY rowid");
+    sb_upsert(&b, s);
     return b.p;
 }
 
@@ -408,8 +526,8 @@ static bool type_fits(sl_type t, aff a)
 /* Reads PRAGMA table_info and checks every stream column against it:
  * present, with a compatible declared type; and that no column the stream
  * does not fill is NOT NULL without a default. *exists = table has columns. */
-static int check_table(sq_sink *s, bool *exists, char *errstr,
-                       size_t errstr_size)
+static int check_table(sq_sink *s, const char *table, bool *exists,
+                       char *errstr, size_t errstr_size)
 {
     const sl_schema *sc = s->schema;
     sbuf q = {0};
@@ -418,7 +536,7 @@ static int check_table(sq_sink *s, bool *exists, char *errstr,
     int rc = 0, ncols = 0;
 
     sb_add(&q, "PRAGMA main.table_info(");
-    sb_ident(&q, s->conf->table);
+    sb_ident(&q, table);
     sb_add(&q, ")");
     if (sqlite3_prepare_v2(s->db, q.p, -1, &st, NULL) != SQLITE_OK) {
         free(q.p);
@@ -445,7 +563,7 @@ static int check_table(sq_sink *s, bool *exists, char *errstr,
                 rc = sl__err(errstr, errstr_size, SL_EINVAL,
                              "table \"%s\" in %s: column \"%s\" is NOT NULL "
                              "without a default, and the stream has no such "
-                             "column", s->conf->table, s->conf->path, name);
+                             "column", table, s->conf->path, name);
             continue;
         }
         seen[col] = true;
@@ -453,7 +571,7 @@ static int check_table(sq_sink *s, bool *exists, char *errstr,
             rc = sl__err(errstr, errstr_size, SL_EINVAL,
                          "table \"%s\" in %s: column \"%s\" has type %s, "
                          "which cannot hold the stream's %s (use %s)",
-                         s->conf->table, s->conf->path, name,
+                         table, s->conf->path, name,
                          *decl ? decl : "(none)",
                          sl_type_name(sc->cols[col].type),
                          sql_type(sc->cols[col].type));
@@ -466,7 +584,7 @@ static int check_table(sq_sink *s, bool *exists, char *errstr,
         if (!seen[c])
             rc = sl__err(errstr, errstr_size, SL_EINVAL,
                          "table \"%s\" in %s has no column \"%s\" (the "
-                         "stream's %s column)", s->conf->table,
+                         "stream's %s column)", table,
                          s->conf->path, sc->cols[c].name,
                          sl_type_name(sc->cols[c].type));
     return rc;
@@ -475,7 +593,7 @@ static int check_table(sq_sink *s, bool *exists, char *errstr,
 static int prepare_table(sq_sink *s, char *errstr, size_t errstr_size)
 {
     bool exists;
-    int rc = check_table(s, &exists, errstr, errstr_size);
+    int rc = check_table(s, s->conf->table, &exists, errstr, errstr_size);
     if (rc || exists)
         return rc;
     if (!s->conf->create)
@@ -487,7 +605,7 @@ static int prepare_table(sq_sink *s, char *errstr, size_t errstr_size)
     free(sql);
     if (src != SQLITE_OK)
         return sq_error(s, "creating", errstr, errstr_size);
-    return check_table(s, &exists, errstr, errstr_size);
+    return check_table(s, s->conf->table, &exists, errstr, errstr_size);
 }
 
 /* Open errors reach the user without the runtime's "sink sqlite:" prefix
@@ -510,6 +628,149 @@ static int prepare(sq_sink *s, const char *sql, sqlite3_stmt **st,
     return 0;
 }
 
+/* ---- exactly-once: tables and statements -------------------------------- */
+static int prepare_sql(sq_sink *s, char *sql, sqlite3_stmt **st,
+                       const char *what, char *errstr, size_t errstr_size)
+{
+    int rc = prepare(s, sql, st, what, errstr, errstr_size);
+    free(sql);
+    return rc;
+}
+
+/* A staging table left by an older version of the job may not fit. */
+static int staged_misfit(sq_sink *s, int rc, char *errstr,
+                         size_t errstr_size)
+{
+    char tmp[1024];
+    if (!errstr || !errstr_size)
+        return rc;
+    snprintf(tmp, sizeof tmp, "%s; the staging table \"%s\" does not fit "
+             "the stream: drop it if no run of the job needs to recover "
+             "from it", errstr, s->staged);
+    snprintf(errstr, errstr_size, "%s", tmp);
+    return rc;
+}
+
+/* Binds ?1 = job and ?2 = task (and ?3 = sink for the marker statements)
+ * once: sqlite3_reset keeps bindings. */
+static int bind_task(sq_sink *s, sqlite3_stmt *st, int first, bool sink)
+{
+    if (sqlite3_bind_text(st, first, s->job_name, -1, SQLITE_STATIC) ||
+        sqlite3_bind_int64(st, first + 1, s->task))
+        return SQLITE_ERROR;
+    if (sink)
+        return sqlite3_bind_text(st, first + 2, s->conf->table, -1,
+                                 SQLITE_STATIC);
+    return SQLITE_OK;
+}
+
+static int eo_open(sq_sink *s, sl__ctx *ctx, char *errstr, size_t errstr_size)
+{
+    const sl_schema *sc = s->schema;
+    const char *what = "preparing the epoch statements for";
+    size_t n = strlen(s->conf->table) + sizeof "__staged";
+    sqlite3_stmt *probe = NULL;
+    bool exists;
+    int rc;
+
+    s->job_name = sl__xstrdup(ctx->job_name ? ctx->job_name : "job");
+    s->task = ctx->task;
+    s->staged = sl__xmalloc(n);
+    snprintf(s->staged, n, "%s__staged", s->conf->table);
+    s->tag = 1;
+    for (int c = 0; c < sc->n; c++)
+        for (size_t m = 0; m < sizeof meta_cols / sizeof *meta_cols; m++)
+            if (!strcasecmp(sc->cols[c].name, meta_cols[m]))
+                return sl__err(errstr, errstr_size, SL_EINVAL,
+                               "table \"%s\": the stream's column \"%s\" is "
+                               "reserved under delivery exactly-once (the "
+                               "staging table adds it); rename it",
+                               s->conf->table, sc->cols[c].name);
+    /* Every epoch must survive power loss once precommit or commit
+     * returns: the checkpoint that follows counts on it. */
+    if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL))
+        return sq_error(s, "configuring the database for", errstr,
+                        errstr_size);
+    char *sql = create_staged_sql(s);
+    int src = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    free(sql);
+    if (src != SQLITE_OK)
+        return sq_error(s, "creating the staging table of", errstr,
+                        errstr_size);
+    rc = check_table(s, s->staged, &exists, errstr, errstr_size);
+    if (rc)
+        return staged_misfit(s, rc, errstr, errstr_size);
+    rc = prepare_sql(s, staged_sql(s, "SELECT sluice_epoch FROM ", ""),
+                     &probe, "reading the staging table of", errstr,
+                     errstr_size);
+    sqlite3_finalize(probe);
+    if (rc)
+        return staged_misfit(s, rc, errstr, errstr_size);
+    if (sqlite3_exec(s->db,
+                     "CREATE TABLE IF NOT EXISTS sluice_epochs ("
+                     "job TEXT NOT NULL, sink TEXT NOT NULL, "
+                     "task INTEGER NOT NULL, epoch INTEGER NOT NULL, "
+                     "committed_at INTEGER, PRIMARY KEY (job, sink, task))",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return sq_error(s, "creating sluice_epochs, the epoch markers of",
+                        errstr, errstr_size);
+
+    rc = prepare_sql(s, insert_sql(s), &s->ins,
+                     "preparing the insert into the staging table of",
+                     errstr, errstr_size);
+    if (!rc)
+        rc = prepare_sql(s, apply_sql(s), &s->apply,
+                         s->conf->mode == MODE_UPSERT
+                             ? "preparing the upsert (the key must match "
+                               "the table's PRIMARY KEY or a UNIQUE index) "
+                               "into"
+                             : "preparing the insert into",
+                         errstr, errstr_size);
+    if (!rc)
+        rc = prepare_sql(s, staged_sql(s, "DELETE FROM ",
+                                       " AND sluice_epoch <= ?3"),
+                         &s->drop_le, what, errstr, errstr_size);
+    if (!rc)
+        rc = prepare_sql(s, staged_sql(s, "DELETE FROM ",
+                                       " AND sluice_epoch > ?3"),
+                         &s->drop_gt, what, errstr, errstr_size);
+    if (!rc) {
+        sbuf b = {0};
+        sb_add(&b, "UPDATE ");
+        sb_ident(&b, s->staged);
+        sb_add(&b, " SET sluice_epoch = ?3 WHERE sluice_job = ?1 AND "
+                   "sluice_task = ?2 AND sluice_epoch = ?4");
+        rc = prepare_sql(s, b.p, &s->retag, what, errstr, errstr_size);
+    }
+    if (!rc)
+        rc = prepare(s, "SELECT epoch FROM sluice_epochs WHERE job = ?1 AND "
+                        "task = ?2 AND sink = ?3",
+                     &s->mark_get, what, errstr, errstr_size);
+    if (!rc)
+        rc = prepare(s, "INSERT INTO sluice_epochs (job, task, sink, epoch, "
+                        "committed_at) VALUES (?1, ?2, ?3, ?4, ?5) "
+                        "ON CONFLICT (job, sink, task) DO UPDATE SET "
+                        "epoch = excluded.epoch, "
+                        "committed_at = excluded.committed_at",
+                     &s->mark_set, what, errstr, errstr_size);
+    if (!rc)
+        rc = prepare(s, "DELETE FROM sluice_epochs WHERE job = ?1 AND "
+                        "task = ?2 AND sink = ?3",
+                     &s->mark_del, what, errstr, errstr_size);
+    if (rc)
+        return rc;
+    if (bind_task(s, s->ins, sc->n + 1, false) ||
+        bind_task(s, s->apply, 1, false) ||
+        bind_task(s, s->drop_le, 1, false) ||
+        bind_task(s, s->drop_gt, 1, false) ||
+        bind_task(s, s->retag, 1, false) ||
+        bind_task(s, s->mark_get, 1, true) ||
+        bind_task(s, s->mark_set, 1, true) ||
+        bind_task(s, s->mark_del, 1, true))
+        return sq_error(s, what, errstr, errstr_size);
+    return 0;
+}
+
 /* ---- the instance -------------------------------------------------------- */
 static void sq_close(void *st);
 
@@ -521,6 +782,7 @@ static int sq_open(void **st, const void *conf, const sl_schema *in,
     s->conf = conf;
     s->schema = in;
     s->job = ctx ? ctx->job : NULL;
+    s->eo = ctx && ctx->delivery == SL__EXACTLY_ONCE;
     rc = sl__mkdir_parents(s->conf->path, errstr, errstr_size);
     if (rc)
         goto out;
@@ -534,7 +796,8 @@ static int sq_open(void **st, const void *conf, const sl_schema *in,
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
     /* WAL lets readers (dashboards, tests) read while we write; NORMAL is
-     * durable at each checkpoint of the WAL and safe against corruption. */
+     * durable at each checkpoint of the WAL and safe against corruption
+     * (exactly-once raises it to FULL in eo_open). */
     if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) ||
         sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL)) {
         rc = sq_error(s, "configuring the database for", errstr, errstr_size);
@@ -543,13 +806,15 @@ static int sq_open(void **st, const void *conf, const sl_schema *in,
     rc = prepare_table(s, errstr, errstr_size);
     if (rc)
         goto out;
-    char *sql = insert_sql(s);
-    rc = prepare(s, sql, &s->ins, s->conf->mode == MODE_UPSERT
-                     ? "preparing the upsert (the key must match the "
-                       "table's PRIMARY KEY or a UNIQUE index) into"
-                     : "preparing the insert into",
-                 errstr, errstr_size);
-    free(sql);
+    if (!s->eo) {
+        char *sql = insert_sql(s);
+        rc = prepare(s, sql, &s->ins, s->conf->mode == MODE_UPSERT
+                         ? "preparing the upsert (the key must match the "
+                           "table's PRIMARY KEY or a UNIQUE index) into"
+                         : "preparing the insert into",
+                     errstr, errstr_size);
+        free(sql);
+    }
     if (!rc)
         rc = prepare(s, "BEGIN IMMEDIATE", &s->begin, "preparing BEGIN for",
                      errstr, errstr_size);
@@ -559,6 +824,8 @@ static int sq_open(void **st, const void *conf, const sl_schema *in,
     if (!rc)
         rc = prepare(s, "ROLLBACK", &s->rollback, "preparing ROLLBACK for",
                      errstr, errstr_size);
+    if (!rc && s->eo)
+        rc = eo_open(s, ctx, errstr, errstr_size);
 out:
     if (rc) {
         prefix_err(errstr, errstr_size);
@@ -605,15 +872,101 @@ static int bind_row(sq_sink *s, const sl_batch *b, uint32_t r)
     return rc;
 }
 
+static int stopped(const sq_sink *s, char *errstr, size_t errstr_size)
+{
+    return sl__err(errstr, errstr_size, s->failed,
+                   "table \"%s\" in %s: stopped after an earlier error",
+                   s->conf->table, s->conf->path);
+}
+
+/* ---- exactly-once: epochs ------------------------------------------------ */
+/* Runs an epoch statement with ?3 = epoch (job and task are bound). */
+static int run_epoch(sqlite3_stmt *st, int64_t epoch)
+{
+    int rc = sqlite3_bind_int64(st, 3, epoch);
+    return rc == SQLITE_OK ? run_stmt(st) : rc;
+}
+
+/* The marker of (job, table, task) as the open transaction sees it; 0 when
+ * there is none. */
+static int mark_read(sq_sink *s, uint64_t *epoch)
+{
+    int rc = sqlite3_step(s->mark_get);
+    *epoch = rc == SQLITE_ROW
+                 ? (uint64_t)sqlite3_column_int64(s->mark_get, 0) : 0;
+    int rrc = sqlite3_reset(s->mark_get);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rrc;
+}
+
+/* Wall-clock milliseconds for the marker's committed_at: bookkeeping for
+ * people, never part of the results. */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Invariant 5: in the open transaction, moves the staged epochs <= n into
+ * the table and sets the marker to n. */
+static int eo_apply(sq_sink *s, uint64_t n)
+{
+    int rc = run_epoch(s->apply, (int64_t)n);
+    if (rc == SQLITE_OK)
+        rc = run_epoch(s->drop_le, (int64_t)n);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s->mark_set, 4, (int64_t)n);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s->mark_set, 5, wall_ms());
+    if (rc == SQLITE_OK)
+        rc = run_stmt(s->mark_set);
+    return rc;
+}
+
+/* Invariant 8: a run whose first call is not recover() is a new run, so
+ * whatever an earlier run of this job and task staged can never be
+ * published, and its marker, which numbers that run's epochs, goes too. */
+static int eo_start(sq_sink *s, char *errstr, size_t errstr_size)
+{
+    if (s->started)
+        return 0;
+    s->started = true;
+    int rc = tx_begin(s, errstr, errstr_size);
+    if (rc)
+        return rc;
+    if (run_epoch(s->drop_gt, -1) != SQLITE_OK ||
+        run_stmt(s->mark_del) != SQLITE_OK) {
+        tx_sync(s);
+        return fail(s, "discarding what an earlier run staged for", errstr,
+                    errstr_size);
+    }
+    return tx_commit(s, errstr, errstr_size);
+}
+
+static int bad_epoch(const sq_sink *s, const char *call, uint64_t epoch,
+                     const char *why, char *errstr, size_t errstr_size)
+{
+    return sl__err(errstr, errstr_size, SL_ESTATE,
+                   "table \"%s\" in %s: %s(%llu) %s", s->conf->table,
+                   s->conf->path, call, (unsigned long long)epoch, why);
+}
+
+/* ---- the sink calls ------------------------------------------------------ */
 static int sq_write(void *st, const sl_batch *b, char *errstr,
                     size_t errstr_size)
 {
     sq_sink *s = st;
+    int rc;
     if (s->failed)
-        return sl__err(errstr, errstr_size, s->failed,
-                       "table \"%s\" in %s: stopped after an earlier error",
-                       s->conf->table, s->conf->path);
+        return stopped(s, errstr, errstr_size);
     SL_ASSERT(b->schema->n == s->schema->n);
+    if (s->eo) {
+        if ((rc = eo_start(s, errstr, errstr_size)))
+            return rc;
+        /* Invariant 6: the epoch is the last bound parameter. */
+        if (sqlite3_bind_int64(s->ins, s->schema->n + 3, (int64_t)s->tag))
+            return fail(s, "writing to", errstr, errstr_size);
+    }
     for (uint32_t r = 0; r < b->n; r++) {
         if (b->kind[r] != SL_KIND_DATA) {
             /* Canaries are verified here and recorded in their own table,
@@ -621,25 +974,144 @@ static int sq_write(void *st, const sl_batch *b, char *errstr,
              * then, and counted nowhere. */
             continue;
         }
-        int rc = tx_begin(s, errstr, errstr_size);
+        rc = tx_begin(s, errstr, errstr_size);
         if (rc)
             return rc;
         if (bind_row(s, b, r) != SQLITE_OK || run_stmt(s->ins) != SQLITE_OK) {
             tx_sync(s);
             return fail(s, "writing to", errstr, errstr_size);
         }
+        s->staged_rows += s->eo;
     }
     return 0;
 }
 
+/* Under exactly-once this only makes staged rows durable (invariant 5
+ * keeps them invisible). */
 static int sq_flush(void *st, char *errstr, size_t errstr_size)
 {
     sq_sink *s = st;
     if (s->failed)
-        return sl__err(errstr, errstr_size, s->failed,
-                       "table \"%s\" in %s: stopped after an earlier error",
-                       s->conf->table, s->conf->path);
+        return stopped(s, errstr, errstr_size);
     return tx_commit(s, errstr, errstr_size);
+}
+
+static int sq_precommit(void *st, uint64_t epoch, char *errstr,
+                        size_t errstr_size)
+{
+    sq_sink *s = st;
+    int rc;
+    if (s->failed)
+        return stopped(s, errstr, errstr_size);
+    if (!s->eo)
+        return tx_commit(s, errstr, errstr_size);
+    if ((rc = eo_start(s, errstr, errstr_size)))
+        return rc;
+    if (epoch <= s->precommitted || epoch > INT64_MAX)
+        return bad_epoch(s, "precommit", epoch,
+                         "does not follow the last precommitted epoch",
+                         errstr, errstr_size);
+    if (s->staged_rows && epoch != s->tag) { /* invariant 6 */
+        if ((rc = tx_begin(s, errstr, errstr_size)))
+            return rc;
+        if (sqlite3_bind_int64(s->retag, 4, (int64_t)s->tag) ||
+            run_epoch(s->retag, (int64_t)epoch) != SQLITE_OK) {
+            tx_sync(s);
+            return fail(s, "tagging the epoch of the rows staged for", errstr,
+                        errstr_size);
+        }
+    }
+    if ((rc = tx_commit(s, errstr, errstr_size)))
+        return rc;
+    s->precommitted = epoch;
+    s->tag = epoch + 1;
+    s->staged_rows = 0;
+    return 0;
+}
+
+static int sq_commit(void *st, uint64_t epoch, char *errstr,
+                     size_t errstr_size)
+{
+    sq_sink *s = st;
+    uint64_t mark;
+    int rc;
+    if (s->failed)
+        return stopped(s, errstr, errstr_size);
+    if (!s->eo)
+        return tx_commit(s, errstr, errstr_size);
+    if ((rc = eo_start(s, errstr, errstr_size)))
+        return rc;
+    if (epoch > s->precommitted)
+        return bad_epoch(s, "commit", epoch, "comes before its precommit",
+                         errstr, errstr_size);
+    if (epoch <= s->committed)
+        return 0; /* invariant 7 */
+    /* The staging transaction of the next epoch, if open, commits along:
+     * harmless, see the end of the invariants. */
+    if ((rc = tx_begin(s, errstr, errstr_size)))
+        return rc;
+    if (mark_read(s, &mark) != SQLITE_OK ||
+        (mark < epoch && eo_apply(s, epoch) != SQLITE_OK)) {
+        tx_sync(s);
+        return fail(s, "committing an epoch to", errstr, errstr_size);
+    }
+    if ((rc = tx_commit(s, errstr, errstr_size)))
+        return rc;
+    s->committed = mark > epoch ? mark : epoch;
+    return 0;
+}
+
+static int sq_recover(void *st, uint64_t epoch, char *errstr,
+                      size_t errstr_size)
+{
+    sq_sink *s = st;
+    uint64_t mark;
+    int rc;
+    if (s->failed)
+        return stopped(s, errstr, errstr_size);
+    if (!s->eo)
+        return 0; /* nothing was held back */
+    if (s->started)
+        return bad_epoch(s, "recover", epoch,
+                         "must be the first call after open", errstr,
+                         errstr_size);
+    if (epoch > INT64_MAX)
+        return bad_epoch(s, "recover", epoch, "is out of range", errstr,
+                         errstr_size);
+    if (epoch == 0) /* no checkpoint to restart from: a new run */
+        return eo_start(s, errstr, errstr_size);
+    s->started = true;
+    if ((rc = tx_begin(s, errstr, errstr_size)))
+        return rc;
+    if (mark_read(s, &mark) != SQLITE_OK) {
+        tx_sync(s);
+        return fail(s, "reading the epoch marker of", errstr, errstr_size);
+    }
+    if (mark > epoch && s->conf->mode != MODE_UPSERT) {
+        tx_rollback(s);
+        s->failed = sl__err(
+            errstr, errstr_size, SL_ECORRUPT,
+            "table \"%s\" in %s already holds epochs up to %llu of job "
+            "'%s' (task %lld), but the job restarts from checkpoint %llu: "
+            "the replay would insert those rows again (restart from the "
+            "newest checkpoint, or use mode=upsert)",
+            s->conf->table, s->conf->path, (unsigned long long)mark,
+            s->job_name, (long long)s->task, (unsigned long long)epoch);
+        return s->failed;
+    }
+    /* Epochs <= epoch are complete: publish what is left of them. Later
+     * ones were aborted (invariant 8); an upsert table above the
+     * checkpoint is rewritten by the replay with the same rows. */
+    if (eo_apply(s, epoch) != SQLITE_OK ||
+        run_epoch(s->drop_gt, (int64_t)epoch) != SQLITE_OK) {
+        tx_sync(s);
+        return fail(s, "recovering epochs of", errstr, errstr_size);
+    }
+    if ((rc = tx_commit(s, errstr, errstr_size)))
+        return rc;
+    s->precommitted = s->committed = epoch;
+    s->tag = epoch + 1;
+    return 0;
 }
 
 static void sq_close(void *st)
@@ -648,19 +1120,26 @@ static void sq_close(void *st)
     if (!s)
         return;
     if (s->db) {
-        if (s->in_tx && !s->failed && !(s->job && sl_job_error(s->job))) {
+        /* Invariant 4; under exactly-once, what is not precommitted
+         * belongs to an epoch that will never complete (invariant 8). */
+        if (!s->eo && s->in_tx && !s->failed &&
+            !(s->job && sl_job_error(s->job))) {
             char err[512];
             if (tx_commit(s, err, sizeof err))
                 fprintf(stderr, "sluice: sqlite sink: %s\n", err);
         }
         if (s->in_tx && s->rollback)
             tx_rollback(s);
-        sqlite3_finalize(s->ins);
-        sqlite3_finalize(s->begin);
-        sqlite3_finalize(s->commit);
-        sqlite3_finalize(s->rollback);
+        sqlite3_stmt *const all[] = {s->ins, s->begin, s->commit,
+                                     s->rollback, s->apply, s->drop_le,
+                                     s->drop_gt, s->retag, s->mark_get,
+                                     s->mark_set, s->mark_del};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            sqlite3_finalize(all[i]);
     }
     sqlite3_close_v2(s->db);
+    free(s->job_name);
+    free(s->staged);
     free(s);
 }
 
@@ -673,4 +1152,8 @@ const sl__sink_vt sl__sink_sqlite = {
     .flush = sq_flush,
     .close = sq_close,
     .conf_free = sq_conf_free,
+    .precommit = sq_precommit,
+    .commit = sq_commit,
+    .recover = sq_recover,
+    .exactly_once = true,
 };

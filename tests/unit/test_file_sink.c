@@ -1,16 +1,21 @@
 /* test_file_sink.c — the "file" and "stdout" sinks and their encoders: CSV
  * quoting, JSON escaping (control characters, UTF-8, invalid bytes), the
- * atomic rename of <path>.inprogress at close, the table format and
- * configuration errors. */
+ * atomic rename of <path>.inprogress at close, the table format,
+ * configuration errors, and the epoch protocol: the file sink's snapshot,
+ * restore and recovery after a crash (close without commit, or kill -9),
+ * and stdout's flush on precommit and commit. */
 #include "testutil.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/snap.h"
 #include "io/encode.h"
 
 extern const sl__sink_vt sl__sink_file, sl__sink_stdout;
@@ -114,6 +119,7 @@ static void *open_sink(const sl__sink_vt *vt, const sl_schema *schema,
     char err[512] = "";
     void *st = NULL;
     sl__ctx ctx = tu_ctx();
+    ctx.delivery = SL__AT_LEAST_ONCE; /* the exactly-once tests say so */
     if (vt->configure(conf, kv, schema, err, sizeof err) != 0)
         fail_msg("configure: %s", err);
     if (vt->open(&st, *conf, schema, &ctx, err, sizeof err) != 0)
@@ -310,6 +316,7 @@ static void test_failed_job_leaves_inprogress(void **state)
     assert_non_null(job);
     sl__ctx ctx = tu_ctx();
     ctx.job = job;
+    ctx.delivery = SL__AT_LEAST_ONCE;
     const char *kv[] = {"path", f->path, NULL};
     assert_int_equal(sl__sink_file.configure(&conf, kv, f->schema, err,
                                              sizeof err), 0);
@@ -503,6 +510,579 @@ static void test_conf_errors(void **state)
     assert_null(conf);
 }
 
+/* ---- the epoch protocol -------------------------------------------------- */
+/* A snapshot writer that keeps the one section the file sink writes. */
+typedef struct {
+    sl__snap_writer w;
+    int n;
+    int32_t kg;
+    unsigned char data[256];
+    size_t len;
+} snapcap;
+
+static int cap_put(sl__snap_writer *w, int32_t kg, const void *data,
+                   size_t len)
+{
+    snapcap *c = (snapcap *)w;
+    assert_true(len <= sizeof c->data);
+    c->n++;
+    c->kg = kg;
+    memcpy(c->data, data, len);
+    c->len = len;
+    return 0;
+}
+
+static void must(int rc, const char *what, const char *err)
+{
+    if (rc)
+        fail_msg("%s: %s (%s)", what, err, sl_strerror(rc));
+}
+
+static void *open_eo(const fx *f, const char *path, const char *const *kv,
+                     void **conf)
+{
+    char err[512] = "";
+    void *st = NULL;
+    const char *def[] = {"path", path, NULL};
+    sl__ctx ctx = tu_ctx();
+    ctx.delivery = SL__EXACTLY_ONCE;
+    ctx.job_name = "j1";
+    must(sl__sink_file.configure(conf, kv ? kv : def, f->schema, err,
+                                 sizeof err), "configure", err);
+    must(sl__sink_file.open(&st, *conf, f->schema, &ctx, err, sizeof err),
+         "open", err);
+    return st;
+}
+
+static void close_file(void *conf, void *st)
+{
+    sl__sink_file.close(st);
+    sl__sink_file.conf_free(conf);
+}
+
+/* The rows of epoch e, the same in every run; a poisoned epoch stands for
+ * what a crashed run wrote in an epoch that then aborted. */
+static void write_epoch(const fx *f, void *st, uint64_t e, bool poison)
+{
+    char err[512] = "";
+    char s[32];
+    sl_batch *b = sl__batch_new(f->schema, 4);
+    for (uint32_t i = 0; i < 3; i++) {
+        snprintf(s, sizeof s, "%s-%llu-%u", poison ? "POISON" : "e",
+                 (unsigned long long)e, i);
+        set_row(b, i, (int64_t)(e * 100 + i), s, strlen(s), (int64_t)e,
+                (double)e + i / 2.0, i % 2);
+    }
+    must(sl__sink_file.write(st, b, err, sizeof err), "write", err);
+    sl__batch_free(b);
+}
+
+/* precommit(e) and the snapshot that follows it. */
+static void precommit_snap(void *st, uint64_t e, snapcap *snap)
+{
+    char err[512] = "";
+    snapcap local;
+    if (!snap)
+        snap = &local;
+    memset(snap, 0, sizeof *snap);
+    snap->w.put = cap_put;
+    must(sl__sink_file.precommit(st, e, err, sizeof err), "precommit", err);
+    must(sl__sink_file.snapshot(st, &snap->w), "snapshot", "");
+    assert_int_equal(snap->n, 1);
+    assert_int_equal(snap->kg, -1);
+}
+
+static void commit(void *st, uint64_t e)
+{
+    char err[512] = "";
+    must(sl__sink_file.commit(st, e, err, sizeof err), "commit", err);
+}
+
+static void restore_recover(void *st, const snapcap *snap, uint64_t e)
+{
+    char err[512] = "";
+    must(sl__sink_file.restore(st, -1, snap->data, snap->len), "restore",
+         "");
+    must(sl__sink_file.recover(st, e, err, sizeof err), "recover", err);
+}
+
+enum { NEPOCHS = 4 };
+
+/* Epochs from..NEPOCHS, commit(e) late after precommit(e + 1), and the
+ * end of input committing the last. */
+static void run_epochs(const fx *f, void *st, uint64_t from)
+{
+    for (uint64_t e = from; e <= NEPOCHS; e++) {
+        write_epoch(f, st, e, false);
+        precommit_snap(st, e, NULL);
+        if (e > from)
+            commit(st, e - 1);
+    }
+    commit(st, NEPOCHS);
+}
+
+/* The file a run without failures publishes. */
+static char *reference(const fx *f)
+{
+    char path[200];
+    void *conf;
+    snprintf(path, sizeof path, "%s/ref.csv", f->dir);
+    void *st = open_eo(f, path, NULL, &conf);
+    run_epochs(f, st, 1);
+    close_file(conf, st);
+    char *ref = slurp(path);
+    assert_non_null(ref);
+    assert_non_null(strstr(ref, "ts,s,n,"));
+    assert_non_null(strstr(ref, "e-4-2"));
+    return ref;
+}
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* A crashed run: epochs 1..3 precommitted with snapshots snaps[1..3],
+ * commits up to 2 (commit(3) lost), then a poisoned epoch 4 written and
+ * flushed, and close without a commit. <path> must not appear. */
+static void crashed_run(const fx *f, snapcap snaps[4])
+{
+    char err[512] = "";
+    void *conf;
+    void *st = open_eo(f, f->path, NULL, &conf);
+    for (uint64_t e = 1; e <= 3; e++) {
+        write_epoch(f, st, e, false);
+        precommit_snap(st, e, &snaps[e]);
+        if (e > 1)
+            commit(st, e - 1);
+    }
+    write_epoch(f, st, 4, true);
+    must(sl__sink_file.flush(st, err, sizeof err), "flush", err);
+    close_file(conf, st);
+    assert_false(exists(f->path));
+    char *got = slurp(f->tmp);
+    assert_non_null(strstr(got, "POISON")); /* really in the file */
+    free(got);
+}
+
+/* Precommit makes rows durable in .inprogress only; <path> appears at
+ * close, once the last epoch is committed. */
+static void test_eo_publish_at_close_after_commit(void **state)
+{
+    fx *f = *state;
+    char *ref = reference(f);
+    void *conf;
+    void *st = open_eo(f, f->path, NULL, &conf);
+    run_epochs(f, st, 1);
+    commit(st, NEPOCHS); /* repeated: harmless */
+    commit(st, 2);
+    assert_false(exists(f->path));
+    char *got = slurp(f->tmp);
+    assert_string_equal(got, ref);
+    free(got);
+    close_file(conf, st);
+    assert_false(exists(f->tmp));
+    got = slurp(f->path);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+    assert_true(sl__sink_file.exactly_once);
+}
+
+/* Close without the final commit, or with rows after the last precommit,
+ * is a crash: nothing is published. */
+static void test_eo_close_without_commit_publishes_nothing(void **state)
+{
+    fx *f = *state;
+    char err[512] = "";
+    void *conf, *st;
+    st = open_eo(f, f->path, NULL, &conf);
+    write_epoch(f, st, 1, false);
+    precommit_snap(st, 1, NULL);
+    close_file(conf, st);
+    assert_false(exists(f->path));
+    assert_true(exists(f->tmp));
+
+    st = open_eo(f, f->path, NULL, &conf);
+    write_epoch(f, st, 1, false);
+    precommit_snap(st, 1, NULL);
+    commit(st, 1);
+    write_epoch(f, st, 2, false);
+    must(sl__sink_file.flush(st, err, sizeof err), "flush", err);
+    close_file(conf, st);
+    assert_false(exists(f->path));
+
+    /* Protocol errors are refused. */
+    st = open_eo(f, f->path, NULL, &conf);
+    assert_int_equal(sl__sink_file.commit(st, 1, err, sizeof err),
+                     SL_ESTATE);
+    precommit_snap(st, 3, NULL);
+    assert_int_equal(sl__sink_file.precommit(st, 3, err, sizeof err),
+                     SL_ESTATE);
+    assert_non_null(strstr(err, "precommit(3)"));
+    close_file(conf, st);
+    assert_false(exists(f->path));
+}
+
+/* Restart from the newest complete checkpoint (3): the file is cut back to
+ * epoch 3's length, the poisoned rows vanish, the replay of epoch 4 ends in
+ * the reference file. */
+static void test_eo_crash_restore_latest(void **state)
+{
+    fx *f = *state;
+    char *ref = reference(f);
+    snapcap snaps[4];
+    crashed_run(f, snaps);
+
+    void *conf;
+    void *st = open_eo(f, f->path, NULL, &conf);
+    restore_recover(st, &snaps[3], 3);
+    char *got = slurp(f->tmp);
+    assert_null(strstr(got, "POISON"));
+    assert_non_null(strstr(got, "e-3-2"));
+    assert_null(strstr(got, "e-4-0"));
+    free(got);
+    run_epochs(f, st, 4);
+    close_file(conf, st);
+    got = slurp(f->path);
+    assert_string_equal(got, ref);
+    assert_false(exists(f->tmp));
+    free(got);
+    free(ref);
+}
+
+/* Restart from checkpoint 2 (3 never completed): epoch 3's precommitted
+ * rows go too, and are replayed once. */
+static void test_eo_crash_restore_older(void **state)
+{
+    fx *f = *state;
+    char *ref = reference(f);
+    snapcap snaps[4];
+    crashed_run(f, snaps);
+    void *conf;
+    void *st = open_eo(f, f->path, NULL, &conf);
+    restore_recover(st, &snaps[2], 2);
+    run_epochs(f, st, 3);
+    close_file(conf, st);
+    char *got = slurp(f->path);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+}
+
+/* A run that does not begin with restore() starts the file afresh, also
+ * when the runtime announces it with recover(0) (checkpoint 0 being the
+ * empty start). */
+static void test_eo_new_run_starts_afresh(void **state)
+{
+    fx *f = *state;
+    char *ref = reference(f);
+    char err[512] = "";
+    snapcap snaps[4];
+    for (int zero = 0; zero <= 1; zero++) {
+        crashed_run(f, snaps);
+        void *conf;
+        void *st = open_eo(f, f->path, NULL, &conf);
+        if (zero)
+            must(sl__sink_file.recover(st, 0, err, sizeof err), "recover",
+                 err);
+        run_epochs(f, st, 1);
+        close_file(conf, st);
+        char *got = slurp(f->path);
+        assert_string_equal(got, ref);
+        free(got);
+        unlink(f->path);
+    }
+    free(ref);
+}
+
+/* A real crash: a child killed with SIGKILL after writing poisoned rows
+ * past its last checkpoint; its snapshot of epoch 3 reaches the parent
+ * through a file, as it would through the checkpoint store. */
+static void test_eo_kill9(void **state)
+{
+    fx *f = *state;
+    char *ref = reference(f);
+    char snap_path[200];
+    snprintf(snap_path, sizeof snap_path, "%s/snap3", f->dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* No cmocka asserts here: failures exit instead of dying. */
+        char err[512];
+        void *conf, *st;
+        const char *kv[] = {"path", f->path, NULL};
+        sl__ctx ctx = tu_ctx();
+        snapcap snap;
+        if (sl__sink_file.configure(&conf, kv, f->schema, err, sizeof err) ||
+            sl__sink_file.open(&st, conf, f->schema, &ctx, err, sizeof err))
+            _exit(2);
+        for (uint64_t e = 1; e <= 4; e++) {
+            sl_batch *b = sl__batch_new(f->schema, 4);
+            for (uint32_t i = 0; i < 3; i++) {
+                char s[32];
+                snprintf(s, sizeof s, "%s-%llu-%u", e == 4 ? "POISON" : "e",
+                         (unsigned long long)e, i);
+                set_row(b, i, (int64_t)(e * 100 + i), s, strlen(s),
+                        (int64_t)e, (double)e + i / 2.0, i % 2);
+            }
+            if (sl__sink_file.write(st, b, err, sizeof err) ||
+                sl__sink_file.flush(st, err, sizeof err))
+                _exit(3);
+            if (e == 4)
+                raise(SIGKILL);
+            memset(&snap, 0, sizeof snap);
+            snap.w.put = cap_put;
+            if (sl__sink_file.precommit(st, e, err, sizeof err) ||
+                sl__sink_file.snapshot(st, &snap.w))
+                _exit(4);
+            FILE *fp = fopen(snap_path, "wb");
+            if (!fp || fwrite(snap.data, 1, snap.len, fp) != snap.len ||
+                fclose(fp))
+                _exit(5);
+            sl__batch_free(b);
+        }
+        _exit(6);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_false(exists(f->path));
+
+    snapcap snap = {.len = 0};
+    FILE *fp = fopen(snap_path, "rb");
+    assert_non_null(fp);
+    snap.len = fread(snap.data, 1, sizeof snap.data, fp);
+    fclose(fp);
+    void *conf;
+    void *st = open_eo(f, f->path, NULL, &conf);
+    restore_recover(st, &snap, 3);
+    run_epochs(f, st, 4);
+    close_file(conf, st);
+    char *got = slurp(f->path);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+}
+
+/* Restore refuses a missing or shorter .inprogress, a malformed snapshot,
+ * a keyed section and a changed format; recover repeats the reason, and
+ * refuses to run without restored state or for another epoch. */
+static void test_eo_restore_errors(void **state)
+{
+    fx *f = *state;
+    char err[1024] = "";
+    snapcap snaps[4];
+    void *conf, *st;
+    crashed_run(f, snaps);
+    char *saved = slurp(f->tmp);
+    size_t saved_len = strlen(saved);
+
+    unlink(f->tmp);
+    st = open_eo(f, f->path, NULL, &conf);
+    assert_int_equal(sl__sink_file.restore(st, -1, snaps[3].data,
+                                           snaps[3].len), SL_ECORRUPT);
+    assert_int_equal(sl__sink_file.recover(st, 3, err, sizeof err),
+                     SL_ECORRUPT);
+    assert_non_null(strstr(err, "is missing"));
+    assert_non_null(strstr(err, f->tmp));
+    close_file(conf, st);
+    assert_false(exists(f->path));
+    assert_false(exists(f->tmp)); /* the empty file open made is gone */
+
+    FILE *fp = fopen(f->tmp, "wb");
+    fwrite(saved, 1, saved_len, fp);
+    fclose(fp);
+    long long need = file_size(f->tmp);
+    assert_int_equal(truncate(f->tmp, 20), 0);
+    st = open_eo(f, f->path, NULL, &conf);
+    assert_int_equal(sl__sink_file.restore(st, -1, snaps[3].data,
+                                           snaps[3].len), SL_ECORRUPT);
+    assert_int_equal(sl__sink_file.recover(st, 3, err, sizeof err),
+                     SL_ECORRUPT);
+    assert_non_null(strstr(err, "holds 20 bytes, fewer than"));
+    close_file(conf, st);
+    assert_int_equal(file_size(f->tmp), 20); /* left as found */
+    assert_true(need > 20);
+
+    st = open_eo(f, f->path, NULL, &conf);
+    assert_int_equal(sl__sink_file.restore(st, -1, snaps[1].data,
+                                           snaps[1].len - 1), SL_ECORRUPT);
+    close_file(conf, st);
+    st = open_eo(f, f->path, NULL, &conf);
+    assert_int_equal(sl__sink_file.restore(st, 3, snaps[1].data,
+                                           snaps[1].len), SL_ECORRUPT);
+    close_file(conf, st);
+    const char *jsonl[] = {"path", f->path, "format", "jsonl", NULL};
+    st = open_eo(f, f->path, jsonl, &conf);
+    assert_int_equal(sl__sink_file.restore(st, -1, snaps[1].data,
+                                           snaps[1].len), SL_EINVAL);
+    assert_int_equal(sl__sink_file.recover(st, 1, err, sizeof err),
+                     SL_EINVAL);
+    assert_non_null(strstr(err, "'format'"));
+    close_file(conf, st);
+
+    st = open_eo(f, f->path, NULL, &conf);
+    assert_int_equal(sl__sink_file.recover(st, 1, err, sizeof err),
+                     SL_ECORRUPT);
+    assert_non_null(strstr(err, "without restored state"));
+    close_file(conf, st);
+    fp = fopen(f->tmp, "wb");
+    fwrite(saved, 1, saved_len, fp);
+    fclose(fp);
+    st = open_eo(f, f->path, NULL, &conf);
+    must(sl__sink_file.restore(st, -1, snaps[1].data, snaps[1].len),
+         "restore", "");
+    assert_int_equal(sl__sink_file.recover(st, 2, err, sizeof err),
+                     SL_ECORRUPT);
+    close_file(conf, st);
+    assert_false(exists(f->path));
+    free(saved);
+}
+
+/* The crash came after the final rename: <path> is complete and the
+ * .inprogress gone. The restart accepts that, publishes nothing again, and
+ * refuses rows it could only add to a published file. */
+static void test_eo_restart_after_publish(void **state)
+{
+    fx *f = *state;
+    char err[512] = "";
+    snapcap last;
+    void *conf;
+    void *st = open_eo(f, f->path, NULL, &conf);
+    for (uint64_t e = 1; e <= 2; e++) {
+        write_epoch(f, st, e, false);
+        precommit_snap(st, e, &last);
+        commit(st, e);
+    }
+    close_file(conf, st);
+    char *done = slurp(f->path);
+    assert_false(exists(f->tmp));
+
+    st = open_eo(f, f->path, NULL, &conf);
+    restore_recover(st, &last, 2);
+    precommit_snap(st, 3, NULL);
+    commit(st, 3);
+    close_file(conf, st);
+    char *got = slurp(f->path);
+    assert_string_equal(got, done);
+    free(got);
+    assert_false(exists(f->tmp));
+
+    st = open_eo(f, f->path, NULL, &conf);
+    restore_recover(st, &last, 2);
+    sl_batch *b = sl__batch_new(f->schema, 1);
+    set_row(b, 0, 1, S("late"), 1, 1.0, true);
+    assert_int_equal(sl__sink_file.write(st, b, err, sizeof err),
+                     SL_ECORRUPT);
+    assert_non_null(strstr(err, "already published"));
+    sl__batch_free(b);
+    close_file(conf, st);
+    got = slurp(f->path);
+    assert_string_equal(got, done);
+    free(got);
+    free(done);
+}
+
+/* At-least-once: flush makes rows visible in .inprogress at once and close
+ * publishes without a commit. The runtime flushes at a checkpoint instead
+ * of precommitting, and the snapshot measures the file itself; a restart
+ * cuts the file back to that length all the same, so the replay repeats
+ * nothing. */
+static void test_at_least_once(void **state)
+{
+    fx *f = *state;
+    char *ref = reference(f);
+    char err[512] = "";
+    void *conf = NULL, *st = NULL;
+    snapcap snap;
+    const char *kv[] = {"path", f->path, NULL};
+    sl_job *job = sl_job_new(err, sizeof err);
+    sl__ctx ctx = tu_ctx();
+    ctx.job = job;
+    ctx.delivery = SL__AT_LEAST_ONCE;
+    must(sl__sink_file.configure(&conf, kv, f->schema, err, sizeof err),
+         "configure", err);
+    must(sl__sink_file.open(&st, conf, f->schema, &ctx, err, sizeof err),
+         "open", err);
+    must(sl__sink_file.recover(st, 9, err, sizeof err), "recover", err);
+    write_epoch(f, st, 1, false);
+    must(sl__sink_file.flush(st, err, sizeof err), "flush", err);
+    char *got = slurp(f->tmp);
+    assert_non_null(strstr(got, "e-1-2"));
+    free(got);
+    precommit_snap(st, 1, NULL);
+    write_epoch(f, st, 2, false);
+    memset(&snap, 0, sizeof snap);
+    snap.w.put = cap_put;
+    must(sl__sink_file.flush(st, err, sizeof err), "flush", err);
+    must(sl__sink_file.snapshot(st, &snap.w), "snapshot", "");
+    write_epoch(f, st, 3, true);
+    must(sl__sink_file.flush(st, err, sizeof err), "flush", err);
+    sl__job_fail(job, SL_EIO, "crash"); /* close must not publish */
+    close_file(conf, st);
+    sl_job_free(job);
+    assert_false(exists(f->path));
+
+    ctx.job = NULL;
+    must(sl__sink_file.configure(&conf, kv, f->schema, err, sizeof err),
+         "configure", err);
+    must(sl__sink_file.open(&st, conf, f->schema, &ctx, err, sizeof err),
+         "open", err);
+    must(sl__sink_file.restore(st, -1, snap.data, snap.len), "restore", "");
+    write_epoch(f, st, 3, false);
+    precommit_snap(st, 3, NULL);
+    write_epoch(f, st, 4, false);
+    close_file(conf, st); /* no commit needed */
+    got = slurp(f->path);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+}
+
+/* stdout is at-least-once only: precommit and commit flush what was
+ * written; there is no state to snapshot. */
+static void run_stdout_epochs(fx *f)
+{
+    char err[512] = "";
+    void *conf = NULL;
+    char cap[200];
+    const char *kv[] = {"format", "csv", "header", "false", NULL};
+    snprintf(cap, sizeof cap, "%s/stdout.txt", f->dir);
+    void *st = open_sink(&sl__sink_stdout, f->schema, kv, &conf);
+    must(sl__sink_stdout.recover(st, 1, err, sizeof err), "recover", err);
+    sl_batch *b = sl__batch_new(f->schema, 2);
+    set_row(b, 0, 7, S("one"), 1, 0.25, false);
+    must(sl__sink_stdout.write(st, b, err, sizeof err), "write", err);
+    must(sl__sink_stdout.precommit(st, 1, err, sizeof err), "precommit",
+         err);
+    char *got = slurp(cap);
+    assert_string_equal(got, "7,one,1,0.25,false\n");
+    free(got);
+    set_row(b, 0, 8, S("two"), 2, 0.5, true);
+    must(sl__sink_stdout.write(st, b, err, sizeof err), "write", err);
+    must(sl__sink_stdout.commit(st, 1, err, sizeof err), "commit", err);
+    got = slurp(cap);
+    assert_string_equal(got, "7,one,1,0.25,false\n8,two,2,0.5,true\n");
+    free(got);
+    sl__sink_stdout.close(st);
+    sl__sink_stdout.conf_free(conf);
+    sl__batch_free(b);
+}
+
+static void test_stdout_epochs(void **state)
+{
+    fx *f = *state;
+    char *got = capture_stdout(f, run_stdout_epochs);
+    assert_string_equal(got, "7,one,1,0.25,false\n8,two,2,0.5,true\n");
+    free(got);
+    assert_false(sl__sink_stdout.exactly_once);
+    assert_null(sl__sink_stdout.snapshot);
+    assert_null(sl__sink_stdout.restore);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +1100,23 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stdout_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdout_csv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eo_publish_at_close_after_commit,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_eo_close_without_commit_publishes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eo_crash_restore_latest, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eo_crash_restore_older, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eo_new_run_starts_afresh, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eo_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eo_restore_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eo_restart_after_publish, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_at_least_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stdout_epochs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,13 +1,17 @@
 /* test_sqlite_sink.c — the "sqlite" sink: table creation and validation,
- * inserts, upserts, NULLs, the transaction per flush, configuration errors;
- * results are read back with the sqlite3 API and compared exactly. */
+ * inserts, upserts, NULLs, the transaction per flush, configuration errors,
+ * and the epoch protocol under exactly-once (staging, commit, recovery
+ * after a crash, aborted epochs) and at-least-once; results are read back
+ * with the sqlite3 API and compared exactly. */
 #include "testutil.h"
 
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern const sl__sink_vt sl__sink_sqlite;
@@ -17,6 +21,8 @@ typedef struct {
     char dir[64];
     char db[128];
     sl_schema *schema;
+    sl__delivery delivery; /* for open_sink; at-least-once unless set */
+    const char *job_name;
 } fx;
 
 static void rm_rf(const char *path)
@@ -60,6 +66,7 @@ static int setup(void **state)
     assert_int_equal(sl_schema_add(f->schema, "events", SL_INT64), C_EVENTS);
     assert_int_equal(sl_schema_add(f->schema, "avg_s", SL_FLOAT64), C_AVG);
     assert_int_equal(sl_schema_add(f->schema, "ok", SL_BOOL), C_OK);
+    f->delivery = SL__AT_LEAST_ONCE;
     *state = f;
     return 0;
 }
@@ -95,6 +102,8 @@ static int open_sink(fx *f, const char *const *kv, void **conf, void **st,
                      char *err, size_t errsz)
 {
     sl__ctx ctx = tu_ctx();
+    ctx.delivery = f->delivery;
+    ctx.job_name = f->job_name;
     int rc = sl__sink_sqlite.configure(conf, kv, f->schema, err, errsz);
     if (rc)
         return rc;
@@ -386,6 +395,7 @@ static void test_failed_job_rolls_back(void **state)
     sl_job *job = sl_job_new(err, sizeof err);
     sl__ctx ctx = tu_ctx();
     ctx.job = job;
+    ctx.delivery = SL__AT_LEAST_ONCE;
     const char *kv[] = {"path", f->db, "table", "t", NULL};
     assert_int_equal(sl__sink_sqlite.configure(&conf, kv, f->schema, err,
                                                sizeof err), 0);
@@ -453,6 +463,568 @@ static void test_conf_errors(void **state)
     assert_null(conf);
 }
 
+/* ---- exactly-once -------------------------------------------------------- */
+/* The rows a query returns as text: one line per row, columns separated by
+ * '|', NULL as "~". Tables are compared with it byte for byte. */
+static char *dump(const char *db_path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY,
+                                     NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        for (int c = 0; c < sqlite3_column_count(q); c++) {
+            const char *v = sqlite3_column_type(q, c) == SQLITE_NULL
+                                ? "~"
+                                : (const char *)sqlite3_column_text(q, c);
+            len += (size_t)snprintf(out + len, cap - len, "%s%s",
+                                    c ? "|" : "", v);
+            assert_true(len < cap);
+        }
+        len += (size_t)snprintf(out + len, cap - len, "\n");
+        assert_true(len < cap);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return out;
+}
+
+static int64_t query_int(const char *db_path, const char *sql)
+{
+    char *s = dump(db_path, sql);
+    int64_t v = s[0] ? strtoll(s, NULL, 10) : -1;
+    free(s);
+    return v;
+}
+
+#define TABLE_ROWS "SELECT * FROM results ORDER BY rowid"
+#define STAGED_COUNT "SELECT count(*) FROM results__staged"
+#define POISON_COUNT                                                          \
+    "SELECT count(*) FROM results WHERE area LIKE 'POISON%'"
+#define MARKER                                                                \
+    "SELECT epoch FROM sluice_epochs WHERE job = 'j1' AND sink = 'results' " \
+    "AND task = 0"
+
+static void must(int rc, const char *what, const char *err)
+{
+    if (rc)
+        fail_msg("%s: %s (%s)", what, err, sl_strerror(rc));
+}
+
+/* The rows of epoch e, the same in every run. Keys (window_start,
+ * event_type) repeat across epochs, so in upsert mode later epochs
+ * overwrite earlier rows. A poisoned epoch stands for what a crashed run
+ * wrote in an epoch that then aborted: other values, and one key no real
+ * epoch has, so that a leak shows in the final table. */
+static sl_batch *epoch_batch(const sl_schema *s, uint64_t e, bool poison)
+{
+    sl_batch *b = sl__batch_new(s, 8);
+    for (uint32_t i = 0; i < 4; i++) {
+        char area[32];
+        snprintf(area, sizeof area, "%s-%llu-%u", poison ? "POISON" : "a",
+                 (unsigned long long)e, i);
+        set_row(b, i, (int64_t)((e + i) % 5) * 60000,
+                i % 2 ? "SMS_SENT" : "CALL_PLACED", area,
+                (int64_t)(e * 10 + i), (double)e + i / 4.0, (e + i) % 2);
+    }
+    if (poison)
+        set_row(b, 4, 999 * 60000, "SMS_SENT", "POISON", -1, -1.0, false);
+    return b;
+}
+
+static void eo_write(const fx *f, void *st, uint64_t e, bool poison)
+{
+    char err[512] = "";
+    sl_batch *b = epoch_batch(f->schema, e, poison);
+    must(sl__sink_sqlite.write(st, b, err, sizeof err), "write", err);
+    sl__batch_free(b);
+}
+
+static void eo_precommit(void *st, uint64_t e)
+{
+    char err[512] = "";
+    must(sl__sink_sqlite.precommit(st, e, err, sizeof err), "precommit", err);
+}
+
+static void eo_commit(void *st, uint64_t e)
+{
+    char err[512] = "";
+    must(sl__sink_sqlite.commit(st, e, err, sizeof err), "commit", err);
+}
+
+static void eo_recover(void *st, uint64_t e)
+{
+    char err[512] = "";
+    must(sl__sink_sqlite.recover(st, e, err, sizeof err), "recover", err);
+}
+
+enum { NEPOCHS = 5 };
+
+typedef struct {
+    char db[160];
+    const char *kv[12];
+} eo_target;
+
+static void eo_target_init(eo_target *t, const fx *f, const char *name,
+                           bool upsert)
+{
+    const char *kv[] = {"path", t->db, "table", "results", "mode",
+                        upsert ? "upsert" : "insert", "key",
+                        "window_start,event_type", NULL};
+    snprintf(t->db, sizeof t->db, "%s/%s.db", f->dir, name);
+    memcpy(t->kv, kv, sizeof kv);
+    if (!upsert)
+        t->kv[6] = NULL; /* insert: no key, so replayed rows would show */
+}
+
+static void *eo_open(fx *f, const eo_target *t, void **conf)
+{
+    char err[512] = "";
+    void *st = NULL;
+    f->delivery = SL__EXACTLY_ONCE;
+    f->job_name = "j1";
+    must(open_sink(f, t->kv, conf, &st, err, sizeof err), "open", err);
+    return st;
+}
+
+/* Epochs from..NEPOCHS as the runtime drives them: commit(e) arrives late,
+ * after precommit(e + 1), and the end of input commits the last one. */
+static void eo_run(fx *f, void *st, uint64_t from)
+{
+    for (uint64_t e = from; e <= NEPOCHS; e++) {
+        eo_write(f, st, e, false);
+        eo_precommit(st, e);
+        if (e > from)
+            eo_commit(st, e - 1);
+    }
+    eo_commit(st, NEPOCHS);
+}
+
+/* The table a run without failures leaves. */
+static char *eo_reference(fx *f, bool upsert)
+{
+    eo_target t;
+    void *conf;
+    eo_target_init(&t, f, upsert ? "ref-upsert" : "ref-insert", upsert);
+    void *st = eo_open(f, &t, &conf);
+    eo_run(f, st, 1);
+    close_sink(conf, st);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 0);
+    assert_int_equal(query_int(t.db, MARKER), NEPOCHS);
+    return dump(t.db, TABLE_ROWS);
+}
+
+/* Rows are staged, invisible until their epoch commits; a late commit
+ * publishes every precommitted epoch up to it; commits repeat harmlessly;
+ * the marker follows. */
+static void test_eo_commit_publishes_whole_epochs(void **state)
+{
+    fx *f = *state;
+    eo_target t;
+    void *conf;
+    char err[512] = "";
+    eo_target_init(&t, f, "seq", false);
+    void *st = eo_open(f, &t, &conf);
+
+    eo_write(f, st, 1, false);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 0);
+    must(sl__sink_sqlite.flush(st, err, sizeof err), "flush", err);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 0);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 4);
+    eo_precommit(st, 1);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results__staged "
+                                     "WHERE sluice_epoch = 1 AND "
+                                     "sluice_job = 'j1' AND "
+                                     "sluice_task = 0"), 4);
+    eo_write(f, st, 2, false);
+    eo_precommit(st, 2);
+    eo_commit(st, 1);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 4);
+    assert_int_equal(query_int(t.db, "SELECT min(events) FROM results"), 10);
+    assert_int_equal(query_int(t.db, "SELECT max(events) FROM results"), 13);
+    assert_int_equal(query_int(t.db, MARKER), 1);
+    eo_commit(st, 1); /* repeated: nothing changes */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 4);
+
+    eo_write(f, st, 3, false);
+    eo_precommit(st, 3);
+    eo_write(f, st, 4, false); /* staged, never precommitted */
+    eo_commit(st, 3);          /* commit(2) never came: 3 covers it */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 12);
+    assert_int_equal(query_int(t.db, "SELECT max(events) FROM results"), 33);
+    assert_int_equal(query_int(t.db, MARKER), 3);
+    eo_commit(st, 2); /* late and covered: no-op */
+    eo_commit(st, 3);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 12);
+    assert_true(query_int(t.db, "SELECT committed_at FROM sluice_epochs") >
+                1600000000000);
+
+    /* Protocol errors are refused without failing the instance. */
+    assert_int_equal(sl__sink_sqlite.commit(st, 4, err, sizeof err),
+                     SL_ESTATE);
+    assert_non_null(strstr(err, "commit(4)"));
+    assert_int_equal(sl__sink_sqlite.precommit(st, 3, err, sizeof err),
+                     SL_ESTATE);
+    assert_int_equal(sl__sink_sqlite.recover(st, 3, err, sizeof err),
+                     SL_ESTATE);
+    eo_precommit(st, 4);
+    eo_commit(st, 4);
+    close_sink(conf, st);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 16);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 0);
+    assert_int_equal(query_int(t.db, MARKER), 4);
+}
+
+/* A crash after precommit(3) whose checkpoint completed but whose commit
+ * never came, with epoch 4 (poisoned) partly staged and durable, partly in
+ * an open transaction. Restart from checkpoint 3: recover publishes 3,
+ * discards 4, and the replay of 4..5 ends in the reference table. */
+static void crash_after_complete_checkpoint(fx *f, bool upsert)
+{
+    char *ref = eo_reference(f, upsert);
+    eo_target t;
+    void *conf;
+    eo_target_init(&t, f, upsert ? "crash-a-upsert" : "crash-a-insert",
+                   upsert);
+    void *st = eo_open(f, &t, &conf);
+    char err[512] = "";
+    for (uint64_t e = 1; e <= 3; e++) {
+        eo_write(f, st, e, false);
+        eo_precommit(st, e);
+        if (e > 1)
+            eo_commit(st, e - 1);
+    }
+    eo_write(f, st, 4, true);
+    must(sl__sink_sqlite.flush(st, err, sizeof err), "flush", err);
+    eo_write(f, st, 4, true);
+    close_sink(conf, st); /* the crash: commit(3) never comes */
+    /* epochs 1 and 2, whose keys differ */
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 8);
+    assert_int_equal(query_int(t.db, MARKER), 2);
+
+    st = eo_open(f, &t, &conf);
+    eo_recover(st, 3);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 0);
+    assert_int_equal(query_int(t.db, POISON_COUNT), 0);
+    assert_int_equal(query_int(t.db, MARKER), 3);
+    eo_run(f, st, 4);
+    close_sink(conf, st);
+    char *got = dump(t.db, TABLE_ROWS);
+    assert_string_equal(got, ref);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 0);
+    free(got);
+    free(ref);
+}
+
+static void test_eo_crash_after_complete_checkpoint_insert(void **state)
+{
+    crash_after_complete_checkpoint(*state, false);
+}
+
+static void test_eo_crash_after_complete_checkpoint_upsert(void **state)
+{
+    crash_after_complete_checkpoint(*state, true);
+}
+
+/* Epoch 3 was precommitted (poisoned) but its checkpoint never completed:
+ * restart from 2 aborts it, and the replay of 3..5 ends in the reference. */
+static void crash_before_checkpoint_completes(fx *f, bool upsert)
+{
+    char *ref = eo_reference(f, upsert);
+    eo_target t;
+    void *conf;
+    eo_target_init(&t, f, upsert ? "crash-b-upsert" : "crash-b-insert",
+                   upsert);
+    void *st = eo_open(f, &t, &conf);
+    eo_write(f, st, 1, false);
+    eo_precommit(st, 1);
+    eo_write(f, st, 2, false);
+    eo_precommit(st, 2);
+    eo_commit(st, 1);
+    eo_write(f, st, 3, true);
+    eo_precommit(st, 3);
+    eo_commit(st, 2);
+    eo_write(f, st, 4, true);
+    close_sink(conf, st);
+
+    st = eo_open(f, &t, &conf);
+    eo_recover(st, 2);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 0);
+    assert_int_equal(query_int(t.db, POISON_COUNT), 0);
+    eo_run(f, st, 3);
+    close_sink(conf, st);
+    char *got = dump(t.db, TABLE_ROWS);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+}
+
+static void test_eo_crash_before_checkpoint_completes_insert(void **state)
+{
+    crash_before_checkpoint_completes(*state, false);
+}
+
+static void test_eo_crash_before_checkpoint_completes_upsert(void **state)
+{
+    crash_before_checkpoint_completes(*state, true);
+}
+
+/* The same as crash_after_complete_checkpoint, with a real crash: a child
+ * process killed with SIGKILL inside an open staging transaction. */
+static void crash_kill9(fx *f, bool upsert)
+{
+    char *ref = eo_reference(f, upsert);
+    eo_target t;
+    eo_target_init(&t, f, upsert ? "kill-upsert" : "kill-insert", upsert);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* No cmocka asserts here: any failure exits instead of dying. */
+        sl__ctx ctx = tu_ctx();
+        char err[512];
+        void *conf, *st;
+        sl_batch *b;
+        ctx.job_name = "j1";
+        if (sl__sink_sqlite.configure(&conf, t.kv, f->schema, err,
+                                      sizeof err) ||
+            sl__sink_sqlite.open(&st, conf, f->schema, &ctx, err, sizeof err))
+            _exit(2);
+        for (uint64_t e = 1; e <= 4; e++) {
+            b = epoch_batch(f->schema, e, e == 4);
+            if (sl__sink_sqlite.write(st, b, err, sizeof err))
+                _exit(3);
+            if (e == 4)
+                raise(SIGKILL); /* mid-epoch, transaction open */
+            if (sl__sink_sqlite.precommit(st, e, err, sizeof err) ||
+                (e > 1 && e < 3 &&
+                 sl__sink_sqlite.commit(st, e - 1, err, sizeof err)))
+                _exit(4);
+            sl__batch_free(b);
+        }
+        _exit(5);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    void *conf;
+    void *st = eo_open(f, &t, &conf);
+    eo_recover(st, 3);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 0);
+    eo_run(f, st, 4);
+    close_sink(conf, st);
+    char *got = dump(t.db, TABLE_ROWS);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+}
+
+static void test_eo_kill9_insert(void **state) { crash_kill9(*state, false); }
+static void test_eo_kill9_upsert(void **state) { crash_kill9(*state, true); }
+
+/* A run that does not begin with recover() is new: it discards what an
+ * earlier run staged (no checkpoint of it completed) and the earlier run's
+ * marker, so its own epoch 1 is not mistaken for one already published.
+ * Other jobs' staged rows are left alone. */
+static void test_eo_new_run_discards_staged(void **state)
+{
+    fx *f = *state;
+    char *ref = eo_reference(f, false);
+    eo_target t;
+    void *conf;
+    eo_target_init(&t, f, "fresh", false);
+
+    f->job_name = "other";
+    f->delivery = SL__EXACTLY_ONCE;
+    void *st = NULL;
+    char err[512] = "";
+    must(open_sink(f, t.kv, &conf, &st, err, sizeof err), "open", err);
+    eo_write(f, st, 7, false);
+    eo_precommit(st, 1);
+    close_sink(conf, st);
+
+    /* j1: a complete earlier run, then one that crashed before its first
+     * checkpoint completed. */
+    st = eo_open(f, &t, &conf);
+    eo_write(f, st, 1, true);
+    eo_precommit(st, 1);
+    eo_commit(st, 1);
+    eo_write(f, st, 2, true);
+    eo_precommit(st, 2);
+    eo_commit(st, 2);
+    close_sink(conf, st);
+    st = eo_open(f, &t, &conf);
+    eo_write(f, st, 1, true);
+    eo_precommit(st, 1);
+    eo_write(f, st, 2, true);
+    close_sink(conf, st);
+    exec_sql(t.db, "DELETE FROM results"); /* keep only the new run's */
+
+    /* The runtime starts a new run with recover(0), checkpoint 0 being the
+     * empty start; insert mode must not take the old marker for a newer
+     * checkpoint's. */
+    st = eo_open(f, &t, &conf);
+    eo_recover(st, 0);
+    assert_int_equal(query_int(t.db, MARKER), -1); /* no marker row */
+    eo_run(f, st, 1);
+    close_sink(conf, st);
+    char *got = dump(t.db, TABLE_ROWS);
+    assert_string_equal(got, ref);
+    free(got);
+    free(ref);
+    assert_int_equal(query_int(t.db, MARKER), NEPOCHS);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results__staged "
+                                     "WHERE sluice_job = 'other'"), 4);
+    /* recover(0) right after a complete run: a new run, not an error */
+    st = eo_open(f, &t, &conf);
+    eo_recover(st, 0);
+    assert_int_equal(query_int(t.db, MARKER), -1);
+    eo_write(f, st, 1, false);
+    eo_precommit(st, 1);
+    eo_commit(st, 1);
+    close_sink(conf, st);
+    assert_int_equal(query_int(t.db, MARKER), 1);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"),
+                     4 * NEPOCHS + 4);
+    /* "other" restarts from its checkpoint 1 and publishes its epoch. */
+    f->job_name = "other";
+    must(open_sink(f, t.kv, &conf, &st, err, sizeof err), "open", err);
+    eo_recover(st, 1);
+    close_sink(conf, st);
+    assert_int_equal(query_int(t.db, STAGED_COUNT), 0);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results "
+                                     "WHERE events >= 70"), 4);
+}
+
+/* The runtime's epochs need not start at 1 or follow each other: rows are
+ * retagged when precommit names another epoch than the one expected. */
+static void test_eo_epoch_numbers_from_runtime(void **state)
+{
+    fx *f = *state;
+    eo_target t;
+    void *conf;
+    eo_target_init(&t, f, "numbers", false);
+    void *st = eo_open(f, &t, &conf);
+    char err[512] = "";
+    eo_write(f, st, 1, false);
+    must(sl__sink_sqlite.flush(st, err, sizeof err), "flush", err);
+    eo_write(f, st, 2, false);
+    eo_precommit(st, 40);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results__staged "
+                                     "WHERE sluice_epoch = 40"), 8);
+    eo_write(f, st, 3, false);
+    eo_precommit(st, 42);
+    eo_commit(st, 40);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 8);
+    eo_commit(st, 42);
+    close_sink(conf, st);
+    assert_int_equal(query_int(t.db, "SELECT count(*) FROM results"), 12);
+    assert_int_equal(query_int(t.db, MARKER), 42);
+}
+
+/* A table that already holds epochs past the checkpoint the job restarts
+ * from: inserts would repeat, so insert mode refuses; upserts rewrite the
+ * same rows, so upsert mode goes on and lowers the marker. */
+static void test_eo_recover_behind_marker(void **state)
+{
+    fx *f = *state;
+    char err[512] = "";
+    for (int upsert = 0; upsert <= 1; upsert++) {
+        eo_target t;
+        void *conf, *st;
+        eo_target_init(&t, f, upsert ? "behind-u" : "behind-i", upsert);
+        st = eo_open(f, &t, &conf);
+        eo_run(f, st, 1);
+        close_sink(conf, st);
+        char *before = dump(t.db, TABLE_ROWS);
+
+        st = eo_open(f, &t, &conf);
+        int rc = sl__sink_sqlite.recover(st, 2, err, sizeof err);
+        if (!upsert) {
+            assert_int_equal(rc, SL_ECORRUPT);
+            assert_non_null(strstr(err, "already holds epochs up to 5"));
+            assert_non_null(strstr(err, "checkpoint 2"));
+            /* failed: the next call repeats the error */
+            assert_int_equal(sl__sink_sqlite.precommit(st, 3, err,
+                                                       sizeof err),
+                             SL_ECORRUPT);
+            close_sink(conf, st);
+            assert_int_equal(query_int(t.db, MARKER), NEPOCHS);
+        } else {
+            must(rc, "recover", err);
+            assert_int_equal(query_int(t.db, MARKER), 2);
+            eo_run(f, st, 3);
+            close_sink(conf, st);
+            assert_int_equal(query_int(t.db, MARKER), NEPOCHS);
+        }
+        char *after = dump(t.db, TABLE_ROWS);
+        assert_string_equal(after, before);
+        free(before);
+        free(after);
+    }
+}
+
+/* Column names the staging table needs are refused under exactly-once. */
+static void test_eo_reserved_column(void **state)
+{
+    fx *f = *state;
+    sl_schema *s = sl_schema_new();
+    char err[512] = "";
+    void *conf = NULL, *st = NULL;
+    sl_schema_add(s, "sluice_epoch", SL_INT64);
+    sl__ctx ctx = tu_ctx();
+    const char *kv[] = {"path", f->db, "table", "t", NULL};
+    assert_int_equal(sl__sink_sqlite.configure(&conf, kv, s, err, sizeof err),
+                     0);
+    assert_int_equal(sl__sink_sqlite.open(&st, conf, s, &ctx, err,
+                                          sizeof err), SL_EINVAL);
+    assert_non_null(strstr(err, "\"sluice_epoch\" is reserved"));
+    /* fine under at-least-once, which stages nothing */
+    ctx.delivery = SL__AT_LEAST_ONCE;
+    assert_int_equal(sl__sink_sqlite.open(&st, conf, s, &ctx, err,
+                                          sizeof err), 0);
+    sl__sink_sqlite.close(st);
+    sl__sink_sqlite.conf_free(conf);
+    sl_schema_free(s);
+}
+
+/* At-least-once: rows are visible after each flush, precommit and commit
+ * flush, recover does nothing, and no staging or marker table appears. */
+static void test_at_least_once_visible_at_flush(void **state)
+{
+    fx *f = *state;
+    char err[512] = "";
+    void *conf = NULL, *st = NULL;
+    const char *kv[] = {"path", f->db, "table", "results", NULL};
+    f->delivery = SL__AT_LEAST_ONCE;
+    must(open_sink(f, kv, &conf, &st, err, sizeof err), "open", err);
+    must(sl__sink_sqlite.recover(st, 7, err, sizeof err), "recover", err);
+    eo_write(f, st, 1, false);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM results"), 0);
+    must(sl__sink_sqlite.flush(st, err, sizeof err), "flush", err);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM results"), 4);
+    eo_write(f, st, 2, false);
+    eo_precommit(st, 8);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM results"), 8);
+    eo_write(f, st, 3, false);
+    eo_commit(st, 8);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM results"), 12);
+    eo_write(f, st, 4, false);
+    sl__sink_sqlite.close(st); /* final flush */
+    sl__sink_sqlite.conf_free(conf);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM results"), 16);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM sqlite_master "
+                                      "WHERE name IN ('results__staged', "
+                                      "'sluice_epochs')"), 0);
+    assert_true(sl__sink_sqlite.exactly_once);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +1038,32 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_job_rolls_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_conf_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eo_commit_publishes_whole_epochs,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_eo_crash_after_complete_checkpoint_insert, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_eo_crash_after_complete_checkpoint_upsert, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_eo_crash_before_checkpoint_completes_insert, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_eo_crash_before_checkpoint_completes_upsert, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_eo_kill9_insert, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eo_kill9_upsert, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eo_new_run_discards_staged,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eo_epoch_numbers_from_runtime,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eo_recover_behind_marker, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eo_reserved_column, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_at_least_once_visible_at_flush,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
