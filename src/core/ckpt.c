@@ -444,7 +444,15 @@ static int restore_section(void *ud, int kind, uint32_t id, int32_t kg, const vo
         int ti = kg >= 0 ? sl__group_task(kg, (int)j->conf.key_groups, st->ntasks)
                          : rc->task % st->ntasks;
         task *t = st->tasks[ti];
-        return t->vt[oi]->restore ? t->vt[oi]->restore(t->op[oi], kg, data, len) : 0;
+        int r = t->vt[oi]->restore ? t->vt[oi]->restore(t->op[oi], kg, data, len) : 0;
+        if (r)
+            snprintf(rc->err, rc->errsz, "operator %u '%s' cannot restore its state: %s", id,
+                     t->vt[oi]->name,
+                     r == SL_EINVAL ? "its definition changed (e.g. window size, slide, "
+                                      "lateness, key or aggregates); start with "
+                                      "--from-scratch or from a compatible savepoint"
+                                    : sl_strerror(r));
+        return r;
     }
     case SL__SEC_SINK: {
         stage *st = &pl->stages[pl->nstages - 1];
@@ -582,6 +590,7 @@ int sl__ck_setup(plan *pl)
     for (int i = 0; !rc && i < m.nfiles; i++) {
         char fp[4200];
         snprintf(fp, sizeof fp, "%s/%s", dir, m.files[i].name);
+        err[0] = 0;
         restore_ctx rctx = {.pl = pl, .stage = m.files[i].stage, .task = m.files[i].task,
                             .all = !amo, .err = err, .errsz = sizeof err};
         if ((rc = sl__snapfile_read(fp, restore_section, &rctx, err, sizeof err)))

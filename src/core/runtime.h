@@ -60,6 +60,11 @@ const char *sl__rbuf_str(sl__rbuf *r, uint32_t *len);
 typedef struct sl__snap_writer sl__snap_writer;
 int sl__snap_put(sl__snap_writer *w, int32_t key_group, const void *data,
                  size_t len);
+/* An in-memory writer (tests, tools): keeps copies of every section. */
+sl__snap_writer *sl__snap_writer_mem(void);
+int sl__snap_writer_mem_next(sl__snap_writer *w, size_t *i, int32_t *kg,
+                             const void **data, size_t *len);
+void sl__snap_writer_free(sl__snap_writer *w);
 /* The key group of a row, from its key columns: the same function routes
  * rows between stages, so a group's state lives where its rows arrive. */
 int sl__key_group(const sl_batch *b, const int *cols, int ncols, uint32_t row,

@@ -752,4 +752,6 @@ const sl__source_vt sl__src_file = {
     .read = fs_read,
     .close = fs_close,
     .conf_free = fs_conf_free,
+    .position = sl__file_source_position,
+    .seek = sl__file_source_seek,
 };

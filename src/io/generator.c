@@ -1059,6 +1059,8 @@ const sl__source_vt sl__src_generator = {
     .read = gs_read,
     .close = gs_close,
     .conf_free = gs_conf_free,
+    .position = sl__gen_source_position,
+    .seek = sl__gen_source_seek,
 };
 
 /* ---- public entry point (sluice.h) --------------------------------------- */

@@ -14,19 +14,38 @@
  * Pairs are ordered by row, so every group sees its rows in arrival order
  * whatever the batch boundaries (floating-point sums stay reproducible).
  *
+ * Checkpoints: the open windows' groups are snapshotted by key group (each
+ * group remembers the key group of the row that created it), the
+ * watermark and counters as one operator-wide section; the format is
+ * described above win_snapshot.
+ *
  * Invariants:
  * 1. wins[0..nw) is sorted by start, starts distinct; since all windows have
  *    one size and one lateness, it is sorted by end and by firing time too
  *    (window_get inserts in place).
  * 2. Every open window has fire > wm: win_watermark fires and frees the
- *    others before it returns, and assign_pairs never opens a window whose
- *    fire <= wm (the record is late for it instead).
+ *    others before it returns, assign_pairs never opens a window whose
+ *    fire <= wm (the record is late for it instead), restore_parse refuses
+ *    a window whose fire <= the watermark in its section, and restore_wm
+ *    keeps the lowest watermark of all restored sections.
  * 3. A record updates a window at most once, and only while it is open
  *    (assign_pairs); a window fires at most once (win_watermark removes it).
- * 4. wm never decreases: win_watermark ignores an older watermark.
+ * 4. wm never decreases: win_watermark ignores an older watermark, and
+ *    restore_wm (which may lower it) runs only before the first batch or
+ *    watermark (win_restore answers SL_ESTATE after).
  * 5. Output order is deterministic: windows by start, then groups by their
  *    encoded key, whose bytes sort like the key values (NULL first, numbers
- *    ascending, strings bytewise) — see encode_key and fire_window.
+ *    ascending, strings bytewise) — see encode_key and fire_window. It
+ *    depends on the set of groups only, so it survives a restore.
+ * 6. Every group's block ends with its key group, set once when the group is
+ *    created: from the row in win_batch (row_kg), from the section in
+ *    restore_parse. The router sends all rows of a key to the task owning
+ *    that key group, so a restored group keeps receiving its rows.
+ * 7. A snapshot is a pure function of the state: sections in ascending key
+ *    group, windows by start, groups by key bytes (win_snapshot).
+ * 8. A restore applies a section whole or not at all: restore_parse reads
+ *    and checks all of it into staged groups before restore_commit, which
+ *    cannot fail, touches the state; restore_operator likewise.
  *
  * Not done here: canary forwarding (forward_canary only counts them), early
  * firings, session windows, a cap on state memory.
@@ -73,11 +92,16 @@ typedef struct {
     int key_cols[SL_MAX_COLS];
     sl__agg *aggs;
     size_t naggs;
-    uint32_t state_size;
+    uint32_t state_size; /* aggregate states; the key group follows */
+    uint32_t grp_size;   /* bytes of a group: states + key group, padded */
     bool heap; /* some aggregate state owns memory */
     int64_t size, step, lateness; /* step = slide, or size when tumbling */
     uint32_t nwin;                /* windows per record */
     int64_t wm;
+    int key_groups;     /* G of the job; <= 1: every group is in group 0 */
+    uint64_t fp;        /* fingerprint of the definition, in snapshots */
+    bool started;       /* a batch or watermark arrived: no more restores */
+    bool wm_restored;   /* wm comes from a restored section */
 
     win **wins; /* open windows, invariant 1 */
     size_t nw, capw;
@@ -484,7 +508,7 @@ static win *window_get(win_op *op, int64_t start)
     w->end = start + op->size; /* row_windows checked it cannot overflow */
     if (__builtin_add_overflow(w->end, op->lateness, &w->fire))
         w->fire = SL_TS_MAX;
-    sl__bmap_init(&w->groups, op->state_size);
+    sl__bmap_init(&w->groups, op->grp_size);
     memmove(&op->wins[lo + 1], &op->wins[lo],
             (op->nw - lo) * sizeof *op->wins);
     op->wins[lo] = w;
@@ -508,14 +532,14 @@ static void window_free(win_op *op, win *w)
 
 /* ---- late records ---------------------------------------------------------- */
 /* A bounded table of late counts by window end; when full, the oldest end
- * makes room (its count stays in st.late_pairs only). */
-static void late_note(win_op *op, int64_t end)
+ * makes room (its count stays in st.late_pairs only). late_add is also how
+ * restore merges a snapshot's table in. */
+static void late_add(win_op *op, int64_t end, uint64_t n)
 {
-    op->st.late_pairs++;
     int oldest = 0;
     for (int i = 0; i < op->nlate; i++) {
         if (op->late[i].end == end) {
-            op->late[i].n++;
+            op->late[i].n += n;
             return;
         }
         if (op->late[i].end < op->late[oldest].end) oldest = i;
@@ -524,7 +548,13 @@ static void late_note(win_op *op, int64_t end)
     if (op->nlate == LATE_SLOTS && i == oldest && op->late[i].end > end)
         return; /* older than everything kept: not worth a slot */
     op->late[i].end = end;
-    op->late[i].n = 1;
+    op->late[i].n = n;
+}
+
+static void late_note(win_op *op, int64_t end)
+{
+    op->st.late_pairs++;
+    late_add(op, end, 1);
 }
 
 uint64_t sl__window_late_count(const void *st, int64_t window_end)
@@ -702,10 +732,34 @@ static uint32_t assign_pairs(win_op *op, uint32_t j0, uint32_t j1,
     return np;
 }
 
+/* ---- key groups ---------------------------------------------------------------- */
+/* A group's key group sits after its aggregate states. It is computed once,
+ * from the row that creates the group, with the function that routes rows
+ * between stages, so a snapshot section holds exactly the groups whose rows
+ * arrive at the task owning that key group. */
+static inline int32_t grp_kg(const win_op *op, const uint8_t *grp)
+{
+    int32_t kg;
+    memcpy(&kg, grp + op->state_size, sizeof kg);
+    return kg;
+}
+
+static inline void grp_set_kg(const win_op *op, uint8_t *grp, int32_t kg)
+{
+    memcpy(grp + op->state_size, &kg, sizeof kg);
+}
+
+static int32_t row_kg(const win_op *op, const sl_batch *b, uint32_t row)
+{
+    if (op->nkey == 0 || op->key_groups <= 1) return 0;
+    return sl__key_group(b, op->key_cols, op->nkey, row, op->key_groups);
+}
+
 static int win_batch(void *st, sl_batch *b, sl__out *out)
 {
     win_op *op = st;
     (void)out;
+    op->started = true;
     uint32_t m = prepare_rows(op, b);
     uint32_t chunk = PAIR_CHUNK / op->nwin ? PAIR_CHUNK / op->nwin : 1;
     uint64_t late = 0;
@@ -718,9 +772,12 @@ static int win_batch(void *st, sl_batch *b, sl__out *out)
                 sl__bmap_prefetch(&op->pwin[p + PREFETCH_AHEAD]->groups,
                                   op->kh[op->pkey[p + PREFETCH_AHEAD]]);
             uint32_t j = op->pkey[p];
-            op->pgrp[p] = sl__bmap_upsert(&op->pwin[p]->groups,
-                                          op->kbuf + op->koff[j], op->klen[j],
-                                          op->kh[j], NULL);
+            bool fresh;
+            uint8_t *g = sl__bmap_upsert(&op->pwin[p]->groups,
+                                         op->kbuf + op->koff[j], op->klen[j],
+                                         op->kh[j], &fresh);
+            if (fresh) grp_set_kg(op, g, row_kg(op, b, op->prow[p]));
+            op->pgrp[p] = g;
         }
         /* Pass 3: aggregates (a zero-filled new group is an empty state). */
         for (size_t a = 0; a < op->naggs; a++)
@@ -801,6 +858,7 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
 static int win_watermark(void *st, int64_t wm, sl__out *out)
 {
     win_op *op = st;
+    op->started = true;
     if (wm <= op->wm) return 0;
     op->wm = wm;
     sl_batch *ob = NULL;
@@ -822,6 +880,390 @@ static int win_watermark(void *st, int64_t wm, sl__out *out)
         else sl__batch_free(ob);
     }
     return rc;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------ */
+/* State format (version 1; all integers little-endian, as sl__buf writes):
+ *
+ *   header (every section):
+ *     u32 SNAP_MAGIC, u64 fingerprint of the definition (definition_fp),
+ *     i64 watermark of the instance that wrote it
+ *   key group section (0 <= kg < G): the open windows' groups of that kg
+ *     u32 nwin, then per window in ascending start:
+ *       i64 start, u32 ngroups (>= 1), then per group in ascending key
+ *       bytes: u32 klen, the encoded key (encode_key), u32 slen, and slen
+ *       bytes: each aggregate's sl__agg_serialize in definition order
+ *   operator section (kg -1):
+ *     u64 late_records, late_pairs, canaries, null_time, bad_time,
+ *         fired_windows, fired_groups
+ *     u32 nlate (<= LATE_SLOTS), then nlate x (i64 window end, u64 count)
+ *         in ascending end
+ *
+ * A snapshot is a pure function of the state: sections come in ascending
+ * key group, then the operator section. */
+#define SNAP_MAGIC 0x4e574c53u /* "SLWN" */
+
+static uint64_t definition_fp(const win_op *op)
+{
+    sl__buf b = {0};
+    sl__buf_put_i64(&b, op->size);
+    sl__buf_put_i64(&b, op->step);
+    sl__buf_put_i64(&b, op->lateness);
+    sl__buf_put_u32(&b, (uint32_t)op->nkey);
+    for (int k = 0; k < op->nkey; k++)
+        sl__buf_put_u32(&b, (uint32_t)op->in->cols[op->key_cols[k]].type);
+    sl__buf_put_u64(&b, op->naggs);
+    for (size_t i = 0; i < op->naggs; i++) {
+        const sl__agg *a = &op->aggs[i];
+        sl__buf_put_u32(&b, (uint32_t)a->kind);
+        sl__buf_put_u32(&b, (uint32_t)a->in_type);
+        sl__buf_put_u32(&b, a->nbounds);
+        for (uint32_t j = 0; j < a->nbounds; j++) {
+            uint64_t u;
+            memcpy(&u, &a->bounds[j], sizeof u);
+            sl__buf_put_u64(&b, u);
+        }
+    }
+    uint64_t h = sl__hash_bytes(b.p, b.len, KEY_SEED);
+    sl__buf_free(&b);
+    return h;
+}
+
+typedef struct {
+    int32_t kg;
+    uint32_t win; /* index in op->wins: ascending start */
+    const uint8_t *key;
+    uint32_t len;
+    const uint8_t *grp;
+} snap_ref;
+
+static int snap_ref_cmp(const void *x, const void *y)
+{
+    const snap_ref *a = x, *b = y;
+    if (a->kg != b->kg) return a->kg < b->kg ? -1 : 1;
+    if (a->win != b->win) return a->win < b->win ? -1 : 1;
+    int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
+    if (c) return c;
+    return (a->len > b->len) - (a->len < b->len);
+}
+
+static void snap_header(const win_op *op, sl__buf *b)
+{
+    sl__buf_put_u32(b, SNAP_MAGIC);
+    sl__buf_put_u64(b, op->fp);
+    sl__buf_put_i64(b, op->wm);
+}
+
+/* Returns 0, or SL_EINVAL for a group whose states outgrow the format's
+ * u32 length (billions of distinct values in one group). */
+static int snap_group(win_op *op, sl__buf *b, const snap_ref *r)
+{
+    size_t n = 0;
+    for (size_t a = 0; a < op->naggs; a++)
+        n += sl__agg_serialized_size(&op->aggs[a], r->grp);
+    if (n > UINT32_MAX) return SL_EINVAL;
+    sl__buf_put_str(b, (const char *)r->key, r->len);
+    if (n > op->tmpcap) {
+        op->tmp = sl__xrealloc(op->tmp, n);
+        op->tmpcap = n;
+    }
+    size_t used = 0;
+    for (size_t a = 0; a < op->naggs; a++)
+        used += sl__agg_serialize(&op->aggs[a], r->grp,
+                                  (uint8_t *)op->tmp + used);
+    SL_ASSERT(used == n);
+    sl__buf_put_str(b, op->tmp, n);
+    return 0;
+}
+
+/* Writes the groups refs[0..n) (one key group, sorted) as one section. */
+static int snap_key_group(win_op *op, sl__snap_writer *w, sl__buf *b,
+                          const snap_ref *refs, size_t n)
+{
+    b->len = 0;
+    snap_header(op, b);
+    uint32_t nwin = 0;
+    for (size_t i = 0; i < n; i++)
+        nwin += i == 0 || refs[i].win != refs[i - 1].win;
+    sl__buf_put_u32(b, nwin);
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && refs[j].win == refs[i].win) j++;
+        sl__buf_put_i64(b, op->wins[refs[i].win]->start);
+        sl__buf_put_u32(b, (uint32_t)(j - i));
+        for (; i < j; i++) {
+            int rc = snap_group(op, b, &refs[i]);
+            if (rc < 0) return rc;
+        }
+    }
+    return sl__snap_put(w, refs[0].kg, b->p, b->len);
+}
+
+static int late_cmp(const void *x, const void *y)
+{
+    const late_slot *a = x, *b = y;
+    return (a->end > b->end) - (a->end < b->end);
+}
+
+static int snap_operator(win_op *op, sl__snap_writer *w, sl__buf *b)
+{
+    b->len = 0;
+    snap_header(op, b);
+    const uint64_t ctr[] = {op->st.late_records, op->st.late_pairs,
+                            op->st.canaries,     op->st.null_time,
+                            op->st.bad_time,     op->st.fired_windows,
+                            op->st.fired_groups};
+    for (size_t i = 0; i < sizeof ctr / sizeof ctr[0]; i++)
+        sl__buf_put_u64(b, ctr[i]);
+    late_slot late[LATE_SLOTS];
+    memcpy(late, op->late, (size_t)op->nlate * sizeof *late);
+    qsort(late, (size_t)op->nlate, sizeof *late, late_cmp);
+    sl__buf_put_u32(b, (uint32_t)op->nlate);
+    for (int i = 0; i < op->nlate; i++) {
+        sl__buf_put_i64(b, late[i].end);
+        sl__buf_put_u64(b, late[i].n);
+    }
+    return sl__snap_put(w, -1, b->p, b->len);
+}
+
+static int win_snapshot(void *st, sl__snap_writer *w)
+{
+    win_op *op = st;
+    size_t n = 0;
+    for (size_t i = 0; i < op->nw; i++) n += sl__bmap_count(&op->wins[i]->groups);
+    snap_ref *refs = sl__xmalloc((n ? n : 1) * sizeof *refs);
+    size_t k = 0;
+    for (size_t i = 0; i < op->nw; i++) {
+        const sl__bmap *m = &op->wins[i]->groups;
+        for (uint32_t g = 0; g < sl__bmap_count(m); g++) {
+            snap_ref *r = &refs[k++];
+            r->grp = sl__bmap_at(m, g, &r->key, &r->len);
+            r->kg = grp_kg(op, r->grp);
+            r->win = (uint32_t)i;
+        }
+    }
+    qsort(refs, n, sizeof *refs, snap_ref_cmp);
+    sl__buf b = {0};
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;) {
+        size_t j = i;
+        while (j < n && refs[j].kg == refs[i].kg) j++;
+        rc = snap_key_group(op, w, &b, refs + i, j - i);
+        i = j;
+    }
+    if (rc == 0) rc = snap_operator(op, w, &b);
+    sl__buf_free(&b);
+    free(refs);
+    return rc;
+}
+
+/* Whether key[0..len) is exactly one encoded key of this operator: decode_key
+ * trusts the encoding, so a restored key must be checked byte by byte. */
+static bool key_valid(const win_op *op, const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    for (int k = 0; k < op->nkey; k++) {
+        if (i >= len || p[i] > 1) return false;
+        if (p[i++] == 0) continue;
+        switch (op->in->cols[op->key_cols[k]].type) {
+        case SL_STRING:
+            for (;;) {
+                if (i >= len) return false;
+                if (p[i++] != 0) continue;
+                if (i >= len) return false;
+                uint8_t next = p[i++];
+                if (next == 0) break;      /* the terminator */
+                if (next != 0xff) return false; /* not an escaped NUL */
+            }
+            break;
+        case SL_BOOL:
+            if (i >= len || p[i] > 1) return false;
+            i++;
+            break;
+        default:
+            if (len - i < 8) return false;
+            i += 8;
+            break;
+        }
+    }
+    return i == len;
+}
+
+static int key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b,
+                   uint32_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c) return c;
+    return (alen > blen) - (alen < blen);
+}
+
+/* A group read from a section, not yet part of the state. */
+typedef struct {
+    int64_t start;
+    const uint8_t *key;
+    uint32_t len;
+    uint8_t *grp; /* grp_size bytes, owning its aggregate states */
+} staged;
+
+static void staged_free(const win_op *op, staged *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t a = 0; a < op->naggs; a++)
+            sl__agg_state_free(&op->aggs[a], s[i].grp);
+        free(s[i].grp);
+    }
+    free(s);
+}
+
+/* Reads the header; returns 0, SL_ECORRUPT or SL_EINVAL (another
+ * definition's state). */
+static int restore_header(const win_op *op, sl__rbuf *r, int64_t *wm)
+{
+    uint32_t magic = sl__rbuf_u32(r);
+    uint64_t fp = sl__rbuf_u64(r);
+    *wm = sl__rbuf_i64(r);
+    if (r->err || magic != SNAP_MAGIC) return SL_ECORRUPT;
+    if (fp != op->fp) return SL_EINVAL;
+    return 0;
+}
+
+/* Parses a key group section into s; nothing of the state changes. */
+static int restore_parse(win_op *op, sl__rbuf *r, int64_t wm, int32_t kg,
+                         staged **sp, size_t *np)
+{
+    staged *s = NULL;
+    size_t n = 0, cap = 0;
+    uint32_t nwin = sl__rbuf_u32(r);
+    int64_t prev_start = 0;
+    for (uint32_t wi = 0; wi < nwin && !r->err; wi++) {
+        int64_t start = sl__rbuf_i64(r), end, fire;
+        uint32_t ngroups = sl__rbuf_u32(r);
+        if (r->err || ngroups == 0 || start % op->step != 0 ||
+            (wi > 0 && start <= prev_start) ||
+            __builtin_add_overflow(start, op->size, &end))
+            goto corrupt;
+        if (__builtin_add_overflow(end, op->lateness, &fire)) fire = SL_TS_MAX;
+        if (fire <= wm) goto corrupt; /* invariant 2 in the writer */
+        prev_start = start;
+        const uint8_t *prev = NULL;
+        uint32_t prev_len = 0;
+        for (uint32_t g = 0; g < ngroups; g++) {
+            uint32_t klen, slen;
+            const uint8_t *key = (const uint8_t *)sl__rbuf_str(r, &klen);
+            const uint8_t *sb = (const uint8_t *)sl__rbuf_str(r, &slen);
+            if (r->err || !key_valid(op, key, klen) ||
+                (prev && key_cmp(prev, prev_len, key, klen) >= 0))
+                goto corrupt;
+            prev = key;
+            prev_len = klen;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                s = sl__xrealloc(s, cap * sizeof *s);
+            }
+            uint8_t *grp = sl__xcalloc(1, op->grp_size);
+            s[n++] = (staged){.start = start, .key = key, .len = klen,
+                              .grp = grp};
+            grp_set_kg(op, grp, kg);
+            size_t used = 0;
+            for (size_t a = 0; a < op->naggs; a++) {
+                int64_t got = sl__agg_deserialize(&op->aggs[a], grp,
+                                                  sb + used, slen - used);
+                if (got < 0) goto corrupt;
+                used += (size_t)got;
+            }
+            if (used != slen) goto corrupt;
+        }
+    }
+    if (r->err || r->off != r->len) goto corrupt;
+    *sp = s;
+    *np = n;
+    return 0;
+corrupt:
+    staged_free(op, s, n);
+    return SL_ECORRUPT;
+}
+
+/* Moves parsed groups into the state. A group already present (the same
+ * window and key from another section: partial state of one unkeyed
+ * window written by several tasks) is merged. */
+static void restore_commit(win_op *op, staged *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        win *w = window_get(op, s[i].start);
+        bool fresh;
+        uint8_t *g = sl__bmap_upsert(&w->groups, s[i].key, s[i].len,
+                                     sl__hash_bytes(s[i].key, s[i].len,
+                                                    KEY_SEED),
+                                     &fresh);
+        if (fresh) {
+            memcpy(g, s[i].grp, op->grp_size); /* the states move */
+        } else {
+            for (size_t a = 0; a < op->naggs; a++) {
+                sl__agg_merge(&op->aggs[a], g, s[i].grp);
+                sl__agg_state_free(&op->aggs[a], s[i].grp);
+            }
+        }
+        free(s[i].grp);
+    }
+    free(s);
+}
+
+/* Sections written by several tasks (rescaling) may disagree on the
+ * watermark: the lowest one wins, so every restored window still has
+ * fire > wm (invariant 2) and nothing fires before its time. */
+static void restore_wm(win_op *op, int64_t wm)
+{
+    if (!op->wm_restored || wm < op->wm) op->wm = wm;
+    op->wm_restored = true;
+}
+
+static int restore_operator(win_op *op, sl__rbuf *r, int64_t wm)
+{
+    uint64_t ctr[7];
+    for (size_t i = 0; i < 7; i++) ctr[i] = sl__rbuf_u64(r);
+    uint32_t nlate = sl__rbuf_u32(r);
+    if (r->err || nlate > LATE_SLOTS) return SL_ECORRUPT;
+    late_slot late[LATE_SLOTS];
+    for (uint32_t i = 0; i < nlate; i++) {
+        late[i].end = sl__rbuf_i64(r);
+        late[i].n = sl__rbuf_u64(r);
+        if (i > 0 && late[i].end <= late[i - 1].end) return SL_ECORRUPT;
+    }
+    if (r->err || r->off != r->len) return SL_ECORRUPT;
+    op->st.late_records += ctr[0];
+    op->st.late_pairs += ctr[1];
+    op->st.canaries += ctr[2];
+    op->st.null_time += ctr[3];
+    op->st.bad_time += ctr[4];
+    op->st.fired_windows += ctr[5];
+    op->st.fired_groups += ctr[6];
+    for (uint32_t i = 0; i < nlate; i++) late_add(op, late[i].end, late[i].n);
+    restore_wm(op, wm);
+    return 0;
+}
+
+/* Merges one section into a fresh instance. A section is applied whole or
+ * not at all: on any error the state is as it was before the call. */
+static int win_restore(void *st, int32_t kg, const void *data, size_t len)
+{
+    win_op *op = st;
+    if (op->started) return SL_ESTATE;
+    if (kg < -1 || (kg > 0 && op->nkey == 0) ||
+        (kg >= 0 && op->key_groups > 0 && kg >= op->key_groups))
+        return SL_EINVAL;
+    if (len && !data) return SL_EINVAL;
+    sl__rbuf r = {.p = data, .len = len};
+    int64_t wm;
+    int rc = restore_header(op, &r, &wm);
+    if (rc < 0) return rc;
+    if (kg == -1) return restore_operator(op, &r, wm);
+    staged *s;
+    size_t n;
+    rc = restore_parse(op, &r, wm, kg, &s, &n);
+    if (rc < 0) return rc;
+    restore_commit(op, s, n);
+    restore_wm(op, wm);
+    return 0;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
@@ -898,10 +1340,13 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
         op->heap |= sl__agg_has_heap(&op->aggs[i]);
     }
     op->state_size = off;
+    op->grp_size = off + 8; /* the key group, padded to keep 8-byte blocks */
+    op->key_groups = ctx ? ctx->key_groups : 0;
     op->size = c->size;
     op->step = c->slide ? c->slide : c->size;
     op->lateness = c->lateness;
     op->nwin = (uint32_t)(c->size / op->step);
+    op->fp = definition_fp(op);
     op->wm = SL_TS_MIN;
     op->st.watermark = SL_TS_MIN;
     op->pcap = PAIR_CHUNK > op->nwin ? PAIR_CHUNK : op->nwin;
@@ -920,4 +1365,7 @@ const sl__op_vt sl__window_vt = {
     .watermark = win_watermark,
     .close = win_close,
     .conf_free = conf_free,
+    .snapshot = win_snapshot,
+    .restore = win_restore,
+    .state_version = 1,
 };

@@ -1,6 +1,7 @@
 /* test_file_source.c — the "file" source: directories in name order, one
  * partition per file, gzip, bad lines as dead letters with file:line and a
- * masked identifier, position/seek round trips, long lines, follow mode,
+ * masked identifier, position/seek round trips (also through the vtable,
+ * over several partitions), long lines, follow mode,
  * and configuration errors. */
 #include <dirent.h>
 #include <stdio.h>
@@ -339,6 +340,115 @@ static void test_position_seek(void **state)
     check_seek(f, path, 5, 11);
 }
 
+/* Through the vtable, as the runtime uses it: an instance reading three of
+ * four partitions (parts out of order, one file gzipped, lines split across
+ * read buffers) is stopped after k reads; a new instance seeked to every
+ * partition's position returns exactly what the first one still had to
+ * return, partition by partition. */
+#define VT_MAXROWS 1000
+typedef struct {
+    int64_t ts[3][VT_MAXROWS];
+    int n[3];
+} vt_rows;
+
+static int vt_read_into(void *st, sl_batch *b, vt_rows *out, int max_reads)
+{
+    int part, rc = 0, reads = 0;
+    char err[256];
+    while (max_reads < 0 || reads < max_reads) {
+        sl__batch_clear(b);
+        rc = sl__src_file.read(st, b, &part, err, sizeof err);
+        if (rc < 0) break;
+        reads++;
+        assert_int_equal((uint32_t)rc, b->n);
+        assert_true(part >= 0 && part < 3);
+        for (uint32_t i = 0; i < b->n; i++) {
+            assert_true(out->n[part] < VT_MAXROWS);
+            out->ts[part][out->n[part]++] = i64(b, 0, i);
+        }
+    }
+    if (max_reads < 0) assert_int_equal(rc, SL_EEOF);
+    return rc;
+}
+
+static void test_vt_position_seek(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        const char *name;
+        int lines, bad;
+    } files[] = {{"a.csv", 700, 0}, {"b.csv.gz", 500, 0}, {"c.csv", 3, 0},
+                 {"d.csv", 900, 200}};
+    char *text = malloc(64 * 1024), path[256];
+    for (int fi = 0; fi < 4; fi++) {
+        size_t len = (size_t)sprintf(text, "cell_id,ts\n");
+        for (int l = 1; l <= files[fi].lines; l++) {
+            if (l == files[fi].bad)
+                len += (size_t)sprintf(text + len, "1,notatime\n");
+            else
+                len += (size_t)sprintf(text + len, "%d,%d%s\n", l,
+                                       fi * 100000 + l, fi == 3 ? "\r" : "");
+        }
+        put(f, files[fi].name, text, path, sizeof path);
+    }
+    free(text);
+    const char *kv[] = {"path", f->dir, "read.bytes", "4096", NULL};
+    void *conf;
+    char err[256];
+    assert_int_equal(sl__src_file.configure(&conf, kv, f->s, err, sizeof err), 0);
+    assert_int_equal(sl__src_file.partitions(conf), 4);
+    assert_true(sl__src_file.position && sl__src_file.seek);
+    sl__ctx ctx = tu_ctx();
+    const int parts[] = {3, 0, 1}; /* index i reads file parts[i] */
+    const int want_rows[] = {899, 700, 500};
+    sl_batch *b = sl__batch_new(f->s, 37);
+    static const int stops[] = {0, 1, 3, 10, 40, 70};
+    static vt_rows first, rest, again;
+    for (size_t si = 0; si < sizeof stops / sizeof stops[0]; si++) {
+        memset(&first, 0, sizeof first);
+        memset(&rest, 0, sizeof rest);
+        memset(&again, 0, sizeof again);
+        void *st, *st2;
+        assert_int_equal(sl__src_file.open(&st, conf, f->s, parts, 3, &ctx,
+                                           err, sizeof err), 0);
+        vt_read_into(st, b, &first, stops[si]);
+        int64_t pos[3];
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(sl__src_file.position(st, i, &pos[i]), 0);
+        vt_read_into(st, b, &rest, -1);
+        sl__src_file.close(st);
+        for (int i = 0; i < 3; i++) {
+            /* nothing lost or repeated across the stop, in file order */
+            int n = first.n[i] + rest.n[i];
+            assert_int_equal(n, want_rows[i]);
+            for (int k = 0; k < n; k++) {
+                int64_t ts = k < first.n[i] ? first.ts[i][k]
+                                            : rest.ts[i][k - first.n[i]];
+                int line = k + 1 + (parts[i] == 3 && k + 1 >= 200);
+                assert_int_equal(ts, parts[i] * 100000 + line);
+            }
+        }
+        /* the runtime seeks right after open, before any read */
+        assert_int_equal(sl__src_file.open(&st2, conf, f->s, parts, 3, &ctx,
+                                           err, sizeof err), 0);
+        for (int i = 2; i >= 0; i--)
+            assert_int_equal(sl__src_file.seek(st2, i, pos[i]), 0);
+        vt_read_into(st2, b, &again, -1);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(again.n[i], rest.n[i]);
+            assert_memory_equal(again.ts[i], rest.ts[i],
+                                (size_t)rest.n[i] * sizeof(int64_t));
+        }
+        int64_t end;
+        assert_int_equal(sl__src_file.position(st2, 0, &end), 0);
+        assert_true(end >= pos[0]);
+        assert_int_equal(sl__src_file.position(st2, 3, &end), SL_EINVAL);
+        sl__src_file.close(st2);
+    }
+    sl__batch_free(b);
+    sl__src_file.conf_free(conf);
+}
+
 static void test_long_lines(void **state)
 {
     fx *f = *state;
@@ -615,6 +725,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_instances_split_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_position_seek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vt_position_seek, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_formats_and_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow, setup, teardown),

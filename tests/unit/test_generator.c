@@ -1,7 +1,8 @@
 /* test_generator.c — the synthetic telecom data: determinism per seed,
  * out-of-order jitter within its bound per partition, the unknown fraction,
  * realistic shapes (types, ages, skew, day/night), files and source giving
- * the same rows, rate limiting and configuration errors. */
+ * the same rows, rate limiting, position/seek through the vtable and
+ * configuration errors. */
 #include <dirent.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -538,6 +539,104 @@ static void test_rate_and_seek(void **state)
     sl_schema_free(s);
 }
 
+/* Through the vtable, as the runtime uses it: an instance reading two of
+ * three partitions (index 0 is partition 2) stops after k reads; a new
+ * instance seeked to each partition's position returns exactly the rows the
+ * first one still had to return, partition by partition. */
+static void vt_drain(void *st, sl_batch *b, char **rows, int *n, int max_reads)
+{
+    int part, rc = 0, reads = 0;
+    char err[256];
+    while (max_reads < 0 || reads < max_reads) {
+        sl__batch_clear(b);
+        rc = sl__src_generator.read(st, b, &part, err, sizeof err);
+        if (rc < 0) break;
+        reads++;
+        assert_true(part == 0 || part == 1);
+        for (uint32_t r = 0; r < b->n; r++) {
+            char line[256] = "", v[64];
+            for (int c = 0; c < 6; c++) {
+                fmt_col(b, c, r, v);
+                strcat(line, v);
+                strcat(line, ",");
+            }
+            size_t len = strlen(rows[part]);
+            rows[part] = realloc(rows[part], len + strlen(line) + 2);
+            strcpy(rows[part] + len, line);
+            strcat(rows[part] + len, "\n");
+            n[part]++;
+        }
+    }
+    if (max_reads < 0) assert_int_equal(rc, SL_EEOF);
+}
+
+static void test_vt_position_seek(void **state)
+{
+    (void)state;
+    sl_schema *s = events_schema();
+    const char *kv[] = {"events", "3000", "parts", "3", "subscribers", "1000",
+                        "cells", "100", "areas", "10", NULL};
+    void *conf;
+    char err[256];
+    assert_int_equal(sl__src_generator.configure(&conf, kv, s, err, sizeof err), 0);
+    assert_true(sl__src_generator.position && sl__src_generator.seek);
+    sl__ctx ctx = tu_ctx();
+    const int parts[] = {2, 0};
+    sl_batch *b = sl__batch_new(s, 64);
+    static const int stops[] = {0, 1, 4, 9, 40};
+    char *all[2] = {NULL, NULL};
+    for (size_t si = 0; si < sizeof stops / sizeof stops[0]; si++) {
+        char *first[2], *rest[2], *again[2];
+        int nf[2] = {0, 0}, nr[2] = {0, 0}, na[2] = {0, 0};
+        for (int i = 0; i < 2; i++) {
+            first[i] = calloc(1, 1);
+            rest[i] = calloc(1, 1);
+            again[i] = calloc(1, 1);
+        }
+        void *st, *st2;
+        assert_int_equal(sl__src_generator.open(&st, conf, s, parts, 2, &ctx,
+                                                err, sizeof err), 0);
+        vt_drain(st, b, first, nf, stops[si]);
+        int64_t pos[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(sl__src_generator.position(st, i, &pos[i]), 0);
+        vt_drain(st, b, rest, nr, -1);
+        sl__src_generator.close(st);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(nf[i] + nr[i], 1000); /* 3000 events / 3 */
+            size_t lf = strlen(first[i]);
+            char *whole = malloc(lf + strlen(rest[i]) + 1);
+            strcpy(whole, first[i]);
+            strcpy(whole + lf, rest[i]);
+            if (!all[i]) all[i] = whole; /* stop 0: everything */
+            else {
+                assert_string_equal(whole, all[i]);
+                free(whole);
+            }
+        }
+        assert_int_equal(sl__src_generator.open(&st2, conf, s, parts, 2, &ctx,
+                                                err, sizeof err), 0);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(sl__src_generator.seek(st2, i, pos[i]), 0);
+        vt_drain(st2, b, again, na, -1);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(na[i], nr[i]);
+            assert_string_equal(again[i], rest[i]);
+        }
+        assert_int_equal(sl__src_generator.seek(st2, 2, 0), SL_EINVAL);
+        sl__src_generator.close(st2);
+        for (int i = 0; i < 2; i++) {
+            free(first[i]);
+            free(rest[i]);
+            free(again[i]);
+        }
+    }
+    for (int i = 0; i < 2; i++) free(all[i]);
+    sl__batch_free(b);
+    sl__src_generator.conf_free(conf);
+    sl_schema_free(s);
+}
+
 static void test_conf(void **state)
 {
     (void)state;
@@ -613,6 +712,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscribers_and_cells, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files_and_source_agree, setup, teardown),
         cmocka_unit_test(test_rate_and_seek),
+        cmocka_unit_test(test_vt_position_seek),
         cmocka_unit_test(test_conf),
         cmocka_unit_test_setup_teardown(test_gzip_files, setup, teardown),
     };

@@ -1,13 +1,22 @@
 /* test_window.c — the window operator driven directly through its vtable:
  * window assignment, firing, lateness, canaries, dead letters, keyed
  * distinct counts, output order and batching; a randomised comparison with
- * a brute-force model; and the validation in sl_stream_window(). */
+ * a brute-force model; snapshots restored into one or several fresh
+ * instances (rescaling) against an uncrashed run, and restores of corrupt
+ * sections; and the validation in sl_stream_window(). */
 #include "testutil.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "core/snap.h"
 #include "ops/agg.h"
+
+/* The in-memory snapshot writer (src/core/snapmem.c). */
+sl__snap_writer *sl__snap_writer_mem(void);
+int sl__snap_writer_mem_next(sl__snap_writer *w, size_t *i, int32_t *kg,
+                             const void **data, size_t *len);
+void sl__snap_writer_free(sl__snap_writer *w);
 
 /* Input: ts TIMESTAMP, k VARCHAR, u BIGINT, v BIGINT, n BIGINT. */
 enum { C_TS, C_K, C_U, C_V, C_N };
@@ -29,6 +38,9 @@ typedef struct {
     int64_t u, v, n;
     int null_ts, canary;
 } rec;
+
+/* G for the instances opened next (0: the context of the other tests). */
+static int open_key_groups;
 
 /* An operator instance with everything it hangs off. */
 typedef struct {
@@ -66,6 +78,7 @@ static void wop_open_keys(wop *w, sl_window_spec spec, const char *const *keys,
                            .key_cols = nkey ? w->key_cols : NULL,
                            .nkey = nkey, .batch_cap = cap};
     w->ctx = tu_ctx();
+    w->ctx.key_groups = open_key_groups;
     tu_sink_init(&w->sink, cap);
     if (sl__window_vt.open(&w->st, w->conf, &w->info, &w->ctx, err,
                            sizeof err) != 0)
@@ -666,6 +679,578 @@ static void randomised(void **state)
     assert_true(total_late_pairs >= total_late);
 }
 
+/* ---- checkpoints ---------------------------------------------------------------------- */
+#define CK_G 8 /* key groups in these tests */
+
+static const double HIST_BOUNDS[] = {10, 100, 1000};
+/* Every kind of aggregate, so every state's serialised form is exercised:
+ * integer and string distinct sets, HyperLogLog, sums, averages, extrema,
+ * histograms. */
+static const sl_agg_spec CK_AGGS_K[] = {
+    {.kind = SL_AGG_COUNT, .as = "events"},
+    {.kind = SL_AGG_COUNT_DISTINCT, .col = "u", .as = "users"},
+    {.kind = SL_AGG_APPROX_COUNT_DISTINCT, .col = "u", .as = "approx"},
+    {.kind = SL_AGG_SUM, .col = "v", .as = "sum_v"},
+    {.kind = SL_AGG_AVG, .col = "v", .as = "avg_v"},
+    {.kind = SL_AGG_MIN, .col = "ts", .as = "first"},
+    {.kind = SL_AGG_MAX, .col = "v", .as = "max_v"},
+    {.kind = SL_AGG_HISTOGRAM, .col = "v", .as = "hist",
+     .bounds = HIST_BOUNDS, .nbounds = 3},
+};
+static const sl_agg_spec CK_AGGS_N[] = {
+    {.kind = SL_AGG_COUNT, .as = "events"},
+    {.kind = SL_AGG_COUNT_DISTINCT, .col = "k", .as = "names"},
+    {.kind = SL_AGG_SUM, .col = "v", .as = "sum_v"},
+    {.kind = SL_AGG_COUNT, .col = "k", .as = "named"},
+};
+
+static sl_batch *make_batch(const sl_schema *in, const rec *r, size_t n)
+{
+    sl_batch *b = sl__batch_new(in, (uint32_t)(n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        ((int64_t *)b->cols[C_TS].data)[i] = r[i].ts;
+        b->cols[C_TS].valid[i] = !r[i].null_ts;
+        const char *k = r[i].k ? r[i].k : "";
+        sl_batch_set_str(b, C_K, (uint32_t)i, k, strlen(k));
+        b->cols[C_K].valid[i] = r[i].k != NULL;
+        ((int64_t *)b->cols[C_U].data)[i] = r[i].u;
+        ((int64_t *)b->cols[C_V].data)[i] = r[i].v;
+        ((int64_t *)b->cols[C_N].data)[i] = r[i].n;
+        b->kind[i] = r[i].canary ? SL_KIND_CANARY : SL_KIND_DATA;
+    }
+    b->n = (uint32_t)n;
+    return b;
+}
+
+/* Routes the rows like the exchange does: key group g < cut goes to lo,
+ * the others to hi. */
+static void feed_split(wop *lo, wop *hi, int cut, const rec *r, size_t n)
+{
+    sl_batch *b = make_batch(lo->in, r, n);
+    uint32_t rows[2][256], nr[2] = {0, 0};
+    assert_true(n <= 256);
+    for (uint32_t i = 0; i < b->n; i++) {
+        int g = sl__key_group(b, lo->info.key_cols, lo->info.nkey, i, CK_G);
+        assert_true(g >= 0 && g < CK_G);
+        int t = g >= cut;
+        rows[t][nr[t]++] = i;
+    }
+    wop *dst[2] = {lo, hi};
+    for (int t = 0; t < 2; t++) {
+        sl_batch *x = sl__batch_new(lo->in, (uint32_t)(n ? n : 1));
+        sl__batch_append(x, b, rows[t], nr[t]);
+        assert_int_equal(sl__window_vt.batch(dst[t]->st, x,
+                                             &dst[t]->sink.out),
+                         0);
+    }
+    sl__batch_free(b);
+}
+
+/* One output row as text, with its window and key for ordering. */
+typedef struct {
+    int64_t start;
+    int knull;
+    int64_t ki;
+    char ks[32];
+    char text[256];
+} frow;
+
+static void cell_text(const sl_batch *b, int c, uint32_t r, char *out,
+                      size_t size)
+{
+    if (!b->cols[c].valid[r]) {
+        snprintf(out, size, "NULL");
+        return;
+    }
+    switch (b->schema->cols[c].type) {
+    case SL_STRING: {
+        sl_str s = ((const sl_str *)b->cols[c].data)[r];
+        snprintf(out, size, "'%.*s'", (int)s.len, s.ptr);
+        break;
+    }
+    case SL_FLOAT64:
+        snprintf(out, size, "%.17g", ((const double *)b->cols[c].data)[r]);
+        break;
+    case SL_BOOL:
+        snprintf(out, size, "%d", ((const uint8_t *)b->cols[c].data)[r]);
+        break;
+    default:
+        snprintf(out, size, "%" PRId64, ((const int64_t *)b->cols[c].data)[r]);
+        break;
+    }
+}
+
+/* Appends the rows of the sink's batches [from, n) to *rows. */
+static size_t flatten(const tu_sink *s, int from, frow **rows, size_t n)
+{
+    for (int bi = from; bi < s->n; bi++) {
+        const sl_batch *b = s->got[bi];
+        for (uint32_t r = 0; r < b->n; r++) {
+            *rows = realloc(*rows, (n + 1) * sizeof **rows);
+            frow *f = &(*rows)[n++];
+            memset(f, 0, sizeof *f);
+            assert_int_equal(b->kind[r], SL_KIND_DATA);
+            f->start = ((const int64_t *)b->cols[0].data)[r];
+            f->knull = !b->cols[2].valid[r];
+            if (f->knull) {
+                /* the key's value is undefined */
+            } else if (b->schema->cols[2].type == SL_STRING) {
+                sl_str k = ((const sl_str *)b->cols[2].data)[r];
+                snprintf(f->ks, sizeof f->ks, "%.*s", (int)k.len, k.ptr);
+            } else {
+                f->ki = ((const int64_t *)b->cols[2].data)[r];
+            }
+            size_t used = 0;
+            for (int c = 0; c < b->schema->n; c++) {
+                char cell[64];
+                cell_text(b, c, r, cell, sizeof cell);
+                used += (size_t)snprintf(f->text + used, sizeof f->text - used,
+                                         "%s%s", c ? "|" : "", cell);
+                assert_true(used < sizeof f->text);
+            }
+        }
+    }
+    return n;
+}
+
+/* The operator's output order: window, then key (NULL first). */
+static int frow_cmp(const void *x, const void *y)
+{
+    const frow *a = x, *b = y;
+    if (a->start != b->start) return a->start < b->start ? -1 : 1;
+    if (a->knull != b->knull) return a->knull ? -1 : 1;
+    if (a->ki != b->ki) return a->ki < b->ki ? -1 : 1;
+    return strcmp(a->ks, b->ks);
+}
+
+static void assert_same_rows(const frow *a, size_t na, const frow *b,
+                             size_t nb)
+{
+    for (size_t i = 0; i < na && i < nb; i++)
+        if (strcmp(a[i].text, b[i].text) != 0)
+            fail_msg("row %zu differs:\n  uncrashed %s\n  restored  %s", i,
+                     a[i].text, b[i].text);
+    assert_int_equal(na, nb);
+}
+
+static void assert_same_counters(const sl__window_stats *a,
+                                 const sl__window_stats *b)
+{
+    assert_int_equal(a->late_records, b->late_records);
+    assert_int_equal(a->late_pairs, b->late_pairs);
+    assert_int_equal(a->canaries, b->canaries);
+    assert_int_equal(a->null_time, b->null_time);
+    assert_int_equal(a->bad_time, b->bad_time);
+    assert_int_equal(a->fired_windows, b->fired_windows);
+    assert_int_equal(a->fired_groups, b->fired_groups);
+}
+
+/* Disordered input with late records, canaries and NULL times; key n is a
+ * small integer, key k one of 24 names or NULL. */
+static rec *ck_input(size_t n, int64_t disorder)
+{
+    static const char *const names[] = {
+        "a0", "b1", "c2", "d3", "e4", "f5", "g6", "h7", "i8", "j9", "k10",
+        "l11", "m12", "n13", "o14", "p15", "q16", "r17", "s18", "t19", "u20",
+        "v21", "w22", "x23"};
+    rec *r = calloc(n, sizeof *r);
+    int64_t clock = -500;
+    for (size_t i = 0; i < n; i++) {
+        clock += (int64_t)(rnd() % 3);
+        uint64_t x = rnd();
+        r[i].ts = clock - (int64_t)(x % (uint64_t)(disorder + 1));
+        r[i].k = x % 31 == 0 ? NULL : names[(x >> 8) % 24];
+        r[i].u = (int64_t)((x >> 16) % 5000);
+        r[i].v = (int64_t)((x >> 32) % 3000) - 100;
+        r[i].n = (int64_t)((x >> 48) % 17) - 8;
+        r[i].canary = x % 97 == 1;
+        r[i].null_ts = x % 499 == 2;
+    }
+    return r;
+}
+
+typedef struct {
+    sl_window_spec spec;
+    const char *key;
+    const sl_agg_spec *aggs;
+    size_t naggs;
+} ck_case;
+
+static void ck_open(wop *w, const ck_case *c)
+{
+    const char *keys[] = {c->key, NULL};
+    open_key_groups = CK_G;
+    wop_open_keys(w, c->spec, keys, c->aggs, c->naggs, 1024);
+    open_key_groups = 0;
+}
+
+/* The watermark after chunk i of the input (64 records): the chunk's last
+ * time, minus a little, plus sometimes enough to overtake stragglers. */
+#define CK_CHUNK 64
+static int64_t ck_wm_after(const rec *r, size_t i, int64_t disorder)
+{
+    return r[(i + 1) * CK_CHUNK - 1].ts + (int64_t)(i % 7) * 4 - disorder / 4;
+}
+
+/* The uncrashed run A takes a snapshot after `cut` chunks and goes on. The
+ * snapshot is restored (1) whole into C, (2) split by key group into B0
+ * (groups < G/2 and the operator section) and B1; each continues with the
+ * rest of the input (B0 and B1 receiving their groups' rows only). C's
+ * output must equal A's after the cut row for row; B0 and B1's together,
+ * in the operator's order, too. */
+static void ck_run(const ck_case *c, size_t nchunks, size_t cut,
+                   int64_t disorder)
+{
+    rec *in = ck_input(nchunks * CK_CHUNK, disorder);
+    wop a, b0, b1, cw;
+    ck_open(&a, c);
+    int64_t wmark = SL_TS_MIN;
+    for (size_t i = 0; i < cut; i++) {
+        feed(&a, in + i * CK_CHUNK, CK_CHUNK);
+        int64_t t = ck_wm_after(in, i, disorder);
+        if (t > wmark) wm(&a, wmark = t);
+    }
+    sl__window_stats at_cut;
+    sl__window_stats_get(a.st, &at_cut);
+    assert_true(at_cut.open_groups > 0);
+    int a_cut = a.sink.n;
+
+    sl__snap_writer *sw = sl__snap_writer_mem();
+    assert_int_equal(sl__window_vt.snapshot(a.st, sw), 0);
+    /* A snapshot is a pure function of the state. */
+    sl__snap_writer *sw2 = sl__snap_writer_mem();
+    assert_int_equal(sl__window_vt.snapshot(a.st, sw2), 0);
+
+    ck_open(&cw, c);
+    ck_open(&b0, c);
+    ck_open(&b1, c);
+    size_t it = 0, it2 = 0, nsec = 0;
+    int32_t kg, kg2, prev = -2;
+    const void *data, *data2;
+    size_t len, len2;
+    bool saw_op = false;
+    while (sl__snap_writer_mem_next(sw, &it, &kg, &data, &len)) {
+        assert_true(sl__snap_writer_mem_next(sw2, &it2, &kg2, &data2, &len2));
+        assert_int_equal(kg, kg2);
+        assert_int_equal(len, len2);
+        assert_memory_equal(data, data2, len);
+        /* ascending key groups, then the operator section last */
+        assert_false(saw_op);
+        if (kg == -1) saw_op = true;
+        else assert_true(kg > prev && kg < CK_G);
+        prev = kg;
+        nsec++;
+        assert_int_equal(sl__window_vt.restore(cw.st, kg, data, len), 0);
+        wop *half = kg < CK_G / 2 ? &b0 : &b1; /* -1: task 0 */
+        assert_int_equal(sl__window_vt.restore(half->st, kg, data, len), 0);
+    }
+    assert_true(saw_op);
+    assert_true(nsec >= 3); /* the keys spread over several groups */
+    sl__snap_writer_free(sw);
+    sl__snap_writer_free(sw2);
+
+    /* The restored state: the same counters, watermark and groups. */
+    sl__window_stats st, s0, s1;
+    sl__window_stats_get(cw.st, &st);
+    assert_same_counters(&at_cut, &st);
+    assert_int_equal(st.watermark, at_cut.watermark);
+    assert_int_equal(st.open_windows, at_cut.open_windows);
+    assert_int_equal(st.open_groups, at_cut.open_groups);
+    sl__window_stats_get(b0.st, &s0);
+    sl__window_stats_get(b1.st, &s1);
+    assert_int_equal(s0.open_groups + s1.open_groups, at_cut.open_groups);
+    assert_true(s0.open_groups > 0 && s1.open_groups > 0);
+    assert_int_equal(s1.late_records, 0); /* counters went to task 0 */
+    for (int64_t e = -1000; e < 20000; e += c->spec.slide_ms
+                                               ? c->spec.slide_ms
+                                               : c->spec.size_ms)
+        assert_int_equal(sl__window_late_count(cw.st, e),
+                         sl__window_late_count(a.st, e));
+
+    /* The rest of the input, the same watermarks, then the end. */
+    for (size_t i = cut; i < nchunks; i++) {
+        const rec *r = in + i * CK_CHUNK;
+        feed(&a, r, CK_CHUNK);
+        feed(&cw, r, CK_CHUNK);
+        feed_split(&b0, &b1, CK_G / 2, r, CK_CHUNK);
+        int64_t t = ck_wm_after(in, i, disorder);
+        if (t > wmark) {
+            wmark = t;
+            wm(&a, t);
+            wm(&cw, t);
+            wm(&b0, t);
+            wm(&b1, t);
+        }
+    }
+    wm(&a, SL_TS_MAX);
+    wm(&cw, SL_TS_MAX);
+    wm(&b0, SL_TS_MAX);
+    wm(&b1, SL_TS_MAX);
+
+    frow *ra = NULL, *rc = NULL, *rb = NULL;
+    size_t na = flatten(&a.sink, a_cut, &ra, 0);
+    size_t nc = flatten(&cw.sink, 0, &rc, 0);
+    size_t nb = flatten(&b0.sink, 0, &rb, 0);
+    nb = flatten(&b1.sink, 0, &rb, nb);
+    assert_true(na > 0);
+    assert_same_rows(ra, na, rc, nc);
+    qsort(rb, nb, sizeof *rb, frow_cmp);
+    assert_same_rows(ra, na, rb, nb);
+
+    sl__window_stats fa, fc;
+    sl__window_stats_get(a.st, &fa);
+    sl__window_stats_get(cw.st, &fc);
+    assert_same_counters(&fa, &fc);
+    sl__window_stats_get(b0.st, &s0);
+    sl__window_stats_get(b1.st, &s1);
+    assert_int_equal(s0.late_records + s1.late_records, fa.late_records);
+    assert_int_equal(s0.late_pairs + s1.late_pairs, fa.late_pairs);
+    assert_int_equal(s0.fired_groups + s1.fired_groups, fa.fired_groups);
+    /* The input must exercise what the state carries across the cut. */
+    assert_true(fa.late_pairs > at_cut.late_pairs);
+    if (cut > 10) {
+        assert_true(at_cut.late_pairs > 0);
+        assert_true(at_cut.canaries > 0 && at_cut.null_time > 0);
+    }
+    free(ra);
+    free(rc);
+    free(rb);
+    free(in);
+    wop_close(&a);
+    wop_close(&cw);
+    wop_close(&b0);
+    wop_close(&b1);
+}
+
+/* The seed of the randomised checkpoint tests: SEED, or a fixed default. */
+static uint64_t ck_seed(uint64_t def)
+{
+    const char *env = getenv("SEED");
+    uint64_t seed = env ? strtoull(env, NULL, 10) : def;
+    printf("  seed %" PRIu64 " (set SEED to reproduce)\n", seed);
+    return seed;
+}
+
+static void snapshot_restore(void **state)
+{
+    (void)state;
+    rng_state = ck_seed(7);
+    const ck_case cases[] = {
+        {.spec = {.size_ms = 100}, .key = "k", .aggs = CK_AGGS_K,
+         .naggs = sizeof CK_AGGS_K / sizeof CK_AGGS_K[0]},
+        {.spec = {.size_ms = 100, .slide_ms = 25, .lateness_ms = 10},
+         .key = "n", .aggs = CK_AGGS_N,
+         .naggs = sizeof CK_AGGS_N / sizeof CK_AGGS_N[0]},
+        {.spec = {.size_ms = 60, .slide_ms = 20}, .key = "k",
+         .aggs = CK_AGGS_K, .naggs = sizeof CK_AGGS_K / sizeof CK_AGGS_K[0]},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_run(&cases[i], 60, 31, 40);
+        ck_run(&cases[i], 60, 2, 40); /* early: few windows yet */
+    }
+}
+
+/* An unkeyed window run as several tasks keeps partial windows under key
+ * group 0 in each; restoring them into one instance merges them. Operator
+ * sections from several tasks add their counters and keep the lowest
+ * watermark. */
+static void restore_merges_sections(void **state)
+{
+    (void)state;
+    wop t[2], m;
+    for (int i = 0; i < 2; i++)
+        wop_open(&t[i], (sl_window_spec){.size_ms = 10}, false,
+                 COUNT_AND_DISTINCT, 2);
+    rec r0[] = {{.ts = 1, .u = 1}, {.ts = 12, .u = 2}, {.ts = 3, .u = 3}};
+    rec r1[] = {{.ts = 2, .u = 1}, {.ts = 4, .u = 9}, {.ts = 25, .u = 4}};
+    feed(&t[0], r0, 3);
+    feed(&t[1], r1, 3);
+    wm(&t[0], 5);
+    wm(&t[1], 8);
+    feed1(&t[1], 1, NULL, 7); /* still on time */
+    feed1(&t[0], -5, NULL, 7); /* late for [-10, 0) */
+    feed1(&t[1], -3, NULL, 7);
+    wop_open(&m, (sl_window_spec){.size_ms = 10}, false, COUNT_AND_DISTINCT,
+             2);
+    for (int i = 0; i < 2; i++) {
+        sl__snap_writer *sw = sl__snap_writer_mem();
+        assert_int_equal(sl__window_vt.snapshot(t[i].st, sw), 0);
+        size_t it = 0, len;
+        int32_t kg;
+        const void *data;
+        int n = 0;
+        while (sl__snap_writer_mem_next(sw, &it, &kg, &data, &len)) {
+            assert_true(kg == 0 || kg == -1); /* unkeyed: group 0 */
+            assert_int_equal(sl__window_vt.restore(m.st, kg, data, len), 0);
+            n++;
+        }
+        assert_int_equal(n, 2);
+        sl__snap_writer_free(sw);
+    }
+    sl__window_stats st;
+    sl__window_stats_get(m.st, &st);
+    assert_int_equal(st.watermark, 5);
+    assert_int_equal(st.late_records, 2);
+    assert_int_equal(st.late_pairs, 2);
+    assert_int_equal(sl__window_late_count(m.st, 0), 2);
+    assert_int_equal(st.open_windows, 3);
+    wm(&m, SL_TS_MAX);
+    out_row o[4];
+    assert_int_equal(collect(&m, o, 4, 2, false), 3);
+    int64_t want[3][3] = {{0, 5, 4}, {10, 1, 1}, {20, 1, 1}};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(o[i].start, want[i][0]);
+        assert_int_equal(o[i].agg[0], want[i][1]);
+        assert_int_equal(o[i].agg[1], want[i][2]); /* [0,10): 1 3 7 9 */
+    }
+    for (int i = 0; i < 2; i++) wop_close(&t[i]);
+    wop_close(&m);
+}
+
+/* The sections of a small snapshot with every aggregate kind. */
+typedef struct {
+    int32_t kg[64];
+    uint8_t *data[64];
+    size_t len[64];
+    int n;
+} sections;
+
+static void take_sections(const ck_case *c, sections *out)
+{
+    rng_state = 11;
+    rec *in = ck_input(4 * CK_CHUNK, 20);
+    wop a;
+    ck_open(&a, c);
+    for (int i = 0; i < 4; i++) feed(&a, in + i * CK_CHUNK, CK_CHUNK);
+    wm(&a, in[2 * CK_CHUNK].ts);
+    feed(&a, in, CK_CHUNK); /* some late records */
+    sl__snap_writer *sw = sl__snap_writer_mem();
+    assert_int_equal(sl__window_vt.snapshot(a.st, sw), 0);
+    size_t it = 0;
+    const void *d;
+    out->n = 0;
+    while (sl__snap_writer_mem_next(sw, &it, &out->kg[out->n], &d,
+                                    &out->len[out->n])) {
+        assert_true(out->n < 64);
+        out->data[out->n] = malloc(out->len[out->n] + 1);
+        memcpy(out->data[out->n], d, out->len[out->n]);
+        out->n++;
+    }
+    sl__snap_writer_free(sw);
+    wop_close(&a);
+    free(in);
+}
+
+/* A failed restore leaves the fresh instance as it was. */
+static void assert_untouched(const wop *w)
+{
+    sl__window_stats st;
+    sl__window_stats_get(w->st, &st);
+    assert_int_equal(st.open_windows, 0);
+    assert_int_equal(st.open_groups, 0);
+    assert_int_equal(st.watermark, SL_TS_MIN);
+    assert_int_equal(st.late_records + st.late_pairs + st.canaries, 0);
+}
+
+static void restore_rejects_bad_sections(void **state)
+{
+    (void)state;
+    const ck_case c = {.spec = {.size_ms = 100, .slide_ms = 50},
+                       .key = "k", .aggs = CK_AGGS_K,
+                       .naggs = sizeof CK_AGGS_K / sizeof CK_AGGS_K[0]};
+    sections s;
+    take_sections(&c, &s);
+    assert_true(s.n >= 3);
+    wop w;
+    ck_open(&w, &c);
+
+    /* Every truncation of every section is detected. */
+    for (int i = 0; i < s.n; i++) {
+        for (size_t l = 0; l < s.len[i]; l++)
+            assert_int_equal(sl__window_vt.restore(w.st, s.kg[i], s.data[i], l),
+                             SL_ECORRUPT);
+        /* and so is trailing garbage */
+        s.data[i][s.len[i]] = 0;
+        assert_int_equal(sl__window_vt.restore(w.st, s.kg[i], s.data[i],
+                                               s.len[i] + 1),
+                         SL_ECORRUPT);
+    }
+    assert_untouched(&w);
+
+    /* Random bytes. */
+    rng_state = ck_seed(99);
+    uint8_t junk[512];
+    for (int iter = 0; iter < 4000; iter++) {
+        size_t len = rnd() % sizeof junk;
+        for (size_t i = 0; i < len; i++) junk[i] = (uint8_t)rnd();
+        int32_t kg = (int32_t)(rnd() % (CK_G + 1)) - 1;
+        assert_int_equal(sl__window_vt.restore(w.st, kg, junk, len),
+                         SL_ECORRUPT);
+    }
+    assert_untouched(&w);
+
+    /* Valid headers with random bodies, and random byte flips of valid
+     * sections: refused without a trace, or accepted and usable. */
+    uint64_t refused = 0, accepted = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        int i = (int)(rnd() % (uint64_t)s.n);
+        uint8_t *m = malloc(s.len[i] + 64);
+        size_t len = s.len[i];
+        memcpy(m, s.data[i], len);
+        if (iter % 3 == 0) {
+            len = 20 + rnd() % 44; /* the header is 20 bytes */
+            for (size_t j = 20; j < len; j++) m[j] = (uint8_t)rnd();
+        } else {
+            int flips = 1 + (int)(rnd() % 4);
+            for (int f = 0; f < flips; f++)
+                m[rnd() % len] ^= (uint8_t)(1u << (rnd() % 8));
+        }
+        wop x;
+        ck_open(&x, &c);
+        int rc = sl__window_vt.restore(x.st, s.kg[i], m, len);
+        if (rc < 0) {
+            assert_true(rc == SL_ECORRUPT || rc == SL_EINVAL);
+            assert_untouched(&x);
+            refused++;
+        } else {
+            assert_int_equal(rc, 0);
+            wm(&x, SL_TS_MAX); /* whatever was accepted fires cleanly */
+            accepted++;
+        }
+        free(m);
+        wop_close(&x);
+    }
+    printf("  mutated sections: %" PRIu64 " refused, %" PRIu64 " accepted\n",
+           refused, accepted);
+    assert_true(refused > 0);
+
+    /* Sections of another definition, group or time are refused. */
+    int kgsec = 0;
+    while (s.kg[kgsec] < 0) kgsec++;
+    assert_int_equal(sl__window_vt.restore(w.st, CK_G, s.data[kgsec],
+                                           s.len[kgsec]),
+                     SL_EINVAL);
+    assert_int_equal(sl__window_vt.restore(w.st, -2, s.data[kgsec],
+                                           s.len[kgsec]),
+                     SL_EINVAL);
+    wop other;
+    ck_case c2 = c;
+    c2.spec.lateness_ms = 1;
+    ck_open(&other, &c2);
+    assert_int_equal(sl__window_vt.restore(other.st, s.kg[kgsec],
+                                           s.data[kgsec], s.len[kgsec]),
+                     SL_EINVAL);
+    assert_untouched(&other);
+    wop_close(&other);
+    assert_untouched(&w);
+    feed1(&w, 5, "a0", 1); /* no restore once data has arrived */
+    assert_int_equal(sl__window_vt.restore(w.st, s.kg[kgsec], s.data[kgsec],
+                                           s.len[kgsec]),
+                     SL_ESTATE);
+    wop_close(&w);
+    for (int i = 0; i < s.n; i++) free(s.data[i]);
+}
+
 /* ---- validation --------------------------------------------------------------------- */
 static void expect_conf_error(sl_window_spec spec, const char *const *keys,
                               const char *time_col, const sl_agg_spec *aggs,
@@ -825,6 +1410,9 @@ int main(void)
         cmocka_unit_test(output_batching),
         cmocka_unit_test(keys_only),
         cmocka_unit_test(randomised),
+        cmocka_unit_test(snapshot_restore),
+        cmocka_unit_test(restore_merges_sections),
+        cmocka_unit_test(restore_rejects_bad_sections),
         cmocka_unit_test(validation),
         cmocka_unit_test(stream_builder),
     };
