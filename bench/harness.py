@@ -50,6 +50,66 @@ def run(cmd):
     return wall, rus.ru_utime + rus.ru_stime, rus.ru_maxrss / 1024, err
 
 
+def summary(err):
+    line = [l for l in err.splitlines() if l.startswith("sluice: done")]
+    if not line:
+        raise SystemExit("job failed:\n" + err)
+    return line[0]
+
+
+def checkpoint_bench(job_cmd, out):
+    """Throughput with checkpoints every second, and the time from a restart
+    after kill -9 to the first newly committed output."""
+    import re
+    import signal
+    import sqlite3
+    ck = os.path.join(out, "ck")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    _, _, _, err = run(job_cmd + ["--checkpoint-dir", ck, "--checkpoint-interval-ms", "1000"])
+    line = summary(err)
+    res = {"rate": float(line.split("(")[1].split(" M events/s")[0])}
+    m = re.search(r"(\d+) checkpoints \(\d+ failed; last (\d+) ms, (\d+) bytes, longest task "
+                  r"pause (\d+) us\)", line)
+    res.update(count=int(m.group(1)), last_ms=int(m.group(2)), bytes=int(m.group(3)),
+               pause_us=int(m.group(4)))
+    print(f"with checkpoints every 1 s: {line}", flush=True)
+    # restart latency: run slowly, kill, restart at full speed, watch the epoch markers
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    db = job_cmd[job_cmd.index("--db") + 1]
+    cmd = job_cmd + ["--checkpoint-dir", ck, "--checkpoint-interval-ms", "200"]
+    p = subprocess.Popen(cmd + ["--set", "source.rate=200000"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    time.sleep(8)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+    def top_epoch():
+        try:
+            con = sqlite3.connect(db, timeout=0.05)
+            v = con.execute("SELECT MAX(epoch) FROM sluice_epochs").fetchone()[0]
+            con.close()
+            return v or 0
+        except sqlite3.Error:
+            return 0
+    before = top_epoch()
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    restart = None
+    while p.poll() is None and restart is None:
+        if top_epoch() > before:
+            restart = time.monotonic() - t0
+        time.sleep(0.01)
+    _, err = p.communicate()
+    if restart is None:
+        restart = time.monotonic() - t0
+    load = float(summary(err).split("loaded in ")[1].split(" s")[0])
+    res.update(restart_s=restart, load_s=load)
+    print(f"restart to first new output: {restart:.2f} s (tables {load:.2f} s)", flush=True)
+    return res
+
+
 def main():
     prof = sys.argv[1] if len(sys.argv) > 1 else "quick"
     P = PROFILES[prof]
@@ -78,15 +138,15 @@ def main():
         os.makedirs(out)
         wall, cpus, peak, err = run(job_cmd)
         # the job's own summary gives the processing rate without table loading
-        line = [l for l in err.splitlines() if l.startswith("sluice: done")]
-        if not line:
-            raise SystemExit("job failed:\n" + err)
-        rate = float(line[0].split("(")[1].split(" M events/s")[0])
-        load = float(line[0].split("loaded in ")[1].split(" s")[0])
+        line = summary(err)
+        rate = float(line.split("(")[1].split(" M events/s")[0])
+        load = float(line.split("loaded in ")[1].split(" s")[0])
         print(f"run {i + 1}: {rate:.2f} M events/s (tables {load:.1f} s), wall {wall:.1f} s, "
               f"cpu {cpus:.1f} s, peak RSS {peak:.0f} MiB", flush=True)
         rates.append(rate); rss.append(peak); cpu.append(cpus); walls.append(wall)
+    ck = checkpoint_bench(job_cmd, out)
     med = statistics.median(rates)
+    ck["loss"] = (ck["rate"] / med - 1) * 100 if med else 0
     spread = (max(rates) - min(rates)) / med * 100 if med else 0
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
@@ -101,6 +161,11 @@ def main():
 - wall per run (incl. loading {P['subscribers']:,} subscribers): median {statistics.median(walls):.1f} s;
   CPU (user+sys) median {statistics.median(cpu):.1f} s; peak RSS max {max(rss):.0f} MiB
 - targets (issue 2): ≥ 2 M events/s first, ≥ 8 M events/s goal
+- with checkpoints every 1 s (exactly-once): {ck['rate']:.2f} M events/s, i.e. {ck['loss']:+.1f} %
+  against the median without (goal: ≤ 5 % loss); {ck['count']} checkpoints, the last took
+  {ck['last_ms']} ms and {ck['bytes'] / 1e6:.1f} MB, longest task pause {ck['pause_us'] / 1000:.1f} ms
+- restart after kill -9 (checkpoints every 200 ms): first new output {ck['restart_s']:.2f} s after
+  the restart, of which {ck['load_s']:.2f} s loading the lookup tables (goal: ≤ 1 s)
 """
     path = os.path.join(ROOT, "bench", "RESULTS.md")
     if not os.path.exists(path):

@@ -230,7 +230,8 @@ int cli_run(int argc, char **argv)
                 "sluice: %s: %llu events in %.2f s (%.2f M events/s; tables loaded "
                 "in %.2f s), %llu windows fired, %llu rows written to %s, %llu "
                 "groups suppressed (k=%lld), %llu late, %llu dead letters, %llu "
-                "checkpoints (%llu failed)%s%s\n",
+                "checkpoints (%llu failed; last %llu ms, %llu bytes, longest task pause "
+                "%llu us)%s%s\n",
                 rc ? "failed" : "done", (unsigned long long)st.records_in, dt,
                 dt > 0 ? (double)st.records_in / dt / 1e6 : 0.0, t_load,
                 (unsigned long long)st.windows_fired,
@@ -239,7 +240,10 @@ int cli_run(int argc, char **argv)
                 (unsigned long long)st.late_records,
                 (unsigned long long)st.dead_letters,
                 (unsigned long long)st.checkpoints_completed,
-                (unsigned long long)st.checkpoints_failed, rc ? ": " : "",
+                (unsigned long long)st.checkpoints_failed,
+                (unsigned long long)st.last_checkpoint_ms,
+                (unsigned long long)st.last_checkpoint_bytes,
+                (unsigned long long)st.last_snapshot_pause_us, rc ? ": " : "",
                 rc ? sl_job_error(job) : "");
     telecom_free(&res);
     sl_job_free(job);
