@@ -49,7 +49,7 @@ unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
 integration: all
-	python3 -m pytest -q tests/golden
+	python3 -m pytest -q tests/golden tests/integration
 
 # CI stage: unit and golden tests built with ASan + UBSan (any report fails).
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
