@@ -414,7 +414,7 @@ static int list_ck(const char *root, ck_ent **out)
         n++;
     }
     closedir(d);
-    qsort(*out, (size_t)n, sizeof(ck_ent), ent_cmp_desc);
+    if (n > 1) qsort(*out, (size_t)n, sizeof(ck_ent), ent_cmp_desc);
     return n;
 }
 

@@ -45,9 +45,10 @@ static const char run_usage[] =
     "                         sink.flush.ms, output.dir, checkpoint.retain,\n"
     "                         source.rate (records/s per source task), name\n"
     "\n"
+    "  --quiet                no progress line\n"
+    "\n"
     "Signals: SIGINT/SIGTERM stop the job; SIGUSR1 takes a savepoint\n"
-    "(also `sluice savepoint DIR`).\n"
-    "  --quiet                no progress line\n";
+    "(also `sluice savepoint DIR`).\n";
 
 static sl_job *g_job;
 

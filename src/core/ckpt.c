@@ -107,13 +107,14 @@ static int task_snapshot(task *t, uint64_t n)
             rec[8 + i] = (unsigned char)((uint64_t)t->part_max[p] >> (8 * i));
         wrc = sl__snapfile_section(f, SL__SEC_SOURCE, (uint32_t)t->parts[p], -1, rec, 16);
     }
+    errno = 0;
     for (int i = 0; !wrc && i < t->nops; i++) {
         if (!t->vt[i]->snapshot) continue;
         sl__snap_writer w;
         sl__snapfile_writer(f, SL__SEC_OP, t->op_id[i], &w);
         if ((wrc = t->vt[i]->snapshot(t->op[i], &w)))
-            snprintf(err, sizeof err, "operator %u %s: %s", t->op_id[i], t->vt[i]->name,
-                     sl_strerror(wrc));
+            snprintf(err, sizeof err, "operator %u %s: %s%s%s", t->op_id[i], t->vt[i]->name,
+                     sl_strerror(wrc), errno ? ": " : "", errno ? strerror(errno) : "");
     }
     if (!wrc && is_sink_task(t) && j->sink_vt->snapshot) {
         sl__snap_writer w;
@@ -463,7 +464,8 @@ static int restore_section(void *ud, int kind, uint32_t id, int32_t kg, const vo
         if (!rc->all || rc->stage >= pl->nstages || len != sizeof(uint64_t) * SL__CTR_N) return 0;
         stage *st = &pl->stages[rc->stage];
         task *t = st->tasks[rc->task % st->ntasks];
-        const uint64_t *c = data;
+        uint64_t c[SL__CTR_N];
+        memcpy(c, data, sizeof c); /* sections are not aligned */
         for (int k = 0; k < SL__CTR_N; k++) atomic_fetch_add(&t->ctr[k], c[k]);
         return 0;
     }
