@@ -1,6 +1,7 @@
 # sluice — build, test, demo and benchmark entry points.
 # `make demo` and `make test` install missing Debian packages first.
 
+SHELL     := /bin/bash
 PKGS      := openssl sqlite3 zlib
 CC        ?= cc
 OPT       ?= -O2
@@ -20,7 +21,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit integration demo bench bench-quick clean sanitize fault
+.PHONY: all deps test unit integration demo bench bench-quick clean sanitize fault fuzz
 all: $(B)/libsluice.a $(B)/$(SONAME) $(B)/sluice
 
 deps:
@@ -88,5 +89,24 @@ bench-quick: deps
 	@$(MAKE) --no-print-directory all
 	bash bench/run.sh quick
 
+# Fuzzing (libFuzzer, clang-14): each tests/fuzz/fuzz_*.c target runs
+# FUZZ_SECONDS (CI: 30) over its committed seed corpus plus what it finds.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+fuzz:
+	@$(MAKE) --no-print-directory B=build-fuzz CC=clang-14 \
+	  OPT="-O1 -Wno-unknown-warning-option -fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libsluice.a
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  clang-14 -g -O1 -Iinclude -Isrc -fsanitize=fuzzer $(FUZZ_SAN) tests/fuzz/$$t.c \
+	    build-fuzz/libsluice.a $(LDLIBS) -o build-fuzz/$$t; \
+	  mkdir -p build-fuzz/corpus-$$t; \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  if ! build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      build-fuzz/corpus-$$t tests/fuzz/corpus/$$t > build-fuzz/$$t.log 2>&1; then \
+	    tail -60 build-fuzz/$$t.log; exit 1; fi; \
+	  grep -E 'stat::number_of_executed_units' build-fuzz/$$t.log; \
+	done
+
 clean:
-	rm -rf build build-asan out
+	rm -rf build build-asan build-fuzz out

@@ -4,6 +4,8 @@
 set -euo pipefail
 pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
       libcmocka-dev python3 python3-pytest)
+# CI-only stages (fuzzing) need clang: `install-deps.sh --ci`
+[ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
