@@ -195,6 +195,11 @@ typedef struct {
 /* Asks a running job with checkpoints for a savepoint: a checkpoint kept
  * until deleted (directory sp-N). Safe from a signal handler. */
 void sl_job_savepoint(sl_job *job);
+/* Graceful stop: sources read no more, a final checkpoint takes everything
+ * in flight and every open window, sinks commit it, sl_job_run returns 0;
+ * a restart resumes from there. Without checkpoints it acts as
+ * sl_job_cancel. Safe from a signal handler. */
+void sl_job_stop(sl_job *job);
 /* Consistent-enough snapshot of the job's counters; safe while it runs. */
 void sl_job_stats_get(const sl_job *job, sl_job_stats *out);
 
@@ -287,6 +292,122 @@ int sl_gen_write(const char *dir, const char *const *conf, char *errstr,
 
 /* The output schema of a stream (owned by the job). */
 const sl_schema *sl_stream_schema(const sl_stream *s);
+
+/* ---- SQL ---- */
+/* A SQL job (docs/sql.md): CREATE SOURCE / CREATE TABLE / CREATE SINK ... AS
+ * SELECT statements and SET options, compiled into a job through the same
+ * builders a C user calls:
+ *
+ *     sl_sql *q = sl_sql_new();
+ *     sl_sql_set(q, "data", "/tmp/data", err, sizeof err);  // ${data}
+ *     if (sl_sql_compile(q, text, "job.sql", err, sizeof err)) ...;
+ *     sl_job *job = sl_job_new(err, sizeof err);
+ *     if (sl_sql_build(q, job, err, sizeof err) == 0) sl_job_run(job);
+ *     sl_job_free(job);
+ *     sl_sql_free(q);  // after the job: it owns the tables, keys, schemas
+ *
+ * Errors name "FILE:LINE:COL: ..." and, for unknown names, the nearest
+ * valid one. */
+typedef struct sl_sql sl_sql;
+
+/* One value passed to or returned by a user-defined function. */
+typedef struct {
+    sl_type type;
+    int null;    /* 1 = SQL NULL (the other fields are then unused) */
+    int64_t i;   /* INT64, TIMESTAMP, BOOL (0 or 1) */
+    double f;    /* FLOAT64 */
+    sl_str s;    /* STRING: borrowed for the duration of the call */
+} sl_value;
+
+/* A scalar user-defined function, called once per row (possibly from
+ * several threads at once). It sets out->null or the field of its declared
+ * return type; a STRING result must stay valid until the function is next
+ * called on the same thread (it is copied at once). Return 0, or a negative
+ * SL_E* to fail the job. */
+typedef int (*sl_sql_udf)(const sl_value *args, int nargs, sl_value *out,
+                          void *udata);
+
+sl_sql *sl_sql_new(void);
+void sl_sql_free(sl_sql *q); /* only after every job built from q is freed */
+/* Makes NAME(args...) callable from SQL (before sl_sql_compile). NULL
+ * arguments are passed as such. Up to 8 arguments. */
+int sl_sql_add_function(sl_sql *q, const char *name, sl_type ret,
+                        const sl_type *args, int nargs, sl_sql_udf fn,
+                        void *udata, char *errstr, size_t errstr_size);
+/* Sets a job key (overriding the script's SET) or a variable substituted
+ * for ${key} in the script's string literals. Call before compile. */
+int sl_sql_set(sl_sql *q, const char *key, const char *value, char *errstr,
+               size_t errstr_size);
+/* Parses and checks a script. On error returns SL_EPARSE (syntax) or
+ * SL_EINVAL (meaning) and sl_sql_error_pos() gives the position. */
+int sl_sql_compile(sl_sql *q, const char *text, const char *filename,
+                   char *errstr, size_t errstr_size);
+void sl_sql_error_pos(const sl_sql *q, int *line, int *col);
+/* The plan as text (stages, keys, state, guarantees) into buf; returns the
+ * length it needs (like snprintf). */
+size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size);
+/* Loads the tables and keys and builds the compiled job into `job`. */
+int sl_sql_build(sl_sql *q, sl_job *job, char *errstr, size_t errstr_size);
+
+/* ---- privacy ---- */
+/* Field encryption (AES-256-GCM). Each listed column becomes a STRING
+ * "KEY_ID:BASE64(nonce || ciphertext || tag)" of its canonical text (NULL
+ * stays NULL), under a subkey of the keyring's key `key_id` (NULL = the
+ * current key); the column name is authenticated with it. Nonces: random
+ * (a per-instance random prefix and a counter) or synthetic (derived from
+ * the plaintext: deterministic output, equal plaintexts give equal
+ * ciphertexts). See docs/privacy.md. */
+enum { SL_NONCE_RANDOM = 0, SL_NONCE_SYNTHETIC = 1 };
+sl_stream *sl_stream_encrypt(sl_stream *s, const char *const *cols,
+                             const sl_keyring *keys, const char *key_id,
+                             int nonce_mode);
+/* Decrypts one field written by sl_stream_encrypt from column `col` into
+ * out (NUL-terminated; out_size must exceed the plaintext length). Returns
+ * 0, SL_ENOENT (key id not in the keyring), SL_EPARSE (not a field),
+ * SL_ECORRUPT (authentication failed: wrong key or column, or tampered). */
+int sl_decrypt_field(const sl_keyring *keys, const char *col, const char *text,
+                     size_t len, char *out, size_t out_size, size_t *out_len,
+                     char *errstr, size_t errstr_size);
+
+/* Differential privacy for windowed counts (docs/privacy.md). Pass the same
+ * spec to both operators:
+ *   key_by(sub) - dp_bound(sub) - key_by(group) - window - [k_anon] - dp_noise
+ * dp_bound keeps at most max_contrib events per subscriber per window and
+ * the epsilon ledger per (subscriber, period): a subscriber whose period
+ * budget is spent is no longer released until the period ends (counted and
+ * logged). dp_noise adds discrete Laplace noise of scale
+ * max_contrib * ncols / epsilon to each count column, drawn from a keyed
+ * PRF of (secret, job, window, group, column): identical on replay. */
+typedef struct {
+    double epsilon;       /* per release (one window), > 0 */
+    int64_t max_contrib;  /* c: events per subscriber per window, >= 1 */
+    double budget;        /* epsilon per subscriber per period, >= epsilon */
+    int64_t window_ms;    /* the (tumbling) window size of the releases */
+    int64_t period_ms;    /* ledger period, a multiple of window_ms */
+    int64_t lateness_ms;  /* as the window's */
+    const char *key_id;   /* dp_noise: key for the noise (NULL = current) */
+} sl_dp_spec;
+sl_stream *sl_stream_dp_bound(sl_stream *s, const char *sub_col,
+                              const sl_dp_spec *dp);
+sl_stream *sl_stream_dp_noise(sl_stream *s, const char *const *count_cols,
+                              const sl_dp_spec *dp, const sl_keyring *keys);
+
+/* Key rotation and processing domains (docs/privacy.md). A domain's keys
+ * are those with id DOMAIN or DOMAIN:anything (NULL domain = every key);
+ * a row's key is the domain's last key whose VALID_FROM <= the start of
+ * the row's rotation period floor(ts / period_ms) * period_ms. Make
+ * period_ms a multiple of the window size (e.g. 86400000: a key per UTC
+ * day) so a window never mixes keys. Every VALID_FROM must lie on a
+ * period boundary; a row older than the domain's first key is a dead
+ * letter (no_key). */
+typedef struct {
+    int64_t period_ms;  /* > 0 */
+    const char *domain; /* copied */
+} sl_rotation;
+sl_stream *sl_stream_pseudonymise_rotating(sl_stream *s, const char *col,
+                                           const char *out_col,
+                                           const sl_keyring *keys,
+                                           const sl_rotation *rot);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is present; uses sudo when not root.
 set -euo pipefail
 pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
-      libcmocka-dev python3 python3-pytest)
+      libcmocka-dev python3 python3-pytest libmicrohttpd-dev prometheus chromium)
 # CI-only stages (fuzzing) need clang: `install-deps.sh --ci`
 [ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev)
 missing=()

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "obs/obs.h"
 
 static const char *const event_types[] = {"SMS_SENT", "SMS_RECEIVED",
                                           "CALL_PLACED", "CALL_RECEIVED",
@@ -113,6 +114,7 @@ const char *telecom_age_band(int64_t birth_ms, int64_t at_ms)
 }
 
 typedef struct {
+    _Atomic uint64_t *events[5]; /* business metric: events per event_type */
     int64_t window_ms;
     int in_ts, in_type, in_area, in_birth, in_sub;
     int out_ts, out_type, out_area, out_band, out_sub;
@@ -151,6 +153,20 @@ static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
         sl_batch_set_str(out, c->out_band, i, band, strlen(band));
     }
     sl_batch_set_len(out, n);
+    const uint8_t *kind = sl_batch_kind(in);
+    uint64_t per_type[5] = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (kind[i] != SL_KIND_DATA) continue; /* canaries are not events */
+        for (int k = 0; k < 5; k++)
+            if (type[i].len == strlen(event_types[k]) &&
+                !memcmp(type[i].ptr, event_types[k], type[i].len)) {
+                per_type[k]++;
+                break;
+            }
+    }
+    for (int k = 0; k < 5; k++)
+        if (per_type[k])
+            atomic_fetch_add_explicit(c->events[k], per_type[k], memory_order_relaxed);
     return 0;
 }
 
@@ -215,6 +231,14 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
                         .in_birth = sl_schema_find(in, "birth_date"),
                         .out_ts = 0, .out_sub = 1, .out_type = 2, .out_area = 3,
                         .out_band = 4};
+    for (int k = 0; k < 5; k++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "event_type=\"%s\"", event_types[k]);
+        g_band.events[k] = sl__obs_counter(
+            "sluice_events_total",
+            "Events per event type reaching the windows (this process; not "
+            "checkpointed: replayed input counts again)", labels);
+    }
     s = sl_stream_map(s, "age_band", bs, age_band_map, &g_band);
     s = sl_stream_key_by(s, (const char *[]){"event_type", "area", "age_band", NULL});
     sl_agg_spec aggs[] = {

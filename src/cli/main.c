@@ -5,11 +5,15 @@
 
 #include "cli.h"
 
+int cli_sql_explain(int argc, char **argv); /* sql_cmd.c */
+
 static const char usage[] =
     "usage: sluice <command> [options]\n"
     "\n"
     "commands:\n"
     "  run JOB [options]    run a job: JOB is a built-in job name (telecom-age)\n"
+    "                       or a SQL file (FILE.sql)\n"
+    "  explain FILE.sql     print the plan of a SQL job\n"
     "  gen [options]        write the synthetic reference data set (events,\n"
     "                       subscribers, cells) as CSV files\n"
     "  keygen PATH [--id ID]  create a pseudonymisation key file\n"
@@ -34,9 +38,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "run")) return cli_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen")) return cli_gen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "explain")) return cli_sql_explain(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cli_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "savepoint")) return cli_savepoint(argc - 1, argv + 1);
-    fprintf(stderr, "sluice: unknown command '%s' (commands: run, gen, keygen, "
-            "savepoint)\n", cmd);
+    fprintf(stderr, "sluice: unknown command '%s' (commands: run, explain, gen, "
+            "keygen, savepoint)\n", cmd);
     return 2;
 }

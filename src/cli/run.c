@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "obs/obs.h"
 
 static const char run_usage[] =
     "usage: sluice run telecom-age [options]\n"
+    "       sluice run FILE.sql [--set KEY=VALUE ...]   (a SQL job: docs/sql.md)\n"
     "\n"
     "Runs the telecom reference job: events -> pseudonymise -> join subscribers\n"
     "and cells -> age band -> 1-minute windows per (event_type, area, age_band)\n"
@@ -43,23 +45,34 @@ static const char run_usage[] =
     "  --set KEY=VALUE        any option above or a job key: parallelism, workers,\n"
     "                         batch.size, exchange.capacity, key.groups, flush.ms,\n"
     "                         sink.flush.ms, output.dir, checkpoint.retain,\n"
-    "                         source.rate (records/s per source task), name\n"
+    "                         source.rate (records/s per source task), name,\n"
+    "                         metrics.address (HOST:PORT of the dashboard, /metrics\n"
+    "                         and /status; 127.0.0.1:9464, another free port if that\n"
+    "                         one is taken; \"\" or off: none), dashboard.dir\n"
     "\n"
     "  --quiet                no progress line\n"
     "\n"
-    "Signals: SIGINT/SIGTERM stop the job; SIGUSR1 takes a savepoint\n"
-    "(also `sluice savepoint DIR`).\n";
+    "Signals: SIGINT/SIGTERM stop the job gracefully (a final checkpoint takes\n"
+    "everything in flight, sinks commit, exit 0; the next run resumes); a second\n"
+    "one stops at once. SIGUSR1 takes a savepoint (also `sluice savepoint DIR`).\n";
 
 static sl_job *g_job;
 
+static volatile sig_atomic_t g_stops;
+
+/* The first SIGINT/SIGTERM stops gracefully (final checkpoint, commit,
+ * exit 0); a second one cancels at once (still recoverable from the last
+ * checkpoint). */
 static void on_signal(int sig)
 {
     if (sig == SIGUSR1) sl_job_savepoint(g_job);
+    else if (g_stops++ == 0) sl_job_stop(g_job);
     else sl_job_cancel(g_job);
 }
 
 typedef struct {
     sl_job *job;
+    sl__obs *obs; /* rates and back pressure come from the metrics registry */
     atomic_int stop;
     bool tty;
 } progress;
@@ -97,6 +110,12 @@ static void *progress_main(void *arg)
         fmt_wm(st.watermark, wm, sizeof wm);
         double rate = (double)(st.records_in - last) / (t - tl);
         double blocked = (double)st.blocked_ns / 1e9 / (t - t0);
+        if (p->obs) { /* the same figures as /metrics and the dashboard */
+            sl__obs_rates r;
+            sl__obs_rates_get(p->obs, &r);
+            rate = r.in_rate;
+            blocked = r.backpressure;
+        }
         fprintf(stderr, "\r%10.2fM events  %6.2fM/s  watermark %s  windows %llu  "
                 "suppressed %llu  dead %llu  back-pressure %.0f%%   ",
                 (double)st.records_in / 1e6, rate / 1e6, wm,
@@ -110,8 +129,11 @@ static void *progress_main(void *arg)
 }
 
 /* value must outlive the run (it points into argv). */
+static bool g_metrics_set; /* the user chose metrics.address */
+
 static int set_opt(sl_job *job, telecom_opts *o, const char *key, const char *value)
 {
+    if (!strcmp(key, "metrics.address")) g_metrics_set = true;
     char err[512] = "";
     int rc = telecom_set(o, key, value, err, sizeof err);
     if (rc == 1) rc = sl_job_set(job, key, value, err, sizeof err);
@@ -134,8 +156,21 @@ static int set_kv(sl_job *job, telecom_opts *o, const char *kv)
     return set_opt(job, o, key, eq + 1);
 }
 
+int cli_sql_run(int argc, char **argv); /* sql_cmd.c */
+
+/* `sluice run FILE.sql ...` is a SQL job. */
+static bool names_sql_file(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        size_t n = strlen(argv[i]);
+        if (argv[i][0] != '-' && n > 4 && !strcmp(argv[i] + n - 4, ".sql")) return true;
+    }
+    return false;
+}
+
 int cli_run(int argc, char **argv)
 {
+    if (names_sql_file(argc, argv)) return cli_sql_run(argc, argv);
     static const struct option opts[] = {
         {"events", required_argument, 0, 'e'},
         {"format", required_argument, 0, 'F'},
@@ -201,8 +236,20 @@ int cli_run(int argc, char **argv)
         sl_job_free(job);
         return 2;
     }
+    /* /metrics, /status and the dashboard, from before the tables load */
+    sl__obs *obs = NULL;
+    if (sl__obs_start(job, g_metrics_set ? 0 : SL__OBS_ANY_PORT_IF_BUSY, &obs, err,
+                      sizeof err)) {
+        fprintf(stderr, "sluice run: %s\n", err);
+        sl_job_free(job);
+        return 2;
+    }
+    if (obs && !quiet)
+        fprintf(stderr, "sluice: dashboard %s  (metrics %smetrics, status %sstatus)\n",
+                sl__obs_url(obs), sl__obs_url(obs), sl__obs_url(obs));
     if ((rc = telecom_build(job, &o, &res, err, sizeof err))) {
         fprintf(stderr, "sluice run: %s\n", err);
+        sl__obs_stop(obs);
         telecom_free(&res);
         sl_job_free(job);
         return 1;
@@ -212,7 +259,7 @@ int cli_run(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGUSR1, on_signal);
-    progress pr = {.job = job, .tty = isatty(2) && !quiet};
+    progress pr = {.job = job, .obs = obs, .tty = isatty(2) && !quiet};
     atomic_init(&pr.stop, 0);
     pthread_t th;
     bool have_th = pr.tty && pthread_create(&th, NULL, progress_main, &pr) == 0;
@@ -246,6 +293,7 @@ int cli_run(int argc, char **argv)
                 (unsigned long long)st.last_checkpoint_bytes,
                 (unsigned long long)st.last_snapshot_pause_us, rc ? ": " : "",
                 rc ? sl_job_error(job) : "");
+    sl__obs_stop(obs);
     telecom_free(&res);
     sl_job_free(job);
     return rc ? 1 : 0;

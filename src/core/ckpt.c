@@ -348,6 +348,17 @@ static void *coord_main(void *arg)
             continue;
         }
         bool all_finished = atomic_load(&pl->finished) == pl->ntasks;
+        if (atomic_load(&j->stop_req) && !all_finished) {
+            /* graceful stop: sources read no more; one checkpoint carries
+             * everything in flight and open, its commit ends the job */
+            if (!pl->final_epoch) {
+                pl->final_epoch = pl->epoch + 1;
+                coord_trigger(pl, false);
+            } else if (atomic_load(&pl->sinks_final) >= pl->nsinks) {
+                atomic_store(&pl->done, 1);
+            }
+            continue;
+        }
         if (all_finished && pl->final_epoch) {
             if (atomic_load(&pl->sinks_final) >= pl->nsinks) atomic_store(&pl->done, 1);
             continue;
@@ -366,6 +377,11 @@ static void *coord_main(void *arg)
 void sl_job_savepoint(sl_job *j)
 {
     if (j) atomic_store(&j->savepoint_req, 1);
+}
+
+void sl_job_stop(sl_job *j)
+{
+    if (j) atomic_store(&j->stop_req, 1);
 }
 
 void sl__ck_start(plan *pl)

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "graph.h"
+#include "stats.h"
 
 static atomic_uint_fast64_t g_ctr[SL__CTR_N];
 static char g_last_dl[512];
@@ -70,10 +71,44 @@ int sl__mkdirs(const char *path)
     return 0;
 }
 
+/* Dead letters per reason, process-wide, for metrics. Like the letters
+ * themselves they are at-least-once: a replayed bad line counts again. */
+enum { DL_REASONS = 32 };
+static pthread_mutex_t g_dl_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_dl_reason[DL_REASONS][32];
+static uint64_t g_dl_count[DL_REASONS];
+
+static void count_reason(const char *reason)
+{
+    pthread_mutex_lock(&g_dl_lock);
+    int i = 0;
+    while (i < DL_REASONS - 1 && g_dl_reason[i][0] &&
+           strncmp(g_dl_reason[i], reason, sizeof g_dl_reason[i] - 1))
+        i++;
+    if (!g_dl_reason[i][0]) /* the last slot collects overflow as "other" */
+        snprintf(g_dl_reason[i], sizeof g_dl_reason[i], "%s",
+                 i == DL_REASONS - 1 ? "other" : reason);
+    g_dl_count[i]++;
+    pthread_mutex_unlock(&g_dl_lock);
+}
+
+int sl__dead_letter_reasons(char (*names)[32], uint64_t *counts, int max)
+{
+    pthread_mutex_lock(&g_dl_lock);
+    int n = 0;
+    for (; n < DL_REASONS && n < max && g_dl_reason[n][0]; n++) {
+        memcpy(names[n], g_dl_reason[n], 32);
+        counts[n] = g_dl_count[n];
+    }
+    pthread_mutex_unlock(&g_dl_lock);
+    return n;
+}
+
 void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
                      const char *reason, const char *payload, size_t len)
 {
     sl__count(ctx, SL__CTR_DEAD_LETTERS, 1);
+    count_reason(reason);
     if (!ctx || !ctx->job) {
         /* no job (a table loading, a unit test): report on stderr */
         snprintf(g_last_dl, sizeof g_last_dl, "%s@%s", reason, position);

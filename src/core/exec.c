@@ -123,6 +123,7 @@ static int route_push(sl__out *o, sl_batch *b)
         sl__batch_free(b);
         return 0;
     }
+    sl__stats_on_batch_out(&t->obs, b->n);
     switch (st->okind) {
     case OUT_SINK: {
         char err[512] = "";
@@ -180,6 +181,7 @@ static int chain_push(sl__out *o, sl_batch *b)
 
 static int chain_batch(task *t, sl_batch *b)
 {
+    sl__stats_on_batch_in(&t->obs, b->n);
     return sl__emit(&t->links[0].out, b);
 }
 
@@ -293,6 +295,7 @@ static int64_t source_watermark(task *t)
 static int source_step(task *t)
 {
     sl_job *j = t->job;
+    if (atomic_load(&j->stop_req)) return STEP_IDLE; /* stopping: read no more */
     if (j->conf.source_rate) { /* source.rate: records per second per task */
         uint64_t now = sl__clock();
         if (!t->rate_t0) t->rate_t0 = now;
@@ -652,7 +655,9 @@ static void *worker_main(void *arg)
                 atomic_flag_clear(&t->busy);
                 continue;
             }
+            uint64_t step_t0 = sl__stats_step_begin();
             int rc = task_step(t);
+            sl__stats_step_end(&t->obs, step_t0);
             bool now_done = t->finished && !sl__task_has_pending(t) && !t->counted;
             if (now_done) t->counted = true;
             atomic_flag_clear(&t->busy);
@@ -716,6 +721,9 @@ int sl_job_run(sl_job *j)
         free(wa);
         if (!j->errcode && atomic_load(&j->cancel))
             sl__job_fail(j, SL_ECANCELED, "job: cancelled");
+        if (!j->errcode && atomic_load(&j->stop_req) && !pl.ck_on)
+            sl__job_fail(j, SL_ECANCELED, "job: stopped without checkpoints (open windows "
+                         "are lost; use checkpoint.dir to stop and resume)");
     }
     /* the tasks' counters outlive the run in the job */
     pthread_mutex_lock(&j->lock);

@@ -5,6 +5,7 @@
 
 #include "exchange.h"
 #include "graph.h"
+#include "stats.h"
 #include "store.h"
 
 typedef enum { OUT_NONE, OUT_HASH, OUT_SINGLE, OUT_SINK } out_kind;
@@ -79,6 +80,7 @@ struct task {
     uint32_t snap_crc;
     uint64_t rate_t0, rate_n; /* source.rate accounting */
     _Atomic uint64_t ctr[SL__CTR_N]; /* this task's counters (checkpointed) */
+    sl__task_obs obs; /* records/batches/busy time for metrics (stats.h) */
 };
 
 

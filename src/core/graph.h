@@ -34,6 +34,9 @@ typedef struct {
     int delivery;             /* sl__delivery */
     bool from_scratch;
     char *restore_from;       /* a checkpoint or savepoint directory */
+    char *metrics_address;    /* HOST:PORT of /metrics, /status, dashboard; "" off */
+    char *dashboard_dir;      /* dashboard's static files; "" = built-in search */
+    int64_t metrics_linger_ms; /* keep serving this long after the run */
 } sl__job_conf;
 
 struct sl_job {
@@ -61,6 +64,7 @@ struct sl_job {
     bool ran;
     void *plan;             /* while running; guarded by lock */
     atomic_int savepoint_req;
+    atomic_int stop_req;    /* graceful stop: final checkpoint, then exit */
     /* checkpoint statistics */
     atomic_uint_fast64_t ck_completed, ck_failed, ck_last_ms, ck_last_bytes,
         ck_last_pause_us, ck_restored;

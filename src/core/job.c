@@ -54,6 +54,18 @@ static const sl__conf_def job_conf_defs[] = {
     {.key = "source.rate", .type = SL_CONF_INT, .def = "0", .min = 0,
      .max = INT64_MAX, .offset = OFF(source_rate),
      .desc = "records per second per source task (0: unlimited)"},
+    {.key = "metrics.address", .type = SL_CONF_STR, .def = "127.0.0.1:9464",
+     .offset = OFF(metrics_address),
+     .desc = "HOST:PORT serving /metrics, /status and the dashboard (port 0: any "
+             "free port; \"\" or off: no server); read by the obs layer"},
+    {.key = "metrics.linger.ms", .type = SL_CONF_INT, .def = "0", .min = 0,
+     .max = 3600000, .offset = OFF(metrics_linger_ms),
+     .desc = "after the job ends, keep serving its final metrics this long (a "
+             "last scrape of a short job)"},
+    {.key = "dashboard.dir", .type = SL_CONF_STR, .def = "",
+     .offset = OFF(dashboard_dir),
+     .desc = "directory of the dashboard's static files (empty: the copy next "
+             "to the sluice binary or in share/sluice/dashboard)"},
     {0}};
 #undef OFF
 

@@ -55,6 +55,18 @@ static void move_row(sl_batch *b, uint32_t to, uint32_t from)
     }
 }
 
+uint32_t sl__ops_compact(sl_batch *b, const uint8_t *keep)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (!keep[i]) continue;
+        if (kept != i) move_row(b, kept, i);
+        kept++;
+    }
+    b->n = kept;
+    return kept;
+}
+
 static int ka_batch(void *st, sl_batch *b, sl__out *out)
 {
     kanon_op *p = st;

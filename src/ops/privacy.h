@@ -19,6 +19,23 @@
 int sl__keyring_nkeys(const sl_keyring *k);
 const char *sl__keyring_key_id(const sl_keyring *k, int i);
 int64_t sl__keyring_valid_from(const sl_keyring *k, int i);
+/* Index of the key named id, or -1. */
+int sl__keyring_find(const sl_keyring *k, const char *id);
+/* Processing domains: key i belongs to `domain` if its id is the domain
+ * or starts with "domain:" (NULL or "" = every key). */
+bool sl__keyring_in_domain(const sl_keyring *k, int i, const char *domain);
+/* Rotation: the key of `domain` valid at `at` (epoch ms): the last one in
+ * file order whose VALID_FROM <= at; -1 if none. */
+int sl__keyring_select(const sl_keyring *k, const char *domain, int64_t at);
+/* 0 if the domain has keys and every VALID_FROM is a multiple of
+ * period_ms (0 = no rotation); else an error naming the key. */
+int sl__keyring_check_rotation(const sl_keyring *k, const char *domain,
+                               int64_t period_ms, char *errstr,
+                               size_t errstr_size);
+/* A 32-byte subkey of key i for one purpose: HMAC-SHA-256(secret, label).
+ * Labels in use: "sluice/aes-256-gcm/v1", "sluice/dp-noise/v1". */
+void sl__keyring_derive(const sl_keyring *k, int i, const char *label,
+                        uint8_t out[32]);
 
 /* ---- keyed HMAC-SHA-256 -------------------------------------------------- */
 /* One keyed MAC context: the inner and outer SHA-256 states after the
@@ -29,6 +46,9 @@ typedef struct sl__hmac sl__hmac;
 /* Keyed with the keyring's current key. Returns NULL (errstr says why) if
  * OpenSSL cannot provide SHA-256. */
 sl__hmac *sl__hmac_new(const sl_keyring *k, char *errstr, size_t errstr_size);
+/* Keyed with key i of the keyring (rotation: one context per key in use). */
+sl__hmac *sl__hmac_new_key(const sl_keyring *k, int i, char *errstr,
+                           size_t errstr_size);
 /* Keyed with raw key bytes of any length (RFC 2104: a key longer than the
  * 64-byte block is hashed first). For tests and for sl__hmac_new. */
 sl__hmac *sl__hmac_new_raw(const uint8_t *key, size_t keylen, char *errstr,
@@ -45,9 +65,10 @@ int64_t sl__hmac_pseudo(sl__hmac *h, const void *msg, size_t len);
  * may travel). Returns NULL if out_col names another column of `in`. */
 sl_schema *sl__pseudo_schema(const sl_schema *in, int col, const char *out_col);
 
-/* A bounded raw id -> pseudonym cache (direct-mapped, overwrite on
- * collision), memory only: it is never snapshotted and starts empty after
- * recovery. 2^bits entries of 32 bytes; ids longer than 23 bytes bypass it. */
+/* A bounded raw id -> pseudonym cache (4-way set associative, the oldest
+ * entry of a set makes room), memory only: it is never snapshotted and
+ * starts empty after recovery. It grows while ids keep missing, up to
+ * 2^bits entries of 16 bytes; ids other than 1..18 digits bypass it. */
 typedef struct sl__pcache sl__pcache;
 sl__pcache *sl__pcache_new(int bits);
 void sl__pcache_free(sl__pcache *c);
@@ -77,6 +98,17 @@ typedef struct {
 } sl__pseudo_conf;
 extern const sl__op_vt sl__op_pseudonymise;
 
+/* Rotating pseudonymisation: a row's key is the domain's key valid at the
+ * start of its rotation period floor(ts / period_ms) * period_ms. */
+typedef struct {
+    int col;                 /* STRING column of the input to replace */
+    const sl_keyring *keys;  /* borrowed */
+    char *domain;            /* owned; NULL = every key */
+    int64_t period_ms;       /* > 0 */
+    int cache_bits;
+} sl__pseudo_rot_conf;
+extern const sl__op_vt sl__op_pseudonymise_rot;
+
 typedef struct {
     int key_col;             /* key column in the input */
     const sl_table *table;   /* borrowed */
@@ -90,5 +122,59 @@ typedef struct {
     int64_t k; /* >= 2 */
 } sl__kanon_conf;
 extern const sl__op_vt sl__op_kanon;
+
+/* Removes the rows with keep[i] == 0 in place (order and strings of the
+ * others are kept); returns the new length. */
+uint32_t sl__ops_compact(sl_batch *b, const uint8_t *keep);
+
+/* ---- AES-256-GCM (encrypt.c) --------------------------------------------- */
+/* One key, reused contexts; not thread-safe. */
+typedef struct sl__gcm sl__gcm;
+sl__gcm *sl__gcm_new(const uint8_t key[32], char *errstr, size_t errstr_size);
+void sl__gcm_free(sl__gcm *g);
+/* ct has n bytes. 0 or SL_ECRYPTO. */
+int sl__gcm_seal(sl__gcm *g, const uint8_t iv[12], const void *aad,
+                 size_t aadlen, const void *pt, size_t n, uint8_t *ct,
+                 uint8_t tag[16]);
+/* 0, SL_ECORRUPT when the tag does not match (pt is wiped), SL_ECRYPTO. */
+int sl__gcm_open(sl__gcm *g, const uint8_t iv[12], const void *aad,
+                 size_t aadlen, const uint8_t *ct, size_t n,
+                 const uint8_t tag[16], uint8_t *pt);
+
+typedef struct {
+    const sl_keyring *keys; /* borrowed */
+    int key;                /* index of the key in the keyring */
+    bool synthetic;         /* SL_NONCE_SYNTHETIC */
+    int ncols;
+    int cols[SL_MAX_COLS];  /* columns to encrypt (become STRING) */
+} sl__encrypt_conf;
+extern const sl__op_vt sl__op_encrypt;
+sl_schema *sl__encrypt_schema(const sl_schema *in, const int *cols, int n);
+
+/* ---- differential privacy (dp.c) ----------------------------------------- */
+/* 0, or SL_EINVAL naming the bad parameter. */
+int sl__dp_spec_check(const sl_dp_spec *d, char *errstr, size_t errstr_size);
+/* Discrete Laplace (two-sided geometric) noise of scale `scale` from 32
+ * random bytes (only the first 16 are used). */
+int64_t sl__dp_discrete_laplace(const uint8_t rnd[32], double scale);
+
+typedef struct {
+    int sub_col;     /* INT64 pseudonym column; the stream's key */
+    sl_dp_spec spec; /* key_id unused */
+} sl__dpbound_conf;
+extern const sl__op_vt sl__op_dp_bound;
+/* Rows dropped by an open dp_bound instance: over the contribution bound,
+ * budget spent, NULL subscriber or time. */
+void sl__dp_bound_stats(const void *st, uint64_t *over, uint64_t *exhausted,
+                        uint64_t *null_sub);
+
+typedef struct {
+    sl_dp_spec spec;        /* key_id resolved into key */
+    const sl_keyring *keys; /* borrowed */
+    int key;
+    int ncols;
+    int cols[SL_MAX_COLS];  /* INT64 count columns to noise */
+} sl__dpnoise_conf;
+extern const sl__op_vt sl__op_dp_noise;
 
 #endif

@@ -1,0 +1,272 @@
+/* metrics.c — the runtime's metrics in the Prometheus text exposition
+ * format (version 0.0.4), collected at each scrape from core's snapshot of
+ * the job (exact counters) and the sampler's derived gauges (rates, back
+ * pressure). Every metric here is listed in docs/metrics.md. Labels are
+ * stage and task indices, the stage's operator chain and fixed reason
+ * strings: never record content, so never a subscriber identifier. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+const double sl__obs_ck_bounds[OBS_CK_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
+                                                  0.25,  0.5,  1,     2.5,  10};
+
+static void family(sl__obs_text *t, const char *name, const char *type,
+                   const char *help)
+{
+    sl__obs_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void job_value(sl__obs_text *t, const char *name, const char *type,
+                      const char *help, double v)
+{
+    family(t, name, type, help);
+    sl__obs_text_printf(t, "%s %.15g\n", name, v);
+}
+
+typedef double (*task_fn)(const sl__task_stat *s, const sl__obs_task_rate *r,
+                          double now);
+
+static void per_task(sl__obs_text *t, const sl__job_snap *s,
+                     const sl__obs_task_rate *r, int nr, const char *name,
+                     const char *type, const char *help, const char *extra,
+                     task_fn fn, double now, bool skip_nan)
+{
+    if (!s->ntasks) return;
+    family(t, name, type, help);
+    for (int i = 0; i < s->ntasks; i++) {
+        static const sl__obs_task_rate zero;
+        double v = fn(&s->tasks[i], i < nr ? &r[i] : &zero, now);
+        if (skip_nan && v != v) continue;
+        sl__obs_text_printf(t, "%s{stage=\"%d\",task=\"%d\"%s} %.15g\n", name,
+                            s->tasks[i].stage, s->tasks[i].task, extra, v);
+    }
+}
+
+#define TF(fname, expr)                                                        \
+    static double fname(const sl__task_stat *s, const sl__obs_task_rate *r,    \
+                        double now)                                            \
+    {                                                                          \
+        (void)s; (void)r; (void)now;                                           \
+        return (double)(expr);                                                 \
+    }
+TF(f_in, s->records_in)
+TF(f_out, s->records_out)
+TF(f_batches, s->batches_in)
+TF(f_busy, (double)s->busy_ns / 1e9)
+TF(f_steps, s->steps)
+TF(f_blocked, (double)s->ctr[SL__CTR_BLOCKED_NS] / 1e9)
+TF(f_bp, r->backpressure)
+TF(f_busy_ratio, r->busy)
+TF(f_in_rate, r->in_rate)
+TF(f_out_rate, r->out_rate)
+TF(f_q, s->in_queue)
+TF(f_qcap, s->in_queue_cap)
+TF(f_qfill, s->in_queue_cap ? (double)s->in_queue / s->in_queue_cap : 0.0)
+TF(f_src, s->ctr[SL__CTR_RECORDS_IN])
+TF(f_sink, s->ctr[SL__CTR_RECORDS_OUT])
+TF(f_windows, s->ctr[SL__CTR_WINDOWS_FIRED])
+TF(f_suppr, s->ctr[SL__CTR_SUPPRESSED])
+TF(f_late, s->ctr[SL__CTR_LATE])
+TF(f_dead, s->ctr[SL__CTR_DEAD_LETTERS])
+#undef TF
+
+static double f_wm(const sl__task_stat *s, const sl__obs_task_rate *r, double now)
+{
+    (void)r; (void)now;
+    if (s->watermark == SL_TS_MIN || s->watermark == SL_TS_MAX) return NAN;
+    return (double)s->watermark / 1000.0;
+}
+
+static double f_lag(const sl__task_stat *s, const sl__obs_task_rate *r, double now)
+{
+    (void)r;
+    if (s->watermark == SL_TS_MIN || s->watermark == SL_TS_MAX) return NAN;
+    return now - (double)s->watermark / 1000.0;
+}
+
+void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
+{
+    sl__job_snap s;
+    sl__job_snap_take(o->job, &s);
+    double now = sl__obs_now();
+    pthread_mutex_lock(&o->lock);
+    int nr = o->ntasks == s.ntasks ? o->ntasks : 0;
+    sl__obs_task_rate *r = o->rates;
+
+    family(t, "sluice_build_info", "gauge", "Version of sluice; always 1.");
+    sl__obs_text_printf(t, "sluice_build_info{version=\"%s\"} 1\n", SL_VERSION);
+    family(t, "sluice_job_info", "gauge",
+           "The running job's name and delivery guarantee; always 1.");
+    sl__obs_text_printf(t, "%s", "sluice_job_info{name=");
+    sl__obs_text_label(t, s.name);
+    sl__obs_text_printf(t, ",delivery=\"%s\"} 1\n", s.delivery);
+    job_value(t, "sluice_job_running", "gauge",
+              "1 while the job's workers run, else 0.", s.job.running);
+    job_value(t, "sluice_job_start_time_seconds", "gauge",
+              "Unix time the metrics server started.", o->started);
+    if (s.job.watermark != SL_TS_MIN && s.job.watermark != SL_TS_MAX)
+        job_value(t, "sluice_job_watermark_seconds", "gauge",
+                  "Lowest watermark published by the sink stage (unix seconds).",
+                  (double)s.job.watermark / 1000.0);
+    job_value(t, "sluice_batches_live", "gauge", "Batches allocated right now.",
+              (double)s.job.batches_live);
+    job_value(t, "sluice_batches_peak", "gauge", "Most batches allocated at once.",
+              (double)s.job.batches_peak);
+
+    if (s.nstages) {
+        family(t, "sluice_stage_info", "gauge",
+               "A stage of the job graph: its operator chain, how its output "
+               "leaves and its task count; always 1.");
+        for (int i = 0; i < s.nstages; i++) {
+            sl__obs_text_printf(t, "sluice_stage_info{stage=\"%d\",operators=", i);
+            sl__obs_text_label(t, s.stages[i].ops);
+            sl__obs_text_printf(t, ",output=\"%s\",tasks=\"%d\"} 1\n",
+                                s.stages[i].output, s.stages[i].ntasks);
+        }
+    }
+    /* activity per task (rates; not checkpointed) */
+    per_task(t, &s, r, nr, "sluice_records_in_total", "counter",
+             "Records entering the task's operator chain in this process.", "",
+             f_in, now, false);
+    per_task(t, &s, r, nr, "sluice_records_out_total", "counter",
+             "Records leaving the task's chain (to an exchange or the sink).", "",
+             f_out, now, false);
+    per_task(t, &s, r, nr, "sluice_batches_in_total", "counter",
+             "Batches entering the task's operator chain.", "", f_batches, now,
+             false);
+    per_task(t, &s, r, nr, "sluice_task_busy_seconds_total", "counter",
+             "Time workers spent running the task (processing time).", "", f_busy,
+             now, false);
+    per_task(t, &s, r, nr, "sluice_task_steps_total", "counter",
+             "Scheduling steps the task ran.", "", f_steps, now, false);
+    per_task(t, &s, r, nr, "sluice_records_in_per_second", "gauge",
+             "Records entering the task's chain per second, last second.", "",
+             f_in_rate, now, false);
+    per_task(t, &s, r, nr, "sluice_records_out_per_second", "gauge",
+             "Records leaving the task's chain per second, last second.", "",
+             f_out_rate, now, false);
+    per_task(t, &s, r, nr, "sluice_task_busy_ratio", "gauge",
+             "Fraction of the last second a worker spent running the task.", "",
+             f_busy_ratio, now, false);
+    per_task(t, &s, r, nr, "sluice_backpressure_blocked_seconds_total", "counter",
+             "Time the task's output waited on a full exchange (ended waits).", "",
+             f_blocked, now, false);
+    per_task(t, &s, r, nr, "sluice_backpressure_ratio", "gauge",
+             "Fraction of the last second the task's output was blocked on a "
+             "full exchange (0 = free, 1 = fully back-pressured).", "", f_bp, now,
+             false);
+    per_task(t, &s, r, nr, "sluice_input_queue_batches", "gauge",
+             "Batches waiting in the task's input exchange channels.", "", f_q,
+             now, false);
+    per_task(t, &s, r, nr, "sluice_input_queue_capacity_batches", "gauge",
+             "Batches the task's input channels can hold (exchange.capacity x "
+             "inputs).", "", f_qcap, now, false);
+    per_task(t, &s, r, nr, "sluice_input_queue_fill_ratio", "gauge",
+             "Input queue fill, 0..1; 1 means the task is the bottleneck.", "",
+             f_qfill, now, false);
+    per_task(t, &s, r, nr, "sluice_watermark_seconds", "gauge",
+             "The task's watermark after its chain (unix seconds; absent before "
+             "the first and after the final one).", "", f_wm, now, true);
+    per_task(t, &s, r, nr, "sluice_event_time_lag_seconds", "gauge",
+             "Wall clock minus the task's watermark.", "", f_lag, now, true);
+    /* business counters per task (checkpointed: they continue after recovery) */
+    per_task(t, &s, r, nr, "sluice_source_records_total", "counter",
+             "Records read by the source (checkpointed).", "", f_src, now, false);
+    per_task(t, &s, r, nr, "sluice_sink_records_total", "counter",
+             "Data records written by the sink (checkpointed; canaries excluded).",
+             "", f_sink, now, false);
+    per_task(t, &s, r, nr, "sluice_windows_emitted_total", "counter",
+             "(window, key) groups emitted by window operators (checkpointed).",
+             "", f_windows, now, false);
+    per_task(t, &s, r, nr, "sluice_groups_suppressed_total", "counter",
+             "Groups withheld by k-anonymity (checkpointed).", "", f_suppr, now,
+             false);
+    per_task(t, &s, r, nr, "sluice_late_records_total", "counter",
+             "Records behind the watermark, counted and not aggregated "
+             "(checkpointed).", ",reason=\"behind_watermark\"", f_late, now,
+             false);
+    per_task(t, &s, r, nr, "sluice_task_dead_letters_total", "counter",
+             "Bad records the task routed to the dead-letter output "
+             "(checkpointed).", "", f_dead, now, false);
+
+    /* job totals that outlive the run */
+    job_value(t, "sluice_job_records_read_total", "counter",
+              "Records read by the job's sources (checkpointed).",
+              (double)s.job.records_in);
+    job_value(t, "sluice_job_records_written_total", "counter",
+              "Data records written by the job's sink (checkpointed).",
+              (double)s.job.records_out);
+    job_value(t, "sluice_job_windows_emitted_total", "counter",
+              "(window, key) groups emitted, whole job (checkpointed).",
+              (double)s.job.windows_fired);
+    job_value(t, "sluice_job_groups_suppressed_total", "counter",
+              "Groups withheld by k-anonymity, whole job (checkpointed).",
+              (double)s.job.groups_suppressed);
+    job_value(t, "sluice_job_late_records_total", "counter",
+              "Late records, whole job (checkpointed).", (double)s.job.late_records);
+    job_value(t, "sluice_job_dead_letters_total", "counter",
+              "Dead letters, whole job (checkpointed).", (double)s.job.dead_letters);
+    job_value(t, "sluice_backpressure_ratio_max", "gauge",
+              "Highest task back-pressure ratio over the last second.",
+              o->job_rates.backpressure);
+
+    char names[32][32];
+    uint64_t counts[32];
+    int nd = sl__dead_letter_reasons(names, counts, 32);
+    family(t, "sluice_dead_letters_total", "counter",
+           "Dead letters by reason, this process (a replayed bad line counts "
+           "again, as it is written again).");
+    for (int i = 0; i < nd; i++) {
+        sl__obs_text_printf(t, "%s", "sluice_dead_letters_total{reason=");
+        sl__obs_text_label(t, names[i]);
+        sl__obs_text_printf(t, "} %llu\n", (unsigned long long)counts[i]);
+    }
+
+    /* checkpoints */
+    job_value(t, "sluice_checkpoints_enabled", "gauge",
+              "1 when the job takes checkpoints.", s.ck_enabled);
+    job_value(t, "sluice_checkpoints_completed_total", "counter",
+              "Checkpoints completed (manifest written).",
+              (double)s.job.checkpoints_completed);
+    job_value(t, "sluice_checkpoints_failed_total", "counter",
+              "Checkpoints that failed.", (double)s.job.checkpoints_failed);
+    job_value(t, "sluice_checkpoint_epoch", "gauge",
+              "Last epoch whose manifest is written.", (double)s.ck_committed);
+    job_value(t, "sluice_checkpoint_restored_epoch", "gauge",
+              "Checkpoint the run started from (0: none).",
+              (double)s.job.restored_epoch);
+    job_value(t, "sluice_checkpoint_last_duration_seconds", "gauge",
+              "Trigger to manifest, last completed checkpoint.",
+              (double)s.job.last_checkpoint_ms / 1e3);
+    job_value(t, "sluice_checkpoint_last_size_bytes", "gauge",
+              "Snapshot files of the last completed checkpoint.",
+              (double)s.job.last_checkpoint_bytes);
+    job_value(t, "sluice_checkpoint_last_pause_seconds", "gauge",
+              "Longest time a task spent snapshotting, last checkpoint.",
+              (double)s.job.last_snapshot_pause_us / 1e6);
+    if (o->ck_last_t > 0)
+        job_value(t, "sluice_checkpoint_last_completed_age_seconds", "gauge",
+                  "Seconds since the last checkpoint completed (to the sampler's "
+                  "second).", now - o->ck_last_t);
+    family(t, "sluice_checkpoint_duration_seconds", "histogram",
+           "Checkpoint durations, trigger to manifest, as the sampler saw them "
+           "complete (one per second at most).");
+    uint64_t cum = 0;
+    for (int b = 0; b < OBS_CK_BUCKETS; b++) {
+        cum += o->ck_hist[b];
+        sl__obs_text_printf(t, "sluice_checkpoint_duration_seconds_bucket{le=\"%g\"} "
+                            "%llu\n", sl__obs_ck_bounds[b], (unsigned long long)cum);
+    }
+    sl__obs_text_printf(t, "sluice_checkpoint_duration_seconds_bucket{le=\"+Inf\"} "
+                        "%llu\nsluice_checkpoint_duration_seconds_sum %.15g\n"
+                        "sluice_checkpoint_duration_seconds_count %llu\n",
+                        (unsigned long long)o->ck_hist_n, o->ck_hist_sum,
+                        (unsigned long long)o->ck_hist_n);
+    pthread_mutex_unlock(&o->lock);
+    sl__job_snap_close(&s);
+    /* application counters (events per type) and collectors (canaries) */
+    sl__obs_registry_render(t);
+}

@@ -1,0 +1,392 @@
+/* plan.c — the public SQL entry points (sl_sql_*): compiling a script
+ * (parse + analyse), explaining the plan, and building it into a job with
+ * the public builders only (sl_job_source, sl_stream_pseudonymise,
+ * sl_stream_lookup, sl_stream_filter/map with the SQL evaluator,
+ * sl_stream_key_by, sl_stream_window, sl_stream_k_anon, sl_stream_sink),
+ * exactly as a C user would. The sl_sql owns what the job borrows (schemas,
+ * tables, keyring, evaluator programs), so it is freed after the job. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "sql/sql.h"
+
+sl_sql *sl_sql_new(void) { return sl__xcalloc(1, sizeof(sl_sql)); }
+
+void sql_plan_reset(sl_sql *q)
+{
+    sql_kv_free(q->src_conf);
+    sl_schema_free(q->src_schema);
+    free(q->src_alias);
+    free(q->time_col);
+    for (int i = 0; i < q->npseudo; i++) free(q->pseudo[i]);
+    free(q->pseudo_keyid);
+    for (int j = 0; j < q->njoins; j++) {
+        sql_pjoin *pj = &q->joins[j];
+        free(pj->alias);
+        sl_schema_free(pj->schema);
+        sql_kv_free(pj->conf);
+        free(pj->stream_key);
+        free(pj->on_text);
+        for (int i = 0; i < pj->ncols; i++) free(pj->cols[i]);
+        free(pj->cols);
+        sl_table_free(pj->table);
+    }
+    sql_prog_free(q->where);
+    free(q->where_text);
+    sql_prog_free(q->pre);
+    for (int i = 0; q->keys && q->keys[i]; i++) free(q->keys[i]);
+    free(q->keys);
+    for (int i = 0; i < q->naggs; i++) {
+        free((char *)q->aggs[i].as);
+        free((char *)q->aggs[i].col);
+        free((double *)q->aggs[i].bounds);
+        free(q->agg_text[i]);
+    }
+    sql_prog_free(q->having);
+    free(q->having_text);
+    sql_prog_free(q->post);
+    free(q->k_col);
+    free(q->sink_conn);
+    sql_kv_free(q->sink_conf);
+    sl_keyring_free(q->keyring);
+    for (int i = 0; i < q->njobkv * 2; i++) free(q->jobkv[i]);
+    free(q->jobkv);
+    free(q->key_file);
+    free(q->file);
+    sql_script_free(&q->script);
+    sl_sql *keep_udf_vars = q;
+    sql_udf *udfs = keep_udf_vars->udfs;
+    int nudfs = q->nudfs;
+    char **vars = q->vars;
+    int nvars = q->nvars;
+    bool *used = q->var_used;
+    memset(q, 0, sizeof *q);
+    q->udfs = udfs;
+    q->nudfs = nudfs;
+    q->vars = vars;
+    q->nvars = nvars;
+    q->var_used = used;
+}
+
+void sl_sql_free(sl_sql *q)
+{
+    if (!q) return;
+    sql_plan_reset(q);
+    for (int i = 0; i < q->nudfs; i++) free(q->udfs[i].name);
+    free(q->udfs);
+    for (int i = 0; i < 2 * q->nvars; i++) free(q->vars[i]);
+    free(q->vars);
+    free(q->var_used);
+    free(q);
+}
+
+int sl_sql_add_function(sl_sql *q, const char *name, sl_type ret,
+                        const sl_type *args, int nargs, sl_sql_udf fn,
+                        void *udata, char *err, size_t errsz)
+{
+    if (!q || !name || !fn || nargs < 0 || nargs > 8 || (nargs && !args))
+        return sl__err(err, errsz, SL_EINVAL, "sql: a function needs a name, a "
+                       "callback and 0 to 8 argument types");
+    bool ok = (name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') ||
+              name[0] == '_';
+    for (const char *p = name; ok && *p; p++)
+        ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
+             (*p >= '0' && *p <= '9');
+    if (!ok)
+        return sl__err(err, errsz, SL_EINVAL, "sql: function name '%s' must be letters, "
+                       "digits and _", name);
+    if (sql_func_find(name, NULL))
+        return sl__err(err, errsz, SL_EINVAL, "sql: '%s' is a built-in function", name);
+    for (int i = 0; i < q->nudfs; i++)
+        if (sql_ieq(q->udfs[i].name, name))
+            return sl__err(err, errsz, SL_EINVAL, "sql: function '%s' is already "
+                           "registered", name);
+    q->udfs = sl__xrealloc(q->udfs, sizeof(*q->udfs) * (size_t)(q->nudfs + 1));
+    sql_udf *u = &q->udfs[q->nudfs++];
+    memset(u, 0, sizeof *u);
+    u->name = sl__xstrdup(name);
+    u->ret = ret;
+    u->nargs = nargs;
+    if (nargs) memcpy(u->args, args, sizeof(*args) * (size_t)nargs);
+    u->fn = fn;
+    u->udata = udata;
+    return 0;
+}
+
+int sl_sql_set(sl_sql *q, const char *key, const char *value, char *err, size_t errsz)
+{
+    if (!q || !key || !*key || !value)
+        return sl__err(err, errsz, SL_EINVAL, "sql: set needs a key and a value");
+    for (int i = 0; i < q->nvars; i++)
+        if (!strcmp(q->vars[2 * i], key)) {
+            free(q->vars[2 * i + 1]);
+            q->vars[2 * i + 1] = sl__xstrdup(value);
+            return 0;
+        }
+    q->vars = sl__xrealloc(q->vars, sizeof(char *) * (size_t)(2 * q->nvars + 2));
+    q->var_used = sl__xrealloc(q->var_used, sizeof(bool) * (size_t)(q->nvars + 1));
+    q->vars[2 * q->nvars] = sl__xstrdup(key);
+    q->vars[2 * q->nvars + 1] = sl__xstrdup(value);
+    q->var_used[q->nvars] = false;
+    q->nvars++;
+    return 0;
+}
+
+int sl_sql_compile(sl_sql *q, const char *text, const char *filename, char *err,
+                   size_t errsz)
+{
+    if (!q || !text) return sl__err(err, errsz, SL_EINVAL, "sql: no script");
+    sql_plan_reset(q);
+    for (int i = 0; i < q->nvars; i++) q->var_used[i] = false;
+    const char *fn = filename ? filename : "<sql>";
+    q->file = sl__xstrdup(fn);
+    char msg[1024] = "";
+    int rc = sql_parse(text, &q->script, msg, sizeof msg, &q->eline, &q->ecol);
+    if (!rc) rc = sql_analyze(q, msg, sizeof msg);
+    if (rc) {
+        if (q->eline > 0) sl__err(err, errsz, rc, "%s:%s", fn, msg);
+        else {
+            /* errors not tied to a place in the script ("0:0: ...") */
+            const char *m = strncmp(msg, "0:0: ", 5) ? msg : msg + 5;
+            sl__err(err, errsz, rc, "%s: %s", fn, m);
+        }
+        return rc;
+    }
+    q->compiled = true;
+    return 0;
+}
+
+void sl_sql_error_pos(const sl_sql *q, int *line, int *col)
+{
+    if (line) *line = q ? q->eline : 0;
+    if (col) *col = q ? q->ecol : 0;
+}
+
+/* ---- explain -------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t n, used;
+} out;
+
+static void say(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->used < o->n ? o->n - o->used : 0;
+    int k = vsnprintf(room ? o->p + o->used : NULL, room, fmt, ap);
+    va_end(ap);
+    if (k > 0) o->used += (size_t)k;
+}
+
+static void say_schema(out *o, const sl_schema *s)
+{
+    for (int i = 0; i < sl_schema_ncols(s); i++)
+        say(o, "%s%s %s", i ? ", " : "", sl_schema_col_name(s, i),
+            sl_type_name(sl_schema_col_type(s, i)));
+}
+
+static void say_kv(out *o, char **kv)
+{
+    for (int i = 0; kv && kv[i]; i += 2) say(o, "%s%s=%s", i ? " " : "", kv[i], kv[i + 1]);
+}
+
+static void say_prog(out *o, const sql_prog *p, const char *indent)
+{
+    for (int i = 0; i < p->n; i++) {
+        char buf[2048];
+        sql_expr_print(p->exprs[i], buf, sizeof buf);
+        say(o, "%s%s %s = %s\n", indent, sl_schema_col_name(p->out, i),
+            sl_type_name(sl_schema_col_type(p->out, i)), buf);
+    }
+}
+
+static const char *jobkey(const sl_sql *q, const char *k)
+{
+    const char *v = NULL;
+    for (int i = 0; i < q->njobkv; i++)
+        if (!strcmp(q->jobkv[2 * i], k)) v = q->jobkv[2 * i + 1];
+    return v;
+}
+
+static const char *const agg_kind_name[] = {
+    "COUNT", "SUM", "MIN", "MAX", "AVG", "COUNT(DISTINCT)", "APPROX_COUNT_DISTINCT",
+    "HISTOGRAM"};
+
+size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
+{
+    out o = {buf, size, 0};
+    if (size) buf[0] = 0;
+    if (!q || !q->compiled) {
+        say(&o, "(not compiled)\n");
+        return o.used;
+    }
+    const char *par = jobkey(q, "parallelism");
+    const char *del = jobkey(q, "delivery");
+    const char *ck = jobkey(q, "checkpoint.dir");
+    say(&o, "job %s\n", q->file);
+    say(&o, "  parallelism %s, delivery %s, checkpoints %s%s\n",
+        par && strcmp(par, "0") ? par : "one task per core (0)",
+        del ? del : "exactly-once", ck && *ck ? "in " : "off", ck && *ck ? ck : "");
+    for (int i = 0; i < q->njobkv; i++)
+        say(&o, "  SET %s = %s\n", q->jobkv[2 * i], q->jobkv[2 * i + 1]);
+    say(&o, "stage 1: source tasks, one per input partition at most (parallelism)\n");
+    const sql_opt *c = NULL;
+    for (int i = 0; i < q->src->nopts; i++)
+        if (sql_ieq(q->src->opts[i].key, "connector")) c = &q->src->opts[i];
+    say(&o, "  source %s (%s): ", q->src->name, c ? c->value : "?");
+    say_kv(&o, q->src_conf);
+    say(&o, "\n    columns: ");
+    say_schema(&o, q->src_schema);
+    if (q->time_col)
+        say(&o, "\n    event time %s, watermark delay %lld ms\n", q->time_col,
+            (long long)q->wm_delay);
+    else
+        say(&o, "\n    no event time\n");
+    for (int i = 0; i < q->npseudo; i++)
+        say(&o, "  pseudonymise %s -> BIGINT pseudonym (HMAC-SHA-256, keys %s); the raw "
+            "value goes no further\n", q->pseudo[i], q->key_file ? q->key_file : "(unset)");
+    if (q->where && q->where_early) say(&o, "  filter WHERE %s\n", q->where_text);
+    for (int j = 0; j < q->njoins; j++) {
+        const sql_pjoin *pj = &q->joins[j];
+        say(&o, "  lookup join %s AS %s ON %s (left: no match gives NULLs); table loaded "
+            "at start%s; appends: ", pj->tab->name, pj->alias, pj->on_text,
+            pj->pseudo ? ", keys pseudonymised as it loads" : "");
+        for (int i = 0; i < pj->ncols; i++) say(&o, "%s%s", i ? ", " : "", pj->cols[i]);
+        say(&o, "%s\n", pj->ncols ? "" : "(nothing)");
+    }
+    if (q->where && !q->where_early) say(&o, "  filter WHERE %s\n", q->where_text);
+    if (q->agg) {
+        say(&o, "  map (vectorised expressions):\n");
+        say_prog(&o, q->pre, "    ");
+        if (q->nkeys) {
+            say(&o, "stage 2: keyed by (");
+            for (int k = 0; k < q->nkeys; k++) say(&o, "%s%s", k ? ", " : "", q->keys[k]);
+            say(&o, "), key groups hashed to parallel tasks\n");
+        } else {
+            say(&o, "stage 2: one task (no key: a global window)\n");
+        }
+        if (q->win.slide_ms)
+            say(&o, "  window HOP size %lld ms, slide %lld ms (each record in %lld windows)",
+                (long long)q->win.size_ms, (long long)q->win.slide_ms,
+                (long long)(q->win.size_ms / q->win.slide_ms));
+        else
+            say(&o, "  window TUMBLE %lld ms", (long long)q->win.size_ms);
+        say(&o, "; fires when the watermark passes the window's end\n");
+        say(&o, "    state per (window, key): ");
+        for (int i = 0; i < q->naggs; i++) {
+            const sl_agg_spec *a = &q->aggs[i];
+            say(&o, "%s%s = %s", i ? ", " : "", a->as, q->agg_text[i]);
+            if (a->kind == SL_AGG_COUNT_DISTINCT) say(&o, " [exact set]");
+            else if (a->kind == SL_AGG_APPROX_COUNT_DISTINCT) say(&o, " [HyperLogLog, 16 KiB]");
+            (void)agg_kind_name;
+        }
+        say(&o, "\n");
+        if (q->having) say(&o, "  filter HAVING %s\n", q->having_text);
+    }
+    if (q->post) {
+        say(&o, "  map (vectorised expressions):\n");
+        say_prog(&o, q->post, "    ");
+    }
+    if (q->k_col)
+        say(&o, "  k-anonymity: rows with %s < %lld are withheld and counted\n", q->k_col,
+            (long long)q->k);
+    say(&o, "stage %d: sink %s (%s, single writer): ", q->agg ? 3 : 2, q->sink->name,
+        q->sink_conn);
+    say_kv(&o, q->sink_conf);
+    say(&o, "\n");
+    return o.used;
+}
+
+/* ---- build ------------------------------------------------------------------ */
+
+/* Prefixes a builder error with the place of the WITH option it names. */
+static int place_error(const sl_sql *q, const sql_stmt *st, const char *msg, char *err,
+                       size_t errsz, int rc)
+{
+    for (int i = 0; st && i < st->nopts; i++) {
+        char pat[160];
+        snprintf(pat, sizeof pat, "'%s'", st->opts[i].key);
+        if (strstr(msg, pat))
+            return sl__err(err, errsz, rc, "%s:%d:%d: %s", q->file, st->opts[i].line,
+                           st->opts[i].col, msg);
+    }
+    if (st)
+        return sl__err(err, errsz, rc, "%s:%d:%d: %s", q->file, st->with_line, st->with_col,
+                       msg);
+    return sl__err(err, errsz, rc, "%s: %s", q->file, msg);
+}
+
+int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
+{
+    if (!q || !q->compiled)
+        return sl__err(err, errsz, SL_ESTATE, "sql: compile the script first");
+    char e2[1024];
+    for (int i = 0; i < q->njobkv; i++)
+        if (sl_job_set(job, q->jobkv[2 * i], q->jobkv[2 * i + 1], e2, sizeof e2))
+            return sl__err(err, errsz, SL_EINVAL, "%s: %s", q->file, e2);
+    bool need_keys = q->npseudo > 0;
+    for (int j = 0; j < q->njoins; j++) need_keys |= q->joins[j].pseudo;
+    if (need_keys && !q->keyring) {
+        if (!q->key_file)
+            return sl__err(err, errsz, SL_EINVAL, "%s: PSEUDONYMIZE needs a key file: "
+                           "SET 'key.file' = 'PATH' (see sluice keygen)", q->file);
+        q->keyring = sl_keyring_load(q->key_file, e2, sizeof e2);
+        if (!q->keyring) return sl__err(err, errsz, SL_EINVAL, "%s: %s", q->file, e2);
+        if (q->pseudo_keyid && strcmp(q->pseudo_keyid, sl_keyring_current_id(q->keyring)))
+            return sl__err(err, errsz, SL_EINVAL, "%s: PSEUDONYMIZE names key '%s' but the "
+                           "current key of %s is '%s'", q->file, q->pseudo_keyid,
+                           q->key_file, sl_keyring_current_id(q->keyring));
+    }
+    for (int j = 0; j < q->njoins; j++) {
+        sql_pjoin *pj = &q->joins[j];
+        if (pj->table) continue;
+        const char *conn = "file";
+        pj->table = sl_table_load(conn, pj->schema, pj->tab->pk,
+                                  (const char *const *)pj->conf,
+                                  pj->pseudo ? q->keyring : NULL, e2, sizeof e2);
+        if (!pj->table) return place_error(q, pj->tab, e2, err, errsz, SL_EINVAL);
+    }
+    char **conf = NULL;
+    for (int i = 0; q->src_conf[i]; i += 2) conf = sql_kv_push(conf, q->src_conf[i], q->src_conf[i + 1]);
+    if (q->time_col && !sl__kv_get((const char *const *)conf, "time.column"))
+        conf = sql_kv_push(conf, "time.column", q->time_col);
+    char d[32];
+    snprintf(d, sizeof d, "%lld", (long long)q->wm_delay);
+    if (q->time_col && !sl__kv_get((const char *const *)conf, "watermark.delay.ms"))
+        conf = sql_kv_push(conf, "watermark.delay.ms", d);
+    const sql_opt *co = NULL;
+    for (int i = 0; i < q->src->nopts; i++)
+        if (sql_ieq(q->src->opts[i].key, "connector")) co = &q->src->opts[i];
+    sl_stream *s = sl_job_source(job, co->value, q->src_schema, (const char *const *)conf);
+    sql_kv_free(conf);
+    if (!s) return place_error(q, q->src, sl_job_error(job), err, errsz, SL_EINVAL);
+    for (int i = 0; i < q->npseudo; i++)
+        s = sl_stream_pseudonymise(s, q->pseudo[i], q->pseudo[i], q->keyring);
+    if (q->where && q->where_early)
+        s = sl_stream_filter(s, "WHERE", sql_prog_filter, q->where);
+    for (int j = 0; j < q->njoins; j++) {
+        sql_pjoin *pj = &q->joins[j];
+        if (pj->ncols == 0) continue; /* left join that adds nothing: a no-op */
+        s = sl_stream_lookup(s, pj->stream_key, pj->table, (const char *const *)pj->cols);
+    }
+    if (q->where && !q->where_early)
+        s = sl_stream_filter(s, "WHERE", sql_prog_filter, q->where);
+    if (q->agg) {
+        s = sl_stream_map(s, "sql-keys", q->pre->out, sql_prog_map, q->pre);
+        if (q->nkeys) s = sl_stream_key_by(s, (const char *const *)q->keys);
+        s = sl_stream_window(s, &q->win, q->aggs, (size_t)q->naggs);
+        if (q->having) s = sl_stream_filter(s, "HAVING", sql_prog_filter, q->having);
+    }
+    if (q->post) s = sl_stream_map(s, "sql-select", q->post->out, sql_prog_map, q->post);
+    if (q->k_col) s = sl_stream_k_anon(s, q->k_col, q->k);
+    int rc = s ? sl_stream_sink(s, q->sink_conn, (const char *const *)q->sink_conf) : SL_EINVAL;
+    if (rc || sl_job_error(job))
+        return place_error(q, q->sink, sl_job_error(job) ? sl_job_error(job)
+                                                         : sl_strerror(rc), err, errsz,
+                           rc ? rc : SL_EINVAL);
+    return 0;
+}

@@ -1,0 +1,11 @@
+-- Hello Twitter (examples/twitter/hello_twitter.sql) with a SQLite sink.
+CREATE SOURCE tweets (
+  lang         VARCHAR,
+  timestamp_ms TIMESTAMP,
+  WATERMARK FOR timestamp_ms AS timestamp_ms - INTERVAL '1' SECOND
+) WITH (connector = 'file', path = '${dir}/input/tweets.jsonl', format = 'jsonl');
+
+CREATE SINK result WITH (connector = 'sqlite', path = '${out}/result.db') AS
+SELECT window_start, window_end, lang, COUNT(*) AS tweets
+FROM tweets
+GROUP BY TUMBLE(timestamp_ms, INTERVAL '10' SECOND), lang;
