@@ -49,12 +49,6 @@ static inline uint64_t f64_bits(double d)
     memcpy(&u, &d, sizeof u);
     return u;
 }
-static inline double bits_f64(uint64_t u)
-{
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
 /* Equal doubles get equal keys: -0.0 is 0.0 and every NaN is one NaN. */
 static inline uint64_t f64_key(double d)
 {

@@ -329,7 +329,10 @@ static void aggregate_query(actx *A, const sql_select *sel, int wat,
         q->post = prog_new("SELECT", items, sel->nitems, q);
         prog_schema(q->post, out_names);
     } else {
-        for (int i = 0; i < sel->nitems; i++) sql_expr_free(items[i]);
+        for (int i = 0; i < sel->nitems; i++) {
+            sql_expr_free(items[i]);
+            items[i] = NULL; /* the caller frees items again on a later error */
+        }
     }
     sl_schema_free(w);
 }
