@@ -102,8 +102,15 @@ sl_type sl_schema_col_type(const sl_schema *s, int col);
 /* A batch is a column-oriented block of records sharing one schema. Batches
  * handed to user callbacks are borrowed for the duration of the call. */
 typedef struct sl_batch sl_batch;
+/* A string value. ptr points either into the batch's own storage (strings
+ * set with sl_batch_set_str, or decoded from input) or to memory that
+ * outlives the job: a schema's domain values, a lookup table's storage,
+ * static text. So a map function may store a pointer to such memory
+ * directly (sl_batch_str(out, col)[row] = (sl_str){"65+", 3}, and set the
+ * row valid) instead of copying it, and batch copies inside the runtime
+ * reference such strings rather than copying their bytes. */
 typedef struct {
-    const char *ptr; /* not NUL-terminated; lives as long as the batch */
+    const char *ptr; /* not NUL-terminated; valid at least as long as the batch */
     uint32_t len;
 } sl_str;
 
@@ -180,6 +187,7 @@ typedef struct {
     uint64_t late_records;    /* records behind the watermark, not counted */
     uint64_t windows_fired;   /* (window, key) groups emitted by window ops */
     uint64_t groups_suppressed; /* groups withheld by k-anonymity */
+    uint64_t groups_folded;   /* small groups published in a coarser one */
     uint64_t blocked_ns;      /* time producers waited on full exchanges */
     uint64_t batches_live;    /* batches allocated right now */
     uint64_t batches_peak;    /* most batches allocated at once */
@@ -190,6 +198,10 @@ typedef struct {
     uint64_t last_checkpoint_bytes;  /* size of its snapshot files */
     uint64_t last_snapshot_pause_us; /* longest time a task spent snapshotting */
     uint64_t restored_epoch;         /* checkpoint the run started from, 0 = none */
+    /* production checks (canary.interval.ms) */
+    uint64_t canaries_injected, canaries_seen, canaries_committed, canaries_missing;
+    uint64_t canary_pipeline_last_us; /* injection to sink write, last canary */
+    uint64_t canary_commit_last_us;   /* injection to visible output, last canary */
 } sl_job_stats;
 
 /* Asks a running job with checkpoints for a savepoint: a checkpoint kept
@@ -211,7 +223,9 @@ sl_stream *sl_job_source(sl_job *job, const char *connector,
 
 /* Per-batch user functions. A map function fills `out` (schema out_schema,
  * capacity >= sl_batch_len(in)) and sets its length; it must copy the record
- * kinds of the rows it keeps. Return 0, or a negative SL_E* to fail the job. */
+ * kinds of the rows it keeps. `out` takes over the storage of in's strings,
+ * so an sl_str of `in` may be stored in `out` as it is, without a copy.
+ * Return 0, or a negative SL_E* to fail the job. */
 typedef int (*sl_map_fn)(const sl_batch *in, sl_batch *out, void *udata);
 /* A filter sets keep[i] to 1 for the rows to keep. */
 typedef void (*sl_filter_fn)(const sl_batch *in, uint8_t *keep, void *udata);
@@ -273,6 +287,41 @@ sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
 /* k-anonymity: drops rows whose INT64 column `count_col` (an exact distinct
  * count of subscribers) is below k, counting them as suppressed groups. */
 sl_stream *sl_stream_k_anon(sl_stream *s, const char *count_col, int64_t k);
+
+/* k-anonymity by folding (docs/privacy.md): a window (as sl_stream_window)
+ * whose groups are the stream's key plus `group_cols` (NULL-terminated,
+ * not part of the key), k-anonymised as it fires. A group with at least k
+ * distinct subscribers (the exact COUNT_DISTINCT aggregate named
+ * count_col) is published as it is; the others are merged, their distinct
+ * sets unioned and other aggregates combined, into coarser groups along
+ * the levels: level i rewrites column levels[i].col of every group still
+ * unpublished, groups that become equal merge, a merged group with at
+ * least k is published (or merged into an already published group of the
+ * same key), and the rest go on to the next level; what remains after the
+ * last level is suppressed. Every input event is thus in exactly one
+ * published row or in a suppressed group, and the k test is exact.
+ * Suppressed and folded groups (of the window's own) are counted
+ * (sl_job_stats). The stream must be keyed (sl_stream_key_by) by the
+ * dimensions never folded, so that all groups of a coarser group meet in
+ * one task. */
+typedef struct {
+    const char *col;        /* a VARCHAR column of group_cols */
+    const char *const *map; /* NULL-terminated value, coarser value pairs;
+                             * unlisted values and NULL stay as they are.
+                             * map NULL: every value becomes "*" */
+} sl_fold_level;
+
+typedef struct {
+    int64_t k;                   /* >= 2 */
+    const char *count_col;       /* the COUNT_DISTINCT aggregate's name */
+    const sl_fold_level *levels; /* applied in order */
+    size_t nlevels;              /* 0: suppression only */
+} sl_fold_spec;
+
+sl_stream *sl_stream_window_fold(sl_stream *s, const sl_window_spec *w,
+                                 const char *const *group_cols,
+                                 const sl_agg_spec *aggs, size_t naggs,
+                                 const sl_fold_spec *fold);
 
 /* Sinks. connector: "sqlite", "file" (CSV or JSON Lines), "stdout".
  * Returns 0 or a negative SL_E*; the error is also kept in the job. */
@@ -408,6 +457,23 @@ sl_stream *sl_stream_pseudonymise_rotating(sl_stream *s, const char *col,
                                            const char *out_col,
                                            const sl_keyring *keys,
                                            const sl_rotation *rot);
+/* A lookup table for joins under rotation: as sl_table_load with a
+ * keyring, but the key column is pseudonymised under every key of the
+ * domain, all into one table keyed by pseudonym, so a record pseudonymised
+ * under the key of its period (sl_stream_pseudonymise_rotating with the
+ * same rotation) finds its row in any period. Holds one copy of the rows
+ * per key of the domain (sl_table_rows counts them all). */
+sl_table *sl_table_load_rotating(const char *connector,
+                                 const sl_schema *schema, const char *key_col,
+                                 const char *const *conf,
+                                 const sl_keyring *keys,
+                                 const sl_rotation *rot, char *errstr,
+                                 size_t errstr_size);
+/* The keys of a keyring in file order (the last is the current one): how
+ * many, and key i's VALID_FROM in epoch ms, or INT64_MIN when the key file
+ * gives none. */
+int sl_keyring_count(const sl_keyring *k);
+int64_t sl_keyring_valid_from(const sl_keyring *k, int i);
 
 #ifdef __cplusplus
 }

@@ -279,7 +279,8 @@ int cli_run(int argc, char **argv)
                 "in %.2f s), %llu windows fired, %llu rows written to %s, %llu "
                 "groups suppressed (k=%lld), %llu late, %llu dead letters, %llu "
                 "checkpoints (%llu failed; last %llu ms, %llu bytes, longest task pause "
-                "%llu us)%s%s\n",
+                "%llu us), canaries %llu injected / %llu seen / %llu committed / %llu "
+                "missing%s%s\n",
                 rc ? "failed" : "done", (unsigned long long)st.records_in, dt,
                 dt > 0 ? (double)st.records_in / dt / 1e6 : 0.0, t_load,
                 (unsigned long long)st.windows_fired,
@@ -291,7 +292,11 @@ int cli_run(int argc, char **argv)
                 (unsigned long long)st.checkpoints_failed,
                 (unsigned long long)st.last_checkpoint_ms,
                 (unsigned long long)st.last_checkpoint_bytes,
-                (unsigned long long)st.last_snapshot_pause_us, rc ? ": " : "",
+                (unsigned long long)st.last_snapshot_pause_us,
+                (unsigned long long)st.canaries_injected,
+                (unsigned long long)st.canaries_seen,
+                (unsigned long long)st.canaries_committed,
+                (unsigned long long)st.canaries_missing, rc ? ": " : "",
                 rc ? sl_job_error(job) : "");
     sl__obs_stop(obs);
     telecom_free(&res);

@@ -57,7 +57,31 @@ static int sink_flush_now(task *t)
     if (rc)
         sl__job_fail(t->job, rc, "sink %s: %s", t->job->sink_vt->name,
                      err[0] ? err : sl_strerror(rc));
+    else sl__ck_canaries_visible(t, UINT64_MAX);
     return rc;
+}
+
+void sl__ck_canaries_visible(task *t, uint64_t epoch)
+{
+    sl_job *j = t->job;
+    uint64_t now = sl__clock();
+    size_t keep = 0;
+    for (size_t i = 0; i < t->nawait; i++) {
+        if (t->await[i].epoch > epoch) {
+            t->await[keep++] = t->await[i];
+            continue;
+        }
+        pthread_mutex_lock(&j->lock);
+        if (!j->canary_log) {
+            char path[4200];
+            sl__mkdirs(j->conf.output_dir);
+            snprintf(path, sizeof path, "%s/canaries.jsonl", j->conf.output_dir);
+            j->canary_log = fopen(path, "a");
+        }
+        sl__canary_commit(&j->canaries, t->await[i].slot, now, j->canary_log);
+        pthread_mutex_unlock(&j->lock);
+    }
+    t->nawait = keep;
 }
 
 /* Makes the sink's output up to here part of epoch n. */
@@ -192,8 +216,10 @@ int sl__ck_task_duties(task *t)
             if (t->ctx.delivery == SL__EXACTLY_ONCE && vt->commit)
                 rc = sink_call(t, vt->commit, c, "commit");
             if (rc) return rc;
+            sl__ck_canaries_visible(t, c);
             t->sink_committed = c;
-            if (pl->final_epoch && c >= pl->final_epoch) atomic_fetch_add(&pl->sinks_final, 1);
+            uint64_t fe = atomic_load(&pl->final_epoch); /* may be reset to 0 */
+            if (fe && c >= fe) atomic_fetch_add(&pl->sinks_final, 1);
         }
     }
     return 0;
@@ -216,7 +242,9 @@ int sl__ck_sink_finish(task *t)
     if (t->ctx.delivery != SL__EXACTLY_ONCE || !vt->precommit) return sink_flush_now(t);
     uint64_t n = t->pl->epoch + 1;
     int rc = sink_call(t, vt->precommit, n, "precommit");
-    return rc ? rc : sink_call(t, vt->commit, n, "commit");
+    if (!rc) rc = sink_call(t, vt->commit, n, "commit");
+    if (!rc) sl__ck_canaries_visible(t, UINT64_MAX);
+    return rc;
 }
 
 void sl__ck_source_progress(task *t, int part)

@@ -29,6 +29,12 @@ void *sl__xcalloc(size_t n, size_t m);
 void *sl__xrealloc(void *p, size_t n);
 char *sl__xstrdup(const char *s);
 char *sl__xstrndup(const char *s, size_t n);
+/* n zero-filled bytes in their own mapping (2 MiB aligned and marked for
+ * transparent huge pages from 2 MiB on: for large tables probed at random,
+ * where TLB misses would dominate). Aborts on OOM; free with
+ * sl__huge_free(p, n), the same n. */
+void *sl__huge_alloc(size_t n);
+void sl__huge_free(void *p, size_t n);
 
 /* ---- schema -------------------------------------------------------------- */
 struct sl__colinfo {
@@ -56,6 +62,12 @@ typedef struct {
 void *sl__arena_alloc(sl__arena *a, size_t n);
 void sl__arena_reset(sl__arena *a); /* keeps the first chunk */
 void sl__arena_free(sl__arena *a);
+/* Whether p points into one of a's chunks. */
+bool sl__arena_owns(const sl__arena *a, const void *p);
+/* Moves src's chunks into dst (src is left empty), so strings allocated in
+ * src stay valid as long as dst: how an operator's output batch keeps its
+ * input's strings without copying them. */
+void sl__arena_adopt(sl__arena *dst, sl__arena *src);
 
 /* ---- batch --------------------------------------------------------------- */
 struct sl__col {
@@ -69,15 +81,29 @@ struct sl_batch {
     struct sl__col cols[SL_MAX_COLS];
     sl__arena arena;
     size_t bytes; /* size of the allocation, for memory accounting */
+    bool huge;    /* allocated by sl__batch_new_huge */
 };
 /* New batch with all rows valid; live batches are counted process-wide. */
 sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap);
+/* The same in its own mapping (sl__huge_alloc): for large, long-lived
+ * batches probed at random, such as lookup-table chunks. */
+sl_batch *sl__batch_new_huge(const sl_schema *s, uint32_t cap);
 void sl__batch_free(sl_batch *b);
 void sl__batch_clear(sl_batch *b); /* n = 0, arena reset, all valid */
 /* Appends rows[0..n) of src to dst (same schema; dst must have room);
- * strings are copied into dst's arena. rows NULL = all rows of src. */
+ * strings in src's arena are copied into dst's, others (which outlive the
+ * job, see sl_str) are referenced. rows NULL = all rows of src. */
 void sl__batch_append(sl_batch *dst, const sl_batch *src,
                       const uint32_t *rows, uint32_t n);
+/* Re-labels b with schema s in place: the same number of columns, each
+ * no wider than before (a STRING column may become INT64), so the column
+ * arrays b was allocated with still fit. */
+void sl__batch_retype(sl_batch *b, const sl_schema *s);
+/* The same for a schema with more columns: the first ones as for
+ * sl__batch_retype, the added ones get arrays (all rows valid) from b's
+ * arena. So an operator appends columns without copying the others. An
+ * extended batch must not be cleared (sl__batch_clear), only freed. */
+void sl__batch_extend(sl_batch *b, const sl_schema *s);
 /* Process-wide batch accounting (live count, peak, bytes). */
 void sl__batch_stats(uint64_t *live, uint64_t *peak, uint64_t *bytes_live);
 void sl__batch_stats_reset_peak(void);
@@ -138,6 +164,9 @@ static inline int64_t sl__floor_div(int64_t a, int64_t b)
  * environment, the K-th call (default 1st) with that name kills the process
  * with SIGKILL. A no-op otherwise. */
 void sl__crash_point(const char *name);
+/* Test hook for fault injection: true at the K-th call with this name when
+ * SLUICE_FAULT=NAME[:K] is set (e.g. drop-canary); false otherwise. */
+bool sl__fault(const char *name);
 
 /* The injectable clock: wall-clock nanoseconds (monotonic). Only metrics,
  * flush timeouts and canaries read it; tests may replace it. */

@@ -114,6 +114,24 @@ int sl__key_group_task(uint64_t hash, int groups, int ntasks)
     return sl__group_task((int)(hash % (uint64_t)groups), groups, ntasks);
 }
 
+/* The sink task sees canaries: pipeline latency now, commit latency when
+ * the epoch they belong to becomes visible. */
+static void sink_canaries(task *t, const sl_batch *b)
+{
+    for (uint32_t r = 0; r < b->n; r++) {
+        if (b->kind[r] == SL_KIND_DATA) continue;
+        if (sl__fault("drop-canary")) continue; /* test hook: lost on the way */
+        if (!sl__canary_seen(&t->job->canaries, b->kind[r], sl__clock())) continue;
+        if (t->nawait == t->capawait) {
+            t->capawait = t->capawait ? t->capawait * 2 : 16;
+            t->await = sl__xrealloc(t->await, t->capawait * sizeof *t->await);
+        }
+        t->await[t->nawait].slot = b->kind[r];
+        t->await[t->nawait].epoch = t->ck_epoch + 1;
+        t->nawait++;
+    }
+}
+
 static int route_push(sl__out *o, sl_batch *b)
 {
     task *t = ((chain_out *)o)->t;
@@ -126,6 +144,7 @@ static int route_push(sl__out *o, sl_batch *b)
     sl__stats_on_batch_out(&t->obs, b->n);
     switch (st->okind) {
     case OUT_SINK: {
+        sink_canaries(t, b);
         char err[512] = "";
         rc = t->job->sink_vt->write(t->sink, b, err, sizeof err);
         if (rc) sl__job_fail(t->job, rc, "sink %s: %s", t->job->sink_vt->name,
@@ -201,6 +220,7 @@ static int sink_flush(task *t)
     int rc = t->job->sink_vt->flush(t->sink, err, sizeof err);
     if (rc) sl__job_fail(t->job, rc, "sink %s: %s", t->job->sink_vt->name,
                          err[0] ? err : sl_strerror(rc));
+    else sl__ck_canaries_visible(t, UINT64_MAX);
     t->sink_flushed = sl__clock();
     return rc;
 }
@@ -278,18 +298,47 @@ static void task_flush_old_builders(task *t)
 static int64_t source_watermark(task *t)
 {
     sl_job *j = t->job;
-    int64_t wm = SL_TS_MAX;
+    int64_t wm = SL_TS_MAX, top = SL_TS_MIN;
     bool any = false;
     uint64_t now = sl__clock();
     uint64_t idle = (uint64_t)j->idle_timeout_ms * 1000000ULL;
     for (int p = 0; p < t->nparts; p++) {
-        if (idle && now - t->part_seen[p] >= idle) continue; /* idle */
-        any = true;
         int64_t w = t->part_max[p] == SL_TS_MIN ? SL_TS_MIN
                                                 : t->part_max[p] - j->wm_delay_ms;
+        if (w > top) top = w;
+        if (idle && now - t->part_seen[p] >= idle) continue; /* idle */
+        any = true;
         if (w < wm) wm = w;
     }
-    return any ? wm : t->wm;
+    /* Every partition idle: what has arrived is taken as complete, and the
+     * watermark moves to the most advanced partition's (Kafka Streams'
+     * max.task.idle: after the timeout, process what is there). */
+    if (!any) return top > t->wm ? top : t->wm;
+    return wm;
+}
+
+/* A canary per partition every canary.interval.ms, at the partition's
+ * event-time frontier (so it is never late), its other fields NULL; in the
+ * batch just read, or, when that is full, in a batch of its own returned
+ * for the caller to send after it. */
+static sl_batch *inject_canary(task *t, sl_batch *b, int part)
+{
+    sl__canaries *c = &t->job->canaries;
+    if (!c->interval_ns || t->time_col < 0 || t->part_max[part] == SL_TS_MIN) return NULL;
+    uint64_t now = sl__clock();
+    if (!t->canary_last[part]) t->canary_last[part] = now; /* first after one interval */
+    if (now - t->canary_last[part] < c->interval_ns) return NULL;
+    int slot = sl__canary_inject(c, t->parts[part], now);
+    if (!slot) return NULL;
+    t->canary_last[part] = now;
+    sl_batch *own = NULL;
+    if (b->n >= b->cap) b = own = sl__batch_new(b->schema, 1);
+    uint32_t r = b->n++;
+    for (int k = 0; k < b->schema->n; k++) b->cols[k].valid[r] = 0;
+    ((int64_t *)b->cols[t->time_col].data)[r] = t->part_max[part];
+    b->cols[t->time_col].valid[r] = 1;
+    b->kind[r] = (uint8_t)slot;
+    return own;
 }
 
 static int source_step(task *t)
@@ -333,8 +382,13 @@ static int source_step(task *t)
         t->part_max[part] = mx;
     }
     t->part_seen[part] = sl__clock();
+    sl_batch *canary = inject_canary(t, b, part);
     if (b->n == 0) sl__batch_free(b);
-    else if ((rc = chain_batch(t, b))) return rc;
+    else if ((rc = chain_batch(t, b))) {
+        sl__batch_free(canary);
+        return rc;
+    }
+    if (canary && (rc = chain_batch(t, canary))) return rc;
     if (t->time_col >= 0) {
         int64_t wm = source_watermark(t);
         if (wm > t->wm && (rc = task_on_watermark(t, wm))) return rc;
@@ -465,6 +519,7 @@ static int task_open(plan *pl, task *t, char *err, size_t errsz)
         for (int p = t->idx; p < parts; p += st->ntasks) t->parts[t->nparts++] = p;
         t->part_max = sl__xcalloc((size_t)t->nparts + 1, sizeof(int64_t));
         t->part_seen = sl__xcalloc((size_t)t->nparts + 1, sizeof(uint64_t));
+        t->canary_last = sl__xcalloc((size_t)t->nparts + 1, sizeof(uint64_t));
         uint64_t now = sl__clock();
         for (int p = 0; p < t->nparts; p++) {
             t->part_max[p] = SL_TS_MIN;
@@ -596,6 +651,8 @@ static void task_free(sl_job *j, task *t)
     free(t->parts);
     free(t->part_max);
     free(t->part_seen);
+    free(t->canary_last);
+    free(t->await);
     free(t->vt);
     free(t->op);
     free(t->op_id);
@@ -670,7 +727,10 @@ static void *worker_main(void *arg)
                 atomic_store(&pl->done, 1);
             if (rc == STEP_PROGRESS || now_done) progress = true;
         }
-        if (wa->id == 0) publish_watermark(pl);
+        if (wa->id == 0) {
+            publish_watermark(pl);
+            sl__canary_sweep(&j->canaries, sl__clock());
+        }
         if (progress) {
             backoff_us = 0;
             continue;
@@ -689,6 +749,8 @@ int sl_job_run(sl_job *j)
     if (j->ran) return sl__job_fail(j, SL_ESTATE, "job: a job runs once");
     j->ran = true;
     plan pl = {.job = j, .progress_fd = -1};
+    sl__canary_init(&j->canaries, (uint64_t)j->conf.canary_interval_ms,
+                    (uint64_t)j->conf.canary_timeout_ms);
     atomic_init(&pl.finished, 0);
     atomic_init(&pl.done, 0);
     int rc = plan_stages(&pl, j);
@@ -715,6 +777,9 @@ int sl_job_run(sl_job *j)
         for (int i = 0; i < W; i++) pthread_join(th[i], NULL);
         atomic_store(&pl.done, 1);
         sl__ck_stop(&pl);
+        /* the input is complete: a canary still unseen can never arrive */
+        if (!j->errcode && !atomic_load(&j->cancel) && !atomic_load(&j->stop_req))
+            sl__canary_sweep(&j->canaries, UINT64_MAX);
         atomic_store(&j->running, 0);
         publish_watermark(&pl);
         free(th);
@@ -755,6 +820,7 @@ void sl_job_stats_get(const sl_job *cj, sl_job_stats *o)
     o->late_records = c[SL__CTR_LATE];
     o->windows_fired = c[SL__CTR_WINDOWS_FIRED];
     o->groups_suppressed = c[SL__CTR_SUPPRESSED];
+    o->groups_folded = c[SL__CTR_FOLDED];
     o->blocked_ns = c[SL__CTR_BLOCKED_NS];
     sl__batch_stats(&o->batches_live, &o->batches_peak, NULL);
     o->watermark = atomic_load(&j->watermark);
@@ -765,4 +831,11 @@ void sl_job_stats_get(const sl_job *cj, sl_job_stats *o)
     o->last_checkpoint_bytes = atomic_load(&j->ck_last_bytes);
     o->last_snapshot_pause_us = atomic_load(&j->ck_last_pause_us);
     o->restored_epoch = atomic_load(&j->ck_restored);
+    sl__canaries *cy = &j->canaries;
+    o->canaries_injected = atomic_load(&cy->injected);
+    o->canaries_seen = atomic_load(&cy->seen);
+    o->canaries_committed = atomic_load(&cy->committed);
+    o->canaries_missing = atomic_load(&cy->missing);
+    o->canary_pipeline_last_us = atomic_load(&cy->pipeline.last_ns) / 1000;
+    o->canary_commit_last_us = atomic_load(&cy->commit.last_ns) / 1000;
 }

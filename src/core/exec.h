@@ -79,6 +79,9 @@ struct task {
     uint64_t snap_size;
     uint32_t snap_crc;
     uint64_t rate_t0, rate_n; /* source.rate accounting */
+    uint64_t *canary_last;    /* per partition: clock of the last canary */
+    struct { uint8_t slot; uint64_t epoch; } *await; /* canaries to commit */
+    size_t nawait, capawait;
     _Atomic uint64_t ctr[SL__CTR_N]; /* this task's counters (checkpointed) */
     sl__task_obs obs; /* records/batches/busy time for metrics (stats.h) */
 };
@@ -105,7 +108,8 @@ typedef struct plan {
     atomic_int acks, fails;
     uint64_t inflight;              /* 0 = none */
     bool inflight_sp;
-    uint64_t final_epoch;           /* the end-of-input checkpoint, 0 = not yet */
+    _Atomic uint64_t final_epoch;   /* the end-of-input checkpoint, 0 = not yet;
+                                     * written by the coordinator, read by sinks */
     uint64_t t_trigger, t_done;
     atomic_uint_fast64_t pause_ns;  /* longest task snapshot of the epoch */
     char ck_dir[4096];              /* directory of the in-flight epoch */
@@ -134,6 +138,9 @@ int sl__ck_on_barrier(task *t, int ch, uint64_t epoch);
 int sl__ck_on_input_end(task *t);
 /* End of input at a sink task. */
 int sl__ck_sink_finish(task *t);
+/* Canaries: the sink's output up to `epoch` became visible (UINT64_MAX:
+ * all of it). */
+void sl__ck_canaries_visible(task *t, uint64_t epoch);
 /* A source task read a batch from parts[part] (at-most-once progress). */
 void sl__ck_source_progress(task *t, int part);
 

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "canary.h"
 #include "runtime.h"
 
 typedef enum { NODE_SOURCE, NODE_OP, NODE_KEYBY } sl__node_kind;
@@ -34,6 +35,7 @@ typedef struct {
     int delivery;             /* sl__delivery */
     bool from_scratch;
     char *restore_from;       /* a checkpoint or savepoint directory */
+    int64_t canary_interval_ms, canary_timeout_ms;
     char *metrics_address;    /* HOST:PORT of /metrics, /status, dashboard; "" off */
     char *dashboard_dir;      /* dashboard's static files; "" = built-in search */
     int64_t metrics_linger_ms; /* keep serving this long after the run */
@@ -65,6 +67,8 @@ struct sl_job {
     void *plan;             /* while running; guarded by lock */
     atomic_int savepoint_req;
     atomic_int stop_req;    /* graceful stop: final checkpoint, then exit */
+    sl__canaries canaries;  /* production checks (canary.c) */
+    FILE *canary_log;       /* <output.dir>/canaries.jsonl, guarded by lock */
     /* checkpoint statistics */
     atomic_uint_fast64_t ck_completed, ck_failed, ck_last_ms, ck_last_bytes,
         ck_last_pause_us, ck_restored;

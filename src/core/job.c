@@ -51,6 +51,12 @@ static const sl__conf_def job_conf_defs[] = {
     {.key = "restore.from", .type = SL_CONF_STR, .def = "",
      .offset = OFF(restore_from),
      .desc = "start from this checkpoint or savepoint directory"},
+    {.key = "canary.interval.ms", .type = SL_CONF_INT, .def = "10000", .min = 0,
+     .max = 86400000, .offset = OFF(canary_interval_ms),
+     .desc = "a canary record per source partition this often (0: none)"},
+    {.key = "canary.timeout.ms", .type = SL_CONF_INT, .def = "60000", .min = 100,
+     .max = 86400000, .offset = OFF(canary_timeout_ms),
+     .desc = "a canary not seen at the sink by then is reported missing"},
     {.key = "source.rate", .type = SL_CONF_INT, .def = "0", .min = 0,
      .max = INT64_MAX, .offset = OFF(source_rate),
      .desc = "records per second per source task (0: unlimited)"},
@@ -100,6 +106,7 @@ void sl_job_free(sl_job *j)
     if (j->src_vt && j->src_vt->conf_free) j->src_vt->conf_free(j->src_conf);
     if (j->sink_vt && j->sink_vt->conf_free) j->sink_vt->conf_free(j->sink_conf);
     if (j->dlq) fclose(j->dlq);
+    if (j->canary_log) fclose(j->canary_log);
     sl__conf_free(job_conf_defs, &j->conf);
     pthread_mutex_destroy(&j->lock);
     free(j);
@@ -162,6 +169,7 @@ void sl_job_cancel(sl_job *j)
 }
 
 sl_job *sl__stream_job(const sl_stream *s) { return s ? s->job : NULL; }
+sl__canaries *sl__job_canaries(sl_job *j) { return &j->canaries; }
 const char *const *sl__stream_key(const sl_stream *s)
 {
     return s ? (const char *const *)s->key : NULL;

@@ -1,9 +1,11 @@
-/* util.c — error codes and messages, allocation that aborts on exhaustion,
- * the always-on assertion, hashing and the injectable clock. */
+/* util.c — error codes and messages, allocation that aborts on exhaustion
+ * (including large zero-filled regions on huge pages), the always-on
+ * assertion, hashing and the injectable clock. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,6 +79,40 @@ char *sl__xstrndup(const char *s, size_t n)
     return d;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* A private anonymous mapping: zero-filled, and pages are only backed once
+ * touched. From 2 MiB on, it is aligned to 2 MiB and marked for
+ * transparent huge pages (the kernel may or may not use them). */
+void *sl__huge_alloc(size_t n)
+{
+    if (n == 0) n = 1;
+    if (n < HUGE_PAGE) {
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (p == MAP_FAILED) oom(n);
+        return p;
+    }
+    size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    char *p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) oom(n);
+    char *a = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (a + len < p + len + HUGE_PAGE) munmap(a + len, (size_t)(p + len + HUGE_PAGE - (a + len)));
+#ifdef MADV_HUGEPAGE
+    madvise(a, len, MADV_HUGEPAGE);
+#endif
+    return a;
+}
+
+void sl__huge_free(void *p, size_t n)
+{
+    if (!p) return;
+    if (n == 0) n = 1;
+    munmap(p, n < HUGE_PAGE ? n : (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+}
+
 /* A 64-bit hash over bytes: 8-byte words folded through a multiply-xorshift;
  * quality is enough for hash tables and partitioning, not for security. */
 uint64_t sl__hash_bytes(const void *p, size_t n, uint64_t seed)
@@ -90,8 +126,25 @@ uint64_t sl__hash_bytes(const void *p, size_t n, uint64_t seed)
         s += 8;
         n -= 8;
     }
+    /* t = the 0..7 remaining bytes, little-endian, read without a byte
+     * loop: from the 8 bytes ending at the end when the key is that long,
+     * else from two overlapping loads (the result is the same). */
     uint64_t t = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n > 0 && s - (const unsigned char *)p >= (ptrdiff_t)(8 - n)) {
+        memcpy(&t, s + n - 8, 8);
+        t >>= 8 * (8 - n);
+    } else if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + n - 4, 4);
+        t = lo | (uint64_t)hi << (8 * (n - 4));
+    } else if (n > 0) {
+        t = s[0] | (uint64_t)s[n / 2] << (8 * (n / 2)) | (uint64_t)s[n - 1] << (8 * (n - 1));
+    }
+#else
     for (size_t i = 0; i < n; i++) t |= (uint64_t)s[i] << (8 * i);
+#endif
     h = (h ^ sl__mix64(t ^ 0x5bd1e995ULL)) * 0x9e3779b97f4a7c15ULL;
     return sl__mix64(h);
 }
@@ -117,4 +170,15 @@ void sl__crash_point(const char *name)
         fprintf(stderr, "sluice: crash point %s reached, killing the process\n", name);
         kill(getpid(), SIGKILL);
     }
+}
+
+bool sl__fault(const char *name)
+{
+    static atomic_int hits;
+    const char *spec = getenv("SLUICE_FAULT");
+    if (!spec) return false;
+    size_t n = strlen(name);
+    if (strncmp(spec, name, n) != 0 || (spec[n] != 0 && spec[n] != ':')) return false;
+    int k = spec[n] == ':' ? atoi(spec + n + 1) : 1;
+    return atomic_fetch_add(&hits, 1) + 1 == (k > 0 ? k : 1);
 }

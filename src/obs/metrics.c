@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/canary.h"
 #include "internal.h"
 
 const double sl__obs_ck_bounds[OBS_CK_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
@@ -69,6 +70,7 @@ TF(f_src, s->ctr[SL__CTR_RECORDS_IN])
 TF(f_sink, s->ctr[SL__CTR_RECORDS_OUT])
 TF(f_windows, s->ctr[SL__CTR_WINDOWS_FIRED])
 TF(f_suppr, s->ctr[SL__CTR_SUPPRESSED])
+TF(f_folded, s->ctr[SL__CTR_FOLDED])
 TF(f_late, s->ctr[SL__CTR_LATE])
 TF(f_dead, s->ctr[SL__CTR_DEAD_LETTERS])
 #undef TF
@@ -85,6 +87,46 @@ static double f_lag(const sl__task_stat *s, const sl__obs_task_rate *r, double n
     (void)r;
     if (s->watermark == SL_TS_MIN || s->watermark == SL_TS_MAX) return NAN;
     return now - (double)s->watermark / 1000.0;
+}
+
+static void canary_hist(sl__obs_text *t, const char *name, const char *help,
+                        sl__canary_hist *h)
+{
+    family(t, name, "histogram", help);
+    const uint64_t *bounds = sl__canary_bounds_ms();
+    uint64_t cum = 0;
+    for (int b = 0; b < SL__CANARY_BUCKETS; b++) {
+        cum += atomic_load(&h->bucket[b]);
+        sl__obs_text_printf(t, "%s_bucket{le=\"%g\"} %llu\n", name,
+                            (double)bounds[b] / 1000.0, (unsigned long long)cum);
+    }
+    uint64_t n = atomic_load(&h->count);
+    sl__obs_text_printf(t, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n",
+                        name, (unsigned long long)n, name,
+                        (double)atomic_load(&h->sum_ns) / 1e9, name,
+                        (unsigned long long)n);
+}
+
+/* Production checks (core/canary.c): counts and both latencies. */
+static void render_canaries(sl__obs_text *t, sl__canaries *c)
+{
+    job_value(t, "sluice_canaries_injected_total", "counter",
+              "Canary records injected at the source partitions.",
+              (double)atomic_load(&c->injected));
+    job_value(t, "sluice_canaries_seen_total", "counter",
+              "Canary records that reached the sink.", (double)atomic_load(&c->seen));
+    job_value(t, "sluice_canaries_committed_total", "counter",
+              "Canary records whose sink output became visible.",
+              (double)atomic_load(&c->committed));
+    job_value(t, "sluice_canaries_missing_total", "counter",
+              "Canary records not seen at the sink within canary.timeout.ms.",
+              (double)atomic_load(&c->missing));
+    canary_hist(t, "sluice_canary_pipeline_latency_seconds",
+                "Canary latency from injection at the source to the sink's write.",
+                &c->pipeline);
+    canary_hist(t, "sluice_canary_commit_latency_seconds",
+                "Canary latency from injection to the commit that makes it visible.",
+                &c->commit);
 }
 
 void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
@@ -184,6 +226,9 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     per_task(t, &s, r, nr, "sluice_groups_suppressed_total", "counter",
              "Groups withheld by k-anonymity (checkpointed).", "", f_suppr, now,
              false);
+    per_task(t, &s, r, nr, "sluice_groups_folded_total", "counter",
+             "Groups below k published folded into a coarser group "
+             "(checkpointed).", "", f_folded, now, false);
     per_task(t, &s, r, nr, "sluice_late_records_total", "counter",
              "Records behind the watermark, counted and not aggregated "
              "(checkpointed).", ",reason=\"behind_watermark\"", f_late, now,
@@ -205,6 +250,9 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     job_value(t, "sluice_job_groups_suppressed_total", "counter",
               "Groups withheld by k-anonymity, whole job (checkpointed).",
               (double)s.job.groups_suppressed);
+    job_value(t, "sluice_job_groups_folded_total", "counter",
+              "Groups below k published folded into a coarser group, whole "
+              "job (checkpointed).", (double)s.job.groups_folded);
     job_value(t, "sluice_job_late_records_total", "counter",
               "Late records, whole job (checkpointed).", (double)s.job.late_records);
     job_value(t, "sluice_job_dead_letters_total", "counter",
@@ -267,6 +315,7 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
                         (unsigned long long)o->ck_hist_n);
     pthread_mutex_unlock(&o->lock);
     sl__job_snap_close(&s);
-    /* application counters (events per type) and collectors (canaries) */
+    render_canaries(t, sl__job_canaries(o->job));
+    /* application counters (events per type) and collectors */
     sl__obs_registry_render(t);
 }

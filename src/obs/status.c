@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/canary.h"
 #include "internal.h"
 
 static void num(sl__obs_text *t, const char *k, double v, bool comma)
@@ -47,6 +48,7 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
     num(t, "late_records", (double)js->late_records, true);
     num(t, "windows_emitted", (double)js->windows_fired, true);
     num(t, "groups_suppressed", (double)js->groups_suppressed, true);
+    num(t, "groups_folded", (double)js->groups_folded, true);
     num(t, "watermark", wm_s(js->watermark), true);
     num(t, "event_time_lag_s", now - wm_s(js->watermark), true);
     num(t, "batches_live", (double)js->batches_live, true);
@@ -104,6 +106,7 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
         num(t, "sink_records", (double)ts->ctr[SL__CTR_RECORDS_OUT], true);
         num(t, "windows_emitted", (double)ts->ctr[SL__CTR_WINDOWS_FIRED], true);
         num(t, "groups_suppressed", (double)ts->ctr[SL__CTR_SUPPRESSED], true);
+        num(t, "groups_folded", (double)ts->ctr[SL__CTR_FOLDED], true);
         num(t, "late_records", (double)ts->ctr[SL__CTR_LATE], true);
         num(t, "dead_letters", (double)ts->ctr[SL__CTR_DEAD_LETTERS], false);
         SL__PUTS(t, "}");
@@ -149,6 +152,14 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
     pthread_mutex_unlock(&o->lock);
     SL__PUTS(t, "],\"counters\":");
     sl__obs_registry_json(t);
-    SL__PUTS(t, ",\"canaries\":null}\n");
+    sl__canaries *c = sl__job_canaries(o->job);
+    sl__obs_text_printf(t, ",\"canaries\":{\"injected\":%llu,\"seen\":%llu,\"committed\":%llu,"
+                        "\"missing\":%llu,\"pipeline_last_ms\":%.3f,\"commit_last_ms\":%.3f}}\n",
+                        (unsigned long long)atomic_load(&c->injected),
+                        (unsigned long long)atomic_load(&c->seen),
+                        (unsigned long long)atomic_load(&c->committed),
+                        (unsigned long long)atomic_load(&c->missing),
+                        (double)atomic_load(&c->pipeline.last_ns) / 1e6,
+                        (double)atomic_load(&c->commit.last_ns) / 1e6);
     sl__job_snap_close(&s);
 }

@@ -47,8 +47,7 @@
  *    and checks all of it into staged groups before restore_commit, which
  *    cannot fail, touches the state; restore_operator likewise.
  *
- * Not done here: canary forwarding (forward_canary only counts them), early
- * firings, session windows, a cap on state memory.
+ * Not done here: early firings, session windows, a cap on state memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -577,15 +576,57 @@ void sl__window_stats_get(const void *st, sl__window_stats *out)
 }
 
 /* ---- rows that are not aggregated ------------------------------------------ */
-/* Canary rows travel apart from real data and are never aggregated. The
- * design has window operators forward them at once; that needs a mapping of
- * canaries onto the output schema, which comes with the canary work. Until
- * then they are only counted here. */
+/* Canary rows travel apart from real data and are never aggregated: they
+ * are counted here (pass 1) and forwarded at once by emit_canaries. */
 static void forward_canary(win_op *op, const sl_batch *b, uint32_t row)
 {
     (void)b;
     (void)row;
     op->st.canaries++;
+}
+
+static bool row_windows(const win_op *op, int64_t ts, int64_t *latest);
+
+/* Forwards the batch's canary rows at once, mapped onto the output schema:
+ * the window holding the canary's time, its key columns, NULL aggregates,
+ * and its kind (which names the canary) kept. */
+static int emit_canaries(win_op *op, const sl_batch *b, sl__out *out)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < b->n; i++) n += b->kind[i] != SL_KIND_DATA;
+    if (!n) return 0;
+    sl_batch *o = sl__batch_new(op->out, n);
+    const int64_t *ts = b->cols[op->time_col].data;
+    const uint8_t *tv = b->cols[op->time_col].valid;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->kind[i] == SL_KIND_DATA) continue;
+        uint32_t r = o->n++;
+        int64_t start = 0;
+        bool ok = tv[i] && row_windows(op, ts[i], &start);
+        ((int64_t *)o->cols[0].data)[r] = start;
+        ((int64_t *)o->cols[1].data)[r] = ok ? start + op->size : 0;
+        o->cols[0].valid[r] = o->cols[1].valid[r] = ok;
+        for (int k = 0; k < op->nkey; k++) {
+            int ic = op->key_cols[k], oc = 2 + k;
+            o->cols[oc].valid[r] = b->cols[ic].valid[i];
+            switch (op->in->cols[ic].type) {
+            case SL_STRING: {
+                const sl_str *v = (const sl_str *)b->cols[ic].data + i;
+                if (b->cols[ic].valid[i]) sl_batch_set_str(o, oc, r, v->ptr, v->len);
+                break;
+            }
+            case SL_BOOL:
+                ((uint8_t *)o->cols[oc].data)[r] = ((const uint8_t *)b->cols[ic].data)[i];
+                break;
+            default:
+                ((int64_t *)o->cols[oc].data)[r] = ((const int64_t *)b->cols[ic].data)[i];
+                break;
+            }
+        }
+        for (int c = 2 + op->nkey; c < op->out->n; c++) o->cols[c].valid[r] = 0;
+        o->kind[r] = b->kind[i];
+    }
+    return sl__emit(out, o);
 }
 
 /* Renders a row as comma-separated text for a dead letter, identifier
@@ -758,19 +799,27 @@ static int32_t row_kg(const win_op *op, const sl_batch *b, uint32_t row)
 static int win_batch(void *st, sl_batch *b, sl__out *out)
 {
     win_op *op = st;
-    (void)out;
     op->started = true;
+    int crc = emit_canaries(op, b, out);
+    if (crc) {
+        sl__batch_free(b);
+        return crc;
+    }
     uint32_t m = prepare_rows(op, b);
     uint32_t chunk = PAIR_CHUNK / op->nwin ? PAIR_CHUNK / op->nwin : 1;
     uint64_t late = 0;
     for (uint32_t j0 = 0; j0 < m; j0 += chunk) {
         uint32_t j1 = m - j0 < chunk ? m : j0 + chunk;
         uint32_t np = assign_pairs(op, j0, j1, &late);
-        /* Pass 2: groups, prefetching the slots a few pairs ahead. */
+        /* Pass 2: groups, prefetching the slots two distances ahead and
+         * the entries they point to one distance ahead. */
         for (uint32_t p = 0; p < np; p++) {
+            if (p + 2 * PREFETCH_AHEAD < np)
+                sl__bmap_prefetch(&op->pwin[p + 2 * PREFETCH_AHEAD]->groups,
+                                  op->kh[op->pkey[p + 2 * PREFETCH_AHEAD]]);
             if (p + PREFETCH_AHEAD < np)
-                sl__bmap_prefetch(&op->pwin[p + PREFETCH_AHEAD]->groups,
-                                  op->kh[op->pkey[p + PREFETCH_AHEAD]]);
+                sl__bmap_prefetch_entry(&op->pwin[p + PREFETCH_AHEAD]->groups,
+                                        op->kh[op->pkey[p + PREFETCH_AHEAD]]);
             uint32_t j = op->pkey[p];
             bool fresh;
             uint8_t *g = sl__bmap_upsert(&op->pwin[p]->groups,
@@ -792,14 +841,32 @@ static int win_batch(void *st, sl_batch *b, sl__out *out)
 }
 
 /* ---- firing -------------------------------------------------------------------- */
+/* A group to sort by its encoded key. The key's first 24 bytes, as
+ * big-endian words zero-padded, decide most comparisons without touching
+ * the key itself (a cache miss per key in a large window). */
+#define REF_WORDS 3
 typedef struct {
+    uint64_t pre[REF_WORDS];
     const uint8_t *key;
     uint32_t len, idx;
 } grp_ref;
 
+static void ref_init(grp_ref *r, const uint8_t *key, uint32_t len, uint32_t idx)
+{
+    uint8_t buf[8 * REF_WORDS] = {0};
+    memcpy(buf, key, len < sizeof buf ? len : sizeof buf);
+    for (int w = 0; w < REF_WORDS; w++) r->pre[w] = get_be64(buf + 8 * w);
+    r->key = key;
+    r->len = len;
+    r->idx = idx;
+}
+
 static int grp_cmp(const void *x, const void *y)
 {
     const grp_ref *a = x, *b = y;
+    for (int w = 0; w < REF_WORDS; w++)
+        if (a->pre[w] != b->pre[w]) return a->pre[w] < b->pre[w] ? -1 : 1;
+    /* equal prefixes: zero padding may hide a length difference */
     int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
     if (c) return c;
     return (a->len > b->len) - (a->len < b->len);
@@ -814,8 +881,10 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
                    : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
     grp_ref *refs = sl__xmalloc((ng ? ng : 1) * sizeof *refs);
     for (uint32_t g = 0; g < ng; g++) {
-        sl__bmap_at(&w->groups, g, &refs[g].key, &refs[g].len);
-        refs[g].idx = g;
+        const uint8_t *key;
+        uint32_t len;
+        sl__bmap_at(&w->groups, g, &key, &len);
+        ref_init(&refs[g], key, len, g);
     }
     qsort(refs, ng, sizeof *refs, grp_cmp);
     int rc = 0;
@@ -826,6 +895,11 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
                 rc = SL_ENOMEM;
                 break;
             }
+        }
+        if (g + PREFETCH_AHEAD < ng) { /* key order is random memory order */
+            const grp_ref *a = &refs[g + PREFETCH_AHEAD];
+            __builtin_prefetch(a->key);
+            __builtin_prefetch(sl__bmap_at(&w->groups, a->idx, NULL, NULL));
         }
         sl_batch *b = *ob;
         uint32_t r = b->n;

@@ -17,7 +17,8 @@ typedef struct {
  * stall_ms more have passed (an idle partition); g_resumed_at_rows records
  * how many result rows the sink had seen when it resumed. */
 static int g_resumed = 0;
-static int g_rows_seen = 0, g_rows_at_resume = -1;
+static _Atomic int g_rows_seen; /* written by the sink's thread */
+static int g_rows_at_resume = -1;
 
 typedef struct {
     const vsrc_conf *c;
@@ -80,7 +81,10 @@ static int vsrc_read(void *st, sl_batch *b, int *part, char *err, size_t errsz)
         for (int q = 0; q < v->nparts; q++)
             if (v->parts[q] != 1 && v->next[q] < c->n) others = false;
         if (others && !v->others_done_at) v->others_done_at = sl__clock();
-        stalled = !others || sl__clock() - v->others_done_at < (uint64_t)c->stall_ms * 1000000;
+        /* resume once results flow (they cannot without idleness), or after
+         * stall_ms at most */
+        stalled = !others || (g_rows_seen == 0 &&
+                              sl__clock() - v->others_done_at < (uint64_t)c->stall_ms * 1000000);
     }
     for (int k = 0; k < v->nparts; k++) {
         int p = (v->cur + k) % v->nparts;
@@ -278,11 +282,12 @@ static void idle_partition_does_not_hold_back_the_watermark(void **st)
         g_rows_seen = 0;
         g_rows_at_resume = -1;
         sl_job_stats s;
-        /* partition 1 stalls for 400 ms after partition 0 has ended; with an
-         * idle timeout of 50 ms the watermark moves on without it, windows
-         * fire meanwhile, and its records arrive late */
+        /* partition 1 stalls after partition 0 has ended (until results
+         * flow, 5 s at most; 300 ms without idleness, when none can); with
+         * an idle timeout of 50 ms the watermark moves on without it,
+         * windows fire meanwhile, and its records arrive late */
         int rc = run_window_job(&R, (const char *[]){"n", "20000", "parts", "2", "step", "1",
-                                                     "keys", "1", "stall_ms", "400",
+                                                     "keys", "1", "stall_ms", idle ? "5000" : "300",
                                                      "idle.timeout.ms", idle ? "50" : "0", NULL},
                                 "1", 1000, 0, &s);
         assert_int_equal(rc, 0);

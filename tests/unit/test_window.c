@@ -146,10 +146,10 @@ static size_t collect(wop *w, out_row *o, size_t max, size_t nagg,
         sl_batch *x = w->sink.got[b];
         assert_ptr_equal(x->schema, w->out);
         for (uint32_t r = 0; r < x->n; r++) {
+            if (x->kind[r] != SL_KIND_DATA) continue; /* forwarded canaries */
             assert_true(n < max);
             out_row *e = &o[n++];
             memset(e, 0, sizeof *e);
-            assert_int_equal(x->kind[r], SL_KIND_DATA);
             e->start = ((int64_t *)x->cols[0].data)[r];
             e->end = ((int64_t *)x->cols[1].data)[r];
             int c = 2;
@@ -421,6 +421,20 @@ static void canaries_and_null_time(void **state)
     assert_int_equal(st.canaries, 2);
     assert_int_equal(st.null_time, 1);
     assert_int_equal(st.open_groups, 1);
+    /* the canaries were forwarded at once, before any window fired: their
+     * window and key, NULL aggregates, their kind kept */
+    assert_int_equal(w.sink.n, 1);
+    sl_batch *cb = w.sink.got[0];
+    assert_int_equal(cb->n, 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        assert_int_not_equal(cb->kind[i], SL_KIND_DATA);
+        assert_int_equal(((int64_t *)cb->cols[0].data)[i], 0);
+        assert_int_equal(((int64_t *)cb->cols[1].data)[i], 10);
+        assert_int_equal(cb->cols[3].valid[i], 0);
+        assert_int_equal(cb->cols[4].valid[i], 0);
+    }
+    assert_memory_equal(((sl_str *)cb->cols[2].data)[0].ptr, "SMS", 3);
+    assert_memory_equal(((sl_str *)cb->cols[2].data)[1].ptr, "CALL", 4);
     wm(&w, SL_TS_MAX);
     out_row o[4];
     assert_int_equal(collect(&w, o, 4, 2, true), 1);
@@ -786,10 +800,10 @@ static size_t flatten(const tu_sink *s, int from, frow **rows, size_t n)
     for (int bi = from; bi < s->n; bi++) {
         const sl_batch *b = s->got[bi];
         for (uint32_t r = 0; r < b->n; r++) {
+            if (b->kind[r] != SL_KIND_DATA) continue; /* forwarded canaries */
             *rows = realloc(*rows, (n + 1) * sizeof **rows);
             frow *f = &(*rows)[n++];
             memset(f, 0, sizeof *f);
-            assert_int_equal(b->kind[r], SL_KIND_DATA);
             f->start = ((const int64_t *)b->cols[0].data)[r];
             f->knull = !b->cols[2].valid[r];
             if (f->knull) {
