@@ -21,7 +21,8 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit integration demo bench bench-quick clean sanitize fault fuzz
+.PHONY: all deps test unit integration demo bench bench-quick clean sanitize fault fuzz \
+        tsan lint
 all: $(B)/libsluice.a $(B)/$(SONAME) $(B)/sluice
 
 deps:
@@ -72,6 +73,37 @@ sanitize:
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/integration
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice KILLS=8 python3 -m pytest -q tests/fault
 
+# CI stage: ThreadSanitizer (gcc). Every unit test (the runtime, window and
+# lookup tests run worker, coordinator and sampler threads), the golden tests,
+# the HTTP endpoint tests and the shutdown tests against a TSan build. Reports
+# go to build-tsan/reports/ so a race in a process whose exit status a test
+# does not check still fails the stage.
+TSAN_OPT := -O1 -fsanitize=thread -fno-omit-frame-pointer
+TSAN_ENV := TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 \
+              log_path=$(CURDIR)/build-tsan/reports/tsan"
+tsan:
+	@$(MAKE) --no-print-directory B=build-tsan OPT="$(TSAN_OPT)" all \
+	  $(UNIT_SRC:tests/unit/%.c=build-tsan/tests/%)
+	@rm -rf build-tsan/reports && mkdir -p build-tsan/reports
+	@fail=0; for t in $(UNIT_SRC:tests/unit/%.c=build-tsan/tests/%); do \
+	  echo "== $$t"; $(TSAN_ENV) $$t > build-tsan/reports/$$(basename $$t).out 2>&1 \
+	    || { cat build-tsan/reports/$$(basename $$t).out build-tsan/reports/tsan.* \
+	         2>/dev/null; fail=1; }; \
+	done; exit $$fail
+	$(TSAN_ENV) SLUICE_BIN=$(CURDIR)/build-tsan/sluice python3 -m pytest -q \
+	  tests/golden tests/integration
+	$(TSAN_ENV) SLUICE_BIN=$(CURDIR)/build-tsan/sluice python3 -m pytest -q \
+	  tests/fault/test_shutdown.py
+	@if ls build-tsan/reports/tsan.* >/dev/null 2>&1; then \
+	  cat build-tsan/reports/tsan.*; echo "tsan: races reported"; exit 1; fi
+	@echo "tsan: no reports"
+
+# CI stage: cppcheck and clang-tidy on src/ (scripts/lint.sh; the checks
+# kept and the findings accepted are in .clang-tidy, .cppcheck-suppressions
+# and .clang-tidy-baseline).
+lint:
+	bash scripts/lint.sh
+
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
@@ -109,4 +141,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf build build-asan build-fuzz out
+	rm -rf build build-asan build-fuzz build-tsan out

@@ -4,8 +4,9 @@
 set -euo pipefail
 pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
       libcmocka-dev python3 python3-pytest libmicrohttpd-dev prometheus chromium)
-# CI-only stages (fuzzing) need clang: `install-deps.sh --ci`
-[ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev)
+# CI-only stages (fuzzing, static analysis) need clang and the analysers:
+# `install-deps.sh --ci`
+[ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev cppcheck clang-tidy)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

@@ -21,6 +21,14 @@ typedef struct {
     int64_t window_ms;
     int64_t watermark_delay_ms;
     int64_t lateness_ms;
+    const char *rotation;       /* auto (rotate when keys are dated) | off */
+    int64_t rotation_period_ms; /* a multiple of window_ms */
+    const char *key_domain;     /* processing domain of the keys, NULL = all */
+    double dp_epsilon;          /* 0 = no differential privacy */
+    int64_t dp_max_contrib;     /* 0 = not set */
+    double dp_budget;           /* 0 = not set */
+    int64_t dp_period_ms;
+    const char *k_fold;         /* folding levels (docs/privacy.md), NULL = off */
 } telecom_opts;
 
 /* Everything the job borrows, freed after the run. */
@@ -28,6 +36,8 @@ typedef struct {
     sl_keyring *keys;
     sl_table *subscribers, *cells;
     sl_schema *events_schema, *subs_schema, *cells_schema, *banded;
+    bool rotating; /* keys chosen by event time (dated key file) */
+    int nkeys;
 } telecom_res;
 
 void telecom_defaults(telecom_opts *o);

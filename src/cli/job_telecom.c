@@ -8,7 +8,20 @@
  *
  * The subscriber table is pseudonymised with the same key as it loads, so
  * the join happens on pseudonyms and no raw msisdn passes the first
- * operator. Built on the public API only, like any user's job. */
+ * operator. Built on the public API only, like any user's job.
+ *
+ * Options beyond the default (docs/privacy.md):
+ * - rotation: when the key file has dated keys (VALID_FROM), each event
+ *   takes the key of its UTC day (rotation.period.ms) and the subscriber
+ *   table is pseudonymised under every key, so joins work in any period.
+ *   An undated key file runs exactly as before (one key).
+ * - k.fold: groups below k are folded into coarser ones (age band -> wide
+ *   band -> all, area -> all) instead of only suppressed; the window is
+ *   then partitioned by event_type alone, so all groups of a coarser group
+ *   meet in one task.
+ * - dp.*: differential privacy: contribution bounding and the epsilon
+ *   ledger before the window (keyed by subscriber), noise after it. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +45,10 @@ void telecom_defaults(telecom_opts *o)
                         .k = 16,
                         .window_ms = 60000,
                         .watermark_delay_ms = 5000,
-                        .lateness_ms = 0};
+                        .lateness_ms = 0,
+                        .rotation = "auto",
+                        .rotation_period_ms = 86400000,
+                        .dp_period_ms = 86400000};
 }
 
 static int set_int(int64_t *dst, const char *key, const char *v, int64_t min,
@@ -43,6 +59,20 @@ static int set_int(int64_t *dst, const char *key, const char *v, int64_t min,
     if (!*v || *end || x < min || x > max) {
         snprintf(err, errsz, "telecom-age: '%s' must be an integer in [%lld, %lld], "
                  "got '%s'", key, (long long)min, (long long)max, v);
+        return SL_EINVAL;
+    }
+    *dst = x;
+    return 0;
+}
+
+static int set_double(double *dst, const char *key, const char *v, double min,
+                      double max, char *err, size_t errsz)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= min && x <= max)) {
+        snprintf(err, errsz, "telecom-age: '%s' must be a number in [%g, %g], "
+                 "got '%s'", key, min, max, v);
         return SL_EINVAL;
     }
     *dst = x;
@@ -72,6 +102,28 @@ int telecom_set(telecom_opts *o, const char *key, const char *v, char *err,
         return set_int(&o->watermark_delay_ms, key, v, 0, 86400000, err, errsz);
     else if (!strcmp(key, "lateness.ms"))
         return set_int(&o->lateness_ms, key, v, 0, 86400000, err, errsz);
+    else if (!strcmp(key, "rotation")) {
+        if (strcmp(v, "auto") && strcmp(v, "off")) {
+            snprintf(err, errsz, "telecom-age: 'rotation' must be auto or off, "
+                     "got '%s'", v);
+            return SL_EINVAL;
+        }
+        o->rotation = v;
+    }
+    else if (!strcmp(key, "rotation.period.ms"))
+        return set_int(&o->rotation_period_ms, key, v, 1000, (int64_t)1 << 52,
+                       err, errsz);
+    else if (!strcmp(key, "key.domain")) o->key_domain = *v ? v : NULL;
+    else if (!strcmp(key, "dp.epsilon"))
+        return set_double(&o->dp_epsilon, key, v, 1e-6, 1e6, err, errsz);
+    else if (!strcmp(key, "dp.max.contrib"))
+        return set_int(&o->dp_max_contrib, key, v, 1, 1000000, err, errsz);
+    else if (!strcmp(key, "dp.budget"))
+        return set_double(&o->dp_budget, key, v, 1e-6, 1e9, err, errsz);
+    else if (!strcmp(key, "dp.period.ms"))
+        return set_int(&o->dp_period_ms, key, v, 1000, (int64_t)1 << 52, err,
+                       errsz);
+    else if (!strcmp(key, "k.fold")) o->k_fold = *v ? v : NULL;
     else return 1;
     return 0;
 }
@@ -113,6 +165,23 @@ const char *telecom_age_band(int64_t birth_ms, int64_t at_ms)
     return "65+";
 }
 
+/* days since 1970-01-01 of a civil date (Howard Hinnant) */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static bool is_leap(int64_t y) { return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0); }
+
+static const char *const band_name[] = {"unknown", "0-17",  "18-24", "25-34",
+                                        "35-44",   "45-54", "55-64", "65+"};
+static const int band_lo[] = {0, 18, 25, 35, 45, 55, 65}; /* ages starting a band */
+
 typedef struct {
     _Atomic uint64_t *events[5]; /* business metric: events per event_type */
     int64_t window_ms;
@@ -120,50 +189,97 @@ typedef struct {
     int out_ts, out_type, out_area, out_band, out_sub;
 } band_ctx;
 
+/* The age bands at one date, as birth-time thresholds: age >= band_lo[k]
+ * exactly when birth_ms < lt[k], so a row's band is the number of
+ * thresholds its birth time is below (0 = unknown, an age below 0). The
+ * same as telecom_age_band: someone is A or older on (y, m, d) when born
+ * on or before (y - A, m, d), or Feb 28 when that year has no Feb 29. */
+typedef struct {
+    int64_t day; /* the date, days since the epoch */
+    int64_t lt[7];
+} band_at;
+
+static void band_at_set(band_at *b, int64_t day)
+{
+    int64_t y;
+    int m, d;
+    civil(day, &y, &m, &d);
+    b->day = day;
+    for (int k = 0; k < 7; k++) {
+        int64_t by = y - band_lo[k];
+        int bd = m == 2 && d == 29 && !is_leap(by) ? 28 : d;
+        b->lt[k] = (days_from_civil(by, m, bd) + 1) * 86400000;
+    }
+}
+
+/* Index of an event type in event_types, or 5. The batch's values point to
+ * the schema's domain strings, so pointers seen before are matched first. */
+static int type_index(const sl_str *t, const char **seen)
+{
+    for (int k = 0; k < 5; k++)
+        if (seen[k] == t->ptr) return k;
+    for (int k = 0; k < 5; k++)
+        if (t->len == strlen(event_types[k]) && !memcmp(t->ptr, event_types[k], t->len)) {
+            seen[k] = t->ptr;
+            return k;
+        }
+    return 5;
+}
+
 /* ts, sub, event_type, area, birth_date -> ts, sub, event_type, area,
- * age_band. Age is taken at the start date of the record's window. */
+ * age_band. Age is taken at the start date of the record's window. No
+ * string is copied: event_type points to the schema's domain values, area
+ * into the cells table, age_band to band_name (sl_str). */
 static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
 {
     const band_ctx *c = ud;
     size_t n = sl_batch_len(in);
+    const uint8_t *kind = sl_batch_kind(in);
     const int64_t *ts = sl_batch_i64(in, c->in_ts);
     const int64_t *sub = sl_batch_i64(in, c->in_sub);
     const int64_t *birth = sl_batch_i64(in, c->in_birth);
     const uint8_t *birth_ok = sl_batch_valid(in, c->in_birth);
     const sl_str *type = sl_batch_str(in, c->in_type);
+    const uint8_t *type_ok = sl_batch_valid(in, c->in_type);
     const sl_str *area = sl_batch_str(in, c->in_area);
     const uint8_t *area_ok = sl_batch_valid(in, c->in_area);
     const uint8_t *ts_ok = sl_batch_valid(in, c->in_ts);
     const uint8_t *sub_ok = sl_batch_valid(in, c->in_sub);
-    int64_t *ots = sl_batch_i64(out, c->out_ts);
-    int64_t *osub = sl_batch_i64(out, c->out_sub);
-    uint8_t *ots_ok = sl_batch_valid(out, c->out_ts);
-    uint8_t *osub_ok = sl_batch_valid(out, c->out_sub);
+    memcpy(sl_batch_i64(out, c->out_ts), ts, n * sizeof *ts);
+    memcpy(sl_batch_valid(out, c->out_ts), ts_ok, n);
+    memcpy(sl_batch_i64(out, c->out_sub), sub, n * sizeof *sub);
+    memcpy(sl_batch_valid(out, c->out_sub), sub_ok, n);
+    sl_str *otype = sl_batch_str(out, c->out_type);
+    sl_str *oarea = sl_batch_str(out, c->out_area);
+    sl_str *oband = sl_batch_str(out, c->out_band);
+    uint8_t *otype_ok = sl_batch_valid(out, c->out_type);
+    uint8_t *oarea_ok = sl_batch_valid(out, c->out_area);
+    uint8_t *oband_ok = sl_batch_valid(out, c->out_band);
+    band_at at = {.day = INT64_MIN};
+    int64_t wlo = 1, whi = 0; /* the window of the last row, [wlo, whi) */
+    uint64_t per_type[6] = {0};
+    const char *seen[5] = {0};
     for (size_t i = 0; i < n; i++) {
-        ots[i] = ts[i];
-        ots_ok[i] = ts_ok[i];
-        osub[i] = sub[i];
-        osub_ok[i] = sub_ok[i];
-        sl_batch_set_str(out, c->out_type, i, type[i].ptr, type[i].len);
-        if (area_ok[i]) sl_batch_set_str(out, c->out_area, i, area[i].ptr, area[i].len);
-        else sl_batch_set_str(out, c->out_area, i, "unknown", 7);
-        const char *band = "unknown";
-        if (birth_ok[i] && ts_ok[i])
-            band = telecom_age_band(birth[i], floor_div(ts[i], c->window_ms) * c->window_ms);
-        sl_batch_set_str(out, c->out_band, i, band, strlen(band));
+        otype[i] = type_ok[i] ? type[i] : (sl_str){"", 0};
+        otype_ok[i] = type_ok[i];
+        if (type_ok[i] && kind[i] == SL_KIND_DATA) /* canaries are not events */
+            per_type[type_index(&type[i], seen)]++;
+        oarea[i] = area_ok[i] ? area[i] : (sl_str){"unknown", 7};
+        oarea_ok[i] = 1;
+        int band = 0;
+        if (birth_ok[i] && ts_ok[i]) {
+            if (ts[i] < wlo || ts[i] >= whi) { /* rows of a batch share windows */
+                wlo = floor_div(ts[i], c->window_ms) * c->window_ms;
+                if (__builtin_add_overflow(wlo, c->window_ms, &whi)) whi = INT64_MAX;
+                int64_t day = floor_div(wlo, 86400000);
+                if (day != at.day) band_at_set(&at, day);
+            }
+            for (int k = 0; k < 7; k++) band += birth[i] < at.lt[k];
+        }
+        oband[i] = (sl_str){band_name[band], (uint32_t)strlen(band_name[band])};
+        oband_ok[i] = 1;
     }
     sl_batch_set_len(out, n);
-    const uint8_t *kind = sl_batch_kind(in);
-    uint64_t per_type[5] = {0};
-    for (size_t i = 0; i < n; i++) {
-        if (kind[i] != SL_KIND_DATA) continue; /* canaries are not events */
-        for (int k = 0; k < 5; k++)
-            if (type[i].len == strlen(event_types[k]) &&
-                !memcmp(type[i].ptr, event_types[k], type[i].len)) {
-                per_type[k]++;
-                break;
-            }
-    }
     for (int k = 0; k < 5; k++)
         if (per_type[k])
             atomic_fetch_add_explicit(c->events[k], per_type[k], memory_order_relaxed);
@@ -172,12 +288,106 @@ static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
 
 static band_ctx g_band; /* one job per process in the CLI */
 
+/* ---- k.fold ----------------------------------------------------------------
+ * LEVEL[,LEVEL...], applied in order; LEVEL is COLUMN (every value becomes
+ * "*"), age_band:wide (the wider bands below) or COLUMN:VALUE=COARSER[/...]
+ * (unlisted values stay). COLUMN is age_band or area: event_type is what
+ * the window is partitioned by, so it is never folded. */
+static const char *const wide_bands[] = {
+    "0-17", "0-34", "18-24", "0-34", "25-34", "0-34", "35-44", "35-54",
+    "45-54", "35-54", "55-64", "55+", "65+", "55+", NULL};
+
+#define FOLD_LEVELS 16
+#define FOLD_PAIRS 64
+
+typedef struct {
+    sl_fold_level lv[FOLD_LEVELS];
+    const char *map[FOLD_LEVELS][2 * FOLD_PAIRS + 1];
+    char buf[2048];
+    size_t n;
+} fold_parse;
+
+static int fold_err(char *err, size_t errsz, const char *what, const char *tok)
+{
+    snprintf(err, errsz, "telecom-age: 'k.fold': %s '%s' (levels separated by "
+             "',': age_band, area, age_band:wide, or COLUMN:VALUE=COARSER/...; "
+             "COLUMN is age_band or area)", what, tok);
+    return SL_EINVAL;
+}
+
+static int parse_fold(const char *spec, fold_parse *p, char *err, size_t errsz)
+{
+    if (strlen(spec) >= sizeof p->buf) return fold_err(err, errsz, "too long:", "");
+    strcpy(p->buf, spec);
+    p->n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(p->buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (p->n == FOLD_LEVELS) return fold_err(err, errsz, "too many levels at", tok);
+        char *map = strchr(tok, ':');
+        if (map) *map++ = 0;
+        if (strcmp(tok, "age_band") && strcmp(tok, "area"))
+            return fold_err(err, errsz, "unknown column", tok);
+        sl_fold_level *l = &p->lv[p->n];
+        l->col = tok;
+        l->map = NULL;
+        if (map && !strcmp(map, "wide") && !strcmp(tok, "age_band")) {
+            l->map = wide_bands;
+        } else if (map) {
+            const char **m = p->map[p->n];
+            int np = 0;
+            char *s2 = NULL;
+            for (char *pair = strtok_r(map, "/", &s2); pair;
+                 pair = strtok_r(NULL, "/", &s2)) {
+                char *eq = strchr(pair, '=');
+                if (!eq || eq == pair || !eq[1] || np == FOLD_PAIRS)
+                    return fold_err(err, errsz, "bad VALUE=COARSER pair", pair);
+                *eq = 0;
+                m[2 * np] = pair;
+                m[2 * np + 1] = eq + 1;
+                np++;
+            }
+            if (np == 0) return fold_err(err, errsz, "empty map for", tok);
+            m[2 * np] = NULL;
+            l->map = m;
+        }
+        p->n++;
+    }
+    if (p->n == 0) return fold_err(err, errsz, "no levels in", spec);
+    return 0;
+}
+
 int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
                   size_t errsz)
 {
     memset(r, 0, sizeof *r);
     r->keys = sl_keyring_load(o->key_file, err, errsz);
     if (!r->keys) return SL_EINVAL;
+    /* rotation: on when the key file dates its keys (or names a domain) */
+    r->nkeys = sl_keyring_count(r->keys);
+    bool dated = o->key_domain != NULL;
+    for (int i = 0; i < r->nkeys; i++)
+        dated |= sl_keyring_valid_from(r->keys, i) != INT64_MIN;
+    r->rotating = dated && strcmp(o->rotation, "off") != 0;
+    if (r->rotating && o->rotation_period_ms % o->window_ms != 0) {
+        snprintf(err, errsz, "telecom-age: 'rotation.period.ms' (%lld) must be a "
+                 "multiple of 'window.ms' (%lld), so that no window mixes two keys",
+                 (long long)o->rotation_period_ms, (long long)o->window_ms);
+        return SL_EINVAL;
+    }
+    const sl_rotation rot = {o->rotation_period_ms, o->key_domain};
+    fold_parse fold;
+    if (o->k_fold && parse_fold(o->k_fold, &fold, err, errsz)) return SL_EINVAL;
+    bool dp_on = o->dp_epsilon > 0;
+    if (dp_on && (o->dp_max_contrib <= 0 || o->dp_budget <= 0)) {
+        snprintf(err, errsz, "telecom-age: 'dp.epsilon' needs 'dp.max.contrib' and "
+                 "'dp.budget' too (differential privacy has no defaults)");
+        return SL_EINVAL;
+    }
+    const sl_dp_spec dp = {.epsilon = o->dp_epsilon, .max_contrib = o->dp_max_contrib,
+                           .budget = o->dp_budget, .window_ms = o->window_ms,
+                           .period_ms = o->dp_period_ms,
+                           .lateness_ms = o->lateness_ms};
 
     sl_schema *ev = r->events_schema = sl_schema_new();
     sl_schema_add(ev, "ts", SL_TIMESTAMP);
@@ -196,9 +406,11 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
     sl_schema_add(ce, "cell_id", SL_INT64);
     sl_schema_add(ce, "area", SL_STRING);
 
-    r->subscribers = sl_table_load("file", su, "msisdn",
-                                   (const char *[]){"path", o->subscribers, NULL},
-                                   r->keys, err, errsz);
+    const char *const sconf[] = {"path", o->subscribers, NULL};
+    r->subscribers = r->rotating
+        ? sl_table_load_rotating("file", su, "msisdn", sconf, r->keys, &rot, err,
+                                 errsz)
+        : sl_table_load("file", su, "msisdn", sconf, r->keys, err, errsz);
     if (!r->subscribers) return SL_EINVAL;
     r->cells = sl_table_load("file", ce, "cell_id",
                              (const char *[]){"path", o->cells, NULL}, NULL, err,
@@ -212,7 +424,9 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
                                                   o->format, "time.column", "ts",
                                                   "watermark.delay.ms", delay,
                                                   NULL});
-    s = sl_stream_pseudonymise(s, "msisdn", "sub", r->keys);
+    s = r->rotating ? sl_stream_pseudonymise_rotating(s, "msisdn", "sub", r->keys,
+                                                      &rot)
+                    : sl_stream_pseudonymise(s, "msisdn", "sub", r->keys);
     s = sl_stream_lookup(s, "sub", r->subscribers, (const char *[]){"birth_date", NULL});
     s = sl_stream_lookup(s, "cell_id", r->cells, (const char *[]){"area", NULL});
 
@@ -240,14 +454,33 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
             "checkpointed: replayed input counts again)", labels);
     }
     s = sl_stream_map(s, "age_band", bs, age_band_map, &g_band);
-    s = sl_stream_key_by(s, (const char *[]){"event_type", "area", "age_band", NULL});
+    if (dp_on) { /* a subscriber's events meet in one task to be bounded */
+        s = sl_stream_key_by(s, (const char *[]){"sub", NULL});
+        s = sl_stream_dp_bound(s, "sub", &dp);
+    }
     sl_agg_spec aggs[] = {
         {.kind = SL_AGG_COUNT, .as = "events"},
         {.kind = SL_AGG_COUNT_DISTINCT, .col = "sub", .as = "subscribers"}};
-    s = sl_stream_window(s, &(sl_window_spec){.size_ms = o->window_ms,
-                                              .lateness_ms = o->lateness_ms},
-                         aggs, 2);
+    const sl_window_spec win = {.size_ms = o->window_ms,
+                                .lateness_ms = o->lateness_ms};
+    if (o->k_fold) {
+        s = sl_stream_key_by(s, (const char *[]){"event_type", NULL});
+        s = sl_stream_window_fold(s, &win, (const char *[]){"area", "age_band", NULL},
+                                  aggs, 2,
+                                  &(sl_fold_spec){.k = o->k,
+                                                  .count_col = "subscribers",
+                                                  .levels = fold.lv,
+                                                  .nlevels = fold.n});
+    } else {
+        s = sl_stream_key_by(s, (const char *[]){"event_type", "area", "age_band",
+                                                 NULL});
+        s = sl_stream_window(s, &win, aggs, 2);
+    }
+    /* with folding every row passes already; kept as the last line of defence */
     s = sl_stream_k_anon(s, "subscribers", o->k);
+    if (dp_on)
+        s = sl_stream_dp_noise(s, (const char *[]){"events", "subscribers", NULL},
+                               &dp, r->keys);
     int rc = sl_stream_sink(s, "sqlite",
                             (const char *[]){"path", o->db, "table", o->table,
                                              "mode", "upsert", "key",

@@ -32,6 +32,17 @@ static const char run_usage[] =
     "  --window-ms N          window length [window.ms] (60000)\n"
     "  --watermark-delay-ms N bounded out-of-orderness [watermark.delay.ms] (5000)\n"
     "  --lateness-ms N        allowed lateness [lateness.ms] (0)\n"
+    "  --set rotation=auto|off  key rotation: auto rotates when the key file dates\n"
+    "                         its keys (VALID_FROM), one key per period (auto)\n"
+    "  --set rotation.period.ms=N  rotation period, a multiple of the window\n"
+    "                         (86400000: one UTC day)\n"
+    "  --set key.domain=D     use the keys D and D:... only (implies rotation)\n"
+    "  --set k.fold=LEVELS    fold groups below k into coarser ones instead of\n"
+    "                         only suppressing them, e.g. age_band:wide,area,age_band\n"
+    "                         (docs/privacy.md) (off)\n"
+    "  --set dp.epsilon=E     differential privacy per window release (off); needs\n"
+    "                         dp.max.contrib=C and dp.budget=B (per subscriber and\n"
+    "                         dp.period.ms, default 86400000)\n"
     "  --out-dir DIR          dead letters go here [output.dir] (out)\n"
     "  --parallelism N        tasks per stage, 0 = one per core [parallelism]\n"
     "  --checkpoint-dir DIR   take checkpoints here and resume from the newest valid\n"
@@ -255,6 +266,9 @@ int cli_run(int argc, char **argv)
         return 1;
     }
     double t_load = now_s() - t0;
+    if (!quiet && res.rotating)
+        fprintf(stderr, "sluice: pseudonymisation key rotation: one key per %lld ms "
+                "from %d key(s)\n", (long long)o.rotation_period_ms, res.nkeys);
     g_job = job;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -277,7 +291,7 @@ int cli_run(int argc, char **argv)
         fprintf(stderr,
                 "sluice: %s: %llu events in %.2f s (%.2f M events/s; tables loaded "
                 "in %.2f s), %llu windows fired, %llu rows written to %s, %llu "
-                "groups suppressed (k=%lld), %llu late, %llu dead letters, %llu "
+                "groups suppressed (k=%lld), %llu folded, %llu late, %llu dead letters, %llu "
                 "checkpoints (%llu failed; last %llu ms, %llu bytes, longest task pause "
                 "%llu us), canaries %llu injected / %llu seen / %llu committed / %llu "
                 "missing%s%s\n",
@@ -286,6 +300,7 @@ int cli_run(int argc, char **argv)
                 (unsigned long long)st.windows_fired,
                 (unsigned long long)st.records_out, o.db,
                 (unsigned long long)st.groups_suppressed, (long long)o.k,
+                (unsigned long long)st.groups_folded,
                 (unsigned long long)st.late_records,
                 (unsigned long long)st.dead_letters,
                 (unsigned long long)st.checkpoints_completed,

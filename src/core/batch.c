@@ -1,7 +1,11 @@
 /* batch.c — column-oriented record batches and the arena that holds their
  * strings. A batch is one allocation (header, kinds, columns, validity);
- * its strings live in the arena and die with it. Live batches are counted
- * process-wide, which is how tests assert that memory stays bounded. */
+ * its strings live in the arena and die with it, or point to memory that
+ * outlives the job (schema domain values, lookup tables, static text), which
+ * copies between batches therefore reference instead of copying: a string
+ * is copied only when it lies in the source batch's arena. Live batches are
+ * counted process-wide, which is how tests assert that memory stays
+ * bounded. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,27 @@ void sl__arena_reset(sl__arena *a)
     a->size = keep->size;
 }
 
+bool sl__arena_owns(const sl__arena *a, const void *p)
+{
+    uintptr_t q = (uintptr_t)p;
+    for (const sl__chunk *c = a->head; c; c = c->next)
+        if (q - (uintptr_t)c->data < c->size) return true;
+    return false;
+}
+
+void sl__arena_adopt(sl__arena *dst, sl__arena *src)
+{
+    if (!src->head) return;
+    if (!dst->head) {
+        *dst = *src;
+    } else { /* dst keeps allocating in its head chunk */
+        sl__chunk *t = dst->head;
+        while (t->next) t = t->next;
+        t->next = src->head;
+    }
+    memset(src, 0, sizeof *src);
+}
+
 void sl__arena_free(sl__arena *a)
 {
     for (sl__chunk *c = a->head, *n; c; c = n) {
@@ -70,7 +95,7 @@ static size_t col_width(sl_type t)
 
 #define ROUND16(x) (((x) + 15) & ~(size_t)15)
 
-sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap)
+static sl_batch *batch_new(const sl_schema *s, uint32_t cap, bool huge)
 {
     /* header, kinds, then per column data and validity, each 16-aligned
      * (malloc's alignment is at least 16) */
@@ -78,11 +103,12 @@ sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap)
     size_t size = head + ROUND16((size_t)cap);
     for (int i = 0; i < s->n; i++)
         size += ROUND16(col_width(s->cols[i].type) * cap) + ROUND16((size_t)cap);
-    sl_batch *b = sl__xmalloc(size);
+    sl_batch *b = huge ? sl__huge_alloc(size) : sl__xmalloc(size);
     memset(b, 0, sizeof *b);
     b->schema = s;
     b->cap = cap;
     b->bytes = size;
+    b->huge = huge;
     unsigned char *p = (unsigned char *)b + head;
     b->kind = p;
     p += ROUND16((size_t)cap);
@@ -103,13 +129,24 @@ sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap)
     return b;
 }
 
+sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap)
+{
+    return batch_new(s, cap, false);
+}
+
+sl_batch *sl__batch_new_huge(const sl_schema *s, uint32_t cap)
+{
+    return batch_new(s, cap, true);
+}
+
 void sl__batch_free(sl_batch *b)
 {
     if (!b) return;
     atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&g_bytes, b->bytes, memory_order_relaxed);
     sl__arena_free(&b->arena);
-    free(b);
+    if (b->huge) sl__huge_free(b, b->bytes);
+    else free(b);
 }
 
 void sl__batch_clear(sl_batch *b)
@@ -153,10 +190,12 @@ void sl__batch_append(sl_batch *dst, const sl_batch *src, const uint32_t *rows,
             for (uint32_t i = 0; i < n; i++) {
                 uint32_t r = rows ? rows[i] : i;
                 sl_str v = sv[r] ? sd[r] : (sl_str){"", 0}; /* NULL: no bytes */
-                char *p = v.len ? sl__arena_alloc(&dst->arena, v.len) : NULL;
-                if (v.len) memcpy(p, v.ptr, v.len);
-                dd[i].ptr = p ? p : "";
-                dd[i].len = v.len;
+                if (v.len && sl__arena_owns(&src->arena, v.ptr)) {
+                    char *p = sl__arena_alloc(&dst->arena, v.len);
+                    memcpy(p, v.ptr, v.len);
+                    v.ptr = p;
+                }
+                dd[i] = v;
             }
             break;
         }
@@ -195,6 +234,28 @@ int sl_batch_set_str(sl_batch *b, int col, size_t row, const char *s, size_t len
     d->len = (uint32_t)len;
     b->cols[col].valid[row] = 1;
     return 0;
+}
+
+void sl__batch_retype(sl_batch *b, const sl_schema *s)
+{
+    SL_ASSERT(s->n == b->schema->n);
+    for (int i = 0; i < s->n; i++)
+        SL_ASSERT(col_width(s->cols[i].type) <= col_width(b->schema->cols[i].type));
+    b->schema = s;
+}
+
+void sl__batch_extend(sl_batch *b, const sl_schema *s)
+{
+    const sl_schema *old = b->schema;
+    SL_ASSERT(s->n >= old->n);
+    for (int i = 0; i < old->n; i++)
+        SL_ASSERT(col_width(s->cols[i].type) <= col_width(old->cols[i].type));
+    for (int i = old->n; i < s->n; i++) {
+        b->cols[i].data = sl__arena_alloc(&b->arena, col_width(s->cols[i].type) * b->cap);
+        b->cols[i].valid = sl__arena_alloc(&b->arena, b->cap);
+        memset(b->cols[i].valid, 1, b->cap);
+    }
+    b->schema = s;
 }
 
 void sl_batch_set_len(sl_batch *b, size_t n)

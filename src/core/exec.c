@@ -96,6 +96,39 @@ static uint64_t row_key_hash(const sl_batch *b, const int *cols, int ncols,
     return h;
 }
 
+/* row_key_hash of every row of b into h, a column at a time. */
+static void key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *h)
+{
+    uint32_t n = b->n;
+    for (uint32_t r = 0; r < n; r++) h[r] = 0x2545f4914f6cdd1dULL;
+    for (int k = 0; k < ncols; k++) {
+        const struct sl__col *c = &b->cols[cols[k]];
+        const uint8_t *ok = c->valid;
+        switch (b->schema->cols[cols[k]].type) {
+        case SL_STRING: {
+            const sl_str *s = c->data;
+            for (uint32_t r = 0; r < n; r++) {
+                uint64_t v = ok[r] ? sl__hash_bytes(s[r].ptr, s[r].len, 0) : 0;
+                h[r] = sl__mix64(h[r] ^ v) + (uint64_t)k;
+            }
+            break;
+        }
+        case SL_BOOL: {
+            const uint8_t *d = c->data;
+            for (uint32_t r = 0; r < n; r++)
+                h[r] = sl__mix64(h[r] ^ (ok[r] ? d[r] : 0)) + (uint64_t)k;
+            break;
+        }
+        default: {
+            const int64_t *d = c->data;
+            for (uint32_t r = 0; r < n; r++)
+                h[r] = sl__mix64(h[r] ^ (ok[r] ? (uint64_t)d[r] : 0)) + (uint64_t)k;
+            break;
+        }
+        }
+    }
+}
+
 int sl__key_group(const sl_batch *b, const int *cols, int ncols, uint32_t row,
                   int groups)
 {
@@ -162,14 +195,25 @@ static int route_push(sl__out *o, sl_batch *b)
         sl__batch_free(b);
         break;
     case OUT_HASH: {
-        int P = t->nout;
-        uint32_t *idx = sl__xmalloc(sizeof(uint32_t) * b->n * 2);
-        uint32_t *dst = idx + b->n;
-        uint32_t cnt[256] = {0}, off[257];
+        int P = t->nout, G = (int)t->job->conf.key_groups;
+        uint64_t *h = sl__xmalloc((sizeof(uint64_t) + 2 * sizeof(uint32_t)) * b->n);
+        uint32_t *idx = (uint32_t *)(h + b->n), *dst = idx + b->n;
+        uint32_t cnt[256] = {0}, off[257], lo[257];
+        /* task p owns key groups [lo[p], lo[p + 1]): sl__group_task without
+         * a division per row */
+        for (int p = 0; p <= P; p++) lo[p] = (uint32_t)(((int64_t)p * G + P - 1) / P);
+        key_hashes(b, st->key_cols, st->nkey, h);
+        uint64_t gmask = (G & (G - 1)) == 0 ? (uint64_t)G - 1 : 0; /* % G as a mask */
         for (uint32_t r = 0; r < b->n; r++) {
-            uint64_t h = row_key_hash(b, st->key_cols, st->nkey, r);
-            dst[r] = (uint32_t)sl__key_group_task(h, (int)t->job->conf.key_groups, P);
-            cnt[dst[r]]++;
+            uint32_t g = (uint32_t)(gmask ? h[r] & gmask : h[r] % (uint64_t)G);
+            int a = 0, z = P - 1;
+            while (a < z) {
+                int m = (a + z + 1) / 2;
+                if (lo[m] <= g) a = m;
+                else z = m - 1;
+            }
+            dst[r] = (uint32_t)a;
+            cnt[a]++;
         }
         off[0] = 0;
         for (int p = 0; p < P; p++) off[p + 1] = off[p] + cnt[p];
@@ -178,7 +222,7 @@ static int route_push(sl__out *o, sl_batch *b)
         for (uint32_t r = 0; r < b->n; r++) idx[pos[dst[r]]++] = r;
         for (int p = 0; p < P; p++)
             if (cnt[p]) append_rows(t, p, b, idx + off[p], cnt[p]);
-        free(idx);
+        free(h);
         sl__batch_free(b);
         break;
     }

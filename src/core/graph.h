@@ -39,6 +39,8 @@ typedef struct {
     char *metrics_address;    /* HOST:PORT of /metrics, /status, dashboard; "" off */
     char *dashboard_dir;      /* dashboard's static files; "" = built-in search */
     int64_t metrics_linger_ms; /* keep serving this long after the run */
+    char *metrics_token_file; /* bearer token for the endpoint; "" = open */
+    int64_t metrics_rate_limit; /* requests per second served; 0 = no limit */
 } sl__job_conf;
 
 struct sl_job {

@@ -5,10 +5,12 @@
  * operator state only grows until a window fires and the whole container is
  * dropped, and without deletion there are no tombstones to manage.
  *
- * sl__set64 stores keys in the slots themselves (0 = empty, key 0 is a flag).
+ * sl__set64 stores its first few keys inline, sorted, then keys in the
+ * slots themselves (0 = empty, key 0 is a flag).
  * sl__bmap stores 8-byte slots {hash tag, entry index} pointing into entries
  * kept in chunks of doubling size, so growing the table rehashes 8-byte slots
- * from the stored hashes and never moves an entry, a value or a key.
+ * from the stored hashes and never moves an entry, a value or a key. Short
+ * keys are kept in their entry, longer ones in separate key chunks.
  */
 #include "hashmap.h"
 
@@ -22,7 +24,7 @@ void sl__set64_init(sl__set64 *s) { memset(s, 0, sizeof *s); }
 
 void sl__set64_close(sl__set64 *s)
 {
-    free(s->slots);
+    if (s->lg) free(s->slots);
     memset(s, 0, sizeof *s);
 }
 
@@ -41,11 +43,13 @@ static void set_grow(sl__set64 *s)
     SL_ASSERT(lg <= 32); /* n is a uint32_t */
     size_t cap = (size_t)1 << lg, mask = cap - 1;
     uint64_t *slots = sl__xcalloc(cap, sizeof *slots);
-    if (s->slots) {
+    if (s->lg) {
         size_t old = (size_t)1 << s->lg;
         for (size_t i = 0; i < old; i++)
             if (s->slots[i]) set_place(slots, mask, s->slots[i]);
         free(s->slots);
+    } else {
+        for (uint32_t i = 0; i < s->n; i++) set_place(slots, mask, s->small[i]);
     }
     s->slots = slots;
     s->lg = lg;
@@ -58,7 +62,17 @@ int sl__set64_insert(sl__set64 *s, uint64_t k)
         s->has_zero = 1;
         return fresh;
     }
-    if (s->slots) {
+    if (!s->lg) {
+        uint32_t i = 0;
+        while (i < s->n && s->small[i] < k) i++;
+        if (i < s->n && s->small[i] == k) return 0;
+        if (s->n < SL__SET64_SMALL) {
+            memmove(&s->small[i + 1], &s->small[i], (s->n - i) * sizeof *s->small);
+            s->small[i] = k;
+            s->n++;
+            return 1;
+        }
+    } else {
         size_t mask = ((size_t)1 << s->lg) - 1;
         size_t i = sl__mix64(k) & mask;
         for (;;) {
@@ -82,7 +96,11 @@ int sl__set64_insert(sl__set64 *s, uint64_t k)
 bool sl__set64_contains(const sl__set64 *s, uint64_t k)
 {
     if (k == 0) return s->has_zero;
-    if (!s->slots) return false;
+    if (!s->lg) {
+        for (uint32_t i = 0; i < s->n; i++)
+            if (s->small[i] == k) return true;
+        return false;
+    }
     size_t mask = ((size_t)1 << s->lg) - 1;
     for (size_t i = sl__mix64(k) & mask;; i = (i + 1) & mask) {
         if (s->slots[i] == k) return true;
@@ -90,7 +108,7 @@ bool sl__set64_contains(const sl__set64 *s, uint64_t k)
     }
 }
 
-/* Position 0 stands for key 0, position i + 1 for slot i. */
+/* Position 0 stands for key 0, position i + 1 for slot (or inline key) i. */
 bool sl__set64_next(const sl__set64 *s, size_t *it, uint64_t *k)
 {
     if (*it == 0) {
@@ -100,7 +118,13 @@ bool sl__set64_next(const sl__set64 *s, size_t *it, uint64_t *k)
             return true;
         }
     }
-    size_t cap = s->slots ? (size_t)1 << s->lg : 0;
+    if (!s->lg) {
+        if (*it - 1 >= s->n) return false;
+        *k = s->small[*it - 1];
+        (*it)++;
+        return true;
+    }
+    size_t cap = (size_t)1 << s->lg;
     while (*it - 1 < cap) {
         uint64_t v = s->slots[*it - 1];
         (*it)++;
@@ -114,11 +138,15 @@ bool sl__set64_next(const sl__set64 *s, size_t *it, uint64_t *k)
 
 size_t sl__set64_mem(const sl__set64 *s)
 {
-    return s->slots ? ((size_t)1 << s->lg) * sizeof(uint64_t) : 0;
+    return s->lg ? ((size_t)1 << s->lg) * sizeof(uint64_t) : 0;
 }
 
 /* ---- sl__bmap ------------------------------------------------------------- */
 #define BMAP_CHUNK0_LG 6 /* the first chunk holds 64 entries */
+/* Keys up to this many bytes live in the entry, after the value: comparing
+ * a probed key then touches the lines the caller reads the value from,
+ * rather than one more line elsewhere. */
+#define BMAP_INLINE_KEY 40
 #define BMAP_MIN_SLOTS 16
 #define KEYS_CHUNK 65536
 
@@ -140,8 +168,8 @@ void sl__bmap_init(sl__bmap *m, size_t val_size)
 {
     SL_ASSERT(val_size <= UINT32_MAX / 2);
     memset(m, 0, sizeof *m);
-    m->vsize = (uint32_t)val_size;
-    m->stride = (uint32_t)((sizeof(entry_hdr) + val_size + 7) & ~(size_t)7);
+    m->vsize = (uint32_t)((val_size + 7) & ~(size_t)7);
+    m->stride = (uint32_t)(sizeof(entry_hdr) + m->vsize + BMAP_INLINE_KEY);
 }
 
 void sl__bmap_close(sl__bmap *m)
@@ -171,6 +199,17 @@ static inline bool entry_eq(const entry_hdr *e, const void *key, size_t len,
 {
     return e->hash == h && e->len == len &&
            (len == 0 || memcmp(e->key, key, len) == 0);
+}
+
+void sl__bmap_prefetch_entry(const sl__bmap *m, uint64_t h)
+{
+    if (!m->slots) return;
+    sl__bmap_slot s = m->slots[h & m->mask];
+    if (s.idx && s.tag == (uint32_t)(h >> 32)) {
+        const char *e = (const char *)bmap_entry(m, s.idx - 1);
+        __builtin_prefetch(e);
+        __builtin_prefetch(e + m->stride - 1);
+    }
 }
 
 void *sl__bmap_find(const sl__bmap *m, const void *key, size_t len,
@@ -207,10 +246,14 @@ static void bmap_grow(sl__bmap *m)
     m->mask = (uint32_t)mask;
 }
 
-static const uint8_t *bmap_copy_key(sl__bmap *m, const void *key, size_t len)
+static const uint8_t *bmap_copy_key(sl__bmap *m, entry_hdr *e, const void *key,
+                                    size_t len)
 {
-    static const uint8_t empty[1];
-    if (len == 0) return empty;
+    if (len <= BMAP_INLINE_KEY) {
+        uint8_t *p = (uint8_t *)(e + 1) + m->vsize;
+        if (len) memcpy(p, key, len);
+        return p;
+    }
     sl__bmap_keys *k = m->keys;
     if (!k || k->size - k->used < len) {
         size_t size = len > KEYS_CHUNK ? len : KEYS_CHUNK;
@@ -270,7 +313,7 @@ void *sl__bmap_upsert(sl__bmap *m, const void *key, size_t len, uint64_t h,
     }
     entry_hdr *e = bmap_entry(m, idx);
     e->hash = h;
-    e->key = bmap_copy_key(m, key, len);
+    e->key = bmap_copy_key(m, e, key, len);
     e->len = (uint32_t)len;
     e->pad = 0;
     memset(e + 1, 0, m->vsize);

@@ -1,8 +1,9 @@
 /* hashmap.h — open-addressing hash containers for operator state.
  *
- * sl__set64: a set of uint64 keys (exact distinct counts). 8 bytes a slot,
- *   at most 3/4 full, so 10.7–21 bytes a key; nothing is allocated until
- *   the first insert, so an empty set costs only its 16-byte struct.
+ * sl__set64: a set of uint64 keys (exact distinct counts). Up to
+ *   SL__SET64_SMALL keys live in the 40-byte struct itself (most groups of a
+ *   window see only a few distinct values, and then cost no allocation);
+ *   beyond, 8 bytes a slot, at most 3/4 full, so 10.7–21 bytes a key.
  * sl__bmap:  a map from byte strings to fixed-size values (window groups,
  *   exact distinct counts of strings). The caller hashes the key once
  *   (sl__hash_bytes) and passes the hash in, so it can prefetch the slot
@@ -18,10 +19,14 @@
 #include "core.h"
 
 /* ---- set of uint64 -------------------------------------------------------- */
+#define SL__SET64_SMALL 4 /* keys kept inline, sorted, before any allocation */
 typedef struct {
-    uint64_t *slots;  /* 2^lg slots, 0 marks an empty slot */
-    uint32_t n;       /* keys held in slots (key 0 is not among them) */
-    uint8_t lg;       /* log2 of the slot count; 0 = nothing allocated */
+    union {
+        uint64_t *slots;                 /* lg > 0: 2^lg slots, 0 = empty */
+        uint64_t small[SL__SET64_SMALL]; /* lg == 0: the n keys, ascending */
+    };
+    uint32_t n;       /* keys held (key 0 is not among them) */
+    uint8_t lg;       /* log2 of the slot count; 0 = the keys are inline */
     uint8_t has_zero; /* key 0 is a member (kept apart: 0 marks empty) */
 } sl__set64;
 
@@ -46,7 +51,7 @@ size_t sl__set64_mem(const sl__set64 *s);
 /* Hints the cache with the slot k would probe first. */
 static inline void sl__set64_prefetch(const sl__set64 *s, uint64_t k)
 {
-    if (s->slots)
+    if (s->lg)
         __builtin_prefetch(&s->slots[sl__mix64(k) &
                                      (((size_t)1 << s->lg) - 1)]);
 }
@@ -64,8 +69,8 @@ typedef struct {
     sl__bmap_slot *slots; /* mask + 1 slots, or NULL before the first insert */
     uint32_t mask;
     uint32_t n;      /* entries */
-    uint32_t vsize;  /* value bytes as given to init */
-    uint32_t stride; /* entry header + value, rounded up to 8 */
+    uint32_t vsize;  /* value bytes as given to init, rounded up to 8 */
+    uint32_t stride; /* entry header + value + inline key */
     uint8_t *chunks[SL__BMAP_CHUNKS]; /* entries, never moved */
     sl__bmap_keys *keys;              /* key bytes, never moved */
     size_t mem;                       /* bytes allocated */
@@ -100,5 +105,8 @@ static inline void sl__bmap_prefetch(const sl__bmap *m, uint64_t h)
 {
     if (m->slots) __builtin_prefetch(&m->slots[h & m->mask]);
 }
+/* Hints the cache with the entry (value and inline key) that slot points
+ * to if its tag matches h. Reads the slot: prefetch it some keys before. */
+void sl__bmap_prefetch_entry(const sl__bmap *m, uint64_t h);
 
 #endif

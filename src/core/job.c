@@ -72,6 +72,14 @@ static const sl__conf_def job_conf_defs[] = {
      .offset = OFF(dashboard_dir),
      .desc = "directory of the dashboard's static files (empty: the copy next "
              "to the sluice binary or in share/sluice/dashboard)"},
+    {.key = "metrics.token.file", .type = SL_CONF_STR, .def = "",
+     .offset = OFF(metrics_token_file),
+     .desc = "file holding a bearer token (16+ characters, mode 0600) that "
+             "/metrics, /status and the dashboard then require (empty: none)"},
+    {.key = "metrics.rate.limit", .type = SL_CONF_INT, .def = "100", .min = 0,
+     .max = 1000000, .offset = OFF(metrics_rate_limit),
+     .desc = "HTTP requests per second the endpoint serves; more get 429 "
+             "(0: no limit)"},
     {0}};
 #undef OFF
 

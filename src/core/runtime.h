@@ -91,6 +91,7 @@ typedef enum {
     SL__CTR_WINDOWS_FIRED,
     SL__CTR_SUPPRESSED,
     SL__CTR_BLOCKED_NS,
+    SL__CTR_FOLDED, /* groups published folded into a coarser one */
     SL__CTR_N
 } sl__ctr;
 void sl__count(sl__ctx *ctx, sl__ctr c, uint64_t n);

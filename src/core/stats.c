@@ -124,6 +124,16 @@ int64_t sl__job_metrics_linger_ms(const sl_job *j)
     return j ? j->conf.metrics_linger_ms : 0;
 }
 
+const char *sl__job_metrics_token_file(const sl_job *j)
+{
+    return j && j->conf.metrics_token_file ? j->conf.metrics_token_file : "";
+}
+
+int64_t sl__job_metrics_rate_limit(const sl_job *j)
+{
+    return j ? j->conf.metrics_rate_limit : 0;
+}
+
 const char *sl__job_dashboard_dir(const sl_job *j)
 {
     return j && j->conf.dashboard_dir ? j->conf.dashboard_dir : "";

@@ -77,6 +77,8 @@ void sl__job_snap_close(sl__job_snap *s);
 /* Job keys read by the obs layer; strings live as long as the job. */
 const char *sl__job_metrics_address(const sl_job *j);
 const char *sl__job_dashboard_dir(const sl_job *j);
+const char *sl__job_metrics_token_file(const sl_job *j);
+int64_t sl__job_metrics_rate_limit(const sl_job *j);
 int64_t sl__job_metrics_linger_ms(const sl_job *j);
 
 /* Dead letters counted per reason since the process started (deadletter.c).

@@ -51,6 +51,13 @@ struct sl__obs {
     char url[128];
     char dash_dir[4096];
     double started;             /* unix seconds */
+    /* endpoint security (server.c), fixed at start or used only by the
+     * HTTP thread */
+    char token[256];            /* bearer token; "" = no authentication */
+    char files[32][64];         /* the dashboard's files, listed at start */
+    int nfiles;
+    int64_t rate_limit;         /* requests per second, 0 = none */
+    int64_t rate_sec, rate_n;   /* current second (monotonic) and its count */
     pthread_t sampler;
     atomic_int stop;
     pthread_mutex_t lock;       /* guards everything below */

@@ -3,8 +3,19 @@
  *
  * Routes: GET /metrics (Prometheus text), GET /status (JSON), GET /healthz,
  * and GET /<file> from the dashboard directory (index.html for /). Only
- * GET and HEAD; static paths are restricted to [A-Za-z0-9._-/] without
- * "..", so nothing outside the directory is served.
+ * GET and HEAD.
+ *
+ * Security (docs/operations.md): the server binds 127.0.0.1 unless
+ * metrics.address says otherwise. Static files come from a fixed set: the
+ * regular files directly in the dashboard directory with a known type,
+ * listed once at start; a URL is looked up in that list, never joined to a
+ * path, so no traversal is possible. With metrics.token.file every route but
+ * /healthz needs the token, as "Authorization: Bearer TOKEN" or as the
+ * password of HTTP Basic authentication (so a browser can open the
+ * dashboard); the comparison takes constant time. Requests are bounded:
+ * 16 KiB of headers (libmicrohttpd answers larger ones itself), 1 KiB of
+ * URL, no body, 8 connections per client address, and metrics.rate.limit
+ * requests per second (429 beyond).
  *
  * The sampler takes a snapshot of the job five times a second: whether a
  * task's output channels are full (back pressure is the fraction of those
@@ -12,6 +23,7 @@
  * second it turns two snapshots into rates, appends a point to the
  * throughput history and notices completed checkpoints. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -183,13 +196,13 @@ static const char *mime(const char *path)
     return "application/octet-stream";
 }
 
-static bool safe_path(const char *p)
+/* A dashboard file name: [A-Za-z0-9._-], not starting with a dot. */
+static bool safe_name(const char *p)
 {
-    if (strstr(p, "..") || strlen(p) > 200) return false;
+    if (!*p || *p == '.' || strlen(p) >= 64) return false;
     for (; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-' ||
-              *p == '/'))
+              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
             return false;
     return true;
 }
@@ -202,9 +215,12 @@ static enum MHD_Result serve_file(sl__obs *o, struct MHD_Connection *c,
                           "sluice: the dashboard's files were not found (job key "
                           "dashboard.dir); /metrics and /status work.\n");
     const char *rel = !strcmp(url, "/") ? "/index.html" : url;
-    if (!safe_path(rel)) return text_reply(c, MHD_HTTP_NOT_FOUND, "not found\n");
+    int found = -1;
+    for (int i = 0; i < o->nfiles && found < 0; i++)
+        if (rel[0] == '/' && !strcmp(rel + 1, o->files[i])) found = i;
+    if (found < 0) return text_reply(c, MHD_HTTP_NOT_FOUND, "not found\n");
     char path[4400];
-    snprintf(path, sizeof path, "%s%s", o->dash_dir, rel);
+    snprintf(path, sizeof path, "%s/%s", o->dash_dir, o->files[found]);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
@@ -219,6 +235,76 @@ static enum MHD_Result serve_file(sl__obs *o, struct MHD_Connection *c,
     return rc;
 }
 
+/* Constant-time comparison of a presented token with ours. */
+static bool token_eq(const char *have, size_t n, const char *want)
+{
+    size_t w = strlen(want);
+    unsigned char d = (unsigned char)(n != w);
+    for (size_t i = 0; i < w; i++)
+        d |= (unsigned char)(want[i] ^ (i < n ? have[i] : 0));
+    return d == 0;
+}
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* The request carries our token: "Bearer TOKEN", or "Basic" with TOKEN as
+ * the password (any user name). */
+static bool authorized(const sl__obs *o, struct MHD_Connection *c)
+{
+    if (!o->token[0]) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h) return false;
+    if (!strncasecmp(h, "Bearer ", 7)) {
+        h += 7;
+        while (*h == ' ') h++;
+        size_t n = strlen(h);
+        while (n && h[n - 1] == ' ') n--;
+        return token_eq(h, n, o->token);
+    }
+    if (strncasecmp(h, "Basic ", 6)) return false;
+    char dec[512];
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (h += 6; *h && *h != '='; h++) {
+        int v = b64val((unsigned char)*h);
+        if (v < 0 || n + 1 >= sizeof dec) return false;
+        acc = acc << 6 | (unsigned)v;
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            dec[n++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    const char *colon = memchr(dec, ':', n);
+    if (!colon) return false;
+    size_t off = (size_t)(colon + 1 - dec);
+    bool ok = token_eq(colon + 1, n - off, o->token);
+    memset(dec, 0, sizeof dec);
+    return ok;
+}
+
+/* A fixed window per monotonic second: enough to stop a polling loop or a
+ * scanner from taking the job's cores; called from the HTTP thread only. */
+static bool rate_ok(sl__obs *o)
+{
+    if (o->rate_limit <= 0) return true;
+    int64_t sec = (int64_t)sl__clock_monotonic() / 1000000000;
+    if (sec != o->rate_sec) {
+        o->rate_sec = sec;
+        o->rate_n = 0;
+    }
+    return ++o->rate_n <= o->rate_limit;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -226,8 +312,47 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 {
     (void)version; (void)upload; (void)upload_size; (void)req;
     sl__obs *o = cls;
+    if (!rate_ok(o)) {
+        sl__obs_text t = {0};
+        sl__obs_text_put(&t, "too many requests\n", 18);
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            t.len, t.p, MHD_RESPMEM_MUST_COPY);
+        MHD_add_response_header(r, "Retry-After", "1");
+        enum MHD_Result rc = MHD_queue_response(c, 429, r);
+        MHD_destroy_response(r);
+        sl__obs_text_free(&t);
+        return rc;
+    }
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
         return text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if ((cl && strcmp(cl, "0")) ||
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                    MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return text_reply(c, MHD_HTTP_CONTENT_TOO_LARGE, "no request body allowed\n");
+    if (strlen(url) > 1024)
+        return text_reply(c, MHD_HTTP_URI_TOO_LONG, "URL too long\n");
+    if (!strcmp(url, "/healthz")) return text_reply(c, MHD_HTTP_OK, "ok\n");
+    if (!authorized(o, c)) {
+        sl__obs_text t = {0};
+        static const char msg[] = "sluice: a token is required (metrics.token.file)\n";
+        sl__obs_text_put(&t, msg, sizeof msg - 1);
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            t.len, t.p, MHD_RESPMEM_MUST_COPY);
+        MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+        /* API clients send Bearer; for the dashboard a browser shows its
+         * Basic login (the token as password) and then reuses it for the
+         * page's own requests. */
+        bool api = !strcmp(url, "/metrics") || !strcmp(url, "/status");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                api ? "Bearer realm=\"sluice\""
+                                    : "Basic realm=\"sluice\", charset=\"UTF-8\"");
+        enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
+        MHD_destroy_response(r);
+        sl__obs_text_free(&t);
+        return rc;
+    }
     sl__obs_text t = {0};
     if (!strcmp(url, "/metrics")) {
         sl__obs_render_metrics(o, &t);
@@ -276,6 +401,65 @@ static void find_dashboard(sl__obs *o)
     }
     if (is_dir("/usr/share/sluice/dashboard"))
         snprintf(o->dash_dir, sizeof o->dash_dir, "/usr/share/sluice/dashboard");
+}
+
+/* Lists the fixed set of files the dashboard may serve. */
+static void list_dashboard(sl__obs *o)
+{
+    o->nfiles = 0;
+    DIR *d = o->dash_dir[0] ? opendir(o->dash_dir) : NULL;
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && o->nfiles < (int)(sizeof o->files / sizeof *o->files)) {
+        if (!safe_name(e->d_name) || !strcmp(mime(e->d_name), "application/octet-stream"))
+            continue;
+        char p[4400];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", o->dash_dir, e->d_name);
+        if (lstat(p, &st) || !S_ISREG(st.st_mode)) continue;
+        snprintf(o->files[o->nfiles++], sizeof o->files[0], "%s", e->d_name);
+    }
+    closedir(d);
+}
+
+/* Reads the bearer token; the file must be as private as a key file. */
+static int load_token(sl__obs *o, const char *path, char *err, size_t errsz)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errsz, "metrics.token.file: %s: cannot open: %s", path, strerror(errno));
+        return SL_ENOENT;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        snprintf(err, errsz, "metrics.token.file: %s: not a regular file", path);
+        return SL_EINVAL;
+    }
+    bool own = st.st_uid == geteuid();
+    if ((st.st_mode & 007) || (own && (st.st_mode & 070)) || (st.st_mode & 020)) {
+        fclose(f);
+        snprintf(err, errsz, "metrics.token.file: %s: permissions %04o are too open: "
+                 "it must not be accessible by others%s (chmod %s '%s')", path,
+                 (unsigned)(st.st_mode & 07777), own ? " or by its group" : "",
+                 own ? "600" : "640", path);
+        return SL_EINVAL;
+    }
+    char buf[sizeof o->token + 1];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
+    bool ok = n >= 16 && n < sizeof o->token;
+    for (size_t i = 0; ok && i < n; i++) ok = buf[i] > ' ' && buf[i] < 127;
+    if (ok) memcpy(o->token, buf, n);
+    memset(buf, 0, sizeof buf);
+    if (!ok) {
+        snprintf(err, errsz, "metrics.token.file: %s: the token must be one line of "
+                 "16 to %zu printable characters without spaces", path,
+                 sizeof o->token - 1);
+        return SL_EINVAL;
+    }
+    return 0;
 }
 
 /* Binds a listening socket on "HOST:PORT" ("[V6]:PORT" for IPv6). */
@@ -364,16 +548,22 @@ int sl__obs_start(sl_job *job, int flags, sl__obs **out, char *err, size_t errsz
     pthread_mutex_init(&o->lock, NULL);
     atomic_init(&o->stop, 0);
     int fd = -1;
-    int rc = listen_on(addr, flags, &fd, o->url, sizeof o->url, err, errsz);
+    o->rate_limit = sl__job_metrics_rate_limit(job);
+    const char *tf = sl__job_metrics_token_file(job);
+    int rc = tf[0] ? load_token(o, tf, err, errsz) : 0;
+    if (!rc) rc = listen_on(addr, flags, &fd, o->url, sizeof o->url, err, errsz);
     if (rc) {
         pthread_mutex_destroy(&o->lock);
         free(o);
         return rc;
     }
     find_dashboard(o);
+    list_dashboard(o);
     o->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
                             NULL, NULL, on_request, o, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_CONNECTION_LIMIT, 64u,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, 8u,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
                             MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (!o->d) {
         close(fd);

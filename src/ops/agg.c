@@ -639,6 +639,19 @@ static int hist_result(const sl__agg *a, const int64_t *cnt, sl_batch *out,
     return rc < 0 ? rc : 0;
 }
 
+int64_t sl__agg_count_value(const sl__agg *a, const uint8_t *grp)
+{
+    const uint8_t *s = grp + a->off;
+    if (a->kind == SL_AGG_COUNT) return *(const int64_t *)s;
+    SL_ASSERT(a->kind == SL_AGG_COUNT_DISTINCT);
+    if (a->in_type == SL_STRING) {
+        const sl__bmap *m;
+        memcpy(&m, s, sizeof m);
+        return m ? (int64_t)sl__bmap_count(m) : 0;
+    }
+    return (int64_t)sl__set64_count((const sl__set64 *)s);
+}
+
 int sl__agg_result(const sl__agg *a, const uint8_t *grp, sl_batch *out,
                    int col, uint32_t row)
 {

@@ -93,6 +93,9 @@ void sl__agg_merge(const sl__agg *a, uint8_t *dst, const uint8_t *src);
  * is a->out_type); sets the validity. Returns 0 or SL_ENOMEM. */
 int sl__agg_result(const sl__agg *a, const uint8_t *grp, sl_batch *out,
                    int col, uint32_t row);
+/* The exact value of a COUNT or COUNT_DISTINCT state (what
+ * sl__agg_result would write), for decisions such as k-anonymity. */
+int64_t sl__agg_count_value(const sl__agg *a, const uint8_t *grp);
 /* Checkpoint form of a state (little-endian, self-delimiting). */
 size_t sl__agg_serialized_size(const sl__agg *a, const uint8_t *grp);
 size_t sl__agg_serialize(const sl__agg *a, const uint8_t *grp, uint8_t *out);
@@ -114,6 +117,27 @@ int sl__window_conf_new(void **conf, sl_schema **out, const sl_schema *in,
                         const char *const *keys, const char *time_col,
                         const sl_window_spec *w, const sl_agg_spec *aggs,
                         size_t naggs, char *errstr, size_t errstr_size);
+
+/* k-anonymity by folding, applied by the window operator as it fires
+ * (kanon.c; built by sl_stream_window_fold). The window groups by the
+ * stream's key (npart columns: the partitioning, never folded) plus extra
+ * grouping columns; at fire time sl__fold_fire publishes each group with
+ * at least k distinct subscribers and merges the others, level by level,
+ * into coarser groups (docs/privacy.md). */
+typedef struct sl__fold sl__fold;
+void sl__fold_free(sl__fold *f);
+/* Attaches a fold (owned from then on) and the number of partitioning key
+ * columns to a configuration from sl__window_conf_new. */
+void sl__window_conf_fold(void *conf, int npart, sl__fold *f);
+/* Emits one fired window: keys holds, in rows 0..n, the key columns
+ * (output columns 2..) of each group, grp[i] its aggregate states (owned
+ * by the window; they may be merged into). Rows go out as fire_window's
+ * do: into *ob, pushed when full (cap rows). Counts suppressed and folded
+ * groups in ctx. */
+int sl__fold_fire(const sl__fold *f, sl__ctx *ctx, const sl__agg *aggs,
+                  size_t naggs, uint32_t state_size, int64_t start,
+                  int64_t end, const sl_batch *keys, uint8_t *const *grp,
+                  sl__out *out, sl_batch **ob, uint32_t cap);
 
 /* Counters of one window operator instance (st from sl__window_vt.open). */
 typedef struct {

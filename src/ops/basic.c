@@ -42,6 +42,7 @@ static int map_batch(void *st, sl_batch *b, sl__out *out)
     sl_batch *o = sl__batch_new(m->out, b->n > out->batch_cap ? b->n : out->batch_cap);
     memcpy(o->kind, b->kind, b->n);
     o->n = b->n;
+    sl__arena_adopt(&o->arena, &b->arena); /* in's strings stay valid in o */
     int rc = m->c->fn(b, o, m->c->ud);
     sl__batch_free(b);
     if (rc) {
@@ -211,6 +212,8 @@ static int project_batch(void *st, sl_batch *b, sl__out *out)
     project_op *p = st;
     struct sl__col cols[SL_MAX_COLS];
     for (int i = 0; i < p->c->n; i++) cols[i] = b->cols[p->c->src[i]];
+    /* only the n entries just filled are copied */
+    // cppcheck-suppress uninitvar
     memcpy(b->cols, cols, sizeof(struct sl__col) * (size_t)p->c->n);
     b->schema = p->out;
     return sl__emit(out, b);

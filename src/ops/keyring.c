@@ -12,6 +12,11 @@
  * next. The last key is the current one. The path "env:NAME" reads the
  * same text from the environment variable NAME instead of a file.
  *
+ * A key file must not be accessible by others (read_file refuses it, as
+ * ssh refuses a private key): owned by the running user it must be mode
+ * 0600 or stricter; owned by another user (root deploying a secret for a
+ * service group) it may be 0640. `sluice keygen` writes 0600.
+ *
  * Every problem is an error naming the path and line, because a job must
  * never run un-pseudonymised; messages never quote a field of the line, as
  * any of them might be a misplaced secret. Secrets are wiped from memory
@@ -31,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -155,6 +161,7 @@ static int parse_text(sl_keyring *k, char *text, size_t size,
     size_t pos = 0;
     int *first_line = NULL;
     int rc = 0;
+    SL_ASSERT(k->n == 0 && !k->keys); /* first_line parallels k->keys */
     while (pos < size && rc == 0) {
         char *line = text + pos;
         char *nl = memchr(line, '\n', size - pos);
@@ -224,6 +231,19 @@ static int read_file(const char *path, char **out, size_t *size, char *errstr,
         return sl__err(errstr, errstr_size, SL_EIO,
                        "keyring: %s: not a regular file", path);
     }
+    /* As ssh does for private keys: nobody but the owner may read the file;
+     * a file owned by someone else (root, deploying a secret for a service
+     * group) may be group-readable but never group-writable. */
+    bool own = st.st_uid == geteuid();
+    if ((st.st_mode & 007) || (own && (st.st_mode & 070)) || (st.st_mode & 020)) {
+        fclose(f);
+        return sl__err(errstr, errstr_size, SL_EINVAL,
+                       "keyring: %s: permissions %04o are too open: a key "
+                       "file must not be accessible by others%s (chmod %s '%s')",
+                       path, (unsigned)(st.st_mode & 07777),
+                       own ? " or by its group" : " nor writable by its group",
+                       own ? "600" : "640", path);
+    }
     if (st.st_size > KEYFILE_MAX) {
         fclose(f);
         return sl__err(errstr, errstr_size, SL_EINVAL,
@@ -281,6 +301,12 @@ const char *sl_keyring_current_id(const sl_keyring *k)
 }
 
 int sl__keyring_nkeys(const sl_keyring *k) { return k ? k->n : 0; }
+int sl_keyring_count(const sl_keyring *k) { return sl__keyring_nkeys(k); }
+
+int64_t sl_keyring_valid_from(const sl_keyring *k, int i)
+{
+    return sl__keyring_valid_from(k, i);
+}
 
 const char *sl__keyring_key_id(const sl_keyring *k, int i)
 {

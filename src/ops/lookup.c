@@ -5,7 +5,12 @@
  * job starts, into an sl_table (state/table.c). With a keyring, the STRING
  * key column is pseudonymised batch by batch as it loads and the table
  * keeps only the INT64 pseudonym under the key column's name, so joins
- * happen on pseudonyms and no raw identifier is ever stored. Bad records go
+ * happen on pseudonyms and no raw identifier is ever stored. Under key
+ * rotation (sl_table_load_rotating) every batch is pseudonymised once per
+ * key of the domain into the same table: pseudonyms under different keys
+ * are distinct 64-bit values, so a record pseudonymised under the key of
+ * its period finds its row, and the join needs no notion of time. That
+ * costs one copy of the rows per key kept. Bad records go
  * to the file source's dead-letter path like any input; the load has no job,
  * so they are counted in the process-wide counters only. A table that ends
  * up empty is an error, like a missing file.
@@ -15,7 +20,9 @@
  * when the key is NULL, and always for canary rows (which never touch real
  * data). A batch goes through in passes: hash every key and prefetch its
  * index slot, probe, then gather the payload one column at a time. Tables
- * are read-only, so every task shares one. */
+ * are read-only, so every task shares one. The batch is extended in place
+ * (sl__batch_extend) and gathered strings point into the table, which
+ * outlives the job, so nothing of the input is copied. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,27 +38,29 @@
 #define LOAD_EAGAIN_MAX 10000 /* x 1 ms: a file source should never stall */
 
 /* ---- loading ------------------------------------------------------------- */
-static int load_flush(sl_table *t, sl_batch *b, sl__hmac *h, int kc,
-                      const sl_schema *tschema, char *errstr,
+/* h[0..nh): one MAC context per key the table is pseudonymised under
+ * (nh 0: the key column is kept as it is). */
+static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
+                      int kc, const sl_schema *tschema, char *errstr,
                       size_t errstr_size)
 {
     if (b->n == 0) return 0;
-    int rc;
-    if (h) {
-        sl_batch *p = sl__pseudo_batch(h, NULL, b, kc, tschema);
+    int rc = 0;
+    for (int i = 0; i < nh && rc == 0; i++) {
+        sl_batch *p = sl__pseudo_batch(h[i], NULL, b, kc, tschema);
         rc = sl__table_append(t, p, errstr, errstr_size);
         sl__batch_free(p);
-    } else {
-        rc = sl__table_append(t, b, errstr, errstr_size);
     }
+    if (nh == 0) rc = sl__table_append(t, b, errstr, errstr_size);
     sl__batch_clear(b);
     return rc;
 }
 
 /* Reads every partition of an opened source into t. */
 static int load_all(const sl__source_vt *vt, void *st, sl_table *t,
-                    const sl_schema *schema, sl__hmac *h, int kc,
-                    const sl_schema *tschema, char *errstr, size_t errstr_size)
+                    const sl_schema *schema, sl__hmac *const *h, int nh,
+                    int kc, const sl_schema *tschema, char *errstr,
+                    size_t errstr_size)
 {
     sl_batch *b = sl__batch_new(schema, LOAD_BATCH);
     char err[512] = "";
@@ -77,20 +86,22 @@ static int load_all(const sl__source_vt *vt, void *st, sl_table *t,
         }
         stalls = 0;
         if (b->n == b->cap &&
-            (rc = load_flush(t, b, h, kc, tschema, errstr, errstr_size)))
+            (rc = load_flush(t, b, h, nh, kc, tschema, errstr, errstr_size)))
             break;
     }
-    if (rc == 0) rc = load_flush(t, b, h, kc, tschema, errstr, errstr_size);
+    if (rc == 0)
+        rc = load_flush(t, b, h, nh, kc, tschema, errstr, errstr_size);
     sl__batch_free(b);
     return rc;
 }
 
 static bool has_glob(const char *p) { return strpbrk(p, "*?[") != NULL; }
 
-sl_table *sl_table_load(const char *connector, const sl_schema *schema,
-                        const char *key_col, const char *const *conf,
-                        const sl_keyring *pseudo, char *errstr,
-                        size_t errstr_size)
+/* rot NULL: pseudonymise under the current key only (if pseudo is set). */
+static sl_table *table_load(const char *connector, const sl_schema *schema,
+                            const char *key_col, const char *const *conf,
+                            const sl_keyring *pseudo, const sl_rotation *rot,
+                            char *errstr, size_t errstr_size)
 {
     if (!connector || strcmp(connector, "file") != 0) {
         sl__err(errstr, errstr_size, SL_EINVAL, "table: unknown connector '%s' "
@@ -142,7 +153,8 @@ sl_table *sl_table_load(const char *connector, const sl_schema *schema,
         return NULL;
     }
     sl_table *t = NULL;
-    sl__hmac *h = NULL;
+    int nh = 0, nkeys = sl__keyring_nkeys(pseudo);
+    sl__hmac **h = sl__xcalloc(nkeys > 0 ? (size_t)nkeys : 1, sizeof *h);
     sl_schema *tschema = pseudo ? sl__pseudo_schema(schema, kc, key_col)
                                 : sl__schema_copy(schema);
     int nparts = vt->partitions(sconf);
@@ -155,9 +167,16 @@ sl_table *sl_table_load(const char *connector, const sl_schema *schema,
                      path ? path : "(no path)");
         goto out;
     }
-    if (pseudo && !(h = sl__hmac_new(pseudo, errstr, errstr_size))) {
+    if (pseudo && !rot && !(h[nh++] = sl__hmac_new(pseudo, errstr, errstr_size))) {
         rc = SL_ECRYPTO;
         goto out;
+    }
+    for (int i = 0; rot && i < nkeys; i++) { /* every key of the domain */
+        if (!sl__keyring_in_domain(pseudo, i, rot->domain)) continue;
+        if (!(h[nh++] = sl__hmac_new_key(pseudo, i, errstr, errstr_size))) {
+            rc = SL_ECRYPTO;
+            goto out;
+        }
     }
     rc = vt->open(&st, sconf, schema, parts, nparts, &ctx, err, sizeof err);
     if (rc) {
@@ -166,7 +185,7 @@ sl_table *sl_table_load(const char *connector, const sl_schema *schema,
         goto out;
     }
     t = sl__table_new(tschema, kc);
-    rc = load_all(vt, st, t, schema, h, kc, tschema, errstr, errstr_size);
+    rc = load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
     /* An empty table is a misconfiguration far more often than a wish (a
      * wrong path or pattern, or every record bad), and every join against
      * it would silently give NULLs. */
@@ -178,7 +197,8 @@ out:
     if (st) vt->close(st);
     if (vt->conf_free) vt->conf_free(sconf);
     free(parts);
-    sl__hmac_free(h);
+    for (int i = 0; i < nh; i++) sl__hmac_free(h[i]);
+    free(h);
     sl_schema_free(tschema);
     if (rc) {
         sl_table_free(t);
@@ -187,12 +207,46 @@ out:
     return t;
 }
 
+sl_table *sl_table_load(const char *connector, const sl_schema *schema,
+                        const char *key_col, const char *const *conf,
+                        const sl_keyring *pseudo, char *errstr,
+                        size_t errstr_size)
+{
+    return table_load(connector, schema, key_col, conf, pseudo, NULL, errstr,
+                      errstr_size);
+}
+
+sl_table *sl_table_load_rotating(const char *connector,
+                                 const sl_schema *schema, const char *key_col,
+                                 const char *const *conf,
+                                 const sl_keyring *keys,
+                                 const sl_rotation *rot, char *errstr,
+                                 size_t errstr_size)
+{
+    if (!keys || !rot || rot->period_ms <= 0) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: rotation needs a "
+                "keyring and a period_ms > 0");
+        return NULL;
+    }
+    char err[512];
+    int rc = sl__keyring_check_rotation(keys, rot->domain, rot->period_ms, err,
+                                        sizeof err);
+    if (rc) {
+        sl__err(errstr, errstr_size, rc, "table: %s", err);
+        return NULL;
+    }
+    return table_load(connector, schema, key_col, conf, keys, rot, errstr,
+                      errstr_size);
+}
+
 /* ---- the join operator --------------------------------------------------- */
 typedef struct {
     sl__lookup_conf c;
     const sl_schema *out;
     int nin;          /* input columns, copied first */
     bool str_key;
+    size_t width[SL_MAX_COLS]; /* bytes a value of each appended column */
+    bool nulls[SL_MAX_COLS];   /* the table column holds NULLs */
     uint32_t cap;     /* of the scratch arrays below */
     uint64_t *hash;
     const sl_batch **chunk; /* matched chunk per row, NULL = no match */
@@ -218,6 +272,11 @@ static void lk_reserve(lookup_op *p, uint32_t n)
     p->row = sl__xrealloc(p->row, sizeof *p->row * n);
 }
 
+static size_t type_width(sl_type ty)
+{
+    return ty == SL_BOOL ? 1 : ty == SL_STRING ? sizeof(sl_str) : 8;
+}
+
 static int lk_open(void **st, const void *conf, const sl__opinfo *info,
                    sl__ctx *ctx, char *errstr, size_t errstr_size)
 {
@@ -234,6 +293,10 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
     p->out = info->out;
     p->nin = info->in->n;
     p->str_key = info->in->cols[c->key_col].type == SL_STRING;
+    for (int j = 0; j < c->ncols; j++) {
+        p->width[j] = type_width(ts->cols[c->tcols[j]].type);
+        p->nulls[j] = sl__table_has_nulls(c->table, c->tcols[j]);
+    }
     lk_reserve(p, info->batch_cap ? info->batch_cap : 1024);
     *st = p;
     return 0;
@@ -272,43 +335,33 @@ static void lk_probe(lookup_op *p, const sl_batch *b)
     }
 }
 
-#define GATHER_AHEAD 8
+#define GATHER_AHEAD 16
 
-/* Pass 3: output column oc gets table column tc of each matched row. */
-static void lk_gather(lookup_op *p, sl_batch *o, int oc, int tc, sl_type ty)
+/* Pass 3: output column oc gets table column j (tc) of each matched row. */
+static void lk_gather(lookup_op *p, sl_batch *o, int oc, int j, int tc, sl_type ty)
 {
     uint32_t n = o->n;
     uint8_t *ov = o->cols[oc].valid;
-    size_t w = ty == SL_BOOL ? 1 : ty == SL_STRING ? sizeof(sl_str) : 8;
+    bool nulls = p->nulls[j];
     for (uint32_t i = 0; i < n; i++) {
         uint32_t a = i + GATHER_AHEAD;
         if (a < n && p->chunk[a]) {
-            const sl_batch *ca = p->chunk[a];
-            __builtin_prefetch((const char *)ca->cols[tc].data + w * p->row[a]);
-            __builtin_prefetch(ca->cols[tc].valid + p->row[a]);
+            const struct sl__col *ca = &p->chunk[a]->cols[tc];
+            __builtin_prefetch((const char *)ca->data + p->width[j] * p->row[a]);
+            if (nulls) __builtin_prefetch(ca->valid + p->row[a]);
         }
         const sl_batch *c = p->chunk[i];
         uint32_t r = p->row[i];
-        ov[i] = c && c->cols[tc].valid[r];
+        ov[i] = c && (!nulls || c->cols[tc].valid[r]);
         switch (ty) {
         case SL_BOOL:
             ((uint8_t *)o->cols[oc].data)[i] =
                 ov[i] ? ((const uint8_t *)c->cols[tc].data)[r] : 0;
             break;
-        case SL_STRING: {
-            sl_str *d = (sl_str *)o->cols[oc].data + i;
-            d->ptr = "";
-            d->len = 0;
-            if (!ov[i]) break;
-            const sl_str *s = (const sl_str *)c->cols[tc].data + r;
-            if (s->len) {
-                char *m = sl__arena_alloc(&o->arena, s->len);
-                memcpy(m, s->ptr, s->len);
-                d->ptr = m;
-                d->len = s->len;
-            }
+        case SL_STRING: /* the table outlives the job: referenced (sl_str) */
+            ((sl_str *)o->cols[oc].data)[i] =
+                ov[i] ? ((const sl_str *)c->cols[tc].data)[r] : (sl_str){"", 0};
             break;
-        }
         default: /* INT64, TIMESTAMP, FLOAT64: 8 bytes, copied as bytes */
             if (ov[i])
                 memcpy((char *)o->cols[oc].data + 8 * (size_t)i,
@@ -330,15 +383,10 @@ static int lk_batch(void *st, sl_batch *b, sl__out *out)
     }
     lk_reserve(p, n);
     lk_probe(p, b);
-    sl_batch *o = sl__batch_new(p->out, b->cap);
-    memcpy(o->kind, b->kind, n);
-    for (int c = 0; c < p->nin; c++)
-        sl__ops_copy_column(o, c, b, c, p->out->cols[c].type);
-    o->n = n;
+    sl__batch_extend(b, p->out); /* in place: the input columns stay */
     for (int j = 0; j < p->c.ncols; j++)
-        lk_gather(p, o, p->nin + j, p->c.tcols[j], p->out->cols[p->nin + j].type);
-    sl__batch_free(b);
-    return sl__emit(out, o);
+        lk_gather(p, b, p->nin + j, j, p->c.tcols[j], p->out->cols[p->nin + j].type);
+    return sl__emit(out, b);
 }
 
 const sl__op_vt sl__op_lookup = {

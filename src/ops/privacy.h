@@ -84,9 +84,11 @@ sl_batch *sl__pseudo_batch(sl__hmac *h, sl__pcache *cache, const sl_batch *in,
                            int col, const sl_schema *out);
 
 /* Copies column sc of src's rows (0..src->n) into column dc of dst, both
- * of type t, with validity; strings of non-NULL rows go into dst's arena
- * (NULL rows get an empty string, whatever src holds there). dst's length
- * is not changed. A generic batch helper that could move to core. */
+ * of type t, with validity; strings of non-NULL rows that lie in src's
+ * arena are copied into dst's, others (which outlive the job, see sl_str)
+ * are referenced; NULL rows get an empty string, whatever src holds there.
+ * dst's length is not changed. A generic batch helper that could move to
+ * core. */
 void sl__ops_copy_column(sl_batch *dst, int dc, const sl_batch *src, int sc,
                          sl_type t);
 

@@ -2,9 +2,11 @@
  * identifier column by an INT64 pseudonym, the first 64 bits of
  * HMAC-SHA-256 under the keyring's current key, at the same column index.
  *
- * The raw column is dropped from the output schema and never copied into
- * output batches, so no raw identifier travels past this operator. It runs
- * before any key_by (an exchange would carry raw ids otherwise), which
+ * The batch is converted in place: the raw column is dropped from the
+ * output schema and its array overwritten with the pseudonyms, so no raw
+ * identifier travels past this operator (the raw bytes stay unreferenced in
+ * the batch's arena, which exchanges never copy). It runs before any key_by
+ * (an exchange would carry raw ids otherwise), which
  * sl_stream_pseudonymise enforces.
  *
  * Each task's instance keeps one keyed MAC context and a bounded cache raw
@@ -23,14 +25,13 @@
  * up to 2^bits entries: the operator's default, 2^23 entries, is 128 MiB
  * per task at most, reached only when the ids keep missing (the reference
  * job's 10 M subscribers). Tables of 2 MiB and more are mapped with
- * transparent huge pages where the kernel offers them, since every probe
- * lands on a random line.
+ * transparent huge pages (sl__huge_alloc), since every probe lands on a
+ * random line.
  *
  * Batches are processed in blocks: pack every id of a block and prefetch
  * its set, then probe, so cache misses overlap. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "ops/privacy.h"
 
@@ -94,13 +95,7 @@ static inline uint64_t set_of(const sl__pcache *c, uint64_t key)
 static pentry *table_new(uint64_t sets, size_t *bytes)
 {
     *bytes = sets * WAYS * sizeof(pentry);
-    void *p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* zero-filled */
-    SL_ASSERT(p != MAP_FAILED); /* out of memory: nothing can go on */
-#ifdef MADV_HUGEPAGE
-    if (*bytes >= ((size_t)2 << 20)) madvise(p, *bytes, MADV_HUGEPAGE);
-#endif
-    return p;
+    return sl__huge_alloc(*bytes); /* zero-filled: all empty */
 }
 
 /* Puts (key, pseudo) first in its set; the oldest entry drops out. */
@@ -122,7 +117,7 @@ static void cache_grow(sl__pcache *c)
             const pentry *o = &old[s * WAYS + (uint64_t)w];
             if (o->key) set_put(&c->e[set_of(c, o->key) * WAYS], o->key, o->pseudo);
         }
-    munmap(old, old_bytes);
+    sl__huge_free(old, old_bytes);
     c->fills = 0;
 }
 
@@ -142,7 +137,7 @@ sl__pcache *sl__pcache_new(int bits)
 void sl__pcache_free(sl__pcache *c)
 {
     if (!c) return;
-    munmap(c->e, c->bytes);
+    sl__huge_free(c->e, c->bytes);
     free(c);
 }
 
@@ -167,19 +162,16 @@ void sl__ops_copy_column(sl_batch *dst, int dc, const sl_batch *src, int sc,
         const sl_str *s = src->cols[sc].data;
         const uint8_t *v = src->cols[sc].valid;
         sl_str *d = dst->cols[dc].data;
-        size_t total = 0;
-        for (uint32_t i = 0; i < n; i++) total += v[i] ? s[i].len : 0;
-        char *buf = total ? sl__arena_alloc(&dst->arena, total) : NULL;
         for (uint32_t i = 0; i < n; i++) {
             if (!v[i] || s[i].len == 0) {
-                d[i].ptr = "";
-                d[i].len = 0;
-                continue;
+                d[i] = (sl_str){"", 0};
+            } else if (sl__arena_owns(&src->arena, s[i].ptr)) {
+                char *p = sl__arena_alloc(&dst->arena, s[i].len);
+                memcpy(p, s[i].ptr, s[i].len);
+                d[i] = (sl_str){p, s[i].len};
+            } else {
+                d[i] = s[i]; /* outlives the job (sl_str) */
             }
-            memcpy(buf, s[i].ptr, s[i].len);
-            d[i].ptr = buf;
-            d[i].len = s[i].len;
-            buf += s[i].len;
         }
         break;
     }
@@ -227,6 +219,25 @@ static void pseudo_block(sl__hmac *h, sl__pcache *c, const sl_str *ids,
         cache_grow(c);
 }
 
+/* Pseudonyms of ids[0..n) into out[0..n); out may overlay ids (the
+ * operator converts its batch in place), so each block's ids are copied
+ * out first. */
+static void pseudo_fill(sl__hmac *h, sl__pcache *cache, const sl_str *ids,
+                        const uint8_t *valid, int64_t *out, uint32_t n)
+{
+    sl_str id[BLOCK];
+    for (uint32_t i = 0; i < n; i += BLOCK) {
+        uint32_t m = n - i < BLOCK ? n - i : BLOCK;
+        memcpy(id, ids + i, m * sizeof *id);
+        if (cache) {
+            pseudo_block(h, cache, id, valid + i, out + i, m);
+            continue;
+        }
+        for (uint32_t k = 0; k < m; k++)
+            out[i + k] = valid[i + k] ? sl__hmac_pseudo(h, id[k].ptr, id[k].len) : 0;
+    }
+}
+
 sl_batch *sl__pseudo_batch(sl__hmac *h, sl__pcache *cache, const sl_batch *in,
                            int col, const sl_schema *out)
 {
@@ -237,18 +248,9 @@ sl_batch *sl__pseudo_batch(sl__hmac *h, sl__pcache *cache, const sl_batch *in,
     memcpy(b->kind, in->kind, n);
     for (int c = 0; c < out->n; c++)
         if (c != col) sl__ops_copy_column(b, c, in, c, out->cols[c].type);
-    const sl_str *ids = in->cols[col].data;
-    const uint8_t *valid = in->cols[col].valid;
-    int64_t *ps = b->cols[col].data;
-    memcpy(b->cols[col].valid, valid, n);
-    if (cache) {
-        for (uint32_t i = 0; i < n; i += BLOCK)
-            pseudo_block(h, cache, ids + i, valid + i, ps + i,
-                         n - i < BLOCK ? n - i : BLOCK);
-    } else {
-        for (uint32_t i = 0; i < n; i++)
-            ps[i] = valid[i] ? sl__hmac_pseudo(h, ids[i].ptr, ids[i].len) : 0;
-    }
+    memcpy(b->cols[col].valid, in->cols[col].valid, n);
+    pseudo_fill(h, cache, in->cols[col].data, in->cols[col].valid,
+                b->cols[col].data, n);
     b->n = n;
     return b;
 }
@@ -294,6 +296,11 @@ static int op_open(void **st, const void *conf, const sl__opinfo *info,
     return 0;
 }
 
+/* In place: the id column's array (16-byte sl_str) takes the 8-byte
+ * pseudonyms and the batch is re-labelled with the output schema. The raw
+ * ids' bytes stay, unreferenced, in the batch's arena until the batch is
+ * freed; exchanges copy only the strings a column references, so they
+ * never leave the task. */
 static int op_batch(void *st, sl_batch *b, sl__out *out)
 {
     pseudo_op *p = st;
@@ -301,9 +308,10 @@ static int op_batch(void *st, sl_batch *b, sl__out *out)
         sl__batch_free(b);
         return 0;
     }
-    sl_batch *o = sl__pseudo_batch(p->h, p->cache, b, p->col, p->out);
-    sl__batch_free(b);
-    return sl__emit(out, o);
+    pseudo_fill(p->h, p->cache, b->cols[p->col].data, b->cols[p->col].valid,
+                b->cols[p->col].data, b->n);
+    sl__batch_retype(b, p->out);
+    return sl__emit(out, b);
 }
 
 const sl__op_vt sl__op_pseudonymise = {

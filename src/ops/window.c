@@ -36,11 +36,13 @@
  * 5. Output order is deterministic: windows by start, then groups by their
  *    encoded key, whose bytes sort like the key values (NULL first, numbers
  *    ascending, strings bytewise) — see encode_key and fire_window. It
- *    depends on the set of groups only, so it survives a restore.
+ *    depends on the set of groups only, so it survives a restore. (A fold
+ *    window hands the sorted groups to sl__fold_fire, kanon.c, instead.)
  * 6. Every group's block ends with its key group, set once when the group is
- *    created: from the row in win_batch (row_kg), from the section in
- *    restore_parse. The router sends all rows of a key to the task owning
- *    that key group, so a restored group keeps receiving its rows.
+ *    created: from the row in win_batch (row_kg, over the npart columns of
+ *    the stream's key only), from the section in restore_parse. The router
+ *    sends all rows of a key to the task owning that key group, so a
+ *    restored group keeps receiving its rows.
  * 7. A snapshot is a pure function of the state: sections in ascending key
  *    group, windows by start, groups by key bytes (win_snapshot).
  * 8. A restore applies a section whole or not at all: restore_parse reads
@@ -69,6 +71,9 @@ typedef struct {
     int nkey;
     sl_agg_spec *aggs; /* deep copies: col, as and bounds are owned */
     size_t naggs;
+    int npart;       /* keys[0..npart) are the stream's key, the rest extra
+                      * grouping columns (sl_stream_window_fold) */
+    sl__fold *fold;  /* owned; NULL = emit every group */
 } win_conf;
 
 typedef struct {
@@ -87,7 +92,7 @@ typedef struct {
     sl__ctx *ctx;
     uint32_t batch_cap;
     int time_col;
-    int nkey;
+    int nkey, npart; /* grouping columns, of which the partitioning key */
     int key_cols[SL_MAX_COLS];
     sl__agg *aggs;
     size_t naggs;
@@ -139,7 +144,16 @@ static void conf_free(void *p)
         free((double *)c->aggs[i].bounds);
     }
     free(c->aggs);
+    sl__fold_free(c->fold);
     free(c);
+}
+
+void sl__window_conf_fold(void *conf, int npart, sl__fold *f)
+{
+    win_conf *c = conf;
+    SL_ASSERT(npart >= 0 && npart <= c->nkey && !c->fold);
+    c->npart = npart;
+    c->fold = f;
 }
 
 static bool is_window_col(const char *name)
@@ -305,7 +319,7 @@ int sl__window_conf_new(void **confp, sl_schema **outp, const sl_schema *in,
     c->slide = w->slide_ms;
     c->lateness = w->lateness_ms;
     c->time_col = sl__xstrdup(time_col);
-    c->nkey = nkey;
+    c->nkey = c->npart = nkey;
     c->keys = sl__xcalloc((size_t)nkey + 1, sizeof *c->keys);
     for (int k = 0; k < nkey; k++) c->keys[k] = sl__xstrdup(keys[k]);
     c->naggs = naggs;
@@ -392,10 +406,18 @@ static size_t encode_key(const win_op *op, const sl_batch *b, uint32_t r,
         *p++ = 1;
         switch (op->in->cols[op->key_cols[k]].type) {
         case SL_STRING: {
-            const sl_str *s = &((const sl_str *)c->data)[r];
-            for (uint32_t i = 0; i < s->len; i++) {
-                *p++ = (uint8_t)s->ptr[i];
-                if (s->ptr[i] == 0) *p++ = 0xff;
+            const uint8_t *src = (const uint8_t *)((const sl_str *)c->data)[r].ptr;
+            uint32_t len = ((const sl_str *)c->data)[r].len, i = 0;
+            for (; i + 8 <= len; i += 8) { /* words without a NUL: copied whole */
+                uint64_t w;
+                memcpy(&w, src + i, 8);
+                if ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) break;
+                memcpy(p, &w, 8);
+                p += 8;
+            }
+            for (; i < len; i++) {
+                *p++ = src[i];
+                if (src[i] == 0) *p++ = 0xff;
             }
             *p++ = 0;
             *p++ = 0;
@@ -792,8 +814,8 @@ static inline void grp_set_kg(const win_op *op, uint8_t *grp, int32_t kg)
 
 static int32_t row_kg(const win_op *op, const sl_batch *b, uint32_t row)
 {
-    if (op->nkey == 0 || op->key_groups <= 1) return 0;
-    return sl__key_group(b, op->key_cols, op->nkey, row, op->key_groups);
+    if (op->npart == 0 || op->key_groups <= 1) return 0;
+    return sl__key_group(b, op->key_cols, op->npart, row, op->key_groups);
 }
 
 static int win_batch(void *st, sl_batch *b, sl__out *out)
@@ -888,7 +910,22 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
     }
     qsort(refs, ng, sizeof *refs, grp_cmp);
     int rc = 0;
-    for (uint32_t g = 0; g < ng && rc == 0; g++) {
+    if (op->conf->fold) { /* k-anonymity by folding (kanon.c) */
+        sl_batch *keys = sl__batch_new(op->out, ng ? ng : 1);
+        uint8_t **grp = sl__xmalloc((ng ? ng : 1) * sizeof *grp);
+        for (uint32_t g = 0; g < ng && rc == 0; g++) {
+            grp[g] = sl__bmap_at(&w->groups, refs[g].idx, NULL, NULL);
+            rc = decode_key(op, refs[g].key, keys, g);
+            keys->n = g + 1;
+        }
+        if (rc == 0)
+            rc = sl__fold_fire(op->conf->fold, op->ctx, op->aggs, op->naggs,
+                               op->state_size, w->start, w->end, keys, grp,
+                               out, ob, cap);
+        sl__batch_free(keys);
+        free(grp);
+    }
+    for (uint32_t g = 0; g < ng && rc == 0 && !op->conf->fold; g++) {
         if (!*ob) {
             *ob = sl__batch_new(op->out, cap);
             if (!*ob) {
@@ -984,6 +1021,8 @@ static uint64_t definition_fp(const win_op *op)
     sl__buf_put_i64(&b, op->step);
     sl__buf_put_i64(&b, op->lateness);
     sl__buf_put_u32(&b, (uint32_t)op->nkey);
+    if (op->npart != op->nkey) /* the partitioning decides the key groups */
+        sl__buf_put_u32(&b, 0x80000000u | (uint32_t)op->npart);
     for (int k = 0; k < op->nkey; k++)
         sl__buf_put_u32(&b, (uint32_t)op->in->cols[op->key_cols[k]].type);
     sl__buf_put_u64(&b, op->naggs);
@@ -1322,7 +1361,7 @@ static int win_restore(void *st, int32_t kg, const void *data, size_t len)
 {
     win_op *op = st;
     if (op->started) return SL_ESTATE;
-    if (kg < -1 || (kg > 0 && op->nkey == 0) ||
+    if (kg < -1 || (kg > 0 && op->npart == 0) ||
         (kg >= 0 && op->key_groups > 0 && kg >= op->key_groups))
         return SL_EINVAL;
     if (len && !data) return SL_EINVAL;
@@ -1371,10 +1410,10 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
     if (info->time_col < 0 || info->time_col >= info->in->n)
         return sl__err(errstr, errsz, SL_EINVAL,
                        "window: the stream has no event-time column");
-    if (info->nkey != c->nkey || (c->nkey > 0 && !info->key_cols))
+    if (info->nkey != c->npart || (c->npart > 0 && !info->key_cols))
         return sl__err(errstr, errsz, SL_EINTERNAL,
                        "window: defined over %d key columns, opened with %d",
-                       c->nkey, info->nkey);
+                       c->npart, info->nkey);
     if (info->out->n != 2 + c->nkey + (int)c->naggs)
         return sl__err(errstr, errsz, SL_EINTERNAL,
                        "window: output schema has %d columns, expected %d",
@@ -1387,8 +1426,11 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
     op->batch_cap = info->batch_cap;
     op->time_col = info->time_col;
     op->nkey = c->nkey;
+    op->npart = c->npart;
     for (int k = 0; k < c->nkey; k++) {
-        int kc = info->key_cols[k];
+        /* extra grouping columns (past the stream's key) by name */
+        int kc = k < c->npart ? info->key_cols[k]
+                              : sl_schema_find(info->in, c->keys[k]);
         if (kc < 0 || kc >= info->in->n ||
             strcmp(info->in->cols[kc].name, c->keys[k]) != 0) {
             win_close(op);

@@ -361,6 +361,10 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     const sql_opt *co = NULL;
     for (int i = 0; i < q->src->nopts; i++)
         if (sql_ieq(q->src->opts[i].key, "connector")) co = &q->src->opts[i];
+    if (!co) { /* the analyser requires one (sl__sql_connector) */
+        sql_kv_free(conf);
+        return place_error(q, q->src, "source has no connector", err, errsz, SL_EINTERNAL);
+    }
     sl_stream *s = sl_job_source(job, co->value, q->src_schema, (const char *const *)conf);
     sql_kv_free(conf);
     if (!s) return place_error(q, q->src, sl_job_error(job), err, errsz, SL_EINVAL);

@@ -1,28 +1,32 @@
-/* table.c — in-memory lookup tables: rows column-wise in chunks of
- * SL__TABLE_CHUNK rows plus an open-addressing index (linear probing, load
- * factor <= 3/4: 16-byte slots, so 10 M keys take 256 MiB) from key to row
- * id. Tables are built single-threaded by
- * sl__table_append and never change afterwards, so lookups need no locks.
- * They are not snapshotted: a job reloads its tables at start.
+/* table.c — in-memory lookup tables: rows column-wise in chunks (batches
+ * of SL__TABLE_CHUNK rows, doubling up to SL__TABLE_CHUNK_MAX) plus an
+ * open-addressing index (linear probing, load factor <= 3/4: 16-byte
+ * slots, so 10 M keys take 256 MiB) from key to (chunk, row). The index and the large chunks
+ * live on huge pages (sl__huge_alloc), as every probe and every gather of
+ * a join lands at random in them and would otherwise miss the TLB. Tables
+ * are built single-threaded by sl__table_append and never change
+ * afterwards, so lookups need no locks. They are not snapshotted: a job
+ * reloads its tables at start.
  *
  * Invariants:
  * 1. Every stored row has a non-NULL key (sl__table_append skips others).
  * 2. The index holds exactly one slot per distinct key, pointing to the last
  *    row appended with that key (index_put replaces).
  * 3. Slot key field: the key itself for INT64 tables, the key's hash for
- *    STRING tables (index_put, probe_*). */
+ *    STRING tables (index_put, probe_*).
+ * 4. A slot is free when its chunk field is 0, else it points to row `row`
+ *    of chunk `chunk - 1`; so a zero-filled index is empty. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "state/state.h"
 
-#define EMPTY UINT32_MAX
 #define STR_SEED 0x7461626c65ULL
 
 typedef struct {
-    uint64_t k;   /* INT64 key, or the hash of a STRING key */
-    uint32_t row; /* row id (chunk * SL__TABLE_CHUNK + index), EMPTY if free */
-    uint32_t pad;
+    uint64_t k;     /* INT64 key, or the hash of a STRING key */
+    uint32_t chunk; /* chunk index + 1; 0 = free slot */
+    uint32_t row;   /* row in the chunk */
 } slot;
 
 struct sl_table {
@@ -34,7 +38,10 @@ struct sl_table {
     size_t stored, nkeys;
     slot *slots;
     uint64_t mask; /* slots: mask + 1 entries */
+    bool nulls[SL_MAX_COLS]; /* a stored row is NULL in that column */
 };
+
+static slot *slots_new(uint64_t n) { return sl__huge_alloc(n * sizeof(slot)); }
 
 sl_table *sl__table_new(const sl_schema *s, int key_col)
 {
@@ -46,8 +53,7 @@ sl_table *sl__table_new(const sl_schema *s, int key_col)
     t->key_col = key_col;
     t->str_key = kt == SL_STRING;
     t->mask = 1023;
-    t->slots = sl__xmalloc(sizeof(slot) * (t->mask + 1));
-    for (uint64_t i = 0; i <= t->mask; i++) t->slots[i].row = EMPTY;
+    t->slots = slots_new(t->mask + 1);
     return t;
 }
 
@@ -56,7 +62,7 @@ void sl_table_free(sl_table *t)
     if (!t) return;
     for (size_t i = 0; i < t->nchunks; i++) sl__batch_free(t->chunks[i]);
     free(t->chunks);
-    free(t->slots);
+    sl__huge_free(t->slots, (t->mask + 1) * sizeof(slot));
     sl_schema_free(t->schema);
     free(t);
 }
@@ -65,6 +71,7 @@ size_t sl_table_rows(const sl_table *t) { return t ? t->nkeys : 0; }
 size_t sl__table_stored(const sl_table *t) { return t ? t->stored : 0; }
 const sl_schema *sl__table_schema(const sl_table *t) { return t ? t->schema : NULL; }
 int sl__table_key_col(const sl_table *t) { return t ? t->key_col : -1; }
+bool sl__table_has_nulls(const sl_table *t, int col) { return t->nulls[col]; }
 
 uint64_t sl__table_hash_i64(int64_t key) { return sl__mix64((uint64_t)key); }
 
@@ -78,17 +85,17 @@ void sl__table_prefetch(const sl_table *t, uint64_t hash)
     __builtin_prefetch(&t->slots[hash & t->mask]);
 }
 
-static const sl_str *row_key_str(const sl_table *t, uint32_t row)
+static const sl_str *slot_key_str(const sl_table *t, const slot *s)
 {
-    const sl_batch *c = t->chunks[row / SL__TABLE_CHUNK];
-    return (const sl_str *)c->cols[t->key_col].data + row % SL__TABLE_CHUNK;
+    const sl_batch *c = t->chunks[s->chunk - 1];
+    return (const sl_str *)c->cols[t->key_col].data + s->row;
 }
 
-static int found(const sl_table *t, uint32_t row, const sl_batch **chunk,
+static int found(const sl_table *t, const slot *s, const sl_batch **chunk,
                  uint32_t *r)
 {
-    if (chunk) *chunk = t->chunks[row / SL__TABLE_CHUNK];
-    if (r) *r = row % SL__TABLE_CHUNK;
+    if (chunk) *chunk = t->chunks[s->chunk - 1];
+    if (r) *r = s->row;
     return 1;
 }
 
@@ -98,8 +105,8 @@ int sl__table_find_i64_h(const sl_table *t, int64_t key, uint64_t hash,
     if (t->str_key) return 0;
     for (uint64_t i = hash & t->mask;; i = (i + 1) & t->mask) {
         const slot *s = &t->slots[i];
-        if (s->row == EMPTY) return 0;
-        if (s->k == (uint64_t)key) return found(t, s->row, chunk, row);
+        if (!s->chunk) return 0;
+        if (s->k == (uint64_t)key) return found(t, s, chunk, row);
     }
 }
 
@@ -109,11 +116,11 @@ int sl__table_find_str_h(const sl_table *t, const char *key, size_t len,
     if (!t->str_key) return 0;
     for (uint64_t i = hash & t->mask;; i = (i + 1) & t->mask) {
         const slot *s = &t->slots[i];
-        if (s->row == EMPTY) return 0;
+        if (!s->chunk) return 0;
         if (s->k != hash) continue;
-        const sl_str *k = row_key_str(t, s->row);
+        const sl_str *k = slot_key_str(t, s);
         if (k->len == len && (len == 0 || memcmp(k->ptr, key, len) == 0))
-            return found(t, s->row, chunk, row);
+            return found(t, s, chunk, row);
     }
 }
 
@@ -139,26 +146,24 @@ static uint64_t slot_hash(const sl_table *t, const slot *s)
 static void grow(sl_table *t)
 {
     uint64_t nmask = t->mask * 2 + 1;
-    slot *ns = sl__xmalloc(sizeof(slot) * (nmask + 1));
-    for (uint64_t i = 0; i <= nmask; i++) ns[i].row = EMPTY;
+    slot *ns = slots_new(nmask + 1);
     for (uint64_t i = 0; i <= t->mask; i++) {
-        if (t->slots[i].row == EMPTY) continue;
+        if (!t->slots[i].chunk) continue;
         uint64_t j = slot_hash(t, &t->slots[i]) & nmask;
-        while (ns[j].row != EMPTY) j = (j + 1) & nmask;
+        while (ns[j].chunk) j = (j + 1) & nmask;
         ns[j] = t->slots[i];
     }
-    free(t->slots);
+    sl__huge_free(t->slots, (t->mask + 1) * sizeof(slot));
     t->slots = ns;
     t->mask = nmask;
 }
 
-/* Points the key of stored row `row` at it, replacing an earlier row with
+/* Points the key of row r of chunk ci at it, replacing an earlier row with
  * the same key (invariant 2). */
-static void index_put(sl_table *t, uint32_t row)
+static void index_put(sl_table *t, uint32_t ci, uint32_t r)
 {
     if ((t->nkeys + 1) * 4 > (t->mask + 1) * 3) grow(t);
-    const sl_batch *c = t->chunks[row / SL__TABLE_CHUNK];
-    uint32_t r = row % SL__TABLE_CHUNK;
+    const sl_batch *c = t->chunks[ci];
     uint64_t k, h;
     const sl_str *ks = NULL;
     if (t->str_key) {
@@ -170,19 +175,19 @@ static void index_put(sl_table *t, uint32_t row)
     }
     for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
         slot *s = &t->slots[i];
-        if (s->row == EMPTY) {
-            s->k = k;
-            s->row = row;
+        if (!s->chunk) {
+            *s = (slot){.k = k, .chunk = ci + 1, .row = r};
             t->nkeys++;
             return;
         }
         if (s->k != k) continue;
         if (ks) {
-            const sl_str *o = row_key_str(t, s->row);
+            const sl_str *o = slot_key_str(t, s);
             if (o->len != ks->len || (ks->len && memcmp(o->ptr, ks->ptr, ks->len)))
                 continue;
         }
-        s->row = row; /* duplicate key: the last row wins */
+        s->chunk = ci + 1; /* duplicate key: the last row wins */
+        s->row = r;
         return;
     }
 }
@@ -254,11 +259,10 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
 {
     int rc = check_schema(t, b->schema, errstr, errstr_size);
     if (rc) return rc;
-    if (t->stored + b->n >= EMPTY)
-        return sl__err(errstr, errstr_size, SL_EINVAL,
-                       "table: more than %u rows", (unsigned)(EMPTY - 1));
+    if (t->nchunks + b->n / SL__TABLE_CHUNK + 2 >= UINT32_MAX)
+        return sl__err(errstr, errstr_size, SL_EINVAL, "table: too many rows");
     const uint8_t *kv = b->cols[t->key_col].valid;
-    uint32_t rows[SL__TABLE_CHUNK];
+    uint32_t *rows = sl__xmalloc(sizeof(uint32_t) * (b->n ? b->n : 1));
     uint32_t i = 0;
     while (i < b->n) {
         sl_batch *c = t->nchunks ? t->chunks[t->nchunks - 1] : NULL;
@@ -268,16 +272,26 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
                 t->chunks = sl__xrealloc(t->chunks,
                                          sizeof(*t->chunks) * t->chunks_cap);
             }
-            c = sl__batch_new(t->schema, SL__TABLE_CHUNK);
+            /* chunks double from SL__TABLE_CHUNK rows, so a small table stays
+             * small and a large one gets a few big chunks on huge pages */
+            uint32_t cap = c ? c->cap : SL__TABLE_CHUNK;
+            if (c && cap < SL__TABLE_CHUNK_MAX) cap *= 2;
+            c = cap < SL__TABLE_CHUNK_MAX ? sl__batch_new(t->schema, cap)
+                                          : sl__batch_new_huge(t->schema, cap);
             t->chunks[t->nchunks++] = c;
         }
         uint32_t room = c->cap - c->n, m = 0;
         for (; i < b->n && m < room; i++)
             if (kv[i]) rows[m++] = i; /* invariant 1 */
-        uint32_t base = (uint32_t)((t->nchunks - 1) * SL__TABLE_CHUNK + c->n);
+        uint32_t base = c->n;
         chunk_append(c, b, rows, m);
+        for (int k = 0; k < t->schema->n; k++)
+            for (uint32_t j = 0; j < m && !t->nulls[k]; j++)
+                t->nulls[k] = !c->cols[k].valid[base + j];
         t->stored += m;
-        for (uint32_t j = 0; j < m; j++) index_put(t, base + j);
+        for (uint32_t j = 0; j < m; j++)
+            index_put(t, (uint32_t)(t->nchunks - 1), base + j);
     }
+    free(rows);
     return 0;
 }

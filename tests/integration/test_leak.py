@@ -5,10 +5,14 @@ as text and as a 64-bit integer in either byte order. The scan proves it
 can fail: a planted control file holding one raw id must be found."""
 import os
 import re
+import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE = os.environ.get("SLUICE_BIN") or os.path.join(ROOT, "build", "sluice")
@@ -59,11 +63,32 @@ def scan(root, ids):
     return hits
 
 
-def test_no_raw_identifier_in_any_output(tmp_path):
+# The default job, and the job with every privacy option: a dated key file
+# whose boundary (midnight UTC) falls in the input (rotation, a table
+# pseudonymised under both keys), folding and differential privacy (their
+# state is in the checkpoints too).
+VARIANTS = {
+    "default": ([], None),
+    "rotation-fold-dp": (["--set", "k.fold=age_band:wide,area,age_band",
+                          "--set", "dp.epsilon=1", "--set", "dp.max.contrib=5",
+                          "--set", "dp.budget=50"], "2026-01-05T23:45:00Z"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_no_raw_identifier_in_any_output(tmp_path, variant):
+    extra, start = VARIANTS[variant]
     data, out = tmp_path / "data", tmp_path / "out"
     run("gen", "--out", data, "--events", 150000, "--subscribers", 5000, "--cells", 200,
-        "--areas", 4, "--parts", 2, "--seed", 7, "--set", "span.ms=1800000")
-    run("keygen", data / "keys.txt")
+        "--areas", 4, "--parts", 2, "--seed", 7, "--set", "span.ms=1800000",
+        *(["--set", f"start={start}"] if start else []))
+    if start:
+        with open(data / "keys.txt", "w") as f:
+            f.write(f"telecom:1 {secrets.token_hex(32)} 2026-01-05\n"
+                    f"telecom:2 {secrets.token_hex(32)} 2026-01-06\n")
+        os.chmod(data / "keys.txt", 0o600)  # sluice refuses readable key files
+    else:
+        run("keygen", data / "keys.txt")
     # malformed lines carrying raw ids: they must reach dead letters masked
     bad = ("1767571200000,491700001234,TELEPORT,1,,\n"
            "not-a-time,491700004321,SMS_SENT,1,,\n"
@@ -76,7 +101,7 @@ def test_no_raw_identifier_in_any_output(tmp_path):
     args = [SLUICE, "run", "telecom-age", "--events", data / "events",
             "--subscribers", data / "subscribers.csv", "--cells", data / "cells.csv",
             "--key-file", data / "keys.txt", "--db", out / "result.db", "--out-dir", out,
-            "--checkpoint-dir", out / "ck", "--checkpoint-interval-ms", 100]
+            "--checkpoint-dir", out / "ck", "--checkpoint-interval-ms", 100, *extra]
     os.makedirs(out)
     log = open(out / "job.log", "w")
     p = subprocess.Popen([*map(str, args), "--set", "source.rate=100000"], stdout=log,
@@ -90,6 +115,9 @@ def test_no_raw_identifier_in_any_output(tmp_path):
     assert "restored checkpoint" in open(out / "job.log").read()
     assert os.path.getsize(out / "dead-letters.jsonl") > 0
     assert any(n.startswith("chk-") for n in os.listdir(out / "ck"))
+    con = sqlite3.connect(str(out / "result.db"))
+    assert con.execute("SELECT COUNT(*) FROM age_distribution").fetchone()[0] > 0
+    con.close()
 
     hits = scan(str(out), ids)
     assert hits == [], f"raw identifiers found: {hits}"

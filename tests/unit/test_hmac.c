@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ static const char *write_file(const char *name, const char *text)
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
+    assert_int_equal(chmod(path, 0600), 0); /* key files must be private */
     return path;
 }
 
@@ -233,6 +235,33 @@ static void test_keyring_errors(void **state)
     assert_null(sl__hmac_new(NULL, err, sizeof err));
 }
 
+/* A key file others can read is refused with a message naming the path,
+ * the mode and the fix; 0600 and 0400 load. */
+static void test_keyring_permissions(void **state)
+{
+    (void)state;
+    const char *path = write_file("perm.keys", "k1 " SECRET_A "\n");
+    static const mode_t bad[] = {0644, 0604, 0640, 0620, 0660, 0602};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char err[512] = "", mode[16];
+        assert_int_equal(chmod(path, bad[i]), 0);
+        assert_null(sl_keyring_load(path, err, sizeof err));
+        snprintf(mode, sizeof mode, "%04o", (unsigned)bad[i]);
+        if (!strstr(err, path) || !strstr(err, mode) || !strstr(err, "too open") ||
+            !strstr(err, "chmod 600"))
+            fail_msg("mode %s: error '%s'", mode, err);
+        if (strstr(err, SECRET_A)) fail_msg("error quotes the secret");
+    }
+    static const mode_t good[] = {0600, 0400};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        char err[512] = "";
+        assert_int_equal(chmod(path, good[i]), 0);
+        sl_keyring *k = sl_keyring_load(path, err, sizeof err);
+        if (!k) fail_msg("mode %04o refused: %s", (unsigned)good[i], err);
+        sl_keyring_free(k);
+    }
+}
+
 /* Not a pass/fail test: prints the cost of one pseudonym (12-byte ids). */
 static void test_speed(void **state)
 {
@@ -261,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_keyring_load),
         cmocka_unit_test(test_keyring_env),
         cmocka_unit_test(test_keyring_errors),
+        cmocka_unit_test(test_keyring_permissions),
         cmocka_unit_test(test_speed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -551,6 +551,146 @@ static void test_job(void **state)
     sl_table_free(cells);
 }
 
+/* ---- joins under key rotation -------------------------------------------- */
+#define ROT_SA "aa00000000000000000000000000000000000000000000000000000000000000"
+#define ROT_SB "bb00000000000000000000000000000000000000000000000000000000000000"
+#define ROT_SC "cc00000000000000000000000000000000000000000000000000000000000000"
+
+typedef struct {
+    int n;
+    int64_t ts[8], sub[8], birth[8];
+    uint8_t matched[8];
+} rot_result;
+
+static int rot_collect(const sl_batch *b, void *ud)
+{
+    rot_result *r = ud;
+    const sl_schema *s = sl_batch_schema(b);
+    int ts = sl_schema_find(s, "ts"), sub = sl_schema_find(s, "sub");
+    int birth = sl_schema_find(s, "birth_date");
+    for (uint32_t i = 0; i < sl_batch_len(b) && r->n < 8; i++) {
+        if (sl_batch_kind(b)[i] != SL_KIND_DATA) continue;
+        r->ts[r->n] = sl_batch_i64(b, ts)[i];
+        r->sub[r->n] = sl_batch_i64(b, sub)[i];
+        r->matched[r->n] = sl_batch_valid(b, birth)[i];
+        r->birth[r->n++] = sl_batch_i64(b, birth)[i];
+    }
+    return 0;
+}
+
+/* events (ts, msisdn) -> rotating pseudonymise -> lookup(t) -> rows. */
+static void rot_job(const sl_keyring *k, const sl_table *t, const char *ep,
+                    rot_result *r)
+{
+    char err[512];
+    sl_schema *ev = sl_schema_new();
+    sl_schema_add(ev, "ts", SL_TIMESTAMP);
+    sl_schema_set_identifier(ev, sl_schema_add(ev, "msisdn", SL_STRING));
+    sl_job *job = sl_job_new(err, sizeof err);
+    assert_int_equal(sl_job_set(job, "parallelism", "1", err, sizeof err), 0);
+    sl_stream *s = sl_job_source(job, "file", ev,
+                                 (const char *[]){"path", ep, "time.column", "ts",
+                                                  NULL});
+    s = sl_stream_pseudonymise_rotating(s, "msisdn", "sub", k,
+                                        &(sl_rotation){86400000, "tel"});
+    s = sl_stream_lookup(s, "sub", t, (const char *[]){"birth_date", NULL});
+    memset(r, 0, sizeof *r);
+    assert_int_equal(sl_stream_sink_fn(s, rot_collect, r), 0);
+    if (sl_job_run(job)) fail_msg("job: %s", sl_job_error(job));
+    sl_job_free(job);
+    sl_schema_free(ev);
+}
+
+static void test_join_under_rotation(void **state)
+{
+    (void)state;
+    if (!have_file_source()) skip();
+    char err[512] = "";
+    /* "x" is another domain's key (and undated); tel:b takes over at the
+     * start of 2024-01-02 */
+    setenv("SL_TEST_LOOKUP_ROT", "x " ROT_SC "\n"
+                                 "tel:a " ROT_SA " 2024-01-01\n"
+                                 "tel:b " ROT_SB " 2024-01-02\n", 1);
+    sl_keyring *k = sl_keyring_load("env:SL_TEST_LOOKUP_ROT", err, sizeof err);
+    if (!k) fail_msg("%s", err);
+    assert_int_equal(sl_keyring_count(k), 3);
+    assert_true(sl_keyring_valid_from(k, 0) == INT64_MIN);
+    assert_int_equal(sl_keyring_valid_from(k, 2), 1704153600000LL);
+    char sp[600]; /* write_file's buffer is reused */
+    snprintf(sp, sizeof sp, "%s", write_file("rot_subs.csv",
+                                             "msisdn,birth_date,gender\n"
+                                             "491700000001,1980-01-02,F\n"
+                                             "491700000002,1999-12-31,M\n"));
+    const sl_rotation rot = {86400000, "tel"};
+    sl_table *t = sl_table_load_rotating("file", g_subs, "msisdn",
+                                         (const char *[]){"path", sp, NULL}, k,
+                                         &rot, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    assert_int_equal(sl_table_rows(t), 4); /* 2 subscribers x 2 keys of "tel" */
+    char e2[128];
+    sl__hmac *ha = sl__hmac_new_key(k, 1, e2, sizeof e2);
+    sl__hmac *hb = sl__hmac_new_key(k, 2, e2, sizeof e2);
+    sl__hmac *hx = sl__hmac_new_key(k, 0, e2, sizeof e2);
+    const char *id = "491700000001";
+    int64_t pa = sl__hmac_pseudo(ha, id, strlen(id));
+    int64_t pb = sl__hmac_pseudo(hb, id, strlen(id));
+    int64_t px = sl__hmac_pseudo(hx, id, strlen(id));
+    const sl_batch *ch;
+    uint32_t row;
+    assert_int_equal(sl__table_find_i64(t, pa, &ch, &row), 1);
+    assert_int_equal(sl__table_find_i64(t, pb, &ch, &row), 1);
+    assert_int_equal(sl__table_find_i64(t, px, &ch, &row), 0); /* not the domain */
+    sl__hmac_free(ha);
+    sl__hmac_free(hb);
+    sl__hmac_free(hx);
+
+    /* a record just before and one just after the key boundary both find
+     * their subscriber, under different pseudonyms */
+    const int64_t d2 = 1704153600000LL;
+    char text[256];
+    snprintf(text, sizeof text, "ts,msisdn\n%lld,491700000001\n"
+             "%lld,491700000001\n%lld,491700000002\n",
+             (long long)(d2 - 1), (long long)d2, (long long)(d2 + 60000));
+    const char *ep = write_file("rot_events.csv", text);
+    rot_result r;
+    rot_job(k, t, ep, &r);
+    assert_int_equal(r.n, 3);
+    for (int i = 0; i < 3; i++) assert_int_equal(r.matched[i], 1);
+    assert_int_equal(r.ts[0], d2 - 1);
+    assert_int_equal(r.sub[0], pa);
+    assert_int_equal(r.sub[1], pb);
+    assert_int_equal(r.birth[0], 315619200000LL);
+    assert_int_equal(r.birth[1], 315619200000LL);
+    assert_int_equal(r.birth[2], 946598400000LL);
+    sl_table_free(t);
+
+    /* the current key alone (the old way) misses the earlier period */
+    t = sl_table_load("file", g_subs, "msisdn", (const char *[]){"path", sp, NULL},
+                      k, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    rot_job(k, t, ep, &r);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.matched[0], 0);
+    assert_int_equal(r.matched[1], 1);
+    sl_table_free(t);
+
+    /* the rotation is checked as the operator checks it */
+    assert_null(sl_table_load_rotating("file", g_subs, "msisdn",
+                                       (const char *[]){"path", sp, NULL}, k,
+                                       &(sl_rotation){7 * 86400000LL, "tel"},
+                                       err, sizeof err));
+    assert_non_null(strstr(err, "rotation boundary"));
+    assert_null(sl_table_load_rotating("file", g_subs, "msisdn",
+                                       (const char *[]){"path", sp, NULL}, k,
+                                       &(sl_rotation){86400000, "nope"}, err,
+                                       sizeof err));
+    assert_non_null(strstr(err, "nope"));
+    assert_null(sl_table_load_rotating("file", g_subs, "msisdn",
+                                       (const char *[]){"path", sp, NULL}, k,
+                                       NULL, err, sizeof err));
+    sl_keyring_free(k);
+}
+
 /* ---- the builder --------------------------------------------------------- */
 static int fake_configure(void **conf, const char *const *kv,
                           const sl_schema *schema, char *e, size_t n)
@@ -658,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_join_str_and_pseudo),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_job),
+        cmocka_unit_test(test_join_under_rotation),
         cmocka_unit_test(test_builder),
         cmocka_unit_test(test_speed),
     };
