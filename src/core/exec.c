@@ -55,10 +55,13 @@ void sl__route_control(task *t, int type, int64_t wm)
         pending_push(t, c, (sl__msg){.type = type, .wm = wm});
 }
 
+/* Appends rows (or, with rows NULL, all of b) to the channel's builder,
+ * sealing it whenever it fills; b may not fit in the room left. */
 static void append_rows(task *t, int ch, sl_batch *b, const uint32_t *rows,
                         uint32_t n)
 {
     uint32_t cap = (uint32_t)t->job->conf.batch_size;
+    uint32_t *all = NULL;
     while (n > 0) {
         if (!t->builder[ch]) {
             t->builder[ch] = sl__batch_new(b->schema, cap);
@@ -66,11 +69,17 @@ static void append_rows(task *t, int ch, sl_batch *b, const uint32_t *rows,
         }
         sl_batch *d = t->builder[ch];
         uint32_t room = d->cap - d->n, k = n < room ? n : room;
+        if (!rows && k < n) { /* a part of b: the rest must follow, not its start */
+            all = sl__xmalloc(sizeof(uint32_t) * n);
+            for (uint32_t i = 0; i < n; i++) all[i] = i;
+            rows = all;
+        }
         sl__batch_append(d, b, rows, k);
         if (rows) rows += k;
         n -= k;
         if (d->n == d->cap) seal_builder(t, ch);
     }
+    free(all);
 }
 
 static uint64_t row_key_hash(const sl_batch *b, const int *cols, int ncols,
