@@ -271,7 +271,7 @@ static bool authorized(const sl__obs *o, struct MHD_Connection *c)
         return token_eq(h, n, o->token);
     }
     if (strncasecmp(h, "Basic ", 6)) return false;
-    char dec[512];
+    char dec[512] = {0};
     size_t n = 0;
     unsigned acc = 0;
     int bits = 0;
