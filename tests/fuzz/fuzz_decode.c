@@ -2,6 +2,7 @@
  * input line must be decoded or rejected with a reason, never crash, leak
  * or read out of bounds. The first byte picks the decoder and the header. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/decode.h"
