@@ -178,8 +178,9 @@ static int64_t days_from_civil(int64_t y, int m, int d)
 
 static bool is_leap(int64_t y) { return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0); }
 
-static const char *const band_name[] = {"unknown", "0-17",  "18-24", "25-34",
-                                        "35-44",   "45-54", "55-64", "65+"};
+static const sl_str band_str[] = {{"unknown", 7}, {"0-17", 4},  {"18-24", 5},
+                                  {"25-34", 5},   {"35-44", 5}, {"45-54", 5},
+                                  {"55-64", 5},   {"65+", 3}};
 static const int band_lo[] = {0, 18, 25, 35, 45, 55, 65}; /* ages starting a band */
 
 typedef struct {
@@ -229,7 +230,7 @@ static int type_index(const sl_str *t, const char **seen)
 /* ts, sub, event_type, area, birth_date -> ts, sub, event_type, area,
  * age_band. Age is taken at the start date of the record's window. No
  * string is copied: event_type points to the schema's domain values, area
- * into the cells table, age_band to band_name (sl_str). */
+ * into the cells table, age_band to band_str (sl_str). */
 static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
 {
     const band_ctx *c = ud;
@@ -276,7 +277,7 @@ static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
             }
             for (int k = 0; k < 7; k++) band += birth[i] < at.lt[k];
         }
-        oband[i] = (sl_str){band_name[band], (uint32_t)strlen(band_name[band])};
+        oband[i] = band_str[band];
         oband_ok[i] = 1;
     }
     sl_batch_set_len(out, n);

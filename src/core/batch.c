@@ -152,6 +152,7 @@ void sl__batch_free(sl_batch *b)
 void sl__batch_clear(sl_batch *b)
 {
     b->n = 0;
+    b->khash = NULL;
     sl__arena_reset(&b->arena);
     memset(b->kind, SL_KIND_DATA, b->cap);
     for (int i = 0; i < b->schema->n; i++) memset(b->cols[i].valid, 1, b->cap);

@@ -58,7 +58,7 @@ void sl__route_control(task *t, int type, int64_t wm)
 /* Appends rows (or, with rows NULL, all of b) to the channel's builder,
  * sealing it whenever it fills; b may not fit in the room left. */
 static void append_rows(task *t, int ch, sl_batch *b, const uint32_t *rows,
-                        uint32_t n)
+                        uint32_t n, const uint64_t *h)
 {
     uint32_t cap = (uint32_t)t->job->conf.batch_size;
     uint32_t *all = NULL;
@@ -73,6 +73,10 @@ static void append_rows(task *t, int ch, sl_batch *b, const uint32_t *rows,
             all = sl__xmalloc(sizeof(uint32_t) * n);
             for (uint32_t i = 0; i < n; i++) all[i] = i;
             rows = all;
+        }
+        if (h) { /* the key hashes travel with the rows (sl_batch.khash) */
+            if (!d->khash) d->khash = sl__arena_alloc(&d->arena, sizeof(uint64_t) * d->cap);
+            for (uint32_t i = 0; i < k; i++) d->khash[d->n + i] = h[rows[i]];
         }
         sl__batch_append(d, b, rows, k);
         if (rows) rows += k;
@@ -200,7 +204,7 @@ static int route_push(sl__out *o, sl_batch *b)
         break;
     }
     case OUT_SINGLE:
-        append_rows(t, 0, b, NULL, b->n);
+        append_rows(t, 0, b, NULL, b->n, NULL);
         sl__batch_free(b);
         break;
     case OUT_HASH: {
@@ -230,7 +234,7 @@ static int route_push(sl__out *o, sl_batch *b)
         memcpy(pos, off, sizeof(uint32_t) * (size_t)P);
         for (uint32_t r = 0; r < b->n; r++) idx[pos[dst[r]]++] = r;
         for (int p = 0; p < P; p++)
-            if (cnt[p]) append_rows(t, p, b, idx + off[p], cnt[p]);
+            if (cnt[p]) append_rows(t, p, b, idx + off[p], cnt[p], h);
         free(h);
         sl__batch_free(b);
         break;

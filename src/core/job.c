@@ -184,6 +184,11 @@ const char *const *sl__stream_key(const sl_stream *s)
 }
 const char *sl__stream_time_col(const sl_stream *s) { return s ? s->time_col : NULL; }
 
+void *sl__stream_op_conf(const sl_stream *s, const sl__op_vt *vt)
+{
+    return s && s->kind == NODE_OP && s->vt == vt ? s->conf : NULL;
+}
+
 void sl__stream_set_time_col(sl_stream *s, const char *col)
 {
     if (!s) return;

@@ -229,6 +229,10 @@ void sl__stream_set_time_col(sl_stream *s, const char *col);
 /* Names of the stream's key columns (NULL-terminated; NULL if unkeyed). */
 const char *const *sl__stream_key(const sl_stream *s);
 const char *sl__stream_time_col(const sl_stream *s);
+/* The configuration of the operator that produces s if it is a vt node
+ * (still the job's), else NULL: for builders that fuse with the operator
+ * before them. */
+void *sl__stream_op_conf(const sl_stream *s, const sl__op_vt *vt);
 /* The job's batch capacity (job key batch.size). */
 uint32_t sl__job_batch_cap(const sl_job *job);
 

@@ -187,7 +187,7 @@ int sl__dec_value(const sl__dec_types *t, int col, const char *v, size_t len,
 
 /* ---- CSV ---------------------------------------------------------------- */
 
-enum { KIND_SKIP, KIND_INT, KIND_STR, KIND_OTHER };
+enum { KIND_SKIP, KIND_INT, KIND_STR, KIND_DOM, KIND_OTHER };
 
 static void ensure_fields(sl__csv_dec *d, int n)
 {
@@ -209,6 +209,7 @@ static void set_kinds(sl__csv_dec *d)
             const struct sl__colinfo *ci = &d->t.schema->cols[col];
             k = ci->type == SL_INT64 || ci->type == SL_TIMESTAMP ? KIND_INT
                 : ci->type == SL_STRING && ci->domain == NULL    ? KIND_STR
+                : ci->type == SL_STRING                          ? KIND_DOM
                                                                  : KIND_OTHER;
         }
         d->field_kind[f] = k;
@@ -545,6 +546,16 @@ int sl__csv_decode(const sl__csv_dec *d, const char *line, size_t len,
                 c->valid[row] = 1;
                 continue;
             }
+        } else if (kind == KIND_DOM) { /* point at the schema's value */
+            const struct sl__colinfo *ci = &d->t.schema->cols[col];
+            const uint32_t *dl = d->t.dom_len[col];
+            int k = 0;
+            while (k < ci->ndomain && !(dl[k] == n && eq_bytes(ci->domain[k], v, n))) k++;
+            if (k < ci->ndomain) {
+                ((sl_str *)c->data)[row] = (sl_str){ci->domain[k], (uint32_t)n};
+                c->valid[row] = 1;
+                continue;
+            } /* not in the domain: dec_value reports it */
         } else if (kind == KIND_STR) {
             char *dst = sl__arena_alloc(&b->arena, n);
             memcpy(dst, v, n);

@@ -652,6 +652,27 @@ int64_t sl__agg_count_value(const sl__agg *a, const uint8_t *grp)
     return (int64_t)sl__set64_count((const sl__set64 *)s);
 }
 
+bool sl__agg_exact_count(const sl__agg *a, const uint8_t *grp, int64_t *n)
+{
+    const uint8_t *s = grp + a->off;
+    switch (a->kind) {
+    case SL_AGG_COUNT:
+        *n = *(const int64_t *)s;
+        return true;
+    case SL_AGG_COUNT_DISTINCT:
+        if (a->in_type == SL_STRING) {
+            const sl__bmap *m;
+            memcpy(&m, s, sizeof m);
+            *n = m ? (int64_t)sl__bmap_count(m) : 0;
+        } else {
+            *n = (int64_t)sl__set64_count((const sl__set64 *)s);
+        }
+        return true;
+    default:
+        return false;
+    }
+}
+
 int sl__agg_result(const sl__agg *a, const uint8_t *grp, sl_batch *out,
                    int col, uint32_t row)
 {

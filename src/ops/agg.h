@@ -97,6 +97,9 @@ int sl__agg_result(const sl__agg *a, const uint8_t *grp, sl_batch *out,
  * sl__agg_result would write), for decisions such as k-anonymity. */
 int64_t sl__agg_count_value(const sl__agg *a, const uint8_t *grp);
 /* Checkpoint form of a state (little-endian, self-delimiting). */
+/* The result of a COUNT or exact COUNT_DISTINCT into *n (never NULL);
+ * false for other kinds. */
+bool sl__agg_exact_count(const sl__agg *a, const uint8_t *grp, int64_t *n);
 size_t sl__agg_serialized_size(const sl__agg *a, const uint8_t *grp);
 size_t sl__agg_serialize(const sl__agg *a, const uint8_t *grp, uint8_t *out);
 /* Replaces the state with the serialised one; returns bytes read, or
@@ -117,6 +120,14 @@ int sl__window_conf_new(void **conf, sl_schema **out, const sl_schema *in,
                         const char *const *keys, const char *time_col,
                         const sl_window_spec *w, const sl_agg_spec *aggs,
                         size_t naggs, char *errstr, size_t errstr_size);
+
+/* k-anonymity pushed into the window (sl_stream_k_anon on a window's
+ * output): the window then drops, as it fires, every group whose output
+ * column `col` (a COUNT or exact COUNT_DISTINCT) is below k, and counts it
+ * as suppressed, so small groups are never sorted or emitted; the k_anon
+ * operator after it finds nothing left to drop. Returns false (nothing
+ * changed) when col is not such an aggregate or the window folds. */
+bool sl__window_conf_min_count(void *conf, const char *col, int64_t k);
 
 /* k-anonymity by folding, applied by the window operator as it fires
  * (kanon.c; built by sl_stream_window_fold). The window groups by the

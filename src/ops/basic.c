@@ -126,6 +126,7 @@ static void compact(sl_batch *b, const uint32_t *rows, uint32_t n)
     }
     for (uint32_t i = 0; i < n; i++) b->kind[i] = b->kind[rows[i]];
     b->n = n;
+    b->khash = NULL; /* rows moved */
 }
 
 static int filter_batch(void *st, sl_batch *b, sl__out *out)

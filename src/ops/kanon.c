@@ -41,6 +41,7 @@ static void ka_close(void *st) { free(st); }
 /* Moves row `from` to row `to` (to < from) in every column. */
 static void move_row(sl_batch *b, uint32_t to, uint32_t from)
 {
+    b->khash = NULL; /* rows moved */
     b->kind[to] = b->kind[from];
     for (int c = 0; c < b->schema->n; c++) {
         b->cols[c].valid[to] = b->cols[c].valid[from];
@@ -123,6 +124,11 @@ sl_stream *sl_stream_k_anon(sl_stream *s, const char *count_col, int64_t k)
                      (long long)k);
         return NULL;
     }
+    /* On a window's output, the window itself drops the small groups as it
+     * fires, before sorting and emitting them; this operator stays as the
+     * check (and for canaries), finding nothing left to drop. */
+    void *wconf = sl__stream_op_conf(s, &sl__window_vt);
+    if (wconf) sl__window_conf_min_count(wconf, count_col, k);
     sl__kanon_conf *conf = sl__xcalloc(1, sizeof *conf);
     conf->col = c;
     conf->k = k;

@@ -395,7 +395,12 @@ sl__hmac *sl__hmac_new_key(const sl_keyring *k, int i, char *errstr,
 static int64_t be64(const uint8_t *p)
 {
     uint64_t v = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, p, 8);
+    v = __builtin_bswap64(v);
+#else
     for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+#endif
     return (int64_t)v;
 }
 

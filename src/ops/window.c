@@ -74,6 +74,9 @@ typedef struct {
     int npart;       /* keys[0..npart) are the stream's key, the rest extra
                       * grouping columns (sl_stream_window_fold) */
     sl__fold *fold;  /* owned; NULL = emit every group */
+    bool has_min;    /* drop groups whose aggs[min_agg] < min_count */
+    size_t min_agg;
+    int64_t min_count;
 } win_conf;
 
 typedef struct {
@@ -154,6 +157,22 @@ void sl__window_conf_fold(void *conf, int npart, sl__fold *f)
     SL_ASSERT(npart >= 0 && npart <= c->nkey && !c->fold);
     c->npart = npart;
     c->fold = f;
+}
+
+bool sl__window_conf_min_count(void *conf, const char *col, int64_t k)
+{
+    win_conf *c = conf;
+    if (c->fold || c->has_min) return false;
+    for (size_t i = 0; i < c->naggs; i++) {
+        if (strcmp(c->aggs[i].as, col) != 0) continue;
+        if (c->aggs[i].kind != SL_AGG_COUNT && c->aggs[i].kind != SL_AGG_COUNT_DISTINCT)
+            return false;
+        c->has_min = true;
+        c->min_agg = i;
+        c->min_count = k;
+        return true;
+    }
+    return false;
 }
 
 static bool is_window_col(const char *name)
@@ -367,30 +386,26 @@ sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
  * byte (0 = NULL, nothing follows), then integers big-endian with the sign
  * bit flipped, doubles as their order-preserving bit pattern, bools as one
  * byte, strings with 0x00 escaped as 0x00 0xff and ended by 0x00 0x00. */
-static size_t key_bound(const win_op *op, const sl_batch *b, uint32_t r)
-{
-    size_t n = 0;
-    for (int k = 0; k < op->nkey; k++) {
-        int c = op->key_cols[k];
-        switch (op->in->cols[c].type) {
-        case SL_STRING: n += 3 + 2 * (size_t)((sl_str *)b->cols[c].data)[r].len;
-            break;
-        case SL_BOOL: n += 2; break;
-        default: n += 9; break;
-        }
-    }
-    return n;
-}
-
 static inline void put_be64(uint8_t *p, uint64_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
+#else
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+#endif
 }
 static inline uint64_t get_be64(const uint8_t *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+#else
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = v << 8 | p[i];
     return v;
+#endif
 }
 
 static size_t encode_key(const win_op *op, const sl_batch *b, uint32_t r,
@@ -415,6 +430,32 @@ static size_t encode_key(const win_op *op, const sl_batch *b, uint32_t r,
                 memcpy(p, &w, 8);
                 p += 8;
             }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            uint32_t t = len - i; /* the last 1..7 bytes in one load and store,
+                                   * unless they hold a NUL (the caller's
+                                   * buffer has 8 bytes of slack) */
+            if (t > 0 && t < 8) {
+                uint64_t w;
+                if (len >= 8) {
+                    memcpy(&w, src + len - 8, 8);
+                    w >>= 8 * (8 - t);
+                } else if (t >= 4) {
+                    uint32_t lo, hi;
+                    memcpy(&lo, src, 4);
+                    memcpy(&hi, src + t - 4, 4);
+                    w = lo | (uint64_t)hi << (8 * (t - 4));
+                } else {
+                    w = src[0] | (uint64_t)src[t / 2] << (8 * (t / 2)) |
+                        (uint64_t)src[t - 1] << (8 * (t - 1));
+                }
+                uint64_t x = w | ~((1ULL << (8 * t)) - 1);
+                if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) {
+                    memcpy(p, &w, 8);
+                    p += t;
+                    i = len;
+                }
+            }
+#endif
             for (; i < len; i++) {
                 *p++ = src[i];
                 if (src[i] == 0) *p++ = 0xff;
@@ -447,9 +488,14 @@ static size_t encode_key(const win_op *op, const sl_batch *b, uint32_t r,
     return (size_t)(p - start);
 }
 
-/* Writes the key columns of one output row from an encoded key. */
-static int decode_key(win_op *op, const uint8_t *p, sl_batch *ob, uint32_t row)
+/* Writes the key columns of one output row from an encoded key. The key is
+ * copied once into the batch's arena and its strings point into that copy
+ * (unescaped in place when they hold NULs, which only shortens them). */
+static void decode_key(win_op *op, const uint8_t *key, uint32_t klen, sl_batch *ob,
+                       uint32_t row)
 {
+    const uint8_t *p = key;
+    uint8_t *copy = NULL;
     for (int k = 0; k < op->nkey; k++) {
         int oc = 2 + k;
         struct sl__col *c = &ob->cols[oc];
@@ -460,31 +506,20 @@ static int decode_key(win_op *op, const uint8_t *p, sl_batch *ob, uint32_t row)
         c->valid[row] = 1;
         switch (op->out->cols[oc].type) {
         case SL_STRING: {
-            size_t n = 0;
-            bool esc = false;
-            while (!(p[n] == 0 && p[n + 1] == 0)) {
-                if (p[n] == 0) {
-                    esc = true;
-                    n++; /* the 0xff after an escaped NUL */
-                }
-                n++;
+            if (!copy) {
+                copy = sl__arena_alloc(&ob->arena, klen);
+                memcpy(copy, key, klen);
             }
-            int rc;
-            if (!esc) {
-                rc = sl_batch_set_str(ob, oc, row, (const char *)p, n);
-            } else {
-                if (op->tmpcap < n) {
-                    op->tmp = sl__xrealloc(op->tmp, n);
-                    op->tmpcap = n;
+            uint8_t *s = copy + (p - key);
+            const uint8_t *z = memchr(p, 0, (size_t)(key + klen - p));
+            size_t n = (size_t)(z - p), m = n;
+            if (z[1] != 0) { /* an escaped NUL (0x00 0xff): unescape the copy */
+                while (!(p[n] == 0 && p[n + 1] == 0)) {
+                    s[m++] = p[n];
+                    n += p[n] == 0 ? 2 : 1;
                 }
-                size_t m = 0;
-                for (size_t i = 0; i < n; i++) {
-                    op->tmp[m++] = (char)p[i];
-                    if (p[i] == 0) i++; /* skip the 0xff escape */
-                }
-                rc = sl_batch_set_str(ob, oc, row, op->tmp, m);
             }
-            if (rc < 0) return rc;
+            ((sl_str *)c->data)[row] = (sl_str){(const char *)s, (uint32_t)m};
             p += n + 2;
             break;
         }
@@ -505,7 +540,6 @@ static int decode_key(win_op *op, const uint8_t *p, sl_batch *ob, uint32_t row)
             break;
         }
     }
-    return 0;
 }
 
 /* ---- open windows ---------------------------------------------------------- */
@@ -539,13 +573,10 @@ static win *window_get(win_op *op, int64_t start)
 
 static void window_free(win_op *op, win *w)
 {
-    if (op->heap) {
-        for (uint32_t g = 0; g < sl__bmap_count(&w->groups); g++) {
-            uint8_t *grp = sl__bmap_at(&w->groups, g, NULL, NULL);
-            for (size_t i = 0; i < op->naggs; i++)
-                if (sl__agg_has_heap(&op->aggs[i]))
-                    sl__agg_state_free(&op->aggs[i], grp);
-        }
+    for (size_t i = 0; op->heap && i < op->naggs; i++) {
+        if (!sl__agg_has_heap(&op->aggs[i])) continue;
+        for (uint32_t g = 0; g < sl__bmap_count(&w->groups); g++)
+            sl__agg_state_free(&op->aggs[i], sl__bmap_at(&w->groups, g, NULL, NULL));
     }
     sl__bmap_close(&w->groups);
     free(w);
@@ -736,6 +767,27 @@ static uint32_t prepare_rows(win_op *op, const sl_batch *b)
     size_t kused = 0;
     uint32_t m = 0;
     grow_rows(op, b->n);
+    /* room for the longest encoding of every key (a string's bytes may all
+     * be escaped NULs), plus encode_key's 8 bytes of slack */
+    size_t need = 8;
+    for (int k = 0; k < op->nkey; k++) {
+        int c = op->key_cols[k];
+        switch (op->in->cols[c].type) {
+        case SL_STRING: {
+            const sl_str *v = b->cols[c].data;
+            const uint8_t *ok = b->cols[c].valid;
+            need += 3 * (size_t)b->n;
+            for (uint32_t i = 0; i < b->n; i++) need += !ok || ok[i] ? 2 * (size_t)v[i].len : 0;
+            break;
+        }
+        case SL_BOOL: need += 2 * (size_t)b->n; break;
+        default: need += 9 * (size_t)b->n; break;
+        }
+    }
+    if (need > op->kcap) {
+        op->kcap = need * 2 > 4096 ? need * 2 : 4096;
+        op->kbuf = sl__xrealloc(op->kbuf, op->kcap);
+    }
     for (uint32_t i = 0; i < b->n; i++) {
         if (b->kind && b->kind[i] != SL_KIND_DATA) {
             forward_canary(op, b, i);
@@ -750,11 +802,6 @@ static uint32_t prepare_rows(win_op *op, const sl_batch *b)
             op->st.bad_time++;
             dead_letter(op, b, i, "time_out_of_range");
             continue;
-        }
-        size_t need = kused + key_bound(op, b, i);
-        if (need > op->kcap) {
-            op->kcap = need * 2 > 4096 ? need * 2 : 4096;
-            op->kbuf = sl__xrealloc(op->kbuf, op->kcap);
         }
         size_t len = encode_key(op, b, i, op->kbuf + kused);
         op->koff[m] = (uint32_t)kused;
@@ -815,6 +862,8 @@ static inline void grp_set_kg(const win_op *op, uint8_t *grp, int32_t kg)
 static int32_t row_kg(const win_op *op, const sl_batch *b, uint32_t row)
 {
     if (op->npart == 0 || op->key_groups <= 1) return 0;
+    /* the stream's key is the exchange's: its hash came with the batch */
+    if (b->khash) return (int32_t)(b->khash[row] % (uint64_t)op->key_groups);
     return sl__key_group(b, op->key_cols, op->npart, row, op->key_groups);
 }
 
@@ -869,29 +918,58 @@ static int win_batch(void *st, sl_batch *b, sl__out *out)
 #define REF_WORDS 3
 typedef struct {
     uint64_t pre[REF_WORDS];
-    const uint8_t *key;
-    uint32_t len, idx;
+    const uint8_t *key, *grp;
+    uint32_t len;
 } grp_ref;
 
-static void ref_init(grp_ref *r, const uint8_t *key, uint32_t len, uint32_t idx)
+static void ref_init(grp_ref *r, const uint8_t *key, uint32_t len, const uint8_t *grp)
 {
     uint8_t buf[8 * REF_WORDS] = {0};
     memcpy(buf, key, len < sizeof buf ? len : sizeof buf);
     for (int w = 0; w < REF_WORDS; w++) r->pre[w] = get_be64(buf + 8 * w);
     r->key = key;
+    r->grp = grp;
     r->len = len;
-    r->idx = idx;
 }
 
-static int grp_cmp(const void *x, const void *y)
+static inline bool grp_less(const grp_ref *a, const grp_ref *b)
 {
-    const grp_ref *a = x, *b = y;
     for (int w = 0; w < REF_WORDS; w++)
-        if (a->pre[w] != b->pre[w]) return a->pre[w] < b->pre[w] ? -1 : 1;
+        if (a->pre[w] != b->pre[w]) return a->pre[w] < b->pre[w];
     /* equal prefixes: zero padding may hide a length difference */
     int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
-    if (c) return c;
-    return (a->len > b->len) - (a->len < b->len);
+    return c ? c < 0 : a->len < b->len;
+}
+
+/* Sorts ix[0..n) (indices into refs) by key: insertion sort of runs of 16,
+ * then bottom-up merges through tmp. Keys are distinct, so any correct sort
+ * gives the same order. */
+static void sort_refs(const grp_ref *refs, uint32_t *ix, uint32_t *tmp, uint32_t n)
+{
+    enum { RUN = 16 };
+    for (uint32_t lo = 0; lo < n; lo += RUN) {
+        uint32_t hi = n - lo < RUN ? n : lo + RUN;
+        for (uint32_t i = lo + 1; i < hi; i++) {
+            uint32_t v = ix[i], j = i;
+            for (; j > lo && grp_less(&refs[v], &refs[ix[j - 1]]); j--) ix[j] = ix[j - 1];
+            ix[j] = v;
+        }
+    }
+    uint32_t *a = ix, *b = tmp;
+    for (uint32_t w = RUN; w < n; w *= 2) {
+        for (uint32_t lo = 0; lo < n; lo += 2 * w) {
+            uint32_t mid = n - lo < w ? n : lo + w, hi = n - lo < 2 * w ? n : lo + 2 * w;
+            uint32_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                b[k++] = grp_less(&refs[a[j]], &refs[a[i]]) ? a[j++] : a[i++];
+            while (i < mid) b[k++] = a[i++];
+            while (j < hi) b[k++] = a[j++];
+        }
+        uint32_t *t = a;
+        a = b;
+        b = t;
+    }
+    if (a != ix) memcpy(ix, a, n * sizeof *ix);
 }
 
 /* Emits one row per group of w in key order, filling *ob and pushing it
@@ -901,21 +979,32 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
     uint32_t ng = sl__bmap_count(&w->groups);
     uint32_t cap = out->batch_cap ? out->batch_cap
                    : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
-    grp_ref *refs = sl__xmalloc((ng ? ng : 1) * sizeof *refs);
+    grp_ref *refs = sl__xmalloc((ng ? ng : 1) * (sizeof *refs + 2 * sizeof(uint32_t)));
+    uint32_t *ix = (uint32_t *)(refs + ng), *tmp = ix + ng;
+    uint32_t ne = 0; /* groups to emit */
     for (uint32_t g = 0; g < ng; g++) {
         const uint8_t *key;
         uint32_t len;
-        sl__bmap_at(&w->groups, g, &key, &len);
-        ref_init(&refs[g], key, len, g);
+        const uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
+        int64_t cnt;
+        if (op->conf->has_min &&
+            sl__agg_exact_count(&op->aggs[op->conf->min_agg], grp, &cnt) &&
+            cnt < op->conf->min_count)
+            continue; /* k-anonymity, pushed down: see sl_stream_k_anon */
+        ref_init(&refs[ne], key, len, grp);
+        ix[ne] = ne;
+        ne++;
     }
-    qsort(refs, ng, sizeof *refs, grp_cmp);
+    if (ne < ng) sl__count(op->ctx, SL__CTR_SUPPRESSED, ng - ne);
+    sort_refs(refs, ix, tmp, ne);
     int rc = 0;
     if (op->conf->fold) { /* k-anonymity by folding (kanon.c) */
-        sl_batch *keys = sl__batch_new(op->out, ng ? ng : 1);
-        uint8_t **grp = sl__xmalloc((ng ? ng : 1) * sizeof *grp);
-        for (uint32_t g = 0; g < ng && rc == 0; g++) {
-            grp[g] = sl__bmap_at(&w->groups, refs[g].idx, NULL, NULL);
-            rc = decode_key(op, refs[g].key, keys, g);
+        sl_batch *keys = sl__batch_new(op->out, ne ? ne : 1);
+        uint8_t **grp = sl__xmalloc((ne ? ne : 1) * sizeof *grp);
+        for (uint32_t g = 0; g < ne; g++) {
+            const grp_ref *ref = &refs[ix[g]];
+            grp[g] = (uint8_t *)ref->grp;
+            decode_key(op, ref->key, ref->len, keys, g);
             keys->n = g + 1;
         }
         if (rc == 0)
@@ -925,7 +1014,7 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
         sl__batch_free(keys);
         free(grp);
     }
-    for (uint32_t g = 0; g < ng && rc == 0 && !op->conf->fold; g++) {
+    for (uint32_t g = 0; g < ne && rc == 0 && !op->conf->fold; g++) {
         if (!*ob) {
             *ob = sl__batch_new(op->out, cap);
             if (!*ob) {
@@ -933,19 +1022,20 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
                 break;
             }
         }
-        if (g + PREFETCH_AHEAD < ng) { /* key order is random memory order */
-            const grp_ref *a = &refs[g + PREFETCH_AHEAD];
+        if (g + PREFETCH_AHEAD < ne) { /* key order is random memory order */
+            const grp_ref *a = &refs[ix[g + PREFETCH_AHEAD]];
             __builtin_prefetch(a->key);
-            __builtin_prefetch(sl__bmap_at(&w->groups, a->idx, NULL, NULL));
+            __builtin_prefetch(a->grp);
         }
         sl_batch *b = *ob;
         uint32_t r = b->n;
-        const uint8_t *grp = sl__bmap_at(&w->groups, refs[g].idx, NULL, NULL);
+        const grp_ref *ref = &refs[ix[g]];
+        const uint8_t *grp = ref->grp;
         ((int64_t *)b->cols[0].data)[r] = w->start;
         ((int64_t *)b->cols[1].data)[r] = w->end;
         b->cols[0].valid[r] = 1;
         b->cols[1].valid[r] = 1;
-        rc = decode_key(op, refs[g].key, b, r);
+        decode_key(op, ref->key, ref->len, b, r);
         for (size_t a = 0; a < op->naggs && rc == 0; a++)
             rc = sl__agg_result(&op->aggs[a], grp, b,
                                 2 + op->nkey + (int)a, r);

@@ -3,7 +3,9 @@
  * open-addressing index (linear probing, load factor <= 3/4: 16-byte
  * slots, so 10 M keys take 256 MiB) from key to (chunk, row). The index and the large chunks
  * live on huge pages (sl__huge_alloc), as every probe and every gather of
- * a join lands at random in them and would otherwise miss the TLB. Tables
+ * a join lands at random in them and would otherwise miss the TLB. Equal
+ * strings of a column share one copy (intern) while the column has few
+ * distinct values. Tables
  * are built single-threaded by sl__table_append and never change
  * afterwards, so lookups need no locks. They are not snapshotted: a job
  * reloads its tables at start.
@@ -19,9 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hashmap.h"
 #include "state/state.h"
 
 #define STR_SEED 0x7461626c65ULL
+#define INTERN_SEED 0x696e7465726eULL
+#define INTERN_MAX 65536 /* distinct values shared per STRING column */
 
 typedef struct {
     uint64_t k;     /* INT64 key, or the hash of a STRING key */
@@ -39,6 +44,7 @@ struct sl_table {
     slot *slots;
     uint64_t mask; /* slots: mask + 1 entries */
     bool nulls[SL_MAX_COLS]; /* a stored row is NULL in that column */
+    sl__bmap *intern[SL_MAX_COLS]; /* STRING column: value -> shared copy */
 };
 
 static slot *slots_new(uint64_t n) { return sl__huge_alloc(n * sizeof(slot)); }
@@ -63,6 +69,11 @@ void sl_table_free(sl_table *t)
     for (size_t i = 0; i < t->nchunks; i++) sl__batch_free(t->chunks[i]);
     free(t->chunks);
     sl__huge_free(t->slots, (t->mask + 1) * sizeof(slot));
+    for (int c = 0; c < SL_MAX_COLS; c++) {
+        if (!t->intern[c]) continue;
+        sl__bmap_close(t->intern[c]);
+        free(t->intern[c]);
+    }
     sl_schema_free(t->schema);
     free(t);
 }
@@ -211,10 +222,40 @@ static int check_schema(const sl_table *t, const sl_schema *s, char *errstr,
     return 0;
 }
 
+/* The table's copy of string v of column c: one copy shared by all equal
+ * values while the column has at most INTERN_MAX distinct ones (areas,
+ * genders: a join's strings then stay in a few cache lines), else a copy
+ * in chunk's arena. */
+static sl_str intern(sl_table *t, int c, sl_batch *chunk, sl_str v)
+{
+    if (v.len == 0) return (sl_str){"", 0};
+    sl__bmap *m = t->intern[c];
+    if (!m) {
+        m = t->intern[c] = sl__xmalloc(sizeof *m);
+        sl__bmap_init(m, sizeof(const char *));
+    }
+    if (sl__bmap_count(m) <= INTERN_MAX) {
+        uint64_t h = sl__hash_bytes(v.ptr, v.len, INTERN_SEED);
+        bool fresh = false;
+        const char **canon = sl__bmap_count(m) < INTERN_MAX
+                                 ? sl__bmap_upsert(m, v.ptr, v.len, h, &fresh)
+                                 : sl__bmap_find(m, v.ptr, v.len, h);
+        if (fresh) { /* the map's copy of the key never moves */
+            const uint8_t *k;
+            sl__bmap_at(m, sl__bmap_count(m) - 1, &k, NULL);
+            *canon = (const char *)k;
+        }
+        if (canon) return (sl_str){*canon, v.len};
+    }
+    char *p = sl__arena_alloc(&chunk->arena, v.len);
+    memcpy(p, v.ptr, v.len);
+    return (sl_str){p, v.len};
+}
+
 /* Appends rows[0..m) of src to chunk dst. Unlike sl__batch_append, reads
  * the string of non-NULL rows only: decoders leave a NULL row's sl_str as
  * it was, which may point into memory the batch no longer owns. */
-static void chunk_append(sl_batch *dst, const sl_batch *src,
+static void chunk_append(sl_table *t, sl_batch *dst, const sl_batch *src,
                          const uint32_t *rows, uint32_t m)
 {
     uint32_t base = dst->n;
@@ -234,13 +275,8 @@ static void chunk_append(sl_batch *dst, const sl_batch *src,
         case SL_STRING: {
             const sl_str *sd = src->cols[c].data;
             sl_str *dd = (sl_str *)dst->cols[c].data + base;
-            for (uint32_t i = 0; i < m; i++) {
-                sl_str v = sv[rows[i]] ? sd[rows[i]] : (sl_str){"", 0};
-                char *p = v.len ? sl__arena_alloc(&dst->arena, v.len) : NULL;
-                if (p) memcpy(p, v.ptr, v.len);
-                dd[i].ptr = p ? p : "";
-                dd[i].len = v.len;
-            }
+            for (uint32_t i = 0; i < m; i++)
+                dd[i] = intern(t, c, dst, sv[rows[i]] ? sd[rows[i]] : (sl_str){"", 0});
             break;
         }
         default: {
@@ -284,7 +320,7 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
         for (; i < b->n && m < room; i++)
             if (kv[i]) rows[m++] = i; /* invariant 1 */
         uint32_t base = c->n;
-        chunk_append(c, b, rows, m);
+        chunk_append(t, c, b, rows, m);
         for (int k = 0; k < t->schema->n; k++)
             for (uint32_t j = 0; j < m && !t->nulls[k]; j++)
                 t->nulls[k] = !c->cols[k].valid[base + j];
