@@ -82,7 +82,7 @@ struct sl_batch {
     sl__arena arena;
     size_t bytes; /* size of the allocation, for memory accounting */
     bool huge;    /* allocated by sl__batch_new_huge */
-    /* The key hash of each row (row_key_hash in exec.c) when the batch comes
+    /* The key hash of each row (sl__key_hash) when the batch comes
      * out of a hash exchange, so the stage after it needs not hash the key
      * again; NULL otherwise. In the arena. Whatever moves, drops or adds
      * rows in place must set it to NULL (sl__batch_drop_rows does). */

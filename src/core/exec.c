@@ -86,10 +86,9 @@ static void append_rows(task *t, int ch, sl_batch *b, const uint32_t *rows,
     free(all);
 }
 
-static uint64_t row_key_hash(const sl_batch *b, const int *cols, int ncols,
-                             uint32_t r)
+uint64_t sl__key_hash(const sl_batch *b, const int *cols, int ncols, uint32_t r)
 {
-    uint64_t h = 0x2545f4914f6cdd1dULL;
+    uint64_t h = SL__KEY_HASH_SEED;
     for (int k = 0; k < ncols; k++) {
         int c = cols[k];
         uint64_t v = 0;
@@ -104,16 +103,16 @@ static uint64_t row_key_hash(const sl_batch *b, const int *cols, int ncols,
             default: v = (uint64_t)((const int64_t *)b->cols[c].data)[r]; break;
             }
         }
-        h = sl__mix64(h ^ v) + (uint64_t)k;
+        h = sl__key_hash_step(h, v, k);
     }
     return h;
 }
 
-/* row_key_hash of every row of b into h, a column at a time. */
+/* sl__key_hash of every row of b into h, a column at a time. */
 static void key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *h)
 {
     uint32_t n = b->n;
-    for (uint32_t r = 0; r < n; r++) h[r] = 0x2545f4914f6cdd1dULL;
+    for (uint32_t r = 0; r < n; r++) h[r] = SL__KEY_HASH_SEED;
     for (int k = 0; k < ncols; k++) {
         const struct sl__col *c = &b->cols[cols[k]];
         const uint8_t *ok = c->valid;
@@ -122,20 +121,20 @@ static void key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *
             const sl_str *s = c->data;
             for (uint32_t r = 0; r < n; r++) {
                 uint64_t v = ok[r] ? sl__hash_bytes(s[r].ptr, s[r].len, 0) : 0;
-                h[r] = sl__mix64(h[r] ^ v) + (uint64_t)k;
+                h[r] = sl__key_hash_step(h[r], v, k);
             }
             break;
         }
         case SL_BOOL: {
             const uint8_t *d = c->data;
             for (uint32_t r = 0; r < n; r++)
-                h[r] = sl__mix64(h[r] ^ (ok[r] ? d[r] : 0)) + (uint64_t)k;
+                h[r] = sl__key_hash_step(h[r], ok[r] ? d[r] : 0, k);
             break;
         }
         default: {
             const int64_t *d = c->data;
             for (uint32_t r = 0; r < n; r++)
-                h[r] = sl__mix64(h[r] ^ (ok[r] ? (uint64_t)d[r] : 0)) + (uint64_t)k;
+                h[r] = sl__key_hash_step(h[r], ok[r] ? (uint64_t)d[r] : 0, k);
             break;
         }
         }
@@ -145,7 +144,7 @@ static void key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *
 int sl__key_group(const sl_batch *b, const int *cols, int ncols, uint32_t row,
                   int groups)
 {
-    return (int)(row_key_hash(b, cols, ncols, row) % (uint64_t)groups);
+    return (int)(sl__key_hash(b, cols, ncols, row) % (uint64_t)groups);
 }
 
 /* Key groups are contiguous ranges per task, so rescaling moves whole

@@ -69,6 +69,17 @@ void sl__snap_writer_free(sl__snap_writer *w);
  * rows between stages, so a group's state lives where its rows arrive. */
 int sl__key_group(const sl_batch *b, const int *cols, int ncols, uint32_t row,
                   int groups);
+/* The 64-bit key hash that routing uses (key group = hash % G): start from
+ * SL__KEY_HASH_SEED and fold in each key column's value v in order with
+ * sl__key_hash_step; v is 0 for NULL, sl__hash_bytes(bytes, len, 0) for a
+ * string, the byte for a bool and the 64 bits otherwise (so FLOAT64 -0.0 and
+ * 0.0 differ). sl__key_hash computes it for one row. */
+#define SL__KEY_HASH_SEED 0x2545f4914f6cdd1dULL
+static inline uint64_t sl__key_hash_step(uint64_t h, uint64_t v, int k)
+{
+    return sl__mix64(h ^ v) + (uint64_t)k;
+}
+uint64_t sl__key_hash(const sl_batch *b, const int *cols, int ncols, uint32_t row);
 
 /* Dead letters: {source, position, reason, payload} as JSON Lines in
  * <outdir>/dead-letters.jsonl, counted per reason. The payload must already

@@ -107,6 +107,48 @@ size_t sl__agg_serialize(const sl__agg *a, const uint8_t *grp, uint8_t *out);
 int64_t sl__agg_deserialize(const sl__agg *a, uint8_t *grp,
                             const uint8_t *in, size_t len);
 
+/* ---- window group keys (winkey.c) ------------------------------------------ */
+/* The key columns cols[0..nkey) of a window's input schema `in`. rowhash:
+ * the key is the stream's routing key without FLOAT64 columns, so groups
+ * are hashed from the routing hash (sl__key_hash). */
+typedef struct {
+    int nkey;
+    const int *cols;
+    const sl_schema *in;
+    bool rowhash;
+} sl__wkey;
+#define SL__WKEY_SEED 0x77696e646f776b65ULL
+/* Encodes row r's key at p (8 bytes of slack past the key are written);
+ * returns its length. Per column a presence byte (0 = NULL), then integers
+ * big-endian with the sign bit flipped, doubles order-preserving, bools as a
+ * byte, strings with 0x00 escaped as 0x00 0xff and ended by 0x00 0x00. */
+size_t sl__wkey_encode(const sl__wkey *k, const sl_batch *b, uint32_t r, uint8_t *p);
+/* Writes the key into output columns 2.. of row `row` of ob (strings in
+ * ob's arena). */
+void sl__wkey_decode(const sl__wkey *k, const uint8_t *key, uint32_t len,
+                     sl_batch *ob, uint32_t row);
+/* The hash of an encoded key in a window's group map. */
+uint64_t sl__wkey_hash(const sl__wkey *k, const uint8_t *key, uint32_t len);
+/* The group-map hash from a routing hash: mixed once more, since all rows
+ * of a task share the routing hash's low bits (their key group). */
+static inline uint64_t sl__wkey_mix(uint64_t routing_hash)
+{
+    return sl__mix64(SL__WKEY_SEED ^ routing_hash);
+}
+/* A group to sort by its encoded key: the key's first bytes as big-endian
+ * words (zero-padded) decide most comparisons without touching the key
+ * itself, a cache miss per key in a large window. */
+#define SL__WKEY_PRE 3
+typedef struct {
+    uint64_t pre[SL__WKEY_PRE];
+    const uint8_t *key, *grp;
+    uint32_t len;
+} sl__wkey_ref;
+void sl__wkey_ref_init(sl__wkey_ref *r, const uint8_t *key, uint32_t len,
+                       const uint8_t *grp);
+/* Sorts ix[0..n) (indices into refs) by key; tmp has room for n. */
+void sl__wkey_sort(const sl__wkey_ref *refs, uint32_t *ix, uint32_t *tmp, uint32_t n);
+
 /* ---- the window operator (window.c) -------------------------------------- */
 extern const sl__op_vt sl__window_vt;
 

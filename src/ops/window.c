@@ -61,7 +61,6 @@
 #define PAIR_CHUNK 4096
 #define PREFETCH_AHEAD 8
 #define LATE_SLOTS 64
-#define KEY_SEED 0x77696e646f776b65ULL
 #define DEFAULT_BATCH_CAP 1024
 
 typedef struct {
@@ -102,6 +101,7 @@ typedef struct {
     uint32_t state_size; /* aggregate states; the key group follows */
     uint32_t grp_size;   /* bytes of a group: states + key group, padded */
     bool heap; /* some aggregate state owns memory */
+    sl__wkey kl;  /* the key columns, for winkey.c */
     int64_t size, step, lateness; /* step = slide, or size when tumbling */
     uint32_t nwin;                /* windows per record */
     int64_t wm;
@@ -382,164 +382,17 @@ sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
 }
 
 /* ---- keys ---------------------------------------------------------------- */
-/* Key encoding, chosen so memcmp order is key order: per column a presence
- * byte (0 = NULL, nothing follows), then integers big-endian with the sign
- * bit flipped, doubles as their order-preserving bit pattern, bools as one
- * byte, strings with 0x00 escaped as 0x00 0xff and ended by 0x00 0x00. */
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap64(v);
-    memcpy(p, &v, 8);
-#else
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
-#endif
-}
-static inline uint64_t get_be64(const uint8_t *p)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return __builtin_bswap64(v);
-#else
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-    return v;
-#endif
-}
-
+/* Group keys are encoded, decoded, hashed and sorted by winkey.c. */
 static size_t encode_key(const win_op *op, const sl_batch *b, uint32_t r,
                          uint8_t *p)
 {
-    uint8_t *start = p;
-    for (int k = 0; k < op->nkey; k++) {
-        const struct sl__col *c = &b->cols[op->key_cols[k]];
-        if (c->valid && !c->valid[r]) {
-            *p++ = 0;
-            continue;
-        }
-        *p++ = 1;
-        switch (op->in->cols[op->key_cols[k]].type) {
-        case SL_STRING: {
-            const uint8_t *src = (const uint8_t *)((const sl_str *)c->data)[r].ptr;
-            uint32_t len = ((const sl_str *)c->data)[r].len, i = 0;
-            for (; i + 8 <= len; i += 8) { /* words without a NUL: copied whole */
-                uint64_t w;
-                memcpy(&w, src + i, 8);
-                if ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) break;
-                memcpy(p, &w, 8);
-                p += 8;
-            }
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            uint32_t t = len - i; /* the last 1..7 bytes in one load and store,
-                                   * unless they hold a NUL (the caller's
-                                   * buffer has 8 bytes of slack) */
-            if (t > 0 && t < 8) {
-                uint64_t w;
-                if (len >= 8) {
-                    memcpy(&w, src + len - 8, 8);
-                    w >>= 8 * (8 - t);
-                } else if (t >= 4) {
-                    uint32_t lo, hi;
-                    memcpy(&lo, src, 4);
-                    memcpy(&hi, src + t - 4, 4);
-                    w = lo | (uint64_t)hi << (8 * (t - 4));
-                } else {
-                    w = src[0] | (uint64_t)src[t / 2] << (8 * (t / 2)) |
-                        (uint64_t)src[t - 1] << (8 * (t - 1));
-                }
-                uint64_t x = w | ~((1ULL << (8 * t)) - 1);
-                if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) {
-                    memcpy(p, &w, 8);
-                    p += t;
-                    i = len;
-                }
-            }
-#endif
-            for (; i < len; i++) {
-                *p++ = src[i];
-                if (src[i] == 0) *p++ = 0xff;
-            }
-            *p++ = 0;
-            *p++ = 0;
-            break;
-        }
-        case SL_BOOL:
-            *p++ = ((const uint8_t *)c->data)[r] != 0;
-            break;
-        case SL_FLOAT64: {
-            double d = ((const double *)c->data)[r];
-            uint64_t u;
-            if (d == 0) d = 0; /* -0.0 groups with 0.0 */
-            memcpy(&u, &d, sizeof u);
-            if (d != d) u = 0x7ff8000000000000ULL;
-            u = (u >> 63) ? ~u : u | ((uint64_t)1 << 63);
-            put_be64(p, u);
-            p += 8;
-            break;
-        }
-        default:
-            put_be64(p, (uint64_t)((const int64_t *)c->data)[r] ^
-                            ((uint64_t)1 << 63));
-            p += 8;
-            break;
-        }
-    }
-    return (size_t)(p - start);
+    return sl__wkey_encode(&op->kl, b, r, p);
 }
 
-/* Writes the key columns of one output row from an encoded key. The key is
- * copied once into the batch's arena and its strings point into that copy
- * (unescaped in place when they hold NULs, which only shortens them). */
 static void decode_key(win_op *op, const uint8_t *key, uint32_t klen, sl_batch *ob,
                        uint32_t row)
 {
-    const uint8_t *p = key;
-    uint8_t *copy = NULL;
-    for (int k = 0; k < op->nkey; k++) {
-        int oc = 2 + k;
-        struct sl__col *c = &ob->cols[oc];
-        if (*p++ == 0) {
-            c->valid[row] = 0;
-            continue;
-        }
-        c->valid[row] = 1;
-        switch (op->out->cols[oc].type) {
-        case SL_STRING: {
-            if (!copy) {
-                copy = sl__arena_alloc(&ob->arena, klen);
-                memcpy(copy, key, klen);
-            }
-            uint8_t *s = copy + (p - key);
-            const uint8_t *z = memchr(p, 0, (size_t)(key + klen - p));
-            size_t n = (size_t)(z - p), m = n;
-            if (z[1] != 0) { /* an escaped NUL (0x00 0xff): unescape the copy */
-                while (!(p[n] == 0 && p[n + 1] == 0)) {
-                    s[m++] = p[n];
-                    n += p[n] == 0 ? 2 : 1;
-                }
-            }
-            ((sl_str *)c->data)[row] = (sl_str){(const char *)s, (uint32_t)m};
-            p += n + 2;
-            break;
-        }
-        case SL_BOOL:
-            ((uint8_t *)c->data)[row] = *p++;
-            break;
-        case SL_FLOAT64: {
-            uint64_t u = get_be64(p);
-            u = (u >> 63) ? u & ~((uint64_t)1 << 63) : ~u;
-            memcpy(&((double *)c->data)[row], &u, sizeof u);
-            p += 8;
-            break;
-        }
-        default:
-            ((int64_t *)c->data)[row] =
-                (int64_t)(get_be64(p) ^ ((uint64_t)1 << 63));
-            p += 8;
-            break;
-        }
-    }
+    sl__wkey_decode(&op->kl, key, klen, ob, row);
 }
 
 /* ---- open windows ---------------------------------------------------------- */
@@ -806,7 +659,10 @@ static uint32_t prepare_rows(win_op *op, const sl_batch *b)
         size_t len = encode_key(op, b, i, op->kbuf + kused);
         op->koff[m] = (uint32_t)kused;
         op->klen[m] = (uint32_t)len;
-        op->kh[m] = sl__hash_bytes(op->kbuf + kused, len, KEY_SEED);
+        op->kh[m] = !op->kl.rowhash
+                        ? sl__wkey_hash(&op->kl, op->kbuf + kused, len)
+                        : sl__wkey_mix(b->khash ? b->khash[i]
+                                                : sl__key_hash(b, op->key_cols, op->nkey, i));
         op->live[m] = i;
         kused += len;
         m++;
@@ -912,66 +768,6 @@ static int win_batch(void *st, sl_batch *b, sl__out *out)
 }
 
 /* ---- firing -------------------------------------------------------------------- */
-/* A group to sort by its encoded key. The key's first 24 bytes, as
- * big-endian words zero-padded, decide most comparisons without touching
- * the key itself (a cache miss per key in a large window). */
-#define REF_WORDS 3
-typedef struct {
-    uint64_t pre[REF_WORDS];
-    const uint8_t *key, *grp;
-    uint32_t len;
-} grp_ref;
-
-static void ref_init(grp_ref *r, const uint8_t *key, uint32_t len, const uint8_t *grp)
-{
-    uint8_t buf[8 * REF_WORDS] = {0};
-    memcpy(buf, key, len < sizeof buf ? len : sizeof buf);
-    for (int w = 0; w < REF_WORDS; w++) r->pre[w] = get_be64(buf + 8 * w);
-    r->key = key;
-    r->grp = grp;
-    r->len = len;
-}
-
-static inline bool grp_less(const grp_ref *a, const grp_ref *b)
-{
-    for (int w = 0; w < REF_WORDS; w++)
-        if (a->pre[w] != b->pre[w]) return a->pre[w] < b->pre[w];
-    /* equal prefixes: zero padding may hide a length difference */
-    int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
-    return c ? c < 0 : a->len < b->len;
-}
-
-/* Sorts ix[0..n) (indices into refs) by key: insertion sort of runs of 16,
- * then bottom-up merges through tmp. Keys are distinct, so any correct sort
- * gives the same order. */
-static void sort_refs(const grp_ref *refs, uint32_t *ix, uint32_t *tmp, uint32_t n)
-{
-    enum { RUN = 16 };
-    for (uint32_t lo = 0; lo < n; lo += RUN) {
-        uint32_t hi = n - lo < RUN ? n : lo + RUN;
-        for (uint32_t i = lo + 1; i < hi; i++) {
-            uint32_t v = ix[i], j = i;
-            for (; j > lo && grp_less(&refs[v], &refs[ix[j - 1]]); j--) ix[j] = ix[j - 1];
-            ix[j] = v;
-        }
-    }
-    uint32_t *a = ix, *b = tmp;
-    for (uint32_t w = RUN; w < n; w *= 2) {
-        for (uint32_t lo = 0; lo < n; lo += 2 * w) {
-            uint32_t mid = n - lo < w ? n : lo + w, hi = n - lo < 2 * w ? n : lo + 2 * w;
-            uint32_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                b[k++] = grp_less(&refs[a[j]], &refs[a[i]]) ? a[j++] : a[i++];
-            while (i < mid) b[k++] = a[i++];
-            while (j < hi) b[k++] = a[j++];
-        }
-        uint32_t *t = a;
-        a = b;
-        b = t;
-    }
-    if (a != ix) memcpy(ix, a, n * sizeof *ix);
-}
-
 /* Emits one row per group of w in key order, filling *ob and pushing it
  * downstream whenever it is full. */
 static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
@@ -979,7 +775,7 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
     uint32_t ng = sl__bmap_count(&w->groups);
     uint32_t cap = out->batch_cap ? out->batch_cap
                    : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
-    grp_ref *refs = sl__xmalloc((ng ? ng : 1) * (sizeof *refs + 2 * sizeof(uint32_t)));
+    sl__wkey_ref *refs = sl__xmalloc((ng ? ng : 1) * (sizeof *refs + 2 * sizeof(uint32_t)));
     uint32_t *ix = (uint32_t *)(refs + ng), *tmp = ix + ng;
     uint32_t ne = 0; /* groups to emit */
     for (uint32_t g = 0; g < ng; g++) {
@@ -991,18 +787,18 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
             sl__agg_exact_count(&op->aggs[op->conf->min_agg], grp, &cnt) &&
             cnt < op->conf->min_count)
             continue; /* k-anonymity, pushed down: see sl_stream_k_anon */
-        ref_init(&refs[ne], key, len, grp);
+        sl__wkey_ref_init(&refs[ne], key, len, grp);
         ix[ne] = ne;
         ne++;
     }
     if (ne < ng) sl__count(op->ctx, SL__CTR_SUPPRESSED, ng - ne);
-    sort_refs(refs, ix, tmp, ne);
+    sl__wkey_sort(refs, ix, tmp, ne);
     int rc = 0;
     if (op->conf->fold) { /* k-anonymity by folding (kanon.c) */
         sl_batch *keys = sl__batch_new(op->out, ne ? ne : 1);
         uint8_t **grp = sl__xmalloc((ne ? ne : 1) * sizeof *grp);
         for (uint32_t g = 0; g < ne; g++) {
-            const grp_ref *ref = &refs[ix[g]];
+            const sl__wkey_ref *ref = &refs[ix[g]];
             grp[g] = (uint8_t *)ref->grp;
             decode_key(op, ref->key, ref->len, keys, g);
             keys->n = g + 1;
@@ -1023,13 +819,13 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
             }
         }
         if (g + PREFETCH_AHEAD < ne) { /* key order is random memory order */
-            const grp_ref *a = &refs[ix[g + PREFETCH_AHEAD]];
+            const sl__wkey_ref *a = &refs[ix[g + PREFETCH_AHEAD]];
             __builtin_prefetch(a->key);
             __builtin_prefetch(a->grp);
         }
         sl_batch *b = *ob;
         uint32_t r = b->n;
-        const grp_ref *ref = &refs[ix[g]];
+        const sl__wkey_ref *ref = &refs[ix[g]];
         const uint8_t *grp = ref->grp;
         ((int64_t *)b->cols[0].data)[r] = w->start;
         ((int64_t *)b->cols[1].data)[r] = w->end;
@@ -1127,7 +923,7 @@ static uint64_t definition_fp(const win_op *op)
             sl__buf_put_u64(&b, u);
         }
     }
-    uint64_t h = sl__hash_bytes(b.p, b.len, KEY_SEED);
+    uint64_t h = sl__hash_bytes(b.p, b.len, SL__WKEY_SEED);
     sl__buf_free(&b);
     return h;
 }
@@ -1395,9 +1191,7 @@ static void restore_commit(win_op *op, staged *s, size_t n)
         win *w = window_get(op, s[i].start);
         bool fresh;
         uint8_t *g = sl__bmap_upsert(&w->groups, s[i].key, s[i].len,
-                                     sl__hash_bytes(s[i].key, s[i].len,
-                                                    KEY_SEED),
-                                     &fresh);
+                                     sl__wkey_hash(&op->kl, s[i].key, s[i].len), &fresh);
         if (fresh) {
             memcpy(g, s[i].grp, op->grp_size); /* the states move */
         } else {
@@ -1530,6 +1324,10 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
         }
         op->key_cols[k] = kc;
     }
+    op->kl = (sl__wkey){.nkey = op->nkey, .cols = op->key_cols, .in = info->in,
+                        .rowhash = op->nkey > 0 && op->npart == op->nkey};
+    for (int k = 0; k < op->nkey; k++)
+        if (info->in->cols[op->key_cols[k]].type == SL_FLOAT64) op->kl.rowhash = false;
     op->naggs = c->naggs;
     op->aggs = sl__xcalloc(c->naggs ? c->naggs : 1, sizeof *op->aggs);
     uint32_t off = 0;
