@@ -424,9 +424,14 @@ int sl_decrypt_field(const sl_keyring *keys, const char *col, const char *text,
  * dp_bound keeps at most max_contrib events per subscriber per window and
  * the epsilon ledger per (subscriber, period): a subscriber whose period
  * budget is spent is no longer released until the period ends (counted and
- * logged). dp_noise adds discrete Laplace noise of scale
- * max_contrib * ncols / epsilon to each count column, drawn from a keyed
- * PRF of (secret, job, window, group, column): identical on replay. */
+ * logged). dp_noise adds noise to each count column, drawn from a keyed
+ * PRF of (secret, job, window, group, column): identical on replay. The
+ * mechanism is SL_DP_LAPLACE (epsilon-DP: discrete Laplace of scale
+ * max_contrib * ncols / epsilon) or SL_DP_GAUSSIAN ((epsilon, delta)-DP:
+ * Gaussian noise rounded to integers, sigma from the analytic Gaussian
+ * mechanism for L2 sensitivity max_contrib * sqrt(ncols); smaller noise
+ * than Laplace when many columns are released together). */
+enum { SL_DP_LAPLACE = 0, SL_DP_GAUSSIAN = 1 };
 typedef struct {
     double epsilon;       /* per release (one window), > 0 */
     int64_t max_contrib;  /* c: events per subscriber per window, >= 1 */
@@ -435,6 +440,8 @@ typedef struct {
     int64_t period_ms;    /* ledger period, a multiple of window_ms */
     int64_t lateness_ms;  /* as the window's */
     const char *key_id;   /* dp_noise: key for the noise (NULL = current) */
+    int mechanism;        /* SL_DP_LAPLACE (default) or SL_DP_GAUSSIAN */
+    double delta;         /* Gaussian only: in (0, 0.01], per release */
 } sl_dp_spec;
 sl_stream *sl_stream_dp_bound(sl_stream *s, const char *sub_col,
                               const sl_dp_spec *dp);

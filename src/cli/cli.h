@@ -26,6 +26,8 @@ typedef struct {
     const char *key_domain;     /* processing domain of the keys, NULL = all */
     double dp_epsilon;          /* 0 = no differential privacy */
     int64_t dp_max_contrib;     /* 0 = not set */
+    int dp_mechanism;           /* SL_DP_LAPLACE or SL_DP_GAUSSIAN */
+    double dp_delta;            /* Gaussian: per release */
     double dp_budget;           /* 0 = not set */
     int64_t dp_period_ms;
     const char *k_fold;         /* folding levels (docs/privacy.md), NULL = off */

@@ -120,6 +120,16 @@ int telecom_set(telecom_opts *o, const char *key, const char *v, char *err,
         return set_int(&o->dp_max_contrib, key, v, 1, 1000000, err, errsz);
     else if (!strcmp(key, "dp.budget"))
         return set_double(&o->dp_budget, key, v, 1e-6, 1e9, err, errsz);
+    else if (!strcmp(key, "dp.mechanism")) {
+        if (strcmp(v, "laplace") && strcmp(v, "gaussian")) {
+            snprintf(err, errsz, "telecom-age: 'dp.mechanism' must be laplace or "
+                     "gaussian, got '%s'", v);
+            return SL_EINVAL;
+        }
+        o->dp_mechanism = strcmp(v, "gaussian") ? SL_DP_LAPLACE : SL_DP_GAUSSIAN;
+    }
+    else if (!strcmp(key, "dp.delta"))
+        return set_double(&o->dp_delta, key, v, 1e-300, 0.01, err, errsz);
     else if (!strcmp(key, "dp.period.ms"))
         return set_int(&o->dp_period_ms, key, v, 1000, (int64_t)1 << 52, err,
                        errsz);
@@ -388,7 +398,8 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
     const sl_dp_spec dp = {.epsilon = o->dp_epsilon, .max_contrib = o->dp_max_contrib,
                            .budget = o->dp_budget, .window_ms = o->window_ms,
                            .period_ms = o->dp_period_ms,
-                           .lateness_ms = o->lateness_ms};
+                           .lateness_ms = o->lateness_ms,
+                           .mechanism = o->dp_mechanism, .delta = o->dp_delta};
 
     sl_schema *ev = r->events_schema = sl_schema_new();
     sl_schema_add(ev, "ts", SL_TIMESTAMP);

@@ -69,6 +69,37 @@ int64_t sl__dp_discrete_laplace(const uint8_t rnd[32], double scale)
     return (int64_t)g1 - (int64_t)g2;
 }
 
+/* ---- Gaussian ------------------------------------------------------------ */
+int64_t sl__dp_gaussian(const uint8_t rnd[32], double sigma)
+{
+    double r = sqrt(-2.0 * log(u01(rnd)));
+    double z = r * cos(2.0 * M_PI * u01(rnd + 8));
+    return (int64_t)llround(sigma * z);
+}
+
+static double phi(double x) { return 0.5 * erfc(-x / M_SQRT2); }
+
+/* delta(sigma) of the Gaussian mechanism: the exact privacy profile
+ * Phi(l2/(2s) - eps*s/l2) - e^eps * Phi(-l2/(2s) - eps*s/l2), decreasing
+ * in sigma. */
+static double gauss_delta(double eps, double l2, double s)
+{
+    double a = l2 / (2 * s), b = eps * s / l2;
+    return phi(a - b) - exp(eps) * phi(-a - b);
+}
+
+double sl__dp_gaussian_sigma(double epsilon, double delta, double l2)
+{
+    double lo = l2 * 1e-6, hi = l2;
+    while (gauss_delta(epsilon, l2, hi) > delta) hi *= 2;
+    for (int i = 0; i < 200 && hi - lo > hi * 1e-12; i++) {
+        double mid = (lo + hi) / 2;
+        if (gauss_delta(epsilon, l2, mid) > delta) lo = mid;
+        else hi = mid;
+    }
+    return hi; /* the conservative end */
+}
+
 /* ---- dp_noise ------------------------------------------------------------ */
 typedef struct {
     const sl__dpnoise_conf *conf;
@@ -77,7 +108,7 @@ typedef struct {
     int nkey;
     int key_cols[SL_MAX_COLS];
     const char *job;
-    double scale;
+    double scale; /* Laplace: b; Gaussian: sigma */
     unsigned char *msg;
     size_t cap;
 } noise_op;
@@ -103,7 +134,11 @@ static int nz_open(void **st, const void *conf, const sl__opinfo *info,
     p->time_col = info->time_col;
     for (int i = 0; i < info->nkey; i++) p->key_cols[p->nkey++] = info->key_cols[i];
     p->job = ctx && ctx->job_name ? ctx->job_name : "";
-    p->scale = (double)c->spec.max_contrib * c->ncols / c->spec.epsilon;
+    if (c->spec.mechanism == SL_DP_GAUSSIAN)
+        p->scale = sl__dp_gaussian_sigma(c->spec.epsilon, c->spec.delta,
+                                         (double)c->spec.max_contrib * sqrt(c->ncols));
+    else
+        p->scale = (double)c->spec.max_contrib * c->ncols / c->spec.epsilon;
     uint8_t k[32];
     sl__keyring_derive(c->keys, c->key, NOISE_LABEL, k);
     p->mac = sl__hmac_new_raw(k, sizeof k, errstr, errstr_size);
@@ -183,7 +218,9 @@ static int nz_batch(void *st, sl_batch *b, sl__out *out)
             uint8_t rnd[32];
             sl__hmac_full(p->mac, p->msg, n, rnd);
             int64_t *v = (int64_t *)b->cols[col].data + r;
-            int64_t x = *v + sl__dp_discrete_laplace(rnd, p->scale);
+            int64_t x = *v + (c->spec.mechanism == SL_DP_GAUSSIAN
+                                  ? sl__dp_gaussian(rnd, p->scale)
+                                  : sl__dp_discrete_laplace(rnd, p->scale));
             *v = x < 0 ? 0 : x;
         }
     }
@@ -568,6 +605,14 @@ int sl__dp_spec_check(const sl_dp_spec *d, char *errstr, size_t errstr_size)
     if (d->lateness_ms < 0)
         return sl__err(errstr, errstr_size, SL_EINVAL,
                        "dp: lateness_ms must be >= 0");
+    if (d->mechanism != SL_DP_LAPLACE && d->mechanism != SL_DP_GAUSSIAN)
+        return sl__err(errstr, errstr_size, SL_EINVAL, "dp: mechanism must be "
+                       "SL_DP_LAPLACE or SL_DP_GAUSSIAN, got %d", d->mechanism);
+    if (d->mechanism == SL_DP_GAUSSIAN &&
+        (!(d->delta > 0) || !(d->delta <= 0.01) || d->epsilon > 50))
+        return sl__err(errstr, errstr_size, SL_EINVAL, "dp: the Gaussian "
+                       "mechanism needs delta in (0, 0.01] (got %g) and epsilon "
+                       "<= 50 (got %g)", d->delta, d->epsilon);
     return 0;
 }
 

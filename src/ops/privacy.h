@@ -159,6 +159,15 @@ int sl__dp_spec_check(const sl_dp_spec *d, char *errstr, size_t errstr_size);
 /* Discrete Laplace (two-sided geometric) noise of scale `scale` from 32
  * random bytes (only the first 16 are used). */
 int64_t sl__dp_discrete_laplace(const uint8_t rnd[32], double scale);
+/* Gaussian noise N(0, sigma^2) rounded to the nearest integer, from 32
+ * uniform bytes (Box-Muller over two 53-bit uniforms). */
+int64_t sl__dp_gaussian(const uint8_t rnd[32], double sigma);
+/* The smallest sigma for which adding N(0, sigma^2) to a query of L2
+ * sensitivity l2 is (epsilon, delta)-DP: the analytic Gaussian mechanism
+ * (Balle and Wang, ICML 2018, Theorem 8), solved by bisection; valid for
+ * every epsilon > 0 (the classical sqrt(2 ln(1.25/delta)) bound needs
+ * epsilon < 1 and is larger). */
+double sl__dp_gaussian_sigma(double epsilon, double delta, double l2);
 
 typedef struct {
     int sub_col;     /* INT64 pseudonym column; the stream's key */

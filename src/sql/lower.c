@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+#include <stddef.h>
+
 #include "core/core.h"
+#include "ops/privacy.h"
 #include "sql/analyze.h"
 
 static bool has_agg(const sql_expr *e)
@@ -380,6 +384,129 @@ static void k_anon(actx *A, const sql_stmt *sink, const sql_select *sel, char **
          c->value, near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
 }
 
+/* Differential privacy from the sink's dp_* options (docs/sql.md). */
+typedef struct {
+    double eps, budget, delta;
+    int64_t contrib, period;
+    int mech;
+    char *sub, *cols, *key;
+} dp_opts;
+
+static const sl__conf_def DP_DEFS[] = {
+    {"dp_epsilon", SL_CONF_DOUBLE, NULL, 0, 0, NULL, offsetof(dp_opts, eps),
+     "epsilon per release (one window)"},
+    {"dp_budget", SL_CONF_DOUBLE, NULL, 0, 0, NULL, offsetof(dp_opts, budget),
+     "epsilon per subscriber per period"},
+    {"dp_delta", SL_CONF_DOUBLE, "0", 0, 0, NULL, offsetof(dp_opts, delta),
+     "delta per release (gaussian)"},
+    {"dp_max_contrib", SL_CONF_INT, NULL, 1, 1000000, NULL, offsetof(dp_opts, contrib),
+     "events per subscriber per window"},
+    {"dp_period_ms", SL_CONF_INT, "86400000", 1, INT64_MAX / 4, NULL,
+     offsetof(dp_opts, period), "ledger period"},
+    {"dp_mechanism", SL_CONF_ENUM, "laplace", 0, 0, "laplace|gaussian",
+     offsetof(dp_opts, mech), "noise"},
+    {"dp_subscriber", SL_CONF_STR, NULL, 1, 0, NULL, offsetof(dp_opts, sub),
+     "the PSEUDONYMIZE'd subscriber column of the source"},
+    {"dp_columns", SL_CONF_STR, NULL, 0, 0, NULL, offsetof(dp_opts, cols),
+     "noised count columns"},
+    {"dp_key", SL_CONF_STR, NULL, 0, 0, NULL, offsetof(dp_opts, key), "noise key id"},
+    {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+/* Appends a copy of v to a NULL-terminated list (freed by sql_kv_free). */
+static char **strv_push(char **v, const char *x)
+{
+    int n = 0;
+    while (v && v[n]) n++;
+    v = sl__xrealloc(v, sizeof(char *) * (size_t)(n + 2));
+    v[n] = sl__xstrdup(x);
+    v[n + 1] = NULL;
+    return v;
+}
+
+static bool is_count(const sql_expr *e)
+{
+    return e->k == E_FUNC && sql_ieq(e->name, "COUNT");
+}
+
+static void dp_conf(actx *A, const sql_stmt *sink, const sql_select *sel, char **names)
+{
+    sl_sql *q = A->q;
+    char **kv = NULL;
+    const sql_opt *first = NULL;
+    for (int i = 0; i < sink->nopts && !A->failed; i++) {
+        const sql_opt *o = &sink->opts[i];
+        if (strncasecmp(o->key, "dp_", 3)) continue;
+        if (!first) first = o;
+        char *v = sl__sql_subst(A, o->value, o->vline, o->vcol);
+        if (v) kv = sql_kv_push(kv, o->key, v);
+        free(v);
+    }
+    if (!first || A->failed) {
+        sql_kv_free(kv);
+        return;
+    }
+    dp_opts d = {.eps = NAN, .budget = NAN};
+    char err[512];
+    int rc = sl__conf_apply(DP_DEFS, &d, (const char *const *)kv, "sink", NULL, err, sizeof err);
+    sql_kv_free(kv);
+    int line = sink->with_line, col = sink->with_col;
+    if (rc) {
+        sl__sql_fail(A, line, col, "%s", err);
+    } else if (isnan(d.eps) || isnan(d.budget) || d.contrib == 0) {
+        sl__sql_fail(A, line, col, "differential privacy needs dp_epsilon = 'E' (per "
+                     "release), dp_max_contrib = 'C' (events per subscriber per window) "
+                     "and dp_budget = 'B' (per subscriber and period): it has no defaults");
+    } else if (!q->agg || q->win.slide_ms) {
+        sl__sql_fail(A, first->line, first->col, "differential privacy applies to "
+                     "aggregates over TUMBLE windows");
+    } else {
+        bool pseudo = false;
+        for (int i = 0; i < q->npseudo; i++) pseudo |= sql_ieq(q->pseudo[i], d.sub);
+        if (!pseudo)
+            sl__sql_fail(A, line, col, "dp_subscriber '%s' must be a source column used as "
+                         "PSEUDONYMIZE(%s) (contributions are bounded per pseudonymised "
+                         "subscriber)", d.sub, d.sub);
+    }
+    char **cols = NULL;
+    if (!A->failed && d.cols) {
+        char *list = sl__xstrdup(d.cols), *save = NULL;
+        for (char *t = strtok_r(list, ", ", &save); t && !A->failed;
+             t = strtok_r(NULL, ", ", &save)) {
+            int i = 0;
+            while (i < sel->nitems && !sql_ieq(names[i], t)) i++;
+            if (i == sel->nitems || !is_count(sel->items[i].expr))
+                sl__sql_fail(A, line, col, "dp_columns: '%s' is not a COUNT column of the "
+                             "SELECT", t);
+            else
+                cols = strv_push(cols, names[i]);
+        }
+        free(list);
+    } else if (!A->failed) {
+        for (int i = 0; i < sel->nitems; i++)
+            if (is_count(sel->items[i].expr)) cols = strv_push(cols, names[i]);
+        if (!cols)
+            sl__sql_fail(A, line, col, "differential privacy needs a COUNT column in the "
+                         "SELECT (or dp_columns)");
+    }
+    sl_dp_spec spec = {.epsilon = d.eps, .max_contrib = d.contrib, .budget = d.budget,
+                       .window_ms = q->win.size_ms, .period_ms = d.period,
+                       .lateness_ms = q->win.lateness_ms, .mechanism = d.mech,
+                       .delta = d.delta};
+    if (!A->failed && sl__dp_spec_check(&spec, err, sizeof err))
+        sl__sql_fail(A, line, col, "sink %s", err);
+    if (A->failed) {
+        sql_kv_free(cols);
+        sl__conf_free(DP_DEFS, &d);
+        return;
+    }
+    q->dp = spec;
+    q->dp_sub = sl__xstrdup(d.sub);
+    q->dp_key = d.key ? sl__xstrdup(d.key) : NULL;
+    q->dp_cols = cols;
+    sl__conf_free(DP_DEFS, &d);
+}
+
 static void sink_conf(actx *A, const sql_stmt *sink, const sql_select *sel, char **names)
 {
     sl_sql *q = A->q;
@@ -388,7 +515,10 @@ static void sink_conf(actx *A, const sql_stmt *sink, const sql_select *sel, char
     if (!conn) return;
     q->sink_conn = sl__xstrdup(conn);
     q->sink_conf = sl__sql_conf_of(A, sink, (const char *const[]){"connector", "k_anonymity",
-                                                          "k_column", NULL});
+                                                          "k_column", "dp_epsilon", "dp_budget", "dp_delta",
+                                                          "dp_max_contrib", "dp_period_ms",
+                                                          "dp_mechanism", "dp_subscriber",
+                                                          "dp_columns", "dp_key", NULL});
     if (A->failed || strcmp(conn, "sqlite")) return;
     if (!sl__kv_get((const char *const *)q->sink_conf, "table"))
         q->sink_conf = sql_kv_push(q->sink_conf, "table", sink->name);
@@ -581,6 +711,7 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
         }
     }
     if (!A.failed) k_anon(&A, sink, sel, names);
+    if (!A.failed) dp_conf(&A, sink, sel, names);
     if (!A.failed) sink_conf(&A, sink, sel, names);
     /* columns of the stream along the pipeline, for the slots */
     if (!A.failed) {

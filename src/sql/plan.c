@@ -48,6 +48,9 @@ void sql_plan_reset(sl_sql *q)
     free(q->having_text);
     sql_prog_free(q->post);
     free(q->k_col);
+    free(q->dp_sub);
+    sql_kv_free(q->dp_cols);
+    free(q->dp_key);
     free(q->sink_conn);
     sql_kv_free(q->sink_conf);
     sl_keyring_free(q->keyring);
@@ -259,15 +262,22 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
         say(&o, "%s\n", pj->ncols ? "" : "(nothing)");
     }
     if (q->where && !q->where_early) say(&o, "  filter WHERE %s\n", q->where_text);
+    int st = 2;
+    if (q->dp_sub) {
+        say(&o, "stage %d: keyed by (%s), the pseudonymised subscriber\n", st++, q->dp_sub);
+        say(&o, "  dp_bound: at most %lld events per subscriber per window; epsilon "
+            "ledger per subscriber, budget %g per %lld ms\n", (long long)q->dp.max_contrib,
+            q->dp.budget, (long long)q->dp.period_ms);
+    }
     if (q->agg) {
         say(&o, "  map (vectorised expressions):\n");
         say_prog(&o, q->pre, "    ");
         if (q->nkeys) {
-            say(&o, "stage 2: keyed by (");
+            say(&o, "stage %d: keyed by (", st++);
             for (int k = 0; k < q->nkeys; k++) say(&o, "%s%s", k ? ", " : "", q->keys[k]);
             say(&o, "), key groups hashed to parallel tasks\n");
         } else {
-            say(&o, "stage 2: one task (no key: a global window)\n");
+            say(&o, "stage %d: one task (no key: a global window)\n", st++);
         }
         if (q->win.slide_ms)
             say(&o, "  window HOP size %lld ms, slide %lld ms (each record in %lld windows)",
@@ -294,7 +304,15 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
     if (q->k_col)
         say(&o, "  k-anonymity: rows with %s < %lld are withheld and counted\n", q->k_col,
             (long long)q->k);
-    say(&o, "stage %d: sink %s (%s, single writer): ", q->agg ? 3 : 2, q->sink->name,
+    if (q->dp_sub) {
+        say(&o, "  dp_noise (%s, epsilon %g", q->dp.mechanism == SL_DP_GAUSSIAN ? "Gaussian"
+            : "discrete Laplace", q->dp.epsilon);
+        if (q->dp.mechanism == SL_DP_GAUSSIAN) say(&o, ", delta %g", q->dp.delta);
+        say(&o, " per release) on ");
+        for (int i = 0; q->dp_cols[i]; i++) say(&o, "%s%s", i ? ", " : "", q->dp_cols[i]);
+        say(&o, "\n");
+    }
+    say(&o, "stage %d: sink %s (%s, single writer): ", st, q->sink->name,
         q->sink_conn);
     say_kv(&o, q->sink_conf);
     say(&o, "\n");
@@ -328,7 +346,7 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     for (int i = 0; i < q->njobkv; i++)
         if (sl_job_set(job, q->jobkv[2 * i], q->jobkv[2 * i + 1], e2, sizeof e2))
             return sl__err(err, errsz, SL_EINVAL, "%s: %s", q->file, e2);
-    bool need_keys = q->npseudo > 0;
+    bool need_keys = q->npseudo > 0 || q->dp_sub;
     for (int j = 0; j < q->njoins; j++) need_keys |= q->joins[j].pseudo;
     if (need_keys && !q->keyring) {
         if (!q->key_file)
@@ -379,6 +397,10 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     }
     if (q->where && !q->where_early)
         s = sl_stream_filter(s, "WHERE", sql_prog_filter, q->where);
+    if (q->dp_sub) {
+        s = sl_stream_key_by(s, (const char *const[]){q->dp_sub, NULL});
+        s = sl_stream_dp_bound(s, q->dp_sub, &q->dp);
+    }
     if (q->agg) {
         s = sl_stream_map(s, "sql-keys", q->pre->out, sql_prog_map, q->pre);
         if (q->nkeys) s = sl_stream_key_by(s, (const char *const *)q->keys);
@@ -387,6 +409,10 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     }
     if (q->post) s = sl_stream_map(s, "sql-select", q->post->out, sql_prog_map, q->post);
     if (q->k_col) s = sl_stream_k_anon(s, q->k_col, q->k);
+    if (q->dp_sub) {
+        q->dp.key_id = q->dp_key;
+        s = sl_stream_dp_noise(s, (const char *const *)q->dp_cols, &q->dp, q->keyring);
+    }
     int rc = s ? sl_stream_sink(s, q->sink_conn, (const char *const *)q->sink_conf) : SL_EINVAL;
     if (rc || sl_job_error(job))
         return place_error(q, q->sink, sl_job_error(job) ? sl_job_error(job)

@@ -273,6 +273,11 @@ struct sl_sql {
     sql_prog *post; /* NULL when the window output is already the result */
     char *k_col;
     int64_t k;
+    /* differential privacy (sink options dp_*); dp_sub NULL = off */
+    char *dp_sub;
+    char **dp_cols; /* NULL-terminated SELECT names of the noised counts */
+    char *dp_key;
+    sl_dp_spec dp;
     const sql_stmt *sink;
     char *sink_conn;
     char **sink_conf;

@@ -106,3 +106,66 @@ def test_sql_error_shows_place(tmp_path):
     assert r.returncode == 2
     assert f"{job}:3:59: unknown time column 'tss' in source 's'; did you mean 'ts'?" in r.stderr
     assert "^" in r.stderr
+
+
+def test_sql_differential_privacy_equals_c_job(tmp_path, seed):
+    """The dp_* sink options give the same noisy release as the C job's
+    dp.* options (same PRF inputs: job name, window, group, column), for
+    both mechanisms; wrong or missing options are errors naming the key."""
+    data = str(tmp_path / "data")
+    # one partition: which c events of a subscriber are kept follows arrival order
+    sluice("gen", "--out", data, "--events", 60000, "--subscribers", 3000, "--cells", 100,
+           "--areas", 4, "--parts", 1, "--seed", seed + 21, "--set", "span.ms=600000")
+    sluice("keygen", os.path.join(data, "keys.txt"))
+    text = open(os.path.join(ROOT, "examples", "telecom", "age_distribution.sql")).read()
+    text = "SET 'name' = 'telecom-age';\n" + text
+    q = ("SELECT window_start, window_end, event_type, area, age_band, events, subscribers "
+         "FROM age_distribution")
+
+    def sql_run(name, opts, check=True):
+        job = tmp_path / f"{name}.sql"
+        job.write_text(text.replace("k_column = 'subscribers'",
+                                    "k_column = 'subscribers', " + opts))
+        out = tmp_path / name
+        r = sluice("run", str(job), "--set", f"data={data}", "--set", f"db={out}/result.db",
+                   "--set", f"output.dir={out}", "--set", "parallelism=1", "--quiet",
+                   check=check)
+        return r, out
+
+    plain = reference_rows(str(tmp_path), data)
+    releases = {}
+    for mech, c_extra, s_extra in (
+            ("laplace", [], ""),
+            ("gaussian", ["--set", "dp.mechanism=gaussian", "--set", "dp.delta=1e-6"],
+             ", dp_mechanism = 'gaussian', dp_delta = '1e-6'")):
+        c_out = str(tmp_path / f"c-{mech}")
+        run_job(data, c_out, "--parallelism", 1, "--set", "dp.epsilon=1", "--set",
+                "dp.max.contrib=5", "--set", "dp.budget=20", *c_extra)
+        _, s_out = sql_run(mech, "dp_epsilon = '1', dp_max_contrib = '5', dp_budget = '20', "
+                           "dp_subscriber = 'msisdn', dp_columns = 'events, subscribers'"
+                           + s_extra)
+        con = sqlite3.connect(os.path.join(c_out, "result.db"))
+        c_rows = sorted(con.execute(q).fetchall())
+        con.close()
+        con = sqlite3.connect(str(s_out / "result.db"))
+        s_rows = sorted(con.execute(q).fetchall())
+        con.close()
+        assert len(c_rows) > 10 and s_rows == c_rows, mech
+        assert s_rows != plain, "the release must be noised"
+        releases[mech] = s_rows
+    assert releases["laplace"] != releases["gaussian"]
+    r = sluice("explain", str(tmp_path / "gaussian.sql"), "--set", f"data={data}")
+    assert "dp_bound: at most 5 events per subscriber" in r.stdout
+    assert "dp_noise (Gaussian, epsilon 1, delta 1e-06 per release) on events, subscribers" \
+        in r.stdout
+    r, _ = sql_run("missing", "dp_epsilon = '1', dp_subscriber = 'msisdn'", check=False)
+    assert r.returncode != 0 and "dp_max_contrib" in r.stderr and "dp_budget" in r.stderr
+    r, _ = sql_run("badmech", "dp_epsilon = '1', dp_max_contrib = '5', dp_budget = '20', "
+                   "dp_subscriber = 'msisdn', dp_mechanism = 'gauss'", check=False)
+    assert r.returncode != 0 and "'dp_mechanism' must be one of laplace|gaussian" in r.stderr
+    r, _ = sql_run("nodelta", "dp_epsilon = '1', dp_max_contrib = '5', dp_budget = '20', "
+                   "dp_subscriber = 'msisdn', dp_mechanism = 'gaussian'", check=False)
+    assert r.returncode != 0 and "delta" in r.stderr
+    r, _ = sql_run("rawsub", "dp_epsilon = '1', dp_max_contrib = '5', dp_budget = '20', "
+                   "dp_subscriber = 'cell_id'", check=False)
+    assert r.returncode != 0 and "PSEUDONYMIZE(cell_id)" in r.stderr

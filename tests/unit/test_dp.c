@@ -44,6 +44,45 @@ static void test_distribution(void **state)
     }
 }
 
+/* The Gaussian sampler: mean 0, variance sigma^2 (rounding adds 1/12),
+ * and the normal's quantiles; sigma from the analytic Gaussian mechanism
+ * equals the value published by Balle and Wang (ICML 2018; 3.73 for
+ * epsilon = 1, delta = 1e-5, sensitivity 1), scales with the sensitivity
+ * and is below the classical sqrt(2 ln(1.25/delta)) / epsilon. */
+static void test_gaussian(void **state)
+{
+    double s1 = sl__dp_gaussian_sigma(1.0, 1e-5, 1.0);
+    assert_true(fabs(s1 - 3.7306) < 1e-3);
+    assert_true(fabs(sl__dp_gaussian_sigma(1.0, 1e-5, 4.0) - 4 * s1) < 1e-6);
+    assert_true(sl__dp_gaussian_sigma(0.5, 1e-6, 1.0) < sqrt(2 * log(1.25e6)) / 0.5);
+    assert_true(sl__dp_gaussian_sigma(5.0, 1e-5, 1.0) < sl__dp_gaussian_sigma(1.0, 1e-5, 1.0));
+
+    const double sigma = 3.0;
+    uint8_t key[32] = {9};
+    char err[128];
+    sl__hmac *h = sl__hmac_new_raw(key, sizeof key, err, sizeof err);
+    enum { N = 200000 };
+    double sum = 0, sq = 0;
+    long within1 = 0, within2 = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        uint8_t rnd[32];
+        sl__hmac_full(h, &i, sizeof i, rnd);
+        int64_t x = sl__dp_gaussian(rnd, sigma);
+        sum += (double)x;
+        sq += (double)x * (double)x;
+        within1 += llabs(x) <= 3;  /* |z| <= 1 + rounding: P ~ 0.7063 */
+        within2 += llabs(x) <= 6;  /* |z| <= 2 + rounding: P ~ 0.9619 */
+    }
+    sl__hmac_free(h);
+    double var = sigma * sigma + 1.0 / 12, mean = sum / N, evar = sq / N - mean * mean;
+    assert_true(fabs(mean) < 0.05);                 /* se ~ 0.007 */
+    assert_true(fabs(evar / var - 1) < 0.03);       /* se ~ 0.3 % */
+    /* P(|round(3z)| <= 3) = P(|z| < 3.5/3), P(|round(3z)| <= 6) = P(|z| < 6.5/3) */
+    double p1 = erf(3.5 / 3 / M_SQRT2), p2 = erf(6.5 / 3 / M_SQRT2);
+    assert_true(fabs((double)within1 / N - p1) < 5 * sqrt(p1 * (1 - p1) / N));
+    assert_true(fabs((double)within2 / N - p2) < 5 * sqrt(p2 * (1 - p2) / N));
+}
+
 static sl_keyring *keyring(void)
 {
     char path[] = "/tmp/sl-dp-XXXXXX";
@@ -297,12 +336,24 @@ static void test_validation(void **state)
     d.period_ms = 90000;
     assert_int_equal(sl__dp_spec_check(&d, err, sizeof err), SL_EINVAL);
     assert_non_null(strstr(err, "multiple"));
+    d = SPEC;
+    d.mechanism = SL_DP_GAUSSIAN; /* without delta */
+    assert_int_equal(sl__dp_spec_check(&d, err, sizeof err), SL_EINVAL);
+    assert_non_null(strstr(err, "delta"));
+    d.delta = 0.5;
+    assert_int_equal(sl__dp_spec_check(&d, err, sizeof err), SL_EINVAL);
+    d.delta = 1e-6;
+    assert_int_equal(sl__dp_spec_check(&d, err, sizeof err), 0);
+    d.mechanism = 7;
+    assert_int_equal(sl__dp_spec_check(&d, err, sizeof err), SL_EINVAL);
+    assert_non_null(strstr(err, "mechanism"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_gaussian),
         cmocka_unit_test(test_noise_op),
         cmocka_unit_test(test_bound_and_ledger),
         cmocka_unit_test(test_snapshot_restore),
