@@ -270,8 +270,30 @@ typedef enum {
     SL_AGG_AVG,            /* DOUBLE */
     SL_AGG_COUNT_DISTINCT, /* INT64, exact */
     SL_AGG_APPROX_COUNT_DISTINCT, /* INT64, HyperLogLog (2^14 registers) */
-    SL_AGG_HISTOGRAM       /* STRING "c0,c1,...,cn" over the bucket bounds */
+    SL_AGG_HISTOGRAM,      /* STRING "c0,c1,...,cn" over the bucket bounds */
+    SL_AGG_UDAF            /* user-defined: sl_agg_spec.udaf */
 } sl_agg_kind;
+
+struct sl_value;
+/* A user-defined aggregate (SL_AGG_UDAF, or from SQL through
+ * sl_sql_add_aggregate). Its state is state_size bytes of plain data, all
+ * zero when empty: no pointers, since it is copied into checkpoints as it
+ * is (so restore on a machine of the same byte order). add folds one
+ * non-NULL input value (in_type) into a state; merge makes dst the state
+ * of both groups' inputs (used when groups are folded); result writes the
+ * output (out_type: BIGINT, DOUBLE, BOOLEAN or TIMESTAMP) or sets
+ * out->null. The callbacks run on worker threads, several at once:
+ * udata must be read-only or synchronised. The struct must outlive every
+ * job that uses it. */
+typedef struct sl_udaf {
+    const char *name;
+    sl_type in_type, out_type;
+    uint32_t state_size; /* 1..4096 */
+    void (*add)(void *state, const struct sl_value *in, void *udata);
+    void (*merge)(void *dst, const void *src, void *udata);
+    void (*result)(const void *state, struct sl_value *out, void *udata);
+    void *udata;
+} sl_udaf;
 
 typedef struct {
     sl_agg_kind kind;
@@ -279,6 +301,7 @@ typedef struct {
     const char *as;    /* output column name */
     const double *bounds; /* HISTOGRAM: ascending upper bounds, n of them... */
     size_t nbounds;    /* ...giving n + 1 buckets: (-inf,b0), [b0,b1), ... */
+    const sl_udaf *udaf; /* SL_AGG_UDAF: the aggregate (borrowed) */
 } sl_agg_spec;
 
 sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
@@ -360,7 +383,7 @@ const sl_schema *sl_stream_schema(const sl_stream *s);
 typedef struct sl_sql sl_sql;
 
 /* One value passed to or returned by a user-defined function. */
-typedef struct {
+typedef struct sl_value {
     sl_type type;
     int null;    /* 1 = SQL NULL (the other fields are then unused) */
     int64_t i;   /* INT64, TIMESTAMP, BOOL (0 or 1) */
@@ -380,6 +403,11 @@ sl_sql *sl_sql_new(void);
 void sl_sql_free(sl_sql *q); /* only after every job built from q is freed */
 /* Makes NAME(args...) callable from SQL (before sl_sql_compile). NULL
  * arguments are passed as such. Up to 8 arguments. */
+/* Makes a->name(x) callable from SQL as an aggregate (before
+ * sl_sql_compile); x must have type a->in_type (NULLs are skipped). *a is
+ * borrowed: it must outlive q and every job built from it. */
+int sl_sql_add_aggregate(sl_sql *q, const sl_udaf *a, char *errstr,
+                         size_t errstr_size);
 int sl_sql_add_function(sl_sql *q, const char *name, sl_type ret,
                         const sl_type *args, int nargs, sl_sql_udf fn,
                         void *udata, char *errstr, size_t errstr_size);

@@ -190,11 +190,12 @@ static const char *const kind_names[] = {
     [SL_AGG_COUNT_DISTINCT] = "COUNT_DISTINCT",
     [SL_AGG_APPROX_COUNT_DISTINCT] = "APPROX_COUNT_DISTINCT",
     [SL_AGG_HISTOGRAM] = "HISTOGRAM",
+    [SL_AGG_UDAF] = "UDAF",
 };
 
 const char *sl__agg_kind_name(sl_agg_kind kind)
 {
-    if ((unsigned)kind > SL_AGG_HISTOGRAM) return "UNKNOWN";
+    if ((unsigned)kind > SL_AGG_UDAF) return "UNKNOWN";
     return kind_names[kind];
 }
 
@@ -212,6 +213,8 @@ bool sl__agg_accepts(sl_agg_kind kind, sl_type t)
     case SL_AGG_MAX:
     case SL_AGG_HISTOGRAM:
         return t == SL_INT64 || t == SL_TIMESTAMP || t == SL_FLOAT64;
+    case SL_AGG_UDAF:
+        return true; /* checked against the UDAF's in_type */
     }
     return false;
 }
@@ -244,11 +247,33 @@ int sl__agg_init(sl__agg *a, const sl_agg_spec *spec, const sl_schema *in,
     a->col = -1;
     a->off = off;
     SL_ASSERT(off % 8 == 0);
-    if ((unsigned)spec->kind > SL_AGG_HISTOGRAM)
+    if ((unsigned)spec->kind > SL_AGG_UDAF)
         return sl__err(errstr, errstr_size, SL_EINVAL,
                        "aggregate '%s': unknown kind %d", as, (int)spec->kind);
     a->kind = spec->kind;
     const char *kname = kind_names[a->kind];
+    if (a->kind == SL_AGG_UDAF) {
+        const sl_udaf *u = spec->udaf;
+        if (!u || !u->name || !u->add || !u->merge || !u->result ||
+            u->state_size < 1 || u->state_size > 4096)
+            return sl__err(errstr, errstr_size, SL_EINVAL,
+                           "aggregate '%s': a UDAF needs udaf with a name, add, "
+                           "merge and result, and state_size in [1, 4096]", as);
+        if (!(u->out_type == SL_INT64 || u->out_type == SL_FLOAT64 ||
+              u->out_type == SL_BOOL || u->out_type == SL_TIMESTAMP))
+            return sl__err(errstr, errstr_size, SL_EINVAL,
+                           "aggregate '%s': %s returns %s (allowed: BIGINT, "
+                           "DOUBLE, BOOLEAN, TIMESTAMP)", as, u->name,
+                           sl_type_name(u->out_type));
+        kname = u->name;
+        if (spec->col && sl_schema_find(in, spec->col) >= 0 &&
+            sl_schema_col_type(in, sl_schema_find(in, spec->col)) != u->in_type)
+            return sl__err(errstr, errstr_size, SL_EINVAL,
+                           "aggregate '%s': %s takes %s, column '%s' is %s", as,
+                           u->name, sl_type_name(u->in_type), spec->col,
+                           sl_type_name(sl_schema_col_type(in, sl_schema_find(in, spec->col))));
+        a->udaf = u;
+    }
     if (!spec->col) {
         if (a->kind != SL_AGG_COUNT)
             return sl__err(errstr, errstr_size, SL_EINVAL,
@@ -320,6 +345,10 @@ int sl__agg_init(sl__agg *a, const sl_agg_spec *spec, const sl_schema *in,
         a->bounds = sl__xmalloc(spec->nbounds * sizeof(double));
         memcpy(a->bounds, spec->bounds, spec->nbounds * sizeof(double));
         a->size = (a->nbounds + 1) * (uint32_t)sizeof(int64_t);
+        break;
+    case SL_AGG_UDAF:
+        a->out_type = a->udaf->out_type;
+        a->size = a->udaf->state_size;
         break;
     }
     a->size = (a->size + 7) & ~7u;
@@ -541,6 +570,26 @@ static void add_num(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
     }
 }
 
+/* A user-defined aggregate: one callback per non-NULL value. */
+static void add_udaf(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
+                     uint8_t *const *grp, uint32_t n)
+{
+    const struct sl__col *c = &b->cols[a->col];
+    const sl_udaf *u = a->udaf;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t r = row_at(rows, i);
+        if (c->valid && !c->valid[r]) continue;
+        sl_value v = {.type = a->in_type};
+        switch (a->in_type) {
+        case SL_FLOAT64: v.f = ((const double *)c->data)[r]; break;
+        case SL_BOOL: v.i = ((const uint8_t *)c->data)[r] != 0; break;
+        case SL_STRING: v.s = ((const sl_str *)c->data)[r]; break;
+        default: v.i = ((const int64_t *)c->data)[r]; break;
+        }
+        u->add(grp[i] + a->off, &v, u->udata);
+    }
+}
+
 void sl__agg_add(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
                  uint8_t *const *grp, uint32_t n)
 {
@@ -555,6 +604,7 @@ void sl__agg_add(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
     case SL_AGG_COUNT_DISTINCT: add_distinct(a, b, rows, grp, n); break;
     case SL_AGG_APPROX_COUNT_DISTINCT: add_hll(a, b, rows, grp, n); break;
     case SL_AGG_HISTOGRAM: add_hist(a, b, rows, grp, n); break;
+    case SL_AGG_UDAF: add_udaf(a, b, rows, grp, n); break;
     default: add_num(a, b, rows, grp, n); break;
     }
 }
@@ -574,6 +624,9 @@ void sl__agg_merge(const sl__agg *a, uint8_t *dst, const uint8_t *src)
         return;
     case SL_AGG_APPROX_COUNT_DISTINCT:
         sl__hll_merge((sl__hll *)d, (const sl__hll *)s);
+        return;
+    case SL_AGG_UDAF:
+        a->udaf->merge(d, s, a->udaf->udata);
         return;
     case SL_AGG_COUNT_DISTINCT:
         if (a->in_type == SL_STRING) {
@@ -700,6 +753,19 @@ int sl__agg_result(const sl__agg *a, const uint8_t *grp, sl_batch *out,
     case SL_AGG_HISTOGRAM:
         c->valid[row] = 1;
         return hist_result(a, (const int64_t *)s, out, col, row);
+    case SL_AGG_UDAF: {
+        sl_value v = {.type = a->out_type};
+        a->udaf->result(s, &v, a->udaf->udata);
+        null = v.null != 0;
+        if (a->out_type == SL_BOOL) {
+            ((uint8_t *)c->data)[row] = !null && v.i != 0;
+            c->valid[row] = !null;
+            return 0;
+        }
+        iv = v.i;
+        fv = v.f;
+        break;
+    }
     case SL_AGG_AVG: {
         const st_f *x = (const st_f *)s;
         null = x->n == 0;
@@ -731,6 +797,7 @@ size_t sl__agg_serialized_size(const sl__agg *a, const uint8_t *grp)
     switch (a->kind) {
     case SL_AGG_COUNT: return 8;
     case SL_AGG_HISTOGRAM: return 4 + (size_t)(a->nbounds + 1) * 8;
+    case SL_AGG_UDAF: return a->udaf->state_size;
     case SL_AGG_APPROX_COUNT_DISTINCT:
         return sl__hll_serialized_size((const sl__hll *)s);
     case SL_AGG_COUNT_DISTINCT:
@@ -764,6 +831,9 @@ size_t sl__agg_serialize(const sl__agg *a, const uint8_t *grp, uint8_t *out)
         return 4 + (size_t)(a->nbounds + 1) * 8;
     case SL_AGG_APPROX_COUNT_DISTINCT:
         return sl__hll_serialize((const sl__hll *)s, out);
+    case SL_AGG_UDAF:
+        memcpy(out, s, a->udaf->state_size);
+        return a->udaf->state_size;
     case SL_AGG_COUNT_DISTINCT:
         if (a->in_type == SL_STRING) {
             const sl__bmap *m;
@@ -820,6 +890,10 @@ static int64_t deserialize(const sl__agg *a, uint8_t *s, const uint8_t *in,
     }
     case SL_AGG_APPROX_COUNT_DISTINCT:
         return sl__hll_deserialize((sl__hll *)s, in, len);
+    case SL_AGG_UDAF:
+        if (len < a->udaf->state_size) return SL_ECORRUPT;
+        memcpy(s, in, a->udaf->state_size);
+        return a->udaf->state_size;
     case SL_AGG_COUNT_DISTINCT: {
         if (len < 8) return SL_ECORRUPT;
         uint64_t n = get_u64(in);

@@ -22,6 +22,8 @@
  *                  (-inf, b0), bucket i is [b(i-1), b(i)), bucket n is
  *                  [b(n-1), +inf); INT64, TIMESTAMP or DOUBLE input; NaN
  *                  ignored
+ *   UDAF           the user's out_type; a plain-bytes state of the user's
+ *                  size, folded by its callbacks and checkpointed as is
  */
 #ifndef SL_OPS_AGG_H
 #define SL_OPS_AGG_H
@@ -63,6 +65,7 @@ typedef struct {
     sl_type out_type;
     double *bounds;   /* HISTOGRAM: an owned copy of the bounds */
     uint32_t nbounds;
+    const sl_udaf *udaf; /* UDAF: the user's aggregate */
     uint32_t off;     /* offset of the state in a group's block */
     uint32_t size;    /* bytes of state, a multiple of 8 */
 } sl__agg;

@@ -657,6 +657,7 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
             /* the output type depends on the kind */
             sl_agg_kind k = q->aggs[i].kind;
             r->type = k == SL_AGG_AVG ? SL_FLOAT64 : k == SL_AGG_HISTOGRAM ? SL_STRING
+                    : k == SL_AGG_UDAF ? q->aggs[i].udaf->out_type
                     : (k == SL_AGG_SUM || k == SL_AGG_MIN || k == SL_AGG_MAX)
                         ? A->agg_args[i]->type : SL_INT64;
             return r;
@@ -667,6 +668,11 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
     }
     if (e->distinct && id != FN_COUNT) {
         sl__sql_fail(A, e->line, e->col, "DISTINCT is only supported in COUNT(DISTINCT ...)");
+        return NULL;
+    }
+    const sl_udaf *ua = id <= -2 ? q->udafs[-2 - id] : NULL; /* user-defined */
+    if (ua && e->nargs != 1) {
+        sl__sql_fail(A, e->line, e->col, "%s takes 1 argument, got %d", ua->name, e->nargs);
         return NULL;
     }
     sl_agg_spec *sp = &q->aggs[q->naggs];
@@ -684,7 +690,16 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
         A->clause = saved;
         if (!arg) return NULL;
     }
-    switch (id) {
+    if (ua) {
+        if (arg->type != ua->in_type || arg->is_null_lit) {
+            sl__sql_fail(A, e->args[0]->line, e->args[0]->col, "%s takes %s, got %s",
+                         ua->name, sl_type_name(ua->in_type), tname(arg));
+            sql_expr_free(arg);
+            return NULL;
+        }
+        sp->kind = SL_AGG_UDAF;
+        sp->udaf = ua;
+    } else switch (id) {
     case FN_COUNT:
         sp->kind = e->distinct ? SL_AGG_COUNT_DISTINCT : SL_AGG_COUNT;
         if (e->distinct && star) {
@@ -700,7 +715,7 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
     case FN_APPROX_COUNT_DISTINCT: sp->kind = SL_AGG_APPROX_COUNT_DISTINCT; break;
     default: sp->kind = SL_AGG_HISTOGRAM; break;
     }
-    if (arg) {
+    if (arg && !ua) {
         sl_type t = arg->type;
         bool ok = true;
         if (sp->kind == SL_AGG_SUM || sp->kind == SL_AGG_AVG)
@@ -759,14 +774,25 @@ static sql_expr *bind_func(actx *A, const sql_expr *e, stage st, int jv)
     sl_sql *q = A->q;
     int id = -1;
     const sql_fdef *f = sql_func_find(e->name, &id);
-    int udf = -1;
+    int udf = -1, udaf = -1;
     for (int i = 0; !f && i < q->nudfs; i++)
         if (sql_ieq(q->udfs[i].name, e->name)) udf = i;
+    for (int i = 0; !f && i < q->nudafs; i++)
+        if (sql_ieq(q->udafs[i]->name, e->name)) udaf = i;
+    if (udaf >= 0) {
+        if (st != ST_POST) {
+            sl__sql_fail(A, e->line, e->col, "aggregate %s is not allowed in %s",
+                         q->udafs[udaf]->name, A->clause ? A->clause : "this clause");
+            return NULL;
+        }
+        return bind_agg(A, e, -2 - udaf);
+    }
     if (!f && udf < 0) {
-        const char *cands[FN_N + 64];
+        const char *cands[FN_N + 128];
         int n = 0;
         for (int i = 0; i < FN_N; i++) cands[n++] = sql_func_at(i)->name;
         for (int i = 0; i < q->nudfs && n < FN_N + 64; i++) cands[n++] = q->udfs[i].name;
+        for (int i = 0; i < q->nudafs && n < FN_N + 128; i++) cands[n++] = q->udafs[i]->name;
         const char *near = sql_nearest(e->name, cands, n);
         sl__sql_fail(A, e->line, e->col, "unknown function '%s'%s%s%s", e->name,
              near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");

@@ -13,18 +13,22 @@
 #include "ops/privacy.h"
 #include "sql/analyze.h"
 
-static bool has_agg(const sql_expr *e)
+/* Whether e calls an aggregate, built in or registered (udafs). */
+static bool agg_in(const sl_sql *q, const sql_expr *e)
 {
     if (!e) return false;
     if (e->k == E_FUNC) {
         int id;
         const sql_fdef *f = sql_func_find(e->name, &id);
         if (f && f->kind == F_AGG) return true;
+        for (int i = 0; !f && i < q->nudafs; i++)
+            if (sql_ieq(q->udafs[i]->name, e->name)) return true;
     }
     for (int i = 0; i < e->nargs; i++)
-        if (has_agg(e->args[i])) return true;
+        if (agg_in(q, e->args[i])) return true;
     return false;
 }
+#define has_agg(e) agg_in(A->q, (e))
 
 static bool only_source(const sl_sql *q, const sql_expr *e)
 {
@@ -315,6 +319,7 @@ static void aggregate_query(actx *A, const sql_select *sel, int wat,
                                        sl_schema_find(q->pre->out, q->aggs[i].col))
                                     : SL_INT64;
         sl_type t = kd == SL_AGG_AVG ? SL_FLOAT64 : kd == SL_AGG_HISTOGRAM ? SL_STRING
+                  : kd == SL_AGG_UDAF ? q->aggs[i].udaf->out_type
                   : (kd == SL_AGG_SUM || kd == SL_AGG_MIN || kd == SL_AGG_MAX) ? in : SL_INT64;
         sl_schema_add(w, q->aggs[i].as, t);
     }
@@ -665,7 +670,7 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
     }
     int wat = -1;
     bool aggs = false;
-    for (int i = 0; i < sel->nitems; i++) aggs |= has_agg(sel->items[i].expr);
+    for (int i = 0; i < sel->nitems; i++) aggs |= agg_in(q, sel->items[i].expr);
     aggs |= sel->having != NULL;
     if (!A.failed) wat = window_of(&A, sel);
     if (!A.failed && (aggs || sel->ngroup) && wat < 0) {
@@ -688,7 +693,7 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
     sql_expr *where = NULL;
     if (!A.failed && sel->where) {
         A.clause = "WHERE";
-        if (has_agg(sel->where)) {
+        if (agg_in(q, sel->where)) {
             sl__sql_fail(&A, sel->where->line, sel->where->col, "aggregates are not allowed in "
                  "WHERE (use HAVING)");
         } else {

@@ -62,12 +62,16 @@ void sql_plan_reset(sl_sql *q)
     sl_sql *keep_udf_vars = q;
     sql_udf *udfs = keep_udf_vars->udfs;
     int nudfs = q->nudfs;
+    const sl_udaf **udafs = q->udafs;
+    int nudafs = q->nudafs;
     char **vars = q->vars;
     int nvars = q->nvars;
     bool *used = q->var_used;
     memset(q, 0, sizeof *q);
     q->udfs = udfs;
     q->nudfs = nudfs;
+    q->udafs = udafs;
+    q->nudafs = nudafs;
     q->vars = vars;
     q->nvars = nvars;
     q->var_used = used;
@@ -79,19 +83,16 @@ void sl_sql_free(sl_sql *q)
     sql_plan_reset(q);
     for (int i = 0; i < q->nudfs; i++) free(q->udfs[i].name);
     free(q->udfs);
+    free(q->udafs);
     for (int i = 0; i < 2 * q->nvars; i++) free(q->vars[i]);
     free(q->vars);
     free(q->var_used);
     free(q);
 }
 
-int sl_sql_add_function(sl_sql *q, const char *name, sl_type ret,
-                        const sl_type *args, int nargs, sl_sql_udf fn,
-                        void *udata, char *err, size_t errsz)
+/* A new function's name: letters, digits and _, not taken. */
+static int check_name(const sl_sql *q, const char *name, char *err, size_t errsz)
 {
-    if (!q || !name || !fn || nargs < 0 || nargs > 8 || (nargs && !args))
-        return sl__err(err, errsz, SL_EINVAL, "sql: a function needs a name, a "
-                       "callback and 0 to 8 argument types");
     bool ok = (name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') ||
               name[0] == '_';
     for (const char *p = name; ok && *p; p++)
@@ -106,6 +107,22 @@ int sl_sql_add_function(sl_sql *q, const char *name, sl_type ret,
         if (sql_ieq(q->udfs[i].name, name))
             return sl__err(err, errsz, SL_EINVAL, "sql: function '%s' is already "
                            "registered", name);
+    for (int i = 0; i < q->nudafs; i++)
+        if (sql_ieq(q->udafs[i]->name, name))
+            return sl__err(err, errsz, SL_EINVAL, "sql: function '%s' is already "
+                           "registered", name);
+    return 0;
+}
+
+int sl_sql_add_function(sl_sql *q, const char *name, sl_type ret,
+                        const sl_type *args, int nargs, sl_sql_udf fn,
+                        void *udata, char *err, size_t errsz)
+{
+    if (!q || !name || !fn || nargs < 0 || nargs > 8 || (nargs && !args))
+        return sl__err(err, errsz, SL_EINVAL, "sql: a function needs a name, a "
+                       "callback and 0 to 8 argument types");
+    int rc = check_name(q, name, err, errsz);
+    if (rc) return rc;
     q->udfs = sl__xrealloc(q->udfs, sizeof(*q->udfs) * (size_t)(q->nudfs + 1));
     sql_udf *u = &q->udfs[q->nudfs++];
     memset(u, 0, sizeof *u);
@@ -115,6 +132,24 @@ int sl_sql_add_function(sl_sql *q, const char *name, sl_type ret,
     if (nargs) memcpy(u->args, args, sizeof(*args) * (size_t)nargs);
     u->fn = fn;
     u->udata = udata;
+    return 0;
+}
+
+int sl_sql_add_aggregate(sl_sql *q, const sl_udaf *a, char *err, size_t errsz)
+{
+    if (!q || !a || !a->name || !a->add || !a->merge || !a->result ||
+        a->state_size < 1 || a->state_size > 4096)
+        return sl__err(err, errsz, SL_EINVAL, "sql: an aggregate needs a name, add, "
+                       "merge and result callbacks and state_size in [1, 4096]");
+    if (!(a->out_type == SL_INT64 || a->out_type == SL_FLOAT64 || a->out_type == SL_BOOL ||
+          a->out_type == SL_TIMESTAMP))
+        return sl__err(err, errsz, SL_EINVAL, "sql: aggregate '%s' returns %s (allowed: "
+                       "BIGINT, DOUBLE, BOOLEAN, TIMESTAMP)", a->name,
+                       sl_type_name(a->out_type));
+    int rc = check_name(q, a->name, err, errsz);
+    if (rc) return rc;
+    q->udafs = sl__xrealloc(q->udafs, sizeof(*q->udafs) * (size_t)(q->nudafs + 1));
+    q->udafs[q->nudafs++] = a;
     return 0;
 }
 

@@ -234,6 +234,8 @@ typedef struct {
 struct sl_sql {
     sql_udf *udfs;
     int nudfs;
+    const sl_udaf **udafs; /* borrowed (sl_sql_add_aggregate) */
+    int nudafs;
     char **vars; /* key, value, key, value... (sl_sql_set) */
     int nvars;
     bool *var_used;

@@ -1,5 +1,6 @@
 /* test_agg.c — every aggregate: results, NULL handling, histogram edges,
- * validation, merge and the serialisation round trip. */
+ * validation, merge and the serialisation round trip, including a
+ * user-defined one. */
 #include "testutil.h"
 
 #include <math.h>
@@ -527,6 +528,91 @@ static void merge_and_serialize(void **state)
     sl__batch_free(rest);
 }
 
+/* A user-defined aggregate over VARCHAR: the longest string's length, and
+ * how many values it saw (state: two int64). */
+static void len_add(void *st, const sl_value *v, void *ud)
+{
+    int64_t *m = st;
+    (void)ud;
+    if ((int64_t)v->s.len > m[0]) m[0] = (int64_t)v->s.len;
+    m[1]++;
+}
+static void len_merge(void *dst, const void *src, void *ud)
+{
+    int64_t *d = dst;
+    const int64_t *s = src;
+    (void)ud;
+    if (s[0] > d[0]) d[0] = s[0];
+    d[1] += s[1];
+}
+static void len_result(const void *st, sl_value *out, void *ud)
+{
+    const int64_t *m = st;
+    (void)ud;
+    if (m[1] == 0) out->null = 1;
+    else out->i = m[0];
+}
+
+static void user_defined(void **state)
+{
+    (void)state;
+    static const sl_udaf MAXLEN = {.name = "maxlen", .in_type = SL_STRING,
+                                   .out_type = SL_INT64, .state_size = 16,
+                                   .add = len_add, .merge = len_merge,
+                                   .result = len_result};
+    static const row R1[] = {{.s = "abc"}, {.s = NULL}, {.s = "hello"}};
+    static const row R2[] = {{.s = "sluice!"}, {.s = "x"}};
+    sl_agg_spec spec = {.kind = SL_AGG_UDAF, .col = "s", .as = "out", .udaf = &MAXLEN};
+    fixture x;
+    char err[256];
+    assert_int_equal(sl__agg_init(&x.a, &spec, g_in, 8, err, sizeof err), 0);
+    x.os = sl_schema_new();
+    sl_schema_add(x.os, "out", x.a.out_type);
+    x.out = sl__batch_new(x.os, 4);
+    for (int g = 0; g < 2; g++) {
+        x.grp[g] = malloc(8 + x.a.size);
+        sl__agg_state_init(&x.a, x.grp[g]);
+    }
+    assert_true(fx_null(&x, 0)); /* empty: the UDAF's NULL */
+    sl_batch *b1 = make_batch(R1, 3), *b2 = make_batch(R2, 2);
+    fx_add(&x, b1, 0); /* NULL skipped: 2 values, longest 5 */
+    fx_add(&x, b2, 1);
+    assert_int_equal(fx_i64(&x, 0), 5);
+    assert_int_equal(fx_i64(&x, 1), 7);
+    /* checkpoint round trip, then merge */
+    uint8_t buf[64];
+    size_t n = sl__agg_serialized_size(&x.a, x.grp[0]);
+    assert_int_equal(n, 16);
+    assert_int_equal(sl__agg_serialize(&x.a, x.grp[0], buf), 16);
+    sl__agg_state_init(&x.a, x.grp[0]);
+    assert_int_equal(sl__agg_deserialize(&x.a, x.grp[0], buf, 15), SL_ECORRUPT);
+    assert_int_equal(sl__agg_deserialize(&x.a, x.grp[0], buf, n), 16);
+    sl__agg_merge(&x.a, x.grp[0], x.grp[1]);
+    assert_int_equal(fx_i64(&x, 0), 7);
+    int64_t st[2];
+    memcpy(st, x.grp[0] + x.a.off, sizeof st);
+    assert_int_equal(st[1], 4);
+    fx_free(&x);
+    sl__batch_free(b1);
+    sl__batch_free(b2);
+    /* validation: the input type, the output type, the callbacks */
+    spec.col = "i";
+    expect_error(SL_AGG_UDAF, NULL, NULL, 0, "udaf"); /* no udaf at all */
+    sl__agg a;
+    assert_int_equal(sl__agg_init(&a, &spec, g_in, 0, err, sizeof err), SL_EINVAL);
+    assert_string_equal(err, "aggregate 'out': maxlen takes VARCHAR, column 'i' is BIGINT");
+    sl_udaf bad = MAXLEN;
+    bad.out_type = SL_STRING;
+    spec.col = "s";
+    spec.udaf = &bad;
+    assert_int_equal(sl__agg_init(&a, &spec, g_in, 0, err, sizeof err), SL_EINVAL);
+    assert_non_null(strstr(err, "maxlen returns VARCHAR"));
+    bad = MAXLEN;
+    bad.merge = NULL;
+    assert_int_equal(sl__agg_init(&a, &spec, g_in, 0, err, sizeof err), SL_EINVAL);
+    assert_non_null(strstr(err, "merge"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +626,7 @@ int main(void)
         cmocka_unit_test(rows_and_groups),
         cmocka_unit_test(validation),
         cmocka_unit_test(merge_and_serialize),
+        cmocka_unit_test(user_defined),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

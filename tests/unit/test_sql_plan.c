@@ -2,7 +2,9 @@
  * compiled and built into real jobs over small CSV files (in a temporary
  * directory), and the CSV they write is compared with results worked out
  * by hand. Covers expressions and NULL semantics, a user-defined function,
- * hop windows with HAVING and HISTOGRAM, variables and explain. */
+ * hop windows with HAVING and HISTOGRAM, variables and explain, and a
+ * user-defined aggregate. */
+#include <math.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -128,6 +130,92 @@ static void test_hop_having_histogram(void **state)
     sl_sql_free(q);
 }
 
+/* STDDEV_POP as a user-defined aggregate: a plain-bytes state. */
+typedef struct {
+    double n, sum, sq;
+} moments;
+
+static void sd_add(void *st, const sl_value *v, void *ud)
+{
+    moments *m = st;
+    (void)ud;
+    m->n += 1;
+    m->sum += v->f;
+    m->sq += v->f * v->f;
+}
+
+static void sd_merge(void *dst, const void *src, void *ud)
+{
+    moments *d = dst;
+    const moments *s = src;
+    (void)ud;
+    d->n += s->n;
+    d->sum += s->sum;
+    d->sq += s->sq;
+}
+
+static void sd_result(const void *st, sl_value *out, void *ud)
+{
+    const moments *m = st;
+    (void)ud;
+    if (m->n == 0) {
+        out->null = 1;
+        return;
+    }
+    double mean = m->sum / m->n;
+    out->f = sqrt(m->sq / m->n - mean * mean);
+}
+
+static const sl_udaf STDDEV = {.name = "stddev_pop", .in_type = SL_FLOAT64,
+                               .out_type = SL_FLOAT64, .state_size = sizeof(moments),
+                               .add = sd_add, .merge = sd_merge, .result = sd_result};
+
+static void test_user_defined_aggregate(void **state)
+{
+    (void)state;
+    /* minute 0: a = 2, 4, 4, 4, 5, 5, 7, 9 (sd 2), b = 1 and NULL (sd 0);
+     * minute 1: a = 3 only (sd 0) */
+    write_file("ud.csv", "ts,k,v\n1000,a,2\n2000,a,4\n3000,a,4\n4000,a,4\n5000,a,5\n"
+                         "6000,a,5\n7000,a,7\n8000,a,9\n9000,b,1\n9500,b,\n61000,a,3\n");
+    sl_sql *q = sl_sql_new();
+    char err[256];
+    assert_int_equal(sl_sql_add_aggregate(q, &STDDEV, err, sizeof err), 0);
+    assert_int_equal(sl_sql_add_aggregate(q, &STDDEV, err, sizeof err), SL_EINVAL);
+    assert_string_equal(err, "sql: function 'stddev_pop' is already registered");
+    run_sql(q,
+            "SET 'parallelism' = '1';\n"
+            "CREATE SOURCE s (ts TIMESTAMP, k VARCHAR, v DOUBLE)\n"
+            "  WITH (connector='file', path='${dir}/ud.csv');\n"
+            "CREATE SINK o WITH (connector='file', path='${dir}/ud_out.csv') AS\n"
+            "SELECT window_start AS ws, k, STDDEV_POP(v) AS sd, STDDEV_POP(v) * 10 AS sd10,\n"
+            "  COUNT(v) AS n FROM s GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), k\n"
+            "HAVING STDDEV_POP(v) >= 0;");
+    assert_string_equal(read_file("ud_out.csv"),
+                        "ws,k,sd,sd10,n\n"
+                        "0,a,2.0,20.0,8\n"
+                        "0,b,0.0,0.0,1\n"
+                        "60000,a,0.0,0.0,1\n");
+    /* the argument's type is checked, and an aggregate stays out of WHERE */
+    const char *bad[][2] = {
+        {"SELECT window_start, STDDEV_POP(k) AS x FROM s GROUP BY TUMBLE(ts, INTERVAL '1' "
+         "MINUTE);", "t.sql:4:33: stddev_pop takes DOUBLE, got VARCHAR"},
+        {"SELECT window_start, COUNT(*) AS x FROM s WHERE STDDEV_POP(v) > 1 GROUP BY "
+         "TUMBLE(ts, INTERVAL '1' MINUTE);", "t.sql:4:63: aggregates are not allowed in WHERE "
+         "(use HAVING)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "CREATE SOURCE s (ts TIMESTAMP, k VARCHAR, v DOUBLE)\n"
+                 "  WITH (connector='file', path='x.csv');\n"
+                 "CREATE SINK o WITH (connector='stdout') AS\n%s", bad[i][0]);
+        const char *want = bad[i][1];
+        assert_int_equal(sl_sql_compile(q, text, "t.sql", err, sizeof err), SL_EINVAL);
+        if (strncmp(err, want, strlen(want))) fail_msg("got: %s", err);
+    }
+    sl_sql_free(q);
+}
+
 static void test_variables(void **state)
 {
     (void)state;
@@ -156,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_expressions_and_udf),
         cmocka_unit_test(test_hop_having_histogram),
         cmocka_unit_test(test_variables),
+        cmocka_unit_test(test_user_defined_aggregate),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
