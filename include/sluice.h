@@ -271,7 +271,9 @@ typedef enum {
     SL_AGG_COUNT_DISTINCT, /* INT64, exact */
     SL_AGG_APPROX_COUNT_DISTINCT, /* INT64, HyperLogLog (2^14 registers) */
     SL_AGG_HISTOGRAM,      /* STRING "c0,c1,...,cn" over the bucket bounds */
-    SL_AGG_UDAF            /* user-defined: sl_agg_spec.udaf */
+    SL_AGG_UDAF,           /* user-defined: sl_agg_spec.udaf */
+    SL_AGG_APPROX_PERCENTILE /* DOUBLE, the `quantile` of the input within
+                              * relative error `accuracy` (DDSketch) */
 } sl_agg_kind;
 
 struct sl_value;
@@ -302,6 +304,9 @@ typedef struct {
     const double *bounds; /* HISTOGRAM: ascending upper bounds, n of them... */
     size_t nbounds;    /* ...giving n + 1 buckets: (-inf,b0), [b0,b1), ... */
     const sl_udaf *udaf; /* SL_AGG_UDAF: the aggregate (borrowed) */
+    double quantile;     /* APPROX_PERCENTILE: in [0, 1], e.g. 0.95 */
+    double accuracy;     /* APPROX_PERCENTILE: relative error, (0, 0.5);
+                          * 0 = 0.01 */
 } sl_agg_spec;
 
 sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,

@@ -191,11 +191,12 @@ static const char *const kind_names[] = {
     [SL_AGG_APPROX_COUNT_DISTINCT] = "APPROX_COUNT_DISTINCT",
     [SL_AGG_HISTOGRAM] = "HISTOGRAM",
     [SL_AGG_UDAF] = "UDAF",
+    [SL_AGG_APPROX_PERCENTILE] = "APPROX_PERCENTILE",
 };
 
 const char *sl__agg_kind_name(sl_agg_kind kind)
 {
-    if ((unsigned)kind > SL_AGG_UDAF) return "UNKNOWN";
+    if ((unsigned)kind > SL_AGG_APPROX_PERCENTILE) return "UNKNOWN";
     return kind_names[kind];
 }
 
@@ -212,6 +213,7 @@ bool sl__agg_accepts(sl_agg_kind kind, sl_type t)
     case SL_AGG_MIN:
     case SL_AGG_MAX:
     case SL_AGG_HISTOGRAM:
+    case SL_AGG_APPROX_PERCENTILE:
         return t == SL_INT64 || t == SL_TIMESTAMP || t == SL_FLOAT64;
     case SL_AGG_UDAF:
         return true; /* checked against the UDAF's in_type */
@@ -247,7 +249,7 @@ int sl__agg_init(sl__agg *a, const sl_agg_spec *spec, const sl_schema *in,
     a->col = -1;
     a->off = off;
     SL_ASSERT(off % 8 == 0);
-    if ((unsigned)spec->kind > SL_AGG_UDAF)
+    if ((unsigned)spec->kind > SL_AGG_APPROX_PERCENTILE)
         return sl__err(errstr, errstr_size, SL_EINVAL,
                        "aggregate '%s': unknown kind %d", as, (int)spec->kind);
     a->kind = spec->kind;
@@ -350,6 +352,20 @@ int sl__agg_init(sl__agg *a, const sl_agg_spec *spec, const sl_schema *in,
         a->out_type = a->udaf->out_type;
         a->size = a->udaf->state_size;
         break;
+    case SL_AGG_APPROX_PERCENTILE:
+        a->out_type = SL_FLOAT64;
+        a->q = spec->quantile;
+        a->alpha = spec->accuracy == 0 ? 0.01 : spec->accuracy;
+        if (!(a->q >= 0 && a->q <= 1))
+            return sl__err(errstr, errstr_size, SL_EINVAL,
+                           "aggregate '%s': APPROX_PERCENTILE's quantile must "
+                           "be in [0, 1], got %g", as, a->q);
+        if (!(a->alpha >= 1e-4 && a->alpha <= 0.5))
+            return sl__err(errstr, errstr_size, SL_EINVAL,
+                           "aggregate '%s': APPROX_PERCENTILE's accuracy must "
+                           "be in [0.0001, 0.5], got %g", as, a->alpha);
+        a->size = sizeof(sl__dds);
+        break;
     }
     a->size = (a->size + 7) & ~7u;
     return 0;
@@ -364,7 +380,8 @@ void sl__agg_close(sl__agg *a)
 bool sl__agg_has_heap(const sl__agg *a)
 {
     return a->kind == SL_AGG_COUNT_DISTINCT ||
-           a->kind == SL_AGG_APPROX_COUNT_DISTINCT;
+           a->kind == SL_AGG_APPROX_COUNT_DISTINCT ||
+           a->kind == SL_AGG_APPROX_PERCENTILE;
 }
 
 void sl__agg_state_init(const sl__agg *a, uint8_t *grp)
@@ -393,6 +410,8 @@ void sl__agg_state_free(const sl__agg *a, uint8_t *grp)
         sl__set64_close(st);
     } else if (a->kind == SL_AGG_APPROX_COUNT_DISTINCT) {
         sl__hll_close(st);
+    } else if (a->kind == SL_AGG_APPROX_PERCENTILE) {
+        sl__dds_close(st);
     }
     memset(st, 0, a->size);
 }
@@ -470,6 +489,19 @@ static void add_hll(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
             h = sl__mix64(num_key(c, a->in_type, r) + HLL_SEED);
         }
         hll_add((sl__hll *)(grp[i] + a->off), h);
+    }
+}
+
+static void add_dds(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
+                    uint8_t *const *grp, uint32_t n)
+{
+    const struct sl__col *c = &b->cols[a->col];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t r = row_at(rows, i);
+        if (c->valid && !c->valid[r]) continue;
+        double x = a->in_type == SL_FLOAT64 ? ((const double *)c->data)[r]
+                                            : (double)((const int64_t *)c->data)[r];
+        sl__dds_add((sl__dds *)(grp[i] + a->off), x, a->alpha);
     }
 }
 
@@ -605,6 +637,7 @@ void sl__agg_add(const sl__agg *a, const sl_batch *b, const uint32_t *rows,
     case SL_AGG_APPROX_COUNT_DISTINCT: add_hll(a, b, rows, grp, n); break;
     case SL_AGG_HISTOGRAM: add_hist(a, b, rows, grp, n); break;
     case SL_AGG_UDAF: add_udaf(a, b, rows, grp, n); break;
+    case SL_AGG_APPROX_PERCENTILE: add_dds(a, b, rows, grp, n); break;
     default: add_num(a, b, rows, grp, n); break;
     }
 }
@@ -627,6 +660,9 @@ void sl__agg_merge(const sl__agg *a, uint8_t *dst, const uint8_t *src)
         return;
     case SL_AGG_UDAF:
         a->udaf->merge(d, s, a->udaf->udata);
+        return;
+    case SL_AGG_APPROX_PERCENTILE:
+        sl__dds_merge((sl__dds *)d, (const sl__dds *)s);
         return;
     case SL_AGG_COUNT_DISTINCT:
         if (a->in_type == SL_STRING) {
@@ -753,6 +789,9 @@ int sl__agg_result(const sl__agg *a, const uint8_t *grp, sl_batch *out,
     case SL_AGG_HISTOGRAM:
         c->valid[row] = 1;
         return hist_result(a, (const int64_t *)s, out, col, row);
+    case SL_AGG_APPROX_PERCENTILE:
+        null = !sl__dds_quantile((const sl__dds *)s, a->q, a->alpha, &fv);
+        break;
     case SL_AGG_UDAF: {
         sl_value v = {.type = a->out_type};
         a->udaf->result(s, &v, a->udaf->udata);
@@ -798,6 +837,7 @@ size_t sl__agg_serialized_size(const sl__agg *a, const uint8_t *grp)
     case SL_AGG_COUNT: return 8;
     case SL_AGG_HISTOGRAM: return 4 + (size_t)(a->nbounds + 1) * 8;
     case SL_AGG_UDAF: return a->udaf->state_size;
+    case SL_AGG_APPROX_PERCENTILE: return sl__dds_serialized_size((const sl__dds *)s);
     case SL_AGG_APPROX_COUNT_DISTINCT:
         return sl__hll_serialized_size((const sl__hll *)s);
     case SL_AGG_COUNT_DISTINCT:
@@ -834,6 +874,8 @@ size_t sl__agg_serialize(const sl__agg *a, const uint8_t *grp, uint8_t *out)
     case SL_AGG_UDAF:
         memcpy(out, s, a->udaf->state_size);
         return a->udaf->state_size;
+    case SL_AGG_APPROX_PERCENTILE:
+        return sl__dds_serialize((const sl__dds *)s, out);
     case SL_AGG_COUNT_DISTINCT:
         if (a->in_type == SL_STRING) {
             const sl__bmap *m;
@@ -890,6 +932,8 @@ static int64_t deserialize(const sl__agg *a, uint8_t *s, const uint8_t *in,
     }
     case SL_AGG_APPROX_COUNT_DISTINCT:
         return sl__hll_deserialize((sl__hll *)s, in, len);
+    case SL_AGG_APPROX_PERCENTILE:
+        return sl__dds_deserialize((sl__dds *)s, in, len);
     case SL_AGG_UDAF:
         if (len < a->udaf->state_size) return SL_ECORRUPT;
         memcpy(s, in, a->udaf->state_size);

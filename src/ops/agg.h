@@ -22,6 +22,9 @@
  *                  (-inf, b0), bucket i is [b(i-1), b(i)), bucket n is
  *                  [b(n-1), +inf); INT64, TIMESTAMP or DOUBLE input; NaN
  *                  ignored
+ *   APPROX_PERCENTILE DOUBLE: a quantile within relative error `accuracy`
+ *                  of the exact one, from a DDSketch (quantile.c); INT64,
+ *                  TIMESTAMP or DOUBLE input; NaN ignored
  *   UDAF           the user's out_type; a plain-bytes state of the user's
  *                  size, folded by its callbacks and checkpointed as is
  */
@@ -57,6 +60,24 @@ size_t sl__hll_serialize(const sl__hll *h, uint8_t *out);
 /* Replaces h's contents; returns bytes read or SL_ECORRUPT. */
 int64_t sl__hll_deserialize(sl__hll *h, const uint8_t *in, size_t len);
 
+/* ---- DDSketch (quantile.c) ------------------------------------------------- */
+#define SL__DDS_MAX_BUCKETS 2048u
+#define SL__DDS_MIN_VALUE 1e-9
+/* An all-zero struct is empty; the state is allocated at the first add. */
+typedef struct {
+    struct sl__dds_state *s;
+} sl__dds;
+void sl__dds_add(sl__dds *d, double x, double alpha);
+void sl__dds_merge(sl__dds *dst, const sl__dds *src);
+void sl__dds_close(sl__dds *d);
+uint64_t sl__dds_count(const sl__dds *d);
+/* The q-quantile estimate; false when empty. */
+bool sl__dds_quantile(const sl__dds *d, double q, double alpha, double *out);
+size_t sl__dds_serialized_size(const sl__dds *d);
+size_t sl__dds_serialize(const sl__dds *d, uint8_t *out);
+/* Replaces d's contents; returns bytes read or SL_ECORRUPT. */
+int64_t sl__dds_deserialize(sl__dds *d, const uint8_t *in, size_t len);
+
 /* ---- aggregates ------------------------------------------------------------ */
 typedef struct {
     sl_agg_kind kind;
@@ -66,6 +87,7 @@ typedef struct {
     double *bounds;   /* HISTOGRAM: an owned copy of the bounds */
     uint32_t nbounds;
     const sl_udaf *udaf; /* UDAF: the user's aggregate */
+    double q, alpha;     /* APPROX_PERCENTILE */
     uint32_t off;     /* offset of the state in a group's block */
     uint32_t size;    /* bytes of state, a multiple of 8 */
 } sl__agg;

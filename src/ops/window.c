@@ -349,6 +349,8 @@ int sl__window_conf_new(void **confp, sl_schema **outp, const sl_schema *in,
         d->col = aggs[i].col ? sl__xstrdup(aggs[i].col) : NULL;
         d->as = sl__xstrdup(aggs[i].as);
         d->udaf = aggs[i].udaf;
+        d->quantile = aggs[i].quantile;
+        d->accuracy = aggs[i].accuracy;
         if (aggs[i].kind == SL_AGG_HISTOGRAM) {
             double *b = sl__xmalloc(aggs[i].nbounds * sizeof *b);
             memcpy(b, aggs[i].bounds, aggs[i].nbounds * sizeof *b);
@@ -918,6 +920,11 @@ static uint64_t definition_fp(const win_op *op)
         sl__buf_put_u32(&b, (uint32_t)a->kind);
         sl__buf_put_u32(&b, (uint32_t)a->in_type);
         sl__buf_put_u32(&b, a->nbounds);
+        if (a->kind == SL_AGG_APPROX_PERCENTILE) { /* the sketch's buckets */
+            uint64_t u;
+            memcpy(&u, &a->alpha, sizeof u);
+            sl__buf_put_u64(&b, u);
+        }
         if (a->udaf) { /* a different UDAF's state must not be restored */
             sl__buf_put(&b, a->udaf->name, strlen(a->udaf->name));
             sl__buf_put_u32(&b, a->udaf->state_size);

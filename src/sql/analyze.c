@@ -626,7 +626,7 @@ sql_expr *sl__sql_bind(actx *A, const sql_expr *e, stage st, int jv)
 static const char *const agg_names[] = {
     [FN_COUNT] = "COUNT", [FN_SUM] = "SUM", [FN_MIN] = "MIN", [FN_MAX] = "MAX",
     [FN_AVG] = "AVG", [FN_APPROX_COUNT_DISTINCT] = "APPROX_COUNT_DISTINCT",
-    [FN_HISTOGRAM] = "HISTOGRAM"};
+    [FN_HISTOGRAM] = "HISTOGRAM", [FN_APPROX_PERCENTILE] = "APPROX_PERCENTILE"};
 
 /* A numeric literal (possibly negated) as a double. */
 static bool lit_number(const sql_expr *e, double *v)
@@ -656,7 +656,8 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
         typed_again:;
             /* the output type depends on the kind */
             sl_agg_kind k = q->aggs[i].kind;
-            r->type = k == SL_AGG_AVG ? SL_FLOAT64 : k == SL_AGG_HISTOGRAM ? SL_STRING
+            r->type = k == SL_AGG_AVG || k == SL_AGG_APPROX_PERCENTILE ? SL_FLOAT64
+                    : k == SL_AGG_HISTOGRAM ? SL_STRING
                     : k == SL_AGG_UDAF ? q->aggs[i].udaf->out_type
                     : (k == SL_AGG_SUM || k == SL_AGG_MIN || k == SL_AGG_MAX)
                         ? A->agg_args[i]->type : SL_INT64;
@@ -713,6 +714,7 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
     case FN_MAX: sp->kind = SL_AGG_MAX; break;
     case FN_AVG: sp->kind = SL_AGG_AVG; break;
     case FN_APPROX_COUNT_DISTINCT: sp->kind = SL_AGG_APPROX_COUNT_DISTINCT; break;
+    case FN_APPROX_PERCENTILE: sp->kind = SL_AGG_APPROX_PERCENTILE; break;
     default: sp->kind = SL_AGG_HISTOGRAM; break;
     }
     if (arg && !ua) {
@@ -720,12 +722,30 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
         bool ok = true;
         if (sp->kind == SL_AGG_SUM || sp->kind == SL_AGG_AVG)
             ok = t == SL_INT64 || t == SL_FLOAT64;
-        else if (sp->kind == SL_AGG_MIN || sp->kind == SL_AGG_MAX || sp->kind == SL_AGG_HISTOGRAM)
+        else if (sp->kind == SL_AGG_MIN || sp->kind == SL_AGG_MAX || sp->kind == SL_AGG_HISTOGRAM ||
+                 sp->kind == SL_AGG_APPROX_PERCENTILE)
             ok = num(t);
         if (arg->is_null_lit) ok = false;
         if (!ok) {
             sl__sql_fail(A, e->args[0]->line, e->args[0]->col, "%s does not accept %s values",
                  agg_names[id], tname(arg));
+            sql_expr_free(arg);
+            return NULL;
+        }
+    }
+    if (sp->kind == SL_AGG_APPROX_PERCENTILE) {
+        const sql_expr *x = e->args[1];
+        if (!lit_number(x, &sp->quantile) || !(sp->quantile >= 0 && sp->quantile <= 1)) {
+            sl__sql_fail(A, x->line, x->col, "APPROX_PERCENTILE's quantile must be a number "
+                         "literal in [0, 1]");
+            sql_expr_free(arg);
+            return NULL;
+        }
+        x = e->nargs == 3 ? e->args[2] : NULL;
+        if (x && (!lit_number(x, &sp->accuracy) ||
+                  !(sp->accuracy >= 1e-4 && sp->accuracy <= 0.5))) {
+            sl__sql_fail(A, x->line, x->col, "APPROX_PERCENTILE's accuracy must be a number "
+                         "literal in [0.0001, 0.5] (relative error)");
             sql_expr_free(arg);
             return NULL;
         }

@@ -18,6 +18,8 @@ static const sql_fdef funcs[FN_N] = {
                                   "APPROX_COUNT_DISTINCT(x)"},
     [FN_HISTOGRAM] = {"HISTOGRAM", F_AGG, 2, 65,
                       "HISTOGRAM(number, bound1, bound2, ...)"},
+    [FN_APPROX_PERCENTILE] = {"APPROX_PERCENTILE", F_AGG, 2, 3,
+                              "APPROX_PERCENTILE(number, quantile [, accuracy])"},
     [FN_TUMBLE] = {"TUMBLE", F_WINDOW, 2, 2, "TUMBLE(time, INTERVAL size)"},
     [FN_HOP] = {"HOP", F_WINDOW, 3, 3, "HOP(time, INTERVAL slide, INTERVAL size)"},
     [FN_PSEUDONYMIZE] = {"PSEUDONYMIZE", F_SPECIAL, 1, 2,

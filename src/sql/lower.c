@@ -318,7 +318,8 @@ static void aggregate_query(actx *A, const sql_select *sel, int wat,
         sl_type in = q->aggs[i].col ? sl_schema_col_type(q->pre->out,
                                        sl_schema_find(q->pre->out, q->aggs[i].col))
                                     : SL_INT64;
-        sl_type t = kd == SL_AGG_AVG ? SL_FLOAT64 : kd == SL_AGG_HISTOGRAM ? SL_STRING
+        sl_type t = kd == SL_AGG_AVG || kd == SL_AGG_APPROX_PERCENTILE ? SL_FLOAT64
+                  : kd == SL_AGG_HISTOGRAM ? SL_STRING
                   : kd == SL_AGG_UDAF ? q->aggs[i].udaf->out_type
                   : (kd == SL_AGG_SUM || kd == SL_AGG_MIN || kd == SL_AGG_MAX) ? in : SL_INT64;
         sl_schema_add(w, q->aggs[i].as, t);

@@ -327,6 +327,8 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
             say(&o, "%s%s = %s", i ? ", " : "", a->as, q->agg_text[i]);
             if (a->kind == SL_AGG_COUNT_DISTINCT) say(&o, " [exact set]");
             else if (a->kind == SL_AGG_APPROX_COUNT_DISTINCT) say(&o, " [HyperLogLog, 16 KiB]");
+            else if (a->kind == SL_AGG_APPROX_PERCENTILE)
+                say(&o, " [DDSketch, relative error %g]", a->accuracy ? a->accuracy : 0.01);
             (void)agg_kind_name;
         }
         say(&o, "\n");

@@ -613,6 +613,99 @@ static void user_defined(void **state)
     assert_non_null(strstr(err, "merge"));
 }
 
+/* APPROX_PERCENTILE (DDSketch): on known distributions every quantile is
+ * within the relative error of the exact item of rank floor(q (n - 1));
+ * the sketch does not depend on arrival or merge order (what exactly-once
+ * replay needs); serialisation round-trips and rejects damage. */
+static int cmp_dbl(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void percentile(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    static double v[N], sorted[N];
+    const double alpha = 0.01, qs[] = {0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1};
+    for (int dist = 0; dist < 3; dist++) {
+        uint64_t seed = 42 + (uint64_t)dist;
+        for (int i = 0; i < N; i++) {
+            double u = ((double)(splitmix(&seed) >> 11) + 0.5) / 9007199254740992.0;
+            v[i] = dist == 0 ? floor(u * 100000)              /* uniform integers */
+                 : dist == 1 ? exp(3 + 2 * sqrt(-2 * log(u)) *  /* log-normal-ish */
+                                   cos(6.283185307179586 * u * 7))
+                             : (u - 0.3) * 1e4;               /* negatives too */
+        }
+        memcpy(sorted, v, sizeof v);
+        qsort(sorted, N, sizeof *sorted, cmp_dbl);
+        sl__dds a = {0}, b = {0}, c = {0};
+        for (int i = 0; i < N; i++) sl__dds_add(&a, v[i], alpha);
+        /* another order, in two halves merged: the same sketch */
+        for (int i = N - 1; i >= N / 2; i--) sl__dds_add(&b, v[i], alpha);
+        for (int i = 0; i < N / 2; i++) sl__dds_add(&c, v[i], alpha);
+        sl__dds_merge(&b, &c);
+        for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+            double got, got2;
+            assert_true(sl__dds_quantile(&a, qs[k], alpha, &got));
+            assert_true(sl__dds_quantile(&b, qs[k], alpha, &got2));
+            assert_memory_equal(&got, &got2, sizeof got); /* bit-identical */
+            double want = sorted[(size_t)floor(qs[k] * (N - 1))];
+            if (!(fabs(got - want) <= alpha * fabs(want) + 1e-9))
+                fail_msg("dist %d q %g: got %g, exact %g", dist, qs[k], got, want);
+        }
+        /* round trip */
+        size_t n = sl__dds_serialized_size(&a);
+        uint8_t *buf = malloc(n);
+        assert_int_equal(sl__dds_serialize(&a, buf), n);
+        sl__dds r = {0};
+        assert_int_equal(sl__dds_deserialize(&r, buf, n), (int64_t)n);
+        double x, y;
+        assert_true(sl__dds_quantile(&r, 0.5, alpha, &x));
+        assert_true(sl__dds_quantile(&a, 0.5, alpha, &y));
+        assert_memory_equal(&x, &y, sizeof x);
+        assert_int_equal(sl__dds_deserialize(&r, buf, n - 8), SL_ECORRUPT);
+        buf[0] ^= 1; /* the count no longer matches the buckets */
+        assert_int_equal(sl__dds_deserialize(&r, buf, n), SL_ECORRUPT);
+        free(buf);
+        sl__dds_close(&r);
+        sl__dds_close(&a);
+        sl__dds_close(&b);
+        sl__dds_close(&c);
+    }
+    /* empty: NULL through the aggregate; bad parameters named */
+    sl__dds e = {0};
+    double x;
+    assert_false(sl__dds_quantile(&e, 0.5, alpha, &x));
+    sl_agg_spec spec = {.kind = SL_AGG_APPROX_PERCENTILE, .col = "f", .as = "out",
+                        .quantile = 1.5};
+    sl__agg ag;
+    char err[256];
+    assert_int_equal(sl__agg_init(&ag, &spec, g_in, 0, err, sizeof err), SL_EINVAL);
+    assert_non_null(strstr(err, "quantile must be in [0, 1]"));
+    spec.quantile = 0.5;
+    spec.accuracy = 0.9;
+    assert_int_equal(sl__agg_init(&ag, &spec, g_in, 0, err, sizeof err), SL_EINVAL);
+    assert_non_null(strstr(err, "accuracy"));
+    /* values over a range wider than the buckets: the top quantiles stay
+     * accurate (the lowest buckets collapse) */
+    sl__dds w = {0};
+    for (int i = 0; i < 4000; i++) sl__dds_add(&w, pow(10, -8 + i * 0.01), 0.01);
+    assert_true(sl__dds_quantile(&w, 0.99, 0.01, &x));
+    double want = pow(10, -8 + floor(0.99 * 3999) * 0.01);
+    assert_true(fabs(x - want) <= 0.01 * want);
+    sl__dds_close(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +720,7 @@ int main(void)
         cmocka_unit_test(validation),
         cmocka_unit_test(merge_and_serialize),
         cmocka_unit_test(user_defined),
+        cmocka_unit_test(percentile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
