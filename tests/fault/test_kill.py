@@ -482,3 +482,33 @@ def test_savepoint_restores_compatible_job_and_refuses_incompatible(dataset, tmp
     assert_rows(job.rows(), dataset.baseline, "restart from a savepoint vs uninterrupted run")
     assert os.path.isfile(os.path.join(sp, "MANIFEST")), \
         "the savepoint was deleted; savepoints are kept until a user deletes them"
+
+
+# ---- 9. rescaling ------------------------------------------------------------------------
+def test_rescale_2_4_1_across_savepoints(dataset, tmp_path, procs):
+    """State is cut by key group: a savepoint taken at parallelism 2 restores
+    at 4, whose savepoint restores at 1; the output equals the unscaled run."""
+    job = Job(dataset, str(tmp_path / "job"), procs)
+    sps_seen = set()
+    for par, last in ((2, False), (4, False), (1, True)):
+        more = ["--parallelism", par]
+        if sps_seen:
+            more += ["--from", complete_checkpoints(job.ckdir, "sp-")[max(sps_seen)]]
+        if last:
+            life = job.run(*more)
+            assert "sluice: restored" in life.output(), life.describe()
+            break
+        life = job.start(*more)
+        pidfile = os.path.join(job.ckdir, "sluice.pid")
+        assert poll(lambda: os.path.exists(pidfile) and
+                    open(pidfile).read().split()[:1] == [str(life.pid)], 5), life.describe()
+        life.wait_until(0.6)
+        assert life.running(), f"the run ended too soon: {life.describe()}"
+        sluice("savepoint", job.ckdir, timeout=30)
+        new = poll(lambda: set(complete_checkpoints(job.ckdir, "sp-")) - sps_seen, 5)
+        assert new, f"no new savepoint at parallelism {par}"
+        sps_seen |= new
+        assert life.kill() == KILLED, f"the run ended too soon: {life.describe()}"
+        if par == 4:
+            assert life.restored() is not None, f"4 tasks restored nothing: {life.describe()}"
+    assert_rows(job.rows(), dataset.baseline, "rescaled 2 -> 4 -> 1 vs unscaled run")
