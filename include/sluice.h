@@ -262,6 +262,17 @@ typedef struct {
     int64_t lateness_ms;
 } sl_window_spec;
 
+/* Session windows on event time (docs/sql.md, SESSION): per key, records
+ * within gap_ms of each other form one session [first ts, last ts +
+ * gap_ms); a late record may bridge two sessions, which then merge. A
+ * session fires once, when the watermark reaches its end + lateness_ms.
+ * Output columns as sl_stream_window's (window_start = session start,
+ * window_end = its end). */
+typedef struct {
+    int64_t gap_ms;      /* > 0 */
+    int64_t lateness_ms; /* >= 0 */
+} sl_session_spec;
+
 typedef enum {
     SL_AGG_COUNT,          /* INT64, rows (col may be NULL) */
     SL_AGG_SUM,            /* INT64 or DOUBLE as the input column */
@@ -311,6 +322,8 @@ typedef struct {
 
 sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
                             const sl_agg_spec *aggs, size_t naggs);
+sl_stream *sl_stream_session(sl_stream *s, const sl_session_spec *spec,
+                             const sl_agg_spec *aggs, size_t naggs);
 
 /* k-anonymity: drops rows whose INT64 column `count_col` (an exact distinct
  * count of subscribers) is below k, counting them as suppressed groups. */

@@ -176,6 +176,13 @@ void sl__wkey_sort(const sl__wkey_ref *refs, uint32_t *ix, uint32_t *tmp, uint32
 
 /* ---- the window operator (window.c) -------------------------------------- */
 extern const sl__op_vt sl__window_vt;
+/* ---- session windows (session.c) ------------------------------------------ */
+extern const sl__op_vt sl__session_vt;
+/* The checking half of sl_stream_session(), as sl__window_conf_new. */
+int sl__session_conf_new(void **conf, sl_schema **out, const sl_schema *in,
+                         const char *const *keys, const char *time_col,
+                         const sl_session_spec *spec, const sl_agg_spec *aggs,
+                         size_t naggs, char *errstr, size_t errstr_size);
 
 /* Validates a window definition against the input stream and builds the
  * operator's configuration (*conf, freed by sl__window_vt.conf_free) and

@@ -49,7 +49,8 @@
  *    and checks all of it into staged groups before restore_commit, which
  *    cannot fail, touches the state; restore_operator likewise.
  *
- * Not done here: early firings, session windows, a cap on state memory.
+ * Not done here: early firings, a cap on state memory. Session windows are
+ * their own operator (session.c).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -20,6 +20,7 @@ static const sql_fdef funcs[FN_N] = {
                       "HISTOGRAM(number, bound1, bound2, ...)"},
     [FN_APPROX_PERCENTILE] = {"APPROX_PERCENTILE", F_AGG, 2, 3,
                               "APPROX_PERCENTILE(number, quantile [, accuracy])"},
+    [FN_SESSION] = {"SESSION", F_WINDOW, 2, 2, "SESSION(time, INTERVAL gap)"},
     [FN_TUMBLE] = {"TUMBLE", F_WINDOW, 2, 2, "TUMBLE(time, INTERVAL size)"},
     [FN_HOP] = {"HOP", F_WINDOW, 3, 3, "HOP(time, INTERVAL slide, INTERVAL size)"},
     [FN_PSEUDONYMIZE] = {"PSEUDONYMIZE", F_SPECIAL, 1, 2,

@@ -86,7 +86,8 @@ static bool name_taken(char **names, int n, const char *x)
     return false;
 }
 
-/* The window of GROUP BY: TUMBLE(t, size) or HOP(t, slide, size). */
+/* The window of GROUP BY: TUMBLE(t, size), HOP(t, slide, size) or
+ * SESSION(t, gap). */
 static int window_of(actx *A, const sql_select *sel)
 {
     sl_sql *q = A->q;
@@ -95,17 +96,18 @@ static int window_of(actx *A, const sql_select *sel)
         const sql_expr *g = sel->group[i];
         int id;
         if (g->k != E_FUNC || !sql_func_find(g->name, &id) ||
-            (id != FN_TUMBLE && id != FN_HOP))
+            (id != FN_TUMBLE && id != FN_HOP && id != FN_SESSION))
             continue;
         if (at >= 0) {
             sl__sql_fail(A, g->line, g->col, "only one window function per GROUP BY");
             return -1;
         }
         at = i;
-        int want = id == FN_TUMBLE ? 2 : 3;
+        int want = id == FN_HOP ? 3 : 2;
         if (g->nargs != want) {
             sl__sql_fail(A, g->line, g->col, "%s", id == FN_TUMBLE
                  ? "TUMBLE takes 2 arguments: TUMBLE(time, INTERVAL size)"
+                 : id == FN_SESSION ? "SESSION takes 2 arguments: SESSION(time, INTERVAL gap)"
                  : "HOP takes 3 arguments: HOP(time, INTERVAL slide, INTERVAL size)");
             return -1;
         }
@@ -150,6 +152,9 @@ static int window_of(actx *A, const sql_select *sel)
         if (!q->time_col) q->time_col = sl__xstrdup(cn);
         if (id == FN_TUMBLE) {
             q->win.size_ms = g->args[1]->li;
+        } else if (id == FN_SESSION) {
+            q->session_gap = g->args[1]->li;
+            q->win.size_ms = g->args[1]->li; /* unused: kept valid */
         } else {
             q->win.slide_ms = g->args[1]->li;
             q->win.size_ms = g->args[2]->li;
@@ -463,7 +468,7 @@ static void dp_conf(actx *A, const sql_stmt *sink, const sql_select *sel, char *
         sl__sql_fail(A, line, col, "differential privacy needs dp_epsilon = 'E' (per "
                      "release), dp_max_contrib = 'C' (events per subscriber per window) "
                      "and dp_budget = 'B' (per subscriber and period): it has no defaults");
-    } else if (!q->agg || q->win.slide_ms) {
+    } else if (!q->agg || q->win.slide_ms || q->session_gap) {
         sl__sql_fail(A, first->line, first->col, "differential privacy applies to "
                      "aggregates over TUMBLE windows");
     } else {
@@ -681,7 +686,7 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
              "...) or HOP(...)");
     }
     q->agg = wat >= 0;
-    A.tumble = q->agg && q->win.slide_ms == 0;
+    A.tumble = q->agg && q->win.slide_ms == 0 && !q->session_gap;
     if (!A.failed && !q->time_col) {
         /* no watermark and no window: the source's `ts`, if any, is its time */
         int c = sl_schema_find(q->src_schema, "ts");

@@ -314,7 +314,10 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
         } else {
             say(&o, "stage %d: one task (no key: a global window)\n", st++);
         }
-        if (q->win.slide_ms)
+        if (q->session_gap)
+            say(&o, "  window SESSION gap %lld ms (per key; sessions merge when a record "
+                "bridges them)", (long long)q->session_gap);
+        else if (q->win.slide_ms)
             say(&o, "  window HOP size %lld ms, slide %lld ms (each record in %lld windows)",
                 (long long)q->win.size_ms, (long long)q->win.slide_ms,
                 (long long)(q->win.size_ms / q->win.slide_ms));
@@ -441,7 +444,11 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     if (q->agg) {
         s = sl_stream_map(s, "sql-keys", q->pre->out, sql_prog_map, q->pre);
         if (q->nkeys) s = sl_stream_key_by(s, (const char *const *)q->keys);
-        s = sl_stream_window(s, &q->win, q->aggs, (size_t)q->naggs);
+        if (q->session_gap)
+            s = sl_stream_session(s, &(sl_session_spec){q->session_gap, q->win.lateness_ms},
+                                  q->aggs, (size_t)q->naggs);
+        else
+            s = sl_stream_window(s, &q->win, q->aggs, (size_t)q->naggs);
         if (q->having) s = sl_stream_filter(s, "HAVING", sql_prog_filter, q->having);
     }
     if (q->post) s = sl_stream_map(s, "sql-select", q->post->out, sql_prog_map, q->post);

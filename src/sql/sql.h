@@ -178,7 +178,7 @@ enum { FN_COUNT, FN_SUM, FN_MIN, FN_MAX, FN_AVG, FN_APPROX_COUNT_DISTINCT,
        FN_UPPER, FN_LOWER, FN_LENGTH, FN_CHAR_LENGTH, FN_SUBSTR,
        FN_SUBSTRING, FN_CONCAT, FN_TRIM, FN_REPLACE, FN_ABS, FN_FLOOR,
        FN_CEIL, FN_ROUND, FN_MOD, FN_AGE_YEARS, FN_NULLIF, FN_APPROX_PERCENTILE,
-       FN_N };
+       FN_SESSION, FN_N };
 
 /* Completed years from birth to at (UTC dates), like DESIGN's age. */
 int64_t sql_age_years(int64_t birth_ms, int64_t at_ms);
@@ -265,6 +265,7 @@ struct sl_sql {
     char *where_text;
     bool agg;
     sl_window_spec win;
+    int64_t session_gap; /* > 0: GROUP BY SESSION(t, gap), win unused but lateness */
     sql_prog *pre;
     char **keys; /* pre-map key columns, NULL-terminated */
     int nkeys;
