@@ -109,6 +109,7 @@ static void node_free(struct sl_stream *n)
 void sl_job_free(sl_job *j)
 {
     if (!j) return;
+    sl__qs_forget_job(j);
     for (int i = 0; i < j->nnodes; i++) node_free(j->nodes[i]);
     free(j->nodes);
     if (j->src_vt && j->src_vt->conf_free) j->src_vt->conf_free(j->src_conf);

@@ -251,4 +251,36 @@ uint32_t sl__job_batch_cap(const sl_job *job);
 const sl__source_vt *sl__source_find(const char *name);
 const sl__sink_vt *sl__sink_find(const char *name);
 
+/* ---- queryable state (qstate.c) ------------------------------------------ */
+/* An answer: rows of the operator's output schema (window_start,
+ * window_end, the key, the aggregates), one per open window holding the
+ * key; suppressed[i] marks a row withheld by k-anonymity (only its window
+ * and key are meaningful). */
+#define SL__QS_MAX_ROWS 1024
+typedef struct {
+    char op[32];
+    uint32_t op_id;
+    const sl_schema *schema;
+    int nkey;
+    sl_batch *rows; /* capacity SL__QS_MAX_ROWS, or NULL: no open window */
+    uint8_t *suppressed;
+} sl__qs_answer;
+/* An instance's answer for the key given as text values (one per key
+ * column, parsed by type); appends to ans. kanon: the job publishes
+ * through k-anonymity. Returns 0, SL_EINVAL (bad key: message in err),
+ * SL_EAGAIN (busy for too long) or SL_ESTATE (refused). */
+typedef int (*sl__qs_fn)(void *inst, const char *const *vals, int nvals, bool kanon,
+                         sl__qs_answer *ans, char *err, size_t errsz);
+void sl__qs_register(sl_job *job, uint32_t op_id, const char *name, void *inst,
+                     sl__qs_fn fn);
+void sl__qs_unregister(void *inst);
+/* The job publishes through k-anonymity (sl_stream_k_anon, folding). */
+void sl__qs_note_kanon(sl_job *job);
+bool sl__qs_job_kanon(const sl_job *job);
+void sl__qs_forget_job(sl_job *job); /* sl_job_free */
+/* op: an operator name ("window", the first of the job's) or "name@id". */
+int sl__qs_query(sl_job *job, const char *op, const char *const *vals, int nvals,
+                 sl__qs_answer *ans, char *errstr, size_t errstr_size);
+void sl__qs_answer_free(sl__qs_answer *a);
+
 #endif

@@ -83,4 +83,9 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t);
 void sl__obs_registry_render(sl__obs_text *t);
 void sl__obs_registry_json(sl__obs_text *t); /* {"name{labels}": value, ...} */
 
+/* GET /state/<op>?key=...: renders the answer (or a JSON error) into t and
+ * returns the HTTP status (state.c). */
+unsigned sl__obs_render_state(sl__obs *o, const char *op, const char *key,
+                              sl__obs_text *t);
+
 #endif

@@ -344,7 +344,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         /* API clients send Bearer; for the dashboard a browser shows its
          * Basic login (the token as password) and then reuses it for the
          * page's own requests. */
-        bool api = !strcmp(url, "/metrics") || !strcmp(url, "/status");
+        bool api = !strcmp(url, "/metrics") || !strcmp(url, "/status") ||
+                   !strncmp(url, "/state/", 7);
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 api ? "Bearer realm=\"sluice\""
                                     : "Basic realm=\"sluice\", charset=\"UTF-8\"");
@@ -361,6 +362,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (!strcmp(url, "/status")) {
         sl__obs_render_status(o, &t);
         return reply(c, MHD_HTTP_OK, "application/json", &t);
+    }
+    if (!strncmp(url, "/state/", 7) && url[7]) {
+        const char *key = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "key");
+        unsigned st = sl__obs_render_state(o, url + 7, key, &t);
+        return reply(c, st, "application/json", &t);
     }
     if (!strcmp(url, "/healthz")) return text_reply(c, MHD_HTTP_OK, "ok\n");
     return serve_file(o, c, url);

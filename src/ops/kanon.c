@@ -129,6 +129,7 @@ sl_stream *sl_stream_k_anon(sl_stream *s, const char *count_col, int64_t k)
      * check (and for canaries), finding nothing left to drop. */
     void *wconf = sl__stream_op_conf(s, &sl__window_vt);
     if (wconf) sl__window_conf_min_count(wconf, count_col, k);
+    sl__qs_note_kanon(job); /* queryable state must apply k too */
     sl__kanon_conf *conf = sl__xcalloc(1, sizeof *conf);
     conf->col = c;
     conf->k = k;
@@ -512,6 +513,7 @@ sl_stream *sl_stream_window_fold(sl_stream *s, const sl_window_spec *w,
     int npart = 0, ng = 0;
     while (key && key[npart]) npart++;
     while (group_cols && group_cols[ng]) ng++;
+    sl__qs_note_kanon(job);
     if (!fold) {
         sl__job_fail(job, SL_EINVAL, "k_anon: no fold specification");
         return NULL;
