@@ -54,6 +54,7 @@ integration: all
 	python3 -m pytest -q tests/golden
 	python3 -m pytest -q tests/integration
 	python3 -m pytest -q tests/fault
+	python3 -m pytest -q tests/package
 
 # Fault tests (tests/fault): kill -9 at random instants and at the checkpoint
 # protocol's dangerous moments, corrupt checkpoints, a full or read-only
@@ -142,3 +143,83 @@ fuzz:
 
 clean:
 	rm -rf build build-asan build-fuzz build-tsan out
+
+# ---- install, pkg-config, man pages, Debian package (docs/install.md) ----
+# The version lives in one place: SL_VERSION in include/sluice.h (also
+# sl_version() and `sluice --version`); debian/changelog must agree
+# (tests/package/test_install.py checks).
+VERSION    := $(shell sed -n 's/^\#define SL_VERSION "\(.*\)"/\1/p' include/sluice.h)
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+DOCDIR     ?= $(DATADIR)/doc/sluice
+INSTALL    ?= install
+# Man page date: SOURCE_DATE_EPOCH (set by dpkg-buildpackage from
+# debian/changelog), else the last commit's, so rebuilds are reproducible.
+MAN_EPOCH  := $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),0)
+MAN_DATE   := $(shell date -u -d @$(MAN_EPOCH) +%Y-%m-%d)
+MAN_PAGES  := $(B)/man/sluice.1 $(B)/man/sluice-sql.7
+INSTALL_DOCS := README.md CHANGELOG.md LICENSE docs/install.md docs/operations.md \
+                docs/sql.md docs/checkpoints.md docs/metrics.md docs/privacy.md \
+                docs/canaries.md docs/licences.md
+
+.PHONY: man install uninstall package package-test
+man: $(MAN_PAGES)
+
+# sluice(1) from the command table (src/cli/help.c) and the job key table
+$(B)/man/sluice.1: $(B)/sluice
+	@mkdir -p $(dir $@)
+	$(B)/sluice --man $(MAN_DATE) > $@.tmp && mv $@.tmp $@
+
+# sluice-sql(7) from docs/sql.md
+$(B)/man/sluice-sql.7: docs/sql.md scripts/md2man.py include/sluice.h
+	@mkdir -p $(dir $@)
+	python3 scripts/md2man.py --name sluice-sql --section 7 --date $(MAN_DATE) \
+	  --source "sluice $(VERSION)" docs/sql.md > $@.tmp && mv $@.tmp $@
+
+$(B)/sluice.pc: packaging/sluice.pc.in include/sluice.h Makefile
+	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' \
+	    -e 's|@includedir@|$(INCLUDEDIR)|' -e 's|@version@|$(VERSION)|' \
+	    -e 's|@requires@|$(PKGS)|' $< > $@
+
+# The shared library is installed as libsluice.so.VERSION with the SONAME
+# link libsluice.so.0 and the development link libsluice.so.
+install: all man $(B)/sluice.pc
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+	  $(DESTDIR)$(DATADIR)/sluice/dashboard $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 755 $(B)/sluice $(DESTDIR)$(BINDIR)/sluice
+	$(INSTALL) -m 644 $(B)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so.$(VERSION)
+	ln -sf libsluice.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so
+	$(INSTALL) -m 644 $(B)/libsluice.a $(DESTDIR)$(LIBDIR)/libsluice.a
+	$(INSTALL) -m 644 include/sluice.h $(DESTDIR)$(INCLUDEDIR)/sluice.h
+	$(INSTALL) -m 644 $(B)/sluice.pc $(DESTDIR)$(LIBDIR)/pkgconfig/sluice.pc
+	$(INSTALL) -m 644 $(B)/man/sluice.1 $(DESTDIR)$(MANDIR)/man1/sluice.1
+	$(INSTALL) -m 644 $(B)/man/sluice-sql.7 $(DESTDIR)$(MANDIR)/man7/sluice-sql.7
+	$(INSTALL) -m 644 src/obs/dashboard/* $(DESTDIR)$(DATADIR)/sluice/dashboard/
+	cp -R examples $(DESTDIR)$(DATADIR)/sluice/examples
+	$(INSTALL) -m 644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sluice $(DESTDIR)$(LIBDIR)/libsluice.so.$(VERSION) \
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so \
+	  $(DESTDIR)$(LIBDIR)/libsluice.a $(DESTDIR)$(INCLUDEDIR)/sluice.h \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/sluice.pc $(DESTDIR)$(MANDIR)/man1/sluice.1 \
+	  $(DESTDIR)$(MANDIR)/man7/sluice-sql.7
+	rm -rf $(DESTDIR)$(DATADIR)/sluice $(DESTDIR)$(DOCDIR)
+
+# Debian packages sluice and libsluice-dev into build/deb/ (debian/).
+package:
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/src
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(B)/deb/src
+	cd $(B)/deb/src && DEB_BUILD_OPTIONS="nocheck parallel=2" \
+	  dpkg-buildpackage -us -uc -b
+	ls -l $(B)/deb/*.deb
+
+# CI stage: builds the .deb and checks it (tests/package/test_deb.py).
+package-test:
+	SLUICE_DEB_TEST=1 python3 -m pytest -q tests/package/test_deb.py

@@ -528,6 +528,17 @@ sl_table *sl_table_load_rotating(const char *connector,
 int sl_keyring_count(const sl_keyring *k);
 int64_t sl_keyring_valid_from(const sl_keyring *k, int i);
 
+/* Describes job configuration key i (0, 1, ... in table order) for help
+ * texts and man pages: the strings are static. Returns 0, or SL_ENOENT
+ * past the last key. type is "integer", "string", "boolean", "number" or
+ * "enum"; allowed lists an enum's values ("a|b|c"), else NULL; min and max
+ * bound integers and numbers (equal when unbounded). */
+typedef struct {
+    const char *key, *type, *def, *allowed, *desc;
+    int64_t min, max;
+} sl_conf_info;
+int sl_job_conf_info(size_t i, sl_conf_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sluice.h"
 
@@ -57,5 +58,10 @@ int cli_run(int argc, char **argv);
 int cli_gen(int argc, char **argv);
 int cli_keygen(int argc, char **argv);
 int cli_savepoint(int argc, char **argv);
+
+/* help.c: the command table behind --help and the man page. */
+void cli_usage(FILE *f);                   /* `sluice --help` */
+int cli_help(FILE *f, const char *command); /* `sluice CMD --help`; -1: unknown */
+void cli_man(FILE *f, const char *date);    /* sluice(1) in roff */
 
 #endif

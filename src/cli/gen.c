@@ -7,15 +7,6 @@
 
 #include "cli.h"
 
-static const char gen_usage[] =
-    "usage: sluice gen [--out DIR] [--events N] [--subscribers N] [--cells N]\n"
-    "                  [--areas N] [--seed N] [--parts N] [--set KEY=VALUE ...]\n"
-    "\n"
-    "Writes DIR/events/events-NNN.csv, DIR/subscribers.csv and DIR/cells.csv\n"
-    "(default DIR: data). Keys for --set: seed, subscribers, cells, areas,\n"
-    "events, start (epoch ms or ISO date), span.ms, out.of.order.ms,\n"
-    "unknown.fraction, parts. Same seed, same data.\n";
-
 int cli_gen(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -38,7 +29,7 @@ int cli_gen(int argc, char **argv)
     int nkv = 0, nown = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'h') { fputs(gen_usage, stdout); return 0; }
+        if (c == 'h') { cli_help(stdout, "gen"); return 0; }
         if (c == '?') return 2;
         if (c == 'o') { dir = optarg; continue; }
         if (nkv >= 60 || nown >= 30) { fputs("sluice gen: too many options\n", stderr); return 2; }
@@ -78,8 +69,7 @@ int cli_keygen(int argc, char **argv)
     const char *path = NULL, *id = "k1";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
-            puts("usage: sluice keygen PATH [--id KEY_ID]\n\nCreates PATH (mode 0600, "
-                 "must not exist) with one random 256-bit key.");
+            cli_help(stdout, "keygen");
             return 0;
         }
         if (!strcmp(argv[i], "--id") && i + 1 < argc) id = argv[++i];

@@ -1,5 +1,5 @@
 /* main.c — the sluice command: dispatches to the subcommands (run, gen,
- * keygen) and prints help and version. */
+ * keygen) and prints help, version and (--man) the man page. */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,33 +7,23 @@
 
 int cli_sql_explain(int argc, char **argv); /* sql_cmd.c */
 
-static const char usage[] =
-    "usage: sluice <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  run JOB [options]    run a job: JOB is a built-in job name (telecom-age)\n"
-    "                       or a SQL file (FILE.sql)\n"
-    "  explain FILE.sql     print the plan of a SQL job\n"
-    "  gen [options]        write the synthetic reference data set (events,\n"
-    "                       subscribers, cells) as CSV files\n"
-    "  keygen PATH [--id ID]  create a pseudonymisation key file\n"
-    "  savepoint DIR        ask the job checkpointing into DIR for a savepoint\n"
-    "  --version            print the version\n"
-    "  --help               this text; `sluice COMMAND --help` for a command\n";
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fputs(usage, stderr);
+        cli_usage(stderr);
         return 2;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-        fputs(usage, stdout);
+        cli_usage(stdout);
         return 0;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("sluice %s\n", sl_version());
+        return 0;
+    }
+    if (!strcmp(cmd, "--man")) { /* hidden: `make man` writes sluice.1 with it */
+        cli_man(stdout, argc > 2 ? argv[2] : "");
         return 0;
     }
     if (!strcmp(cmd, "run")) return cli_run(argc - 1, argv + 1);

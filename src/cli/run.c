@@ -13,61 +13,6 @@
 #include "cli.h"
 #include "obs/obs.h"
 
-static const char run_usage[] =
-    "usage: sluice run telecom-age [options]\n"
-    "       sluice run FILE.sql [--set KEY=VALUE ...]   (a SQL job: docs/sql.md)\n"
-    "\n"
-    "Runs the telecom reference job: events -> pseudonymise -> join subscribers\n"
-    "and cells -> age band -> 1-minute windows per (event_type, area, age_band)\n"
-    "with events and exact distinct subscribers -> k-anonymity -> SQLite.\n"
-    "\n"
-    "options (each is also --set NAME=VALUE with the name in brackets):\n"
-    "  --events PATH          event file or directory [events] (data/events)\n"
-    "  --format csv|jsonl     event format [format] (csv)\n"
-    "  --subscribers PATH     subscriber table CSV [subscribers] (data/subscribers.csv)\n"
-    "  --cells PATH           cell table CSV [cells] (data/cells.csv)\n"
-    "  --key-file PATH        pseudonymisation keys [key.file] (data/keys.txt)\n"
-    "  --db PATH              SQLite result database [db] (out/demo.db)\n"
-    "  --k N                  k-anonymity threshold, >= 2 [k] (16)\n"
-    "  --window-ms N          window length [window.ms] (60000)\n"
-    "  --watermark-delay-ms N bounded out-of-orderness [watermark.delay.ms] (5000)\n"
-    "  --lateness-ms N        allowed lateness [lateness.ms] (0)\n"
-    "  --set rotation=auto|off  key rotation: auto rotates when the key file dates\n"
-    "                         its keys (VALID_FROM), one key per period (auto)\n"
-    "  --set rotation.period.ms=N  rotation period, a multiple of the window\n"
-    "                         (86400000: one UTC day)\n"
-    "  --set key.domain=D     use the keys D and D:... only (implies rotation)\n"
-    "  --set k.fold=LEVELS    fold groups below k into coarser ones instead of\n"
-    "                         only suppressing them, e.g. age_band:wide,area,age_band\n"
-    "                         (docs/privacy.md) (off)\n"
-    "  --set dp.epsilon=E     differential privacy per window release (off); needs\n"
-    "                         dp.max.contrib=C and dp.budget=B (per subscriber and\n"
-    "                         dp.period.ms, default 86400000); dp.mechanism=laplace\n"
-    "                         (default) or gaussian with dp.delta=D in (0, 0.01]\n"
-    "  --out-dir DIR          dead letters go here [output.dir] (out)\n"
-    "  --parallelism N        tasks per stage, 0 = one per core [parallelism]\n"
-    "  --checkpoint-dir DIR   take checkpoints here and resume from the newest valid\n"
-    "                         one on restart [checkpoint.dir] (off)\n"
-    "  --checkpoint-interval-ms N  time between checkpoints, >= 100\n"
-    "                         [checkpoint.interval.ms] (10000)\n"
-    "  --delivery G           exactly-once, at-least-once or at-most-once [delivery]\n"
-    "                         (exactly-once)\n"
-    "  --from-scratch         ignore existing checkpoints [from.scratch]\n"
-    "  --from PATH            start from this checkpoint or savepoint [restore.from]\n"
-    "  --set KEY=VALUE        any option above or a job key: parallelism, workers,\n"
-    "                         batch.size, exchange.capacity, key.groups, flush.ms,\n"
-    "                         sink.flush.ms, output.dir, checkpoint.retain,\n"
-    "                         source.rate (records/s per source task), name,\n"
-    "                         metrics.address (HOST:PORT of the dashboard, /metrics\n"
-    "                         and /status; 127.0.0.1:9464, another free port if that\n"
-    "                         one is taken; \"\" or off: none), dashboard.dir\n"
-    "\n"
-    "  --quiet                no progress line\n"
-    "\n"
-    "Signals: SIGINT/SIGTERM stop the job gracefully (a final checkpoint takes\n"
-    "everything in flight, sinks commit, exit 0; the next run resumes); a second\n"
-    "one stops at once. SIGUSR1 takes a savepoint (also `sluice savepoint DIR`).\n";
-
 static sl_job *g_job;
 
 static volatile sig_atomic_t g_stops;
@@ -222,14 +167,15 @@ int cli_run(int argc, char **argv)
         switch (c) {
         case 'q': quiet = true; break;
         case 'X': rc = set_opt(job, &o, "from.scratch", "true"); break;
-        case 'h': fputs(run_usage, stdout); sl_job_free(job); return 0;
+        case 'h': cli_help(stdout, "run"); sl_job_free(job); return 0;
         case 'S': rc = set_kv(job, &o, optarg); break;
         case '?': rc = 2; break;
         default: rc = set_opt(job, &o, names[c], optarg); break;
         }
     }
     if (!rc && optind != argc - 1) {
-        fprintf(stderr, "sluice run: name one job (built-in: telecom-age)\n%s", run_usage);
+        fputs("sluice run: name one job (built-in: telecom-age)\n", stderr);
+        cli_help(stderr, "run");
         rc = 2;
     }
     if (!rc && strcmp(argv[optind], "telecom-age") != 0) {

@@ -37,9 +37,7 @@ static unsigned long long newest_savepoint(const char *dir, char *name, size_t s
 int cli_savepoint(int argc, char **argv)
 {
     if (argc != 2 || !strcmp(argv[1], "--help")) {
-        fputs("usage: sluice savepoint CHECKPOINT_DIR\n\nAsks the job running with "
-              "--checkpoint-dir CHECKPOINT_DIR for a savepoint\n(a checkpoint kept until "
-              "deleted) and prints its directory.\n", argc == 2 ? stdout : stderr);
+        cli_help(argc == 2 ? stdout : stderr, "savepoint");
         return argc == 2 ? 0 : 2;
     }
     const char *dir = argv[1];

@@ -14,15 +14,6 @@
 int cli_sql_run(int argc, char **argv);
 int cli_sql_explain(int argc, char **argv);
 
-static const char sql_usage[] =
-    "usage: sluice run FILE.sql [--set KEY=VALUE ...] [--quiet]\n"
-    "       sluice explain FILE.sql [--set KEY=VALUE ...]\n"
-    "\n"
-    "Runs (or explains) a job written in SQL; see docs/sql.md.\n"
-    "--set KEY=VALUE sets a job key (parallelism, delivery, checkpoint.dir,\n"
-    "checkpoint.interval.ms, output.dir, key.file, ...; it overrides the script's\n"
-    "SET) or a variable the script reads as ${KEY} in its strings.\n";
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -75,7 +66,7 @@ static int load(int argc, char **argv, sqlargs *a, const char *cmd)
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            fputs(sql_usage, stdout);
+            cli_help(stdout, cmd);
             return 1;
         }
         if (!strcmp(s, "--quiet")) { a->quiet = true; continue; }
@@ -95,13 +86,15 @@ static int load(int argc, char **argv, sqlargs *a, const char *cmd)
             continue;
         }
         if (s[0] == '-' || a->file) {
-            fprintf(stderr, "sluice %s: unexpected argument '%s'\n%s", cmd, s, sql_usage);
+            fprintf(stderr, "sluice %s: unexpected argument '%s'\n", cmd, s);
+            cli_help(stderr, cmd);
             return 2;
         }
         a->file = s;
     }
     if (!a->file) {
-        fprintf(stderr, "sluice %s: name a .sql file\n%s", cmd, sql_usage);
+        fprintf(stderr, "sluice %s: name a .sql file\n", cmd);
+        cli_help(stderr, cmd);
         return 2;
     }
     a->text = slurp(a->file);
