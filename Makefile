@@ -37,11 +37,11 @@ $(B)/libsluice.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(B)/$(SONAME): $(LIB_OBJ)
-	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
 	ln -sf $(SONAME) $(B)/libsluice.so
 
 $(B)/sluice: $(CLI_OBJ) $(B)/libsluice.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libsluice.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libsluice.a $(LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libsluice.a tests/unit/testutil.h
 	@mkdir -p $(dir $@)
@@ -216,7 +216,7 @@ uninstall:
 package:
 	rm -rf $(B)/deb && mkdir -p $(B)/deb/src
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(B)/deb/src
-	cd $(B)/deb/src && DEB_BUILD_OPTIONS="nocheck parallel=2" \
+	cd $(B)/deb/src && DEB_BUILD_OPTIONS="nocheck noddebs parallel=2" \
 	  dpkg-buildpackage -us -uc -b
 	ls -l $(B)/deb/*.deb
 
