@@ -78,6 +78,7 @@ static const cli_opt explain_opts[] = {
     {"--set KEY=VALUE", NULL, NULL,
      "a job key (it overrides the script's SET) or a variable the script reads "
      "as ${KEY} in its strings"},
+    {"--quiet", NULL, NULL, "accepted as for run; explain prints only the plan"},
     {"--help", NULL, NULL, "this text"},
     {0}};
 
