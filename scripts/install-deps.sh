@@ -4,9 +4,14 @@
 set -euo pipefail
 pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
       libcmocka-dev python3 python3-pytest libmicrohttpd-dev prometheus chromium)
+# tests/package/test_man.py renders the man pages with man-db (groff).
+pkgs+=(man-db)
 # CI-only stages (fuzzing, static analysis) need clang and the analysers:
 # `install-deps.sh --ci`
 [ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev cppcheck clang-tidy)
+# The Debian package stage (make package-test) builds the .deb and verifies
+# the systemd unit: debhelper, dpkg-dev, fakeroot, systemd (systemd-analyze).
+[ "${1:-}" = "--ci" ] && pkgs+=(debhelper dpkg-dev fakeroot systemd)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
