@@ -180,14 +180,11 @@ $(B)/man/sluice-sql.7: docs/sql.md scripts/md2man.py include/sluice.h
 	python3 scripts/md2man.py --name sluice-sql --section 7 --date $(MAN_DATE) \
 	  --source "sluice $(VERSION)" docs/sql.md > $@.tmp && mv $@.tmp $@
 
-$(B)/sluice.pc: packaging/sluice.pc.in include/sluice.h Makefile
-	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' \
-	    -e 's|@includedir@|$(INCLUDEDIR)|' -e 's|@version@|$(VERSION)|' \
-	    -e 's|@requires@|$(PKGS)|' $< > $@
-
 # The shared library is installed as libsluice.so.VERSION with the SONAME
-# link libsluice.so.0 and the development link libsluice.so.
-install: all man $(B)/sluice.pc
+# link libsluice.so.0 and the development link libsluice.so. sluice.pc is
+# written from packaging/sluice.pc.in with this install's directories and
+# the PKGS modules as Requires.private.
+install: all man
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	  $(DESTDIR)$(DATADIR)/sluice/dashboard $(DESTDIR)$(DOCDIR)
@@ -197,11 +194,17 @@ install: all man $(B)/sluice.pc
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so
 	$(INSTALL) -m 644 $(B)/libsluice.a $(DESTDIR)$(LIBDIR)/libsluice.a
 	$(INSTALL) -m 644 include/sluice.h $(DESTDIR)$(INCLUDEDIR)/sluice.h
-	$(INSTALL) -m 644 $(B)/sluice.pc $(DESTDIR)$(LIBDIR)/pkgconfig/sluice.pc
+	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' \
+	    -e 's|@includedir@|$(INCLUDEDIR)|' -e 's|@version@|$(VERSION)|' \
+	    -e 's|@requires@|$(PKGS)|' packaging/sluice.pc.in \
+	    > $(DESTDIR)$(LIBDIR)/pkgconfig/sluice.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/sluice.pc
 	$(INSTALL) -m 644 $(B)/man/sluice.1 $(DESTDIR)$(MANDIR)/man1/sluice.1
 	$(INSTALL) -m 644 $(B)/man/sluice-sql.7 $(DESTDIR)$(MANDIR)/man7/sluice-sql.7
 	$(INSTALL) -m 644 src/obs/dashboard/* $(DESTDIR)$(DATADIR)/sluice/dashboard/
-	cp -R examples $(DESTDIR)$(DATADIR)/sluice/examples
+	$(INSTALL) -d $(DESTDIR)$(DATADIR)/sluice/examples
+	cp -R examples/. $(DESTDIR)$(DATADIR)/sluice/examples/
+	find $(DESTDIR)$(DATADIR)/sluice/examples -name __pycache__ -prune -exec rm -rf {} +
 	$(INSTALL) -m 644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
 
 uninstall:

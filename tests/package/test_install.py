@@ -225,11 +225,18 @@ def test_installed_sluice_serves_the_installed_dashboard(dest, tmp_path):
         p.wait()
 
 
-def test_uninstall_removes_every_file(dest, tmp_path):
+def test_reinstall_elsewhere_then_uninstall(dest, tmp_path):
+    """Installing twice gives the same files (no examples/examples), a
+    second PREFIX gets its own sluice.pc, and uninstall removes it all."""
     d = str(tmp_path / "d")
-    make("install", "DESTDIR=" + d, "PREFIX=" + PREFIX)
-    assert installed(d)
-    make("uninstall", "DESTDIR=" + d, "PREFIX=" + PREFIX)
+    make("install", "DESTDIR=" + d, "PREFIX=/usr/local")
+    first = installed(d)
+    make("install", "DESTDIR=" + d, "PREFIX=/usr/local")
+    assert installed(d) == first
+    assert first == {p.replace(PREFIX, "/usr/local", 1) for p in installed(dest)}
+    with open(d + "/usr/local/lib/pkgconfig/sluice.pc") as f:
+        assert "prefix=/usr/local\n" in f.read()
+    make("uninstall", "DESTDIR=" + d, "PREFIX=/usr/local")
     assert installed(d) == set()
 
 
