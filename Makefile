@@ -73,6 +73,7 @@ sanitize:
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/golden
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/integration
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice KILLS=8 python3 -m pytest -q tests/fault
+	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/package/test_man.py
 
 # CI stage: ThreadSanitizer (gcc). Every unit test (the runtime, window and
 # lookup tests run worker, coordinator and sampler threads), the golden tests,
@@ -215,10 +216,13 @@ uninstall:
 	  $(DESTDIR)$(MANDIR)/man7/sluice-sql.7
 	rm -rf $(DESTDIR)$(DATADIR)/sluice $(DESTDIR)$(DOCDIR)
 
-# Debian packages sluice and libsluice-dev into build/deb/ (debian/).
+# Debian packages sluice and libsluice-dev into build/deb/ (debian/), built
+# from a copy of the tree (the files git knows, or all but build output).
 package:
 	rm -rf $(B)/deb && mkdir -p $(B)/deb/src
-	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(B)/deb/src
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(B)/deb/src; \
+	else tar -c --exclude='./build*' --exclude=./out --exclude=./data . | tar -x -C $(B)/deb/src; fi
 	cd $(B)/deb/src && DEB_BUILD_OPTIONS="nocheck noddebs parallel=2" \
 	  dpkg-buildpackage -us -uc -b
 	ls -l $(B)/deb/*.deb

@@ -17,6 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice"))
+MAN = os.path.join(ROOT, "build", "man")  # make man (the default build)
 CLI = os.path.join(ROOT, "src", "cli")
 
 # The functions that parse each subcommand's arguments (load() in sql_cmd.c
@@ -125,9 +126,8 @@ def test_every_job_key_is_in_the_man_page_and_help(man1):
 
 def test_the_built_man_page_is_current(man1):
     """build/man/sluice.1 (make man) is what the program prints now."""
-    path = os.path.join(os.path.dirname(BIN), "man", "sluice.1")
-    if not os.path.exists(path):
-        subprocess.run(["make", "-s", "-C", ROOT, "--no-print-directory", "man"], check=True)
+    subprocess.run(["make", "-s", "-C", ROOT, "--no-print-directory", "man"], check=True)
+    path = os.path.join(MAN, "sluice.1")
     page = read(path)
     date = re.search(r'^\.TH SLUICE 1 "([^"]*)"', page, re.M).group(1)
     r = subprocess.run([BIN, "--man", date], capture_output=True, text=True, check=True)
@@ -135,8 +135,8 @@ def test_the_built_man_page_is_current(man1):
 
 
 def sql_page():
-    path = os.path.join(os.path.dirname(BIN), "man", "sluice-sql.7")
-    subprocess.run(["make", "-s", "-C", ROOT, "--no-print-directory", path], check=True)
+    subprocess.run(["make", "-s", "-C", ROOT, "--no-print-directory", "man"], check=True)
+    path = os.path.join(MAN, "sluice-sql.7")
     return read(path)
 
 
@@ -162,10 +162,7 @@ def render(path):
 @pytest.mark.parametrize("page", ["sluice.1", "sluice-sql.7"])
 def test_pages_render_without_warnings(page):
     sql_page()
-    path = os.path.join(os.path.dirname(BIN), "man", page)
-    if page == "sluice.1":
-        subprocess.run(["make", "-s", "-C", ROOT, "--no-print-directory", path], check=True)
-    r = render(path)
+    r = render(os.path.join(MAN, page))
     assert r.returncode == 0 and r.stderr == "", r.stderr
     # no Markdown left over: emphasis, links, fences
     assert not re.search(r"\*\*|\]\(|```", r.stdout)
