@@ -39,6 +39,7 @@ static const cli_opt run_opts[] = {
     {"--cells PATH", "cells", "data/cells.csv", "cell table CSV"},
     {"--key-file PATH", "key.file", "data/keys.txt", "pseudonymisation keys"},
     {"--db PATH", "db", "out/demo.db", "SQLite result database"},
+    {NULL, "table", "age_distribution", "result table in that database"},
     {"--k N", "k", "16", "k-anonymity threshold, >= 2"},
     {"--window-ms N", "window.ms", "60000", "window length"},
     {"--watermark-delay-ms N", "watermark.delay.ms", "5000",
@@ -55,7 +56,7 @@ static const cli_opt run_opts[] = {
      "e.g. age_band:wide,area,age_band (docs/privacy.md)"},
     {NULL, "dp.epsilon", "off",
      "differential privacy per window release; needs dp.max.contrib=C and "
-     "dp.budget=B (per subscriber and dp.period.ms, default 86400000)"},
+     "dp.budget=B (per subscriber and period dp.period.ms=MS, default 86400000)"},
     {"--out-dir DIR", "output.dir", "out", "dead letters go here"},
     {"--parallelism N", "parallelism", NULL, "tasks per stage, 0 = one per core"},
     {"--checkpoint-dir DIR", "checkpoint.dir", "off",

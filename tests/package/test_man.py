@@ -113,6 +113,23 @@ def test_every_parser_option_is_in_the_man_page_and_help(man1):
     assert not missing
 
 
+def telecom_keys():
+    return re.findall(r'strcmp\(key, "([\w.]+)"\)', read(os.path.join(CLI, "job_telecom.c")))
+
+
+def test_every_telecom_key_is_in_the_man_page_and_help(man1):
+    """The keys telecom_set() accepts (--set NAME=VALUE of telecom-age)."""
+    keys = telecom_keys()
+    assert {"events", "k", "k.fold", "dp.epsilon"} <= set(keys)
+    text = " ".join(helptext("run", "--help").split())
+    section = man1.split('.SS "sluice run"')[1].split(".SS")[0]
+    section = re.sub(r"\\f[BIRP]", "", section).replace("\\-", "-")
+    missing = [k for k in keys
+               if not re.search(r"(\[|\b)%s[\]=]" % re.escape(k), text)
+               or not re.search(r"(\[|\b)%s[\]=]" % re.escape(k), section)]
+    assert not missing
+
+
 def test_every_job_key_is_in_the_man_page_and_help(man1):
     keys = job_keys()
     assert len(keys) >= 20  # the scan found the table
