@@ -56,7 +56,8 @@ static const cli_opt run_opts[] = {
      "e.g. age_band:wide,area,age_band (docs/privacy.md)"},
     {NULL, "dp.epsilon", "off",
      "differential privacy per window release; needs dp.max.contrib=C and "
-     "dp.budget=B (per subscriber and period dp.period.ms=MS, default 86400000)"},
+     "dp.budget=B (per subscriber and period dp.period.ms=MS, default 86400000); "
+     "dp.mechanism=laplace (default) or gaussian with dp.delta=D in (0, 0.01]"},
     {"--out-dir DIR", "output.dir", "out", "dead letters go here"},
     {"--parallelism N", "parallelism", NULL, "tasks per stage, 0 = one per core"},
     {"--checkpoint-dir DIR", "checkpoint.dir", "off",
