@@ -167,7 +167,7 @@ typedef struct sl_stream sl_stream;
 
 sl_job *sl_job_new(char *errstr, size_t errstr_size);
 void sl_job_free(sl_job *job);
-/* Job configuration; see docs/configuration.md for the keys
+/* Job configuration; JOB KEYS in sluice(1) lists the keys (sl_job_conf_info)
  * (parallelism, workers, batch.size, exchange.capacity, output.dir, ...). */
 int sl_job_set(sl_job *job, const char *key, const char *value, char *errstr,
                size_t errstr_size);
