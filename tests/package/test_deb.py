@@ -5,7 +5,9 @@ pkg-config modules, the systemd unit (its settings, and
 `systemd-analyze verify` with no warning where systemd-analyze exists), and
 the unit's own command line run from the unpacked package: a job started
 as the service starts it, stopped with the service's KillSignal, exits 0
-and resumes from its checkpoint under the state directory exactly once.
+and resumes from its checkpoint under the state directory exactly once; and
+docs/install.md's example (the packaged reference job, data and key made in
+the state directory) run by that command line equals the SQLite reference.
 
 Slow, so not part of `make test`: the CI stage `make package-test` sets
 SLUICE_DEB_TEST=1, and then a missing tool is a failure, not a skip.
@@ -16,6 +18,7 @@ import shlex
 import shutil
 import signal
 import sqlite3
+import glob
 import subprocess
 import time
 
@@ -204,19 +207,20 @@ SELECT ts, n FROM s;
 """
 
 
-def service_command(root, tmp_path):
-    """ExecStart of sluice@demo with /etc and /var/lib moved under tmp_path
+def service_command(root, tmp_path, name="demo", job=JOB):
+    """ExecStart of sluice@NAME with /etc and /var/lib moved under tmp_path
     and the unpacked binary, as systemd would run it (SLUICE_OPTS from the
     instance's env file)."""
-    etc, state = tmp_path / "etc", tmp_path / "var" / "demo"
+    etc, state = tmp_path / "etc", tmp_path / "var" / name
     etc.mkdir()
     state.mkdir(parents=True)
-    (etc / "demo.sql").write_text(JOB)
+    (etc / (name + ".sql")).write_text(job)
     opts = "--set metrics.address=127.0.0.1:0 --set checkpoint.interval.ms=200"
     argv = []
     for a in shlex.split(unit_settings(root)["ExecStart"][0]):
-        a = a.replace("%i", "demo").replace("/usr/bin/sluice", root + "/usr/bin/sluice")
-        a = a.replace("/etc/sluice/", str(etc) + "/").replace("/var/lib/sluice/demo", str(state))
+        a = a.replace("%i", name).replace("/usr/bin/sluice", root + "/usr/bin/sluice")
+        a = a.replace("/etc/sluice/", str(etc) + "/")
+        a = a.replace("/var/lib/sluice/" + name, str(state))
         argv += shlex.split(opts) if a == "$SLUICE_OPTS" else [a]
     return argv, state
 
@@ -272,3 +276,54 @@ def test_service_command_stops_gracefully_and_resumes(unpacked, tmp_path):
         if p.poll() is None:
             p.kill()
     assert rows(db) == first + second  # each row exactly once across the restart
+
+
+def reference_rows(tmp, data, window_ms=60000, k=16):
+    """The reference job's result computed by SQLite over the raw CSV files
+    (tests/golden/reference.sql, independent of sluice)."""
+    ref = os.path.join(tmp, "ref.db")
+    for table, files in (("events", sorted(glob.glob(os.path.join(data, "events", "*.csv")))),
+                         ("subscribers", [os.path.join(data, "subscribers.csv")]),
+                         ("cells", [os.path.join(data, "cells.csv")])):
+        cmds = [".import --csv %s'%s' %s" % ("--skip 1 " if i else "", f, table)
+                for i, f in enumerate(files)]
+        subprocess.run(["sqlite3", ref], input="\n".join(cmds) + "\n", text=True, check=True)
+    con = sqlite3.connect(ref)
+    con.execute("CREATE TABLE params(window_ms, k)")
+    con.execute("INSERT INTO params VALUES (?, ?)", (window_ms, k))
+    con.commit()
+    con.close()
+    with open(os.path.join(ROOT, "tests", "golden", "reference.sql")) as f:
+        subprocess.run(["sqlite3", ref], input=f.read(), text=True, check=True)
+    con = sqlite3.connect(ref)
+    rows = sorted(con.execute("SELECT * FROM expected").fetchall())
+    con.close()
+    return rows
+
+
+def test_install_guide_example_runs_as_the_service_would(unpacked, tmp_path):
+    """docs/install.md step 3 and 4 with the packaged files: the packaged
+    example job as /etc/sluice/ages.sql, data and key made in the state
+    directory with the packaged sluice, then the unit's command line. The
+    bounded job exits 0 and its result equals the reference computed by
+    SQLite over the raw input."""
+    exe = unpacked + "/usr/bin/sluice"
+    with open(unpacked + "/usr/share/sluice/examples/telecom/age_distribution.sql") as f:
+        job = f.read()
+    argv, state = service_command(unpacked, tmp_path, "ages", job)
+    data = str(state / "data")
+    subprocess.run([exe, "gen", "--out", data, "--events", "40000", "--subscribers", "1500",
+                    "--cells", "60", "--areas", "3", "--seed", "11",
+                    "--set", "span.ms=1200000"], check=True, capture_output=True)
+    subprocess.run([exe, "keygen", data + "/keys.txt"], check=True)
+    r = subprocess.run(argv, cwd=str(state), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "dashboard http://127.0.0.1:" in r.stderr  # the journal's first line
+    con = sqlite3.connect(str(state / "out" / "demo.db"))
+    got = sorted(con.execute("SELECT window_start, window_end, event_type, area, age_band, "
+                             "events, subscribers FROM age_distribution").fetchall())
+    con.close()
+    want = reference_rows(str(tmp_path), data)
+    assert len(want) > 20
+    assert got == want
+    assert os.path.isdir(state / "checkpoints")
