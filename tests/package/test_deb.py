@@ -150,6 +150,7 @@ def test_postinst_creates_the_service_user(debs, tmp_path):
     with open(tmp_path / "ctl" / "postinst") as f:
         text = f.read()
     assert re.search(r"adduser --system --group --home /var/lib/sluice", text)
+    assert "systemctl --system daemon-reload" in text
     r = subprocess.run(["sh", "-n", str(tmp_path / "ctl" / "postinst")])
     assert r.returncode == 0
 
