@@ -5,7 +5,7 @@ CREATE SOURCE tweets (
   lang         VARCHAR,
   timestamp_ms TIMESTAMP,
   WATERMARK FOR timestamp_ms AS timestamp_ms - INTERVAL '1' SECOND
-) WITH (connector = 'file', path = '${input}/tweets.jsonl', format = 'jsonl');
+) WITH (connector = 'file', path = '${input}/tweets', format = 'jsonl');
 
 CREATE SINK result WITH (connector = 'sqlite', path = '${out}/result.db', table = 'result') AS
 SELECT window_start, window_end, lang, COUNT(*) AS tweets

@@ -1,5 +1,5 @@
 -- ysb_binary.sql — workload (c), binary variant: the Yahoo Streaming Benchmark
--- on the same ad events as fixed-width binary records (events.bin, see
+-- on the same ad events as fixed-width binary records (events-bin/, see
 -- src/io/binrec.c; strings NUL-padded to the widths below): keep the
 -- views, join ad -> campaign, count per campaign per 10 s event-time window.
 -- Same query as examples/yahoo/yahoo.sql, with a SQLite sink.
@@ -12,7 +12,7 @@ CREATE SOURCE ad_events (
   event_time TIMESTAMP,
   ip_address VARCHAR,
   WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
-) WITH (connector = 'file', path = '${input}/events.bin', format = 'binary',
+) WITH (connector = 'file', path = '${input}/events-bin', format = 'binary',
         'binary.widths' = 'user_id:36,page_id:36,ad_id:36,ad_type:16,event_type:8,ip_address:16');
 
 CREATE TABLE campaigns (

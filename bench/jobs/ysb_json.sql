@@ -11,7 +11,7 @@ CREATE SOURCE ad_events (
   event_time TIMESTAMP,
   ip_address VARCHAR,
   WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
-) WITH (connector = 'file', path = '${input}/events.jsonl', format = 'jsonl');
+) WITH (connector = 'file', path = '${input}/events', format = 'jsonl');
 
 CREATE TABLE campaigns (
   ad_id       VARCHAR,
