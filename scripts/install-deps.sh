@@ -7,6 +7,9 @@ pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
 # CI-only stages (fuzzing, static analysis) need clang and the analysers:
 # `install-deps.sh --ci`
 [ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev cppcheck clang-tidy)
+# The benchmark's Flink peer (make bench) builds with Maven on a JDK:
+# `install-deps.sh --bench`
+[ "${1:-}" = "--bench" ] && pkgs+=(maven openjdk-17-jdk-headless)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
