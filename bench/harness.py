@@ -9,7 +9,12 @@ Then the side-by-side part (bench/workloads.py): workloads (a), (c) JSON
 and binary, (d), run by sluice and (a), (c) by the Flink peer on the same
 inputs, result rows checked equal, a second dated entry with the table.
 
-  harness.py [quick|full] [--peers-only] [--no-peers]
+  harness.py [quick|full] [--peers-only] [--no-peers] [--peers-profile P]
+
+The side-by-side profile is P, else the same as the first part's, except
+that quick runs the side-by-side part at "smoke" size (200 k events) so
+`make bench-quick` stays near a minute; `make bench-peers` runs it at
+"quick" size (5 M events per workload, ~10 minutes with Flink).
 """
 import datetime
 import os
@@ -119,9 +124,16 @@ def checkpoint_bench(job_cmd, out):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     prof = args[0] if args else "quick"
+    # bench-quick stays about a minute: its side-by-side part runs the
+    # plumbing-sized profile; `make bench-peers` runs the 5 M-event one
+    peers_prof = {"quick": "smoke"}.get(prof, prof)
+    if "--peers-profile" in sys.argv:
+        peers_prof = sys.argv[sys.argv.index("--peers-profile") + 1]
+        args.remove(peers_prof)
+        prof = args[0] if args else "quick"
     if "--peers-only" not in sys.argv:
         reference_entry(prof)
-    side_by_side(prof, "--no-peers" not in sys.argv)
+    side_by_side(peers_prof, "--no-peers" not in sys.argv)
 
 
 def side_by_side(prof, peers):
