@@ -123,6 +123,37 @@ static inline uint64_t load_le64(const unsigned char *p)
     return v;
 }
 
+/* Length of the text in v[0..w) (up to its first NUL byte); false if a
+ * non-NUL byte follows the padding. Word at a time: most strings are
+ * identifiers of tens of bytes. */
+static inline bool str_len(const unsigned char *v, uint32_t w, size_t *len)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 8 <= w; i += 8) {
+        uint64_t x;
+        memcpy(&x, v + i, 8);
+        uint64_t z = (x - ones) & ~x & high; /* lowest set bit: first NUL */
+        if (z != 0) {
+            i += (size_t)__builtin_ctzll(z) >> 3;
+            break;
+        }
+    }
+#endif
+    while (i < w && v[i] != 0) i++;
+    *len = i;
+    uint64_t rest = 0;
+    size_t j = i;
+    for (; j + 8 <= w; j += 8) {
+        uint64_t x;
+        memcpy(&x, v + j, 8);
+        rest |= x;
+    }
+    for (; j < w; j++) rest |= v[j];
+    return rest == 0;
+}
+
 static int fail(char *reason, size_t rsz, const char *what, const char *col)
 {
     snprintf(reason, rsz, "%s:%s", what, col);
@@ -135,6 +166,9 @@ int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
     const sl_schema *s = d->t.schema;
     const uint32_t row = b->n;
     const unsigned char *r = (const unsigned char *)rec;
+    /* One copy of the record in the batch's arena: STRING values point into
+     * it (one allocation per record instead of one per string). */
+    const char *copy = NULL;
     for (int c = 0; c < s->n; c++) {
         const unsigned char *v = r + d->off[c];
         struct sl__col *col = &b->cols[c];
@@ -161,14 +195,22 @@ int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
             col->valid[row] = v[0] != 0xFF;
             break;
         case SL_STRING: {
-            const uint32_t w = d->width[c];
-            const unsigned char *nul = memchr(v, 0, w);
-            size_t n = nul != NULL ? (size_t)(nul - v) : w;
-            for (size_t i = n; i < w; i++)
-                if (v[i] != 0)
-                    return fail(reason, rsz, "parse_error", s->cols[c].name);
+            size_t n;
+            if (!str_len(v, d->width[c], &n))
+                return fail(reason, rsz, "parse_error", s->cols[c].name);
             if (n == 0) {
                 col->valid[row] = 0;
+                break;
+            }
+            if (d->t.dom_len[c] == NULL) {
+                if (copy == NULL) {
+                    char *m = sl__arena_alloc(&b->arena, d->size);
+                    memcpy(m, rec, d->size);
+                    copy = m;
+                }
+                ((sl_str *)col->data)[row] =
+                    (sl_str){copy + d->off[c], (uint32_t)n};
+                col->valid[row] = 1;
                 break;
             }
             int rc = sl__dec_value(&d->t, c, (const char *)v, n, true, false,
