@@ -303,20 +303,29 @@ def entry(prof, results, gens, flink_skip, machine, commit, date):
              "its `done` line, tables loaded before; Flink: the job's net runtime on the "
              "MiniCluster, JVM and cluster start-up and table loading before it). Both at "
              "parallelism 2, local, reading the same files (two parts each).",
+             "- CPU: user + system seconds of the whole process (sluice: including loading "
+             "its tables; Flink: including JVM start-up, JIT, GC and the MiniCluster). On a "
+             "shared machine this is the steadier comparison: a process that waits for a "
+             "core does not accumulate CPU time.",
              "- result rows: every run's rows compared; see the checks below the table."]
     for k, cmd in gens.items():
         lines.append(f"- data ({k}): `{show(cmd)}`")
     lines += ["", "| workload | sluice M events/s (median, spread, runs) | Flink M events/s "
-              "| sluice / Flink | Kafka Streams | target (sluice) | rows | rows checked |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| sluice / Flink | CPU s sluice / Flink | Kafka Streams | target (sluice) "
+              "| rows | rows checked |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if not r.sluice:
-            lines.append(f"| {r.name} | {r.note} | — | — | {KAFKA_PENDING} | — | — | — |")
+            lines.append(f"| {r.name} | {r.note} | — | — | — | {KAFKA_PENDING} | — | — | — |")
             continue
         s = (f"**{r.med('sluice'):.2f}** ({r.spread('sluice'):.0f} %, {len(r.sluice)})")
+        scpu = statistics.median(x[2] for x in r.sluice)
+        cpu = f"{scpu:.1f}"
         if r.flink:
             f = f"{r.med('flink'):.3f} ({r.spread('flink'):.0f} %, {len(r.flink)})"
             ratio = f"**{r.med('sluice') / r.med('flink'):.0f}×**"
+            fcpu = statistics.median(x[2] for x in r.flink)
+            cpu = f"{scpu:.1f} / {fcpu:.1f} (**{fcpu / scpu:.0f}×**)"
         else:
             f = flink_skip if r.name in ("(a) reference job, CSV", "(c) YSB, JSON") and \
                 flink_skip else (r.note or "—")
@@ -326,7 +335,7 @@ def entry(prof, results, gens, flink_skip, machine, commit, date):
         tgt = (f"≥ {tgt:g} M/s: {'met' if r.med('sluice') >= tgt else 'missed'}"
                if tgt else "—")
         ok = "equal" if r.ok() else "**MISMATCH**"
-        lines.append(f"| {r.name} | {s} | {f} | {ratio} | {ks} | {tgt} | "
+        lines.append(f"| {r.name} | {s} | {f} | {ratio} | {cpu} | {ks} | {tgt} | "
                      f"{len(r.rows or [])} | {ok} |")
     lines.append("")
     for r in results:
