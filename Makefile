@@ -123,6 +123,11 @@ bench-quick: deps
 	@$(MAKE) --no-print-directory all
 	bash bench/run.sh quick
 
+# The side-by-side part alone at 5 M events per workload (bench/README.md).
+bench-peers: deps
+	@$(MAKE) --no-print-directory all
+	bash bench/run.sh quick --peers-only --peers-profile quick
+
 # Fuzzing (libFuzzer, clang-14): each tests/fuzz/fuzz_*.c target runs
 # FUZZ_SECONDS (CI: 30) over its committed seed corpus plus what it finds.
 FUZZ_SECONDS ?= 30

@@ -4,6 +4,17 @@ to bench/RESULTS.md with the machine, the exact commands and the date.
 
   full:  50 M events, 10 M subscribers, 20 k cells, 400 areas, 3 runs
   quick: 5 M events, 1 M subscribers, 20 k cells, 400 areas, 1 run (~1 min)
+
+Then the side-by-side part (bench/workloads.py): workloads (a), (c) JSON
+and binary, (d), run by sluice and (a), (c) by the Flink peer on the same
+inputs, result rows checked equal, a second dated entry with the table.
+
+  harness.py [quick|full] [--peers-only] [--no-peers] [--peers-profile P]
+
+The side-by-side profile is P, else the same as the first part's, except
+that quick runs the side-by-side part at "smoke" size (200 k events) so
+`make bench-quick` stays near a minute; `make bench-peers` runs it at
+"quick" size (5 M events per workload, ~10 minutes with Flink).
 """
 import datetime
 import os
@@ -111,7 +122,36 @@ def checkpoint_bench(job_cmd, out):
 
 
 def main():
-    prof = sys.argv[1] if len(sys.argv) > 1 else "quick"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    prof = args[0] if args else "quick"
+    # bench-quick stays about a minute: its side-by-side part runs the
+    # plumbing-sized profile; `make bench-peers` runs the 5 M-event one
+    peers_prof = {"quick": "smoke"}.get(prof, prof)
+    if "--peers-profile" in sys.argv:
+        peers_prof = sys.argv[sys.argv.index("--peers-profile") + 1]
+        args.remove(peers_prof)
+        prof = args[0] if args else "quick"
+    if "--peers-only" not in sys.argv:
+        reference_entry(prof)
+    side_by_side(peers_prof, "--no-peers" not in sys.argv)
+
+
+def side_by_side(prof, peers):
+    import workloads
+    log = lambda m: print(m, flush=True)
+    results, gens, skip = workloads.side_by_side(prof, log, peers)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    entry = workloads.entry(prof, results, gens, skip, machine(), commit,
+                            datetime.date.today().isoformat())
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
+        f.write(entry)
+    print(entry)
+    if not all(r.ok() for r in results):
+        raise SystemExit("result rows differ: see the checks above (entry written)")
+
+
+def reference_entry(prof):
     P = PROFILES[prof]
     data = os.path.join(ROOT, "bench", "data", f"{prof}")
     stamp = os.path.join(data, "params")

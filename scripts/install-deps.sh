@@ -12,6 +12,9 @@ pkgs+=(man-db)
 # The Debian package stage (make package-test) builds the .deb and verifies
 # the systemd unit: debhelper, dpkg-dev, fakeroot, systemd (systemd-analyze).
 [ "${1:-}" = "--ci" ] && pkgs+=(debhelper dpkg-dev fakeroot systemd)
+# The benchmark's Flink peer (make bench) builds with Maven on a JDK:
+# `install-deps.sh --bench`
+[ "${1:-}" = "--bench" ] && pkgs+=(maven openjdk-17-jdk-headless)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

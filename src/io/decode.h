@@ -79,6 +79,29 @@ void sl__json_close(sl__json_dec *d);
 int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
                     sl_batch *b, char *reason, size_t reason_size);
 
+/* ---- fixed-width binary records (binrec.c) ------------------------------ */
+typedef struct {
+    sl__dec_types t;
+    uint32_t off[SL_MAX_COLS];   /* byte offset of each column in a record */
+    uint32_t width[SL_MAX_COLS]; /* its width in bytes */
+    uint32_t size;               /* bytes per record */
+} sl__bin_dec;
+
+/* `widths`: NULL or "col:bytes,..." for STRING columns (default 16 bytes).
+ * Returns 0 or SL_EINVAL with the key and the bad column in err. */
+int sl__bin_init(sl__bin_dec *d, const sl_schema *s, const char *widths,
+                 char *err, size_t esz);
+void sl__bin_close(sl__bin_dec *d);
+/* Decodes the d->size bytes at rec into row b->n (b->n < b->cap). Returns 0
+ * or SL_EPARSE with the reason "parse_error:<col>" or "unknown_value:<col>".
+ */
+int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
+                   char *reason, size_t rsz);
+/* Writes n bytes of a record as hex into out (size >= 2n + 1) with the bytes
+ * of identifier columns masked as '*'; for dead letters. Returns 2n. */
+size_t sl__bin_payload(const sl__bin_dec *d, const char *rec, size_t n,
+                       char *out);
+
 /* ---- the file source ---------------------------------------------------- */
 extern const sl__source_vt sl__src_file;
 extern const sl__conf_def sl__file_source_conf[]; /* for the docs */

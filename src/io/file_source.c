@@ -34,7 +34,7 @@
 
 #include "io/decode.h"
 
-enum { FMT_CSV = 0, FMT_JSONL = 1 };
+enum { FMT_CSV = 0, FMT_JSONL = 1, FMT_BINARY = 2 };
 
 typedef struct {
     char *path;
@@ -46,6 +46,7 @@ typedef struct {
     int64_t poll_ms;
     int64_t read_bytes;
     int64_t max_line;
+    char *bin_widths;
     /* derived by configure */
     char delim;
     bool is_dir;
@@ -59,8 +60,10 @@ const sl__conf_def sl__file_source_conf[] = {
      .desc = "File or directory to read. A directory's files are read in "
              "name order, one partition each; .gz files are decompressed."},
     {.key = "format", .type = SL_CONF_ENUM, .def = "csv",
-     .allowed = "csv|jsonl", .offset = offsetof(fs_conf, format),
-     .desc = "Line format: CSV (RFC 4180) or JSON Lines (flat objects)."},
+     .allowed = "csv|jsonl|binary", .offset = offsetof(fs_conf, format),
+     .desc = "Line format: CSV (RFC 4180) or JSON Lines (flat objects); or "
+             "binary: fixed-width little-endian records, the columns in "
+             "schema order (src/io/binrec.c)."},
     {.key = "delimiter", .type = SL_CONF_STR, .def = ",",
      .offset = offsetof(fs_conf, delimiter),
      .desc = "CSV field delimiter: one character, or \\t / tab."},
@@ -85,6 +88,10 @@ const sl__conf_def sl__file_source_conf[] = {
     {.key = "max.line.bytes", .type = SL_CONF_INT, .def = "16777216",
      .min = 1024, .max = 1 << 30, .offset = offsetof(fs_conf, max_line),
      .desc = "Longer lines go to the dead-letter output as line_too_long."},
+    {.key = "binary.widths", .type = SL_CONF_STR, .def = NULL,
+     .offset = offsetof(fs_conf, bin_widths),
+     .desc = "Format binary: bytes of STRING columns as col:bytes,... "
+             "(others 16; NUL-padded on the right)."},
     {.key = NULL},
 };
 
@@ -152,7 +159,6 @@ static void fs_conf_free(void *cv)
 static int fs_configure(void **out, const char *const *kv,
                         const sl_schema *schema, char *err, size_t esz)
 {
-    (void)schema;
     fs_conf *c = sl__xcalloc(1, sizeof *c);
     int rc = sl__conf_apply(sl__file_source_conf, c, kv, "file source", NULL,
                             err, esz);
@@ -172,6 +178,15 @@ static int fs_configure(void **out, const char *const *kv,
                      "other than a quote or newline (or \\t)", d);
         fs_conf_free(c);
         return rc;
+    }
+    if (c->format == FMT_BINARY) { /* check binary.widths against the schema */
+        sl__bin_dec bd;
+        rc = sl__bin_init(&bd, schema, c->bin_widths, err, esz);
+        if (rc != 0) {
+            fs_conf_free(c);
+            return rc;
+        }
+        sl__bin_close(&bd);
     }
     struct stat st;
     if (stat(c->path, &st) != 0) {
@@ -240,6 +255,7 @@ typedef struct {
     int rr;
     uint64_t last_scan;
     sl__json_dec json;
+    sl__bin_dec bin;
     char *mask;
     size_t mask_cap;
     char reason[128];
@@ -303,6 +319,7 @@ static void fs_close(void *st)
     free(s->mask);
     free(s->source);
     sl__json_close(&s->json);
+    sl__bin_close(&s->bin);
     free(s);
 }
 
@@ -339,6 +356,13 @@ static int fs_open(void **out, const void *cv, const sl_schema *schema,
     }
     for (int g = 0; g < c->nfiles; g++) add_file(s, c->files[g]);
     if (c->format == FMT_JSONL) sl__json_init(&s->json, schema);
+    if (c->format == FMT_BINARY) {
+        int rc = sl__bin_init(&s->bin, schema, c->bin_widths, err, esz);
+        if (rc != 0) {
+            fs_close(s);
+            return rc;
+        }
+    }
     s->cap = (size_t)c->read_bytes;
     s->buf = sl__xmalloc(s->cap);
     s->last_scan = sl__clock();
@@ -531,12 +555,52 @@ static size_t count_nl(const char *a, size_t n)
     return k;
 }
 
+/* Format binary: decodes the active partition's whole records, as
+ * decode() does lines; `line_no` counts records (dead letters name the
+ * record number) and trailing bytes shorter than a record at the end of a
+ * file are one short_record. */
+static void decode_binary(fs_src *s, fs_part *p, sl_batch *out, int *bad)
+{
+    const size_t R = s->bin.size;
+    while (out->n < out->cap && s->pos < s->len) {
+        size_t avail = s->len - s->pos, n = avail < R ? avail : R;
+        const char *rec = s->buf + s->pos;
+        const char *why = NULL;
+        if (avail < R) {
+            if (!p->final_tail) break; /* the rest comes with the next read */
+            why = "short_record";
+        } else if (p->off >= p->skip_to &&
+                   sl__bin_decode(&s->bin, rec, out, s->reason,
+                                  sizeof s->reason) != 0) {
+            why = s->reason;
+        }
+        if (why != NULL && p->off >= p->skip_to) {
+            if (2 * n + 1 > s->mask_cap) {
+                s->mask_cap = 2 * n + 1;
+                s->mask = sl__xrealloc(s->mask, s->mask_cap);
+            }
+            size_t m = sl__bin_payload(&s->bin, rec, n, s->mask);
+            char pos[4200];
+            snprintf(pos, sizeof pos, "%s:%lld", s->files[p->files[p->cur]],
+                     (long long)p->line_no);
+            sl__dead_letter(s->ctx, s->source, pos, why, s->mask, m);
+            ++*bad;
+        }
+        consume(s, p, s->pos + n, 1);
+    }
+    if (s->pos >= s->len) p->final_tail = false;
+}
+
 /* Decodes the active partition's complete lines into out until it is full
  * or only an incomplete line is left. *bad counts dead letters. */
 static void decode(fs_src *s, sl_batch *out, int *bad)
 {
     fs_part *p = &s->p[s->act];
     const fs_conf *c = s->c;
+    if (c->format == FMT_BINARY) {
+        decode_binary(s, p, out, bad);
+        return;
+    }
     const bool csv = c->format == FMT_CSV;
     char *buf = s->buf;
     while (out->n < out->cap && s->pos < s->len) {

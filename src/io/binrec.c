@@ -1,0 +1,250 @@
+/* binrec.c — decodes fixed-width binary records (format = 'binary' of the
+ * file source) into batch rows: the schema's columns in order, little-endian,
+ * no padding, no framing, no header.
+ *
+ *   INT64, TIMESTAMP  8 bytes, signed two's complement (epoch ms for
+ *                     TIMESTAMP); INT64_MIN is NULL
+ *   FLOAT64           8 bytes IEEE-754; any NaN is NULL
+ *   BOOL              1 byte: 0 false, 1 true, 0xFF NULL
+ *   STRING            `width` bytes (default 16, per column in the
+ *                     source's binary.widths), UTF-8 text padded with NUL
+ *                     bytes on the right; all NUL is NULL
+ *
+ * A record that breaks these rules (a BOOL byte other than 0/1/0xFF, a
+ * non-NUL byte after a string's padding began, a string outside its
+ * column's domain) is rejected with a reason; the file source dead-letters
+ * it and goes on with the next record, since records never straddle. A
+ * file's trailing bytes shorter than a record are a short record.
+ *
+ * It does not read files or split them into records (file_source.c does).
+ * It does not validate UTF-8 inside strings, like the JSON decoder. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/decode.h"
+
+enum { BIN_DEFAULT_WIDTH = 16, BIN_MAX_WIDTH = 4096 };
+
+static uint32_t fixed_width(sl_type t)
+{
+    switch (t) {
+    case SL_INT64:
+    case SL_TIMESTAMP:
+    case SL_FLOAT64:
+        return 8;
+    case SL_BOOL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int find_col(const sl_schema *s, const char *name, size_t n)
+{
+    for (int c = 0; c < s->n; c++)
+        if (strlen(s->cols[c].name) == n && memcmp(s->cols[c].name, name, n) == 0)
+            return c;
+    return -1;
+}
+
+/* Applies "col:bytes,col:bytes" to d->width. */
+static int parse_widths(sl__bin_dec *d, const char *w, char *err, size_t esz)
+{
+    const sl_schema *s = d->t.schema;
+    const char *p = w;
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *colon = memchr(p, ':', n);
+        if (colon == NULL)
+            return sl__err(err, esz, SL_EINVAL,
+                           "file source: binary.widths: '%.*s' is not "
+                           "column:bytes", (int)n, p);
+        int col = find_col(s, p, (size_t)(colon - p));
+        if (col < 0 || s->cols[col].type != SL_STRING)
+            return sl__err(err, esz, SL_EINVAL,
+                           "file source: binary.widths: '%.*s' is not a "
+                           "STRING column of the source", (int)(colon - p), p);
+        char *stop = NULL;
+        long v = strtol(colon + 1, &stop, 10);
+        if (stop != p + n || stop == colon + 1 || v < 1 || v > BIN_MAX_WIDTH)
+            return sl__err(err, esz, SL_EINVAL,
+                           "file source: binary.widths: width of '%s' must be "
+                           "1..%d bytes", s->cols[col].name, BIN_MAX_WIDTH);
+        d->width[col] = (uint32_t)v;
+        p += n;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+int sl__bin_init(sl__bin_dec *d, const sl_schema *s, const char *widths,
+                 char *err, size_t esz)
+{
+    memset(d, 0, sizeof *d);
+    sl__dec_types_init(&d->t, s);
+    for (int c = 0; c < s->n; c++) {
+        uint32_t w = fixed_width(s->cols[c].type);
+        d->width[c] = w != 0 ? w : BIN_DEFAULT_WIDTH;
+    }
+    if (widths != NULL) {
+        int rc = parse_widths(d, widths, err, esz);
+        if (rc != 0) {
+            sl__bin_close(d);
+            return rc;
+        }
+    }
+    uint32_t off = 0;
+    for (int c = 0; c < s->n; c++) {
+        d->off[c] = off;
+        off += d->width[c];
+    }
+    d->size = off;
+    if (off == 0) {
+        sl__bin_close(d);
+        return sl__err(err, esz, SL_EINVAL,
+                       "file source: format 'binary' needs at least one column");
+    }
+    return 0;
+}
+
+void sl__bin_close(sl__bin_dec *d)
+{
+    sl__dec_types_close(&d->t);
+    memset(d, 0, sizeof *d);
+}
+
+static inline uint64_t load_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* Length of the text in v[0..w) (up to its first NUL byte); false if a
+ * non-NUL byte follows the padding. Word at a time: most strings are
+ * identifiers of tens of bytes. */
+static inline bool str_len(const unsigned char *v, uint32_t w, size_t *len)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 8 <= w; i += 8) {
+        uint64_t x;
+        memcpy(&x, v + i, 8);
+        uint64_t z = (x - ones) & ~x & high; /* lowest set bit: first NUL */
+        if (z != 0) {
+            i += (size_t)__builtin_ctzll(z) >> 3;
+            break;
+        }
+    }
+#endif
+    while (i < w && v[i] != 0) i++;
+    *len = i;
+    uint64_t rest = 0;
+    size_t j = i;
+    for (; j + 8 <= w; j += 8) {
+        uint64_t x;
+        memcpy(&x, v + j, 8);
+        rest |= x;
+    }
+    for (; j < w; j++) rest |= v[j];
+    return rest == 0;
+}
+
+static int fail(char *reason, size_t rsz, const char *what, const char *col)
+{
+    snprintf(reason, rsz, "%s:%s", what, col);
+    return SL_EPARSE;
+}
+
+int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
+                   char *reason, size_t rsz)
+{
+    const sl_schema *s = d->t.schema;
+    const uint32_t row = b->n;
+    const unsigned char *r = (const unsigned char *)rec;
+    /* One copy of the record in the batch's arena: STRING values point into
+     * it (one allocation per record instead of one per string). */
+    const char *copy = NULL;
+    for (int c = 0; c < s->n; c++) {
+        const unsigned char *v = r + d->off[c];
+        struct sl__col *col = &b->cols[c];
+        switch (s->cols[c].type) {
+        case SL_INT64:
+        case SL_TIMESTAMP: {
+            int64_t x = (int64_t)load_le64(v);
+            ((int64_t *)col->data)[row] = x;
+            col->valid[row] = x != INT64_MIN;
+            break;
+        }
+        case SL_FLOAT64: {
+            uint64_t u = load_le64(v);
+            double x;
+            memcpy(&x, &u, sizeof x);
+            ((double *)col->data)[row] = x;
+            col->valid[row] = !isnan(x);
+            break;
+        }
+        case SL_BOOL:
+            if (v[0] > 1 && v[0] != 0xFF)
+                return fail(reason, rsz, "parse_error", s->cols[c].name);
+            ((uint8_t *)col->data)[row] = v[0] == 1;
+            col->valid[row] = v[0] != 0xFF;
+            break;
+        case SL_STRING: {
+            size_t n;
+            if (!str_len(v, d->width[c], &n))
+                return fail(reason, rsz, "parse_error", s->cols[c].name);
+            if (n == 0) {
+                col->valid[row] = 0;
+                break;
+            }
+            if (d->t.dom_len[c] == NULL) {
+                if (copy == NULL) {
+                    char *m = sl__arena_alloc(&b->arena, d->size);
+                    memcpy(m, rec, d->size);
+                    copy = m;
+                }
+                ((sl_str *)col->data)[row] =
+                    (sl_str){copy + d->off[c], (uint32_t)n};
+                col->valid[row] = 1;
+                break;
+            }
+            int rc = sl__dec_value(&d->t, c, (const char *)v, n, true, false,
+                                   b, row);
+            if (rc != SL__CONV_OK)
+                return fail(reason, rsz,
+                            rc == SL__CONV_BAD ? "parse_error" : "unknown_value",
+                            s->cols[c].name);
+            break;
+        }
+        default:
+            return fail(reason, rsz, "parse_error", s->cols[c].name);
+        }
+    }
+    b->kind[row] = SL_KIND_DATA;
+    b->n = row + 1;
+    return 0;
+}
+
+size_t sl__bin_payload(const sl__bin_dec *d, const char *rec, size_t n,
+                       char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    const sl_schema *s = d->t.schema;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool masked = false;
+        for (int c = 0; c < s->n && !masked; c++)
+            masked = s->cols[c].identifier && i >= d->off[c] &&
+                     i < (size_t)d->off[c] + d->width[c];
+        unsigned char ch = (unsigned char)rec[i];
+        out[k++] = masked ? '*' : hex[ch >> 4];
+        out[k++] = masked ? '*' : hex[ch & 15];
+    }
+    out[k] = '\0';
+    return k;
+}
