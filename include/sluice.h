@@ -325,6 +325,42 @@ sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
 sl_stream *sl_stream_session(sl_stream *s, const sl_session_spec *spec,
                              const sl_agg_spec *aggs, size_t naggs);
 
+/* Interval join of a keyed stream with itself (docs/sql.md, stream
+ * joins). Rows whose `left` predicate keeps them are left rows, rows that
+ * `right` keeps are right rows (a row may be both; a NULL predicate keeps
+ * every row). A left row a and a right row b of the same key (the
+ * stream's key, sl_stream_key_by) join when
+ *     a.ts + lower_ms <= b.ts <= a.ts + upper_ms   (event time, inclusive)
+ * and the pair is emitted as one row: the left row's `left_cols` then the
+ * right row's `right_cols`, under their `as` names. Emission is
+ * watermark-driven: a left row's pairs leave once the watermark passes
+ * a.ts + upper_ms, sorted by (a.ts, key, left row, b.ts, right row), so a
+ * replay emits the same rows in the same order. Rows older than the
+ * watermark are late (counted, not joined); right rows are kept until
+ * b.ts < watermark - upper_ms + lower_ms. Canary rows pass at once (each
+ * output column from the canary's own column); a NULL event time is a dead
+ * letter. `time_col` names the output column (TIMESTAMP or BIGINT) that is
+ * the event time downstream (NULL: the first output column taken from the
+ * input's event-time column). Predicates run on worker threads: udata
+ * must be read-only. */
+typedef struct {
+    const char *col; /* input column */
+    const char *as;  /* output column name (NULL: col) */
+} sl_join_col;
+
+typedef struct {
+    sl_filter_fn left, right;
+    void *left_udata, *right_udata;
+    int64_t lower_ms, upper_ms; /* lower_ms <= upper_ms */
+    const sl_join_col *left_cols;
+    size_t nleft;
+    const sl_join_col *right_cols;
+    size_t nright;
+    const char *time_col;
+} sl_interval_join_spec;
+
+sl_stream *sl_stream_interval_join(sl_stream *s, const sl_interval_join_spec *spec);
+
 /* k-anonymity: drops rows whose INT64 column `count_col` (an exact distinct
  * count of subscribers) is below k, counting them as suppressed groups. */
 sl_stream *sl_stream_k_anon(sl_stream *s, const char *count_col, int64_t k);
