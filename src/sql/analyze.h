@@ -46,4 +46,12 @@ char **sl__sql_conf_of(actx *A, const sql_stmt *st, const char *const *skip);
 void sl__sql_join(actx *A, const sql_join *j, int idx);
 void sl__sql_settings(actx *A);
 
+/* ijoin.c: a stream self-join (FROM s AS a JOIN s AS b ON ...), analysed
+ * into q->ij and q->post; built and explained by plan.c. */
+struct sql_ij;
+void sl__sql_ij_analyze(actx *A, const sql_select *sel, char **names);
+void sl__sql_ij_free(struct sql_ij *ij);
+sl_stream *sl__sql_ij_build(const sl_sql *q, sl_stream *s);
+size_t sl__sql_ij_explain(const sl_sql *q, int stage, char *buf, size_t size);
+
 #endif

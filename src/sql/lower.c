@@ -674,6 +674,19 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
                 sl__sql_fail(&A, sel->items[i].line, sel->items[i].col, "two result columns are "
                      "named '%s'; name one with AS", names[i]);
     }
+    if (!A.failed && sel->njoins && sel->joins[0].stream) { /* an interval join */
+        sl__sql_ij_analyze(&A, sel, names);
+        if (!A.failed) k_anon(&A, sink, sel, names);
+        if (!A.failed) dp_conf(&A, sink, sel, names);
+        if (!A.failed) sink_conf(&A, sink, sel, names);
+        for (int i = 0; i < q->nvars && !A.failed; i++)
+            if (!q->var_used[i])
+                sl__sql_fail(&A, 0, 0, "--set %s: not a job key and not used as ${%s} in the "
+                     "script", q->vars[2 * i], q->vars[2 * i]);
+        for (int i = 0; names[i]; i++) free(names[i]);
+        free(names);
+        return A.failed ? SL_EINVAL : 0;
+    }
     int wat = -1;
     bool aggs = false;
     for (int i = 0; i < sel->nitems; i++) aggs |= agg_in(q, sel->items[i].expr);

@@ -683,6 +683,15 @@ static char *alias_opt(parser *P)
     return NULL;
 }
 
+/* Whether a CREATE TABLE of that name came before (JOIN of a table is a
+ * lookup join, of anything else a stream join). */
+static bool declared_table(const parser *P, const char *name)
+{
+    for (int i = 0; i < P->s->n; i++)
+        if (P->s->v[i].k == S_TABLE && sql_ieq(P->s->v[i].name, name)) return true;
+    return false;
+}
+
 static sql_select *select_(parser *P)
 {
     sql_select *s = palloc(P, sizeof *s);
@@ -713,6 +722,18 @@ static sql_select *select_(parser *P)
         if (left) accept_kw(P, "OUTER"), expect_kw(P, "JOIN", " after LEFT");
         sql_join j = {.line = k->line, .col = k->col};
         j.table = ident(P, "a table name after JOIN", NULL, NULL);
+        if (!left && j.table && !is_kw(cur(P), "FOR") && !declared_table(P, j.table)) {
+            /* a stream join: JOIN source [AS alias] ON condition */
+            j.stream = true;
+            j.alias = alias_opt(P);
+            if (!expect_kw(P, "ON", " after the joined stream")) return NULL;
+            j.on = expr(P);
+            sql_join *v = palloc(P, sizeof(*v) * (size_t)(s->njoins + 1));
+            if (s->njoins) memcpy(v, s->joins, sizeof(*v) * (size_t)s->njoins);
+            v[s->njoins++] = j;
+            s->joins = v;
+            continue;
+        }
         if (!expect_kw(P, "FOR", " (lookup joins read FOR SYSTEM_TIME AS OF "
                        "e.ts)"))
             return NULL;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "sql/sql.h"
+#include "sql/analyze.h" /* includes sql/sql.h */
 
 sl_sql *sl_sql_new(void) { return sl__xcalloc(1, sizeof(sl_sql)); }
 
@@ -47,6 +47,7 @@ void sql_plan_reset(sl_sql *q)
     sql_prog_free(q->having);
     free(q->having_text);
     sql_prog_free(q->post);
+    sl__sql_ij_free(q->ij);
     free(q->k_col);
     free(q->dp_sub);
     sql_kv_free(q->dp_cols);
@@ -298,6 +299,11 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
     }
     if (q->where && !q->where_early) say(&o, "  filter WHERE %s\n", q->where_text);
     int st = 2;
+    if (q->ij) {
+        char ij[4096];
+        sl__sql_ij_explain(q, st++, ij, sizeof ij);
+        say(&o, "%s", ij);
+    }
     if (q->dp_sub) {
         say(&o, "stage %d: keyed by (%s), the pseudonymised subscriber\n", st++, q->dp_sub);
         say(&o, "  dp_bound: at most %lld events per subscriber per window; epsilon "
@@ -437,6 +443,7 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     }
     if (q->where && !q->where_early)
         s = sl_stream_filter(s, "WHERE", sql_prog_filter, q->where);
+    if (q->ij) s = sl__sql_ij_build(q, s);
     if (q->dp_sub) {
         s = sl_stream_key_by(s, (const char *const[]){q->dp_sub, NULL});
         s = sl_stream_dp_bound(s, q->dp_sub, &q->dp);

@@ -106,6 +106,7 @@ typedef struct {
     int line, col;
     sql_expr *asof;      /* FOR SYSTEM_TIME AS OF expr (checked, not used) */
     sql_expr *on;        /* t.key = expr */
+    bool stream;         /* JOIN source ON ...: an interval join (ijoin.c) */
 } sql_join;
 
 typedef struct {
@@ -286,6 +287,7 @@ struct sl_sql {
     char *sink_conn;
     char **sink_conf;
     sl_keyring *keyring;
+    struct sql_ij *ij; /* a stream self-join (interval join), or NULL */
 };
 
 /* analyze.c */
