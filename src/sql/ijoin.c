@@ -28,7 +28,9 @@
 
 struct sql_ij {
     char *alias[2];       /* a, b */
-    char *key;            /* the key column (pseudonymised in place if so) */
+    char *key[9];         /* the key columns, NULL-terminated (pseudonymised in
+                           * place where written PSEUDONYMIZE) */
+    int nkey;
     char *key_text;
     int64_t lower, upper; /* b.ts - a.ts in [lower, upper] */
     sql_prog *pred[2];    /* left/right row conditions, NULL = every row */
@@ -270,7 +272,7 @@ void sl__sql_ij_free(struct sql_ij *ij)
         }
         free(ij->cols[s]);
     }
-    free(ij->key);
+    for (int i = 0; i < ij->nkey; i++) free(ij->key[i]);
     free(ij->key_text);
     free(ij->time_out);
     free(ij);
@@ -336,9 +338,8 @@ void sl__sql_ij_analyze(actx *A, const sql_select *sel, char **names)
                 (r = key_col(e->args[1], &pr)) && pl == pr && l->qual && r->qual &&
                 !sql_ieq(l->qual, r->qual) && sql_ieq(l->name, r->name) &&
                 !sql_ieq(l->name, q->time_col)) {
-                if (ij->key) {
-                    sl__sql_fail(A, e->line, e->col, "a stream join has one key equality for "
-                                 "now (the first is %s)", ij->key_text);
+                if (ij->nkey == 8) {
+                    sl__sql_fail(A, e->line, e->col, "at most 8 key equalities");
                     break;
                 }
                 int c = sl_schema_find(q->src_schema, l->name);
@@ -369,8 +370,16 @@ void sl__sql_ij_analyze(actx *A, const sql_select *sel, char **names)
                                  l->qual, cn, r->qual, cn);
                     break;
                 }
-                ij->key = sl__xstrdup(cn);
-                ij->key_text = sl__sql_fmt_expr(e);
+                ij->key[ij->nkey++] = sl__xstrdup(cn);
+                char *txt = sl__sql_fmt_expr(e);
+                if (ij->key_text) {
+                    char *both = sl__xmalloc(strlen(ij->key_text) + strlen(txt) + 6);
+                    sprintf(both, "%s AND %s", ij->key_text, txt);
+                    free(txt);
+                    txt = both;
+                }
+                free(ij->key_text);
+                ij->key_text = txt;
                 continue;
             }
             bool ok = false;
@@ -413,7 +422,7 @@ void sl__sql_ij_analyze(actx *A, const sql_select *sel, char **names)
             }
         }
     }
-    if (!A->failed && !ij->key)
+    if (!A->failed && !ij->nkey)
         sl__sql_fail(A, j->on ? j->on->line : j->line, j->on ? j->on->col : j->col,
                      "a stream join needs a key equality: ON PSEUDONYMIZE(%s.id) = "
                      "PSEUDONYMIZE(%s.id) (or %s.col = %s.col)", ij->alias[0], ij->alias[1],
@@ -523,7 +532,7 @@ sl_stream *sl__sql_ij_build(const sl_sql *q, sl_stream *s)
     const struct sql_ij *ij = q->ij;
     if (ij->pred[0] && ij->pred[1])
         s = sl_stream_filter(s, "join-sides", either_side, (void *)ij);
-    s = sl_stream_key_by(s, (const char *const[]){ij->key, NULL});
+    s = sl_stream_key_by(s, (const char *const *)ij->key);
     sl_interval_join_spec spec = {
         .left = ij->pred[0] ? sql_prog_filter : NULL, .left_udata = ij->pred[0],
         .right = ij->pred[1] ? sql_prog_filter : NULL, .right_udata = ij->pred[1],
@@ -547,7 +556,9 @@ size_t sl__sql_ij_explain(const sl_sql *q, int stage, char *buf, size_t size)
     if (ij->pred[0] && ij->pred[1])
         SAY("  filter rows that are left (%s) or right (%s) rows\n", ij->pred_text[0],
             ij->pred_text[1]);
-    SAY("stage %d: keyed by (%s), key groups hashed to parallel tasks\n", stage, ij->key);
+    SAY("stage %d: keyed by (", stage);
+    for (int i = 0; i < ij->nkey; i++) SAY("%s%s", i ? ", " : "", ij->key[i]);
+    SAY("), key groups hashed to parallel tasks\n");
     SAY("  interval join %s AS %s with %s AS %s ON %s: pairs with %s.%s - %s.%s in "
         "[%lld, %lld] ms\n", q->src->name, ij->alias[0], q->src->name, ij->alias[1],
         ij->key_text, ij->alias[1], q->time_col, ij->alias[0], q->time_col,
