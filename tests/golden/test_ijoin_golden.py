@@ -149,3 +149,34 @@ def test_interval_join_errors(tmp_path, data, old, new, msg):
     r = sluice("run", str(job), "--set", f"data={d}", "--set", "db=x.db", check=False)
     assert r.returncode == 2, r.stderr
     assert f"{job}:{msg}" in r.stderr
+
+
+def test_examples_c_and_sql_agree(tmp_path, data):
+    """examples/telecom/call_then_data.c (the C API) and .sql give the
+    reference's pairs."""
+    import subprocess
+    from conftest import ROOT, SLUICE
+    d, want, _ = data
+    exe = str(tmp_path / "call_then_data")
+    libs = subprocess.run(["pkg-config", "--libs", "openssl", "sqlite3", "zlib",
+                           "libmicrohttpd"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",
+                    "-I" + os.path.join(ROOT, "include"),
+                    os.path.join(ROOT, "examples", "telecom", "call_then_data.c"),
+                    os.path.join(os.path.dirname(SLUICE), "libsluice.a"),
+                    *libs, "-lpthread", "-lm", "-o", exe], check=True)
+    cdb = str(tmp_path / "c.db")
+    subprocess.run([exe, d, cdb], check=True, capture_output=True)
+    sql = os.path.join(ROOT, "examples", "telecom", "call_then_data.sql")
+    r = sluice("explain", sql, "--set", f"data={d}", "--set", "db=x.db")
+    assert "interval join events AS a with events AS b" in r.stdout
+    sdb = str(tmp_path / "s.db")
+    sluice("run", sql, "--set", f"data={d}", "--set", f"db={sdb}", "--set",
+           f"output.dir={tmp_path}/s", "--set", "parallelism=2", "--quiet")
+    q = "SELECT call_ts, call_cell, data_ts, bytes FROM pairs"
+    ref = sorted(r[:4] for r in want)
+    for db in (cdb, sdb):
+        con = sqlite3.connect(db)
+        assert sorted(con.execute(q).fetchall()) == ref, db
+        con.close()
