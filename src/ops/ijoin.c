@@ -196,8 +196,11 @@ sl_stream *sl_stream_interval_join(sl_stream *s, const sl_interval_join_spec *sp
         sl__job_fail(sl__stream_job(s), rc, "%s", err);
         return NULL;
     }
+    /* read before the job owns conf (it frees it on failure) */
+    char *tname = sl__xstrdup(sl_schema_col_name(out, conf ? ((ij_conf *)conf)->out_time : 0));
     sl_stream *ns = sl__stream_add_op(s, &sl__ijoin_vt, conf, out);
-    if (ns) sl__stream_set_time_col(ns, sl_schema_col_name(out, ((ij_conf *)conf)->out_time));
+    if (ns) sl__stream_set_time_col(ns, tname);
+    free(tname);
     sl_schema_free(out);
     return ns;
 }
