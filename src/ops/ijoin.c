@@ -65,8 +65,18 @@ typedef struct {
 
 typedef struct {
     int32_t kg;
+    uint32_t idx;    /* the entry's index in the key map */
+    uint64_t mark;   /* the watermark pass that last visited the key */
     ij_rows side[2]; /* 0 = left, 1 = right */
 } ij_key;
+
+/* When a buffered row becomes due (see due()), for the key at idx: a
+ * min-heap of them tells a watermark which keys to visit, so an advance
+ * costs the due rows' keys, not every key. */
+typedef struct {
+    int64_t due;
+    uint32_t idx;
+} ij_timer;
 
 typedef struct {
     const ij_conf *conf;
@@ -77,7 +87,11 @@ typedef struct {
     int nkey;
     int key_cols[SL_MAX_COLS];
     sl__wkey kl;
-    int64_t wm, next; /* next: the smallest watermark that changes state */
+    int64_t wm;
+    ij_timer *heap; /* one timer per buffered row */
+    size_t nheap, cheap;
+    uint64_t pass;
+    uint32_t empty; /* keys left without rows (until compact() drops them) */
     int key_groups;
     uint64_t fp;
     bool started, wm_restored;
@@ -318,6 +332,37 @@ static int64_t due(const ij_op *op, int side, int64_t ts)
     return side ? sat_add(sat_add(ts, c->upper), -c->lower) : sat_add(ts, c->upper);
 }
 
+static void timer_push(ij_op *op, int64_t d, uint32_t idx)
+{
+    if (op->nheap == op->cheap)
+        op->heap = sl__xrealloc(op->heap, (op->cheap = op->cheap ? 2 * op->cheap : 256) *
+                                              sizeof *op->heap);
+    size_t i = op->nheap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (op->heap[p].due <= d) break;
+        op->heap[i] = op->heap[p];
+        i = p;
+    }
+    op->heap[i] = (ij_timer){d, idx};
+}
+
+static ij_timer timer_pop(ij_op *op)
+{
+    ij_timer top = op->heap[0], last = op->heap[--op->nheap];
+    size_t i = 0, n = op->nheap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && op->heap[c + 1].due < op->heap[c].due) c++;
+        if (last.due <= op->heap[c].due) break;
+        op->heap[i] = op->heap[c];
+        i = c;
+    }
+    if (n) op->heap[i] = last;
+    return top;
+}
+
 /* ---- input ------------------------------------------------------------------ */
 static size_t key_bound(const ij_op *op, const sl_batch *b, uint32_t r)
 {
@@ -418,13 +463,15 @@ static int ij_batch(void *st, sl_batch *b, sl__out *out)
         bool fresh;
         ij_key *k = sl__bmap_upsert(&op->keys, op->kbuf, len,
                                     sl__wkey_hash(&op->kl, op->kbuf, (uint32_t)len), &fresh);
-        if (fresh) k->kg = row_kg(op, b, r);
+        if (fresh) {
+            k->kg = row_kg(op, b, r);
+            k->idx = sl__bmap_count(&op->keys) - 1;
+        }
         for (int side = 0; side < 2; side++) {
             if (!keep[side][r]) continue;
             row_put(op, side, b, r, &op->rbuf);
             rows_push(&k->side[side], ts[r], op->rbuf.p, (uint32_t)op->rbuf.len);
-            int64_t d = due(op, side, ts[r]);
-            if (d < op->next) op->next = d;
+            timer_push(op, due(op, side, ts[r]), k->idx);
         }
     }
     free(keep[0]);
@@ -488,6 +535,32 @@ static int emit_pairs(ij_op *op, ij_pair *pv, size_t np, sl__out *out)
     return rc;
 }
 
+/* Rebuilds the key map without its empty entries, and the timers. */
+static void compact(ij_op *op)
+{
+    sl__bmap m;
+    sl__bmap_init(&m, sizeof(ij_key));
+    op->nheap = 0;
+    for (uint32_t i = 0; i < sl__bmap_count(&op->keys); i++) {
+        const uint8_t *key;
+        uint32_t klen;
+        ij_key *k = sl__bmap_at(&op->keys, i, &key, &klen);
+        if (!k->side[0].n && !k->side[1].n) {
+            rows_free(&k->side[0]);
+            rows_free(&k->side[1]);
+            continue;
+        }
+        ij_key *d = sl__bmap_upsert(&m, key, klen, sl__bmap_hash_at(&op->keys, i), NULL);
+        *d = *k;
+        d->idx = sl__bmap_count(&m) - 1;
+        for (int side = 0; side < 2; side++)
+            for (uint32_t j = 0; j < d->side[side].n; j++)
+                timer_push(op, due(op, side, d->side[side].v[j].ts), d->idx);
+    }
+    sl__bmap_close(&op->keys);
+    op->keys = m;
+}
+
 static int ij_watermark(void *st, int64_t wm, sl__out *out)
 {
     ij_op *op = st;
@@ -495,26 +568,35 @@ static int ij_watermark(void *st, int64_t wm, sl__out *out)
     op->started = true;
     if (wm <= op->wm) return 0;
     op->wm = wm;
-    if (op->next >= wm) return 0;
+    if (!op->nheap || op->heap[0].due >= wm) return 0;
+    /* the keys with a row that is due (each once) */
+    uint32_t *ks = NULL;
+    size_t nk = 0, ck = 0;
+    op->pass++;
+    while (op->nheap && op->heap[0].due < wm) {
+        ij_timer t = timer_pop(op);
+        ij_key *k = sl__bmap_at(&op->keys, t.idx, NULL, NULL);
+        if (k->mark == op->pass) continue;
+        k->mark = op->pass;
+        if (nk == ck) ks = sl__xrealloc(ks, (ck = ck ? 2 * ck : 64) * sizeof *ks);
+        ks[nk++] = t.idx;
+    }
     ij_pair *pv = NULL;
     size_t np = 0, cp = 0;
     uint8_t **done = NULL; /* bytes of the emitted left rows */
     size_t nd = 0, cd = 0;
-    int64_t next = SL_TS_MAX;
     /* invariant 2: emit the left rows that are due, with their matches */
-    for (uint32_t i = 0; i < sl__bmap_count(&op->keys); i++) {
+    for (size_t i = 0; i < nk; i++) {
         const uint8_t *key;
         uint32_t klen;
-        ij_key *k = sl__bmap_at(&op->keys, i, &key, &klen);
+        ij_key *k = sl__bmap_at(&op->keys, ks[i], &key, &klen);
         ij_rows *L = &k->side[0];
         const ij_rows *R = &k->side[1];
         uint32_t kept = 0;
         for (uint32_t j = 0; j < L->n; j++) {
             ij_row a = L->v[j];
-            int64_t d = due(op, 0, a.ts);
-            if (d >= wm) {
+            if (due(op, 0, a.ts) >= wm) {
                 L->v[kept++] = a;
-                if (d < next) next = d;
                 continue;
             }
             int64_t lo = sat_add(a.ts, c->lower), hi = sat_add(a.ts, c->upper);
@@ -534,41 +616,21 @@ static int ij_watermark(void *st, int64_t wm, sl__out *out)
     free(done);
     free(pv);
     /* invariant 3: drop the right rows no left row can match any more */
-    uint32_t live = 0;
-    for (uint32_t i = 0; i < sl__bmap_count(&op->keys); i++) {
-        ij_key *k = sl__bmap_at(&op->keys, i, NULL, NULL);
+    for (size_t i = 0; i < nk; i++) {
+        ij_key *k = sl__bmap_at(&op->keys, ks[i], NULL, NULL);
         ij_rows *R = &k->side[1];
         uint32_t kept = 0;
         for (uint32_t j = 0; j < R->n; j++) {
-            int64_t d = due(op, 1, R->v[j].ts);
-            if (d >= wm) {
-                R->v[kept++] = R->v[j];
-                if (d < next) next = d;
-            } else {
-                free(R->v[j].p);
-            }
+            if (due(op, 1, R->v[j].ts) >= wm) R->v[kept++] = R->v[j];
+            else free(R->v[j].p);
         }
         R->n = kept;
-        live += k->side[0].n || k->side[1].n;
+        if (!k->side[0].n && !R->n) op->empty++;
     }
-    op->next = next;
-    if (sl__bmap_count(&op->keys) > 4096 && live < sl__bmap_count(&op->keys) / 2) {
-        /* rebuild the key map without the empty entries */
-        sl__bmap m;
-        sl__bmap_init(&m, sizeof(ij_key));
-        for (uint32_t i = 0; i < sl__bmap_count(&op->keys); i++) {
-            const uint8_t *key;
-            uint32_t klen;
-            ij_key *k = sl__bmap_at(&op->keys, i, &key, &klen);
-            if (!k->side[0].n && !k->side[1].n) {
-                rows_free(&k->side[0]);
-                rows_free(&k->side[1]);
-                continue;
-            }
-            *(ij_key *)sl__bmap_upsert(&m, key, klen, sl__bmap_hash_at(&op->keys, i), NULL) = *k;
-        }
-        sl__bmap_close(&op->keys);
-        op->keys = m;
+    free(ks);
+    if (op->empty > 4096 && op->empty > sl__bmap_count(&op->keys) / 2) {
+        compact(op);
+        op->empty = 0;
     }
     return rc;
 }
@@ -718,7 +780,9 @@ static int ij_restore(void *st, int32_t kg, const void *data, size_t len)
                 if (have && (have->side[0].n || have->side[1].n))
                     return SL_ECORRUPT; /* a key in two sections */
             } else {
-                k = sl__bmap_upsert(&op->keys, key, klen, h, NULL);
+                bool fresh;
+                k = sl__bmap_upsert(&op->keys, key, klen, h, &fresh);
+                if (fresh) k->idx = sl__bmap_count(&op->keys) - 1;
                 k->kg = kg;
             }
             uint32_t rows = 0;
@@ -736,8 +800,7 @@ static int ij_restore(void *st, int32_t kg, const void *data, size_t len)
                         continue;
                     }
                     rows_push(&k->side[side], ts, rp, rl);
-                    int64_t d = due(op, side, ts);
-                    if (d < op->next) op->next = d;
+                    timer_push(op, due(op, side, ts), k->idx);
                 }
             }
             if (rows == 0) return SL_ECORRUPT; /* pass 0 only: empty keys are not written */
@@ -760,6 +823,7 @@ static void ij_close(void *st)
     }
     sl__bmap_close(&op->keys);
     sl__buf_free(&op->rbuf);
+    free(op->heap);
     free(op->kbuf);
     free(op);
 }
@@ -789,7 +853,6 @@ static int ij_open(void **stp, const void *confv, const sl__opinfo *info, sl__ct
     sl__bmap_init(&op->keys, sizeof(ij_key));
     op->key_groups = ctx ? ctx->key_groups : 0;
     op->wm = SL_TS_MIN;
-    op->next = SL_TS_MAX;
     op->fp = definition_fp(op);
     *stp = op;
     return 0;
