@@ -62,9 +62,10 @@ def test_interval_join_kill_and_rescale(tmp_path, procs, seed):
         return life
 
     rnd = random.Random(seed)
-    # rate-limited (2 source tasks x 2000 rows/s: about 7.5 s), killed late in its
-    # random moment in its middle, once a checkpoint is complete; load only
-    # slows the job down, so the kill still lands before its end
+    # rate-limited (2 source tasks x 2000 rows/s: about 7.5 s) and killed at
+    # a random moment in its second half (when pairs are being committed),
+    # once a checkpoint is complete; load only slows the job down, so the
+    # kill still lands before its end
     first = start(0, 2, 2000)
     first.wait_until(rnd.uniform(4.5, 6.0))
     assert poll(lambda: complete_checkpoints(ckdir) or not first.running(), 30)
