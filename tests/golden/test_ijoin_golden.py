@@ -161,11 +161,13 @@ def test_examples_c_and_sql_agree(tmp_path, data):
     libs = subprocess.run(["pkg-config", "--libs", "openssl", "sqlite3", "zlib",
                            "libmicrohttpd"], capture_output=True, text=True,
                           check=True).stdout.split()
+    # the library of `make sanitize` (build-asan/) needs the sanitizers' runtime
+    san = ["-fsanitize=address,undefined"] if "asan" in SLUICE else []
     subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",
                     "-I" + os.path.join(ROOT, "include"),
                     os.path.join(ROOT, "examples", "telecom", "call_then_data.c"),
                     os.path.join(os.path.dirname(SLUICE), "libsluice.a"),
-                    *libs, "-lpthread", "-lm", "-o", exe], check=True)
+                    *libs, "-lpthread", "-lm", "-o", exe, *san], check=True)
     cdb = str(tmp_path / "c.db")
     subprocess.run([exe, d, cdb], check=True, capture_output=True)
     sql = os.path.join(ROOT, "examples", "telecom", "call_then_data.sql")
