@@ -24,7 +24,10 @@
  *     left row bytes, b.ts, right row bytes), a function of the state only,
  *     so a replay after recovery publishes the same rows in the same order
  *     whatever the interleaving of upstream tasks (pair_cmp).
- *  5. State holds copies of the needed columns only, encoded (row_put);
+ *  5. Every buffered row has one timer (due time, key) in a min-heap, so
+ *     a watermark visits only the keys with a due row (timer_push,
+ *     ij_watermark).
+ *  6. State holds copies of the needed columns only, encoded (row_put);
  *     raw identifiers reach it only if the caller keys or selects them —
  *     the SQL planner pseudonymises them first.
  *

@@ -404,6 +404,15 @@ void sl__sql_ij_analyze(actx *A, const sql_select *sel, char **names)
         /* one side (or none: a constant, applied to both) */
         for (int s = 0; s < 2; s++) {
             if (m && m != s + 1) continue;
+            char *txt = sl__sql_fmt_expr(e); /* as written, qualified */
+            if (ij->pred_text[s]) {
+                char *both = sl__xmalloc(strlen(ij->pred_text[s]) + strlen(txt) + 6);
+                sprintf(both, "%s AND %s", ij->pred_text[s], txt);
+                free(txt);
+                txt = both;
+            }
+            free(ij->pred_text[s]);
+            ij->pred_text[s] = txt;
             sql_expr *c = sql_expr_clone(e);
             unqualify(c);
             if (!side_pred[s]) {
@@ -457,7 +466,6 @@ void sl__sql_ij_analyze(actx *A, const sql_select *sel, char **names)
         }
         slots(A, b, s0);
         ij->pred[s] = prog(s ? "join-right" : "join-left", b, q);
-        ij->pred_text[s] = sl__sql_fmt_expr(side_pred[s]);
     }
     sql_expr_free(side_pred[0]);
     sql_expr_free(side_pred[1]);
