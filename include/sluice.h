@@ -575,6 +575,71 @@ typedef struct {
 } sl_conf_info;
 int sl_job_conf_info(size_t i, sl_conf_info *out);
 
+/* ---- venue reports (docs/venues.md) ---- */
+/* Venues: places and times of public events, loaded from a CSV file with
+ * the header name,start,end,cells[,area][,tz]: start and end ISO-8601 or
+ * epoch ms (end > start; an ISO time without 'Z' is local time of `tz`, a
+ * fixed offset such as +01:00, default UTC), cells a ';'-separated list of
+ * cell ids or ranges LO-HI, area (optional) the area whose market share
+ * scales the venue's counts. The caller owns the venues; a job borrows
+ * them until sl_job_free(). */
+typedef struct sl_venues sl_venues;
+sl_venues *sl_venues_load(const char *path, char *errstr, size_t errstr_size);
+void sl_venues_free(sl_venues *v);
+size_t sl_venues_count(const sl_venues *v);
+/* Reads a market-share table (CSV header area,share; 0 < share <= 1):
+ * each venue's counts are extrapolated to the population as
+ * subscribers / share of its area. A venue without an area, or whose area
+ * is not in the table, is an error naming it. Without a table, share 1. */
+int sl_venues_market_share(sl_venues *v, const char *path, char *errstr,
+                           size_t errstr_size);
+
+/* Time blurring: adds to the TIMESTAMP column time_col of every row a
+ * bounded noise, uniform in [-bound_ms, +bound_ms], drawn from a keyed PRF
+ * of (secret, subscriber pseudonym sub_col, floor(ts / bucket_ms)): the
+ * same on replay, unpredictable without the key, and the same for all
+ * events of one subscriber within a bucket (so the order of a
+ * subscriber's events is mostly kept). Put it after pseudonymisation; the
+ * source's watermark.delay.ms must include bound_ms (docs/venues.md). */
+sl_stream *sl_stream_blur_time(sl_stream *s, const char *time_col,
+                               const char *sub_col, int64_t bound_ms,
+                               int64_t bucket_ms, const sl_keyring *keys);
+
+/* The venue report: per venue, the number of distinct subscribers (INT64
+ * pseudonyms) with at least one event in the venue's cells during the
+ * venue's time, per age band (at the venue's start date, UTC) and, with
+ * gender_col, gender. Output rows (venue, report, slice_start, slice_end,
+ * age_band, gender, subscribers, extrapolated, arrivals, departures,
+ * as_of, final):
+ * - report 'cumulative': every emit_every_ms of event time after the
+ *   start (when the watermark passes it) the counts since the start
+ *   (final = false), and when the watermark passes end + lateness the
+ *   final counts (final = true). Key (venue, report, slice_start,
+ *   age_band, gender): write to an upserting sink so each row replaces
+ *   the previous one.
+ * - report 'slice': at the end, per slice of slice_ms from the start, the
+ *   subscribers present, arriving (first event) and departing (last
+ *   event) in it (final = true).
+ * k-anonymity on the exact distinct count: no count below k is
+ * published. Differencing defence: a cumulative row is published only
+ * when at least k subscribers joined its group since the group's last
+ * published row (so a difference of two releases always involves >= k
+ * people); the final row too, else it repeats the last published count.
+ * extrapolated = subscribers / market share, rounded to round_to. */
+typedef struct {
+    const char *sub_col;    /* INT64 pseudonym */
+    const char *cell_col;   /* INT64 cell id */
+    const char *birth_col;  /* TIMESTAMP birth date, NULL: every band unknown */
+    const char *gender_col; /* STRING, NULL: no split by gender ("*") */
+    int64_t k;              /* >= 2 */
+    int64_t emit_every_ms;  /* early firings; 0 = final rows only */
+    int64_t slice_ms;       /* 0 = no slices */
+    int64_t lateness_ms;    /* >= 0 */
+    int64_t round_to;       /* extrapolated rounded to a multiple; 0 = 1 */
+} sl_venue_report_spec;
+sl_stream *sl_stream_venue_report(sl_stream *s, const sl_venues *venues,
+                                  const sl_venue_report_spec *spec);
+
 #ifdef __cplusplus
 }
 #endif

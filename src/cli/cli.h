@@ -58,6 +58,8 @@ int cli_run(int argc, char **argv);
 int cli_gen(int argc, char **argv);
 int cli_keygen(int argc, char **argv);
 int cli_savepoint(int argc, char **argv);
+/* `sluice run venue-report`: the venue report (job_venue.c). */
+int cli_venue_run(int argc, char **argv);
 
 /* help.c: the command table behind --help and the man page. */
 void cli_usage(FILE *f);                   /* `sluice --help` */

@@ -128,6 +128,8 @@ static bool names_sql_file(int argc, char **argv)
 int cli_run(int argc, char **argv)
 {
     if (names_sql_file(argc, argv)) return cli_sql_run(argc, argv);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "venue-report")) return cli_venue_run(argc, argv);
     static const struct option opts[] = {
         {"events", required_argument, 0, 'e'},
         {"format", required_argument, 0, 'F'},

@@ -28,6 +28,14 @@ typedef struct {
     double rate;              /* source: events/s for the whole source, 0 = max */
     int dataset;              /* source: 0 events, 1 subscribers, 2 cells */
     bool gzip;                /* sl__gen_write: .csv.gz files */
+    /* a staged public event (gen_crowd.c; sl__gen_write only) */
+    int64_t crowd_size;       /* 0 = none */
+    char *crowd_cells;        /* "LO-HI" or "a;b;c" */
+    char *crowd_start;        /* "" = start + span / 2 */
+    int64_t crowd_span_ms;    /* 3 h */
+    int64_t crowd_events;     /* per member */
+    int64_t crowd_age_lo, crowd_age_hi; /* the crowd's favoured ages */
+    double crowd_skew;        /* share of members drawn from those ages */
 } sl__gen_conf;
 
 /* The configuration table (keys seed, subscribers, cells, areas, events,
@@ -51,6 +59,17 @@ int sl__gen_conf_set(sl__gen_conf *c, const char *key, const char *value,
  * Creates dir and dir/events if needed; replaces existing files. */
 int sl__gen_write(const sl__gen_conf *c, const char *dir, char *errstr,
                   size_t errstr_size);
+
+/* The staged event (docs/venues.md): with crowd_size > 0, writes
+ * dir/events/crowd.csv (crowd_size members, crowd_skew of them aged
+ * [crowd_age_lo, crowd_age_hi] at the event's date, the rest drawn like
+ * any subscriber, each with crowd_events events in the crowd's cells
+ * between an arrival in the first third of the event and a departure in
+ * the last third), dir/venues.csv naming the event "staged-event" and
+ * dir/market_share.csv (a share per area); with 0, removes crowd.csv. */
+typedef struct sl__gen sl__gen;
+int sl__gen_write_crowd(const sl__gen_conf *c, const sl__gen *g,
+                        const char *dir, char *errstr, size_t errstr_size);
 
 /* ---- the model, for tests and tools ------------------------------------- */
 typedef struct sl__gen sl__gen;

@@ -92,6 +92,33 @@ const sl__conf_def sl__gen_conf_defs[] = {
     {.key = "gzip", .type = SL_CONF_BOOL, .def = "false",
      .offset = offsetof(sl__gen_conf, gzip),
      .desc = "Write .csv.gz files (zlib level 1)."},
+    {.key = "crowd.size", .type = SL_CONF_INT, .def = "0", .min = 0,
+     .max = 100000000, .offset = offsetof(sl__gen_conf, crowd_size),
+     .desc = "Members of a staged public event (0 = none): see "
+             "docs/venues.md."},
+    {.key = "crowd.cells", .type = SL_CONF_STR, .def = "1-4",
+     .offset = offsetof(sl__gen_conf, crowd_cells),
+     .desc = "The staged event's cells: LO-HI or a;b;c."},
+    {.key = "crowd.start", .type = SL_CONF_STR, .def = "",
+     .offset = offsetof(sl__gen_conf, crowd_start),
+     .desc = "Start of the staged event (epoch ms or ISO-8601 UTC); "
+             "empty: the middle of the span."},
+    {.key = "crowd.span.ms", .type = SL_CONF_INT, .def = "10800000",
+     .min = 60000, .max = 604800000,
+     .offset = offsetof(sl__gen_conf, crowd_span_ms),
+     .desc = "Length of the staged event."},
+    {.key = "crowd.events", .type = SL_CONF_INT, .def = "6", .min = 2,
+     .max = 10000, .offset = offsetof(sl__gen_conf, crowd_events),
+     .desc = "Events per crowd member (arrival, departure and between)."},
+    {.key = "crowd.age.lo", .type = SL_CONF_INT, .def = "18", .min = 0,
+     .max = 120, .offset = offsetof(sl__gen_conf, crowd_age_lo),
+     .desc = "Youngest favoured age of the crowd."},
+    {.key = "crowd.age.hi", .type = SL_CONF_INT, .def = "34", .min = 0,
+     .max = 120, .offset = offsetof(sl__gen_conf, crowd_age_hi),
+     .desc = "Oldest favoured age of the crowd."},
+    {.key = "crowd.skew", .type = SL_CONF_DOUBLE, .def = "0.75", .min = 0,
+     .max = 1, .offset = offsetof(sl__gen_conf, crowd_skew),
+     .desc = "Share of crowd members drawn from the favoured ages."},
     {.key = NULL},
 };
 
@@ -747,6 +774,7 @@ int sl__gen_write(const sl__gen_conf *c, const char *dir, char *err,
         rc = write_events(g, dir, p, width, c->gzip, err, esz);
     if (rc == 0) rc = write_subscribers(g, dir, c->gzip, err, esz);
     if (rc == 0) rc = write_cells(g, dir, c->gzip, err, esz);
+    if (rc == 0) rc = sl__gen_write_crowd(c, g, dir, err, esz);
     sl__gen_free(g);
     free(edir);
     return rc;

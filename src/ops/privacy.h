@@ -188,4 +188,10 @@ typedef struct {
 } sl__dpnoise_conf;
 extern const sl__op_vt sl__op_dp_noise;
 
+/* ---- time blurring (blur.c) ---------------------------------------------- */
+/* The keyed MAC for blurring (subkey "sluice/time-blur/v1" of the current
+ * key), and the noise in [-bound, bound] for (pseudonym, bucket). */
+sl__hmac *sl__blur_mac(const sl_keyring *keys, char *errstr, size_t errstr_size);
+int64_t sl__blur_noise(sl__hmac *mac, int64_t sub, int64_t bucket, int64_t bound);
+
 #endif
