@@ -166,9 +166,12 @@ static int venue_build(sl_job *job, const venue_opts *o, venue_res *r, char *err
         .emit_every_ms = o->emit_every_ms, .slice_ms = o->slice_ms,
         .lateness_ms = o->lateness_ms, .round_to = o->round_to};
     s = sl_stream_venue_report(s, r->venues, &spec);
+    /* upsert: each emission replaces the previous one of its key; insert
+     * keeps every emission (the history of early firings) */
+    bool upsert = !strcmp(o->sink_mode, "upsert");
     int rc = sl_stream_sink(s, "sqlite",
                             (const char *[]){"path", o->db, "table", o->table, "mode",
-                                             o->sink_mode, "key",
+                                             o->sink_mode, upsert ? "key" : NULL,
                                              "venue,report,slice_start,age_band,gender",
                                              NULL});
     if (rc || sl_job_error(job)) {
