@@ -8,13 +8,18 @@
  *            extrapolation by market share) ─ SQLite (upsert on the key)
  *
  * Built on the public API only, like any user's job: it doubles as the C
- * API example of a venue report. */
-#include <getopt.h>
+ * API example of a venue report. A pass-through map before the sink
+ * publishes each released cumulative count as the business counter
+ * sluice_venue_subscribers{venue,age_band,gender} (released counts only:
+ * k-anonymous, and never decreasing), which the dashboard charts. */
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "obs/obs.h"
 
 static const char venue_usage[] =
     "usage: sluice run venue-report [--set KEY=VALUE ...] [--quiet]\n"
@@ -125,6 +130,65 @@ static void venue_free(venue_res *r)
     sl_schema_free(r->su);
 }
 
+/* ---- live distribution for /metrics and the dashboard ---------------------- */
+enum { R_VENUE, R_REPORT, R_BAND = 4, R_GENDER, R_SUBS, R_FINAL = 11, R_NCOLS = 12 };
+
+/* Label values come from the venue file: keep them printable and free of
+ * the characters Prometheus' text format would need escaped. */
+static void label_value(char *dst, size_t n, sl_str v)
+{
+    size_t j = 0;
+    for (uint32_t i = 0; i < v.len && j + 1 < n; i++) {
+        char c = v.ptr[i];
+        dst[j++] = (c == '"' || c == '\\' || c < 32 || c == 127) ? '_' : c;
+    }
+    dst[j] = 0;
+}
+
+static int venue_metrics_map(const sl_batch *in, sl_batch *out, void *ud)
+{
+    (void)ud;
+    size_t n = sl_batch_len(in);
+    const sl_schema *sc = sl_batch_schema(in);
+    for (int c = 0; c < R_NCOLS; c++) {
+        switch (sl_schema_col_type(sc, c)) {
+        case SL_STRING:
+            memcpy(sl_batch_str(out, c), sl_batch_str(in, c), n * sizeof(sl_str));
+            break;
+        case SL_BOOL:
+            memcpy(sl_batch_bool(out, c), sl_batch_bool(in, c), n);
+            break;
+        default:
+            memcpy(sl_batch_i64(out, c), sl_batch_i64(in, c), n * sizeof(int64_t));
+        }
+        memcpy(sl_batch_valid(out, c), sl_batch_valid(in, c), n);
+    }
+    memcpy(sl_batch_kind(out), sl_batch_kind(in), n);
+    sl_batch_set_len(out, n);
+    const uint8_t *kind = sl_batch_kind(in);
+    const sl_str *rep = sl_batch_str(in, R_REPORT);
+    for (size_t i = 0; i < n; i++) {
+        if (kind[i] != SL_KIND_DATA || rep[i].len != 10) continue; /* cumulative */
+        char v[128], b[16], g[16], labels[256];
+        label_value(v, sizeof v, sl_batch_str(in, R_VENUE)[i]);
+        label_value(b, sizeof b, sl_batch_str(in, R_BAND)[i]);
+        label_value(g, sizeof g, sl_batch_str(in, R_GENDER)[i]);
+        snprintf(labels, sizeof labels, "venue=\"%s\",age_band=\"%s\",gender=\"%s\"",
+                 v, b, g);
+        atomic_store_explicit(
+            sl__obs_counter("sluice_venue_subscribers",
+                            "People at a venue per group, as last released (k-anonymous "
+                            "cumulative count; docs/venues.md)", labels),
+            (uint64_t)sl_batch_i64(in, R_SUBS)[i], memory_order_relaxed);
+        if (sl_batch_bool(in, R_FINAL)[i])
+            atomic_store_explicit(
+                sl__obs_counter("sluice_venue_final",
+                                "1 once the venue's final row for the group is out", labels),
+                1, memory_order_relaxed);
+    }
+    return 0;
+}
+
 static int venue_build(sl_job *job, const venue_opts *o, venue_res *r, char *err,
                        size_t errsz)
 {
@@ -166,6 +230,8 @@ static int venue_build(sl_job *job, const venue_opts *o, venue_res *r, char *err
         .emit_every_ms = o->emit_every_ms, .slice_ms = o->slice_ms,
         .lateness_ms = o->lateness_ms, .round_to = o->round_to};
     s = sl_stream_venue_report(s, r->venues, &spec);
+    if (s && sl_schema_ncols(sl_stream_schema(s)) == R_NCOLS)
+        s = sl_stream_map(s, "venue_metrics", sl_stream_schema(s), venue_metrics_map, NULL);
     /* upsert: each emission replaces the previous one of its key; insert
      * keeps every emission (the history of early firings) */
     bool upsert = !strcmp(o->sink_mode, "upsert");
@@ -179,6 +245,18 @@ static int venue_build(sl_job *job, const venue_opts *o, venue_res *r, char *err
         return rc ? rc : SL_EINVAL;
     }
     return 0;
+}
+
+static sl_job *g_vjob;
+static volatile sig_atomic_t g_vstops;
+
+/* The first SIGINT/SIGTERM stops gracefully (final checkpoint, exit 0), a
+ * second one cancels; SIGUSR1 takes a savepoint. */
+static void on_signal(int sig)
+{
+    if (sig == SIGUSR1) sl_job_savepoint(g_vjob);
+    else if (g_vstops++ == 0) sl_job_stop(g_vjob);
+    else sl_job_cancel(g_vjob);
 }
 
 int cli_venue_run(int argc, char **argv)
@@ -195,7 +273,7 @@ int cli_venue_run(int argc, char **argv)
         fprintf(stderr, "sluice run: %s\n", err);
         return 1;
     }
-    bool quiet = false;
+    bool quiet = false, metrics_set = false;
     int rc = 0;
     if (sl_job_set(job, "name", "venue-report", err, sizeof err)) rc = 2;
     for (int i = 1; i < argc && !rc; i++) {
@@ -219,6 +297,7 @@ int cli_venue_run(int argc, char **argv)
         }
         char key[128];
         snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+        metrics_set |= !strcmp(key, "metrics.address");
         int r = venue_set(&o, key, eq + 1);
         if (r == 1 && sl_job_set(job, key, eq + 1, err, sizeof err)) {
             fprintf(stderr, "sluice run: %s\n", err);
@@ -231,24 +310,43 @@ int cli_venue_run(int argc, char **argv)
         sl_job_free(job);
         return rc;
     }
+    sl__obs *obs = NULL;
+    if (sl__obs_start(job, metrics_set ? 0 : SL__OBS_ANY_PORT_IF_BUSY, &obs, err,
+                      sizeof err)) {
+        fprintf(stderr, "sluice run: %s\n", err);
+        sl_job_free(job);
+        return 2;
+    }
+    if (obs && !quiet)
+        fprintf(stderr, "sluice: dashboard %s  (metrics %smetrics, status %sstatus)\n",
+                sl__obs_url(obs), sl__obs_url(obs), sl__obs_url(obs));
     venue_res res = {0};
     if ((rc = venue_build(job, &o, &res, err, sizeof err))) {
         fprintf(stderr, "sluice run: venue-report: %s\n", err);
+        sl__obs_stop(obs);
         venue_free(&res);
         sl_job_free(job);
         return 2;
     }
+    g_vjob = job;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     rc = sl_job_run(job);
     sl_job_stats st;
     sl_job_stats_get(job, &st);
-    if (rc) fprintf(stderr, "sluice run: venue-report: %s\n", sl_job_error(job));
-    else if (!quiet)
-        fprintf(stderr, "sluice: venue-report done: %llu events, %llu rows written, "
-                "%llu groups below k withheld, %llu late, %llu dead letters -> %s\n",
+    if (!quiet || rc)
+        fprintf(stderr, "sluice: %s: venue-report: %llu events, %llu rows written to %s, "
+                "%llu groups below k withheld, %llu late, %llu dead letters, %llu "
+                "checkpoints%s%s\n", rc ? "failed" : "done",
                 (unsigned long long)st.records_in, (unsigned long long)st.records_out,
-                (unsigned long long)st.groups_suppressed,
-                (unsigned long long)st.late_records,
-                (unsigned long long)st.dead_letters, o.db);
+                o.db, (unsigned long long)st.groups_suppressed,
+                (unsigned long long)st.late_records, (unsigned long long)st.dead_letters,
+                (unsigned long long)st.checkpoints_completed, rc ? ": " : "",
+                rc ? sl_job_error(job) : "");
+    sl__obs_stop(obs);
     sl_job_free(job);
     venue_free(&res);
     return rc ? 1 : 0;

@@ -183,6 +183,38 @@ function tasks(s) {
     <th>windows</th><th>suppressed</th><th>late</th></tr>` + rows;
 }
 
+// Venue reports (docs/venues.md): the business counters
+// sluice_venue_subscribers{venue,age_band,gender} hold each group's last
+// released (k-anonymous) count; one bar chart per venue, bands in order.
+const BANDS = ["0-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+", "unknown"];
+function venues(s) {
+  const re = /^sluice_venue_(subscribers|final)\{venue="([^"]*)",age_band="([^"]*)",gender="([^"]*)"\}$/;
+  const v = {};
+  for (const [k, n] of Object.entries(s.counters || {})) {
+    const m = re.exec(k);
+    if (!m) continue;
+    const g = (v[m[2]] = v[m[2]] || { bands: {}, final: false });
+    if (m[1] === "final") { g.final = g.final || n > 0; continue; }
+    g.bands[m[3]] = (g.bands[m[3]] || 0) + n; // genders summed per band
+  }
+  const names = Object.keys(v).sort();
+  $("venuecard").hidden = names.length === 0;
+  if (!names.length) return;
+  $("venues").innerHTML = names.map((name) => {
+    const g = v[name];
+    const total = Object.values(g.bands).reduce((a, b) => a + b, 0);
+    const max = Math.max(1, ...Object.values(g.bands));
+    const rows = BANDS.filter((b) => b in g.bands).map((b) => {
+      const n = g.bands[b];
+      return `<div class="vrow"><span class="vb">${esc(b)}</span>
+        <span class="vbar"><i style="width:${(100 * n / max).toFixed(1)}%"></i></span>
+        <span class="vn">${num(n)}</span><span class="vp">${pct(n / total)}</span></div>`;
+    }).join("");
+    return `<div class="venue" data-venue="${esc(name)}"><div class="t">${esc(name)}
+      <span class="hint">${num(total)} people · ${g.final ? "final" : "live"}</span></div>${rows}</div>`;
+  }).join("");
+}
+
 async function tick() {
   try {
     const r = await fetch("status", { cache: "no-store" });
@@ -191,7 +223,7 @@ async function tick() {
     $("state").textContent = s.job.state;
     $("state").className = "pill " + s.job.state;
     $("meta").textContent = `sluice ${s.version} · ${s.job.delivery} · up ${dur(s.job.uptime_s)}`;
-    kpis(s); graph(s); chart(s); checkpoints(s); side(s); tasks(s);
+    kpis(s); graph(s); chart(s); checkpoints(s); side(s); tasks(s); venues(s);
     document.body.dataset.updated = String(s.now);
   } catch (e) {
     $("state").textContent = "disconnected";
