@@ -562,11 +562,20 @@ static int rep_restore(void *st, int32_t kg, const void *data, size_t len)
         if (p->wm == SL_TS_MIN || wm < p->wm) p->wm = wm;
         p->late += late;
         p->held += held;
-        for (size_t v = 0; v < p->vv->n; v++) { /* fired before the checkpoint */
+        /* venues without state: what had fired before the checkpoint is
+         * not fired again (a row arriving now cannot change the past) */
+        const sl_venue_report_spec *sp = &p->c->spec;
+        for (size_t v = 0; v < p->vv->n; v++) {
+            vstate *s = &p->vs[v];
+            const sl__venue *ve = &p->vv->v[v];
+            if (s->seen) continue;
             int64_t fire;
-            if (__builtin_add_overflow(p->vv->v[v].end, p->c->spec.lateness_ms, &fire))
-                fire = SL_TS_MAX;
-            if (!p->vs[v].seen && fire <= p->wm) p->vs[v].done = true;
+            if (__builtin_add_overflow(ve->end, sp->lateness_ms, &fire)) fire = SL_TS_MAX;
+            s->done = fire <= p->wm;
+            if (sp->emit_every_ms && p->wm > ve->start) {
+                int64_t last = ve->end - 1 < p->wm ? ve->end - 1 : p->wm;
+                s->ticks = (last - ve->start) / sp->emit_every_ms;
+            }
         }
         return 0;
     }
