@@ -400,3 +400,32 @@ def test_kill_and_resume_reemits_identical_rows(dataset):
     key = lambda r: tuple((k, -1 if r[k] is None else r[k]) for k in sorted(r) if k != "rid")
     assert collections.Counter(map(key, got)) == collections.Counter(map(key, want))
     assert len(want) > 50
+
+
+def test_c_api_example_gives_the_same_rows(dataset):
+    """examples/venues/venue_report.c, compiled against the library the
+    tests run, publishes the same final rows as `sluice run venue-report`."""
+    from conftest import ROOT, SLUICE
+    bdir = os.path.dirname(SLUICE)
+    san = (["-fsanitize=address,undefined"] if "asan" in bdir else
+           ["-fsanitize=thread"] if "tsan" in bdir else [])
+    exe = os.path.join(dataset["tmp"], "venue_report")
+    libs = subprocess.run(["pkg-config", "--libs", "openssl", "sqlite3", "zlib",
+                           "libmicrohttpd"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *san,
+                    "-I", os.path.join(ROOT, "include"),
+                    os.path.join(ROOT, "examples", "venues", "venue_report.c"),
+                    os.path.join(bdir, "libsluice.a"), *libs, "-lpthread", "-lm", "-o", exe],
+                   check=True)
+    db = os.path.join(dataset["tmp"], "c-example.db")
+    subprocess.run([exe, dataset["data"], db], check=True, capture_output=True)
+    con = sqlite3.connect(db)
+    got = sorted(con.execute("SELECT venue, age_band, subscribers FROM venue_report "
+                             "WHERE report = 'cumulative' AND final = 1").fetchall())
+    con.close()
+    cli = run(dataset, os.path.join(dataset["tmp"], "c-cli"), "market.share=",
+              "emit.every.ms=60000")
+    want = sorted((r["venue"], r["age_band"], r["subscribers"]) for r in cli
+                  if r["report"] == "cumulative" and r["final"])
+    assert got == want and len(got) >= 10
