@@ -92,6 +92,22 @@ static int split(char *line, char **f, int max)
     return n;
 }
 
+/* The next line of *p (NUL-terminated in place), or NULL at the end; unlike
+ * strtok, empty lines are returned, so line numbers stay right. */
+static char *next_line(char **p)
+{
+    char *s = *p;
+    if (!s || !*s) return NULL;
+    char *nl = strchr(s, '\n');
+    if (nl) {
+        *nl = 0;
+        *p = nl + 1;
+    } else {
+        *p = NULL;
+    }
+    return s;
+}
+
 static int col_of(char **hdr, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
@@ -201,9 +217,8 @@ sl_venues *sl_venues_load(const char *path, char *err, size_t esz)
     int nh = 0, lineno = 0, c_name = -1, c_start = -1, c_end = -1, c_cells = -1,
         c_area = -1, c_tz = -1;
     size_t vcap = 0, icap = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(buf, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
+    char *cur = buf;
+    for (char *line = next_line(&cur); line; line = next_line(&cur)) {
         lineno++;
         if (line[0] == '#' || line[strspn(line, " \r")] == 0) continue;
         if (nh == 0) {
@@ -287,9 +302,8 @@ int sl_venues_market_share(sl_venues *vs, const char *path, char *err,
     char *hdr[MAXF], *f[MAXF];
     int nh = 0, lineno = 0, c_area = -1, c_share = -1, rc = 0;
     bool *found = sl__xcalloc(vs->n + 1, sizeof *found);
-    char *save = NULL;
-    for (char *line = strtok_r(buf, "\n", &save); line && !rc;
-         line = strtok_r(NULL, "\n", &save)) {
+    char *cur = buf;
+    for (char *line = next_line(&cur); line && !rc; line = next_line(&cur)) {
         lineno++;
         if (line[0] == '#' || line[strspn(line, " \r")] == 0) continue;
         if (nh == 0) {

@@ -124,6 +124,7 @@ static void test_venues_load(void **state)
         {"name,start,end,cells,tz\na,1,2,1,Europe/Berlin\n", ":2: tz 'Europe/Berlin'"},
         {"name,start,end,cells\na,1,2,1\na,3,4,1\n", ":3: venue 'a' is defined twice"},
         {"name,start,end,cells\na,1,2\n", ":2: 3 fields, the header has 4"},
+        {"name,start,end,cells\n\n\na,1,2,\n", ":4: cells ''"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         p = write_tmp(bad[i].text);
