@@ -300,7 +300,8 @@ int cli_venue_run(int argc, char **argv)
         metrics_set |= !strcmp(key, "metrics.address");
         int r = venue_set(&o, key, eq + 1);
         if (r == 1 && sl_job_set(job, key, eq + 1, err, sizeof err)) {
-            fprintf(stderr, "sluice run: %s\n", err);
+            fprintf(stderr, "sluice run: venue-report: '%s' is not a venue-report key "
+                    "(--help lists them), and as a job key: %s\n", key, err);
             r = 2;
         }
         if (r == 1) r = 0;

@@ -176,12 +176,12 @@ int cli_run(int argc, char **argv)
         }
     }
     if (!rc && optind != argc - 1) {
-        fputs("sluice run: name one job (built-in: telecom-age)\n", stderr);
+        fputs("sluice run: name one job (built-in: telecom-age, venue-report)\n", stderr);
         cli_help(stderr, "run");
         rc = 2;
     }
     if (!rc && strcmp(argv[optind], "telecom-age") != 0) {
-        fprintf(stderr, "sluice run: unknown job '%s' (built-in: telecom-age)\n",
+        fprintf(stderr, "sluice run: unknown job '%s' (built-in: telecom-age, venue-report)\n",
                 argv[optind]);
         rc = 2;
     }

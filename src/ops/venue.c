@@ -211,7 +211,11 @@ static sl_venues *load_fail(sl_venues *vs, char *buf)
 sl_venues *sl_venues_load(const char *path, char *err, size_t esz)
 {
     char *buf = slurp(path, err, esz);
-    if (!buf) return NULL;
+    return buf ? sl__venues_parse(buf, path, err, esz) : NULL;
+}
+
+sl_venues *sl__venues_parse(char *buf, const char *path, char *err, size_t esz)
+{
     sl_venues *vs = sl__xcalloc(1, sizeof *vs);
     char *hdr[MAXF], *f[MAXF];
     int nh = 0, lineno = 0, c_name = -1, c_start = -1, c_end = -1, c_cells = -1,
@@ -298,7 +302,12 @@ int sl_venues_market_share(sl_venues *vs, const char *path, char *err,
 {
     if (!vs) return sl__err(err, esz, SL_EINVAL, "market share: no venues");
     char *buf = slurp(path, err, esz);
-    if (!buf) return SL_ENOENT;
+    return buf ? sl__venues_share_parse(vs, buf, path, err, esz) : SL_ENOENT;
+}
+
+int sl__venues_share_parse(sl_venues *vs, char *buf, const char *path, char *err,
+                           size_t esz)
+{
     char *hdr[MAXF], *f[MAXF];
     int nh = 0, lineno = 0, c_area = -1, c_share = -1, rc = 0;
     bool *found = sl__xcalloc(vs->n + 1, sizeof *found);

@@ -26,6 +26,14 @@ struct sl_venues {
     size_t nidx;
 };
 
+/* The loaders' parsers, on a NUL-terminated buffer they take over (and
+ * free); `path` names the input in errors. For sl_venues_load,
+ * sl_venues_market_share and the fuzz target. */
+sl_venues *sl__venues_parse(char *buf, const char *path, char *errstr,
+                            size_t errstr_size);
+int sl__venues_share_parse(sl_venues *vs, char *buf, const char *path,
+                           char *errstr, size_t errstr_size);
+
 /* Age bands: 0 "unknown", 1 "0-17" ... 7 "65+"; genders: "*" alone when
  * the report is not split by gender, else "F", "M", "X", "unknown". */
 #define SL__VENUE_BANDS 8
