@@ -215,7 +215,8 @@ static int venue_build(sl_job *job, const venue_opts *o, venue_res *r, char *err
     if (!r->subscribers) return SL_EINVAL;
 
     char delay[32];
-    snprintf(delay, sizeof delay, "%lld", (long long)(o->watermark_delay_ms + o->blur_ms));
+    snprintf(delay, sizeof delay, "%lld",
+             (long long)o->watermark_delay_ms + (long long)o->blur_ms);
     sl_stream *s = sl_job_source(job, "file", ev,
                                  (const char *[]){"path", o->events, "time.column", "ts",
                                                   "watermark.delay.ms", delay, NULL});
@@ -322,7 +323,7 @@ int cli_venue_run(int argc, char **argv)
         fprintf(stderr, "sluice: dashboard %s  (metrics %smetrics, status %sstatus)\n",
                 sl__obs_url(obs), sl__obs_url(obs), sl__obs_url(obs));
     venue_res res = {0};
-    if ((rc = venue_build(job, &o, &res, err, sizeof err))) {
+    if (venue_build(job, &o, &res, err, sizeof err) != 0) {
         fprintf(stderr, "sluice run: venue-report: %s\n", err);
         sl__obs_stop(obs);
         venue_free(&res);
