@@ -109,10 +109,11 @@ static const cli_opt savepoint_opts[] = {
 
 static const cli_cmd commands[] = {
     {.name = "run", .args = "JOB [options]",
-     .summary = "run a job: JOB is a built-in job name (telecom-age) or a SQL file "
-                "(FILE.sql)",
+     .summary = "run a job: JOB is a built-in job name (telecom-age, venue-report) or "
+                "a SQL file (FILE.sql)",
      .usage = "run telecom-age [options]\n"
-              "run FILE.sql [--set KEY=VALUE ...] [--quiet]",
+              "run FILE.sql [--set KEY=VALUE ...] [--quiet]\n"
+              "run venue-report [--set KEY=VALUE ...] [--quiet]",
      .about = "Runs a job written in SQL (docs/sql.md, sluice-sql(7)) or the telecom "
               "reference job: events -> pseudonymise -> join subscribers and cells -> "
               "age band -> 1-minute windows per (event_type, area, age_band) with "
@@ -120,7 +121,11 @@ static const cli_cmd commands[] = {
               "\n"
               "Options of telecom-age: each is also --set NAME=VALUE with the name in "
               "brackets; the default is in parentheses. A SQL job takes --set, --quiet "
-              "and --help only.",
+              "and --help only.\n"
+              "\n"
+              "venue-report: the age distribution of the people at public events, "
+              "live and final, k-anonymous (docs/venues.md); `sluice run venue-report "
+              "--help` lists its keys, each set with --set KEY=VALUE.",
      .opts = run_opts, .job_keys = true,
      .notes = "Signals: SIGINT/SIGTERM stop the job gracefully (a final checkpoint "
               "takes everything in flight, sinks commit, exit 0; the next run "
@@ -139,7 +144,9 @@ static const cli_cmd commands[] = {
      .usage = "gen [--out DIR] [--events N] [--subscribers N] [--cells N]\n"
               " [--areas N] [--seed N] [--parts N] [--set KEY=VALUE ...]",
      .about = "Writes DIR/events/events-NNN.csv, DIR/subscribers.csv and "
-              "DIR/cells.csv. Same seed, same data.",
+              "DIR/cells.csv. Same seed, same data. With --set crowd.size=N also a "
+              "staged public event: DIR/events/crowd.csv, DIR/venues.csv and "
+              "DIR/market_share.csv (keys crowd.*; docs/venues.md).",
      .opts = gen_opts},
     {.name = "keygen", .args = "PATH [--id ID]",
      .summary = "create a pseudonymisation key file",
