@@ -640,6 +640,17 @@ typedef struct {
 sl_stream *sl_stream_venue_report(sl_stream *s, const sl_venues *venues,
                                   const sl_venue_report_spec *spec);
 
+/* A lookup table on the job's state backend (state.backend: memory, or
+ * RocksDB under state.rocksdb.dir with state.memory.bound; set them on the
+ * job first): otherwise as sl_table_load, or sl_table_load_rotating when
+ * rot is not NULL. The table must be freed before the job's process ends;
+ * a RocksDB table keeps no row in memory. */
+sl_table *sl_job_table_load(sl_job *job, const char *connector,
+                            const sl_schema *schema, const char *key_col,
+                            const char *const *conf, const sl_keyring *keys,
+                            const sl_rotation *rot, char *errstr,
+                            size_t errstr_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -419,14 +419,12 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
     sl_schema_add(ce, "area", SL_STRING);
 
     const char *const sconf[] = {"path", o->subscribers, NULL};
-    r->subscribers = r->rotating
-        ? sl_table_load_rotating("file", su, "msisdn", sconf, r->keys, &rot, err,
-                                 errsz)
-        : sl_table_load("file", su, "msisdn", sconf, r->keys, err, errsz);
+    r->subscribers = sl_job_table_load(job, "file", su, "msisdn", sconf, r->keys,
+                                       r->rotating ? &rot : NULL, err, errsz);
     if (!r->subscribers) return SL_EINVAL;
-    r->cells = sl_table_load("file", ce, "cell_id",
-                             (const char *[]){"path", o->cells, NULL}, NULL, err,
-                             errsz);
+    r->cells = sl_job_table_load(job, "file", ce, "cell_id",
+                                 (const char *[]){"path", o->cells, NULL}, NULL,
+                                 NULL, err, errsz);
     if (!r->cells) return SL_EINVAL;
 
     char delay[32];

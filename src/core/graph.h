@@ -41,6 +41,9 @@ typedef struct {
     int64_t metrics_linger_ms; /* keep serving this long after the run */
     char *metrics_token_file; /* bearer token for the endpoint; "" = open */
     int64_t metrics_rate_limit; /* requests per second served; 0 = no limit */
+    int state_backend;        /* 0 memory, 1 rocksdb (sl__state_conf) */
+    char *state_rocksdb_dir;  /* "" = <output.dir>/rocksdb */
+    int64_t state_memory_bound; /* bytes: RocksDB block cache + write buffers */
 } sl__job_conf;
 
 struct sl_job {

@@ -80,6 +80,17 @@ static const sl__conf_def job_conf_defs[] = {
      .max = 1000000, .offset = OFF(metrics_rate_limit),
      .desc = "HTTP requests per second the endpoint serves; more get 429 "
              "(0: no limit)"},
+    {.key = "state.backend", .type = SL_CONF_ENUM, .def = "memory",
+     .allowed = "memory|rocksdb", .offset = OFF(state_backend),
+     .desc = "where keyed state lives: memory, or RocksDB on local disk "
+             "(lookup tables; see docs/state.md)"},
+    {.key = "state.rocksdb.dir", .type = SL_CONF_STR, .def = "",
+     .offset = OFF(state_rocksdb_dir),
+     .desc = "RocksDB directory of the process (empty: <output.dir>/rocksdb)"},
+    {.key = "state.memory.bound", .type = SL_CONF_INT, .def = "268435456",
+     .min = 16 << 20, .max = INT64_MAX, .offset = OFF(state_memory_bound),
+     .desc = "bytes RocksDB may use in memory: block cache plus write buffers, "
+             "one total for the process"},
     {0}};
 #undef OFF
 
@@ -407,4 +418,17 @@ sl_stream *sl_stream_key_by(sl_stream *s, const char *const *cols)
     free(n->key);
     n->key = strv_dup(cols);
     return n;
+}
+
+void sl__job_state_conf(const sl_job *j, sl__state_conf *out)
+{
+    const char *dir = j->conf.state_rocksdb_dir;
+    out->backend = j->conf.state_backend;
+    out->memory_bound = j->conf.state_memory_bound;
+    if (dir && *dir)
+        snprintf(out->dir, sizeof out->dir, "%s", dir);
+    else
+        snprintf(out->dir, sizeof out->dir, "%s/rocksdb",
+                 j->conf.output_dir && *j->conf.output_dir ? j->conf.output_dir
+                                                           : ".");
 }

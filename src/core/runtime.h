@@ -283,4 +283,14 @@ int sl__qs_query(sl_job *job, const char *op, const char *const *vals, int nvals
                  sl__qs_answer *ans, char *errstr, size_t errstr_size);
 void sl__qs_answer_free(sl__qs_answer *a);
 
+/* The job's state backend configuration (state.backend, state.rocksdb.dir,
+ * state.memory.bound), read by the state layer when a table loads. */
+typedef struct {
+    int backend;          /* SL__STATE_MEMORY or SL__STATE_ROCKSDB */
+    char dir[1024];       /* RocksDB directory (always set) */
+    int64_t memory_bound; /* bytes */
+} sl__state_conf;
+enum { SL__STATE_MEMORY = 0, SL__STATE_ROCKSDB = 1 };
+void sl__job_state_conf(const sl_job *job, sl__state_conf *out);
+
 #endif

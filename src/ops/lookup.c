@@ -101,7 +101,8 @@ static bool has_glob(const char *p) { return strpbrk(p, "*?[") != NULL; }
 static sl_table *table_load(const char *connector, const sl_schema *schema,
                             const char *key_col, const char *const *conf,
                             const sl_keyring *pseudo, const sl_rotation *rot,
-                            char *errstr, size_t errstr_size)
+                            const sl__state_conf *sc, char *errstr,
+                            size_t errstr_size)
 {
     if (!connector || strcmp(connector, "file") != 0) {
         sl__err(errstr, errstr_size, SL_EINVAL, "table: unknown connector '%s' "
@@ -184,7 +185,11 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
         st = NULL;
         goto out;
     }
-    t = sl__table_new(tschema, kc);
+    t = sl__table_new_on(tschema, kc, sc, errstr, errstr_size);
+    if (!t) {
+        rc = SL_EIO;
+        goto out;
+    }
     rc = load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
     /* An empty table is a misconfiguration far more often than a wish (a
      * wrong path or pattern, or every record bad), and every join against
@@ -212,8 +217,8 @@ sl_table *sl_table_load(const char *connector, const sl_schema *schema,
                         const sl_keyring *pseudo, char *errstr,
                         size_t errstr_size)
 {
-    return table_load(connector, schema, key_col, conf, pseudo, NULL, errstr,
-                      errstr_size);
+    return table_load(connector, schema, key_col, conf, pseudo, NULL, NULL,
+                      errstr, errstr_size);
 }
 
 sl_table *sl_table_load_rotating(const char *connector,
@@ -235,7 +240,38 @@ sl_table *sl_table_load_rotating(const char *connector,
         sl__err(errstr, errstr_size, rc, "table: %s", err);
         return NULL;
     }
-    return table_load(connector, schema, key_col, conf, keys, rot, errstr,
+    return table_load(connector, schema, key_col, conf, keys, rot, NULL, errstr,
+                      errstr_size);
+}
+
+sl_table *sl_job_table_load(sl_job *job, const char *connector,
+                            const sl_schema *schema, const char *key_col,
+                            const char *const *conf, const sl_keyring *keys,
+                            const sl_rotation *rot, char *errstr,
+                            size_t errstr_size)
+{
+    if (!job) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: no job");
+        return NULL;
+    }
+    sl__state_conf sc;
+    sl__job_state_conf(job, &sc);
+    if (!rot)
+        return table_load(connector, schema, key_col, conf, keys, NULL, &sc,
+                          errstr, errstr_size);
+    if (!keys || rot->period_ms <= 0) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: rotation needs a "
+                "keyring and a period_ms > 0");
+        return NULL;
+    }
+    char err[512];
+    int rc = sl__keyring_check_rotation(keys, rot->domain, rot->period_ms, err,
+                                        sizeof err);
+    if (rc) {
+        sl__err(errstr, errstr_size, rc, "table: %s", err);
+        return NULL;
+    }
+    return table_load(connector, schema, key_col, conf, keys, rot, &sc, errstr,
                       errstr_size);
 }
 
@@ -251,6 +287,8 @@ typedef struct {
     uint64_t *hash;
     const sl_batch **chunk; /* matched chunk per row, NULL = no match */
     uint32_t *row;
+    sl_batch *fetched; /* disk table: the rows of the current batch */
+    sl_job *job;
 } lookup_op;
 
 static void lk_close(void *st)
@@ -260,6 +298,7 @@ static void lk_close(void *st)
     free(p->hash);
     free(p->chunk);
     free(p->row);
+    sl__batch_free(p->fetched);
     free(p);
 }
 
@@ -270,6 +309,10 @@ static void lk_reserve(lookup_op *p, uint32_t n)
     p->hash = sl__xrealloc(p->hash, sizeof *p->hash * n);
     p->chunk = sl__xrealloc(p->chunk, sizeof *p->chunk * n);
     p->row = sl__xrealloc(p->row, sizeof *p->row * n);
+    if (sl__table_on_disk(p->c.table)) {
+        sl__batch_free(p->fetched);
+        p->fetched = sl__batch_new(sl__table_schema(p->c.table), n);
+    }
 }
 
 static size_t type_width(sl_type ty)
@@ -280,7 +323,6 @@ static size_t type_width(sl_type ty)
 static int lk_open(void **st, const void *conf, const sl__opinfo *info,
                    sl__ctx *ctx, char *errstr, size_t errstr_size)
 {
-    (void)ctx;
     const sl__lookup_conf *c = conf;
     const sl_schema *ts = sl__table_schema(c->table);
     if (!ts || c->key_col < 0 || c->key_col >= info->in->n ||
@@ -297,8 +339,24 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
         p->width[j] = type_width(ts->cols[c->tcols[j]].type);
         p->nulls[j] = sl__table_has_nulls(c->table, c->tcols[j]);
     }
+    p->job = ctx ? ctx->job : NULL;
     lk_reserve(p, info->batch_cap ? info->batch_cap : 1024);
     *st = p;
+    return 0;
+}
+
+/* A disk table: one multi-get for the batch (rows into p->fetched). */
+static int lk_fetch(lookup_op *p, const sl_batch *b)
+{
+    char err[512];
+    int rc = sl__table_fetch(p->c.table, b, p->c.key_col, p->fetched, p->row,
+                             err, sizeof err);
+    if (rc) {
+        if (p->job) sl__job_fail(p->job, rc, "lookup: %s", err);
+        return rc;
+    }
+    for (uint32_t i = 0; i < b->n; i++)
+        p->chunk[i] = p->row[i] == UINT32_MAX ? NULL : p->fetched;
     return 0;
 }
 
@@ -361,6 +419,13 @@ static void lk_gather(lookup_op *p, sl_batch *o, int oc, int j, int tc, sl_type 
         case SL_STRING: /* the table outlives the job: referenced (sl_str) */
             ((sl_str *)o->cols[oc].data)[i] =
                 ov[i] ? ((const sl_str *)c->cols[tc].data)[r] : (sl_str){"", 0};
+            if (ov[i] && p->fetched && ((sl_str *)o->cols[oc].data)[i].len) {
+                /* a disk table's row lives until the next batch: copied */
+                sl_str *v = (sl_str *)o->cols[oc].data + i;
+                char *cp = sl__arena_alloc(&o->arena, v->len);
+                memcpy(cp, v->ptr, v->len);
+                v->ptr = cp;
+            }
             break;
         default: /* INT64, TIMESTAMP, FLOAT64: 8 bytes, copied as bytes */
             if (ov[i])
@@ -382,7 +447,15 @@ static int lk_batch(void *st, sl_batch *b, sl__out *out)
         return 0;
     }
     lk_reserve(p, n);
-    lk_probe(p, b);
+    if (p->fetched) {
+        int rc = lk_fetch(p, b);
+        if (rc) {
+            sl__batch_free(b);
+            return rc;
+        }
+    } else {
+        lk_probe(p, b);
+    }
     sl__batch_extend(b, p->out); /* in place: the input columns stay */
     for (int j = 0; j < p->c.ncols; j++)
         lk_gather(p, b, p->nin + j, j, p->c.tcols[j], p->out->cols[p->nin + j].type);

@@ -409,9 +409,10 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
         sql_pjoin *pj = &q->joins[j];
         if (pj->table) continue;
         const char *conn = "file";
-        pj->table = sl_table_load(conn, pj->schema, pj->tab->pk,
-                                  (const char *const *)pj->conf,
-                                  pj->pseudo ? q->keyring : NULL, e2, sizeof e2);
+        pj->table = sl_job_table_load(job, conn, pj->schema, pj->tab->pk,
+                                      (const char *const *)pj->conf,
+                                      pj->pseudo ? q->keyring : NULL, NULL, e2,
+                                      sizeof e2);
         if (!pj->table) return place_error(q, pj->tab, e2, err, errsz, SL_EINVAL);
     }
     char **conf = NULL;

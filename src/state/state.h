@@ -1,6 +1,8 @@
-/* state.h — the state layer's interface. For now: in-memory lookup tables,
- * loaded whole before a job starts and read-only afterwards (so any number
- * of tasks may probe one table at once without locks).
+/* state.h — the state layer's interface: lookup tables, loaded whole
+ * before a job starts and read-only afterwards (so any number of tasks may
+ * probe one table at once without locks), kept in memory or, with
+ * state.backend = rocksdb, in the process's RocksDB instance (the keyed
+ * state store sl__ks below; docs/state.md).
  *
  * A table keeps its rows column-wise in chunks of up to SL__TABLE_CHUNK_MAX
  * rows (sl_batch, strings in each chunk's arena) and an open-addressing
@@ -11,6 +13,7 @@
 #define SL_STATE_H
 
 #include "core/core.h"
+#include "core/runtime.h"
 
 #define SL__TABLE_CHUNK 4096         /* rows of the first chunk */
 #define SL__TABLE_CHUNK_MAX (1u << 18) /* later ones double up to this */
@@ -49,5 +52,59 @@ int sl__table_find_i64_h(const sl_table *t, int64_t key, uint64_t hash,
                          const sl_batch **chunk, uint32_t *row);
 int sl__table_find_str_h(const sl_table *t, const char *key, size_t len,
                          uint64_t hash, const sl_batch **chunk, uint32_t *row);
+
+/* ---- tables on the state backend ---------------------------------------- */
+/* As sl__table_new, on the backend sc names (NULL: memory). A RocksDB
+ * table keeps its rows in a column family of the process's instance and
+ * no row in memory; find_* and prefetch then find nothing: probe it with
+ * sl__table_fetch. Returns NULL with errstr set on failure. */
+sl_table *sl__table_new_on(const sl_schema *s, int key_col,
+                           const sl__state_conf *sc, char *errstr,
+                           size_t errstr_size);
+/* Whether the table lives on disk (rows come from sl__table_fetch). */
+bool sl__table_on_disk(const sl_table *t);
+/* Disk tables: for every DATA row i of b whose key (column bkey, same type
+ * as the table's key) is not NULL, looks the key up; a found row is
+ * appended to dst (the table's schema, cap >= b->n; cleared first, strings
+ * in its arena) and row_of[i] is its index there, else row_of[i] is
+ * UINT32_MAX. Safe from many threads at once. Returns 0 or SL_EIO. */
+int sl__table_fetch(const sl_table *t, const sl_batch *b, int bkey,
+                    sl_batch *dst, uint32_t *row_of, char *errstr,
+                    size_t errstr_size);
+/* Bytes of the table's SST files on disk (0 in memory). */
+uint64_t sl__table_disk_bytes(const sl_table *t);
+
+/* ---- the keyed state store: RocksDB, one instance per process ------------ */
+/* One column family of the process's RocksDB instance (src/state/rocks.c).
+ * All share one block cache and one write-buffer total under
+ * sc->memory_bound; the first open creates the instance in sc->dir
+ * (emptied first), the last drop closes and removes it. */
+typedef struct sl__ks sl__ks;
+typedef struct {
+    const char *key;
+    size_t klen;
+    const char *val; /* NULL: delete key */
+    size_t vlen;
+} sl__ks_op;
+sl__ks *sl__ks_open(const sl__state_conf *sc, char *errstr, size_t errstr_size);
+void sl__ks_drop(sl__ks *ks);
+/* Applies ops[0..n) atomically (one write batch), in order. */
+int sl__ks_write(sl__ks *ks, const sl__ks_op *ops, size_t n, char *errstr,
+                 size_t errstr_size);
+/* vals[i]: a copy of key i's value (free with sl__ks_value_free) or NULL
+ * when absent. */
+int sl__ks_multi_get(sl__ks *ks, size_t n, const char *const *keys,
+                     const size_t *klen, char **vals, size_t *vlen,
+                     char *errstr, size_t errstr_size);
+void sl__ks_value_free(char *v);
+/* Calls fn on every key starting with prefix, in key order, until fn
+ * returns non-zero (returned). */
+int sl__ks_scan(sl__ks *ks, const void *prefix, size_t plen,
+                int (*fn)(void *arg, const char *k, size_t kl, const char *v,
+                          size_t vl),
+                void *arg, char *errstr, size_t errstr_size);
+/* Writes the memtables out to SST files and waits. */
+int sl__ks_flush(sl__ks *ks, char *errstr, size_t errstr_size);
+uint64_t sl__ks_disk_bytes(sl__ks *ks); /* SST bytes of this column family */
 
 #endif

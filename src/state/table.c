@@ -8,7 +8,8 @@
  * distinct values. Tables
  * are built single-threaded by sl__table_append and never change
  * afterwards, so lookups need no locks. They are not snapshotted: a job
- * reloads its tables at start.
+ * reloads its tables at start. With state.backend = rocksdb the rows go
+ * to RocksDB instead (tabledisk.c) and the chunks and index stay empty.
  *
  * Invariants:
  * 1. Every stored row has a non-NULL key (sl__table_append skips others).
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #include "core/hashmap.h"
+#include "state/dtab.h"
 #include "state/state.h"
 
 #define STR_SEED 0x7461626c65ULL
@@ -45,6 +47,7 @@ struct sl_table {
     uint64_t mask; /* slots: mask + 1 entries */
     bool nulls[SL_MAX_COLS]; /* a stored row is NULL in that column */
     sl__bmap *intern[SL_MAX_COLS]; /* STRING column: value -> shared copy */
+    sl__dtab *disk; /* state.backend = rocksdb: the rows (no chunks, no slots used) */
 };
 
 static slot *slots_new(uint64_t n) { return sl__huge_alloc(n * sizeof(slot)); }
@@ -63,9 +66,45 @@ sl_table *sl__table_new(const sl_schema *s, int key_col)
     return t;
 }
 
+sl_table *sl__table_new_on(const sl_schema *s, int key_col,
+                           const sl__state_conf *sc, char *errstr,
+                           size_t errstr_size)
+{
+    sl_table *t = sl__table_new(s, key_col);
+    if (!t) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "table: bad key column");
+        return NULL;
+    }
+    if (!sc || sc->backend != SL__STATE_ROCKSDB) return t;
+    t->disk = sl__dtab_new(t->schema, key_col, sc, errstr, errstr_size);
+    if (!t->disk) {
+        sl_table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+bool sl__table_on_disk(const sl_table *t) { return t && t->disk; }
+
+int sl__table_fetch(const sl_table *t, const sl_batch *b, int bkey,
+                    sl_batch *dst, uint32_t *row_of, char *errstr,
+                    size_t errstr_size)
+{
+    if (!t->disk)
+        return sl__err(errstr, errstr_size, SL_EINTERNAL,
+                       "table: fetch on a memory table");
+    return sl__dtab_fetch(t->disk, b, bkey, dst, row_of, errstr, errstr_size);
+}
+
+uint64_t sl__table_disk_bytes(const sl_table *t)
+{
+    return t && t->disk ? sl__dtab_disk_bytes(t->disk) : 0;
+}
+
 void sl_table_free(sl_table *t)
 {
     if (!t) return;
+    sl__dtab_free(t->disk);
     for (size_t i = 0; i < t->nchunks; i++) sl__batch_free(t->chunks[i]);
     free(t->chunks);
     sl__huge_free(t->slots, (t->mask + 1) * sizeof(slot));
@@ -295,6 +334,9 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
 {
     int rc = check_schema(t, b->schema, errstr, errstr_size);
     if (rc) return rc;
+    if (t->disk)
+        return sl__dtab_append(t->disk, b, &t->nkeys, &t->stored, t->nulls,
+                               errstr, errstr_size);
     if (t->nchunks + b->n / SL__TABLE_CHUNK + 2 >= UINT32_MAX)
         return sl__err(errstr, errstr_size, SL_EINVAL, "table: too many rows");
     const uint8_t *kv = b->cols[t->key_col].valid;

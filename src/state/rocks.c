@@ -1,0 +1,267 @@
+/* rocks.c — the RocksDB keyed-state store (sl__ks, state.h): one RocksDB
+ * instance per process under state.rocksdb.dir, one column family per
+ * state (a lookup table today), all sharing one LRU block cache and one
+ * total write-buffer size (db_write_buffer_size) so that the memory RocksDB
+ * uses stays under state.memory.bound however large the state grows:
+ *
+ *   block cache         1/2 of the bound (data, index and filter blocks:
+ *                       cache_index_and_filter_blocks, so they count too)
+ *   write buffers       1/4 (all memtables of all column families)
+ *   the rest            table readers, iterators, allocator slack
+ *
+ * Debian 12's RocksDB 7.8 C API has no write-buffer-manager calls, hence
+ * the db-wide write-buffer size. The first sl__ks_open of a process opens
+ * the instance (its directory is emptied first: nothing in it outlives a
+ * run yet, lookup tables are reloaded at start); the last sl__ks_drop
+ * closes it and removes its files. Writes skip the WAL for the same
+ * reason. Reads (sl__ks_multi_get, sl__ks_scan) are safe from any number
+ * of threads at once; writes to one column family come from one thread.
+ *
+ * Invariant: g.db is open exactly while g.refs > 0, with g.dir and g.bound
+ * the configuration it was opened with. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rocksdb/c.h>
+
+#include "state/state.h"
+
+struct sl__ks {
+    rocksdb_column_family_handle_t *cf;
+    char name[32];
+};
+
+static struct {
+    pthread_mutex_t mu;
+    rocksdb_t *db;
+    rocksdb_options_t *opts;      /* db and column family options */
+    rocksdb_block_based_table_options_t *bbto;
+    rocksdb_cache_t *cache;
+    rocksdb_writeoptions_t *wo;
+    rocksdb_readoptions_t *ro;
+    char dir[1024];
+    int64_t bound;
+    int refs;
+    unsigned long next_cf;
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void db_free_opts(void)
+{
+    if (g.wo) rocksdb_writeoptions_destroy(g.wo);
+    if (g.ro) rocksdb_readoptions_destroy(g.ro);
+    if (g.opts) rocksdb_options_destroy(g.opts);
+    if (g.bbto) rocksdb_block_based_options_destroy(g.bbto);
+    if (g.cache) rocksdb_cache_destroy(g.cache);
+    g.wo = NULL;
+    g.ro = NULL;
+    g.opts = NULL;
+    g.bbto = NULL;
+    g.cache = NULL;
+}
+
+/* Opens the process's instance; g.mu held. */
+static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
+{
+    int64_t b = sc->memory_bound;
+    if (sl__mkdirs(sc->dir))
+        return sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: "
+                       "cannot create: %s", sc->dir, strerror(errno));
+    g.cache = rocksdb_cache_create_lru((size_t)(b / 2));
+    g.bbto = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(g.bbto, g.cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(g.bbto, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(g.bbto, 1);
+    rocksdb_block_based_options_set_filter_policy(
+        g.bbto, rocksdb_filterpolicy_create_bloom_full(10));
+    g.opts = rocksdb_options_create();
+    rocksdb_options_set_block_based_table_factory(g.opts, g.bbto);
+    rocksdb_options_set_create_if_missing(g.opts, 1);
+    rocksdb_options_set_db_write_buffer_size(g.opts, (size_t)(b / 4));
+    int64_t wb = b / 8 < (64 << 20) ? b / 8 : (64 << 20);
+    rocksdb_options_set_write_buffer_size(g.opts, (size_t)wb);
+    rocksdb_options_set_max_write_buffer_number(g.opts, 2);
+    rocksdb_options_set_target_file_size_base(g.opts, 64u << 20);
+    rocksdb_options_set_max_background_jobs(g.opts, 2);
+    rocksdb_options_set_max_open_files(g.opts, 512);
+    rocksdb_options_compaction_readahead_size(g.opts, 0);
+    rocksdb_options_set_compression(g.opts, rocksdb_lz4_compression);
+    rocksdb_options_set_info_log_level(g.opts, 3); /* errors only */
+    char *err = NULL;
+    rocksdb_destroy_db(g.opts, sc->dir, &err); /* nothing in it outlives a run */
+    if (err) {
+        sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: %s", sc->dir,
+                err);
+        free(err);
+        db_free_opts();
+        return SL_EIO;
+    }
+    g.db = rocksdb_open(g.opts, sc->dir, &err);
+    if (!g.db) {
+        sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: cannot open "
+                "RocksDB: %s", sc->dir, err ? err : "unknown error");
+        free(err);
+        db_free_opts();
+        return SL_EIO;
+    }
+    g.wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_disable_WAL(g.wo, 1);
+    g.ro = rocksdb_readoptions_create();
+    snprintf(g.dir, sizeof g.dir, "%s", sc->dir);
+    g.bound = b;
+    return 0;
+}
+
+sl__ks *sl__ks_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
+{
+    pthread_mutex_lock(&g.mu);
+    if (g.refs > 0 && (strcmp(g.dir, sc->dir) != 0 || g.bound != sc->memory_bound)) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "state.rocksdb.dir: this process "
+                "already has RocksDB open at %s with state.memory.bound %lld; "
+                "one instance per process", g.dir, (long long)g.bound);
+        pthread_mutex_unlock(&g.mu);
+        return NULL;
+    }
+    if (g.refs == 0 && db_open(sc, errstr, errstr_size)) {
+        pthread_mutex_unlock(&g.mu);
+        return NULL;
+    }
+    sl__ks *ks = sl__xcalloc(1, sizeof *ks);
+    snprintf(ks->name, sizeof ks->name, "s%lu", g.next_cf++);
+    char *err = NULL;
+    ks->cf = rocksdb_create_column_family(g.db, g.opts, ks->name, &err);
+    if (!ks->cf) {
+        sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB: %s",
+                err ? err : "cannot create a column family");
+        free(err);
+        free(ks);
+        if (g.refs == 0) {
+            rocksdb_close(g.db);
+            g.db = NULL;
+            db_free_opts();
+        }
+        pthread_mutex_unlock(&g.mu);
+        return NULL;
+    }
+    g.refs++;
+    pthread_mutex_unlock(&g.mu);
+    return ks;
+}
+
+void sl__ks_drop(sl__ks *ks)
+{
+    if (!ks) return;
+    pthread_mutex_lock(&g.mu);
+    char *err = NULL;
+    rocksdb_drop_column_family(g.db, ks->cf, &err);
+    free(err);
+    rocksdb_column_family_handle_destroy(ks->cf);
+    free(ks);
+    if (--g.refs == 0) {
+        rocksdb_close(g.db);
+        g.db = NULL;
+        err = NULL;
+        rocksdb_destroy_db(g.opts, g.dir, &err);
+        free(err);
+        db_free_opts();
+    }
+    pthread_mutex_unlock(&g.mu);
+}
+
+int sl__ks_write(sl__ks *ks, const sl__ks_op *ops, size_t n, char *errstr,
+                 size_t errstr_size)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].val)
+            rocksdb_writebatch_put_cf(wb, ks->cf, ops[i].key, ops[i].klen,
+                                      ops[i].val, ops[i].vlen);
+        else
+            rocksdb_writebatch_delete_cf(wb, ks->cf, ops[i].key, ops[i].klen);
+    }
+    char *err = NULL;
+    rocksdb_write(g.db, g.wo, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    if (err) {
+        sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB write: %s", err);
+        free(err);
+        return SL_EIO;
+    }
+    return 0;
+}
+
+int sl__ks_multi_get(sl__ks *ks, size_t n, const char *const *keys,
+                     const size_t *klen, char **vals, size_t *vlen,
+                     char *errstr, size_t errstr_size)
+{
+    if (n == 0) return 0;
+    const rocksdb_column_family_handle_t **cfs = sl__xmalloc(n * sizeof *cfs);
+    char **errs = sl__xcalloc(n, sizeof *errs);
+    for (size_t i = 0; i < n; i++) cfs[i] = ks->cf;
+    rocksdb_multi_get_cf(g.db, g.ro, cfs, n, keys, klen, vals, vlen, errs);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!errs[i]) continue;
+        if (!rc)
+            rc = sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB read: %s",
+                         errs[i]);
+        free(errs[i]);
+        rocksdb_free(vals[i]);
+        vals[i] = NULL;
+    }
+    free(errs);
+    free(cfs);
+    return rc;
+}
+
+void sl__ks_value_free(char *v) { rocksdb_free(v); }
+
+int sl__ks_scan(sl__ks *ks, const void *prefix, size_t plen,
+                int (*fn)(void *arg, const char *k, size_t kl, const char *v,
+                          size_t vl),
+                void *arg, char *errstr, size_t errstr_size)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(g.db, g.ro, ks->cf);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < plen || (plen && memcmp(k, prefix, plen) != 0)) break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        if ((rc = fn(arg, k, kl, v, vl))) break;
+    }
+    char *err = NULL;
+    if (!rc) rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err) {
+        rc = sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB scan: %s", err);
+        free(err);
+    }
+    return rc;
+}
+
+int sl__ks_flush(sl__ks *ks, char *errstr, size_t errstr_size)
+{
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    char *err = NULL;
+    rocksdb_flush_cf(g.db, fo, ks->cf, &err);
+    rocksdb_flushoptions_destroy(fo);
+    if (err) {
+        sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB flush: %s", err);
+        free(err);
+        return SL_EIO;
+    }
+    return 0;
+}
+
+uint64_t sl__ks_disk_bytes(sl__ks *ks)
+{
+    char *v = rocksdb_property_value_cf(g.db, ks->cf, "rocksdb.total-sst-files-size");
+    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
