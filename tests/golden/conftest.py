@@ -29,8 +29,28 @@ def seed():
     return s
 
 
+# Every golden test runs once per state backend (docs/state.md): the
+# `state_backend` fixture below sets SLUICE_STATE_BACKEND, and sluice() adds
+# `--set state.backend=...` to each `sluice run`.
+BACKENDS = ("memory", "rocksdb")
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def state_backend(request, monkeypatch):
+    monkeypatch.setenv("SLUICE_STATE_BACKEND", request.param)
+    return request.param
+
+
+def backend_args(args):
+    """`--set state.backend=B` for a `sluice run` when SLUICE_STATE_BACKEND is set."""
+    b = os.environ.get("SLUICE_STATE_BACKEND")
+    return ["--set", f"state.backend={b}"] if b and args and args[0] == "run" else []
+
+
 def sluice(*args, check=True, **kw):
-    r = subprocess.run([SLUICE, *map(str, args)], capture_output=True, text=True, **kw)
+    args = [*map(str, args)]
+    args += backend_args(args)
+    r = subprocess.run([SLUICE, *args], capture_output=True, text=True, **kw)
     if check and r.returncode != 0:
         raise AssertionError(f"sluice {' '.join(map(str, args))} failed ({r.returncode}):\n"
                              f"{r.stdout}\n{r.stderr}")
