@@ -1,7 +1,9 @@
 /* test_lookup.c — lookup tables (state/table.c) built directly and through
  * the file source, with INT64, STRING and pseudonymised keys, and the left
  * lookup join operator: matches, missing keys, NULL keys, canaries,
- * duplicates (last row wins); and the builder's validation. */
+ * duplicates (last row wins); and the builder's validation. The join tests
+ * run once per state backend: memory, and RocksDB (state.backend = rocksdb,
+ * tables in the process's RocksDB instance, tabledisk.c). */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -18,6 +20,35 @@ static sl_keyring *g_keys;
 static sl_schema *g_cells;  /* cell_id BIGINT, area VARCHAR, pop BIGINT */
 static sl_schema *g_subs;   /* msisdn VARCHAR, birth_date TIMESTAMP, gender */
 static sl_schema *g_events; /* ts, cell_id, msisdn, sub BIGINT */
+static const sl__state_conf *g_sc; /* the backend of the tables; NULL memory */
+static sl__state_conf g_rocks;
+
+static int use_rocksdb(void **state)
+{
+    (void)state;
+    g_rocks = (sl__state_conf){.backend = SL__STATE_ROCKSDB,
+                               .memory_bound = 32 << 20};
+    snprintf(g_rocks.dir, sizeof g_rocks.dir, "%s/rocksdb", g_dir);
+    g_sc = &g_rocks;
+    return 0;
+}
+
+static int use_memory(void **state)
+{
+    (void)state;
+    g_sc = NULL;
+    return 0;
+}
+
+/* A new table on the backend under test. */
+static sl_table *new_table(const sl_schema *s, int key_col)
+{
+    char err[512] = "";
+    sl_table *t = sl__table_new_on(s, key_col, g_sc, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    assert_int_equal(sl__table_on_disk(t), g_sc != NULL);
+    return t;
+}
 
 static int setup(void **state)
 {
@@ -85,7 +116,7 @@ static sl_table *cells_table(void)
 {
     const cell c[] = {{1, "north", 10}, {2, "south", 20}, {3, NULL, 30},
                       {-1, "nowhere", 99}, {2, "south-2", 25}};
-    sl_table *t = sl__table_new(g_cells, 0);
+    sl_table *t = new_table(g_cells, 0);
     assert_non_null(t);
     sl_batch *b = cells_batch(c, 5);
     char err[256] = "";
@@ -196,7 +227,7 @@ static sl_table *pseudo_table(const char *const *ids, uint32_t n)
     sl__hmac *h = sl__hmac_new(g_keys, NULL, 0);
     sl_batch *raw = subs_batch(ids, n);
     sl_batch *p = sl__pseudo_batch(h, NULL, raw, 0, ts);
-    sl_table *t = sl__table_new(ts, 0);
+    sl_table *t = new_table(ts, 0);
     assert_int_equal(sl__table_append(t, p, NULL, 0), 0);
     sl__batch_free(raw);
     sl__batch_free(p);
@@ -280,6 +311,8 @@ static void test_join_int(void **state)
 {
     (void)state;
     sl_table *t = cells_table();
+    assert_int_equal(sl_table_rows(t), 3); /* 1, 2, 3: NULL key dropped */
+    assert_int_equal(sl__table_stored(t), 4);
     sl__lookup_conf conf = {.key_col = 1, .table = t, .ncols = 2,
                             .tcols = {1, 2}};
     harness hs;
@@ -323,7 +356,7 @@ static void test_join_str_and_pseudo(void **state)
     (void)state;
     const char *subs[] = {"491700000001", "491700000002", "491700000003"};
     /* STRING keys: join on the raw column */
-    sl_table *ts = sl__table_new(g_subs, 0);
+    sl_table *ts = new_table(g_subs, 0);
     sl_batch *sb = subs_batch(subs, 3);
     assert_int_equal(sl__table_append(ts, sb, NULL, 0), 0);
     sl__batch_free(sb);
@@ -353,8 +386,11 @@ static void test_join_str_and_pseudo(void **state)
     assert_string_equal(sl_schema_col_name(sch, 0), "msisdn");
     const sl_batch *ch;
     uint32_t row;
-    assert_int_equal(sl__table_find_i64(tp, pseudo_of(subs[1]), &ch, &row), 1);
-    assert_int_equal(sl_batch_i64(ch, 0)[row], pseudo_of(subs[1]));
+    assert_int_equal(sl_table_rows(tp), 3);
+    if (!sl__table_on_disk(tp)) {
+        assert_int_equal(sl__table_find_i64(tp, pseudo_of(subs[1]), &ch, &row), 1);
+        assert_int_equal(sl_batch_i64(ch, 0)[row], pseudo_of(subs[1]));
+    }
     conf = (sl__lookup_conf){.key_col = 3, .table = tp, .ncols = 1,
                              .tcols = {1}};
     harness_open(&hs, &conf);
@@ -796,6 +832,9 @@ int main(void)
         cmocka_unit_test(test_table_str),
         cmocka_unit_test(test_join_int),
         cmocka_unit_test(test_join_str_and_pseudo),
+        cmocka_unit_test_setup_teardown(test_join_int, use_rocksdb, use_memory),
+        cmocka_unit_test_setup_teardown(test_join_str_and_pseudo, use_rocksdb,
+                                        use_memory),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_job),
         cmocka_unit_test(test_join_under_rotation),

@@ -1,0 +1,289 @@
+/* test_state.c — the RocksDB keyed-state store (state/rocks.c: put, delete,
+ * multi-get, prefix scan in key order, flush, one instance per process)
+ * and lookup tables on it (state/tabledisk.c) against the memory table as
+ * the model: random rows with duplicate, NULL and negative keys, NULL
+ * values and strings of every length, loaded into both; every probe must
+ * give the same row, and rows/stored/has_nulls must agree. The seed is
+ * SEED or a fixed default, printed. */
+#include "testutil.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "state/state.h"
+
+static char g_dir[] = "/tmp/sl_test_state_XXXXXX";
+static uint64_t g_seed = 20261124;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(g_dir)) return -1;
+    const char *env = getenv("SEED");
+    if (env && *env) g_seed = strtoull(env, NULL, 10);
+    printf("  seed %" PRIu64 " (set SEED to reproduce)\n", g_seed);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static sl__state_conf rocks_conf(const char *sub)
+{
+    sl__state_conf sc = {.backend = SL__STATE_ROCKSDB, .memory_bound = 32 << 20};
+    snprintf(sc.dir, sizeof sc.dir, "%s/%s", g_dir, sub);
+    return sc;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s += 0x9e3779b97f4a7c15ULL;
+    uint64_t z = *s;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* ---- the store ----------------------------------------------------------- */
+typedef struct {
+    char keys[8][8];
+    int n;
+} scan_acc;
+
+static int collect(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    scan_acc *a = arg;
+    assert_true(kl < 8 && a->n < 8);
+    memcpy(a->keys[a->n], k, kl);
+    a->keys[a->n][kl] = 0;
+    assert_int_equal(vl, 1);
+    assert_int_equal(v[0], k[kl - 1]); /* the value is the key's last byte */
+    a->n++;
+    return 0;
+}
+
+static void test_store(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    sl__state_conf sc = rocks_conf("store");
+    sl__ks *a = sl__ks_open(&sc, err, sizeof err);
+    if (!a) fail_msg("%s", err);
+    sl__ks *b = sl__ks_open(&sc, err, sizeof err); /* a second column family */
+    if (!b) fail_msg("%s", err);
+    const sl__ks_op ops[] = {
+        {"w2:b", 4, "b", 1}, {"w1:z", 4, "z", 1}, {"w1:a", 4, "a", 1},
+        {"w10:c", 5, "c", 1}, {"w1:m", 4, "m", 1}, {"w1:z", 4, NULL, 0},
+    };
+    assert_int_equal(sl__ks_write(a, ops, 6, err, sizeof err), 0);
+    assert_int_equal(sl__ks_write(b, ops, 1, err, sizeof err), 0);
+    /* prefix scan: only the prefix, in key order, without the deleted key */
+    scan_acc acc = {0};
+    assert_int_equal(sl__ks_scan(a, "w1:", 3, collect, &acc, err, sizeof err), 0);
+    assert_int_equal(acc.n, 2);
+    assert_string_equal(acc.keys[0], "w1:a");
+    assert_string_equal(acc.keys[1], "w1:m");
+    acc.n = 0;
+    assert_int_equal(sl__ks_scan(b, "w1:", 3, collect, &acc, err, sizeof err), 0);
+    assert_int_equal(acc.n, 0); /* column families are apart */
+    /* multi-get */
+    const char *keys[] = {"w2:b", "w1:z", "w10:c", "nope"};
+    const size_t kl[] = {4, 4, 5, 4};
+    char *vals[4];
+    size_t vl[4];
+    assert_int_equal(sl__ks_multi_get(a, 4, keys, kl, vals, vl, err, sizeof err), 0);
+    assert_non_null(vals[0]);
+    assert_int_equal(vl[0], 1);
+    assert_int_equal(vals[0][0], 'b');
+    assert_null(vals[1]);
+    assert_non_null(vals[2]);
+    assert_int_equal(vals[2][0], 'c');
+    assert_null(vals[3]);
+    for (int i = 0; i < 4; i++) sl__ks_value_free(vals[i]);
+    /* flushed state is on disk */
+    assert_int_equal(sl__ks_disk_bytes(a), 0);
+    assert_int_equal(sl__ks_flush(a, err, sizeof err), 0);
+    assert_true(sl__ks_disk_bytes(a) > 0);
+    /* one instance per process: another directory is refused by name */
+    sl__state_conf other = rocks_conf("other");
+    assert_null(sl__ks_open(&other, err, sizeof err));
+    assert_non_null(strstr(err, "state.rocksdb.dir"));
+    sl__ks_drop(b);
+    sl__ks_drop(a);
+    /* the last drop closed the instance: now another directory opens */
+    sl__ks *c = sl__ks_open(&other, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    sl__ks_drop(c);
+    char cur[1100];
+    snprintf(cur, sizeof cur, "%s/CURRENT", other.dir);
+    assert_int_not_equal(access(cur, F_OK), 0); /* its files are removed */
+}
+
+/* ---- tables: RocksDB against the memory model ----------------------------- */
+static sl_schema *table_schema(sl_type key)
+{
+    sl_schema *s = sl_schema_new();
+    sl_schema_add(s, "k", key);
+    sl_schema_add(s, "name", SL_STRING);
+    sl_schema_add(s, "n", SL_INT64);
+    sl_schema_add(s, "x", SL_FLOAT64);
+    sl_schema_add(s, "flag", SL_BOOL);
+    return s;
+}
+
+static void fill_key(sl_batch *b, uint32_t i, sl_type kt, int64_t k)
+{
+    if (kt == SL_INT64) {
+        sl_batch_i64(b, 0)[i] = k;
+    } else {
+        char t[32];
+        int n = k % 7 == 0 ? 0 : snprintf(t, sizeof t, "s%" PRId64, k);
+        sl_batch_set_str(b, 0, i, t, (size_t)n); /* k % 7 == 0: "" */
+    }
+}
+
+static sl_batch *random_rows(const sl_schema *s, sl_type kt, uint32_t n,
+                             uint64_t *rs)
+{
+    sl_batch *b = sl__batch_new(s, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t r = rnd(rs);
+        if (r % 23 == 0) sl_batch_valid(b, 0)[i] = 0; /* NULL key */
+        else fill_key(b, i, kt, (int64_t)(rnd(rs) % 600) - 300);
+        char name[80];
+        size_t len = rnd(rs) % 60;
+        for (size_t j = 0; j < len; j++) name[j] = (char)('a' + rnd(rs) % 26);
+        if (r % 5 == 1) sl_batch_valid(b, 1)[i] = 0;
+        else sl_batch_set_str(b, 1, i, name, len);
+        if (r % 7 == 2) sl_batch_valid(b, 2)[i] = 0;
+        else sl_batch_i64(b, 2)[i] = (int64_t)rnd(rs);
+        ((double *)sl_batch_i64(b, 3))[i] = (double)(rnd(rs) % 1000) / 8;
+        ((uint8_t *)sl_batch_i64(b, 4))[i] = (uint8_t)(rnd(rs) & 1);
+    }
+    sl_batch_set_len(b, n);
+    return b;
+}
+
+static void same_row(const sl_batch *m, uint32_t mr, const sl_batch *d, uint32_t dr)
+{
+    for (int c = 0; c < 5; c++) {
+        assert_int_equal(m->cols[c].valid[mr], d->cols[c].valid[dr]);
+        if (!m->cols[c].valid[mr]) continue;
+        sl_type t = m->schema->cols[c].type;
+        if (t == SL_STRING) {
+            sl_str a = ((const sl_str *)m->cols[c].data)[mr];
+            sl_str b = ((const sl_str *)d->cols[c].data)[dr];
+            assert_int_equal(a.len, b.len);
+            if (a.len) assert_memory_equal(a.ptr, b.ptr, a.len);
+        } else if (t == SL_BOOL) {
+            assert_int_equal(((const uint8_t *)m->cols[c].data)[mr],
+                             ((const uint8_t *)d->cols[c].data)[dr]);
+        } else {
+            assert_memory_equal((const char *)m->cols[c].data + 8 * (size_t)mr,
+                                (const char *)d->cols[c].data + 8 * (size_t)dr, 8);
+        }
+    }
+}
+
+static void model_check(sl_type kt)
+{
+    uint64_t rs = g_seed ^ (uint64_t)kt;
+    char err[512] = "";
+    sl_schema *s = table_schema(kt);
+    sl__state_conf sc = rocks_conf("tables");
+    sl_table *mem = sl__table_new_on(s, 0, NULL, err, sizeof err);
+    sl_table *disk = sl__table_new_on(s, 0, &sc, err, sizeof err);
+    if (!mem || !disk) fail_msg("%s", err);
+    assert_false(sl__table_on_disk(mem));
+    assert_true(sl__table_on_disk(disk));
+    for (int round = 0; round < 6; round++) { /* duplicates within and across */
+        sl_batch *b = random_rows(s, kt, 50 + (uint32_t)(rnd(&rs) % 300), &rs);
+        assert_int_equal(sl__table_append(mem, b, err, sizeof err), 0);
+        assert_int_equal(sl__table_append(disk, b, err, sizeof err), 0);
+        sl__batch_free(b);
+    }
+    assert_int_equal(sl_table_rows(disk), sl_table_rows(mem));
+    assert_int_equal(sl__table_stored(disk), sl__table_stored(mem));
+    assert_true(sl_table_rows(mem) > 100 && sl_table_rows(mem) < sl__table_stored(mem));
+    for (int c = 0; c < 5; c++)
+        assert_int_equal(sl__table_has_nulls(disk, c), sl__table_has_nulls(mem, c));
+    /* probes: every key of the range and beyond, NULL keys, a canary */
+    enum { P = 700 };
+    sl_batch *probe = sl__batch_new(s, P);
+    for (uint32_t i = 0; i < P; i++) fill_key(probe, i, kt, (int64_t)i - 350);
+    sl_batch_valid(probe, 0)[10] = 0;
+    sl_batch_kind(probe)[20] = SL_KIND_CANARY;
+    sl_batch_set_len(probe, P);
+    sl_batch *got = sl__batch_new(s, P);
+    uint32_t row_of[P];
+    assert_int_equal(sl__table_fetch(disk, probe, 0, got, row_of, err, sizeof err), 0);
+    assert_int_equal(sl__table_fetch(mem, probe, 0, got, row_of, err, sizeof err),
+                     SL_EINTERNAL);
+    assert_int_equal(sl__table_fetch(disk, probe, 0, got, row_of, err, sizeof err), 0);
+    uint32_t hits = 0;
+    for (uint32_t i = 0; i < P; i++) {
+        const sl_batch *ch = NULL;
+        uint32_t r = 0;
+        int hit = 0;
+        if (i != 10 && i != 20) {
+            if (kt == SL_INT64) {
+                hit = sl__table_find_i64(mem, (int64_t)i - 350, &ch, &r);
+            } else {
+                sl_str k = sl_batch_str(probe, 0)[i];
+                hit = sl__table_find_str(mem, k.ptr, k.len, &ch, &r);
+            }
+        }
+        assert_int_equal(row_of[i] != UINT32_MAX, hit);
+        if (!hit) continue;
+        hits++;
+        same_row(ch, r, got, row_of[i]);
+    }
+    assert_true(hits > 100);
+    assert_int_equal(got->n, hits);
+    sl__batch_free(probe);
+    sl__batch_free(got);
+    sl_table_free(mem);
+    sl_table_free(disk);
+    sl_schema_free(s);
+}
+
+static void test_table_int_model(void **state)
+{
+    (void)state;
+    model_check(SL_INT64);
+}
+
+static void test_table_str_model(void **state)
+{
+    (void)state;
+    model_check(SL_STRING);
+}
+
+static void test_bad_dir(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    sl__state_conf sc = {.backend = SL__STATE_ROCKSDB, .memory_bound = 32 << 20};
+    snprintf(sc.dir, sizeof sc.dir, "/proc/no/such/dir");
+    sl_schema *s = table_schema(SL_INT64);
+    assert_null(sl__table_new_on(s, 0, &sc, err, sizeof err));
+    assert_non_null(strstr(err, "state.rocksdb.dir"));
+    sl_schema_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store),
+        cmocka_unit_test(test_table_int_model),
+        cmocka_unit_test(test_table_str_model),
+        cmocka_unit_test(test_bad_dir),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
