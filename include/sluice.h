@@ -650,6 +650,8 @@ sl_table *sl_job_table_load(sl_job *job, const char *connector,
                             const char *const *conf, const sl_keyring *keys,
                             const sl_rotation *rot, char *errstr,
                             size_t errstr_size);
+/* Bytes a RocksDB table takes on disk (SST files); 0 for a memory table. */
+uint64_t sl_table_disk_bytes(const sl_table *t);
 
 #ifdef __cplusplus
 }

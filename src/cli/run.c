@@ -215,6 +215,11 @@ int cli_run(int argc, char **argv)
         return 1;
     }
     double t_load = now_s() - t0;
+    uint64_t disk = sl_table_disk_bytes(res.subscribers) + sl_table_disk_bytes(res.cells);
+    if (!quiet && disk)
+        fprintf(stderr, "sluice: state on RocksDB: tables %zu + %zu rows, %llu bytes "
+                "on disk, loaded in %.2f s\n", sl_table_rows(res.subscribers),
+                sl_table_rows(res.cells), (unsigned long long)disk, t_load);
     if (!quiet && res.rotating)
         fprintf(stderr, "sluice: pseudonymisation key rotation: one key per %lld ms "
                 "from %d key(s)\n", (long long)o.rotation_period_ms, res.nkeys);

@@ -191,6 +191,7 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
         goto out;
     }
     rc = load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
+    if (rc == 0) rc = sl__table_seal(t, errstr, errstr_size);
     /* An empty table is a misconfiguration far more often than a wish (a
      * wrong path or pattern, or every record bad), and every join against
      * it would silently give NULLs. */
@@ -243,6 +244,8 @@ sl_table *sl_table_load_rotating(const char *connector,
     return table_load(connector, schema, key_col, conf, keys, rot, NULL, errstr,
                       errstr_size);
 }
+
+uint64_t sl_table_disk_bytes(const sl_table *t) { return sl__table_disk_bytes(t); }
 
 sl_table *sl_job_table_load(sl_job *job, const char *connector,
                             const sl_schema *schema, const char *key_col,

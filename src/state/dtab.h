@@ -10,14 +10,15 @@ sl__dtab *sl__dtab_new(const sl_schema *s, int key_col, const sl__state_conf *sc
                        char *errstr, size_t errstr_size);
 void sl__dtab_free(sl__dtab *d);
 /* Stores the rows of b with a non-NULL key (the last of equal keys wins);
- * adds to *nkeys the keys not stored before and to *stored the rows, and
- * sets nulls[c] when a stored row is NULL in column c. */
-int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *nkeys,
-                    size_t *stored, bool *nulls, char *errstr,
-                    size_t errstr_size);
+ * adds to *stored the rows, and sets nulls[c] when a stored row is NULL in
+ * column c. */
+int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *stored,
+                    bool *nulls, char *errstr, size_t errstr_size);
 int sl__dtab_fetch(const sl__dtab *d, const sl_batch *b, int bkey,
                    sl_batch *dst, uint32_t *row_of, char *errstr,
                    size_t errstr_size);
 uint64_t sl__dtab_disk_bytes(const sl__dtab *d);
+/* Flushes the memtables and counts the distinct keys into *nkeys. */
+int sl__dtab_seal(sl__dtab *d, size_t *nkeys, char *errstr, size_t errstr_size);
 
 #endif

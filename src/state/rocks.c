@@ -5,7 +5,8 @@
  * uses stays under state.memory.bound however large the state grows:
  *
  *   block cache         1/2 of the bound (data, index and filter blocks:
- *                       cache_index_and_filter_blocks, so they count too)
+ *                       cache_index_and_filter_blocks, so they count too;
+ *                       partitioned, so a lookup loads only what it needs)
  *   write buffers       1/4 (all memtables of all column families)
  *   the rest            table readers, iterators, allocator slack
  *
@@ -73,7 +74,18 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     g.bbto = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(g.bbto, g.cache);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(g.bbto, 1);
+    /* partitioned index and filters: a lookup loads the one partition it
+     * needs, not a whole file's filter, so they share the cache with data
+     * instead of thrashing it (Flink's and Kafka Streams' advice for
+     * bounded memory) */
+    rocksdb_block_based_options_set_index_type(
+        g.bbto, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_partition_filters(g.bbto, 1);
+    rocksdb_block_based_options_set_metadata_block_size(g.bbto, 4096);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(
+        g.bbto, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(g.bbto, 1);
+    rocksdb_block_based_options_set_format_version(g.bbto, 5);
     rocksdb_block_based_options_set_filter_policy(
         g.bbto, rocksdb_filterpolicy_create_bloom_full(10));
     g.opts = rocksdb_options_create();
@@ -114,7 +126,8 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     return 0;
 }
 
-sl__ks *sl__ks_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
+sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
+                    size_t errstr_size)
 {
     pthread_mutex_lock(&g.mu);
     if (g.refs > 0 && (strcmp(g.dir, sc->dir) != 0 || g.bound != sc->memory_bound)) {
@@ -131,7 +144,14 @@ sl__ks *sl__ks_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     sl__ks *ks = sl__xcalloc(1, sizeof *ks);
     snprintf(ks->name, sizeof ks->name, "s%lu", g.next_cf++);
     char *err = NULL;
-    ks->cf = rocksdb_create_column_family(g.db, g.opts, ks->name, &err);
+    rocksdb_options_t *o = rocksdb_options_create_copy(g.opts);
+    if (bulk) { /* loaded once, then read: compacted once, in sl__ks_compact */
+        rocksdb_options_set_disable_auto_compactions(o, 1);
+        rocksdb_options_set_level0_slowdown_writes_trigger(o, 1 << 30);
+        rocksdb_options_set_level0_stop_writes_trigger(o, 1 << 30);
+    }
+    ks->cf = rocksdb_create_column_family(g.db, o, ks->name, &err);
+    rocksdb_options_destroy(o);
     if (!ks->cf) {
         sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB: %s",
                 err ? err : "cannot create a column family");
@@ -225,8 +245,9 @@ int sl__ks_scan(sl__ks *ks, const void *prefix, size_t plen,
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(g.db, g.ro, ks->cf);
     int rc = 0;
-    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    if (plen) rocksdb_iter_seek(it, prefix, plen);
+    else rocksdb_iter_seek_to_first(it);
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl, vl;
         const char *k = rocksdb_iter_key(it, &kl);
         if (kl < plen || (plen && memcmp(k, prefix, plen) != 0)) break;
@@ -255,6 +276,14 @@ int sl__ks_flush(sl__ks *ks, char *errstr, size_t errstr_size)
         free(err);
         return SL_EIO;
     }
+    return 0;
+}
+
+int sl__ks_compact(sl__ks *ks, char *errstr, size_t errstr_size)
+{
+    int rc = sl__ks_flush(ks, errstr, errstr_size);
+    if (rc) return rc;
+    rocksdb_compact_range_cf(g.db, ks->cf, NULL, 0, NULL, 0);
     return 0;
 }
 

@@ -71,6 +71,11 @@ bool sl__table_on_disk(const sl_table *t);
 int sl__table_fetch(const sl_table *t, const sl_batch *b, int bkey,
                     sl_batch *dst, uint32_t *row_of, char *errstr,
                     size_t errstr_size);
+/* After the last append: a disk table's memtables are written out (so
+ * the write buffers are free for other states and the SST bytes count
+ * every row) and its distinct keys counted (sl_table_rows is exact only
+ * after this). A no-op in memory. */
+int sl__table_seal(sl_table *t, char *errstr, size_t errstr_size);
 /* Bytes of the table's SST files on disk (0 in memory). */
 uint64_t sl__table_disk_bytes(const sl_table *t);
 
@@ -86,7 +91,11 @@ typedef struct {
     const char *val; /* NULL: delete key */
     size_t vlen;
 } sl__ks_op;
-sl__ks *sl__ks_open(const sl__state_conf *sc, char *errstr, size_t errstr_size);
+/* bulk: the state is loaded once and then only read (a lookup table): no
+ * compaction and no write stalls while it loads, one full compaction in
+ * sl__ks_compact when it is complete, so reads then see one sorted run. */
+sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
+                    size_t errstr_size);
 void sl__ks_drop(sl__ks *ks);
 /* Applies ops[0..n) atomically (one write batch), in order. */
 int sl__ks_write(sl__ks *ks, const sl__ks_op *ops, size_t n, char *errstr,
@@ -105,6 +114,8 @@ int sl__ks_scan(sl__ks *ks, const void *prefix, size_t plen,
                 void *arg, char *errstr, size_t errstr_size);
 /* Writes the memtables out to SST files and waits. */
 int sl__ks_flush(sl__ks *ks, char *errstr, size_t errstr_size);
+/* Flushes, then compacts the whole column family (waits). */
+int sl__ks_compact(sl__ks *ks, char *errstr, size_t errstr_size);
 uint64_t sl__ks_disk_bytes(sl__ks *ks); /* SST bytes of this column family */
 
 #endif

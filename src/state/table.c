@@ -96,6 +96,12 @@ int sl__table_fetch(const sl_table *t, const sl_batch *b, int bkey,
     return sl__dtab_fetch(t->disk, b, bkey, dst, row_of, errstr, errstr_size);
 }
 
+int sl__table_seal(sl_table *t, char *errstr, size_t errstr_size)
+{
+    return t && t->disk ? sl__dtab_seal(t->disk, &t->nkeys, errstr, errstr_size)
+                        : 0;
+}
+
 uint64_t sl__table_disk_bytes(const sl_table *t)
 {
     return t && t->disk ? sl__dtab_disk_bytes(t->disk) : 0;
@@ -335,8 +341,8 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
     int rc = check_schema(t, b->schema, errstr, errstr_size);
     if (rc) return rc;
     if (t->disk)
-        return sl__dtab_append(t->disk, b, &t->nkeys, &t->stored, t->nulls,
-                               errstr, errstr_size);
+        return sl__dtab_append(t->disk, b, &t->stored, t->nulls, errstr,
+                               errstr_size);
     if (t->nchunks + b->n / SL__TABLE_CHUNK + 2 >= UINT32_MAX)
         return sl__err(errstr, errstr_size, SL_EINVAL, "table: too many rows");
     const uint8_t *kv = b->cols[t->key_col].valid;

@@ -14,8 +14,9 @@
  *
  * Loading keeps the contract of the memory table: rows with a NULL key are
  * skipped, the last of equal keys wins, and sl_table_rows counts distinct
- * keys (a batch's distinct keys are looked up before they are written;
- * the bloom filters make the absent ones cheap). */
+ * keys: sealing the table (after the last append) flushes it and counts
+ * them in one sequential scan, far cheaper than a lookup per row while
+ * loading, which would read the filters of every file at random. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,7 +134,7 @@ static int val_dec(sl_batch *dst, int key_col, uint32_t r, const char *v,
 sl__dtab *sl__dtab_new(const sl_schema *s, int key_col, const sl__state_conf *sc,
                        char *errstr, size_t errstr_size)
 {
-    sl__ks *ks = sl__ks_open(sc, errstr, errstr_size);
+    sl__ks *ks = sl__ks_open(sc, true, errstr, errstr_size);
     if (!ks) return NULL;
     sl__dtab *d = sl__xcalloc(1, sizeof *d);
     d->schema = (sl_schema *)s;
@@ -152,26 +153,24 @@ void sl__dtab_free(sl__dtab *d)
 
 uint64_t sl__dtab_disk_bytes(const sl__dtab *d) { return sl__ks_disk_bytes(d->ks); }
 
-/* Sorting a batch's keys to find equal ones: by bytes, then position. */
-typedef struct {
-    const char *k;
-    size_t l;
-    uint32_t pos;
-} kref;
-
-static int kref_cmp(const void *a, const void *b)
+static int count_key(void *arg, const char *k, size_t kl, const char *v,
+                     size_t vl)
 {
-    const kref *x = a, *y = b;
-    size_t n = x->l < y->l ? x->l : y->l;
-    int c = n ? memcmp(x->k, y->k, n) : 0;
-    if (c) return c;
-    if (x->l != y->l) return x->l < y->l ? -1 : 1;
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
+    (void)k, (void)kl, (void)v, (void)vl;
+    (*(size_t *)arg)++;
+    return 0;
 }
 
-int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *nkeys,
-                    size_t *stored, bool *nulls, char *errstr,
-                    size_t errstr_size)
+int sl__dtab_seal(sl__dtab *d, size_t *nkeys, char *errstr, size_t errstr_size)
+{
+    int rc = sl__ks_compact(d->ks, errstr, errstr_size);
+    *nkeys = 0;
+    return rc ? rc : sl__ks_scan(d->ks, NULL, 0, count_key, nkeys, errstr,
+                                 errstr_size);
+}
+
+int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *stored,
+                    bool *nulls, char *errstr, size_t errstr_size)
 {
     uint32_t n = b->n, m = 0;
     if (n == 0) return 0;
@@ -195,33 +194,6 @@ int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *nkeys,
     voff[m] = vb.n;
     int rc = 0;
     if (m == 0) goto out;
-    /* distinct keys of the batch, and which of them are new */
-    kref *refs = sl__xmalloc(sizeof *refs * m);
-    for (uint32_t j = 0; j < m; j++)
-        refs[j] = (kref){kb.p + koff[j], koff[j + 1] - koff[j], j};
-    qsort(refs, m, sizeof *refs, kref_cmp);
-    const char **uk = sl__xmalloc(sizeof *uk * m);
-    size_t *ul = sl__xmalloc(sizeof *ul * m), u = 0;
-    for (uint32_t j = 0; j < m; j++) {
-        if (j + 1 < m && refs[j].l == refs[j + 1].l &&
-            (refs[j].l == 0 || memcmp(refs[j].k, refs[j + 1].k, refs[j].l) == 0))
-            continue;
-        uk[u] = refs[j].k;
-        ul[u++] = refs[j].l;
-    }
-    char **vals = sl__xcalloc(u, sizeof *vals);
-    size_t *vls = sl__xcalloc(u, sizeof *vls);
-    rc = sl__ks_multi_get(d->ks, u, uk, ul, vals, vls, errstr, errstr_size);
-    for (size_t j = 0; j < u; j++) {
-        if (!rc && !vals[j]) (*nkeys)++;
-        sl__ks_value_free(vals[j]);
-    }
-    free(vals);
-    free(vls);
-    free(uk);
-    free(ul);
-    free(refs);
-    if (rc) goto out;
     sl__ks_op *ops = sl__xmalloc(sizeof *ops * m);
     for (uint32_t j = 0; j < m; j++)
         ops[j] = (sl__ks_op){kb.p + koff[j], koff[j + 1] - koff[j],

@@ -121,6 +121,7 @@ static sl_table *cells_table(void)
     sl_batch *b = cells_batch(c, 5);
     char err[256] = "";
     assert_int_equal(sl__table_append(t, b, err, sizeof err), 0);
+    assert_int_equal(sl__table_seal(t, err, sizeof err), 0);
     sl__batch_free(b);
     return t;
 }
@@ -229,6 +230,7 @@ static sl_table *pseudo_table(const char *const *ids, uint32_t n)
     sl_batch *p = sl__pseudo_batch(h, NULL, raw, 0, ts);
     sl_table *t = new_table(ts, 0);
     assert_int_equal(sl__table_append(t, p, NULL, 0), 0);
+    assert_int_equal(sl__table_seal(t, NULL, 0), 0);
     sl__batch_free(raw);
     sl__batch_free(p);
     sl__hmac_free(h);

@@ -73,9 +73,9 @@ static void test_store(void **state)
     (void)state;
     char err[512] = "";
     sl__state_conf sc = rocks_conf("store");
-    sl__ks *a = sl__ks_open(&sc, err, sizeof err);
+    sl__ks *a = sl__ks_open(&sc, false, err, sizeof err);
     if (!a) fail_msg("%s", err);
-    sl__ks *b = sl__ks_open(&sc, err, sizeof err); /* a second column family */
+    sl__ks *b = sl__ks_open(&sc, true, err, sizeof err); /* a second column family */
     if (!b) fail_msg("%s", err);
     const sl__ks_op ops[] = {
         {"w2:b", 4, "b", 1}, {"w1:z", 4, "z", 1}, {"w1:a", 4, "a", 1},
@@ -112,12 +112,12 @@ static void test_store(void **state)
     assert_true(sl__ks_disk_bytes(a) > 0);
     /* one instance per process: another directory is refused by name */
     sl__state_conf other = rocks_conf("other");
-    assert_null(sl__ks_open(&other, err, sizeof err));
+    assert_null(sl__ks_open(&other, false, err, sizeof err));
     assert_non_null(strstr(err, "state.rocksdb.dir"));
     sl__ks_drop(b);
     sl__ks_drop(a);
     /* the last drop closed the instance: now another directory opens */
-    sl__ks *c = sl__ks_open(&other, err, sizeof err);
+    sl__ks *c = sl__ks_open(&other, false, err, sizeof err);
     if (!c) fail_msg("%s", err);
     sl__ks_drop(c);
     char cur[1100];
@@ -207,8 +207,12 @@ static void model_check(sl_type kt)
         assert_int_equal(sl__table_append(mem, b, err, sizeof err), 0);
         assert_int_equal(sl__table_append(disk, b, err, sizeof err), 0);
         sl__batch_free(b);
+        assert_int_equal(sl__table_seal(disk, err, sizeof err), 0);
+        assert_int_equal(sl__table_seal(mem, err, sizeof err), 0);
+        assert_int_equal(sl_table_rows(disk), sl_table_rows(mem));
     }
-    assert_int_equal(sl_table_rows(disk), sl_table_rows(mem));
+    assert_true(sl__table_disk_bytes(disk) > 0);
+    assert_int_equal(sl__table_disk_bytes(mem), 0);
     assert_int_equal(sl__table_stored(disk), sl__table_stored(mem));
     assert_true(sl_table_rows(mem) > 100 && sl_table_rows(mem) < sl__table_stored(mem));
     for (int c = 0; c < 5; c++)
