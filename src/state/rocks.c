@@ -4,11 +4,21 @@
  * total write-buffer size (db_write_buffer_size) so that the memory RocksDB
  * uses stays under state.memory.bound however large the state grows:
  *
- *   block cache         1/2 of the bound (data, index and filter blocks:
+ *   block cache         3/8 of the bound (data, index and filter blocks:
  *                       cache_index_and_filter_blocks, so they count too;
  *                       partitioned, so a lookup loads only what it needs)
- *   write buffers       1/4 (all memtables of all column families)
- *   the rest            table readers, iterators, allocator slack
+ *   write buffers       1/8 (all memtables of all column families; one
+ *                       column family's memtable 1/16, at most 64 MiB)
+ *   the rest (1/2)      table readers, iterators, blocks being read or
+ *                       compacted, and the allocator's slack
+ *
+ * glibc's malloc gives each thread its own arena, and RocksDB's blocks
+ * freed on one thread and allocated on another fragment them: measured,
+ * that doubled the process's private memory above the bound. So the first
+ * open caps the arenas at 2 (mallopt M_ARENA_MAX) unless MALLOC_ARENA_MAX
+ * is set; Flink ships jemalloc for the same reason. sluice's hot path
+ * allocates from its own per-batch arenas, so the cap costs no contention
+ * there.
  *
  * Debian 12's RocksDB 7.8 C API has no write-buffer-manager calls, hence
  * the db-wide write-buffer size. The first sl__ks_open of a process opens
@@ -26,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <malloc.h>
 #include <rocksdb/c.h>
 
 #include "state/state.h"
@@ -67,10 +78,13 @@ static void db_free_opts(void)
 static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
 {
     int64_t b = sc->memory_bound;
+#ifdef M_ARENA_MAX
+    if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
+#endif
     if (sl__mkdirs(sc->dir))
         return sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: "
                        "cannot create: %s", sc->dir, strerror(errno));
-    g.cache = rocksdb_cache_create_lru((size_t)(b / 2));
+    g.cache = rocksdb_cache_create_lru((size_t)(b / 8 * 3));
     g.bbto = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(g.bbto, g.cache);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(g.bbto, 1);
@@ -84,15 +98,14 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     rocksdb_block_based_options_set_metadata_block_size(g.bbto, 4096);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(
         g.bbto, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(g.bbto, 1);
     rocksdb_block_based_options_set_format_version(g.bbto, 5);
     rocksdb_block_based_options_set_filter_policy(
         g.bbto, rocksdb_filterpolicy_create_bloom_full(10));
     g.opts = rocksdb_options_create();
     rocksdb_options_set_block_based_table_factory(g.opts, g.bbto);
     rocksdb_options_set_create_if_missing(g.opts, 1);
-    rocksdb_options_set_db_write_buffer_size(g.opts, (size_t)(b / 4));
-    int64_t wb = b / 8 < (64 << 20) ? b / 8 : (64 << 20);
+    rocksdb_options_set_db_write_buffer_size(g.opts, (size_t)(b / 8));
+    int64_t wb = b / 16 < (64 << 20) ? b / 16 : (64 << 20);
     rocksdb_options_set_write_buffer_size(g.opts, (size_t)wb);
     rocksdb_options_set_max_write_buffer_number(g.opts, 2);
     rocksdb_options_set_target_file_size_base(g.opts, 64u << 20);
