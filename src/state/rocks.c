@@ -217,6 +217,7 @@ int sl__ks_write(sl__ks *ks, const sl__ks_op *ops, size_t n, char *errstr,
     char *err = NULL;
     rocksdb_write(g.db, g.wo, wb, &err);
     rocksdb_writebatch_destroy(wb);
+    sl__crash_point("rocksdb-write"); /* fault tests: a kill between writes */
     if (err) {
         sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB write: %s", err);
         free(err);
