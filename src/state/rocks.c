@@ -104,6 +104,7 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     g.opts = rocksdb_options_create();
     rocksdb_options_set_block_based_table_factory(g.opts, g.bbto);
     rocksdb_options_set_create_if_missing(g.opts, 1);
+    rocksdb_options_set_allow_concurrent_memtable_write(g.opts, 0); /* vector rep */
     rocksdb_options_set_db_write_buffer_size(g.opts, (size_t)(b / 8));
     int64_t wb = b / 16 < (64 << 20) ? b / 16 : (64 << 20);
     rocksdb_options_set_write_buffer_size(g.opts, (size_t)wb);
@@ -159,6 +160,10 @@ sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
     char *err = NULL;
     rocksdb_options_t *o = rocksdb_options_create_copy(g.opts);
     if (bulk) { /* loaded once, then read: compacted once, in sl__ks_compact */
+        /* an append-only memtable, sorted when flushed: random keys go in
+         * 3-5x faster than into the skip list; it is never read, since a
+         * bulk state is only read after sl__ks_compact has flushed it */
+        rocksdb_options_set_memtable_vector_rep(o);
         rocksdb_options_set_disable_auto_compactions(o, 1);
         rocksdb_options_set_level0_slowdown_writes_trigger(o, 1 << 30);
         rocksdb_options_set_level0_stop_writes_trigger(o, 1 << 30);
