@@ -537,3 +537,26 @@ def test_rescale_2_4_1_across_savepoints(dataset, tmp_path, procs):
         if par == 4:
             assert life.restored() is not None, f"4 tasks restored nothing: {life.describe()}"
     assert_rows(job.rows(), dataset.baseline, "rescaled 2 -> 4 -> 1 vs unscaled run")
+
+
+def test_rocksdb_dir_full_fails_the_start_then_recovers(dataset, tmp_path, procs, tmpfs):
+    """state.backend = rocksdb with state.rocksdb.dir on a full file system:
+    the job stops at start with an error naming RocksDB and the cause (no
+    half-loaded table is used), and removes what it wrote; once there is
+    room, the same command runs to exactly the reference rows."""
+    rdir = os.path.join(tmpfs, "rocksdb")
+    job = Job(dataset, str(tmp_path / "job"), procs,
+              extra=("--set", "state.backend=rocksdb", "--set", f"state.rocksdb.dir={rdir}"))
+    filler = os.path.join(tmpfs, "filler")
+    fill(filler)
+    os.truncate(filler, os.path.getsize(filler) - (64 << 10))  # 64 KiB left
+    life = job.start()
+    rc = life.wait()
+    out = life.output()
+    assert rc == 1, f"a full RocksDB disk did not fail the start: {life.describe()}"
+    assert "RocksDB" in out and "No space left on device" in out, life.describe()
+    assert not os.path.exists(rdir) or not any(f.endswith(".sst") for f in os.listdir(rdir))
+    assert db_count(job.db, "age_distribution") == 0 if os.path.exists(job.db) else True
+    os.remove(filler)
+    job.run()
+    assert_rows(job.rows(), dataset.baseline, "rocksdb after a full disk vs uninterrupted run")
