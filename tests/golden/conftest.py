@@ -29,13 +29,23 @@ def seed():
     return s
 
 
-# Every golden test runs once per state backend (docs/state.md): the
-# `state_backend` fixture below sets SLUICE_STATE_BACKEND, and sluice() adds
+# Golden tests run once per state backend (docs/state.md) in the modules
+# whose jobs keep state a backend holds (lookup tables today): a module opts
+# in with STATE_BACKENDS = ("memory", "rocksdb"); the others run on memory
+# only, so CI does not run every test twice for nothing. The
+# `state_backend` fixture sets SLUICE_STATE_BACKEND, and sluice() adds
 # `--set state.backend=...` to each `sluice run`.
 BACKENDS = ("memory", "rocksdb")
 
 
-@pytest.fixture(autouse=True, params=BACKENDS)
+def pytest_generate_tests(metafunc):
+    if "state_backend" in metafunc.fixturenames:
+        metafunc.parametrize("state_backend",
+                             getattr(metafunc.module, "STATE_BACKENDS", ("memory",)),
+                             indirect=True)
+
+
+@pytest.fixture(autouse=True)
 def state_backend(request, monkeypatch):
     monkeypatch.setenv("SLUICE_STATE_BACKEND", request.param)
     return request.param

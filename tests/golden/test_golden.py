@@ -12,6 +12,9 @@ from conftest import sluice, sqlite_import
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# the reference job keeps its lookup tables on either backend: run both
+STATE_BACKENDS = ("memory", "rocksdb")
+
 def reference_rows(tmp, data, window_ms=60000, k=16):
     ref = os.path.join(tmp, "ref.db")
     sqlite_import(ref, "events", sorted(glob.glob(os.path.join(data, "events", "*.csv"))))
