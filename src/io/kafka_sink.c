@@ -234,6 +234,8 @@ static void sk_close(void *st)
     free(s);
 }
 
+static int ensure_topic(sk_sink *s, const char *topic, char *err, size_t esz);
+
 static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx, char *err,
                    size_t esz)
 {
@@ -274,7 +276,45 @@ static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx
         sk_close(s);
         return sl__err(err, esz, SL_EINVAL, "kafka sink: %s", why);
     }
+    if ((rc = ensure_topic(s, c->topic, err, esz)) ||
+        (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, err, esz)))) {
+        sk_close(s);
+        return rc;
+    }
     *out = s;
+    return 0;
+}
+
+/* Waits until `topic` exists (a producer's metadata request creates it
+ * where the brokers allow auto-creation): the commit marker lives on its
+ * partition 0. A missing topic is an error naming it. */
+static int ensure_topic(sk_sink *s, const char *topic, char *err, size_t esz)
+{
+    int64_t t0 = now_ms();
+    rd_kafka_topic_t *t = rd_kafka_topic_new(s->rk, topic, NULL);
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        e = rd_kafka_metadata(s->rk, 0, t, &md, 5000);
+        if (!e) {
+            e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+            if (!e && md->topics[0].partition_cnt < 1) e = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (!e) break;
+        int64_t waited = now_ms() - t0;
+        if ((e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && waited > 10000) ||
+            waited > s->c->commit_timeout_ms) {
+            rd_kafka_topic_destroy(t);
+            return sl__err(err, esz, SL_ENOENT, "kafka sink: topic '%s' on %s: %s (create it, "
+                           "or let the brokers auto-create topics)", topic, s->c->bootstrap,
+                           rd_kafka_err2str(e));
+        }
+        fprintf(stderr, "sluice: kafka sink: waiting for topic %s on %s (%s)\n", topic,
+                s->c->bootstrap, rd_kafka_err2str(e));
+        sleep_ms(500);
+    }
+    rd_kafka_topic_destroy(t);
     return 0;
 }
 
