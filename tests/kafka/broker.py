@@ -93,7 +93,7 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={os.path.join(workdir, 'data')}
-num.partitions=1
+num.partitions=2
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
@@ -119,7 +119,7 @@ auto.create.topics.enable=true
             cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cid,
                                       "-c", self.props), check=True,
-                           stdout=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.formatted = True
         out = open(os.path.join(self.dir, "stdout.log"), "ab")
         self.proc = subprocess.Popen(self._java("kafka.Kafka", self.props),
