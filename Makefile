@@ -55,6 +55,7 @@ integration: all
 	python3 -m pytest -q tests/integration
 	python3 -m pytest -q tests/fault
 	python3 -m pytest -q tests/package
+	python3 -m pytest -q tests/kafka
 
 # Fault tests (tests/fault): kill -9 at random instants and at the checkpoint
 # protocol's dangerous moments, corrupt checkpoints, a full or read-only

@@ -95,6 +95,10 @@ static const cli_opt gen_opts[] = {
     {"--set KEY=VALUE", NULL, NULL,
      "any key above or start (epoch ms or ISO date), span.ms, out.of.order.ms, "
      "unknown.fraction"},
+    {"--kafka BOOTSTRAP", NULL, NULL,
+     "also produce the events into a Kafka topic (CSV without header; docs/kafka.md)"},
+    {"--topic T", NULL, NULL, "the topic for --kafka"},
+    {"--per-message N", NULL, "100", "events batched per Kafka message"},
     {"--help", NULL, NULL, "this text"},
     {0}};
 
@@ -137,9 +141,11 @@ static const cli_cmd commands[] = {
      .summary = "write the synthetic reference data set (events, subscribers, cells) "
                 "as CSV files",
      .usage = "gen [--out DIR] [--events N] [--subscribers N] [--cells N]\n"
-              " [--areas N] [--seed N] [--parts N] [--set KEY=VALUE ...]",
+              " [--areas N] [--seed N] [--parts N] [--set KEY=VALUE ...]\n"
+              " [--kafka BOOTSTRAP --topic T [--per-message N]]",
      .about = "Writes DIR/events/events-NNN.csv, DIR/subscribers.csv and "
-              "DIR/cells.csv. Same seed, same data.",
+              "DIR/cells.csv. Same seed, same data. With --kafka, also produces the "
+              "events into topic T, event file i into partition i.",
      .opts = gen_opts},
     {.name = "keygen", .args = "PATH [--id ID]",
      .summary = "create a pseudonymisation key file",
