@@ -2,7 +2,9 @@
  * is written, produces its events into a Kafka topic (CSV without header,
  * events batched per message) with a job of the public API: the file source
  * over DIR/events and the kafka sink, at-least-once with the idempotent
- * producer (one run without failure produces each event once). The lookup
+ * producer (one run without failure produces each event once). Each event
+ * file's task writes to one partition (partitioner=fixed), so a partition
+ * holds events in file order and watermarks stay tight. The lookup
  * tables stay files: the reference job loads them from there. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +32,8 @@ int gen_to_kafka(const char *dir, const char *bootstrap, const char *topic,
     if (!rc) {
         const char *src[] = {"path", events, NULL};
         const char *snk[] = {"bootstrap.servers", bootstrap, "topic", topic, "format", "csv",
-                             "records.per.message", per_message, "properties.linger.ms", "20",
-                             NULL};
+                             "records.per.message", per_message, "partitioner", "fixed",
+                             "properties.linger.ms", "20", NULL};
         sl_stream *s = sl_job_source(job, "file", ev, src);
         rc = s ? sl_stream_sink(s, "kafka", snk) : SL_EINVAL;
         if (!rc) rc = sl_job_run(job);

@@ -54,6 +54,7 @@ typedef struct {
     char *key_column;
     char *canary_topic;
     char *txn_prefix;
+    int partitioner;
     int64_t txn_timeout_ms;
     int64_t per_message;
     int64_t buffer_max;
@@ -85,6 +86,11 @@ const sl__conf_def sl__kafka_sink_conf[] = {
      .max = 1000000, .offset = offsetof(sk_conf, per_message),
      .desc = "Rows batched into one message, one per line (not with "
              "key.column)."},
+    {.key = "partitioner", .type = SL_CONF_ENUM, .def = "default",
+     .allowed = "default|fixed", .offset = offsetof(sk_conf, partitioner),
+     .desc = "default: librdkafka's (by key; keyless messages spread at "
+             "random); fixed: sink task i writes to partition i % partitions, "
+             "keeping each task's order (Flink's FlinkFixedPartitioner)."},
     {.key = "canary.topic", .type = SL_CONF_STR, .def = NULL,
      .offset = offsetof(sk_conf, canary_topic),
      .desc = "Topic canary records are written to (in the same transaction); "
@@ -193,6 +199,7 @@ typedef struct {
     _Atomic uint64_t failed_deliveries;
     char last_dr_err[256];
     bool fatal;
+    int32_t partition; /* partitioner=fixed: this task's partition */
 } sk_sink;
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -234,7 +241,7 @@ static void sk_close(void *st)
     free(s);
 }
 
-static int ensure_topic(sk_sink *s, const char *topic, char *err, size_t esz);
+static int ensure_topic(sk_sink *s, const char *topic, int *nparts, char *err, size_t esz);
 
 static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx, char *err,
                    size_t esz)
@@ -276,11 +283,14 @@ static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx
         sk_close(s);
         return sl__err(err, esz, SL_EINVAL, "kafka sink: %s", why);
     }
-    if ((rc = ensure_topic(s, c->topic, err, esz)) ||
-        (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, err, esz)))) {
+    int np = 1;
+    if ((rc = ensure_topic(s, c->topic, &np, err, esz)) ||
+        (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, NULL, err, esz)))) {
         sk_close(s);
         return rc;
     }
+    s->partition = c->partitioner == 1 ? (int32_t)((ctx ? ctx->task : 0) % np)
+                                       : RD_KAFKA_PARTITION_UA;
     *out = s;
     return 0;
 }
@@ -288,7 +298,7 @@ static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx
 /* Waits until `topic` exists (a producer's metadata request creates it
  * where the brokers allow auto-creation): the commit marker lives on its
  * partition 0. A missing topic is an error naming it. */
-static int ensure_topic(sk_sink *s, const char *topic, char *err, size_t esz)
+static int ensure_topic(sk_sink *s, const char *topic, int *nparts, char *err, size_t esz)
 {
     int64_t t0 = now_ms();
     rd_kafka_topic_t *t = rd_kafka_topic_new(s->rk, topic, NULL);
@@ -299,6 +309,7 @@ static int ensure_topic(sk_sink *s, const char *topic, char *err, size_t esz)
         if (!e) {
             e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
             if (!e && md->topics[0].partition_cnt < 1) e = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+            if (!e && nparts) *nparts = md->topics[0].partition_cnt;
             rd_kafka_metadata_destroy(md);
         }
         if (!e) break;
@@ -325,9 +336,11 @@ static int produce(sk_sink *s, const char *topic, const void *key, size_t klen,
                    const void *val, size_t vlen, char *err, size_t esz)
 {
     int64_t t0 = now_ms();
+    int32_t part = strcmp(topic, s->c->topic) == 0 ? s->partition : RD_KAFKA_PARTITION_UA;
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_PARTITION(part),
             RD_KAFKA_V_KEY((void *)key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
             RD_KAFKA_V_END);
         if (!e) return 0;

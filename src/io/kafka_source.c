@@ -35,6 +35,7 @@
 
 #define SL__KAFKA_LINE_BITS 20
 #define LINE_MAX_PER_MSG ((1 << SL__KAFKA_LINE_BITS) - 1)
+#define PEND_MAX 256 /* messages taken from a partition queue at once */
 
 enum { FMT_CSV = 0, FMT_JSONL = 1 };
 enum { START_EARLIEST = 0, START_LATEST = 1 };
@@ -289,6 +290,8 @@ typedef struct {
     int64_t skip;           /* seek(): lines to skip in message `next` */
     bool sought;            /* next/line come from a seek */
     bool ended;
+    rd_kafka_message_t *pend[PEND_MAX]; /* fetched, not yet taken */
+    int npend, ipend;
 } kpart;
 
 typedef struct {
@@ -309,12 +312,20 @@ typedef struct {
     time_t last_err_log;
 } ks_src;
 
+static void drop_pending(kpart *p)
+{
+    if (p->msg) rd_kafka_message_destroy(p->msg);
+    p->msg = NULL;
+    while (p->ipend < p->npend) rd_kafka_message_destroy(p->pend[p->ipend++]);
+    p->npend = p->ipend = 0;
+}
+
 static void ks_close(void *st)
 {
     ks_src *s = st;
     if (!s) return;
     for (int i = 0; i < s->np; i++) {
-        if (s->p[i].msg) rd_kafka_message_destroy(s->p[i].msg);
+        drop_pending(&s->p[i]);
         if (s->p[i].q) rd_kafka_queue_destroy(s->p[i].q);
     }
     if (s->rk) {
@@ -548,8 +559,13 @@ static int next_msg(ks_src *s, kpart *p)
 {
     const ks_conf *c = s->c;
     for (;;) {
-        rd_kafka_message_t *m = rd_kafka_consume_queue(p->q, 0);
-        if (!m) return 0;
+        if (p->ipend == p->npend) {
+            ssize_t n = rd_kafka_consume_batch_queue(p->q, 0, p->pend, PEND_MAX);
+            p->ipend = 0;
+            p->npend = n > 0 ? (int)n : 0;
+            if (p->npend == 0) return 0;
+        }
+        rd_kafka_message_t *m = p->pend[p->ipend++];
         int64_t end = c->tp_end[p->tp];
         if (m->err) {
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -559,12 +575,16 @@ static int next_msg(ks_src *s, kpart *p)
                         (int)c->tp_part[p->tp], rd_kafka_message_errstr(m));
             }
             rd_kafka_message_destroy(m);
-            if (p->ended) return 0;
+            if (p->ended) {
+                drop_pending(p);
+                return 0;
+            }
             continue;
         }
         if (c->bounded && m->offset >= end) {
             p->ended = true;
             rd_kafka_message_destroy(m);
+            drop_pending(p);
             return 0;
         }
         if (p->sought && m->offset != p->next) p->skip = 0; /* compacted away */
@@ -630,8 +650,7 @@ static int ks_seek(void *st, int part, int64_t pos)
     ks_src *s = st;
     if (part < 0 || part >= s->np || pos < 0) return SL_EINVAL;
     kpart *p = &s->p[part];
-    if (p->msg) rd_kafka_message_destroy(p->msg);
-    p->msg = NULL;
+    drop_pending(p);
     p->moff = 0;
     p->next = pos >> SL__KAFKA_LINE_BITS;
     p->line = 0;

@@ -175,10 +175,18 @@ def main(argv):
         return 0
     try:
         with open(os.path.join(d, "broker.pid")) as f:
-            os.kill(int(f.read()), signal.SIGTERM)
+            pid = int(f.read())
+        os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError) as e:
         print(f"no broker to stop in {d}: {e}", file=sys.stderr)
         return 1
+    for _ in range(300):  # the broker flushes its logs on the way out
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return 0
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
     return 0
 
 
