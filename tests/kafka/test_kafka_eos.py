@@ -8,6 +8,7 @@ isolation.level=read_committed must equal the independent reference
 nothing repeated."""
 import os
 import random
+import signal
 import time
 
 import kafkatest as kt
@@ -67,4 +68,31 @@ def test_broker_restart_mid_run(broker, dataset, tmp_path, procs):
     print(f"\nbroker down for {time.monotonic() - t0:.1f} s")
     life.expect_success()
     got = kt.result_rows(broker.bootstrap, "eos-broker-restart")
+    assert got == dataset.reference, kt.diff(got, dataset.reference)
+
+
+def test_paused_zombie_is_fenced_and_commits_nothing(broker, dataset, tmp_path, procs):
+    """An instance is paused (SIGSTOP) mid-run and a replacement starts from
+    the same checkpoints with the same transactional ids; when the old one
+    resumes, the broker refuses its commits (its producer epoch is stale)
+    and it stops. The committed output is still exactly the reference."""
+    topic = dataset.topic(broker)
+    argv = kt.job_argv(dataset, broker.bootstrap, topic, "eos-zombie", tmp_path, rate=15_000,
+                       interval_ms=200)
+    zombie = kt.start(procs, argv, str(tmp_path / "zombie.log"))
+    # pause it mid-run: after it committed some epochs
+    assert kt.harness.poll(lambda: len(kt.harness.complete_checkpoints(
+        str(tmp_path / "ck"))) >= 3, 60, step=0.05), zombie.describe()
+    assert zombie.running(), f"the job ended too early: {zombie.describe()}"
+    zombie.p.send_signal(signal.SIGSTOP)
+    try:
+        successor = kt.start(procs, argv, str(tmp_path / "successor.log"))
+        successor.expect_success()
+    finally:
+        zombie.p.send_signal(signal.SIGCONT)
+    rc = zombie.wait()
+    assert rc != 0, f"the zombie was not stopped: {zombie.describe()}"
+    assert "fenced" in zombie.output().lower() or "epoch" in zombie.output().lower(), \
+        zombie.describe()
+    got = kt.result_rows(broker.bootstrap, "eos-zombie")
     assert got == dataset.reference, kt.diff(got, dataset.reference)
