@@ -72,7 +72,7 @@ int cli_gen(int argc, char **argv)
     fprintf(stderr, "sluice gen: wrote %s/events/, %s/subscribers.csv, %s/cells.csv\n",
             dir, dir, dir);
     if (kafka) {
-        if ((rc = gen_to_kafka(dir, kafka, topic, per_msg, err, sizeof err))) {
+        if (gen_to_kafka(dir, kafka, topic, per_msg, err, sizeof err) != 0) {
             fprintf(stderr, "sluice gen: %s\n", err);
             return 1;
         }

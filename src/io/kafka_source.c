@@ -167,9 +167,9 @@ static int make_consumer(const ks_conf *c, rd_kafka_t **out, char *err, size_t e
  * connect.timeout.ms for the brokers. */
 static int discover(ks_conf *c, char *err, size_t esz)
 {
-    rd_kafka_t *rk;
+    rd_kafka_t *rk = NULL;
     int rc = make_consumer(c, &rk, err, esz);
-    if (rc) return rc;
+    if (rc || !rk) return rc ? rc : SL_EINTERNAL;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int ti = 0; ti < c->ntopics && !rc; ti++) {
