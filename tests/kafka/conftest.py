@@ -2,7 +2,7 @@
 Central, cached) per session, the seed (printed), and a registry of the
 processes a test starts, SIGKILLed in teardown. Helpers are in kafkatest.py:
 a module named `conftest` is ambiguous when several test folders run."""
-import os
+import shutil
 import tempfile
 
 import pytest
@@ -20,6 +20,7 @@ def broker():
           f"{kafkatest.now() - t0:.1f} s")
     yield b
     b.stop()
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
