@@ -75,6 +75,7 @@ sanitize:
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/integration
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice KILLS=8 python3 -m pytest -q tests/fault
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/package/test_man.py
+	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/kafka
 
 # CI stage: ThreadSanitizer (gcc). Every unit test (the runtime, window and
 # lookup tests run worker, coordinator and sampler threads), the golden tests,

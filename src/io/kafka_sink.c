@@ -574,7 +574,8 @@ static int publish(sk_sink *s, uint64_t upto, uint64_t marker, char *err, size_t
                     sl__buf_free(&s->st[n].rows);
                     n++;
                 }
-                memmove(s->st, s->st + n, (size_t)(s->nst - n) * sizeof *s->st);
+                if (n > 0 && s->nst > n)
+                    memmove(s->st, s->st + n, (size_t)(s->nst - n) * sizeof *s->st);
                 s->nst -= n;
                 return 0;
             }
