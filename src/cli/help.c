@@ -145,7 +145,8 @@ static const cli_cmd commands[] = {
               " [--kafka BOOTSTRAP --topic T [--per-message N]]",
      .about = "Writes DIR/events/events-NNN.csv, DIR/subscribers.csv and "
               "DIR/cells.csv. Same seed, same data. With --kafka, also produces the "
-              "events into topic T, event file i into partition i.",
+              "events into topic T; each event file's task writes one partition "
+              "(docs/kafka.md).",
      .opts = gen_opts},
     {.name = "keygen", .args = "PATH [--id ID]",
      .summary = "create a pseudonymisation key file",
