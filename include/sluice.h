@@ -215,8 +215,8 @@ void sl_job_stop(sl_job *job);
 /* Consistent-enough snapshot of the job's counters; safe while it runs. */
 void sl_job_stats_get(const sl_job *job, sl_job_stats *out);
 
-/* Sources. connector: "file", "generator" or "kafka" (docs/kafka.md). The source's time column and
- * watermark are configured with the keys "time.column",
+/* Sources. connector: "file", "generator" or "kafka" (docs/kafka.md).
+ * The source's time column and watermark are configured with the keys "time.column",
  * "watermark.delay.ms" (bounded out-of-orderness) and "idle.timeout.ms". */
 sl_stream *sl_job_source(sl_job *job, const char *connector,
                          const sl_schema *schema, const char *const *conf);
