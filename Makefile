@@ -2,7 +2,7 @@
 # `make demo` and `make test` install missing Debian packages first.
 
 SHELL     := /bin/bash
-PKGS      := openssl sqlite3 zlib libmicrohttpd rocksdb
+PKGS      := openssl sqlite3 zlib libmicrohttpd rocksdb rdkafka
 CC        ?= cc
 OPT       ?= -O2
 CFLAGS    ?=
@@ -55,6 +55,7 @@ integration: all
 	python3 -m pytest -q tests/integration
 	python3 -m pytest -q tests/fault
 	python3 -m pytest -q tests/package
+	python3 -m pytest -q tests/kafka
 
 # Fault tests (tests/fault): kill -9 at random instants and at the checkpoint
 # protocol's dangerous moments, corrupt checkpoints, a full or read-only
@@ -74,6 +75,7 @@ sanitize:
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/integration
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice KILLS=8 python3 -m pytest -q tests/fault
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/package/test_man.py
+	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/kafka
 
 # CI stage: ThreadSanitizer (gcc). Every unit test (the runtime, window and
 # lookup tests run worker, coordinator and sampler threads), the golden tests,

@@ -215,8 +215,8 @@ void sl_job_stop(sl_job *job);
 /* Consistent-enough snapshot of the job's counters; safe while it runs. */
 void sl_job_stats_get(const sl_job *job, sl_job_stats *out);
 
-/* Sources. connector: "file" or "generator". The source's time column and
- * watermark are configured with the keys "time.column",
+/* Sources. connector: "file", "generator" or "kafka" (docs/kafka.md).
+ * The source's time column and watermark are configured with the keys "time.column",
  * "watermark.delay.ms" (bounded out-of-orderness) and "idle.timeout.ms". */
 sl_stream *sl_job_source(sl_job *job, const char *connector,
                          const sl_schema *schema, const char *const *conf);
@@ -400,7 +400,7 @@ sl_stream *sl_stream_window_fold(sl_stream *s, const sl_window_spec *w,
                                  const sl_agg_spec *aggs, size_t naggs,
                                  const sl_fold_spec *fold);
 
-/* Sinks. connector: "sqlite", "file" (CSV or JSON Lines), "stdout".
+/* Sinks. connector: "sqlite", "file" (CSV or JSON Lines), "stdout", "kafka".
  * Returns 0 or a negative SL_E*; the error is also kept in the job. */
 int sl_stream_sink(sl_stream *s, const char *connector,
                    const char *const *conf);

@@ -8,6 +8,8 @@ pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
 pkgs+=(man-db)
 # the RocksDB state backend (docs/state.md)
 pkgs+=(librocksdb-dev)
+# tests/kafka: librdkafka, kcat, and a real broker resolved by Maven (Java 17).
+pkgs+=(librdkafka-dev kcat maven openjdk-17-jre-headless)
 # CI-only stages (fuzzing, static analysis) need clang and the analysers:
 # `install-deps.sh --ci`
 [ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev cppcheck clang-tidy)

@@ -57,6 +57,10 @@ const char *telecom_age_band(int64_t birth_ms, int64_t at_ms);
 int cli_run(int argc, char **argv);
 int cli_gen(int argc, char **argv);
 int cli_keygen(int argc, char **argv);
+/* gen_kafka.c: produces DIR/events into a Kafka topic, per_message events
+ * per message (at-least-once, idempotent producer). */
+int gen_to_kafka(const char *dir, const char *bootstrap, const char *topic,
+                 const char *per_message, char *err, size_t errsz);
 int cli_savepoint(int argc, char **argv);
 /* `sluice run venue-report`: the venue report (job_venue.c). */
 int cli_venue_run(int argc, char **argv);

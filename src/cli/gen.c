@@ -19,11 +19,14 @@ int cli_gen(int argc, char **argv)
         {"parts", required_argument, 0, 'p'},
         {"set", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
+        {"kafka", required_argument, 0, 'K'},
+        {"topic", required_argument, 0, 'T'},
+        {"per-message", required_argument, 0, 'M'},
         {0, 0, 0, 0}};
     static const char *const names[] = {['e'] = "events", ['s'] = "subscribers",
                                         ['c'] = "cells", ['a'] = "areas",
                                         ['r'] = "seed", ['p'] = "parts"};
-    const char *dir = "data";
+    const char *dir = "data", *kafka = NULL, *topic = NULL, *per_msg = "100";
     const char *kv[64];
     char *owned[32];
     int nkv = 0, nown = 0, c;
@@ -32,6 +35,9 @@ int cli_gen(int argc, char **argv)
         if (c == 'h') { cli_help(stdout, "gen"); return 0; }
         if (c == '?') return 2;
         if (c == 'o') { dir = optarg; continue; }
+        if (c == 'K') { kafka = optarg; continue; }
+        if (c == 'T') { topic = optarg; continue; }
+        if (c == 'M') { per_msg = optarg; continue; }
         if (nkv >= 60 || nown >= 30) { fputs("sluice gen: too many options\n", stderr); return 2; }
         if (c == 'S') {
             char *eq = strchr(optarg, '=');
@@ -52,6 +58,10 @@ int cli_gen(int argc, char **argv)
         fprintf(stderr, "sluice gen: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (!kafka != !topic) {
+        fputs("sluice gen: --kafka and --topic go together\n", stderr);
+        return 2;
+    }
     char err[1024] = "";
     int rc = sl_gen_write(dir, kv, err, sizeof err);
     for (int i = 0; i < nown; i++) free(owned[i]);
@@ -61,6 +71,13 @@ int cli_gen(int argc, char **argv)
     }
     fprintf(stderr, "sluice gen: wrote %s/events/, %s/subscribers.csv, %s/cells.csv\n",
             dir, dir, dir);
+    if (kafka) {
+        if (gen_to_kafka(dir, kafka, topic, per_msg, err, sizeof err) != 0) {
+            fprintf(stderr, "sluice gen: %s\n", err);
+            return 1;
+        }
+        fprintf(stderr, "sluice gen: produced the events into %s on %s\n", topic, kafka);
+    }
     return 0;
 }
 

@@ -95,6 +95,10 @@ static const cli_opt gen_opts[] = {
     {"--set KEY=VALUE", NULL, NULL,
      "any key above or start (epoch ms or ISO date), span.ms, out.of.order.ms, "
      "unknown.fraction"},
+    {"--kafka BOOTSTRAP", NULL, NULL,
+     "also produce the events into a Kafka topic (CSV without header; docs/kafka.md)"},
+    {"--topic T", NULL, NULL, "the topic for --kafka"},
+    {"--per-message N", NULL, "100", "events batched per Kafka message"},
     {"--help", NULL, NULL, "this text"},
     {0}};
 
@@ -142,11 +146,14 @@ static const cli_cmd commands[] = {
      .summary = "write the synthetic reference data set (events, subscribers, cells) "
                 "as CSV files",
      .usage = "gen [--out DIR] [--events N] [--subscribers N] [--cells N]\n"
-              " [--areas N] [--seed N] [--parts N] [--set KEY=VALUE ...]",
+              " [--areas N] [--seed N] [--parts N] [--set KEY=VALUE ...]\n"
+              " [--kafka BOOTSTRAP --topic T [--per-message N]]",
      .about = "Writes DIR/events/events-NNN.csv, DIR/subscribers.csv and "
               "DIR/cells.csv. Same seed, same data. With --set crowd.size=N also a "
               "staged public event: DIR/events/crowd.csv, DIR/venues.csv and "
-              "DIR/market_share.csv (keys crowd.*; docs/venues.md).",
+              "DIR/market_share.csv (keys crowd.*; docs/venues.md). With --kafka, "
+              "also produces the events into topic T; each event file's task writes "
+              "one partition (docs/kafka.md).",
      .opts = gen_opts},
     {.name = "keygen", .args = "PATH [--id ID]",
      .summary = "create a pseudonymisation key file",

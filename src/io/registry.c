@@ -8,10 +8,13 @@
 
 extern const sl__source_vt sl__src_file, sl__src_generator;
 extern const sl__sink_vt sl__sink_sqlite, sl__sink_file, sl__sink_stdout;
+extern const sl__source_vt sl__src_kafka;
+extern const sl__sink_vt sl__sink_kafka;
 
-static const sl__source_vt *const sources[] = {&sl__src_file, &sl__src_generator};
+static const sl__source_vt *const sources[] = {&sl__src_file, &sl__src_generator,
+                                               &sl__src_kafka};
 static const sl__sink_vt *const sinks[] = {&sl__sink_sqlite, &sl__sink_file,
-                                           &sl__sink_stdout};
+                                           &sl__sink_stdout, &sl__sink_kafka};
 
 const sl__source_vt *sl__source_find(const char *name)
 {

@@ -522,7 +522,7 @@ static void sink_conf(actx *A, const sql_stmt *sink, const sql_select *sel, char
 {
     sl_sql *q = A->q;
     const char *conn = sl__sql_connector(A, sink, (const char *const[]){"sqlite", "file", "stdout",
-                                                                NULL}, "sink");
+                                                                "kafka", NULL}, "sink");
     if (!conn) return;
     q->sink_conn = sl__xstrdup(conn);
     q->sink_conf = sl__sql_conf_of(A, sink, (const char *const[]){"connector", "k_anonymity",
@@ -618,7 +618,8 @@ static void source_(actx *A, const sql_select *sel)
         q->time_col = sl__xstrdup(sl_schema_col_name(q->src_schema, c));
         q->wm_delay = src->wm_delay;
     }
-    if (!sl__sql_connector(A, src, (const char *const[]){"file", "generator", NULL}, "source"))
+    if (!sl__sql_connector(A, src, (const char *const[]){"file", "generator", "kafka", NULL},
+                           "source"))
         return;
     /* every PSEUDONYMIZE'd column, first: its raw value is then refused
      * everywhere, whatever the order of the clauses */

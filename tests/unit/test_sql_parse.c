@@ -234,10 +234,10 @@ static const struct {
          SNK
          "SELECT x, COUNT(*) AS c, SUM(n) AS c FROM s GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), x;",
      SL_EINVAL, "q.sql:3:26: two result columns are named 'c'; name one with AS"},
-    {"CREATE SOURCE s (ts TIMESTAMP) WITH (connector='kafka', path='x');\n"
+    {"CREATE SOURCE s (ts TIMESTAMP) WITH (connector='postgres', path='x');\n"
          SNK
          "SELECT ts FROM s;",
-     SL_EINVAL, "q.sql:1:48: connector 'kafka' is not available yet for a source"},
+     SL_EINVAL, "q.sql:1:48: connector 'postgres' is not available yet for a source"},
     {SRC
          SNK
          "SELECT SUBSTR(x) FROM s;",

@@ -1,0 +1,51 @@
+/* kafka.h — what the Kafka source and sink share: librdkafka configuration
+ * built from sluice keys plus `properties.*` pass-through, and translation of
+ * librdkafka errors at the connector boundary.
+ *
+ * Ownership: sl__kafka_split returns arrays the caller frees with
+ * sl__kafka_kv_free; sl__kafka_conf returns an rd_kafka_conf_t the caller
+ * hands to rd_kafka_new (which takes it) or destroys. */
+#ifndef SL_IO_KAFKA_H
+#define SL_IO_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "core/runtime.h"
+
+#define SL__KAFKA_PROP_PREFIX "properties."
+
+/* Splits kv into the connector's own keys (*own) and the librdkafka
+ * properties given as `properties.<name>` (*props, prefix removed). Both are
+ * NULL-terminated key/value arrays. */
+void sl__kafka_split(const char *const *kv, char ***own, char ***props);
+void sl__kafka_kv_free(char **kv);
+
+/* A librdkafka configuration: bootstrap.servers, then `fixed` pairs (set by
+ * the connector, NULL-terminated), then the user's properties. A key
+ * librdkafka does not know or a bad value is an error naming the key as the
+ * user wrote it (`properties.<name>`) and librdkafka's reason. Keys in
+ * `reserved` (NULL-terminated) may not be overridden by the user because the
+ * connector's guarantees depend on them. */
+int sl__kafka_conf(rd_kafka_conf_t **out, const char *component,
+                   const char *bootstrap, const char *const *fixed,
+                   const char *const *props, const char *const *reserved,
+                   char *errstr, size_t errstr_size);
+
+/* An error from librdkafka as an SL_E* code with detail: retriable and
+ * transport errors become SL_EIO, the rest SL_EINVAL or SL_ESTATE. */
+int sl__kafka_err(char *errstr, size_t errstr_size, const char *component,
+                  const char *what, rd_kafka_resp_err_t err);
+int sl__kafka_err_obj(char *errstr, size_t errstr_size, const char *component,
+                      const char *what, rd_kafka_error_t *error);
+
+/* Client log lines go to stderr as "sluice: kafka <component>: ..." with no
+ * record content. */
+void sl__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                      const char *buf);
+
+extern const sl__source_vt sl__src_kafka;
+extern const sl__sink_vt sl__sink_kafka;
+extern const sl__conf_def sl__kafka_source_conf[]; /* for the docs */
+extern const sl__conf_def sl__kafka_sink_conf[];
+
+#endif
