@@ -640,6 +640,12 @@ typedef struct {
 sl_stream *sl_stream_venue_report(sl_stream *s, const sl_venues *venues,
                                   const sl_venue_report_spec *spec);
 
+/* ---- logging ------------------------------------------------------------- */
+/* Asks the library to reopen its log file (job key `log.file`) before its
+ * next line: call it from a SIGHUP handler after logrotate moved the file.
+ * Async-signal-safe; a no-op when the log goes to stderr. */
+void sl_log_reopen(void);
+
 #ifdef __cplusplus
 }
 #endif

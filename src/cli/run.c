@@ -22,7 +22,8 @@ static volatile sig_atomic_t g_stops;
  * checkpoint). */
 static void on_signal(int sig)
 {
-    if (sig == SIGUSR1) sl_job_savepoint(g_job);
+    if (sig == SIGHUP) sl_log_reopen();
+    else if (sig == SIGUSR1) sl_job_savepoint(g_job);
     else if (g_stops++ == 0) sl_job_stop(g_job);
     else sl_job_cancel(g_job);
 }
@@ -222,6 +223,7 @@ int cli_run(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGUSR1, on_signal);
+    signal(SIGHUP, on_signal);
     progress pr = {.job = job, .obs = obs, .tty = isatty(2) && !quiet};
     atomic_init(&pr.stop, 0);
     pthread_t th;

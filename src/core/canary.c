@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "canary.h"
+#include "log.h"
 
 void sl__canary_init(sl__canaries *c, uint64_t interval_ms, uint64_t timeout_ms)
 {
@@ -107,8 +108,8 @@ int sl__canary_sweep(sl__canaries *c, uint64_t now)
         if (!inj || atomic_load(&c->s[slot].seen_ns) || now - inj < c->timeout_ns) continue;
         if (!atomic_compare_exchange_strong(&c->s[slot].inject_ns, &inj, 0)) continue;
         atomic_fetch_add(&c->missing, 1);
-        fprintf(stderr, "sluice: canary %u from source partition %d missing: not seen at "
-                "the sink %.1f s after injection\n", slot, c->s[slot].partition,
+        sl__log(SL__LOG_WARN, "canary", "canary missing: not seen at the sink in time",
+                "canary=%u partition=%d after_s=%.1f", slot, c->s[slot].partition,
                 (double)(now - inj) / 1e9);
         missing++;
     }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "sluice.h"
+#include "log.h"
 
 #define SL_MAX_COLS 64
 #define SL_TS_MIN INT64_MIN

@@ -110,12 +110,19 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
     sl__count(ctx, SL__CTR_DEAD_LETTERS, 1);
     count_reason(reason);
     if (!ctx || !ctx->job) {
-        /* no job (a table loading, a unit test): report on stderr */
+        /* no job (a table loading, a unit test): report in the log */
         snprintf(g_last_dl, sizeof g_last_dl, "%s@%s", reason, position);
-        flockfile(stderr);
-        fputs("sluice: dead letter ", stderr);
-        write_letter(stderr, source, position, reason, payload, len);
-        funlockfile(stderr);
+        char *letter = NULL;
+        size_t n = 0;
+        FILE *m = open_memstream(&letter, &n);
+        if (m) {
+            write_letter(m, source, position, reason, payload, len);
+            fclose(m);
+            if (n && letter[n - 1] == '\n') letter[n - 1] = 0;
+        }
+        sl__log(SL__LOG_WARN, "deadletter", "dead letter", "reason=\"%s\" letter=%s",
+                reason, letter ? letter : "{}");
+        free(letter);
         return;
     }
     sl_job *j = ctx->job;
@@ -126,8 +133,9 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
         snprintf(path, sizeof path, "%s/dead-letters.jsonl", j->conf.output_dir);
         j->dlq = fopen(path, "a");
         if (!j->dlq)
-            fprintf(stderr, "sluice: cannot open %s: %s (dead letters are "
-                    "counted but not written)\n", path, strerror(errno));
+            sl__log(SL__LOG_ERROR, "deadletter", "cannot open the dead-letter file: "
+                    "dead letters are counted but not written",
+                    "file=\"%s\" error=\"%s\"", path, strerror(errno));
     }
     if (j->dlq) write_letter(j->dlq, source, position, reason, payload, len);
     pthread_mutex_unlock(&j->lock);

@@ -785,6 +785,7 @@ static void *worker_main(void *arg)
         }
         if (wa->id == 0) {
             publish_watermark(pl);
+            sl__log_tick();
             sl__canary_sweep(&j->canaries, sl__clock());
         }
         if (progress) {
@@ -804,6 +805,10 @@ int sl_job_run(sl_job *j)
     if (j->errcode) return j->errcode;
     if (j->ran) return sl__job_fail(j, SL_ESTATE, "job: a job runs once");
     j->ran = true;
+    char lerr[1024];
+    if (sl__log_open(j->conf.log_file, j->conf.log_level, lerr, sizeof lerr))
+        return sl__job_fail(j, SL_EINVAL, "%s", lerr);
+    j->log_open = true;
     plan pl = {.job = j, .progress_fd = -1};
     sl__canary_init(&j->canaries, (uint64_t)j->conf.canary_interval_ms,
                     (uint64_t)j->conf.canary_timeout_ms);

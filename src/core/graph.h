@@ -41,6 +41,8 @@ typedef struct {
     int64_t metrics_linger_ms; /* keep serving this long after the run */
     char *metrics_token_file; /* bearer token for the endpoint; "" = open */
     int64_t metrics_rate_limit; /* requests per second served; 0 = no limit */
+    char *log_file;           /* "" = stderr */
+    int log_level;            /* sl__log_level */
 } sl__job_conf;
 
 struct sl_job {
@@ -66,6 +68,7 @@ struct sl_job {
     atomic_int_fast64_t watermark;
     FILE *dlq;
     bool ran;
+    bool log_open;          /* this job pointed the process log (log.c) */
     void *plan;             /* while running; guarded by lock */
     atomic_int savepoint_req;
     atomic_int stop_req;    /* graceful stop: final checkpoint, then exit */

@@ -80,6 +80,12 @@ static const sl__conf_def job_conf_defs[] = {
      .max = 1000000, .offset = OFF(metrics_rate_limit),
      .desc = "HTTP requests per second the endpoint serves; more get 429 "
              "(0: no limit)"},
+    {.key = "log.file", .type = SL_CONF_STR, .def = "", .offset = OFF(log_file),
+     .desc = "file the job's log lines are appended to (empty: stderr); SIGHUP "
+             "reopens it"},
+    {.key = "log.level", .type = SL_CONF_ENUM, .def = "info",
+     .allowed = "error|warn|info|debug", .offset = OFF(log_level),
+     .desc = "most verbose level logged"},
     {0}};
 #undef OFF
 
@@ -116,6 +122,7 @@ void sl_job_free(sl_job *j)
     if (j->sink_vt && j->sink_vt->conf_free) j->sink_vt->conf_free(j->sink_conf);
     if (j->dlq) fclose(j->dlq);
     if (j->canary_log) fclose(j->canary_log);
+    if (j->log_open) sl__log_close();
     sl__conf_free(job_conf_defs, &j->conf);
     pthread_mutex_destroy(&j->lock);
     free(j);
@@ -151,6 +158,14 @@ int sl_job_set(sl_job *j, const char *key, const char *value, char *errstr,
         }
     }
     sl__conf_free(job_conf_defs, &tmp);
+    /* the log follows its keys at once, so what the job's set-up logs
+     * (lookup tables loading, key files) lands there too */
+    if (strncmp(key, "log.", 4) == 0) {
+        rc = sl__log_open(j->conf.log_file, (int)j->conf.log_level, errstr,
+                          errstr_size);
+        if (rc) return rc;
+        j->log_open = true;
+    }
     return 0;
 }
 

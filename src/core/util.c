@@ -27,7 +27,8 @@ const char *sl_strerror(int err)
 
 _Noreturn void sl__assert_fail(const char *what, const char *file, int line)
 {
-    fprintf(stderr, "sluice: invariant violated: %s (%s:%d)\n", what, file, line);
+    sl__log(SL__LOG_ERROR, "core", "invariant violated", "what=\"%s\" at=%s:%d", what,
+            file, line);
     abort();
 }
 
@@ -44,7 +45,7 @@ int sl__err(char *errstr, size_t errstr_size, int code, const char *fmt, ...)
 
 static _Noreturn void oom(size_t n)
 {
-    fprintf(stderr, "sluice: out of memory allocating %zu bytes\n", n);
+    sl__log(SL__LOG_ERROR, "core", "out of memory", "bytes=%zu", n);
     abort();
 }
 
@@ -167,7 +168,8 @@ void sl__crash_point(const char *name)
     if (strncmp(spec, name, n) != 0 || (spec[n] != 0 && spec[n] != ':')) return;
     int k = spec[n] == ':' ? atoi(spec + n + 1) : 1;
     if (atomic_fetch_add(&hits, 1) + 1 == (k > 0 ? k : 1)) {
-        fprintf(stderr, "sluice: crash point %s reached, killing the process\n", name);
+        sl__log(SL__LOG_ERROR, "core", "crash point reached, killing the process",
+                "point=%s", name);
         kill(getpid(), SIGKILL);
     }
 }

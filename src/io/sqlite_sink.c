@@ -1126,7 +1126,7 @@ static void sq_close(void *st)
             !(s->job && sl_job_error(s->job))) {
             char err[512];
             if (tx_commit(s, err, sizeof err))
-                fprintf(stderr, "sluice: sqlite sink: %s\n", err);
+                sl__log(SL__LOG_ERROR, "sink", err, "connector=sqlite");
         }
         if (s->in_tx && s->rollback)
             tx_rollback(s);
