@@ -237,6 +237,13 @@ sl_stream *sl_stream_filter(sl_stream *s, const char *name, sl_filter_fn fn,
                             void *udata);
 /* Keeps the named columns, in the given order. */
 sl_stream *sl_stream_project(sl_stream *s, const char *const *cols);
+/* Counts data records per value of the VARCHAR column `col` (low
+ * cardinality, never an identifier: at most 64 values, then "other") into
+ * the business counter metric{col="value"} at /metrics; metric must end in
+ * _total. The counts are checkpointed, so after a recovery they continue
+ * from the checkpoint. Records pass unchanged. */
+sl_stream *sl_stream_count_by(sl_stream *s, const char *col, const char *metric,
+                              const char *help);
 /* Repartitions by the named columns: rows with equal keys reach one task. */
 sl_stream *sl_stream_key_by(sl_stream *s, const char *const *cols);
 

@@ -438,6 +438,11 @@ static int source_step(task *t)
         t->part_max[part] = mx;
     }
     t->part_seen[part] = sl__clock();
+    int64_t off, end;
+    if (j->src_vt->progress && !j->src_vt->progress(t->src, part, &off, &end)) {
+        atomic_store_explicit(&t->part_off[part], off, memory_order_relaxed);
+        atomic_store_explicit(&t->part_end[part], end, memory_order_relaxed);
+    }
     sl_batch *canary = inject_canary(t, b, part);
     if (b->n == 0) sl__batch_free(b);
     else if ((rc = chain_batch(t, b))) {
@@ -576,6 +581,9 @@ static int task_open(plan *pl, task *t, char *err, size_t errsz)
         t->part_max = sl__xcalloc((size_t)t->nparts + 1, sizeof(int64_t));
         t->part_seen = sl__xcalloc((size_t)t->nparts + 1, sizeof(uint64_t));
         t->canary_last = sl__xcalloc((size_t)t->nparts + 1, sizeof(uint64_t));
+        t->part_off = sl__xcalloc((size_t)t->nparts + 1, sizeof(*t->part_off));
+        t->part_end = sl__xcalloc((size_t)t->nparts + 1, sizeof(*t->part_end));
+        for (int p = 0; p < t->nparts; p++) atomic_init(&t->part_end[p], -1);
         uint64_t now = sl__clock();
         for (int p = 0; p < t->nparts; p++) {
             t->part_max[p] = SL_TS_MIN;
@@ -708,6 +716,8 @@ static void task_free(sl_job *j, task *t)
     free(t->part_max);
     free(t->part_seen);
     free(t->canary_last);
+    free((void *)t->part_off);
+    free((void *)t->part_end);
     free(t->await);
     free(t->vt);
     free(t->op);
@@ -856,6 +866,8 @@ int sl_job_run(sl_job *j)
     for (int i = 0; i < pl.ntasks; i++)
         for (int c = 0; c < SL__CTR_N; c++)
             atomic_fetch_add(&j->ctr[c], atomic_load(&pl.tasks[i]->ctr[c]));
+    free(j->src_parts);
+    j->nsrc_parts = sl__plan_parts(j, &pl, &j->src_parts);
     j->plan = NULL;
     pthread_mutex_unlock(&j->lock);
     plan_free(&pl);

@@ -74,9 +74,14 @@ struct sl_job {
     atomic_int stop_req;    /* graceful stop: final checkpoint, then exit */
     sl__canaries canaries;  /* production checks (canary.c) */
     FILE *canary_log;       /* <output.dir>/canaries.jsonl, guarded by lock */
+    struct sl__jctr *counters; /* labelled business counters (jobctr.c) */
+    struct sl__part_stat *src_parts; /* source progress after the run, under lock */
+    int nsrc_parts;
     /* checkpoint statistics */
     atomic_uint_fast64_t ck_completed, ck_failed, ck_last_ms, ck_last_bytes,
         ck_last_pause_us, ck_restored;
 };
+
+void sl__job_counters_free(sl_job *j);
 
 #endif

@@ -123,6 +123,8 @@ void sl_job_free(sl_job *j)
     if (j->dlq) fclose(j->dlq);
     if (j->canary_log) fclose(j->canary_log);
     if (j->log_open) sl__log_close();
+    sl__job_counters_free(j);
+    free(j->src_parts);
     sl__conf_free(job_conf_defs, &j->conf);
     pthread_mutex_destroy(&j->lock);
     free(j);

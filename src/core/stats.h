@@ -48,6 +48,12 @@ typedef struct {
     int64_t watermark;                 /* SL_TS_MIN before the first */
 } sl__task_stat;
 
+/* Progress of one source partition (sources with a progress hook). */
+typedef struct sl__part_stat {
+    int stage, task, partition; /* partition: global index */
+    int64_t offset, end;        /* bytes consumed / held now (-1 unknown) */
+} sl__part_stat;
+
 typedef struct {
     int idx, ntasks;
     bool is_source, is_sink;
@@ -61,6 +67,8 @@ typedef struct {
     int nstages, ntasks;
     sl__stage_stat *stages;
     sl__task_stat *tasks;       /* stage-major */
+    int nparts;
+    sl__part_stat *parts;       /* source partitions, in task order */
     sl_job_stats job;           /* the public figures */
     bool ck_enabled;
     uint64_t ck_committed;      /* last epoch whose manifest is written */
@@ -80,6 +88,13 @@ const char *sl__job_dashboard_dir(const sl_job *j);
 const char *sl__job_metrics_token_file(const sl_job *j);
 int64_t sl__job_metrics_rate_limit(const sl_job *j);
 int64_t sl__job_metrics_linger_ms(const sl_job *j);
+
+/* The job's labelled business counters (sl__job_counter), in creation
+ * order; fn is called under the job's lock, so it must not call back. */
+void sl__job_counters_each(const sl_job *j,
+                           void (*fn)(void *ud, const char *name, const char *help,
+                                      const char *labels, uint64_t v),
+                           void *ud);
 
 /* Dead letters counted per reason since the process started (deadletter.c).
  * Copies up to max (reason, count) pairs; returns how many. Reasons are
