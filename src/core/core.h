@@ -91,6 +91,11 @@ struct sl_batch {
 };
 /* New batch with all rows valid; live batches are counted process-wide. */
 sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap);
+/* Memory of a batch: its allocation plus its arena's chunks. */
+size_t sl__batch_mem(const sl_batch *b);
+/* Bytes of non-huge batches alive now (and their peak when peak != NULL):
+ * the in-flight batch memory that memory.batches.max.bytes caps. */
+uint64_t sl__batch_flow_bytes(uint64_t *peak);
 /* The same in its own mapping (sl__huge_alloc): for large, long-lived
  * batches probed at random, such as lookup-table chunks. */
 sl_batch *sl__batch_new_huge(const sl_schema *s, uint32_t cap);

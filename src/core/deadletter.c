@@ -137,7 +137,33 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
                     "dead letters are counted but not written",
                     "file=\"%s\" error=\"%s\"", path, strerror(errno));
     }
-    if (j->dlq) write_letter(j->dlq, source, position, reason, payload, len);
+    bool over = (j->conf.dl_max_count && j->dl_written >= (uint64_t)j->conf.dl_max_count) ||
+                (j->conf.dl_max_bytes && j->dl_bytes >= (uint64_t)j->conf.dl_max_bytes);
+    if (over) { /* a cap of deadletter.max.*: drop (counted) or fail */
+        bool first = atomic_fetch_add(&j->dl_dropped, 1) == 0;
+        bool count_cap = j->conf.dl_max_count &&
+                         j->dl_written >= (uint64_t)j->conf.dl_max_count;
+        const char *key = count_cap ? "deadletter.max.count" : "deadletter.max.bytes";
+        long long cap = count_cap ? (long long)j->conf.dl_max_count
+                                  : (long long)j->conf.dl_max_bytes;
+        pthread_mutex_unlock(&j->lock);
+        if (j->conf.dl_overflow == 1) {
+            sl__job_fail(j, SL_ENOMEM, "dead letters: more than '%s' (%lld) and "
+                         "'deadletter.overflow' is fail: the input is worse than "
+                         "expected (last: %s at %s)", key, cap, reason, position);
+        } else if (first) {
+            sl__log(SL__LOG_WARN, "deadletter", "dead-letter cap reached: further dead "
+                    "letters are counted and dropped", "key=%s cap=%lld", key, cap);
+        }
+        return;
+    }
+    if (j->dlq) {
+        long before = ftell(j->dlq);
+        write_letter(j->dlq, source, position, reason, payload, len);
+        long after = ftell(j->dlq);
+        j->dl_written++;
+        if (before >= 0 && after >= before) j->dl_bytes += (uint64_t)(after - before);
+    }
     pthread_mutex_unlock(&j->lock);
 }
 

@@ -660,7 +660,8 @@ static int plan_tasks(plan *pl)
                                .job_name = j->conf.name,
                                .delivery = (sl__delivery)j->conf.delivery,
                                .key_groups = (int)j->conf.key_groups,
-                               .ctr = t->ctr};
+                               .ctr = t->ctr,
+                               .window_max_groups = j->conf.window_max_groups};
             st->tasks[i] = t;
             pl->tasks[k++] = t;
         }
@@ -686,6 +687,7 @@ static int plan_tasks(plan *pl)
             t->pending = sl__xcalloc((size_t)dn->ntasks, sizeof(sl__msgq));
             for (int d = 0; d < dn->ntasks; d++) {
                 sl__chan *c = sl__chan_new((uint32_t)j->conf.exchange_capacity);
+                c->byte_cap = (uint64_t)j->conf.exchange_max_bytes;
                 pl->chans = sl__xrealloc(pl->chans, sizeof(sl__chan *) *
                                                         (size_t)(pl->nchans + 1));
                 pl->chans[pl->nchans++] = c;

@@ -41,6 +41,10 @@ typedef struct {
     int64_t metrics_linger_ms; /* keep serving this long after the run */
     char *metrics_token_file; /* bearer token for the endpoint; "" = open */
     int64_t metrics_rate_limit; /* requests per second served; 0 = no limit */
+    int64_t window_max_groups;  /* per window task; 0 = no cap */
+    int64_t dl_max_count, dl_max_bytes; /* dead letters written; 0 = no cap */
+    int dl_overflow;            /* 0 drop (counted), 1 fail */
+    int64_t exchange_max_bytes; /* per channel; 0 = exchange.capacity only */
     char *log_file;           /* "" = stderr */
     int log_level;            /* sl__log_level */
 } sl__job_conf;
@@ -67,6 +71,8 @@ struct sl_job {
     atomic_int running;
     atomic_int_fast64_t watermark;
     FILE *dlq;
+    uint64_t dl_written, dl_bytes; /* dead letters in the file, under lock */
+    atomic_uint_fast64_t dl_dropped; /* past a deadletter.max.* cap */
     bool ran;
     bool log_open;          /* this job pointed the process log (log.c) */
     void *plan;             /* while running; guarded by lock */

@@ -80,6 +80,27 @@ static const sl__conf_def job_conf_defs[] = {
      .max = 1000000, .offset = OFF(metrics_rate_limit),
      .desc = "HTTP requests per second the endpoint serves; more get 429 "
              "(0: no limit)"},
+    {.key = "window.max.groups", .type = SL_CONF_INT, .def = "50000000", .min = 0,
+     .max = INT64_MAX, .offset = OFF(window_max_groups),
+     .desc = "(window, key) groups a window task holds open at most (0: no cap); "
+             "one more stops the job with an error naming this key"},
+    {.key = "deadletter.max.count", .type = SL_CONF_INT, .def = "1000000",
+     .min = 0, .max = INT64_MAX, .offset = OFF(dl_max_count),
+     .desc = "dead letters written to the file at most (0: no cap); beyond, "
+             "deadletter.overflow decides"},
+    {.key = "deadletter.max.bytes", .type = SL_CONF_INT, .def = "1073741824",
+     .min = 0, .max = INT64_MAX, .offset = OFF(dl_max_bytes),
+     .desc = "bytes of dead letters written at most (0: no cap)"},
+    {.key = "deadletter.overflow", .type = SL_CONF_ENUM, .def = "drop",
+     .allowed = "drop|fail", .offset = OFF(dl_overflow),
+     .desc = "past a dead-letter cap: drop (count in "
+             "sluice_dead_letters_dropped_total, log once) or fail the job"},
+    {.key = "exchange.max.bytes", .type = SL_CONF_INT, .def = "0", .min = 0,
+     .max = INT64_MAX, .offset = OFF(exchange_max_bytes),
+     .desc = "bytes of batches (columns and string arenas) an exchange channel "
+             "holds before the producer blocks, as exchange.capacity does for "
+             "their number (0: exchange.capacity only; a channel always takes "
+             "one batch)"},
     {.key = "log.file", .type = SL_CONF_STR, .def = "", .offset = OFF(log_file),
      .desc = "file the job's log lines are appended to (empty: stderr); SIGHUP "
              "reopens it"},

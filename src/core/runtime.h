@@ -27,6 +27,7 @@ typedef struct sl__ctx {
     sl__delivery delivery;
     int key_groups;          /* G, fixed per job */
     _Atomic uint64_t *ctr;   /* the task's counters (SL__CTR_N), or NULL */
+    int64_t window_max_groups; /* job key window.max.groups; 0 = no cap */
 } sl__ctx;
 
 /* ---- state snapshots ----------------------------------------------------- */

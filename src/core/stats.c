@@ -56,6 +56,9 @@ static void task_read(const task *t, sl__task_stat *o)
     for (int c = 0; c < t->nin; c++) {
         o->in_queue += atomic_load_explicit(&t->in[c]->batches, memory_order_relaxed);
         o->in_queue_cap += t->in[c]->batch_cap;
+        o->in_queue_bytes += atomic_load_explicit(&t->in[c]->bytes, memory_order_relaxed);
+        uint64_t pk = atomic_load_explicit(&t->in[c]->bytes_peak, memory_order_relaxed);
+        if (pk > o->in_queue_bytes_peak) o->in_queue_bytes_peak = pk;
     }
     o->nout = (uint32_t)t->nout;
     for (int c = 0; c < t->nout; c++)
@@ -101,6 +104,9 @@ void sl__job_snap_take(const sl_job *cj, sl__job_snap *s)
     s->workers = j->conf.workers;
     s->parallelism = j->conf.parallelism;
     s->ck_enabled = j->conf.checkpoint_dir && j->conf.checkpoint_dir[0];
+    s->dl_dropped = atomic_load(&j->dl_dropped);
+    s->flow_bytes = sl__batch_flow_bytes(&s->flow_bytes_peak);
+    s->exchange_max_bytes = j->conf.exchange_max_bytes;
     pthread_mutex_lock(&j->lock);
     plan *pl = j->plan;
     if (pl) {

@@ -44,6 +44,7 @@ typedef struct {
     uint64_t ctr[SL__CTR_N]; /* the task's checkpointed counters */
     uint64_t records_in, records_out, batches_in, busy_ns, steps;
     uint32_t in_queue, in_queue_cap;   /* batches queued on its inputs / room */
+    uint64_t in_queue_bytes, in_queue_bytes_peak; /* their memory; peak of one channel */
     uint32_t out_full, nout;           /* output channels at capacity now */
     int64_t watermark;                 /* SL_TS_MIN before the first */
 } sl__task_stat;
@@ -75,6 +76,9 @@ typedef struct {
     int64_t ck_interval_ms;
     const char *delivery;
     int64_t exchange_capacity, key_groups, workers, parallelism;
+    uint64_t dl_dropped;        /* dead letters dropped past a cap */
+    uint64_t flow_bytes, flow_bytes_peak; /* batch memory in flight (process) */
+    int64_t exchange_max_bytes; /* per channel; 0 = none */
 } sl__job_snap;
 
 /* Fills s (caller-allocated; arrays allocated here, freed by

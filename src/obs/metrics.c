@@ -107,6 +107,8 @@ TF(f_in_rate, r->in_rate)
 TF(f_out_rate, r->out_rate)
 TF(f_q, s->in_queue)
 TF(f_qcap, s->in_queue_cap)
+TF(f_qbytes, (double)s->in_queue_bytes)
+TF(f_qbytes_peak, (double)s->in_queue_bytes_peak)
 TF(f_qfill, s->in_queue_cap ? (double)s->in_queue / s->in_queue_cap : 0.0)
 TF(f_src, s->ctr[SL__CTR_RECORDS_IN])
 TF(f_sink, s->ctr[SL__CTR_RECORDS_OUT])
@@ -199,6 +201,15 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
               (double)s.job.batches_live);
     job_value(t, "sluice_batches_peak", "gauge", "Most batches allocated at once.",
               (double)s.job.batches_peak);
+    job_value(t, "sluice_batch_memory_bytes", "gauge",
+              "Bytes of record batches in flight (exchanges, operators, sinks; "
+              "lookup tables excluded).", (double)s.flow_bytes);
+    job_value(t, "sluice_batch_memory_peak_bytes", "gauge",
+              "Most bytes of record batches in flight at once.",
+              (double)s.flow_bytes_peak);
+    job_value(t, "sluice_dead_letters_dropped_total", "counter",
+              "Dead letters not written because a deadletter.max.* cap was "
+              "reached (deadletter.overflow=drop).", (double)s.dl_dropped);
 
     if (s.nstages) {
         family(t, "sluice_stage_info", "gauge",
@@ -248,6 +259,13 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     per_task(t, &s, r, nr, "sluice_input_queue_capacity_batches", "gauge",
              "Batches the task's input channels can hold (exchange.capacity x "
              "inputs).", "", f_qcap, now, false);
+    per_task(t, &s, r, nr, "sluice_input_queue_bytes", "gauge",
+             "Memory of the batches queued on the task's inputs (columns and "
+             "string arenas).", "", f_qbytes, now, false);
+    per_task(t, &s, r, nr, "sluice_input_queue_peak_bytes", "gauge",
+             "Most memory one of the task's input channels held at once "
+             "(exchange.max.bytes caps it, plus one batch).", "", f_qbytes_peak,
+             now, false);
     per_task(t, &s, r, nr, "sluice_input_queue_fill_ratio", "gauge",
              "Input queue fill, 0..1; 1 means the task is the bottleneck.", "",
              f_qfill, now, false);

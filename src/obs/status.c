@@ -161,7 +161,7 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
     }
     pthread_mutex_unlock(&o->lock);
     SL__PUTS(t, "],\"counters\":");
-    sl__obs_registry_json(t);
+    sl__obs_registry_json(t, o->job);
     sl__canaries *c = sl__job_canaries(o->job);
     sl__obs_text_printf(t, ",\"canaries\":{\"injected\":%llu,\"seen\":%llu,\"committed\":%llu,"
                         "\"missing\":%llu,\"pipeline_last_ms\":%.3f,\"commit_last_ms\":%.3f}}\n",
