@@ -839,6 +839,7 @@ int sl_job_run(sl_job *j)
         pthread_t *th = sl__xcalloc((size_t)W, sizeof(pthread_t));
         worker_arg *wa = sl__xcalloc((size_t)W, sizeof(worker_arg));
         atomic_store(&j->running, 1);
+        sl__alloc_mark("run");
         for (int i = 0; i < W; i++) {
             wa[i] = (worker_arg){.pl = &pl, .id = i};
             if (pthread_create(&th[i], NULL, worker_main, &wa[i])) {

@@ -46,11 +46,12 @@ int sl__log_open(const char *path, int level, char *errstr, size_t errstr_size)
                            "job: 'log.file': cannot open '%s' for appending: %s",
                            path, strerror(errno));
     }
+    char *copy = f ? sl__xstrdup(path) : NULL; /* not under g_lock: OOM logs */
     pthread_mutex_lock(&g_lock);
     if (g_file) fclose(g_file);
     free(g_path);
     g_file = f;
-    g_path = f ? sl__xstrdup(path) : NULL;
+    g_path = copy;
     pthread_mutex_unlock(&g_lock);
     atomic_store(&g_level, level);
     atomic_store(&g_reopen, 0);
