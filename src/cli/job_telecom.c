@@ -304,8 +304,9 @@ static int fold_err(char *err, size_t errsz, const char *what, const char *tok)
 
 static int parse_fold(const char *spec, fold_parse *p, char *err, size_t errsz)
 {
-    if (strlen(spec) >= sizeof p->buf) return fold_err(err, errsz, "too long:", "");
-    strcpy(p->buf, spec);
+    size_t len = strlen(spec);
+    if (len >= sizeof p->buf) return fold_err(err, errsz, "too long:", "");
+    memcpy(p->buf, spec, len + 1);
     p->n = 0;
     char *save = NULL;
     for (char *tok = strtok_r(p->buf, ",", &save); tok;

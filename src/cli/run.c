@@ -208,7 +208,7 @@ int cli_run(int argc, char **argv)
     if (obs && !quiet)
         fprintf(stderr, "sluice: dashboard %s  (metrics %smetrics, status %sstatus)\n",
                 sl__obs_url(obs), sl__obs_url(obs), sl__obs_url(obs));
-    if ((rc = telecom_build(job, &o, &res, err, sizeof err))) {
+    if (telecom_build(job, &o, &res, err, sizeof err)) {
         fprintf(stderr, "sluice run: %s\n", err);
         sl__obs_stop(obs);
         telecom_free(&res);

@@ -208,6 +208,7 @@ static int route_push(sl__out *o, sl_batch *b)
         break;
     case OUT_HASH: {
         int P = t->nout, G = (int)t->job->conf.key_groups;
+        SL_ASSERT(P >= 1 && P <= 256); /* parallelism's bound sizes cnt, off, lo */
         uint64_t *h = sl__xmalloc((sizeof(uint64_t) + 2 * sizeof(uint32_t)) * b->n);
         uint32_t *idx = (uint32_t *)(h + b->n), *dst = idx + b->n;
         uint32_t cnt[256] = {0}, off[257], lo[257];

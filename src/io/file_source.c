@@ -113,6 +113,8 @@ static void free_list(char **v, int n)
 static int list_dir(const char *dir, const char *pattern, char ***out,
                     int *nout, char *err, size_t esz)
 {
+    *out = NULL; /* defined on every return, not only on success */
+    *nout = 0;
     DIR *d = opendir(dir);
     if (d == NULL)
         return sl__err(err, esz, errno == ENOENT ? SL_ENOENT : SL_EIO,
