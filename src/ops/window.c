@@ -557,7 +557,7 @@ static size_t row_payload(const win_op *op, const sl_batch *b, uint32_t r,
     size_t used = 0;
     for (int c = 0; c < op->in->n && used + 1 < size; c++) {
         const struct sl__col *col = &b->cols[c];
-        char tmp[64];
+        char tmp[64] = "";
         const char *txt = tmp;
         size_t len = 0;
         if (col->valid && !col->valid[r]) {
