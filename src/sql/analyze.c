@@ -659,8 +659,8 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
             r->type = k == SL_AGG_AVG || k == SL_AGG_APPROX_PERCENTILE ? SL_FLOAT64
                     : k == SL_AGG_HISTOGRAM ? SL_STRING
                     : k == SL_AGG_UDAF ? q->aggs[i].udaf->out_type
-                    : (k == SL_AGG_SUM || k == SL_AGG_MIN || k == SL_AGG_MAX)
-                        ? A->agg_args[i]->type : SL_INT64;
+                    : (k == SL_AGG_SUM || k == SL_AGG_MIN || k == SL_AGG_MAX) &&
+                      A->agg_args[i] ? A->agg_args[i]->type : SL_INT64;
             return r;
         }
     if (q->naggs >= SQL_MAX_AGGS) {
