@@ -20,6 +20,8 @@ struct sl__chunk {
 
 #define ARENA_CHUNK (64 * 1024)
 
+static size_t col_width(sl_type t);
+
 void *sl__arena_alloc(sl__arena *a, size_t n)
 {
     n = (n + 7) & ~(size_t)7;
@@ -76,6 +78,16 @@ size_t sl__batch_mem(const sl_batch *b)
 {
     size_t n = b->bytes;
     for (const sl__chunk *c = b->arena.head; c; c = c->next) n += sizeof *c + c->size;
+    return n;
+}
+
+size_t sl__batch_data_bytes(const sl_batch *b)
+{
+    size_t w = 1; /* the kind */
+    for (int i = 0; i < b->schema->n; i++) w += col_width(b->schema->cols[i].type) + 1;
+    size_t n = (size_t)b->n * w;
+    for (const sl__chunk *c = b->arena.head; c; c = c->next)
+        n += c == b->arena.head ? b->arena.used : c->size;
     return n;
 }
 

@@ -102,6 +102,9 @@ struct sl_batch {
 };
 /* New batch with all rows valid; live batches are counted process-wide. */
 sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap);
+/* Bytes of a batch's records: fixed-width columns, validity and kinds of
+ * its n rows plus the string bytes in its arena (per-task byte metrics). */
+size_t sl__batch_data_bytes(const sl_batch *b);
 /* Memory of a batch: its allocation plus its arena's chunks. */
 size_t sl__batch_mem(const sl_batch *b);
 /* Bytes of non-huge batches alive now (and their peak when peak != NULL):

@@ -187,6 +187,7 @@ static int route_push(sl__out *o, sl_batch *b)
         return 0;
     }
     sl__stats_on_batch_out(&t->obs, b->n);
+    sl__stats_on_bytes(&t->obs.bytes_out, b);
     switch (st->okind) {
     case OUT_SINK: {
         sink_canaries(t, b);
@@ -258,6 +259,7 @@ static int chain_push(sl__out *o, sl_batch *b)
 static int chain_batch(task *t, sl_batch *b)
 {
     sl__stats_on_batch_in(&t->obs, b->n);
+    sl__stats_on_bytes(&t->obs.bytes_in, b);
     return sl__emit(&t->links[0].out, b);
 }
 

@@ -51,6 +51,8 @@ static void task_read(const task *t, sl__task_stat *o)
     o->records_in = atomic_load_explicit(&ob->records_in, memory_order_relaxed);
     o->records_out = atomic_load_explicit(&ob->records_out, memory_order_relaxed);
     o->batches_in = atomic_load_explicit(&ob->batches_in, memory_order_relaxed);
+    o->bytes_in = atomic_load_explicit(&ob->bytes_in, memory_order_relaxed);
+    o->bytes_out = atomic_load_explicit(&ob->bytes_out, memory_order_relaxed);
     o->busy_ns = atomic_load_explicit(&ob->busy_ns, memory_order_relaxed);
     o->steps = atomic_load_explicit(&ob->steps, memory_order_relaxed);
     for (int c = 0; c < t->nin; c++) {

@@ -17,10 +17,15 @@ typedef struct {
     _Atomic uint64_t records_in;  /* rows entering the task's chain */
     _Atomic uint64_t records_out; /* rows leaving it (exchange or sink) */
     _Atomic uint64_t batches_in;
+    _Atomic uint64_t bytes_in, bytes_out; /* sl__batch_data_bytes */
     _Atomic uint64_t busy_ns;     /* time spent in task steps */
     _Atomic uint64_t steps;
 } sl__task_obs;
 
+static inline void sl__stats_on_bytes(_Atomic uint64_t *c, const sl_batch *b)
+{
+    atomic_fetch_add_explicit(c, sl__batch_data_bytes(b), memory_order_relaxed);
+}
 static inline void sl__stats_on_batch_in(sl__task_obs *o, uint32_t n)
 {
     atomic_fetch_add_explicit(&o->records_in, n, memory_order_relaxed);
@@ -43,6 +48,7 @@ typedef struct {
     int stage, task;
     uint64_t ctr[SL__CTR_N]; /* the task's checkpointed counters */
     uint64_t records_in, records_out, batches_in, busy_ns, steps;
+    uint64_t bytes_in, bytes_out;
     uint32_t in_queue, in_queue_cap;   /* batches queued on its inputs / room */
     uint64_t in_queue_bytes, in_queue_bytes_peak; /* their memory; peak of one channel */
     uint32_t out_full, nout;           /* output channels at capacity now */

@@ -107,6 +107,8 @@ TF(f_in_rate, r->in_rate)
 TF(f_out_rate, r->out_rate)
 TF(f_q, s->in_queue)
 TF(f_qcap, s->in_queue_cap)
+TF(f_bytes_in, (double)s->bytes_in)
+TF(f_bytes_out, (double)s->bytes_out)
 TF(f_qbytes, (double)s->in_queue_bytes)
 TF(f_qbytes_peak, (double)s->in_queue_bytes_peak)
 TF(f_qfill, s->in_queue_cap ? (double)s->in_queue / s->in_queue_cap : 0.0)
@@ -229,6 +231,12 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     per_task(t, &s, r, nr, "sluice_records_out_total", "counter",
              "Records leaving the task's chain (to an exchange or the sink).", "",
              f_out, now, false);
+    per_task(t, &s, r, nr, "sluice_bytes_in_total", "counter",
+             "Bytes of the records entering the task's chain (fixed-width columns, "
+             "validity and string bytes).", "", f_bytes_in, now, false);
+    per_task(t, &s, r, nr, "sluice_bytes_out_total", "counter",
+             "Bytes of the records leaving the task's chain.", "", f_bytes_out, now,
+             false);
     per_task(t, &s, r, nr, "sluice_batches_in_total", "counter",
              "Batches entering the task's operator chain.", "", f_batches, now,
              false);

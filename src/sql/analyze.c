@@ -985,7 +985,7 @@ static int64_t parse_duration_ms(const char *v)
 void sl__sql_settings(actx *A)
 {
     sl_sql *q = A->q;
-    char e2[512];
+    char e2[2048];
     sl_job *scratch = sl_job_new(e2, sizeof e2);
     for (int i = 0; i < q->script.n && !A->failed; i++) {
         const sql_stmt *s = &q->script.v[i];

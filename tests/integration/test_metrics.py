@@ -213,6 +213,9 @@ def test_per_task_metrics_while_running(data):
         assert total(m, "sluice_source_records_total") == \
             total(m, "sluice_records_in_total", stage="0")
         assert total(m, "sluice_input_queue_capacity_batches", stage="1") == 2 * 2 * 8
+        # bytes: a source row has 6 columns of >= 8 bytes plus validity
+        assert total(m, "sluice_bytes_in_total", stage="0") >= \
+            54 * total(m, "sluice_records_in_total", stage="0") > 0
         st = job.status()
         assert st["job"]["state"] == "running"
         assert [s["stage"] for s in st["stages"]] == [0, 1, 2]
