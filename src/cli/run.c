@@ -128,6 +128,9 @@ static bool names_sql_file(int argc, char **argv)
 
 int cli_run(int argc, char **argv)
 {
+    /* SIGHUP reopens the log from the start: --set log.file opens it while
+     * the arguments are read, long before the job runs */
+    signal(SIGHUP, on_signal);
     if (names_sql_file(argc, argv)) return cli_sql_run(argc, argv);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "venue-report")) return cli_venue_run(argc, argv);
@@ -223,7 +226,6 @@ int cli_run(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGUSR1, on_signal);
-    signal(SIGHUP, on_signal);
     progress pr = {.job = job, .obs = obs, .tty = isatty(2) && !quiet};
     atomic_init(&pr.stop, 0);
     pthread_t th;

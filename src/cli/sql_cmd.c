@@ -151,6 +151,7 @@ static void on_sig(int sig)
 int cli_sql_run(int argc, char **argv)
 {
     sqlargs a;
+    signal(SIGHUP, on_sig); /* before --set log.file opens the log */
     int rc = load(argc, argv, &a, "run");
     if (rc) {
         done(&a);
@@ -184,7 +185,6 @@ int cli_sql_run(int argc, char **argv)
     signal(SIGINT, on_sig);
     signal(SIGTERM, on_sig);
     signal(SIGUSR1, on_sig);
-    signal(SIGHUP, on_sig);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = sl_job_run(job);

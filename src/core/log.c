@@ -38,6 +38,13 @@ static FILE *open_append(const char *path)
 
 int sl__log_open(const char *path, int level, char *errstr, size_t errstr_size)
 {
+    pthread_mutex_lock(&g_lock);
+    bool same = g_path ? path && !strcmp(path, g_path) : !path || !*path;
+    pthread_mutex_unlock(&g_lock);
+    if (same) { /* already there: keep the file and a pending reopen */
+        atomic_store(&g_level, level);
+        return 0;
+    }
     FILE *f = NULL;
     if (path && *path) {
         f = open_append(path);

@@ -45,9 +45,12 @@ def test_log_file_lines_are_logfmt_and_levels_filter(tmp_path):
     out = tmp_path / "out"
     log = tmp_path / "sluice.log"
     # a first run that is killed leaves a checkpoint; the second restores it
-    argv = [SLUICE, *map(str, job(data, out, "--set", "source.rate=20000"))]
+    argv = [SLUICE, *map(str, job(data, out, "--set", "source.rate=10000"))]
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.6)
+    deadline = time.time() + 30  # kill once a checkpoint is complete
+    while time.time() < deadline and p.poll() is None and not (
+            (out / "ck").exists() and any(n.startswith("chk-") for n in os.listdir(out / "ck"))):
+        time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.wait()
     r = sluice(*job(data, out, "--set", f"log.file={log}", "--set", "log.level=info"))
