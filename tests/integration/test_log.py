@@ -49,7 +49,8 @@ def test_log_file_lines_are_logfmt_and_levels_filter(tmp_path):
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30  # kill once a checkpoint is complete
     while time.time() < deadline and p.poll() is None and not (
-            (out / "ck").exists() and any(n.startswith("chk-") for n in os.listdir(out / "ck"))):
+            (out / "ck").exists() and any((out / "ck" / n / "MANIFEST").exists()
+                                          for n in os.listdir(out / "ck"))):
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.wait()
