@@ -160,6 +160,9 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
     if (j->dlq) {
         long before = ftell(j->dlq);
         write_letter(j->dlq, source, position, reason, payload, len);
+        /* to the kernel now: a checkpoint may cover this record before the
+         * job ends, and a kill -9 must not lose the letter with the buffer */
+        fflush(j->dlq);
         long after = ftell(j->dlq);
         j->dl_written++;
         if (before >= 0 && after >= before) j->dl_bytes += (uint64_t)(after - before);
