@@ -22,7 +22,7 @@ UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps test unit integration demo bench bench-quick clean sanitize fault fuzz \
-        tsan lint
+        tsan lint allocfail
 all: $(B)/libsluice.a $(B)/$(SONAME) $(B)/sluice
 
 deps:
@@ -149,8 +149,17 @@ fuzz:
 	  grep -E 'stat::number_of_executed_units' build-fuzz/$$t.log; \
 	done
 
+# CI stage: allocation-failure sweep (tests/allocfail). A build where the
+# N-th allocation fails (SLUICE_ALLOC_FAIL=N): every N through start-up and
+# a sample through a short run must exit 3 with "out of memory" and leave
+# checkpoints a normal run recovers from. ALLOCFAIL_SAMPLES sets the sample.
+allocfail: all
+	@$(MAKE) --no-print-directory B=build-allocfail OPT="-O1 -DSL_ALLOC_FAIL" all
+	SLUICE_ALLOCFAIL_BIN=$(CURDIR)/build-allocfail/sluice python3 -m pytest -q -s \
+	  tests/allocfail
+
 clean:
-	rm -rf build build-asan build-fuzz build-tsan out
+	rm -rf build build-asan build-fuzz build-tsan build-allocfail out
 
 # ---- install, pkg-config, man pages, Debian package (docs/install.md) ----
 # The version lives in one place: SL_VERSION in include/sluice.h (also

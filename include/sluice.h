@@ -237,6 +237,13 @@ sl_stream *sl_stream_filter(sl_stream *s, const char *name, sl_filter_fn fn,
                             void *udata);
 /* Keeps the named columns, in the given order. */
 sl_stream *sl_stream_project(sl_stream *s, const char *const *cols);
+/* Counts data records per value of the VARCHAR column `col` (low
+ * cardinality, never an identifier: at most 64 values, then "other") into
+ * the business counter metric{col="value"} at /metrics; metric must end in
+ * _total. The counts are checkpointed, so after a recovery they continue
+ * from the checkpoint. Records pass unchanged. */
+sl_stream *sl_stream_count_by(sl_stream *s, const char *col, const char *metric,
+                              const char *help);
 /* Repartitions by the named columns: rows with equal keys reach one task. */
 sl_stream *sl_stream_key_by(sl_stream *s, const char *const *cols);
 
@@ -652,6 +659,11 @@ sl_table *sl_job_table_load(sl_job *job, const char *connector,
                             size_t errstr_size);
 /* Bytes a RocksDB table takes on disk (SST files); 0 for a memory table. */
 uint64_t sl_table_disk_bytes(const sl_table *t);
+/* ---- logging ------------------------------------------------------------- */
+/* Asks the library to reopen its log file (job key `log.file`) before its
+ * next line: call it from a SIGHUP handler after logrotate moved the file.
+ * Async-signal-safe; a no-op when the log goes to stderr. */
+void sl_log_reopen(void);
 
 #ifdef __cplusplus
 }

@@ -164,6 +164,8 @@ void sl__snapfile_abort(sl__snapfile *f)
 static int read_all(const char *path, unsigned char **out, size_t *len, char *err,
                     size_t errsz)
 {
+    *out = NULL; /* defined on every return, not only on success */
+    *len = 0;
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return sl__err(err, errsz, SL_ENOENT, "cannot open %s: %s", path, strerror(errno));
@@ -360,7 +362,7 @@ int sl__manifest_read(const char *dir, sl__manifest *m, bool verify_files, char 
         snprintf(fp, sizeof fp, "%s/%s", dir, m->files[i].name);
         unsigned char *d;
         size_t dn;
-        if ((rc = read_all(fp, &d, &dn, err, errsz))) {
+        if (read_all(fp, &d, &dn, err, errsz)) {
             sl__manifest_free(m);
             return SL_ECORRUPT;
         }

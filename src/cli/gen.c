@@ -29,21 +29,22 @@ int cli_gen(int argc, char **argv)
     const char *dir = "data", *kafka = NULL, *topic = NULL, *per_msg = "100";
     const char *kv[64];
     char *owned[32];
-    int nkv = 0, nown = 0, c;
+    int nkv = 0, nown = 0, c, rc = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'h') { cli_help(stdout, "gen"); return 0; }
-        if (c == '?') return 2;
+    while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'h') { cli_help(stdout, "gen"); rc = -1; break; }
+        if (c == '?') { rc = 2; break; }
         if (c == 'o') { dir = optarg; continue; }
         if (c == 'K') { kafka = optarg; continue; }
         if (c == 'T') { topic = optarg; continue; }
         if (c == 'M') { per_msg = optarg; continue; }
-        if (nkv >= 60 || nown >= 30) { fputs("sluice gen: too many options\n", stderr); return 2; }
+        if (nkv >= 60 || nown >= 30) { fputs("sluice gen: too many options\n", stderr); rc = 2; break; }
         if (c == 'S') {
             char *eq = strchr(optarg, '=');
             if (!eq) {
                 fprintf(stderr, "sluice gen: --set needs KEY=VALUE, got '%s'\n", optarg);
-                return 2;
+                rc = 2;
+                break;
             }
             char *k = owned[nown++] = strndup(optarg, (size_t)(eq - optarg));
             kv[nkv++] = k;
@@ -54,21 +55,21 @@ int cli_gen(int argc, char **argv)
         }
     }
     kv[nkv] = NULL;
-    if (optind != argc) {
+    if (!rc && optind != argc) {
         fprintf(stderr, "sluice gen: unexpected argument '%s'\n", argv[optind]);
-        return 2;
+        rc = 2;
     }
-    if (!kafka != !topic) {
+    if (!rc && !kafka != !topic) {
         fputs("sluice gen: --kafka and --topic go together\n", stderr);
-        return 2;
+        rc = 2;
     }
     char err[1024] = "";
-    int rc = sl_gen_write(dir, kv, err, sizeof err);
-    for (int i = 0; i < nown; i++) free(owned[i]);
-    if (rc) {
+    if (!rc && (rc = sl_gen_write(dir, kv, err, sizeof err)) != 0) {
         fprintf(stderr, "sluice gen: %s\n", err[0] ? err : sl_strerror(rc));
-        return 1;
+        rc = 1;
     }
+    for (int i = 0; i < nown; i++) free(owned[i]); /* on every path */
+    if (rc) return rc < 0 ? 0 : rc;
     fprintf(stderr, "sluice gen: wrote %s/events/, %s/subscribers.csv, %s/cells.csv\n",
             dir, dir, dir);
     if (kafka) {

@@ -134,7 +134,7 @@ static const cli_cmd commands[] = {
      .notes = "Signals: SIGINT/SIGTERM stop the job gracefully (a final checkpoint "
               "takes everything in flight, sinks commit, exit 0; the next run "
               "resumes); a second one stops at once. SIGUSR1 takes a savepoint (also "
-              "`sluice savepoint DIR`)."},
+              "`sluice savepoint DIR`). SIGHUP reopens the log file (log.file)."},
     {.name = "explain", .args = "FILE.sql",
      .summary = "print the plan of a SQL job",
      .usage = "explain FILE.sql [--set KEY=VALUE ...]",

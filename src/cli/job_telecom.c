@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "obs/obs.h"
 
 static const char *const event_types[] = {"SMS_SENT", "SMS_RECEIVED",
                                           "CALL_PLACED", "CALL_RECEIVED",
@@ -194,7 +193,6 @@ static const sl_str band_str[] = {{"unknown", 7}, {"0-17", 4},  {"18-24", 5},
 static const int band_lo[] = {0, 18, 25, 35, 45, 55, 65}; /* ages starting a band */
 
 typedef struct {
-    _Atomic uint64_t *events[5]; /* business metric: events per event_type */
     int64_t window_ms;
     int in_ts, in_type, in_area, in_birth, in_sub;
     int out_ts, out_type, out_area, out_band, out_sub;
@@ -223,20 +221,6 @@ static void band_at_set(band_at *b, int64_t day)
     }
 }
 
-/* Index of an event type in event_types, or 5. The batch's values point to
- * the schema's domain strings, so pointers seen before are matched first. */
-static int type_index(const sl_str *t, const char **seen)
-{
-    for (int k = 0; k < 5; k++)
-        if (seen[k] == t->ptr) return k;
-    for (int k = 0; k < 5; k++)
-        if (t->len == strlen(event_types[k]) && !memcmp(t->ptr, event_types[k], t->len)) {
-            seen[k] = t->ptr;
-            return k;
-        }
-    return 5;
-}
-
 /* ts, sub, event_type, area, birth_date -> ts, sub, event_type, area,
  * age_band. Age is taken at the start date of the record's window. No
  * string is copied: event_type points to the schema's domain values, area
@@ -245,7 +229,6 @@ static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
 {
     const band_ctx *c = ud;
     size_t n = sl_batch_len(in);
-    const uint8_t *kind = sl_batch_kind(in);
     const int64_t *ts = sl_batch_i64(in, c->in_ts);
     const int64_t *sub = sl_batch_i64(in, c->in_sub);
     const int64_t *birth = sl_batch_i64(in, c->in_birth);
@@ -268,13 +251,9 @@ static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
     uint8_t *oband_ok = sl_batch_valid(out, c->out_band);
     band_at at = {.day = INT64_MIN};
     int64_t wlo = 1, whi = 0; /* the window of the last row, [wlo, whi) */
-    uint64_t per_type[6] = {0};
-    const char *seen[5] = {0};
     for (size_t i = 0; i < n; i++) {
         otype[i] = type_ok[i] ? type[i] : (sl_str){"", 0};
         otype_ok[i] = type_ok[i];
-        if (type_ok[i] && kind[i] == SL_KIND_DATA) /* canaries are not events */
-            per_type[type_index(&type[i], seen)]++;
         oarea[i] = area_ok[i] ? area[i] : (sl_str){"unknown", 7};
         oarea_ok[i] = 1;
         int band = 0;
@@ -291,9 +270,6 @@ static int age_band_map(const sl_batch *in, sl_batch *out, void *ud)
         oband_ok[i] = 1;
     }
     sl_batch_set_len(out, n);
-    for (int k = 0; k < 5; k++)
-        if (per_type[k])
-            atomic_fetch_add_explicit(c->events[k], per_type[k], memory_order_relaxed);
     return 0;
 }
 
@@ -328,8 +304,9 @@ static int fold_err(char *err, size_t errsz, const char *what, const char *tok)
 
 static int parse_fold(const char *spec, fold_parse *p, char *err, size_t errsz)
 {
-    if (strlen(spec) >= sizeof p->buf) return fold_err(err, errsz, "too long:", "");
-    strcpy(p->buf, spec);
+    size_t len = strlen(spec);
+    if (len >= sizeof p->buf) return fold_err(err, errsz, "too long:", "");
+    memcpy(p->buf, spec, len + 1);
     p->n = 0;
     char *save = NULL;
     for (char *tok = strtok_r(p->buf, ",", &save); tok;
@@ -455,14 +432,12 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
                         .in_birth = sl_schema_find(in, "birth_date"),
                         .out_ts = 0, .out_sub = 1, .out_type = 2, .out_area = 3,
                         .out_band = 4};
-    for (int k = 0; k < 5; k++) {
-        char labels[64];
-        snprintf(labels, sizeof labels, "event_type=\"%s\"", event_types[k]);
-        g_band.events[k] = sl__obs_counter(
-            "sluice_events_total",
-            "Events per event type reaching the windows (this process; not "
-            "checkpointed: replayed input counts again)", labels);
-    }
+    /* business metric: events per type, checkpointed (continues after a
+     * recovery); per minute is rate(sluice_events_total[1m]) * 60 */
+    s = sl_stream_count_by(s, "event_type", "sluice_events_total",
+                           "Events per event type reaching the windows "
+                           "(checkpointed: continues from the checkpoint after a "
+                           "recovery; canaries excluded).");
     s = sl_stream_map(s, "age_band", bs, age_band_map, &g_band);
     if (dp_on) { /* a subscriber's events meet in one task to be bounded */
         s = sl_stream_key_by(s, (const char *[]){"sub", NULL});

@@ -22,7 +22,8 @@ static volatile sig_atomic_t g_stops;
  * checkpoint). */
 static void on_signal(int sig)
 {
-    if (sig == SIGUSR1) sl_job_savepoint(g_job);
+    if (sig == SIGHUP) sl_log_reopen();
+    else if (sig == SIGUSR1) sl_job_savepoint(g_job);
     else if (g_stops++ == 0) sl_job_stop(g_job);
     else sl_job_cancel(g_job);
 }
@@ -127,6 +128,9 @@ static bool names_sql_file(int argc, char **argv)
 
 int cli_run(int argc, char **argv)
 {
+    /* SIGHUP reopens the log from the start: --set log.file opens it while
+     * the arguments are read, long before the job runs */
+    signal(SIGHUP, on_signal);
     if (names_sql_file(argc, argv)) return cli_sql_run(argc, argv);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "venue-report")) return cli_venue_run(argc, argv);
@@ -207,7 +211,7 @@ int cli_run(int argc, char **argv)
     if (obs && !quiet)
         fprintf(stderr, "sluice: dashboard %s  (metrics %smetrics, status %sstatus)\n",
                 sl__obs_url(obs), sl__obs_url(obs), sl__obs_url(obs));
-    if ((rc = telecom_build(job, &o, &res, err, sizeof err))) {
+    if (telecom_build(job, &o, &res, err, sizeof err)) {
         fprintf(stderr, "sluice run: %s\n", err);
         sl__obs_stop(obs);
         telecom_free(&res);

@@ -142,7 +142,8 @@ static volatile sig_atomic_t g_sql_stops;
  * a second one cancels; SIGUSR1 takes a savepoint. */
 static void on_sig(int sig)
 {
-    if (sig == SIGUSR1) sl_job_savepoint(g_sql_job);
+    if (sig == SIGHUP) sl_log_reopen();
+    else if (sig == SIGUSR1) sl_job_savepoint(g_sql_job);
     else if (g_sql_stops++ == 0) sl_job_stop(g_sql_job);
     else sl_job_cancel(g_sql_job);
 }
@@ -150,6 +151,7 @@ static void on_sig(int sig)
 int cli_sql_run(int argc, char **argv)
 {
     sqlargs a;
+    signal(SIGHUP, on_sig); /* before --set log.file opens the log */
     int rc = load(argc, argv, &a, "run");
     if (rc) {
         done(&a);
@@ -204,6 +206,7 @@ int cli_sql_run(int argc, char **argv)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGUSR1, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     sl__obs_stop(obs);
     sl_job_free(job);
     done(&a);

@@ -20,6 +20,8 @@ struct sl__chunk {
 
 #define ARENA_CHUNK (64 * 1024)
 
+static size_t col_width(sl_type t);
+
 void *sl__arena_alloc(sl__arena *a, size_t n)
 {
     n = (n + 7) & ~(size_t)7;
@@ -72,6 +74,23 @@ void sl__arena_adopt(sl__arena *dst, sl__arena *src)
     memset(src, 0, sizeof *src);
 }
 
+size_t sl__batch_mem(const sl_batch *b)
+{
+    size_t n = b->bytes;
+    for (const sl__chunk *c = b->arena.head; c; c = c->next) n += sizeof *c + c->size;
+    return n;
+}
+
+size_t sl__batch_data_bytes(const sl_batch *b)
+{
+    size_t w = 1; /* the kind */
+    for (int i = 0; i < b->schema->n; i++) w += col_width(b->schema->cols[i].type) + 1;
+    size_t n = (size_t)b->n * w;
+    for (const sl__chunk *c = b->arena.head; c; c = c->next)
+        n += c == b->arena.head ? b->arena.used : c->size;
+    return n;
+}
+
 void sl__arena_free(sl__arena *a)
 {
     for (sl__chunk *c = a->head, *n; c; c = n) {
@@ -83,6 +102,15 @@ void sl__arena_free(sl__arena *a)
 }
 
 static atomic_uint_fast64_t g_live, g_peak, g_bytes;
+/* bytes of batches that flow (not the long-lived huge ones of lookup
+ * tables), and their peak: what memory.batches.max.bytes caps */
+static atomic_uint_fast64_t g_flow, g_flow_peak;
+
+uint64_t sl__batch_flow_bytes(uint64_t *peak)
+{
+    if (peak) *peak = atomic_load(&g_flow_peak);
+    return atomic_load(&g_flow);
+}
 
 static size_t col_width(sl_type t)
 {
@@ -122,6 +150,13 @@ static sl_batch *batch_new(const sl_schema *s, uint32_t cap, bool huge)
     sl__batch_clear(b);
     uint64_t live = atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&g_bytes, size, memory_order_relaxed);
+    if (!huge) {
+        uint64_t f = atomic_fetch_add_explicit(&g_flow, size, memory_order_relaxed) + size;
+        uint64_t fp = atomic_load_explicit(&g_flow_peak, memory_order_relaxed);
+        while (f > fp && !atomic_compare_exchange_weak_explicit(
+                   &g_flow_peak, &fp, f, memory_order_relaxed, memory_order_relaxed)) {
+        }
+    }
     uint64_t peak = atomic_load_explicit(&g_peak, memory_order_relaxed);
     while (live > peak && !atomic_compare_exchange_weak_explicit(
                &g_peak, &peak, live, memory_order_relaxed, memory_order_relaxed)) {
@@ -144,6 +179,7 @@ void sl__batch_free(sl_batch *b)
     if (!b) return;
     atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&g_bytes, b->bytes, memory_order_relaxed);
+    if (!b->huge) atomic_fetch_sub_explicit(&g_flow, b->bytes, memory_order_relaxed);
     sl__arena_free(&b->arena);
     if (b->huge) sl__huge_free(b, b->bytes);
     else free(b);

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "canary.h"
+#include "log.h"
 
 void sl__canary_init(sl__canaries *c, uint64_t interval_ms, uint64_t timeout_ms)
 {
@@ -62,7 +63,7 @@ int sl__canary_inject(sl__canaries *c, int partition, uint64_t now)
         uint64_t zero = 0;
         if (!atomic_compare_exchange_strong(&c->s[slot].inject_ns, &zero, now)) continue;
         atomic_store(&c->s[slot].seen_ns, 0);
-        c->s[slot].partition = partition;
+        atomic_store(&c->s[slot].partition, partition);
         atomic_fetch_add(&c->injected, 1);
         return (int)slot;
     }
@@ -93,7 +94,7 @@ void sl__canary_commit(sl__canaries *c, unsigned slot, uint64_t now, FILE *log)
         int64_t wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
         fprintf(log, "{\"slot\":%u,\"partition\":%d,\"committed_at_ms\":%" PRId64
                 ",\"pipeline_ms\":%.3f,\"commit_ms\":%.3f}\n", slot,
-                c->s[slot].partition, wall_ms, (double)(seen - inj) / 1e6,
+                atomic_load(&c->s[slot].partition), wall_ms, (double)(seen - inj) / 1e6,
                 (double)(now - inj) / 1e6);
     }
     atomic_store(&c->s[slot].inject_ns, 0);
@@ -107,8 +108,9 @@ int sl__canary_sweep(sl__canaries *c, uint64_t now)
         if (!inj || atomic_load(&c->s[slot].seen_ns) || now - inj < c->timeout_ns) continue;
         if (!atomic_compare_exchange_strong(&c->s[slot].inject_ns, &inj, 0)) continue;
         atomic_fetch_add(&c->missing, 1);
-        fprintf(stderr, "sluice: canary %u from source partition %d missing: not seen at "
-                "the sink %.1f s after injection\n", slot, c->s[slot].partition,
+        sl__log(SL__LOG_WARN, "canary", "canary missing: not seen at the sink in time",
+                "canary=%u partition=%d after_s=%.1f", slot,
+                atomic_load(&c->s[slot].partition),
                 (double)(now - inj) / 1e9);
         missing++;
     }

@@ -21,7 +21,7 @@ typedef struct {
     struct {
         _Atomic uint64_t inject_ns; /* 0 = free */
         _Atomic uint64_t seen_ns;   /* 0 = not yet at the sink */
-        int partition;
+        atomic_int partition; /* written at injection, read by the sweep */
     } s[256];
     _Atomic uint64_t injected, seen, committed, missing;
     sl__canary_hist pipeline, commit;

@@ -33,7 +33,7 @@
 
 #include "exec.h"
 
-static void log_line(const char *msg) { fprintf(stderr, "sluice: %s\n", msg); }
+static void log_line(const char *msg) { sl__log(SL__LOG_WARN, "checkpoint", msg, NULL); }
 static void warn_cb(void *ud, const char *msg) { (void)ud; log_line(msg); }
 
 static bool is_sink_task(const task *t) { return t->st->okind == OUT_SINK; }
@@ -646,7 +646,8 @@ int sl__ck_setup(plan *pl)
     if (!rc && !amo) rc = sinks_recover(pl, m.epoch);
     if (!rc) {
         atomic_store(&j->ck_restored, m.epoch);
-        fprintf(stderr, "sluice: restored checkpoint %" PRIu64 " from %s\n", m.epoch, dir);
+        sl__log(SL__LOG_INFO, "checkpoint", "restored checkpoint",
+                "epoch=%" PRIu64 " dir=\"%s\"", m.epoch, dir);
     }
     sl__manifest_free(&m);
     return rc;

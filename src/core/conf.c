@@ -141,7 +141,7 @@ int sl__conf_apply(const sl__conf_def *defs, void *dst, const char *const *kv,
         const sl__conf_def *d = defs;
         while (d->key && strcmp(d->key, kv[i]) != 0) d++;
         if (!d->key) {
-            char keys[512];
+            char keys[2048];
             size_t off = 0;
             keys[0] = 0;
             for (const sl__conf_def *e = defs; e->key && off < sizeof keys; e++)

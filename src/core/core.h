@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "sluice.h"
+#include "log.h"
 
 #define SL_MAX_COLS 64
 #define SL_TS_MIN INT64_MIN
@@ -24,7 +25,13 @@ _Noreturn void sl__assert_fail(const char *what, const char *file, int line);
 int sl__err(char *errstr, size_t errstr_size, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-void *sl__xmalloc(size_t n);            /* aborts on OOM: no caller can go on */
+/* Out of memory, no caller goes on: the allocation wrappers log
+ * `msg="out of memory"` and end the process with exit status SL__EXIT_OOM
+ * (no core dump). That is as safe as kill -9: checkpoints are published
+ * atomically and sinks commit by epoch, so the next run recovers from the
+ * last complete checkpoint (tests/allocfail). */
+#define SL__EXIT_OOM 3
+void *sl__xmalloc(size_t n);
 void *sl__xcalloc(size_t n, size_t m);
 void *sl__xrealloc(void *p, size_t n);
 char *sl__xstrdup(const char *s);
@@ -35,6 +42,11 @@ char *sl__xstrndup(const char *s, size_t n);
  * sl__huge_free(p, n), the same n. */
 void *sl__huge_alloc(size_t n);
 void sl__huge_free(void *p, size_t n);
+/* Allocation-failure sweep (make allocfail builds with -DSL_ALLOC_FAIL):
+ * SLUICE_ALLOC_FAIL=N makes the N-th allocation through the wrappers fail;
+ * SLUICE_ALLOC_COUNT=1 prints "sluice-alloc: <what> at <count>" at each
+ * sl__alloc_mark and at exit. Both are no-ops in a normal build. */
+void sl__alloc_mark(const char *what);
 
 /* ---- schema -------------------------------------------------------------- */
 struct sl__colinfo {
@@ -90,6 +102,14 @@ struct sl_batch {
 };
 /* New batch with all rows valid; live batches are counted process-wide. */
 sl_batch *sl__batch_new(const sl_schema *s, uint32_t cap);
+/* Bytes of a batch's records: fixed-width columns, validity and kinds of
+ * its n rows plus the string bytes in its arena (per-task byte metrics). */
+size_t sl__batch_data_bytes(const sl_batch *b);
+/* Memory of a batch: its allocation plus its arena's chunks. */
+size_t sl__batch_mem(const sl_batch *b);
+/* Bytes of non-huge batches alive now (and their peak when peak != NULL):
+ * the in-flight batch memory that memory.batches.max.bytes caps. */
+uint64_t sl__batch_flow_bytes(uint64_t *peak);
 /* The same in its own mapping (sl__huge_alloc): for large, long-lived
  * batches probed at random, such as lookup-table chunks. */
 sl_batch *sl__batch_new_huge(const sl_schema *s, uint32_t cap);

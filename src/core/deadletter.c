@@ -110,12 +110,19 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
     sl__count(ctx, SL__CTR_DEAD_LETTERS, 1);
     count_reason(reason);
     if (!ctx || !ctx->job) {
-        /* no job (a table loading, a unit test): report on stderr */
+        /* no job (a table loading, a unit test): report in the log */
         snprintf(g_last_dl, sizeof g_last_dl, "%s@%s", reason, position);
-        flockfile(stderr);
-        fputs("sluice: dead letter ", stderr);
-        write_letter(stderr, source, position, reason, payload, len);
-        funlockfile(stderr);
+        char *letter = NULL;
+        size_t n = 0;
+        FILE *m = open_memstream(&letter, &n);
+        if (m) {
+            write_letter(m, source, position, reason, payload, len);
+            fclose(m);
+            if (n && letter[n - 1] == '\n') letter[n - 1] = 0;
+        }
+        sl__log(SL__LOG_WARN, "deadletter", "dead letter", "reason=\"%s\" letter=%s",
+                reason, letter ? letter : "{}");
+        free(letter);
         return;
     }
     sl_job *j = ctx->job;
@@ -126,10 +133,40 @@ void sl__dead_letter(sl__ctx *ctx, const char *source, const char *position,
         snprintf(path, sizeof path, "%s/dead-letters.jsonl", j->conf.output_dir);
         j->dlq = fopen(path, "a");
         if (!j->dlq)
-            fprintf(stderr, "sluice: cannot open %s: %s (dead letters are "
-                    "counted but not written)\n", path, strerror(errno));
+            sl__log(SL__LOG_ERROR, "deadletter", "cannot open the dead-letter file: "
+                    "dead letters are counted but not written",
+                    "file=\"%s\" error=\"%s\"", path, strerror(errno));
     }
-    if (j->dlq) write_letter(j->dlq, source, position, reason, payload, len);
+    bool over = (j->conf.dl_max_count && j->dl_written >= (uint64_t)j->conf.dl_max_count) ||
+                (j->conf.dl_max_bytes && j->dl_bytes >= (uint64_t)j->conf.dl_max_bytes);
+    if (over) { /* a cap of deadletter.max.*: drop (counted) or fail */
+        bool first = atomic_fetch_add(&j->dl_dropped, 1) == 0;
+        bool count_cap = j->conf.dl_max_count &&
+                         j->dl_written >= (uint64_t)j->conf.dl_max_count;
+        const char *key = count_cap ? "deadletter.max.count" : "deadletter.max.bytes";
+        long long cap = count_cap ? (long long)j->conf.dl_max_count
+                                  : (long long)j->conf.dl_max_bytes;
+        pthread_mutex_unlock(&j->lock);
+        if (j->conf.dl_overflow == 1) {
+            sl__job_fail(j, SL_ENOMEM, "dead letters: more than '%s' (%lld) and "
+                         "'deadletter.overflow' is fail: the input is worse than "
+                         "expected (last: %s at %s)", key, cap, reason, position);
+        } else if (first) {
+            sl__log(SL__LOG_WARN, "deadletter", "dead-letter cap reached: further dead "
+                    "letters are counted and dropped", "key=%s cap=%lld", key, cap);
+        }
+        return;
+    }
+    if (j->dlq) {
+        long before = ftell(j->dlq);
+        write_letter(j->dlq, source, position, reason, payload, len);
+        /* to the kernel now: a checkpoint may cover this record before the
+         * job ends, and a kill -9 must not lose the letter with the buffer */
+        fflush(j->dlq);
+        long after = ftell(j->dlq);
+        j->dl_written++;
+        if (before >= 0 && after >= before) j->dl_bytes += (uint64_t)(after - before);
+    }
     pthread_mutex_unlock(&j->lock);
 }
 

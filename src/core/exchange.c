@@ -17,6 +17,8 @@ sl__chan *sl__chan_new(uint32_t batch_cap)
     atomic_init(&c->head, 0);
     atomic_init(&c->tail, 0);
     atomic_init(&c->batches, 0);
+    atomic_init(&c->bytes, 0);
+    atomic_init(&c->bytes_peak, 0);
     return c;
 }
 
@@ -36,8 +38,14 @@ bool sl__chan_try_push(sl__chan *c, const sl__msg *m)
     unsigned head = atomic_load_explicit(&c->head, memory_order_acquire);
     if (tail - head >= c->size) return false;
     if (m->type == SL__MSG_BATCH) {
-        if (atomic_load_explicit(&c->batches, memory_order_acquire) >= c->batch_cap)
-            return false;
+        unsigned nb = atomic_load_explicit(&c->batches, memory_order_acquire);
+        if (nb >= c->batch_cap) return false;
+        uint64_t held = atomic_load_explicit(&c->bytes, memory_order_acquire);
+        if (c->byte_cap && nb > 0 && held >= c->byte_cap) return false;
+        uint64_t sz = sl__batch_mem(m->batch);
+        held = atomic_fetch_add_explicit(&c->bytes, sz, memory_order_acq_rel) + sz;
+        if (held > atomic_load_explicit(&c->bytes_peak, memory_order_relaxed))
+            atomic_store_explicit(&c->bytes_peak, held, memory_order_relaxed);
         atomic_fetch_add_explicit(&c->batches, 1, memory_order_acq_rel);
     }
     c->ring[tail & (c->size - 1)] = *m;
@@ -52,8 +60,10 @@ bool sl__chan_try_pop(sl__chan *c, sl__msg *m)
     if (head == tail) return false;
     *m = c->ring[head & (c->size - 1)];
     atomic_store_explicit(&c->head, head + 1, memory_order_release);
-    if (m->type == SL__MSG_BATCH)
+    if (m->type == SL__MSG_BATCH) {
+        atomic_fetch_sub_explicit(&c->bytes, sl__batch_mem(m->batch), memory_order_acq_rel);
         atomic_fetch_sub_explicit(&c->batches, 1, memory_order_acq_rel);
+    }
     return true;
 }
 

@@ -16,12 +16,17 @@ typedef struct {
     int64_t wm;
 } sl__msg;
 
-/* A ring of messages; at most `batch_cap` of them batches, so memory is
- * bounded by configuration while watermarks still get through. */
+/* A ring of messages; at most `batch_cap` of them batches, and (with a
+ * byte_cap) no further batch once they hold byte_cap bytes, so memory is
+ * bounded by configuration while watermarks still get through. One batch
+ * is always accepted into an empty channel, so a cap below a batch's size
+ * slows the job down but never blocks it. */
 typedef struct sl__chan {
     sl__msg *ring;
     uint32_t size; /* power of two */
     uint32_t batch_cap;
+    uint64_t byte_cap; /* exchange.max.bytes; 0 = none (set before use) */
+    atomic_uint_fast64_t bytes, bytes_peak; /* of queued batches */
     _Alignas(64) atomic_uint head; /* consumer */
     _Alignas(64) atomic_uint tail; /* producer */
     atomic_uint batches;

@@ -187,6 +187,7 @@ static int route_push(sl__out *o, sl_batch *b)
         return 0;
     }
     sl__stats_on_batch_out(&t->obs, b->n);
+    sl__stats_on_bytes(&t->obs.bytes_out, b);
     switch (st->okind) {
     case OUT_SINK: {
         sink_canaries(t, b);
@@ -208,6 +209,7 @@ static int route_push(sl__out *o, sl_batch *b)
         break;
     case OUT_HASH: {
         int P = t->nout, G = (int)t->job->conf.key_groups;
+        SL_ASSERT(P >= 1 && P <= 256); /* parallelism's bound sizes cnt, off, lo */
         uint64_t *h = sl__xmalloc((sizeof(uint64_t) + 2 * sizeof(uint32_t)) * b->n);
         uint32_t *idx = (uint32_t *)(h + b->n), *dst = idx + b->n;
         uint32_t cnt[256] = {0}, off[257], lo[257];
@@ -257,6 +259,7 @@ static int chain_push(sl__out *o, sl_batch *b)
 static int chain_batch(task *t, sl_batch *b)
 {
     sl__stats_on_batch_in(&t->obs, b->n);
+    sl__stats_on_bytes(&t->obs.bytes_in, b);
     return sl__emit(&t->links[0].out, b);
 }
 
@@ -438,6 +441,11 @@ static int source_step(task *t)
         t->part_max[part] = mx;
     }
     t->part_seen[part] = sl__clock();
+    int64_t off, end;
+    if (j->src_vt->progress && !j->src_vt->progress(t->src, part, &off, &end)) {
+        atomic_store_explicit(&t->part_off[part], off, memory_order_relaxed);
+        atomic_store_explicit(&t->part_end[part], end, memory_order_relaxed);
+    }
     sl_batch *canary = inject_canary(t, b, part);
     if (b->n == 0) sl__batch_free(b);
     else if ((rc = chain_batch(t, b))) {
@@ -576,6 +584,9 @@ static int task_open(plan *pl, task *t, char *err, size_t errsz)
         t->part_max = sl__xcalloc((size_t)t->nparts + 1, sizeof(int64_t));
         t->part_seen = sl__xcalloc((size_t)t->nparts + 1, sizeof(uint64_t));
         t->canary_last = sl__xcalloc((size_t)t->nparts + 1, sizeof(uint64_t));
+        t->part_off = sl__xcalloc((size_t)t->nparts + 1, sizeof(*t->part_off));
+        t->part_end = sl__xcalloc((size_t)t->nparts + 1, sizeof(*t->part_end));
+        for (int p = 0; p < t->nparts; p++) atomic_init(&t->part_end[p], -1);
         uint64_t now = sl__clock();
         for (int p = 0; p < t->nparts; p++) {
             t->part_max[p] = SL_TS_MIN;
@@ -652,7 +663,8 @@ static int plan_tasks(plan *pl)
                                .job_name = j->conf.name,
                                .delivery = (sl__delivery)j->conf.delivery,
                                .key_groups = (int)j->conf.key_groups,
-                               .ctr = t->ctr};
+                               .ctr = t->ctr,
+                               .window_max_groups = j->conf.window_max_groups};
             st->tasks[i] = t;
             pl->tasks[k++] = t;
         }
@@ -678,6 +690,7 @@ static int plan_tasks(plan *pl)
             t->pending = sl__xcalloc((size_t)dn->ntasks, sizeof(sl__msgq));
             for (int d = 0; d < dn->ntasks; d++) {
                 sl__chan *c = sl__chan_new((uint32_t)j->conf.exchange_capacity);
+                c->byte_cap = (uint64_t)j->conf.exchange_max_bytes;
                 pl->chans = sl__xrealloc(pl->chans, sizeof(sl__chan *) *
                                                         (size_t)(pl->nchans + 1));
                 pl->chans[pl->nchans++] = c;
@@ -708,6 +721,8 @@ static void task_free(sl_job *j, task *t)
     free(t->part_max);
     free(t->part_seen);
     free(t->canary_last);
+    free((void *)t->part_off);
+    free((void *)t->part_end);
     free(t->await);
     free(t->vt);
     free(t->op);
@@ -785,6 +800,7 @@ static void *worker_main(void *arg)
         }
         if (wa->id == 0) {
             publish_watermark(pl);
+            sl__log_tick();
             sl__canary_sweep(&j->canaries, sl__clock());
         }
         if (progress) {
@@ -804,6 +820,10 @@ int sl_job_run(sl_job *j)
     if (j->errcode) return j->errcode;
     if (j->ran) return sl__job_fail(j, SL_ESTATE, "job: a job runs once");
     j->ran = true;
+    char lerr[1024];
+    if (sl__log_open(j->conf.log_file, j->conf.log_level, lerr, sizeof lerr))
+        return sl__job_fail(j, SL_EINVAL, "%s", lerr);
+    j->log_open = true;
     plan pl = {.job = j, .progress_fd = -1};
     sl__canary_init(&j->canaries, (uint64_t)j->conf.canary_interval_ms,
                     (uint64_t)j->conf.canary_timeout_ms);
@@ -822,6 +842,7 @@ int sl_job_run(sl_job *j)
         pthread_t *th = sl__xcalloc((size_t)W, sizeof(pthread_t));
         worker_arg *wa = sl__xcalloc((size_t)W, sizeof(worker_arg));
         atomic_store(&j->running, 1);
+        sl__alloc_mark("run");
         for (int i = 0; i < W; i++) {
             wa[i] = (worker_arg){.pl = &pl, .id = i};
             if (pthread_create(&th[i], NULL, worker_main, &wa[i])) {
@@ -851,6 +872,8 @@ int sl_job_run(sl_job *j)
     for (int i = 0; i < pl.ntasks; i++)
         for (int c = 0; c < SL__CTR_N; c++)
             atomic_fetch_add(&j->ctr[c], atomic_load(&pl.tasks[i]->ctr[c]));
+    free(j->src_parts);
+    j->nsrc_parts = sl__plan_parts(j, &pl, &j->src_parts);
     j->plan = NULL;
     pthread_mutex_unlock(&j->lock);
     plan_free(&pl);

@@ -43,6 +43,7 @@ struct task {
     int *parts, nparts;
     int64_t *part_max;    /* highest event time per partition */
     uint64_t *part_seen;  /* clock of the last record per partition */
+    _Atomic int64_t *part_off, *part_end; /* source progress (metrics) */
     int time_col;
     /* chain */
     int nops;
@@ -86,6 +87,8 @@ struct task {
     sl__task_obs obs; /* records/batches/busy time for metrics (stats.h) */
 };
 
+
+int sl__plan_parts(const sl_job *j, const struct plan *pl, struct sl__part_stat **out);
 
 enum { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_BLOCKED = 2 };
 enum { SL__MSG_BARRIER = SL__MSG_END + 1 };

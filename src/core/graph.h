@@ -44,6 +44,12 @@ typedef struct {
     int state_backend;        /* 0 memory, 1 rocksdb (sl__state_conf) */
     char *state_rocksdb_dir;  /* "" = <output.dir>/rocksdb */
     int64_t state_memory_bound; /* bytes: RocksDB block cache + write buffers */
+    int64_t window_max_groups;  /* per window task; 0 = no cap */
+    int64_t dl_max_count, dl_max_bytes; /* dead letters written; 0 = no cap */
+    int dl_overflow;            /* 0 drop (counted), 1 fail */
+    int64_t exchange_max_bytes; /* per channel; 0 = exchange.capacity only */
+    char *log_file;           /* "" = stderr */
+    int log_level;            /* sl__log_level */
 } sl__job_conf;
 
 struct sl_job {
@@ -68,15 +74,23 @@ struct sl_job {
     atomic_int running;
     atomic_int_fast64_t watermark;
     FILE *dlq;
+    uint64_t dl_written, dl_bytes; /* dead letters in the file, under lock */
+    atomic_uint_fast64_t dl_dropped; /* past a deadletter.max.* cap */
     bool ran;
+    bool log_open;          /* this job pointed the process log (log.c) */
     void *plan;             /* while running; guarded by lock */
     atomic_int savepoint_req;
     atomic_int stop_req;    /* graceful stop: final checkpoint, then exit */
     sl__canaries canaries;  /* production checks (canary.c) */
     FILE *canary_log;       /* <output.dir>/canaries.jsonl, guarded by lock */
+    struct sl__jctr *counters; /* labelled business counters (jobctr.c) */
+    struct sl__part_stat *src_parts; /* source progress after the run, under lock */
+    int nsrc_parts;
     /* checkpoint statistics */
     atomic_uint_fast64_t ck_completed, ck_failed, ck_last_ms, ck_last_bytes,
         ck_last_pause_us, ck_restored;
 };
+
+void sl__job_counters_free(sl_job *j);
 
 #endif

@@ -91,6 +91,33 @@ static const sl__conf_def job_conf_defs[] = {
      .min = 16 << 20, .max = INT64_MAX, .offset = OFF(state_memory_bound),
      .desc = "bytes RocksDB may use in memory: block cache plus write buffers, "
              "one total for the process"},
+    {.key = "window.max.groups", .type = SL_CONF_INT, .def = "50000000", .min = 0,
+     .max = INT64_MAX, .offset = OFF(window_max_groups),
+     .desc = "(window, key) groups a window task holds open at most (0: no cap); "
+             "one more stops the job with an error naming this key"},
+    {.key = "deadletter.max.count", .type = SL_CONF_INT, .def = "1000000",
+     .min = 0, .max = INT64_MAX, .offset = OFF(dl_max_count),
+     .desc = "dead letters written to the file at most (0: no cap); beyond, "
+             "deadletter.overflow decides"},
+    {.key = "deadletter.max.bytes", .type = SL_CONF_INT, .def = "1073741824",
+     .min = 0, .max = INT64_MAX, .offset = OFF(dl_max_bytes),
+     .desc = "bytes of dead letters written at most (0: no cap)"},
+    {.key = "deadletter.overflow", .type = SL_CONF_ENUM, .def = "drop",
+     .allowed = "drop|fail", .offset = OFF(dl_overflow),
+     .desc = "past a dead-letter cap: drop (count in "
+             "sluice_dead_letters_dropped_total, log once) or fail the job"},
+    {.key = "exchange.max.bytes", .type = SL_CONF_INT, .def = "0", .min = 0,
+     .max = INT64_MAX, .offset = OFF(exchange_max_bytes),
+     .desc = "bytes of batches (columns and string arenas) an exchange channel "
+             "holds before the producer blocks, as exchange.capacity does for "
+             "their number (0: exchange.capacity only; a channel always takes "
+             "one batch)"},
+    {.key = "log.file", .type = SL_CONF_STR, .def = "", .offset = OFF(log_file),
+     .desc = "file the job's log lines are appended to (empty: stderr); SIGHUP "
+             "reopens it"},
+    {.key = "log.level", .type = SL_CONF_ENUM, .def = "info",
+     .allowed = "error|warn|info|debug", .offset = OFF(log_level),
+     .desc = "most verbose level logged"},
     {0}};
 #undef OFF
 
@@ -127,6 +154,9 @@ void sl_job_free(sl_job *j)
     if (j->sink_vt && j->sink_vt->conf_free) j->sink_vt->conf_free(j->sink_conf);
     if (j->dlq) fclose(j->dlq);
     if (j->canary_log) fclose(j->canary_log);
+    if (j->log_open) sl__log_close();
+    sl__job_counters_free(j);
+    free(j->src_parts);
     sl__conf_free(job_conf_defs, &j->conf);
     pthread_mutex_destroy(&j->lock);
     free(j);
@@ -162,6 +192,14 @@ int sl_job_set(sl_job *j, const char *key, const char *value, char *errstr,
         }
     }
     sl__conf_free(job_conf_defs, &tmp);
+    /* the log follows its keys at once, so what the job's set-up logs
+     * (lookup tables loading, key files) lands there too */
+    if (strncmp(key, "log.", 4) == 0) {
+        rc = sl__log_open(j->conf.log_file, (int)j->conf.log_level, errstr,
+                          errstr_size);
+        if (rc) return rc;
+        j->log_open = true;
+    }
     return 0;
 }
 

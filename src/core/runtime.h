@@ -27,6 +27,7 @@ typedef struct sl__ctx {
     sl__delivery delivery;
     int key_groups;          /* G, fixed per job */
     _Atomic uint64_t *ctr;   /* the task's counters (SL__CTR_N), or NULL */
+    int64_t window_max_groups; /* job key window.max.groups; 0 = no cap */
 } sl__ctx;
 
 /* ---- state snapshots ----------------------------------------------------- */
@@ -106,6 +107,15 @@ typedef enum {
     SL__CTR_N
 } sl__ctr;
 void sl__count(sl__ctx *ctx, sl__ctr c, uint64_t n);
+/* Labelled business counters of a job (jobctr.c), such as events per type:
+ * the counter (name, labels), created at 0 on first use, owned by the job
+ * and exported at /metrics. Operators that count into one keep their own
+ * share in their checkpointed state and add it back on restore, so the
+ * figure continues after a recovery. labels is a rendered label set such
+ * as `event_type="SMS_SENT"`; never record content that could identify a
+ * person. Thread-safe; the pointer lives as long as the job. */
+_Atomic uint64_t *sl__job_counter(sl_job *j, const char *name, const char *help,
+                                  const char *labels);
 /* For unit tests, which run instances with ctx->job == NULL: counters and
  * the last dead letter ("reason@position") land in process-wide globals. */
 uint64_t sl__test_counter(sl__ctr c);
@@ -179,6 +189,10 @@ typedef struct sl__source_vt {
      * partition start there. Positions are opaque non-negative int64. */
     int (*position)(void *st, int part, int64_t *pos);
     int (*seek)(void *st, int part, int64_t pos);
+    /* Progress for metrics (optional): bytes of parts[part] consumed so far
+     * over all its files (*offset) and the bytes it holds now (*end; -1 when
+     * unknown, e.g. compressed files). Called after every read, so cheap. */
+    int (*progress)(void *st, int part, int64_t *offset, int64_t *end);
 } sl__source_vt;
 
 typedef struct sl__sink_vt {

@@ -51,17 +51,44 @@ static void task_read(const task *t, sl__task_stat *o)
     o->records_in = atomic_load_explicit(&ob->records_in, memory_order_relaxed);
     o->records_out = atomic_load_explicit(&ob->records_out, memory_order_relaxed);
     o->batches_in = atomic_load_explicit(&ob->batches_in, memory_order_relaxed);
+    o->bytes_in = atomic_load_explicit(&ob->bytes_in, memory_order_relaxed);
+    o->bytes_out = atomic_load_explicit(&ob->bytes_out, memory_order_relaxed);
     o->busy_ns = atomic_load_explicit(&ob->busy_ns, memory_order_relaxed);
     o->steps = atomic_load_explicit(&ob->steps, memory_order_relaxed);
     for (int c = 0; c < t->nin; c++) {
         o->in_queue += atomic_load_explicit(&t->in[c]->batches, memory_order_relaxed);
         o->in_queue_cap += t->in[c]->batch_cap;
+        o->in_queue_bytes += atomic_load_explicit(&t->in[c]->bytes, memory_order_relaxed);
+        uint64_t pk = atomic_load_explicit(&t->in[c]->bytes_peak, memory_order_relaxed);
+        if (pk > o->in_queue_bytes_peak) o->in_queue_bytes_peak = pk;
     }
     o->nout = (uint32_t)t->nout;
     for (int c = 0; c < t->nout; c++)
         o->out_full += atomic_load_explicit(&t->out[c]->batches, memory_order_relaxed) >=
                        t->out[c]->batch_cap;
     o->watermark = atomic_load_explicit(&((task *)t)->pub_wm, memory_order_relaxed);
+}
+
+/* Source partitions' progress of a plan; called under the job's lock. */
+int sl__plan_parts(const sl_job *j, const plan *pl, sl__part_stat **out)
+{
+    *out = NULL;
+    if (!j->src_vt || !j->src_vt->progress || pl->nstages <= 0) return 0;
+    const stage *st = &pl->stages[0];
+    int np = 0, n = 0;
+    if (!st->tasks) return 0;
+    for (int t = 0; t < st->ntasks; t++) np += st->tasks[t] ? st->tasks[t]->nparts : 0;
+    sl__part_stat *p = sl__xcalloc((size_t)np + 1, sizeof *p);
+    for (int t = 0; t < st->ntasks; t++) {
+        const task *tk = st->tasks[t];
+        for (int k = 0; tk && tk->part_off && k < tk->nparts; k++)
+            p[n++] = (sl__part_stat){
+                .stage = st->idx, .task = tk->idx, .partition = tk->parts[k],
+                .offset = atomic_load_explicit(&tk->part_off[k], memory_order_relaxed),
+                .end = atomic_load_explicit(&tk->part_end[k], memory_order_relaxed)};
+    }
+    *out = p;
+    return n;
 }
 
 void sl__job_snap_take(const sl_job *cj, sl__job_snap *s)
@@ -79,6 +106,9 @@ void sl__job_snap_take(const sl_job *cj, sl__job_snap *s)
     s->workers = j->conf.workers;
     s->parallelism = j->conf.parallelism;
     s->ck_enabled = j->conf.checkpoint_dir && j->conf.checkpoint_dir[0];
+    s->dl_dropped = atomic_load(&j->dl_dropped);
+    s->flow_bytes = sl__batch_flow_bytes(&s->flow_bytes_peak);
+    s->exchange_max_bytes = j->conf.exchange_max_bytes;
     pthread_mutex_lock(&j->lock);
     plan *pl = j->plan;
     if (pl) {
@@ -101,6 +131,11 @@ void sl__job_snap_take(const sl_job *cj, sl__job_snap *s)
         for (int i = 0; i < pl->nstages; i++)
             for (int t = 0; t < pl->stages[i].ntasks; t++)
                 task_read(pl->stages[i].tasks[t], &s->tasks[k++]);
+        s->nparts = sl__plan_parts(j, pl, &s->parts);
+    } else if (j->nsrc_parts) { /* after the run: its final offsets */
+        s->parts = sl__xcalloc((size_t)j->nsrc_parts, sizeof *s->parts);
+        memcpy(s->parts, j->src_parts, (size_t)j->nsrc_parts * sizeof *s->parts);
+        s->nparts = j->nsrc_parts;
     }
     pthread_mutex_unlock(&j->lock);
 }
@@ -110,6 +145,9 @@ void sl__job_snap_close(sl__job_snap *s)
     if (!s) return;
     free(s->stages);
     free(s->tasks);
+    free(s->parts);
+    s->parts = NULL;
+    s->nparts = 0;
     s->stages = NULL;
     s->tasks = NULL;
 }

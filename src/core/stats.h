@@ -17,10 +17,15 @@ typedef struct {
     _Atomic uint64_t records_in;  /* rows entering the task's chain */
     _Atomic uint64_t records_out; /* rows leaving it (exchange or sink) */
     _Atomic uint64_t batches_in;
+    _Atomic uint64_t bytes_in, bytes_out; /* sl__batch_data_bytes */
     _Atomic uint64_t busy_ns;     /* time spent in task steps */
     _Atomic uint64_t steps;
 } sl__task_obs;
 
+static inline void sl__stats_on_bytes(_Atomic uint64_t *c, const sl_batch *b)
+{
+    atomic_fetch_add_explicit(c, sl__batch_data_bytes(b), memory_order_relaxed);
+}
 static inline void sl__stats_on_batch_in(sl__task_obs *o, uint32_t n)
 {
     atomic_fetch_add_explicit(&o->records_in, n, memory_order_relaxed);
@@ -43,10 +48,18 @@ typedef struct {
     int stage, task;
     uint64_t ctr[SL__CTR_N]; /* the task's checkpointed counters */
     uint64_t records_in, records_out, batches_in, busy_ns, steps;
+    uint64_t bytes_in, bytes_out;
     uint32_t in_queue, in_queue_cap;   /* batches queued on its inputs / room */
+    uint64_t in_queue_bytes, in_queue_bytes_peak; /* their memory; peak of one channel */
     uint32_t out_full, nout;           /* output channels at capacity now */
     int64_t watermark;                 /* SL_TS_MIN before the first */
 } sl__task_stat;
+
+/* Progress of one source partition (sources with a progress hook). */
+typedef struct sl__part_stat {
+    int stage, task, partition; /* partition: global index */
+    int64_t offset, end;        /* bytes consumed / held now (-1 unknown) */
+} sl__part_stat;
 
 typedef struct {
     int idx, ntasks;
@@ -61,12 +74,17 @@ typedef struct {
     int nstages, ntasks;
     sl__stage_stat *stages;
     sl__task_stat *tasks;       /* stage-major */
+    int nparts;
+    sl__part_stat *parts;       /* source partitions, in task order */
     sl_job_stats job;           /* the public figures */
     bool ck_enabled;
     uint64_t ck_committed;      /* last epoch whose manifest is written */
     int64_t ck_interval_ms;
     const char *delivery;
     int64_t exchange_capacity, key_groups, workers, parallelism;
+    uint64_t dl_dropped;        /* dead letters dropped past a cap */
+    uint64_t flow_bytes, flow_bytes_peak; /* batch memory in flight (process) */
+    int64_t exchange_max_bytes; /* per channel; 0 = none */
 } sl__job_snap;
 
 /* Fills s (caller-allocated; arrays allocated here, freed by
@@ -80,6 +98,13 @@ const char *sl__job_dashboard_dir(const sl_job *j);
 const char *sl__job_metrics_token_file(const sl_job *j);
 int64_t sl__job_metrics_rate_limit(const sl_job *j);
 int64_t sl__job_metrics_linger_ms(const sl_job *j);
+
+/* The job's labelled business counters (sl__job_counter), in creation
+ * order; fn is called under the job's lock, so it must not call back. */
+void sl__job_counters_each(const sl_job *j,
+                           void (*fn)(void *ud, const char *name, const char *help,
+                                      const char *labels, uint64_t v),
+                           void *ud);
 
 /* Dead letters counted per reason since the process started (deadletter.c).
  * Copies up to max (reason, count) pairs; returns how many. Reasons are

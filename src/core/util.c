@@ -1,4 +1,4 @@
-/* util.c — error codes and messages, allocation that aborts on exhaustion
+/* util.c — error codes and messages, allocation that exits on exhaustion
  * (including large zero-filled regions on huge pages), the always-on
  * assertion, hashing and the injectable clock. */
 #include <stdio.h>
@@ -27,7 +27,8 @@ const char *sl_strerror(int err)
 
 _Noreturn void sl__assert_fail(const char *what, const char *file, int line)
 {
-    fprintf(stderr, "sluice: invariant violated: %s (%s:%d)\n", what, file, line);
+    sl__log(SL__LOG_ERROR, "core", "invariant violated", "what=\"%s\" at=%s:%d", what,
+            file, line);
     abort();
 }
 
@@ -44,27 +45,58 @@ int sl__err(char *errstr, size_t errstr_size, int code, const char *fmt, ...)
 
 static _Noreturn void oom(size_t n)
 {
-    fprintf(stderr, "sluice: out of memory allocating %zu bytes\n", n);
-    abort();
+    sl__log(SL__LOG_ERROR, "core", "out of memory", "bytes=%zu exit=%d", n,
+            SL__EXIT_OOM);
+    _exit(SL__EXIT_OOM);
 }
+
+#ifdef SL_ALLOC_FAIL
+static atomic_ullong g_allocs;
+static long long g_fail_at = -2; /* -2: not read yet, -1: never */
+static int g_count;
+
+static void alloc_report(void) { sl__alloc_mark("exit"); }
+
+static bool alloc_fails(void)
+{
+    if (g_fail_at == -2) { /* first allocation: single-threaded start-up */
+        const char *v = getenv("SLUICE_ALLOC_FAIL");
+        g_fail_at = v ? atoll(v) : -1;
+        g_count = getenv("SLUICE_ALLOC_COUNT") != NULL;
+        if (g_count) atexit(alloc_report);
+    }
+    unsigned long long k = atomic_fetch_add(&g_allocs, 1) + 1;
+    return g_fail_at > 0 && k == (unsigned long long)g_fail_at;
+}
+
+void sl__alloc_mark(const char *what)
+{
+    if (g_count)
+        fprintf(stderr, "sluice-alloc: %s at %llu\n", what,
+                (unsigned long long)atomic_load(&g_allocs));
+}
+#else
+static inline bool alloc_fails(void) { return false; }
+void sl__alloc_mark(const char *what) { (void)what; }
+#endif
 
 void *sl__xmalloc(size_t n)
 {
-    void *p = malloc(n ? n : 1);
+    void *p = alloc_fails() ? NULL : malloc(n ? n : 1);
     if (!p) oom(n);
     return p;
 }
 
 void *sl__xcalloc(size_t n, size_t m)
 {
-    void *p = calloc(n ? n : 1, m ? m : 1);
+    void *p = alloc_fails() ? NULL : calloc(n ? n : 1, m ? m : 1);
     if (!p) oom(n * m);
     return p;
 }
 
 void *sl__xrealloc(void *p, size_t n)
 {
-    void *q = realloc(p, n ? n : 1);
+    void *q = alloc_fails() ? NULL : realloc(p, n ? n : 1);
     if (!q) oom(n);
     return q;
 }
@@ -87,6 +119,7 @@ char *sl__xstrndup(const char *s, size_t n)
 void *sl__huge_alloc(size_t n)
 {
     if (n == 0) n = 1;
+    if (alloc_fails()) oom(n);
     if (n < HUGE_PAGE) {
         void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                        -1, 0);
@@ -167,7 +200,8 @@ void sl__crash_point(const char *name)
     if (strncmp(spec, name, n) != 0 || (spec[n] != 0 && spec[n] != ':')) return;
     int k = spec[n] == ':' ? atoi(spec + n + 1) : 1;
     if (atomic_fetch_add(&hits, 1) + 1 == (k > 0 ? k : 1)) {
-        fprintf(stderr, "sluice: crash point %s reached, killing the process\n", name);
+        sl__log(SL__LOG_ERROR, "core", "crash point reached, killing the process",
+                "point=%s", name);
         kill(getpid(), SIGKILL);
     }
 }

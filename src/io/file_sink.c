@@ -637,7 +637,7 @@ static int fs_snapshot(void *st, sl__snap_writer *w)
     if (!s->eo && !s->published) {
         int rc = fs_precommit(s, s->precommitted, err, sizeof err);
         if (rc) {
-            fprintf(stderr, "sluice: file sink: snapshot: %s\n", err);
+            sl__log(SL__LOG_ERROR, "sink", err, "connector=file step=snapshot");
             return rc;
         }
     }
@@ -670,7 +670,7 @@ static int restore_fail(fs_sink *s, int code, char *errstr,
     return s->failed;
 }
 
-/* Invariants 4 and 6. restore() has no errstr: the reason goes to stderr
+/* Invariants 4 and 6. restore() has no errstr: the reason goes to the log
  * and comes back from the next call (recover). */
 static int fs_restore_msg(fs_sink *s, const void *data, size_t len,
                           char *errstr, size_t errstr_size)
@@ -748,7 +748,7 @@ static int fs_restore(void *st, int32_t key_group, const void *data,
     if (rc) {
         if (!s->why[0])
             snprintf(s->why, sizeof s->why, "%s", err);
-        fprintf(stderr, "sluice: %s\n", s->why);
+        sl__log(SL__LOG_ERROR, "sink", s->why, "connector=file step=restore");
     }
     return rc;
 }
@@ -831,7 +831,7 @@ static void fs_close(void *st)
         if (s->f && !s->failed && !(s->job && sl_job_error(s->job)) &&
             all_committed(s)) {
             if (finish_file(s, err, sizeof err))
-                fprintf(stderr, "sluice: file sink: %s\n", err);
+                sl__log(SL__LOG_ERROR, "sink", err, "connector=file step=close");
         } else if (s->f) {
             fclose(s->f);
         }

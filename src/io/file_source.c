@@ -113,6 +113,8 @@ static void free_list(char **v, int n)
 static int list_dir(const char *dir, const char *pattern, char ***out,
                     int *nout, char *err, size_t esz)
 {
+    *out = NULL; /* defined on every return, not only on success */
+    *nout = 0;
     DIR *d = opendir(dir);
     if (d == NULL)
         return sl__err(err, esz, errno == ENOENT ? SL_ENOENT : SL_EIO,
@@ -232,6 +234,9 @@ typedef struct {
     int64_t off;     /* see invariant 1 */
     int64_t line_no;
     int64_t skip_to; /* records starting before this offset are skipped */
+    int64_t done_bytes; /* bytes of files[0..cur), for progress metrics */
+    int64_t end_cache;  /* bytes the partition held at end_at (-1 unknown) */
+    uint64_t end_at;
     char *carry;
     size_t carry_len, carry_cap;
     sl__csv_dec csv;
@@ -511,6 +516,7 @@ static int activate(fs_src *s, int i, char *err, size_t esz)
         }
         if (!complete) return 0;
         close_file(p);
+        p->done_bytes += p->off;
         p->cur++;
         p->off = p->skip_to = 0;
         p->line_no = 1;
@@ -798,6 +804,12 @@ int sl__file_source_seek(void *st, int part, int64_t offset)
     }
     close_file(p);
     p->carry_len = 0;
+    p->done_bytes = 0;
+    for (int f = 0; f < k && f < p->nf; f++) {
+        struct stat sb;
+        if (stat(s->files[p->files[f]], &sb) == 0) p->done_bytes += sb.st_size;
+    }
+    p->end_at = 0;
     p->cur = k;
     p->off = 0;
     p->line_no = 1;
@@ -805,6 +817,31 @@ int sl__file_source_seek(void *st, int part, int64_t offset)
     p->skipping = false;
     p->final_tail = false;
     p->done = k >= p->nf && !s->c->follow;
+    return 0;
+}
+
+/* Bytes consumed and held for metrics. The files' sizes are summed again
+ * at most once a second (follow mode grows them); a compressed file makes
+ * the end unknown, as its offsets count uncompressed bytes. */
+static int fs_progress(void *st, int part, int64_t *offset, int64_t *end)
+{
+    fs_src *s = st;
+    if (s == NULL || part < 0 || part >= s->np) return SL_EINVAL;
+    fs_part *p = &s->p[part];
+    *offset = p->done_bytes + (p->off > p->skip_to ? p->off : p->skip_to);
+    uint64_t now = sl__clock_monotonic();
+    if (!p->end_at || now - p->end_at >= 1000000000ULL) {
+        int64_t sum = 0;
+        for (int f = 0; f < p->nf && sum >= 0; f++) {
+            struct stat sb;
+            const char *path = s->files[p->files[f]];
+            if (is_gz(path) || stat(path, &sb) != 0) sum = -1;
+            else sum += sb.st_size;
+        }
+        p->end_cache = sum;
+        p->end_at = now ? now : 1;
+    }
+    *end = p->end_cache >= 0 && p->end_cache < *offset ? *offset : p->end_cache;
     return 0;
 }
 
@@ -818,4 +855,5 @@ const sl__source_vt sl__src_file = {
     .conf_free = fs_conf_free,
     .position = sl__file_source_position,
     .seek = sl__file_source_seek,
+    .progress = fs_progress,
 };

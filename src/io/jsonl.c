@@ -150,7 +150,7 @@ static long unescape(const char *s, size_t n, char *out)
         case 'r': out[o++] = '\r'; break;
         case 't': out[o++] = '\t'; break;
         case 'u': {
-            unsigned cp, lo;
+            unsigned cp = 0xFFFD, lo; /* U+FFFD only if hex4 could fail */
             hex4(p, end, &cp); /* validated by scan_string */
             p += 4;
             if (cp >= 0xD800 && cp <= 0xDBFF) {

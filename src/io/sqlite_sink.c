@@ -535,6 +535,7 @@ static int check_table(sq_sink *s, const char *table, bool *exists,
     bool seen[SL_MAX_COLS] = {false};
     int rc = 0, ncols = 0;
 
+    *exists = false; /* defined on every return */
     sb_add(&q, "PRAGMA main.table_info(");
     sb_ident(&q, table);
     sb_add(&q, ")");
@@ -673,6 +674,7 @@ static int eo_open(sq_sink *s, sl__ctx *ctx, char *errstr, size_t errstr_size)
     bool exists;
     int rc;
 
+    SL_ASSERT(ctx != NULL); /* exactly-once (s->eo) comes from a task's ctx */
     s->job_name = sl__xstrdup(ctx->job_name ? ctx->job_name : "job");
     s->task = ctx->task;
     s->staged = sl__xmalloc(n);
@@ -1126,7 +1128,7 @@ static void sq_close(void *st)
             !(s->job && sl_job_error(s->job))) {
             char err[512];
             if (tx_commit(s, err, sizeof err))
-                fprintf(stderr, "sluice: sqlite sink: %s\n", err);
+                sl__log(SL__LOG_ERROR, "sink", err, "connector=sqlite");
         }
         if (s->in_tx && s->rollback)
             tx_rollback(s);

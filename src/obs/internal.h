@@ -81,7 +81,9 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t);
 void sl__obs_render_status(sl__obs *o, sl__obs_text *t);
 /* The registry's application counters and external collectors. */
 void sl__obs_registry_render(sl__obs_text *t);
-void sl__obs_registry_json(sl__obs_text *t); /* {"name{labels}": value, ...} */
+/* {"name{labels}": value, ...}: application counters, then the job's
+ * labelled business counters (sl__job_counter) */
+void sl__obs_registry_json(sl__obs_text *t, const sl_job *j);
 
 /* GET /state/<op>?key=...: renders the answer (or a JSON error) into t and
  * returns the HTTP status (state.c). */

@@ -27,6 +27,48 @@ static void job_value(sl__obs_text *t, const char *name, const char *type,
     sl__obs_text_printf(t, "%s %.15g\n", name, v);
 }
 
+/* The job's labelled business counters (checkpointed by the operators
+ * that count them), one family per name. */
+typedef struct {
+    sl__obs_text *t;
+    const char *name; /* the family being written */
+    bool header;      /* its # HELP / # TYPE written */
+    char names[16][96];
+    int nn;
+} jc_walk;
+
+static void jc_name(void *ud, const char *name, const char *help, const char *labels,
+                    uint64_t v)
+{
+    (void)help, (void)labels, (void)v;
+    jc_walk *w = ud;
+    for (int i = 0; i < w->nn; i++)
+        if (!strcmp(w->names[i], name)) return;
+    if (w->nn < 16) snprintf(w->names[w->nn++], sizeof w->names[0], "%s", name);
+}
+
+static void jc_sample(void *ud, const char *name, const char *help, const char *labels,
+                      uint64_t v)
+{
+    jc_walk *w = ud;
+    if (strcmp(name, w->name) != 0) return;
+    if (!w->header) {
+        family(w->t, name, "counter", help);
+        w->header = true;
+    }
+    sl__obs_text_printf(w->t, "%s{%s} %llu\n", name, labels, (unsigned long long)v);
+}
+
+static void render_job_counters(sl__obs_text *t, const sl_job *j)
+{
+    jc_walk w = {.t = t};
+    sl__job_counters_each(j, jc_name, &w);
+    for (int i = 0; i < w.nn; i++) {
+        jc_walk f = {.t = t, .name = w.names[i]};
+        sl__job_counters_each(j, jc_sample, &f);
+    }
+}
+
 typedef double (*task_fn)(const sl__task_stat *s, const sl__obs_task_rate *r,
                           double now);
 
@@ -65,6 +107,10 @@ TF(f_in_rate, r->in_rate)
 TF(f_out_rate, r->out_rate)
 TF(f_q, s->in_queue)
 TF(f_qcap, s->in_queue_cap)
+TF(f_bytes_in, (double)s->bytes_in)
+TF(f_bytes_out, (double)s->bytes_out)
+TF(f_qbytes, (double)s->in_queue_bytes)
+TF(f_qbytes_peak, (double)s->in_queue_bytes_peak)
 TF(f_qfill, s->in_queue_cap ? (double)s->in_queue / s->in_queue_cap : 0.0)
 TF(f_src, s->ctr[SL__CTR_RECORDS_IN])
 TF(f_sink, s->ctr[SL__CTR_RECORDS_OUT])
@@ -157,6 +203,15 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
               (double)s.job.batches_live);
     job_value(t, "sluice_batches_peak", "gauge", "Most batches allocated at once.",
               (double)s.job.batches_peak);
+    job_value(t, "sluice_batch_memory_bytes", "gauge",
+              "Bytes of record batches in flight (exchanges, operators, sinks; "
+              "lookup tables excluded).", (double)s.flow_bytes);
+    job_value(t, "sluice_batch_memory_peak_bytes", "gauge",
+              "Most bytes of record batches in flight at once.",
+              (double)s.flow_bytes_peak);
+    job_value(t, "sluice_dead_letters_dropped_total", "counter",
+              "Dead letters not written because a deadletter.max.* cap was "
+              "reached (deadletter.overflow=drop).", (double)s.dl_dropped);
 
     if (s.nstages) {
         family(t, "sluice_stage_info", "gauge",
@@ -176,6 +231,12 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     per_task(t, &s, r, nr, "sluice_records_out_total", "counter",
              "Records leaving the task's chain (to an exchange or the sink).", "",
              f_out, now, false);
+    per_task(t, &s, r, nr, "sluice_bytes_in_total", "counter",
+             "Bytes of the records entering the task's chain (fixed-width columns, "
+             "validity and string bytes).", "", f_bytes_in, now, false);
+    per_task(t, &s, r, nr, "sluice_bytes_out_total", "counter",
+             "Bytes of the records leaving the task's chain.", "", f_bytes_out, now,
+             false);
     per_task(t, &s, r, nr, "sluice_batches_in_total", "counter",
              "Batches entering the task's operator chain.", "", f_batches, now,
              false);
@@ -206,6 +267,13 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     per_task(t, &s, r, nr, "sluice_input_queue_capacity_batches", "gauge",
              "Batches the task's input channels can hold (exchange.capacity x "
              "inputs).", "", f_qcap, now, false);
+    per_task(t, &s, r, nr, "sluice_input_queue_bytes", "gauge",
+             "Memory of the batches queued on the task's inputs (columns and "
+             "string arenas).", "", f_qbytes, now, false);
+    per_task(t, &s, r, nr, "sluice_input_queue_peak_bytes", "gauge",
+             "Most memory one of the task's input channels held at once "
+             "(exchange.max.bytes caps it, plus one batch).", "", f_qbytes_peak,
+             now, false);
     per_task(t, &s, r, nr, "sluice_input_queue_fill_ratio", "gauge",
              "Input queue fill, 0..1; 1 means the task is the bottleneck.", "",
              f_qfill, now, false);
@@ -214,6 +282,30 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
              "the first and after the final one).", "", f_wm, now, true);
     per_task(t, &s, r, nr, "sluice_event_time_lag_seconds", "gauge",
              "Wall clock minus the task's watermark.", "", f_lag, now, true);
+    /* source partitions: offsets, end offsets and lag (sources with a
+     * progress hook: the file source, in bytes) */
+    if (s.nparts) {
+        static const char *const names[3][3] = {
+            {"sluice_source_offset_bytes", "gauge",
+             "Bytes of the source partition consumed (resumes from the checkpoint "
+             "after a restore)."},
+            {"sluice_source_end_offset_bytes", "gauge",
+             "Bytes the source partition holds now (its files' sizes; absent when "
+             "unknown, e.g. compressed files)."},
+            {"sluice_source_lag_bytes", "gauge",
+             "Bytes of the source partition not yet consumed (end minus offset)."}};
+        for (int m = 0; m < 3; m++) {
+            family(t, names[m][0], names[m][1], names[m][2]);
+            for (int k = 0; k < s.nparts; k++) {
+                const sl__part_stat *p = &s.parts[k];
+                if (m > 0 && p->end < 0) continue;
+                long long v = m == 0 ? p->offset : m == 1 ? p->end : p->end - p->offset;
+                sl__obs_text_printf(t, "%s{partition=\"%d\",stage=\"%d\",task=\"%d\"} "
+                                    "%lld\n", names[m][0], p->partition, p->stage,
+                                    p->task, v);
+            }
+        }
+    }
     /* business counters per task (checkpointed: they continue after recovery) */
     per_task(t, &s, r, nr, "sluice_source_records_total", "counter",
              "Records read by the source (checkpointed).", "", f_src, now, false);
@@ -316,6 +408,7 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     pthread_mutex_unlock(&o->lock);
     sl__job_snap_close(&s);
     render_canaries(t, sl__job_canaries(o->job));
+    render_job_counters(t, o->job);
     /* application counters (events per type) and collectors */
     sl__obs_registry_render(t);
 }

@@ -148,7 +148,25 @@ void sl__obs_registry_render(sl__obs_text *t)
     pthread_mutex_unlock(&g_lock);
 }
 
-void sl__obs_registry_json(sl__obs_text *t)
+typedef struct {
+    sl__obs_text *t;
+    bool first;
+} json_walk;
+
+static void job_counter_json(void *ud, const char *name, const char *help,
+                             const char *labels, uint64_t v)
+{
+    (void)help;
+    json_walk *w = ud;
+    char key[300];
+    snprintf(key, sizeof key, "%s{%s}", name, labels);
+    if (!w->first) sl__obs_text_put(w->t, ",", 1);
+    w->first = false;
+    sl__obs_text_json(w->t, key);
+    sl__obs_text_printf(w->t, ":%llu", (unsigned long long)v);
+}
+
+void sl__obs_registry_json(sl__obs_text *t, const sl_job *j)
 {
     pthread_mutex_lock(&g_lock);
     sl__obs_text_put(t, "{", 1);
@@ -161,6 +179,8 @@ void sl__obs_registry_json(sl__obs_text *t)
         sl__obs_text_printf(t, ":%llu", (unsigned long long)atomic_load_explicit(
                                             &c->v, memory_order_relaxed));
     }
-    sl__obs_text_put(t, "}", 1);
+    json_walk w = {.t = t, .first = g_counters == NULL};
     pthread_mutex_unlock(&g_lock);
+    if (j) sl__job_counters_each(j, job_counter_json, &w);
+    sl__obs_text_put(t, "}", 1);
 }

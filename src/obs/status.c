@@ -111,6 +111,16 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
         num(t, "dead_letters", (double)ts->ctr[SL__CTR_DEAD_LETTERS], false);
         SL__PUTS(t, "}");
     }
+    SL__PUTS(t, "],\"sources\":[");
+    for (int k = 0; k < s.nparts; k++) {
+        const sl__part_stat *p = &s.parts[k];
+        sl__obs_text_printf(t, "%s{\"partition\":%d,\"stage\":%d,\"task\":%d,"
+                            "\"offset_bytes\":%lld,\"end_bytes\":", k ? "," : "",
+                            p->partition, p->stage, p->task, (long long)p->offset);
+        if (p->end < 0) SL__PUTS(t, "null,\"lag_bytes\":null}");
+        else sl__obs_text_printf(t, "%lld,\"lag_bytes\":%lld}", (long long)p->end,
+                                 (long long)(p->end - p->offset));
+    }
     sl__obs_text_printf(t, "],\"checkpoints\":{\"enabled\":%s,",
                         s.ck_enabled ? "true" : "false");
     num(t, "completed", (double)js->checkpoints_completed, true);
@@ -151,7 +161,7 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
     }
     pthread_mutex_unlock(&o->lock);
     SL__PUTS(t, "],\"counters\":");
-    sl__obs_registry_json(t);
+    sl__obs_registry_json(t, o->job);
     sl__canaries *c = sl__job_canaries(o->job);
     sl__obs_text_printf(t, ",\"canaries\":{\"injected\":%llu,\"seen\":%llu,\"committed\":%llu,"
                         "\"missing\":%llu,\"pipeline_last_ms\":%.3f,\"commit_last_ms\":%.3f}}\n",

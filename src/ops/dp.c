@@ -368,9 +368,9 @@ static bool bound_row(bound_op *p, const sl_batch *b, uint32_t r)
             if (!ps->logged) {
                 char t[40];
                 sl__format_ts(ps->start, t, sizeof t);
-                fprintf(stderr, "sluice: dp_bound: epsilon budget %.6g spent "
-                        "for subscribers in the period from %s; their events "
-                        "are not released until it ends\n", p->spec.budget, t);
+                sl__log(SL__LOG_WARN, "dp", "epsilon budget spent for subscribers in "
+                        "a period; their events are not released until it ends",
+                        "budget=%.6g period_start=%s", p->spec.budget, t);
                 ps->logged = true;
             }
         } else {

@@ -212,20 +212,20 @@ static size_t fold_key(fold_ctx *c, const sl_batch *b, uint32_t r)
     size_t n = 0;
     for (int k = 0; k < c->f->nkey; k++) {
         int col = 2 + k;
-        const sl_str *s = b->schema->cols[col].type == SL_STRING
-                              ? (const sl_str *)b->cols[col].data + r : NULL;
-        size_t need = n + 1 + (s ? 4 + s->len : 8);
-        if (need > c->kcap) {
+        bool is_str = b->schema->cols[col].type == SL_STRING;
+        const sl_str s = is_str ? ((const sl_str *)b->cols[col].data)[r] : (sl_str){0};
+        size_t need = n + 1 + (is_str ? 4 + s.len : 8);
+        if (need > c->kcap || !c->kbuf) {
             c->kcap = need * 2;
             c->kbuf = sl__xrealloc(c->kbuf, c->kcap);
         }
         bool valid = b->cols[col].valid[r];
         c->kbuf[n++] = valid;
         if (!valid) continue;
-        if (s) {
-            memcpy(c->kbuf + n, &s->len, 4);
-            memcpy(c->kbuf + n + 4, s->ptr, s->len);
-            n += 4 + s->len;
+        if (is_str) {
+            memcpy(c->kbuf + n, &s.len, 4);
+            if (s.len) memcpy(c->kbuf + n + 4, s.ptr, s.len); /* "" may be NULL */
+            n += 4 + s.len;
         } else if (b->schema->cols[col].type == SL_BOOL) {
             c->kbuf[n++] = ((const uint8_t *)b->cols[col].data)[r];
         } else {
@@ -314,7 +314,8 @@ static void publish(fold_ctx *c, sl__bmap *pmap, fentry **pub, size_t *np,
     uint32_t *idx = sl__bmap_upsert(pmap, c->kbuf, len,
                                     sl__hash_bytes(c->kbuf, len, 0x666f6c64),
                                     &fresh);
-    if (!fresh) {
+    if (!fresh) { /* a key in pmap is a row of pub */
+        SL_ASSERT(*pub != NULL && *idx < *np);
         fentry_merge(c, &(*pub)[*idx], &e);
         return;
     }
@@ -388,6 +389,7 @@ int sl__fold_fire(const sl__fold *f, sl__ctx *ctx, const sl__agg *aggs,
                             .owned = true, .kb = kb, .krow = r};
                 push_entry(&merged, &nm, &mcap, e);
             }
+            SL_ASSERT(merged != NULL && *idx < nm); /* a key in m is a row of merged */
             fentry_merge(&c, &merged[*idx], &cand[i]);
         }
         sl__bmap_close(&m);
@@ -493,7 +495,7 @@ static int fold_new(sl__fold **fp, const sl_schema *out, int nkey,
         while (l->map && l->map[2 * d->nmap]) d->nmap++;
         d->from = sl__xcalloc((size_t)d->nmap + 1, sizeof *d->from);
         d->to = sl__xcalloc((size_t)d->nmap + 1, sizeof *d->to);
-        for (int j = 0; j < d->nmap; j++) {
+        for (int j = 0; l->map && j < d->nmap; j++) {
             d->from[j] = sl__xstrdup(l->map[2 * j]);
             d->to[j] = sl__xstrdup(l->map[2 * j + 1]);
         }

@@ -117,7 +117,7 @@ int sl__session_conf_new(void **confp, sl_schema **outp, const sl_schema *in,
     c->lateness = spec->lateness_ms;
     while (keys && keys[c->nkey]) c->nkey++;
     c->keys = sl__xcalloc((size_t)c->nkey + 1, sizeof *c->keys);
-    for (int k = 0; k < c->nkey; k++) c->keys[k] = sl__xstrdup(keys[k]);
+    for (int k = 0; keys && k < c->nkey; k++) c->keys[k] = sl__xstrdup(keys[k]);
     c->naggs = naggs;
     c->aggs = sl__xcalloc(naggs ? naggs : 1, sizeof *c->aggs);
     for (size_t i = 0; i < naggs; i++) {
@@ -140,9 +140,9 @@ sl_stream *sl_stream_session(sl_stream *s, const sl_session_spec *spec,
                              const sl_agg_spec *aggs, size_t naggs)
 {
     if (!s) return NULL;
-    void *conf;
-    sl_schema *out;
-    char err[512];
+    void *conf = NULL;
+    sl_schema *out = NULL;
+    char err[512] = "";
     int rc = sl__session_conf_new(&conf, &out, sl_stream_schema(s), sl__stream_key(s),
                                   sl__stream_time_col(s), spec, aggs, naggs, err, sizeof err);
     if (rc < 0) {

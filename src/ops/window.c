@@ -138,6 +138,8 @@ typedef struct {
 
     late_slot late[LATE_SLOTS];
     int nlate;
+    uint64_t ngroups;   /* groups in open windows (window.max.groups) */
+    int64_t max_groups; /* 0 = no cap */
     sl__window_stats st;
 } win_op;
 
@@ -442,6 +444,7 @@ static void window_free(win_op *op, win *w)
         for (uint32_t g = 0; g < sl__bmap_count(&w->groups); g++)
             sl__agg_state_free(&op->aggs[i], sl__bmap_at(&w->groups, g, NULL, NULL));
     }
+    op->ngroups -= sl__bmap_count(&w->groups);
     sl__bmap_close(&w->groups);
     free(w);
 }
@@ -554,7 +557,7 @@ static size_t row_payload(const win_op *op, const sl_batch *b, uint32_t r,
     size_t used = 0;
     for (int c = 0; c < op->in->n && used + 1 < size; c++) {
         const struct sl__col *col = &b->cols[c];
-        char tmp[64];
+        char tmp[64] = "";
         const char *txt = tmp;
         size_t len = 0;
         if (col->valid && !col->valid[r]) {
@@ -734,6 +737,16 @@ static int32_t row_kg(const win_op *op, const sl_batch *b, uint32_t row)
     return sl__key_group(b, op->key_cols, op->npart, row, op->key_groups);
 }
 
+static int too_many_groups(const win_op *op)
+{
+    return sl__job_fail(op->ctx ? op->ctx->job : NULL, SL_ENOMEM,
+                        "window: task %d holds %llu open (window, key) groups, more "
+                        "than 'window.max.groups' (%lld): raise it, shorten the "
+                        "window or its lateness, or add parallelism",
+                        op->ctx ? op->ctx->task : 0, (unsigned long long)op->ngroups,
+                        (long long)op->max_groups);
+}
+
 static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
 {
     win_op *op = st;
@@ -763,7 +776,14 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
             uint8_t *g = sl__bmap_upsert(&op->pwin[p]->groups,
                                          op->kbuf + op->koff[j], op->klen[j],
                                          op->kh[j], &fresh);
-            if (fresh) grp_set_kg(op, g, row_kg(op, b, op->prow[p]));
+            if (fresh) {
+                grp_set_kg(op, g, row_kg(op, b, op->prow[p]));
+                /* window.max.groups: the job stops (its state is dropped) */
+                if (++op->ngroups > (uint64_t)op->max_groups && op->max_groups) {
+                    sl__batch_free(b);
+                    return too_many_groups(op);
+                }
+            }
             op->pgrp[p] = g;
         }
         /* Pass 3: aggregates (a zero-filled new group is an empty state). */
@@ -1213,6 +1233,7 @@ static void restore_commit(win_op *op, staged *s, size_t n)
         uint8_t *g = sl__bmap_upsert(&w->groups, s[i].key, s[i].len,
                                      sl__wkey_hash(&op->kl, s[i].key, s[i].len), &fresh);
         if (fresh) {
+            op->ngroups++;
             memcpy(g, s[i].grp, op->grp_size); /* the states move */
         } else {
             for (size_t a = 0; a < op->naggs; a++) {
@@ -1470,6 +1491,7 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
     op->in = info->in;
     op->out = info->out;
     op->ctx = ctx;
+    op->max_groups = ctx ? ctx->window_max_groups : 0;
     op->batch_cap = info->batch_cap;
     op->time_col = info->time_col;
     op->nkey = c->nkey;

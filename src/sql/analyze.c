@@ -659,8 +659,8 @@ static sql_expr *bind_agg(actx *A, const sql_expr *e, int id)
             r->type = k == SL_AGG_AVG || k == SL_AGG_APPROX_PERCENTILE ? SL_FLOAT64
                     : k == SL_AGG_HISTOGRAM ? SL_STRING
                     : k == SL_AGG_UDAF ? q->aggs[i].udaf->out_type
-                    : (k == SL_AGG_SUM || k == SL_AGG_MIN || k == SL_AGG_MAX)
-                        ? A->agg_args[i]->type : SL_INT64;
+                    : (k == SL_AGG_SUM || k == SL_AGG_MIN || k == SL_AGG_MAX) &&
+                      A->agg_args[i] ? A->agg_args[i]->type : SL_INT64;
             return r;
         }
     if (q->naggs >= SQL_MAX_AGGS) {
@@ -985,7 +985,7 @@ static int64_t parse_duration_ms(const char *v)
 void sl__sql_settings(actx *A)
 {
     sl_sql *q = A->q;
-    char e2[512];
+    char e2[2048];
     sl_job *scratch = sl_job_new(e2, sizeof e2);
     for (int i = 0; i < q->script.n && !A->failed; i++) {
         const sql_stmt *s = &q->script.v[i];

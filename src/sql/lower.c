@@ -236,7 +236,7 @@ static void aggregate_query(actx *A, const sql_select *sel, int wat,
             if (sql_expr_equal(sel->items[j].expr, A->gkeys[k]))
                 nm = sel->items[j].alias ? sel->items[j].alias
                    : sel->items[j].expr->k == E_COL ? sel->items[j].expr->name : NULL;
-        if (!nm && gb[k]->k == E_COL) nm = gb[k]->name;
+        if (!nm && gb[k] && gb[k]->k == E_COL) nm = gb[k]->name;
         if (!nm || name_taken(A->gnames, k, nm) || sql_ieq(nm, "window_start") ||
             sql_ieq(nm, "window_end") || sql_ieq(nm, q->time_col) || nm[0] == '$') {
             snprintf(buf, sizeof buf, "$key%d", k);
@@ -656,7 +656,7 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
         int l = q->script.n ? q->script.v[q->script.n - 1].line : 1;
         sl__sql_fail(&A, l, 1, "the script has no CREATE SINK ... AS SELECT: nothing to run");
     }
-    if (A.failed) return SL_EINVAL;
+    if (A.failed || !sink) return SL_EINVAL; /* sl__sql_fail set failed if !sink */
     q->sink = sink;
     const sql_select *sel = sink->sel;
     A.sel = sel;

@@ -88,7 +88,8 @@ INTERVAL_MS = 100             # the smallest checkpoint interval
 KILL_MIN, KILL_MAX = 0.2, 1.5  # random kill instants, seconds after a start
 LIFE_TIMEOUT = 120            # a life that should finish must finish by then
 
-RESTORED = re.compile(r"^sluice: restored checkpoint (\d+)", re.M)
+# the structured log line (src/core/log.c) of a restore
+RESTORED = re.compile(r'component=checkpoint msg="restored checkpoint" epoch=(\d+)')
 
 
 _session_seed = []

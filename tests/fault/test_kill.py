@@ -379,7 +379,7 @@ def test_corrupt_newest_checkpoint(dataset, tmp_path, procs, damage):
     assert life.restored() == previous, \
         f"damaged {damaged}: expected recovery from checkpoint {previous}: {life.describe()}"
     said = [l for l in reported_lines(out, rf"(chk-{newest}\b|checkpoint {newest}\b)")
-            if not l.startswith("sluice: restored checkpoint")]
+            if 'msg="restored checkpoint"' not in l]
     assert said, f"damaged {damaged}: nothing on stderr names checkpoint {newest}: " \
                  f"{life.describe()}"
     assert_rows(job.rows(), dataset.baseline, "after falling back to an older checkpoint")
@@ -503,7 +503,7 @@ def test_savepoint_restores_compatible_job_and_refuses_incompatible(dataset, tmp
     assert os.path.isfile(os.path.join(sp, "MANIFEST")), "the refusal damaged the savepoint"
 
     good = job.run("--from", sp)
-    assert "sluice: restored" in good.output(), f"nothing restored: {good.describe()}"
+    assert "restored checkpoint" in good.output(), f"nothing restored: {good.describe()}"
     assert_rows(job.rows(), dataset.baseline, "restart from a savepoint vs uninterrupted run")
     assert os.path.isfile(os.path.join(sp, "MANIFEST")), \
         "the savepoint was deleted; savepoints are kept until a user deletes them"
@@ -521,7 +521,7 @@ def test_rescale_2_4_1_across_savepoints(dataset, tmp_path, procs):
             more += ["--from", complete_checkpoints(job.ckdir, "sp-")[max(sps_seen)]]
         if last:
             life = job.run(*more)
-            assert "sluice: restored" in life.output(), life.describe()
+            assert "restored checkpoint" in life.output(), life.describe()
             break
         life = job.start(*more)
         pidfile = os.path.join(job.ckdir, "sluice.pid")

@@ -1,6 +1,6 @@
 """Leak scan: raw subscriber identifiers must never escape the first
 operator. Runs the reference job with checkpoints, a kill and a restart,
-dead letters and a log, then scans every file it wrote for any raw msisdn,
+dead letters, stderr and the structured log file, then scans every file it wrote for any raw msisdn,
 as text and as a 64-bit integer in either byte order. The scan proves it
 can fail: a planted control file holding one raw id must be found."""
 import os
@@ -101,7 +101,8 @@ def test_no_raw_identifier_in_any_output(tmp_path, variant):
     args = [SLUICE, "run", "telecom-age", "--events", data / "events",
             "--subscribers", data / "subscribers.csv", "--cells", data / "cells.csv",
             "--key-file", data / "keys.txt", "--db", out / "result.db", "--out-dir", out,
-            "--checkpoint-dir", out / "ck", "--checkpoint-interval-ms", 100, *extra]
+            "--checkpoint-dir", out / "ck", "--checkpoint-interval-ms", 100,
+            "--set", f"log.file={out / 'sluice.log'}", "--set", "log.level=debug", *extra]
     os.makedirs(out)
     log = open(out / "job.log", "w")
     p = subprocess.Popen([*map(str, args), "--set", "source.rate=100000"], stdout=log,
@@ -112,7 +113,8 @@ def test_no_raw_identifier_in_any_output(tmp_path, variant):
     r = subprocess.run(list(map(str, args)), stdout=log, stderr=log)
     log.close()
     assert r.returncode == 0, open(out / "job.log").read()
-    assert "restored checkpoint" in open(out / "job.log").read()
+    # the structured log (log.file, scanned below with everything else)
+    assert "msg=\"restored checkpoint\"" in open(out / "sluice.log").read()
     assert os.path.getsize(out / "dead-letters.jsonl") > 0
     assert any(n.startswith("chk-") for n in os.listdir(out / "ck"))
     con = sqlite3.connect(str(out / "result.db"))

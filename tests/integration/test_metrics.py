@@ -178,6 +178,15 @@ def test_metric_values_match_what_the_job_did(data):
     # published rows are windows emitted minus groups suppressed
     assert windows - suppressed == written
     assert total(m, "sluice_job_running") == 0
+    # source offsets: every partition (one file each, name order) read to its
+    # end, and the end is the file's size
+    files = sorted(os.listdir(f"{data}/data/events"))
+    assert len(files) == 2
+    for i, name in enumerate(files):
+        size = os.path.getsize(f"{data}/data/events/{name}")
+        assert total(m, "sluice_source_offset_bytes", partition=str(i)) == size
+        assert total(m, "sluice_source_end_offset_bytes", partition=str(i)) == size
+        assert total(m, "sluice_source_lag_bytes", partition=str(i)) == 0
     # no label value may look like a subscriber number
     for (name, lab) in m:
         for _, v in lab:
@@ -204,6 +213,9 @@ def test_per_task_metrics_while_running(data):
         assert total(m, "sluice_source_records_total") == \
             total(m, "sluice_records_in_total", stage="0")
         assert total(m, "sluice_input_queue_capacity_batches", stage="1") == 2 * 2 * 8
+        # bytes: a source row has 6 columns of >= 8 bytes plus validity
+        assert total(m, "sluice_bytes_in_total", stage="0") >= \
+            54 * total(m, "sluice_records_in_total", stage="0") > 0
         st = job.status()
         assert st["job"]["state"] == "running"
         assert [s["stage"] for s in st["stages"]] == [0, 1, 2]
@@ -214,10 +226,14 @@ def test_per_task_metrics_while_running(data):
 
 
 def business(m):
-    return {k: total(m, k) for k in (
+    b = {k: total(m, k) for k in (
         "sluice_job_records_read_total", "sluice_job_records_written_total",
         "sluice_job_windows_emitted_total", "sluice_job_groups_suppressed_total",
         "sluice_job_late_records_total", "sluice_job_dead_letters_total")}
+    # events per type (checkpointed by the count_by operator)
+    for lab, v in series(m, "sluice_events_total").items():
+        b["events:" + dict(lab)["event_type"]] = v
+    return b
 
 
 def test_business_counters_survive_kill_and_recovery(data):
@@ -238,6 +254,11 @@ def test_business_counters_survive_kill_and_recovery(data):
             break
         time.sleep(0.2)
     assert total(m, "sluice_checkpoints_completed_total") >= 3
+    # lag while running: offsets below the files' sizes, lag = end - offset
+    st = job.status()
+    assert st["sources"] and all(p["lag_bytes"] == p["end_bytes"] - p["offset_bytes"]
+                                 for p in st["sources"])
+    assert sum(total(m, "sluice_source_lag_bytes", partition=str(i)) for i in (0, 1)) > 0
     job.p.send_signal(signal.SIGKILL)
     job.wait()
     again = Job(data, "crash", "--checkpoint-dir", ck, "--checkpoint-interval-ms", "300").start()
@@ -247,6 +268,7 @@ def test_business_counters_survive_kill_and_recovery(data):
     assert again.wait() == 0
     assert total(m, "sluice_checkpoint_restored_epoch") > 0
     assert business(m) == want, (business(m), want)
+    assert len([k for k in want if k.startswith("events:")]) >= 5
     assert rows(again.db) == want["sluice_job_records_written_total"]
     assert st["version"]
 
