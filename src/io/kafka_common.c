@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "io/kafka.h"
 
 static char **kv_push(char **kv, size_t *n, const char *k, const char *v)
@@ -126,5 +127,8 @@ int sl__kafka_err_obj(char *errstr, size_t errstr_size, const char *component,
 void sl__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                       const char *buf)
 {
-    fprintf(stderr, "sluice: kafka %s [%d] %s: %s\n", rd_kafka_name(rk), level, fac, buf);
+    /* librdkafka's syslog levels: 0-3 errors, 4 warnings, 5-6 info, 7 debug */
+    sl__log(level <= 3 ? SL__LOG_ERROR : level == 4 ? SL__LOG_WARN
+            : level <= 6 ? SL__LOG_INFO : SL__LOG_DEBUG, "kafka", "librdkafka",
+            "client=%s facility=%s text=\"%s\"", rd_kafka_name(rk), fac, buf);
 }

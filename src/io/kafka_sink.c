@@ -41,6 +41,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "io/encode.h"
 #include "io/kafka.h"
 
@@ -321,8 +322,9 @@ static int ensure_topic(sk_sink *s, const char *topic, int *nparts, char *err, s
                            "or let the brokers auto-create topics)", topic, s->c->bootstrap,
                            rd_kafka_err2str(e));
         }
-        fprintf(stderr, "sluice: kafka sink: waiting for topic %s on %s (%s)\n", topic,
-                s->c->bootstrap, rd_kafka_err2str(e));
+        sl__log(SL__LOG_WARN, "kafka-sink", "waiting for topic",
+                "topic=%s bootstrap=%s reason=\"%s\"", topic, s->c->bootstrap,
+                rd_kafka_err2str(e));
         sleep_ms(500);
     }
     rd_kafka_topic_destroy(t);
@@ -454,9 +456,9 @@ static int sk_flush(void *st, char *err, size_t esz)
         int64_t now = now_ms();
         if (rd_kafka_outq_len(s->rk) > 0 && now - logged >= 10000) {
             logged = now;
-            fprintf(stderr, "sluice: kafka sink %s: %d messages not yet acknowledged after "
-                    "%" PRId64 " s (brokers unreachable?); retrying\n", s->c->topic,
-                    rd_kafka_outq_len(s->rk), (now - t0) / 1000);
+            sl__log(SL__LOG_WARN, "kafka-sink", "messages not yet acknowledged "
+                    "(brokers unreachable?); retrying", "topic=%s pending=%d waited_s=%" PRId64,
+                    s->c->topic, rd_kafka_outq_len(s->rk), (now - t0) / 1000);
         }
         if (now - t0 > s->c->commit_timeout_ms)
             return sl__err(err, esz, SL_EIO, "kafka sink: %d messages not acknowledged "
@@ -508,8 +510,8 @@ static int read_marker(sk_sink *s, uint64_t *m, char *err, size_t esz)
             rc = sl__kafka_err(err, esz, "kafka sink", "reading the commit marker", e);
             break;
         }
-        fprintf(stderr, "sluice: kafka sink %s: reading the commit marker: %s; retrying\n",
-                s->txn_id, rd_kafka_err2str(e));
+        sl__log(SL__LOG_WARN, "kafka-sink", "reading the commit marker failed; retrying",
+                "txn=%s error=\"%s\"", s->txn_id, rd_kafka_err2str(e));
         sleep_ms(1000);
     }
     rd_kafka_consumer_close(c);
@@ -592,8 +594,9 @@ static int publish(sk_sink *s, uint64_t upto, uint64_t marker, char *err, size_t
         int64_t now = now_ms();
         if (now - logged >= 10000 || now - t0 > s->c->commit_timeout_ms) {
             logged = now;
-            fprintf(stderr, "sluice: kafka sink %s: transaction for epoch %" PRIu64
-                    " aborted (%s); retrying\n", s->txn_id, marker, rd_kafka_error_string(e));
+            sl__log(SL__LOG_WARN, "kafka-sink", "transaction aborted; retrying",
+                    "txn=%s epoch=%" PRIu64 " error=\"%s\"", s->txn_id, marker,
+                    rd_kafka_error_string(e));
         }
         if (now - t0 > s->c->commit_timeout_ms)
             return sl__kafka_err_obj(err, esz, "kafka sink", "commit transaction "
@@ -623,8 +626,8 @@ static int init_txn(sk_sink *s, char *err, size_t esz)
             s->fatal = true;
             return sl__kafka_err_obj(err, esz, "kafka sink", "init transactions", e);
         }
-        fprintf(stderr, "sluice: kafka sink %s: init transactions: %s; retrying\n", s->txn_id,
-                rd_kafka_error_string(e));
+        sl__log(SL__LOG_WARN, "kafka-sink", "init transactions failed; retrying",
+                "txn=%s error=\"%s\"", s->txn_id, rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         sleep_ms(1000);
     }
@@ -677,8 +680,9 @@ static int sk_recover(void *st, uint64_t epoch, char *err, size_t esz)
     s->nst = keep;
     s->cur.len = 0;
     if (keep)
-        fprintf(stderr, "sluice: kafka sink %s: publishing %d staged epoch(s) of checkpoint "
-                "%" PRIu64 " (last committed: %" PRIu64 ")\n", s->txn_id, keep, epoch, m);
+        sl__log(SL__LOG_INFO, "kafka-sink", "publishing staged epochs of a checkpoint",
+                "txn=%s epochs=%d checkpoint=%" PRIu64 " last_committed=%" PRIu64, s->txn_id,
+                keep, epoch, m);
     if (keep || epoch == 0) return publish(s, epoch, epoch, err, esz);
     return 0;
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "io/decode.h"
 #include "io/kafka.h"
 
@@ -189,8 +190,9 @@ static int discover(ks_conf *c, char *err, size_t esz)
             int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
             if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && ms > 5000) break;
             if (ms > c->connect_ms) break;
-            fprintf(stderr, "sluice: kafka source: waiting for topic %s on %s (%s)\n",
-                    c->topics[ti], c->bootstrap, e ? rd_kafka_err2str(e) : "no leader yet");
+            sl__log(SL__LOG_WARN, "kafka-source", "waiting for topic",
+                    "topic=%s bootstrap=%s reason=\"%s\"", c->topics[ti], c->bootstrap,
+                    e ? rd_kafka_err2str(e) : "no leader yet");
             struct timespec d = {.tv_sec = 0, .tv_nsec = 500000000};
             nanosleep(&d, NULL);
         }
@@ -434,8 +436,9 @@ static void serve_errors(ks_src *s)
             s->errors_logged++;
             if (now - s->last_err_log >= 10) {
                 s->last_err_log = now;
-                fprintf(stderr, "sluice: kafka source %s: %s (%" PRIu64 " errors so far; "
-                        "retrying)\n", s->source, rd_kafka_message_errstr(m), s->errors_logged);
+                sl__log(SL__LOG_WARN, "kafka-source", "fetch error; retrying",
+                        "source=%s error=\"%s\" errors=%" PRIu64, s->source,
+                        rd_kafka_message_errstr(m), s->errors_logged);
             }
         }
         rd_kafka_message_destroy(m);
@@ -571,7 +574,8 @@ static int next_msg(ks_src *s, kpart *p)
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 if (c->bounded && m->offset >= end) p->ended = true;
             } else {
-                fprintf(stderr, "sluice: kafka source %s/%d: %s\n", c->tp_topic[p->tp],
+                sl__log(SL__LOG_WARN, "kafka-source", "partition error",
+                        "topic=%s partition=%d error=\"%s\"", c->tp_topic[p->tp],
                         (int)c->tp_part[p->tp], rd_kafka_message_errstr(m));
             }
             rd_kafka_message_destroy(m);
