@@ -21,12 +21,18 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
+
+.PHONY: print-libs
 .PHONY: all deps test unit integration demo bench bench-quick clean sanitize fault fuzz \
         tsan lint allocfail
 all: $(B)/libsluice.a $(B)/$(SONAME) $(B)/sluice
 
 deps:
 	@bash scripts/install-deps.sh
+
+# The libraries a program linking libsluice.a needs (tests compile examples).
+print-libs:
+	@echo $(LDLIBS)
 
 $(B)/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)

@@ -73,3 +73,11 @@ def sqlite_import(db, table, csv_paths):
     for i, p in enumerate(csv_paths):
         cmds.append(f".import --csv {'--skip 1 ' if i else ''}'{p}' {table}")
     subprocess.run(["sqlite3", db], input="\n".join(cmds) + "\n", text=True, check=True)
+
+
+def link_libs():
+    """The libraries a program linked with libsluice.a needs, as the Makefile
+    links them (its pkg-config modules plus pthread and m)."""
+    r = subprocess.run(["make", "-s", "--no-print-directory", "-C", ROOT, "print-libs"],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.split()

@@ -155,12 +155,10 @@ def test_examples_c_and_sql_agree(tmp_path, data):
     """examples/telecom/call_then_data.c (the C API) and .sql give the
     reference's pairs."""
     import subprocess
-    from conftest import ROOT, SLUICE
+    from conftest import ROOT, SLUICE, link_libs
     d, want, _ = data
     exe = str(tmp_path / "call_then_data")
-    libs = subprocess.run(["pkg-config", "--libs", "openssl", "sqlite3", "zlib",
-                           "libmicrohttpd"], capture_output=True, text=True,
-                          check=True).stdout.split()
+    libs = link_libs()
     # the library of `make sanitize` (build-asan/) needs the sanitizers' runtime
     san = ["-fsanitize=address,undefined"] if "asan" in SLUICE else []
     subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",

@@ -405,14 +405,12 @@ def test_kill_and_resume_reemits_identical_rows(dataset):
 def test_c_api_example_gives_the_same_rows(dataset):
     """examples/venues/venue_report.c, compiled against the library the
     tests run, publishes the same final rows as `sluice run venue-report`."""
-    from conftest import ROOT, SLUICE
+    from conftest import ROOT, SLUICE, link_libs
     bdir = os.path.dirname(SLUICE)
     san = (["-fsanitize=address,undefined"] if "asan" in bdir else
            ["-fsanitize=thread"] if "tsan" in bdir else [])
     exe = os.path.join(dataset["tmp"], "venue_report")
-    libs = subprocess.run(["pkg-config", "--libs", "openssl", "sqlite3", "zlib",
-                           "libmicrohttpd"], capture_output=True, text=True,
-                          check=True).stdout.split()
+    libs = link_libs()
     subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *san,
                     "-I", os.path.join(ROOT, "include"),
                     os.path.join(ROOT, "examples", "venues", "venue_report.c"),
