@@ -104,9 +104,9 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
                             const sl__state_conf *sc, char *errstr,
                             size_t errstr_size)
 {
-    if (!connector || strcmp(connector, "file") != 0) {
+    if (!connector || (strcmp(connector, "file") && strcmp(connector, "postgres"))) {
         sl__err(errstr, errstr_size, SL_EINVAL, "table: unknown connector '%s' "
-                "(known: file)", connector ? connector : "(null)");
+                "(known: file, postgres)", connector ? connector : "(null)");
         return NULL;
     }
     int kc = schema && key_col ? sl_schema_find(schema, key_col) : -1;
@@ -134,16 +134,17 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
                 "allowed: a table is read to its end before the job starts");
         return NULL;
     }
-    const char *path = sl__kv_get(conf, "path");
-    if (path && !has_glob(path) && access(path, R_OK) != 0) {
+    bool is_file = !strcmp(connector, "file");
+    const char *path = is_file ? sl__kv_get(conf, "path") : sl__kv_get(conf, "table");
+    if (is_file && path && !has_glob(path) && access(path, R_OK) != 0) {
         sl__err(errstr, errstr_size, errno == ENOENT ? SL_ENOENT : SL_EIO,
                 "table: %s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    const sl__source_vt *vt = sl__source_find("file");
+    const sl__source_vt *vt = sl__source_find(connector);
     if (!vt) {
         sl__err(errstr, errstr_size, SL_EINTERNAL,
-                "table: the file connector is not built in");
+                "table: the %s connector is not built in", connector);
         return NULL;
     }
     char err[512] = "";
