@@ -93,7 +93,8 @@ bool sl__pg_retriable(PGconn *c, const PGresult *r)
     if (!c || PQstatus(c) != CONNECTION_OK) return true;
     const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (!st) return r == NULL || PQresultStatus(r) == PGRES_FATAL_ERROR;
-    return !strncmp(st, "08", 2) ||  /* connection exception */
+    return (!strncmp(st, "08", 2) && strcmp(st, "08P01")) || /* connection
+                                      * exception, not a protocol error */
            !strncmp(st, "57P", 3) || /* admin shutdown, crash, starting up */
            !strcmp(st, "40001") ||   /* serialization failure */
            !strcmp(st, "40P01") ||   /* deadlock detected */

@@ -496,7 +496,9 @@ static int check_table(pg_sink *s, const char *qname, const char *shown,
         bool hasdef = PQgetvalue(r, i, 3)[0] == 't';
         int col = sl_schema_find(sc, name);
         if (col < 0) {
-            if (notnull && !hasdef)
+            /* the staging table's own columns (configure keeps the
+             * stream's columns out of this prefix) */
+            if (notnull && !hasdef && strncmp(name, "sluice_", 7))
                 rc = sl__err(errstr, errstr_size, SL_EINVAL,
                              "postgres sink: table %s: column \"%s\" is NOT "
                              "NULL without a default, and the stream has no "
@@ -992,7 +994,7 @@ static PGresult *staged_exec(pg_sink *s, const char *head, const char *tail,
     sl__pg_adds(&b, s->staged);
     sl__pg_adds(&b, " WHERE sluice_job = $1 AND sluice_task = $2");
     sl__pg_adds(&b, tail);
-    PGresult *r = exec3(s, b.p, num);
+    PGresult *r = exec3(s, b.p, strstr(tail, "$3") ? num : NULL);
     sl__pg_buf_free(&b);
     return r;
 }
