@@ -25,7 +25,8 @@
  * are still in memory and are sent again. A row the server refuses for its
  * data (SQLSTATE class 22 or 23: a constraint, a type or encoding error)
  * goes to the dead letters with the server's message, and the others are
- * written (the chunk is retried row by row under savepoints).
+ * written (the chunk is retried in halves under savepoints, down to the
+ * refused rows: bisect()).
  *
  * Invariants, and the function that keeps each:
  * 1. A chunk of rows is sent in one transaction (send_chunk); under
@@ -445,9 +446,10 @@ static void build_sql(pg_sink *s)
     if (s->eo) {
         s->apply = apply_sql(s, s->staged, "sluice_job = $1 AND sluice_task "
                                            "= $2 AND sluice_epoch <= $3");
-        s->apply_one = apply_sql(s, s->staged, "sluice_seq = $3 AND "
-                                               "sluice_job = $1 AND "
-                                               "sluice_task = $2");
+        s->apply_one = apply_sql(s, s->staged, "sluice_job = $1 AND "
+                                               "sluice_task = $2 AND "
+                                               "sluice_seq BETWEEN $3 AND $4 "
+                                               "AND sluice_epoch <= $5");
     }
 }
 
@@ -819,69 +821,134 @@ static void dead_letter(pg_sink *s, const char *line, size_t len,
     free(masked);
 }
 
-/* After a chunk failed for one row's data: sends its rows one by one, each
- * under a savepoint; refused rows go to the dead letters once the
- * transaction has committed. NULL or the failed result. */
-static PGresult *send_rows_one_by_one(pg_sink *s, const sl__pg_buf *data,
-                                      uint64_t chunk, int attempt)
+/* Rows refused by the server, kept for the dead letters until the
+ * transaction that skipped them has committed. */
+typedef struct {
+    char **lines;
+    char **msgs;
+    size_t n;
+} bad_rows;
+
+static void bad_add(bad_rows *b, char *line, const char *msg)
+{
+    b->lines = sl__xrealloc(b->lines, (b->n + 1) * sizeof(char *));
+    b->msgs = sl__xrealloc(b->msgs, (b->n + 1) * sizeof(char *));
+    b->lines[b->n] = line;
+    b->msgs[b->n++] = sl__xstrdup(msg);
+}
+
+static void bad_rows_free(bad_rows *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->lines[i]);
+        free(b->msgs[i]);
+    }
+    free(b->lines);
+    free(b->msgs);
+    *b = (bad_rows){0};
+}
+
+static void emit_bad(pg_sink *s, bad_rows *bad, const char *pos)
+{
+    for (size_t i = 0; i < bad->n; i++)
+        dead_letter(s, bad->lines[i], strlen(bad->lines[i]), pos,
+                    bad->msgs[i]);
+    bad_rows_free(bad);
+}
+
+/* Writes rows [lo, hi) of a chunk that failed for some row's data: the
+ * range under a savepoint, and when the server refuses it for a row's
+ * data, each half again, down to single rows, which are refused. k bad
+ * rows among n thus cost O(k log n) statements, not n. */
+typedef struct {
+    PGresult *(*run)(pg_sink *s, void *arg, size_t lo, size_t hi);
+    char *(*line)(pg_sink *s, void *arg, size_t i); /* a refused row */
+    void *arg;
+    bad_rows *bad;
+} bisector;
+
+static PGresult *bisect(pg_sink *s, const bisector *b, size_t lo, size_t hi)
+{
+    if (lo >= hi) return NULL;
+    PGresult *r = exec(s, "SAVEPOINT sluice_rows");
+    if (!r) r = b->run(s, b->arg, lo, hi);
+    if (!r) return exec(s, "RELEASE SAVEPOINT sluice_rows");
+    if (!sl__pg_row_error(r)) return r;
+    char msg[768];
+    sl__pg_message(s->db, r, msg, sizeof msg);
+    PQclear(r);
+    r = exec(s, "ROLLBACK TO SAVEPOINT sluice_rows");
+    if (!r) r = exec(s, "RELEASE SAVEPOINT sluice_rows");
+    if (r) return r;
+    if (hi - lo == 1) {
+        bad_add(b->bad, b->line(s, b->arg, lo), msg);
+        return NULL;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    r = bisect(s, b, lo, mid);
+    return r ? r : bisect(s, b, mid, hi);
+}
+
+typedef struct {
+    const sl__pg_buf *data;
+    size_t *off; /* line i is data[off[i], off[i + 1]) */
+} chunk_lines;
+
+static PGresult *copy_range(pg_sink *s, void *arg, size_t lo, size_t hi)
+{
+    const chunk_lines *c = arg;
+    PGresult *r = copy_in(s, c->data->p + c->off[lo], c->off[hi] - c->off[lo]);
+    if (!r && s->upsert) r = exec(s, s->upsert);
+    if (!r && s->upsert) r = exec(s, "DELETE FROM pg_temp.sluice_up");
+    return r;
+}
+
+/* The line without its newline and the exactly-once columns. */
+static char *copy_line(pg_sink *s, void *arg, size_t i)
+{
+    const chunk_lines *c = arg;
+    const char *line = c->data->p + c->off[i];
+    size_t len = c->off[i + 1] - c->off[i] - 1;
+    for (int tabs = 0, k = 0; s->eo && (size_t)k < len; k++)
+        if (line[k] == '\t' && ++tabs == s->schema->n) {
+            len = (size_t)k;
+            break;
+        }
+    return sl__xstrndup(line, len);
+}
+
+/* After a chunk failed for a row's data: writes the others (bisect) in
+ * one transaction; refused rows go to the dead letters once it has
+ * committed. NULL or the failed result. */
+static PGresult *send_rows_bisect(pg_sink *s, const sl__pg_buf *data,
+                                  uint64_t chunk, int attempt)
 {
     PGresult *r = exec(s, "BEGIN");
     if (!r && attempt) r = dedupe(s, chunk);
     if (r) return r;
-    typedef struct {
-        size_t off, len;
-        char *msg;
-    } bad;
-    bad *bads = NULL;
-    size_t nbad = 0, cap = 0;
-    const char *p = data->p, *end = data->p + data->len;
-    while (p < end && !r) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t len = (size_t)(nl - p) + 1;
-        r = exec(s, "SAVEPOINT sluice_row");
-        if (!r) r = copy_in(s, p, len);
-        if (!r && s->upsert) r = exec(s, s->upsert);
-        if (!r && s->upsert) r = exec(s, "DELETE FROM pg_temp.sluice_up");
-        if (r && sl__pg_row_error(r)) {
-            char msg[768];
-            if (nbad == cap) {
-                cap = cap ? cap * 2 : 8;
-                bads = sl__xrealloc(bads, cap * sizeof *bads);
-            }
-            bads[nbad++] = (bad){(size_t)(p - data->p), len - 1,
-                                 sl__xstrdup(sl__pg_message(s->db, r, msg,
-                                                            sizeof msg))};
-            PQclear(r);
-            r = exec(s, "ROLLBACK TO SAVEPOINT sluice_row");
-        } else if (!r) {
-            r = exec(s, "RELEASE SAVEPOINT sluice_row");
+    size_t n = 0, cap = 64;
+    size_t *off = sl__xmalloc(cap * sizeof *off);
+    off[0] = 0;
+    for (size_t i = 0; i < data->len; i++)
+        if (data->p[i] == '\n') {
+            if (n + 2 > cap) off = sl__xrealloc(off, (cap *= 2) * sizeof *off);
+            off[++n] = i + 1;
         }
-        p = nl + 1;
-    }
+    chunk_lines lines = {data, off};
+    bad_rows bad = {0};
+    bisector b = {copy_range, copy_line, &lines, &bad};
+    r = bisect(s, &b, 0, n);
     if (!r) r = exec(s, "COMMIT");
-    for (size_t i = 0; i < nbad; i++) {
-        if (!r) {
-            /* the line without the exactly-once columns */
-            const char *line = data->p + bads[i].off;
-            size_t len = bads[i].len;
-            for (int tabs = 0, k = 0; s->eo && (size_t)k < len; k++)
-                if (line[k] == '\t' && ++tabs == s->schema->n) {
-                    len = (size_t)k;
-                    break;
-                }
-            char pos[64];
-            snprintf(pos, sizeof pos, "chunk %llu",
-                     (unsigned long long)chunk);
-            dead_letter(s, line, len, pos, bads[i].msg);
-        }
-        free(bads[i].msg);
-    }
-    free(bads);
+    char pos[64];
+    snprintf(pos, sizeof pos, "chunk %llu", (unsigned long long)chunk);
+    if (!r) emit_bad(s, &bad, pos);
+    bad_rows_free(&bad);
+    free(off);
     return r;
 }
 
 /* Sends the buffered rows (invariant 1): COPY in one transaction, with
- * reconnects and back-off after retriable failures, row by row after a
+ * reconnects and back-off after retriable failures, bisected after a
  * data error. */
 static int send_chunk(pg_sink *s, uint64_t epoch, char *errstr,
                       size_t errstr_size)
@@ -896,7 +963,7 @@ static int send_chunk(pg_sink *s, uint64_t epoch, char *errstr,
     for (int attempt = 0;; attempt++) {
         PGresult *r = NULL;
         if (!s->db) r = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
-        else if (by_row) r = send_rows_one_by_one(s, &data, chunk, attempt);
+        else if (by_row) r = send_rows_bisect(s, &data, chunk, attempt);
         else {
             r = exec(s, "BEGIN");
             if (!r && attempt) r = dedupe(s, chunk);
@@ -999,66 +1066,59 @@ static PGresult *staged_exec(pg_sink *s, const char *head, const char *tail,
     return r;
 }
 
-/* Applies staged epochs <= n row by row under savepoints, after the
- * statement that applies them at once failed for a row's data; refused
- * rows are collected for the dead letters (written after the commit). */
+/* Staged rows of epochs <= n, for applying them by ranges of sluice_seq
+ * after the statement that applies them at once failed for a row's data. */
 typedef struct {
-    char **lines;
-    char **msgs;
-    size_t n;
-} bad_rows;
+    PGresult *rows; /* sluice_seq, then the stream's columns */
+    char epoch[24];
+} staged_rows;
 
-static PGresult *apply_by_row(pg_sink *s, uint64_t n, bad_rows *bad)
+static PGresult *apply_range(pg_sink *s, void *arg, size_t lo, size_t hi)
 {
+    const staged_rows *st = arg;
+    const char *params[5] = {s->job_name, s->task_s,
+                             PQgetvalue(st->rows, (int)lo, 0),
+                             PQgetvalue(st->rows, (int)hi - 1, 0), st->epoch};
+    PGresult *r = PQexecParams(s->db, s->apply_one, 5, NULL, params, NULL,
+                               NULL, 0);
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+        PQclear(r);
+        return NULL;
+    }
+    return r ? r : PQmakeEmptyPGresult(s->db, PGRES_FATAL_ERROR);
+}
+
+static char *staged_line(pg_sink *s, void *arg, size_t i)
+{
+    const staged_rows *st = arg;
+    sl__pg_buf line = {0};
+    for (int c = 0; c < s->schema->n; c++) {
+        if (c) sl__pg_add(&line, "\t", 1);
+        if (PQgetisnull(st->rows, (int)i, c + 1)) sl__pg_adds(&line, "\\N");
+        else sl__pg_adds(&line, PQgetvalue(st->rows, (int)i, c + 1));
+    }
+    return line.p ? line.p : sl__xstrdup("");
+}
+
+static PGresult *apply_bisect(pg_sink *s, uint64_t n, bad_rows *bad)
+{
+    staged_rows st = {0};
+    snprintf(st.epoch, sizeof st.epoch, "%llu", (unsigned long long)n);
     sl__pg_buf b = {0};
-    char num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)n);
     sl__pg_adds(&b, "SELECT sluice_seq, ");
     sl__pg_adds(&b, s->cols);
     sl__pg_adds(&b, " FROM ");
     sl__pg_adds(&b, s->staged);
     sl__pg_adds(&b, " WHERE sluice_job = $1 AND sluice_task = $2 AND "
                     "sluice_epoch <= $3 ORDER BY sluice_seq");
-    const char *params[3] = {s->job_name, s->task_s, num};
-    PGresult *rows = PQexecParams(s->db, b.p, 3, NULL, params, NULL, NULL, 0);
+    const char *params[3] = {s->job_name, s->task_s, st.epoch};
+    st.rows = PQexecParams(s->db, b.p, 3, NULL, params, NULL, NULL, 0);
     sl__pg_buf_free(&b);
-    if (PQresultStatus(rows) != PGRES_TUPLES_OK) return rows;
-    PGresult *r = NULL;
-    for (int i = 0; i < PQntuples(rows) && !r; i++) {
-        r = exec(s, "SAVEPOINT sluice_row");
-        if (!r) r = exec3(s, s->apply_one, PQgetvalue(rows, i, 0));
-        if (r && sl__pg_row_error(r)) {
-            char msg[768];
-            sl__pg_buf line = {0};
-            for (int c = 0; c < s->schema->n; c++) {
-                if (c) sl__pg_add(&line, "\t", 1);
-                if (PQgetisnull(rows, i, c + 1)) sl__pg_adds(&line, "\\N");
-                else sl__pg_adds(&line, PQgetvalue(rows, i, c + 1));
-            }
-            bad->lines = sl__xrealloc(bad->lines, (bad->n + 1) * sizeof(char *));
-            bad->msgs = sl__xrealloc(bad->msgs, (bad->n + 1) * sizeof(char *));
-            bad->lines[bad->n] = line.p ? line.p : sl__xstrdup("");
-            bad->msgs[bad->n++] = sl__xstrdup(sl__pg_message(s->db, r, msg,
-                                                             sizeof msg));
-            PQclear(r);
-            r = exec(s, "ROLLBACK TO SAVEPOINT sluice_row");
-        } else if (!r) {
-            r = exec(s, "RELEASE SAVEPOINT sluice_row");
-        }
-    }
-    PQclear(rows);
+    if (PQresultStatus(st.rows) != PGRES_TUPLES_OK) return st.rows;
+    bisector bs = {apply_range, staged_line, &st, bad};
+    PGresult *r = bisect(s, &bs, 0, (size_t)PQntuples(st.rows));
+    PQclear(st.rows);
     return r;
-}
-
-static void bad_rows_free(bad_rows *b)
-{
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->lines[i]);
-        free(b->msgs[i]);
-    }
-    free(b->lines);
-    free(b->msgs);
-    *b = (bad_rows){0};
 }
 
 /* Invariant 2: in the open transaction, moves staged epochs <= n into the
@@ -1072,7 +1132,7 @@ static PGresult *eo_apply(pg_sink *s, uint64_t n, bad_rows *bad)
     if (r && sl__pg_row_error(r)) {
         PQclear(r);
         r = exec(s, "ROLLBACK TO SAVEPOINT sluice_apply");
-        if (!r) r = apply_by_row(s, n, bad);
+        if (!r) r = apply_bisect(s, n, bad);
     }
     if (!r) r = staged_exec(s, "DELETE FROM ", " AND sluice_epoch <= $3", n);
     if (!r) {
@@ -1092,14 +1152,11 @@ static PGresult *eo_apply(pg_sink *s, uint64_t n, bad_rows *bad)
     return r;
 }
 
-static void emit_bad(pg_sink *s, bad_rows *bad, uint64_t epoch)
+static void emit_bad_epoch(pg_sink *s, bad_rows *bad, uint64_t epoch)
 {
     char pos[48];
     snprintf(pos, sizeof pos, "epoch %llu", (unsigned long long)epoch);
-    for (size_t i = 0; i < bad->n; i++)
-        dead_letter(s, bad->lines[i], strlen(bad->lines[i]), pos,
-                    bad->msgs[i]);
-    bad_rows_free(bad);
+    emit_bad(s, bad, pos);
 }
 
 static PGresult *step_start(pg_sink *s, uint64_t epoch, void *out)
@@ -1276,7 +1333,7 @@ static int pg_commit(void *st, uint64_t epoch, char *errstr,
         bad_rows_free(&o.bad);
         return rc;
     }
-    emit_bad(s, &o.bad, epoch);
+    emit_bad_epoch(s, &o.bad, epoch);
     s->committed = o.mark > epoch ? o.mark : epoch;
     return 0;
 }
@@ -1314,7 +1371,7 @@ static int pg_recover(void *st, uint64_t epoch, char *errstr,
                    (unsigned long long)o.mark, s->job_name,
                    (long long)s->task, (unsigned long long)epoch);
     }
-    emit_bad(s, &o.bad, epoch);
+    emit_bad_epoch(s, &o.bad, epoch);
     s->precommitted = s->committed = epoch;
     s->tag = epoch + 1;
     return 0;
