@@ -35,6 +35,7 @@ typedef struct {
     const char *sink;           /* sqlite | postgres */
     const char *pg_dsn;         /* PostgreSQL connection ("" = PG* variables) */
     const char *subs_pg_table;  /* subscribers from this PostgreSQL table, or NULL */
+    const char *subs_pg_refresh_ms; /* poll it for changes this often ("0" = never) */
 } telecom_opts;
 
 /* Everything the job borrows, freed after the run. */

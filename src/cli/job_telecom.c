@@ -49,7 +49,8 @@ void telecom_defaults(telecom_opts *o)
                         .rotation_period_ms = 86400000,
                         .dp_period_ms = 86400000,
                         .sink = "sqlite",
-                        .pg_dsn = ""};
+                        .pg_dsn = "",
+                        .subs_pg_refresh_ms = "0"};
 }
 
 static int set_int(int64_t *dst, const char *key, const char *v, int64_t min,
@@ -145,6 +146,7 @@ int telecom_set(telecom_opts *o, const char *key, const char *v, char *err,
     }
     else if (!strcmp(key, "pg.dsn")) o->pg_dsn = v;
     else if (!strcmp(key, "subscribers.pg.table")) o->subs_pg_table = *v ? v : NULL;
+    else if (!strcmp(key, "subscribers.pg.refresh.ms")) o->subs_pg_refresh_ms = v;
     else return 1;
     return 0;
 }
@@ -410,7 +412,8 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
     /* subscribers from a CSV file, or from a PostgreSQL table
      * (msisdn text, birth_date date, gender text) */
     const char *const fconf[] = {"path", o->subscribers, NULL};
-    const char *const pconf[] = {"dsn", o->pg_dsn, "table", o->subs_pg_table, NULL};
+    const char *const pconf[] = {"dsn", o->pg_dsn, "table", o->subs_pg_table,
+                                 "refresh.interval.ms", o->subs_pg_refresh_ms, NULL};
     const char *sconn = o->subs_pg_table ? "postgres" : "file";
     const char *const *sconf = o->subs_pg_table ? pconf : fconf;
     r->subscribers = sl_job_table_load(job, sconn, su, "msisdn", sconf, r->keys,
