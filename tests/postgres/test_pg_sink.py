@@ -171,3 +171,18 @@ def test_refused_rows_go_to_dead_letters(pg, pgdb, ds, tmp_path, delivery):
     keys = sorted((l["payload"].split("\t")[2], l["payload"].split("\t")[3],
                    l["payload"].split("\t")[4]) for l in letters)
     assert keys == sorted((row[2], row[3], row[4]) for row in refused)
+
+
+def test_sql_job_on_postgres(pg, pgdb, ds, tmp_path):
+    """examples/telecom/age_distribution_pg.sql: CREATE TABLE ... WITH
+    (connector = 'postgres') for the subscribers and CREATE SINK ... WITH
+    (connector = 'postgres') for the results."""
+    load_subscribers(pg, pgdb, ds.data)
+    example = os.path.join(harness.golden_conftest.ROOT, "examples", "telecom",
+                           "age_distribution_pg.sql")
+    r = run([SLUICE, "run", example, "--set", f"data={ds.data}", "--set",
+             f"pg={pg.dsn(pgdb)}", "--set", f"output.dir={tmp_path / 'out'}",
+             "--set", "metrics.address=off", "--set", "parallelism=2"])
+    assert r.returncode == 0, r.stderr
+    got = result_rows(pg, pgdb)
+    assert got == ds.reference, f"{len(got)} rows, reference {len(ds.reference)}"
