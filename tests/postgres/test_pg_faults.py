@@ -59,7 +59,7 @@ def check_visible(pg, db, ds, seen):
 
 def test_kill9_exactly_once(pg, pgdb, ds, tmp_path, procs):
     seed = harness.session_seed()
-    kills = int(os.environ.get("PG_KILLS", "8"))
+    kills = int(os.environ.get("PG_KILLS") or "8")
     print(f"\npostgres kill schedule: seed {seed}, {kills} kills "
           f"(rerun with SLUICE_SEED={seed} PG_KILLS={kills})")
     rnd = random.Random(seed)
