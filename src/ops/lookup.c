@@ -1,8 +1,11 @@
 /* lookup.c — lookup tables loaded from a connector (sl_table_load) and the
  * left lookup join against them (sl_stream_lookup).
  *
- * Loading reads every partition of the "file" source to its end, before the
- * job starts, into an sl_table (state/table.c). With a keyring, the STRING
+ * Loading reads every partition of the "file" source (or the "postgres"
+ * source: a table read through a cursor) to its end, before the job starts,
+ * into an sl_table (state/table.c); a postgres table may then be refreshed
+ * while the job runs (table_refresh.c), and the join probes its overlay of
+ * changed rows first. With a keyring, the STRING
  * key column is pseudonymised batch by batch as it loads and the table
  * keeps only the INT64 pseudonym under the key column's name, so joins
  * happen on pseudonyms and no raw identifier is ever stored. Under key

@@ -2,7 +2,8 @@
  * before a job starts and read-only afterwards (so any number of tasks may
  * probe one table at once without locks), kept in memory or, with
  * state.backend = rocksdb, in the process's RocksDB instance (the keyed
- * state store sl__ks below; docs/state.md).
+ * state store sl__ks below; docs/state.md); an in-memory table may get an
+ * overlay of changed rows that a refresher replaces while the job runs.
  *
  * A table keeps its rows column-wise in chunks of up to SL__TABLE_CHUNK_MAX
  * rows (sl_batch, strings in each chunk's arena) and an open-addressing

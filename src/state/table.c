@@ -7,7 +7,9 @@
  * strings of a column share one copy (intern) while the column has few
  * distinct values. Tables
  * are built single-threaded by sl__table_append and never change
- * afterwards, so lookups need no locks. They are not snapshotted: a job
+ * afterwards, so lookups need no locks; a refreshed table gets changed
+ * rows as an overlay, a whole new table published atomically
+ * (sl__table_set_overlay). They are not snapshotted: a job
  * reloads its tables at start. With state.backend = rocksdb the rows go
  * to RocksDB instead (tabledisk.c) and the chunks and index stay empty.
  *
