@@ -311,17 +311,10 @@ static char *sibling(const char *table, const char *name, const char *suffix)
 {
     sl__pg_buf b = {0};
     const char *dot = strchr(table, '.');
-    char *full = NULL;
-    if (dot) {
-        size_t n = (size_t)(dot - table) + 1;
-        full = sl__xmalloc(n + strlen(name) + strlen(suffix) + 1);
-        memcpy(full, table, n);
-        strcpy(full + n, name);
-    } else {
-        full = sl__xmalloc(strlen(name) + strlen(suffix) + 1);
-        strcpy(full, name);
-    }
-    strcat(full, suffix);
+    int schema_len = dot ? (int)(dot - table) + 1 : 0;
+    size_t n = (size_t)schema_len + strlen(name) + strlen(suffix) + 1;
+    char *full = sl__xmalloc(n);
+    snprintf(full, n, "%.*s%s%s", schema_len, table, name, suffix);
     sl__pg_qname(&b, full);
     free(full);
     return take(&b);
@@ -477,6 +470,7 @@ static int check_table(pg_sink *s, const char *qname, const char *shown,
 {
     const sl_schema *sc = s->schema;
     const char *params[1] = {qname};
+    *exists = false;
     PGresult *r = PQexecParams(
         s->db,
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
@@ -552,7 +546,7 @@ static int check_stmt(pg_sink *s, const char *sql, int nparams,
 
 static int prepare_tables(pg_sink *s, char *errstr, size_t errstr_size)
 {
-    bool exists;
+    bool exists = false;
     int rc = check_table(s, s->tbl, s->conf->table, &exists, errstr,
                          errstr_size);
     if (rc) return rc;

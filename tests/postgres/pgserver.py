@@ -38,7 +38,8 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, durable=False):
+        self.durable = durable
         self.root = tempfile.mkdtemp(prefix="sluice-pg-")
         os.chmod(self.root, 0o755)
         self.data = os.path.join(self.root, "data")
@@ -69,7 +70,9 @@ class PgServer:
 
     def start(self):
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
-                "-c fsync=off -c full_page_writes=off -c max_connections=50")
+                "-c max_connections=50")
+        if not self.durable:   # the benchmark keeps PostgreSQL's defaults
+            opts += " -c fsync=off -c full_page_writes=off"
         self._run(_bin("pg_ctl"), "-D", self.data, "-l", self.log, "-o", opts, "-w",
                   "-t", "60", "start")
 
