@@ -377,9 +377,19 @@ static void add_col_defs(sl__pg_buf *b, const sl_schema *sc)
 /* INSERT INTO t (cols) SELECT cols FROM <from> WHERE <where>, the last row
  * of a key winning in upsert mode (ON CONFLICT may touch a row only once
  * per statement), in the order the rows were written. */
-static char *apply_sql(const pg_sink *s, const char *from, const char *where)
+static char *apply_sql(const pg_sink *s, const char *from, const char *where,
+                       bool move)
 {
     sl__pg_buf b = {0};
+    if (move) { /* one pass: the rows leave staging as they are applied */
+        sl__pg_adds(&b, "WITH moved AS (DELETE FROM ");
+        sl__pg_adds(&b, from);
+        sl__pg_adds(&b, " WHERE ");
+        sl__pg_adds(&b, where);
+        sl__pg_adds(&b, " RETURNING *) ");
+        from = "moved";
+        where = "true";
+    }
     sl__pg_adds(&b, "INSERT INTO ");
     sl__pg_adds(&b, s->tbl);
     sl__pg_adds(&b, " (");
@@ -397,11 +407,10 @@ static char *apply_sql(const pg_sink *s, const char *from, const char *where)
         sl__pg_adds(&b, " ORDER BY ");
         add_keys(&b, s);
         sl__pg_adds(&b, ", sluice_seq DESC) z ORDER BY sluice_seq");
-    } else {
+    } else { /* no conflicts: the order does not matter */
         sl__pg_adds(&b, from);
         sl__pg_adds(&b, " WHERE ");
         sl__pg_adds(&b, where);
-        sl__pg_adds(&b, " ORDER BY sluice_seq");
     }
     add_conflict(&b, s);
     return take(&b);
@@ -435,14 +444,14 @@ static void build_sql(pg_sink *s)
     sl__pg_adds(&b, ") FROM STDIN");
     s->copy = take(&b);
     if (!s->eo && s->conf->mode == MODE_UPSERT)
-        s->upsert = apply_sql(s, "pg_temp.sluice_up", "true");
+        s->upsert = apply_sql(s, "pg_temp.sluice_up", "true", false);
     if (s->eo) {
         s->apply = apply_sql(s, s->staged, "sluice_job = $1 AND sluice_task "
-                                           "= $2 AND sluice_epoch <= $3");
+                                           "= $2 AND sluice_epoch <= $3", true);
         s->apply_one = apply_sql(s, s->staged, "sluice_job = $1 AND "
                                                "sluice_task = $2 AND "
                                                "sluice_seq BETWEEN $3 AND $4 "
-                                               "AND sluice_epoch <= $5");
+                                               "AND sluice_epoch <= $5", false);
     }
 }
 
