@@ -735,11 +735,23 @@ static void chunk_data(const pg_sink *s, sl__pg_buf *out, uint64_t epoch,
 }
 
 /* ---- sending a chunk ----------------------------------------------------- */
+/* NULL when r has status `want`, else a failed result to report (never
+ * NULL: libpq returns NULL when it could not even send the command). */
+static PGresult *outcome(pg_sink *s, PGresult *r, ExecStatusType want)
+{
+    if (r && PQresultStatus(r) == want) {
+        PQclear(r);
+        return NULL;
+    }
+    return r ? r : PQmakeEmptyPGresult(s->db, PGRES_FATAL_ERROR);
+}
+
 /* Runs COPY with data; NULL (success) or the failed result. */
 static PGresult *copy_in(pg_sink *s, const char *data, size_t len)
 {
     PGresult *r = PQexec(s->db, s->copy);
-    if (PQresultStatus(r) != PGRES_COPY_IN) return r;
+    if (!r || PQresultStatus(r) != PGRES_COPY_IN)
+        return outcome(s, r, PGRES_COPY_IN);
     PQclear(r);
     const size_t step = 1 << 20;
     bool ok = true;
@@ -747,16 +759,18 @@ static PGresult *copy_in(pg_sink *s, const char *data, size_t len)
         size_t n = len - off < step ? len - off : step;
         ok = PQputCopyData(s->db, data + off, (int)n) == 1;
     }
-    if (PQputCopyEnd(s->db, ok ? NULL : "sluice: send failed") != 1)
-        return PQgetResult(s->db);
+    /* an error message makes the server fail the COPY: a failed send
+     * never reads as success */
+    if (PQputCopyEnd(s->db, ok ? NULL : "sluice: send failed") != 1) {
+        PGresult *f = PQgetResult(s->db);
+        if (f && PQresultStatus(f) != PGRES_COMMAND_OK) return f;
+        PQclear(f);
+        return PQmakeEmptyPGresult(s->db, PGRES_FATAL_ERROR);
+    }
     r = PQgetResult(s->db);
     PGresult *extra;
     while ((extra = PQgetResult(s->db))) PQclear(extra);
-    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-        PQclear(r);
-        return NULL;
-    }
-    return r;
+    return outcome(s, r, PGRES_COMMAND_OK);
 }
 
 static PGresult *exec(pg_sink *s, const char *sql)
@@ -1048,7 +1062,8 @@ static PGresult *mark_read(pg_sink *s, uint64_t *mark)
     const char *params[3] = {s->job_name, s->task_s, s->conf->table};
     PGresult *r = PQexecParams(s->db, sql, 3, NULL, params, NULL, NULL, 0);
     free(sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) return r;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK)
+        return outcome(s, r, PGRES_TUPLES_OK);
     *mark = PQntuples(r) ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
     PQclear(r);
     return NULL;
@@ -1117,7 +1132,8 @@ static PGresult *apply_bisect(pg_sink *s, uint64_t n, bad_rows *bad)
     const char *params[3] = {s->job_name, s->task_s, st.epoch};
     st.rows = PQexecParams(s->db, b.p, 3, NULL, params, NULL, NULL, 0);
     sl__pg_buf_free(&b);
-    if (PQresultStatus(st.rows) != PGRES_TUPLES_OK) return st.rows;
+    if (!st.rows || PQresultStatus(st.rows) != PGRES_TUPLES_OK)
+        return outcome(s, st.rows, PGRES_TUPLES_OK);
     bisector bs = {apply_range, staged_line, &st, bad};
     PGresult *r = bisect(s, &bs, 0, (size_t)PQntuples(st.rows));
     PQclear(st.rows);
@@ -1145,12 +1161,9 @@ static PGresult *eo_apply(pg_sink *s, uint64_t n, bad_rows *bad)
                               "epoch = EXCLUDED.epoch, committed_at = "
                               "EXCLUDED.committed_at");
         const char *params[4] = {s->job_name, s->task_s, num, s->conf->table};
-        r = PQexecParams(s->db, sql, 4, NULL, params, NULL, NULL, 0);
+        r = outcome(s, PQexecParams(s->db, sql, 4, NULL, params, NULL, NULL, 0),
+                    PGRES_COMMAND_OK);
         free(sql);
-        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-            PQclear(r);
-            r = NULL;
-        }
     }
     return r;
 }
