@@ -132,7 +132,7 @@ typedef struct {
     uint64_t chunk; /* last chunk number used */
     /* exactly-once */
     bool started;
-    uint64_t precommitted, committed, tag, staged_rows;
+    uint64_t precommitted, committed, tag;
 } pg_sink;
 
 /* ---- configuration ------------------------------------------------------- */
@@ -1009,7 +1009,6 @@ static int send_chunk(pg_sink *s, uint64_t epoch, char *errstr,
     }
     sl__pg_buf_free(&data);
     if (rc == 0) {
-        s->staged_rows += s->eo ? s->nrows : 0;
         s->rows.len = 0;
         s->nrows = 0;
     }
@@ -1210,24 +1209,6 @@ static PGresult *step_commit(pg_sink *s, uint64_t epoch, void *out)
     return r;
 }
 
-static PGresult *step_retag(pg_sink *s, uint64_t epoch, void *out)
-{
-    char num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)*(uint64_t *)out);
-    sl__pg_buf b = {0};
-    char e[24];
-    snprintf(e, sizeof e, "%llu", (unsigned long long)epoch);
-    sl__pg_adds(&b, "UPDATE ");
-    sl__pg_adds(&b, s->staged);
-    sl__pg_adds(&b, " SET sluice_epoch = ");
-    sl__pg_adds(&b, e);
-    sl__pg_adds(&b, " WHERE sluice_job = $1 AND sluice_task = $2 AND "
-                    "sluice_epoch = $3");
-    PGresult *r = exec3(s, b.p, num);
-    sl__pg_buf_free(&b);
-    return r;
-}
-
 static PGresult *step_recover(pg_sink *s, uint64_t epoch, void *out)
 {
     commit_out *o = out;
@@ -1319,14 +1300,9 @@ static int pg_precommit(void *st, uint64_t epoch, char *errstr,
     if (epoch <= s->precommitted || epoch > INT64_MAX)
         return bad_epoch(s, "precommit", epoch, "does not follow the last "
                          "precommitted epoch", errstr, errstr_size);
-    if (s->staged_rows && epoch != s->tag &&
-        (rc = in_tx(s, step_retag, epoch, &s->tag, "tagging the epoch of "
-                    "the rows staged for", errstr, errstr_size)))
-        return rc;
     if ((rc = send_chunk(s, epoch, errstr, errstr_size))) return rc;
     s->precommitted = epoch;
     s->tag = epoch + 1;
-    s->staged_rows = 0;
     return 0;
 }
 
