@@ -1146,13 +1146,13 @@ static PGresult *eo_apply(pg_sink *s, uint64_t n, bad_rows *bad)
     char num[24];
     snprintf(num, sizeof num, "%llu", (unsigned long long)n);
     PGresult *r = exec(s, "SAVEPOINT sluice_apply");
-    if (!r) r = exec3(s, s->apply, num);
+    if (!r) r = exec3(s, s->apply, num); /* moves the rows out of staging */
     if (r && sl__pg_row_error(r)) {
         PQclear(r);
         r = exec(s, "ROLLBACK TO SAVEPOINT sluice_apply");
-        if (!r) r = apply_bisect(s, n, bad);
+        if (!r) r = apply_bisect(s, n, bad); /* copies: delete them after */
+        if (!r) r = staged_exec(s, "DELETE FROM ", " AND sluice_epoch <= $3", n);
     }
-    if (!r) r = staged_exec(s, "DELETE FROM ", " AND sluice_epoch <= $3", n);
     if (!r) {
         char *sql = marks_sql(s, "INSERT INTO ", " (job, task, sink, epoch, "
                               "committed_at) VALUES ($1, $2, $4, $3, now()) "
