@@ -2,7 +2,7 @@
 # `make demo` and `make test` install missing Debian packages first.
 
 SHELL     := /bin/bash
-PKGS      := openssl sqlite3 zlib libmicrohttpd rocksdb rdkafka
+PKGS      := openssl sqlite3 zlib libmicrohttpd rocksdb rdkafka libpq
 CC        ?= cc
 OPT       ?= -O2
 CFLAGS    ?=
@@ -24,7 +24,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: print-libs
 .PHONY: all deps test unit integration demo bench bench-quick clean sanitize fault fuzz \
-        tsan lint allocfail
+        tsan lint allocfail postgres
 all: $(B)/libsluice.a $(B)/$(SONAME) $(B)/sluice
 
 deps:
@@ -62,6 +62,14 @@ integration: all
 	python3 -m pytest -q tests/fault
 	python3 -m pytest -q tests/package
 	python3 -m pytest -q tests/kafka
+	python3 -m pytest -q tests/postgres
+
+# PostgreSQL tests (tests/postgres): a real server started on a temporary
+# directory and a free port; the kill schedule's seed comes from the commit
+# (SEED=N reruns it), PG_KILLS=N sets the kills (default 8).
+postgres: all
+	SLUICE_BIN=$(abspath $(B))/sluice SLUICE_SEED=$(SEED) PG_KILLS=$(PG_KILLS) \
+	  python3 -m pytest -q -s tests/postgres
 
 # Fault tests (tests/fault): kill -9 at random instants and at the checkpoint
 # protocol's dangerous moments, corrupt checkpoints, a full or read-only
@@ -82,6 +90,7 @@ sanitize:
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice KILLS=8 python3 -m pytest -q tests/fault
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/package/test_man.py
 	SLUICE_BIN=$(CURDIR)/build-asan/sluice python3 -m pytest -q tests/kafka
+	SLUICE_BIN=$(CURDIR)/build-asan/sluice PG_KILLS=4 python3 -m pytest -q tests/postgres
 
 # CI stage: ThreadSanitizer (gcc). Every unit test (the runtime, window and
 # lookup tests run worker, coordinator and sampler threads), the golden tests,
@@ -104,6 +113,8 @@ tsan:
 	  tests/golden tests/integration
 	$(TSAN_ENV) SLUICE_BIN=$(CURDIR)/build-tsan/sluice python3 -m pytest -q \
 	  tests/fault/test_shutdown.py
+	$(TSAN_ENV) SLUICE_BIN=$(CURDIR)/build-tsan/sluice python3 -m pytest -q \
+	  tests/postgres/test_pg_refresh.py
 	@if ls build-tsan/reports/tsan.* >/dev/null 2>&1; then \
 	  cat build-tsan/reports/tsan.*; echo "tsan: races reported"; exit 1; fi
 	@echo "tsan: no reports"

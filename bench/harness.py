@@ -15,6 +15,9 @@ The side-by-side profile is P, else the same as the first part's, except
 that quick runs the side-by-side part at "smoke" size (200 k events) so
 `make bench-quick` stays near a minute; `make bench-peers` runs it at
 "quick" size (5 M events per workload, ~10 minutes with Flink).
+
+  harness.py postgres: rows/s into PostgreSQL per sink mode and the reference
+  job with the PostgreSQL sink against SQLite (bench/pg_bench.py)
 """
 import datetime
 import os
@@ -122,6 +125,10 @@ def checkpoint_bench(job_cmd, out):
 
 
 def main():
+    if sys.argv[1:2] == ["postgres"]:  # bench/pg_bench.py: rows/s per mode, job vs SQLite
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import pg_bench
+        return pg_bench.main(machine())
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     prof = args[0] if args else "quick"
     # bench-quick stays about a minute: its side-by-side part runs the

@@ -3,7 +3,8 @@
 # Idempotent: does nothing when everything is present; uses sudo when not root.
 set -euo pipefail
 pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev sqlite3 zlib1g-dev
-      libcmocka-dev python3 python3-pytest libmicrohttpd-dev prometheus chromium)
+      libcmocka-dev python3 python3-pytest libmicrohttpd-dev prometheus chromium
+      libpq-dev postgresql)
 # tests/package/test_man.py renders the man pages with man-db (groff).
 pkgs+=(man-db)
 # the RocksDB state backend (docs/state.md)

@@ -25,7 +25,8 @@ cppcheck --quiet --std=c11 --enable=warning,performance,portability \
 echo "== clang-tidy ($(clang-tidy --version | grep -o 'version [0-9.]*'))"
 # shellcheck disable=SC2046
 flags=(-std=c11 "${defs[@]}" -Iinclude -Isrc
-       $(pkg-config --cflags openssl sqlite3 zlib libmicrohttpd))
+       $(pkg-config --cflags openssl sqlite3 zlib libmicrohttpd)
+       $(pkg-config --cflags-only-I libpq | sed 's/-I/-isystem /g'))
 printf '%s\n' "${files[@]}" |
     xargs -P "$jobs" -I{} clang-tidy --quiet {} -- "${flags[@]}" \
         > "$tmp/tidy.out" 2>"$tmp/tidy.err"

@@ -32,6 +32,10 @@ typedef struct {
     double dp_budget;           /* 0 = not set */
     int64_t dp_period_ms;
     const char *k_fold;         /* folding levels (docs/privacy.md), NULL = off */
+    const char *sink;           /* sqlite | postgres */
+    const char *pg_dsn;         /* PostgreSQL connection ("" = PG* variables) */
+    const char *subs_pg_table;  /* subscribers from this PostgreSQL table, or NULL */
+    const char *subs_pg_refresh_ms; /* poll it for changes this often ("0" = never) */
 } telecom_opts;
 
 /* Everything the job borrows, freed after the run. */

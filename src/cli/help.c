@@ -40,6 +40,16 @@ static const cli_opt run_opts[] = {
     {"--key-file PATH", "key.file", "data/keys.txt", "pseudonymisation keys"},
     {"--db PATH", "db", "out/demo.db", "SQLite result database"},
     {NULL, "table", "age_distribution", "result table in that database"},
+    {"--sink sqlite|postgres", "sink", "sqlite", "where the results go"},
+    {"--pg DSN", "pg.dsn", "\"\"",
+     "PostgreSQL connection string or URI for the results (\"\" = the PG* "
+     "variables); implies --sink postgres (docs/postgres.md)"},
+    {NULL, "subscribers.pg.table", "off",
+     "read the subscribers from this PostgreSQL table (msisdn text, birth_date "
+     "date, gender text), connecting with pg.dsn"},
+    {NULL, "subscribers.pg.refresh.ms", "0: never",
+     "poll that table this often for rows whose updated_at changed; the windows "
+     "processed after a poll use them"},
     {"--k N", "k", "16", "k-anonymity threshold, >= 2"},
     {"--window-ms N", "window.ms", "60000", "window length"},
     {"--watermark-delay-ms N", "watermark.delay.ms", "5000",

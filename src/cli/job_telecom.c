@@ -47,7 +47,10 @@ void telecom_defaults(telecom_opts *o)
                         .lateness_ms = 0,
                         .rotation = "auto",
                         .rotation_period_ms = 86400000,
-                        .dp_period_ms = 86400000};
+                        .dp_period_ms = 86400000,
+                        .sink = "sqlite",
+                        .pg_dsn = "",
+                        .subs_pg_refresh_ms = "0"};
 }
 
 static int set_int(int64_t *dst, const char *key, const char *v, int64_t min,
@@ -133,6 +136,17 @@ int telecom_set(telecom_opts *o, const char *key, const char *v, char *err,
         return set_int(&o->dp_period_ms, key, v, 1000, (int64_t)1 << 52, err,
                        errsz);
     else if (!strcmp(key, "k.fold")) o->k_fold = *v ? v : NULL;
+    else if (!strcmp(key, "sink")) {
+        if (strcmp(v, "sqlite") && strcmp(v, "postgres")) {
+            snprintf(err, errsz, "telecom-age: 'sink' must be sqlite or postgres, "
+                     "got '%s'", v);
+            return SL_EINVAL;
+        }
+        o->sink = v;
+    }
+    else if (!strcmp(key, "pg.dsn")) o->pg_dsn = v;
+    else if (!strcmp(key, "subscribers.pg.table")) o->subs_pg_table = *v ? v : NULL;
+    else if (!strcmp(key, "subscribers.pg.refresh.ms")) o->subs_pg_refresh_ms = v;
     else return 1;
     return 0;
 }
@@ -395,8 +409,14 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
     sl_schema_add(ce, "cell_id", SL_INT64);
     sl_schema_add(ce, "area", SL_STRING);
 
-    const char *const sconf[] = {"path", o->subscribers, NULL};
-    r->subscribers = sl_job_table_load(job, "file", su, "msisdn", sconf, r->keys,
+    /* subscribers from a CSV file, or from a PostgreSQL table
+     * (msisdn text, birth_date date, gender text) */
+    const char *const fconf[] = {"path", o->subscribers, NULL};
+    const char *const pconf[] = {"dsn", o->pg_dsn, "table", o->subs_pg_table,
+                                 "refresh.interval.ms", o->subs_pg_refresh_ms, NULL};
+    const char *sconn = o->subs_pg_table ? "postgres" : "file";
+    const char *const *sconf = o->subs_pg_table ? pconf : fconf;
+    r->subscribers = sl_job_table_load(job, sconn, su, "msisdn", sconf, r->keys,
                                        r->rotating ? &rot : NULL, err, errsz);
     if (!r->subscribers) return SL_EINVAL;
     r->cells = sl_job_table_load(job, "file", ce, "cell_id",
@@ -466,8 +486,10 @@ int telecom_build(sl_job *job, const telecom_opts *o, telecom_res *r, char *err,
     if (dp_on)
         s = sl_stream_dp_noise(s, (const char *[]){"events", "subscribers", NULL},
                                &dp, r->keys);
-    int rc = sl_stream_sink(s, "sqlite",
-                            (const char *[]){"path", o->db, "table", o->table,
+    const bool pg = !strcmp(o->sink, "postgres");
+    int rc = sl_stream_sink(s, pg ? "postgres" : "sqlite",
+                            (const char *[]){pg ? "dsn" : "path", pg ? o->pg_dsn : o->db,
+                                             "table", o->table,
                                              "mode", "upsert", "key",
                                              "window_start,event_type,area,age_band",
                                              NULL});

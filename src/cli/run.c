@@ -154,6 +154,8 @@ int cli_run(int argc, char **argv)
         {"from-scratch", no_argument, 0, 'X'},
         {"set", required_argument, 0, 'S'},
         {"quiet", no_argument, 0, 'q'},
+        {"sink", required_argument, 0, 'Z'},
+        {"pg", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     char err[1024] = "";
@@ -168,13 +170,18 @@ int cli_run(int argc, char **argv)
         ['K'] = "key.file", ['d'] = "db", ['k'] = "k", ['w'] = "window.ms",
         ['W'] = "watermark.delay.ms", ['L'] = "lateness.ms", ['o'] = "output.dir",
         ['p'] = "parallelism", ['C'] = "checkpoint.dir",
-        ['I'] = "checkpoint.interval.ms", ['D'] = "delivery", ['R'] = "restore.from"};
+        ['I'] = "checkpoint.interval.ms", ['D'] = "delivery", ['R'] = "restore.from",
+        ['Z'] = "sink", ['P'] = "pg.dsn"};
     while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'q': quiet = true; break;
         case 'X': rc = set_opt(job, &o, "from.scratch", "true"); break;
         case 'h': cli_help(stdout, "run"); sl_job_free(job); return 0;
         case 'S': rc = set_kv(job, &o, optarg); break;
+        case 'P':
+            rc = set_opt(job, &o, "pg.dsn", optarg);
+            if (!rc) rc = set_opt(job, &o, "sink", "postgres");
+            break;
         case '?': rc = 2; break;
         default: rc = set_opt(job, &o, names[c], optarg); break;
         }
@@ -256,7 +263,8 @@ int cli_run(int argc, char **argv)
                 rc ? "failed" : "done", (unsigned long long)st.records_in, dt,
                 dt > 0 ? (double)st.records_in / dt / 1e6 : 0.0, t_load,
                 (unsigned long long)st.windows_fired,
-                (unsigned long long)st.records_out, o.db,
+                (unsigned long long)st.records_out,
+                strcmp(o.sink, "postgres") ? o.db : "PostgreSQL",
                 (unsigned long long)st.groups_suppressed, (long long)o.k,
                 (unsigned long long)st.groups_folded,
                 (unsigned long long)st.late_records,

@@ -8,13 +8,14 @@
 
 extern const sl__source_vt sl__src_file, sl__src_generator;
 extern const sl__sink_vt sl__sink_sqlite, sl__sink_file, sl__sink_stdout;
-extern const sl__source_vt sl__src_kafka;
-extern const sl__sink_vt sl__sink_kafka;
+extern const sl__source_vt sl__src_kafka, sl__src_postgres;
+extern const sl__sink_vt sl__sink_kafka, sl__sink_postgres;
 
 static const sl__source_vt *const sources[] = {&sl__src_file, &sl__src_generator,
-                                               &sl__src_kafka};
+                                               &sl__src_kafka, &sl__src_postgres};
 static const sl__sink_vt *const sinks[] = {&sl__sink_sqlite, &sl__sink_file,
-                                           &sl__sink_stdout, &sl__sink_kafka};
+                                           &sl__sink_stdout, &sl__sink_kafka,
+                                           &sl__sink_postgres};
 
 const sl__source_vt *sl__source_find(const char *name)
 {

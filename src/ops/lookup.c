@@ -1,8 +1,11 @@
 /* lookup.c — lookup tables loaded from a connector (sl_table_load) and the
  * left lookup join against them (sl_stream_lookup).
  *
- * Loading reads every partition of the "file" source to its end, before the
- * job starts, into an sl_table (state/table.c). With a keyring, the STRING
+ * Loading reads every partition of the "file" source (or the "postgres"
+ * source: a table read through a cursor) to its end, before the job starts,
+ * into an sl_table (state/table.c); a postgres table may then be refreshed
+ * while the job runs (table_refresh.c), and the join probes its overlay of
+ * changed rows first. With a keyring, the STRING
  * key column is pseudonymised batch by batch as it loads and the table
  * keeps only the INT64 pseudonym under the key column's name, so joins
  * happen on pseudonyms and no raw identifier is ever stored. Under key
@@ -57,7 +60,7 @@ static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
 }
 
 /* Reads every partition of an opened source into t. */
-static int load_all(const sl__source_vt *vt, void *st, sl_table *t,
+int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
                     const sl_schema *schema, sl__hmac *const *h, int nh,
                     int kc, const sl_schema *tschema, char *errstr,
                     size_t errstr_size)
@@ -104,9 +107,9 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
                             const sl__state_conf *sc, char *errstr,
                             size_t errstr_size)
 {
-    if (!connector || strcmp(connector, "file") != 0) {
+    if (!connector || (strcmp(connector, "file") && strcmp(connector, "postgres"))) {
         sl__err(errstr, errstr_size, SL_EINVAL, "table: unknown connector '%s' "
-                "(known: file)", connector ? connector : "(null)");
+                "(known: file, postgres)", connector ? connector : "(null)");
         return NULL;
     }
     int kc = schema && key_col ? sl_schema_find(schema, key_col) : -1;
@@ -134,23 +137,30 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
                 "allowed: a table is read to its end before the job starts");
         return NULL;
     }
-    const char *path = sl__kv_get(conf, "path");
-    if (path && !has_glob(path) && access(path, R_OK) != 0) {
+    bool is_file = !strcmp(connector, "file");
+    const char *path = is_file ? sl__kv_get(conf, "path") : sl__kv_get(conf, "table");
+    if (is_file && path && !has_glob(path) && access(path, R_OK) != 0) {
         sl__err(errstr, errstr_size, errno == ENOENT ? SL_ENOENT : SL_EIO,
                 "table: %s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    const sl__source_vt *vt = sl__source_find("file");
+    const sl__source_vt *vt = sl__source_find(connector);
     if (!vt) {
         sl__err(errstr, errstr_size, SL_EINTERNAL,
-                "table: the file connector is not built in");
+                "table: the %s connector is not built in", connector);
         return NULL;
     }
     char err[512] = "";
     void *sconf = NULL, *st = NULL;
-    int rc = vt->configure(&sconf, conf, schema, err, sizeof err);
+    sl__refresh_opts ro;
+    const char **kv = NULL;
+    int rc = sl__refresh_opts_parse(connector, conf, &ro, &kv, errstr, errstr_size);
+    if (rc) return NULL;
+    int64_t load_start = sl__refresh_wall_ms();
+    rc = vt->configure(&sconf, (const char *const *)kv, schema, err, sizeof err);
     if (rc) {
         sl__err(errstr, errstr_size, rc, "table: %s", err[0] ? err : sl_strerror(rc));
+        free(kv);
         return NULL;
     }
     sl_table *t = NULL;
@@ -190,7 +200,7 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
         rc = SL_EIO;
         goto out;
     }
-    rc = load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
+    rc = sl__table_load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
     if (rc == 0) rc = sl__table_seal(t, errstr, errstr_size);
     /* An empty table is a misconfiguration far more often than a wish (a
      * wrong path or pattern, or every record bad), and every join against
@@ -199,6 +209,15 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
         rc = sl__err(errstr, errstr_size, SL_EINVAL, "table: %s: no rows "
                      "loaded (no input, or no record with a key; bad records "
                      "are in the dead letters)", path ? path : "(no path)");
+    /* the overlay of changed rows is an in-memory table probed before the
+     * loaded one; a disk table's rows come from sl__table_fetch instead */
+    if (rc == 0 && ro.interval_ms > 0 && sl__table_on_disk(t))
+        rc = sl__err(errstr, errstr_size, SL_EINVAL, "table: 'refresh.interval.ms' "
+                     "needs the table in memory (state.backend=memory)");
+    if (rc == 0 && ro.interval_ms > 0)
+        rc = sl__refresh_start(t, vt, (const char *const *)kv, &ro, schema, kc,
+                               tschema, pseudo, rot, load_start, errstr,
+                               errstr_size);
 out:
     if (st) vt->close(st);
     if (vt->conf_free) vt->conf_free(sconf);
@@ -206,6 +225,7 @@ out:
     for (int i = 0; i < nh; i++) sl__hmac_free(h[i]);
     free(h);
     sl_schema_free(tschema);
+    free(kv);
     if (rc) {
         sl_table_free(t);
         return NULL;
@@ -292,6 +312,7 @@ typedef struct {
     uint32_t *row;
     sl_batch *fetched; /* disk table: the rows of the current batch */
     sl_job *job;
+    const sl_table *ov; /* the table's overlay for this batch, or NULL */
 } lookup_op;
 
 static void lk_close(void *st)
@@ -368,6 +389,9 @@ static void lk_probe(lookup_op *p, const sl_batch *b)
 {
     uint32_t n = b->n;
     const sl_table *t = p->c.table;
+    /* a refreshed table's changed rows win (table_refresh.c); loaded once
+     * per batch, so a batch sees one version */
+    const sl_table *ov = p->ov = sl__table_overlay(t);
     const uint8_t *kind = b->kind, *valid = b->cols[p->c.key_col].valid;
     const void *keys = b->cols[p->c.key_col].data;
     for (uint32_t i = 0; i < n; i++) {
@@ -383,14 +407,23 @@ static void lk_probe(lookup_op *p, const sl_batch *b)
     for (uint32_t i = 0; i < n; i++) {
         p->chunk[i] = NULL;
         if (kind[i] != SL_KIND_DATA || !valid[i]) continue;
-        int hit;
+        int hit = 0;
         if (p->str_key) {
             const sl_str *k = (const sl_str *)keys + i;
-            hit = sl__table_find_str_h(t, k->ptr, k->len, p->hash[i],
-                                       &p->chunk[i], &p->row[i]);
+            if (ov)
+                hit = sl__table_find_str_h(ov, k->ptr, k->len, p->hash[i],
+                                           &p->chunk[i], &p->row[i]);
+            if (!hit)
+                hit = sl__table_find_str_h(t, k->ptr, k->len, p->hash[i],
+                                           &p->chunk[i], &p->row[i]);
         } else {
-            hit = sl__table_find_i64_h(t, ((const int64_t *)keys)[i], p->hash[i],
-                                       &p->chunk[i], &p->row[i]);
+            int64_t k = ((const int64_t *)keys)[i];
+            if (ov)
+                hit = sl__table_find_i64_h(ov, k, p->hash[i], &p->chunk[i],
+                                           &p->row[i]);
+            if (!hit)
+                hit = sl__table_find_i64_h(t, k, p->hash[i], &p->chunk[i],
+                                           &p->row[i]);
         }
         if (!hit) p->chunk[i] = NULL;
     }
@@ -403,7 +436,7 @@ static void lk_gather(lookup_op *p, sl_batch *o, int oc, int j, int tc, sl_type 
 {
     uint32_t n = o->n;
     uint8_t *ov = o->cols[oc].valid;
-    bool nulls = p->nulls[j];
+    bool nulls = p->nulls[j] || (p->ov && sl__table_has_nulls(p->ov, tc));
     for (uint32_t i = 0; i < n; i++) {
         uint32_t a = i + GATHER_AHEAD;
         if (a < n && p->chunk[a]) {

@@ -119,6 +119,33 @@ typedef struct {
 } sl__lookup_conf;
 extern const sl__op_vt sl__op_lookup;
 
+/* Lookup-table loading (lookup.c) and refreshing (table_refresh.c). */
+int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
+                       const sl_schema *schema, sl__hmac *const *h, int nh,
+                       int kc, const sl_schema *tschema, char *errstr,
+                       size_t errstr_size);
+typedef struct {
+    int64_t interval_ms; /* refresh.interval.ms, 0 = never */
+    const char *column;  /* refresh.column: when a row last changed */
+    int64_t slack_ms;    /* refresh.slack.ms: how far back each poll reaches */
+    const char *where;   /* the user's own `where`, or NULL */
+} sl__refresh_opts;
+/* Takes the refresh.* keys out of a table's configuration: *kv gets the
+ * rest (pointers into conf; free the array). Refreshing needs connector
+ * "postgres". */
+int sl__refresh_opts_parse(const char *connector, const char *const *conf,
+                           sl__refresh_opts *o, const char ***kv, char *errstr,
+                           size_t errstr_size);
+int64_t sl__refresh_wall_ms(void);
+/* Starts a thread that polls the source for rows changed since the load
+ * began (load_start_ms) and publishes them as t's overlay; sl_table_free(t)
+ * stops it. Copies what it keeps. */
+int sl__refresh_start(sl_table *t, const sl__source_vt *vt, const char *const *kv,
+                      const sl__refresh_opts *o, const sl_schema *schema, int kc,
+                      const sl_schema *tschema, const sl_keyring *pseudo,
+                      const sl_rotation *rot, int64_t load_start_ms, char *errstr,
+                      size_t errstr_size);
+
 typedef struct {
     int col;   /* INT64 count column */
     int64_t k; /* >= 2 */

@@ -1076,7 +1076,7 @@ const char *sl__sql_connector(actx *A, const sql_stmt *st, const char *const *al
     int n = 0;
     for (; allowed[n]; n++)
         if (!strcmp(allowed[n], o->value)) return allowed[n];
-    static const char *const later[] = {"kafka", "postgres", NULL};
+    static const char *const later[] = {"kafka", "postgres", NULL}; /* postgres: no source */
     for (int i = 0; later[i]; i++)
         if (!strcmp(later[i], o->value)) {
             sl__sql_fail(A, o->vline, o->vcol, "connector '%s' is not available yet for a %s",
@@ -1139,7 +1139,8 @@ void sl__sql_join(actx *A, const sql_join *j, int idx)
             sl__sql_fail(A, j->line, j->col, "alias '%s' is already used", pj->alias);
             return;
         }
-    const char *conn = sl__sql_connector(A, tab, (const char *const[]){"file", NULL}, "table");
+    const char *conn = sl__sql_connector(A, tab, (const char *const[]){"file", "postgres", NULL},
+                                         "table");
     if (!conn) return;
     pj->conf = sl__sql_conf_of(A, tab, (const char *const[]){"connector", NULL});
     /* FOR SYSTEM_TIME AS OF: must name a column (tables are static) */

@@ -522,7 +522,7 @@ static void sink_conf(actx *A, const sql_stmt *sink, const sql_select *sel, char
 {
     sl_sql *q = A->q;
     const char *conn = sl__sql_connector(A, sink, (const char *const[]){"sqlite", "file", "stdout",
-                                                                "kafka", NULL}, "sink");
+                                                                "kafka", "postgres", NULL}, "sink");
     if (!conn) return;
     q->sink_conn = sl__xstrdup(conn);
     q->sink_conf = sl__sql_conf_of(A, sink, (const char *const[]){"connector", "k_anonymity",
@@ -530,7 +530,7 @@ static void sink_conf(actx *A, const sql_stmt *sink, const sql_select *sel, char
                                                           "dp_max_contrib", "dp_period_ms",
                                                           "dp_mechanism", "dp_subscriber",
                                                           "dp_columns", "dp_key", NULL});
-    if (A->failed || strcmp(conn, "sqlite")) return;
+    if (A->failed || (strcmp(conn, "sqlite") && strcmp(conn, "postgres"))) return;
     if (!sl__kv_get((const char *const *)q->sink_conf, "table"))
         q->sink_conf = sql_kv_push(q->sink_conf, "table", sink->name);
     const char *mode = sl__kv_get((const char *const *)q->sink_conf, "mode");

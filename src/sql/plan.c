@@ -409,6 +409,8 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
         sql_pjoin *pj = &q->joins[j];
         if (pj->table) continue;
         const char *conn = "file";
+        for (int i = 0; i < pj->tab->nopts; i++)
+            if (sql_ieq(pj->tab->opts[i].key, "connector")) conn = pj->tab->opts[i].value;
         pj->table = sl_job_table_load(job, conn, pj->schema, pj->tab->pk,
                                       (const char *const *)pj->conf,
                                       pj->pseudo ? q->keyring : NULL, NULL, e2,

@@ -2,7 +2,8 @@
  * before a job starts and read-only afterwards (so any number of tasks may
  * probe one table at once without locks), kept in memory or, with
  * state.backend = rocksdb, in the process's RocksDB instance (the keyed
- * state store sl__ks below; docs/state.md).
+ * state store sl__ks below; docs/state.md); an in-memory table may get an
+ * overlay of changed rows that a refresher replaces while the job runs.
  *
  * A table keeps its rows column-wise in chunks of up to SL__TABLE_CHUNK_MAX
  * rows (sl_batch, strings in each chunk's arena) and an open-addressing
@@ -117,5 +118,22 @@ int sl__ks_flush(sl__ks *ks, char *errstr, size_t errstr_size);
 /* Flushes, then compacts the whole column family (waits). */
 int sl__ks_compact(sl__ks *ks, char *errstr, size_t errstr_size);
 uint64_t sl__ks_disk_bytes(sl__ks *ks); /* SST bytes of this column family */
+/* Refreshed tables. A table may carry an overlay: a table of the same
+ * schema holding the rows changed since it was loaded, which lookups probe
+ * first (sl__table_overlay, an acquire load: call it once per batch). The
+ * refresher builds a whole new overlay (the old one's rows plus the new
+ * changes: sl__table_append_table) and publishes it with
+ * sl__table_set_overlay, from one thread; the replaced overlay stays
+ * allocated until sl_table_free, as batches in flight may still point into
+ * it. sl__table_on_free registers what sl_table_free calls first (to stop
+ * the refresher). */
+sl_table *sl__table_overlay(const sl_table *t);
+void sl__table_set_overlay(sl_table *t, sl_table *ov);
+int sl__table_append_table(sl_table *dst, const sl_table *src, char *errstr,
+                           size_t errstr_size);
+void sl__table_on_free(sl_table *t, void (*fn)(void *), void *arg);
+/* Rows of `fresh` (same schema) that differ from, or are missing in, what
+ * a lookup in t (overlay first) finds now. */
+size_t sl__table_changes(const sl_table *fresh, const sl_table *t);
 
 #endif

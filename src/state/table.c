@@ -7,7 +7,9 @@
  * strings of a column share one copy (intern) while the column has few
  * distinct values. Tables
  * are built single-threaded by sl__table_append and never change
- * afterwards, so lookups need no locks. They are not snapshotted: a job
+ * afterwards, so lookups need no locks; a refreshed table gets changed
+ * rows as an overlay, a whole new table published atomically
+ * (sl__table_set_overlay). They are not snapshotted: a job
  * reloads its tables at start. With state.backend = rocksdb the rows go
  * to RocksDB instead (tabledisk.c) and the chunks and index stay empty.
  *
@@ -19,6 +21,7 @@
  *    STRING tables (index_put, probe_*).
  * 4. A slot is free when its chunk field is 0, else it points to row `row`
  *    of chunk `chunk - 1`; so a zero-filled index is empty. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +51,15 @@ struct sl_table {
     bool nulls[SL_MAX_COLS]; /* a stored row is NULL in that column */
     sl__bmap *intern[SL_MAX_COLS]; /* STRING column: value -> shared copy */
     sl__dtab *disk; /* state.backend = rocksdb: the rows (no chunks, no slots used) */
+    /* Rows changed since the load (a refreshed table): probed before this
+     * table. Replaced whole, never changed in place; replaced overlays are
+     * kept until the table is freed, since batches in flight may point
+     * into them. */
+    _Atomic(sl_table *) overlay;
+    sl_table **retired;
+    size_t nretired;
+    void (*on_free)(void *); /* stops whatever refreshes the table */
+    void *on_free_arg;
 };
 
 static slot *slots_new(uint64_t n) { return sl__huge_alloc(n * sizeof(slot)); }
@@ -111,6 +123,10 @@ void sl_table_free(sl_table *t)
 {
     if (!t) return;
     sl__dtab_free(t->disk);
+    if (t->on_free) t->on_free(t->on_free_arg);
+    sl_table_free(atomic_load(&t->overlay));
+    for (size_t i = 0; i < t->nretired; i++) sl_table_free(t->retired[i]);
+    free(t->retired);
     for (size_t i = 0; i < t->nchunks; i++) sl__batch_free(t->chunks[i]);
     free(t->chunks);
     sl__huge_free(t->slots, (t->mask + 1) * sizeof(slot));
@@ -378,4 +394,92 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
     }
     free(rows);
     return 0;
+}
+
+/* ---- refreshed tables ---------------------------------------------------- */
+sl_table *sl__table_overlay(const sl_table *t)
+{
+    return atomic_load_explicit(&((sl_table *)t)->overlay, memory_order_acquire);
+}
+
+void sl__table_set_overlay(sl_table *t, sl_table *ov)
+{
+    sl_table *old = atomic_exchange_explicit(&t->overlay, ov, memory_order_acq_rel);
+    if (!old) return;
+    t->retired = sl__xrealloc(t->retired, (t->nretired + 1) * sizeof *t->retired);
+    t->retired[t->nretired++] = old;
+}
+
+int sl__table_append_table(sl_table *dst, const sl_table *src, char *errstr,
+                           size_t errstr_size)
+{
+    for (size_t i = 0; src && i < src->nchunks; i++) {
+        int rc = sl__table_append(dst, src->chunks[i], errstr, errstr_size);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+void sl__table_on_free(sl_table *t, void (*fn)(void *), void *arg)
+{
+    t->on_free = fn;
+    t->on_free_arg = arg;
+}
+
+/* Whether row r of chunk a equals row q of chunk b (same schema). */
+static bool same_row(const sl_table *t, const sl_batch *a, uint32_t r,
+                     const sl_batch *b, uint32_t q)
+{
+    for (int c = 0; c < t->schema->n; c++) {
+        bool va = a->cols[c].valid[r], vb = b->cols[c].valid[q];
+        if (va != vb) return false;
+        if (!va) continue;
+        switch (t->schema->cols[c].type) {
+        case SL_BOOL:
+            if (((const uint8_t *)a->cols[c].data)[r] !=
+                ((const uint8_t *)b->cols[c].data)[q])
+                return false;
+            break;
+        case SL_STRING: {
+            const sl_str *x = (const sl_str *)a->cols[c].data + r;
+            const sl_str *y = (const sl_str *)b->cols[c].data + q;
+            if (x->len != y->len || (x->len && memcmp(x->ptr, y->ptr, x->len)))
+                return false;
+            break;
+        }
+        default:
+            if (memcmp((const char *)a->cols[c].data + 8 * (size_t)r,
+                       (const char *)b->cols[c].data + 8 * (size_t)q, 8))
+                return false;
+            break;
+        }
+    }
+    return true;
+}
+
+size_t sl__table_changes(const sl_table *fresh, const sl_table *t)
+{
+    size_t n = 0;
+    const sl_table *ov = sl__table_overlay(t);
+    for (size_t ci = 0; ci < fresh->nchunks; ci++) {
+        const sl_batch *c = fresh->chunks[ci];
+        for (uint32_t r = 0; r < c->n; r++) {
+            const sl_batch *oc = NULL;
+            uint32_t orow = 0;
+            int hit = 0;
+            const void *k = c->cols[fresh->key_col].data;
+            for (int pass = 0; pass < 2 && !hit; pass++) {
+                const sl_table *in = pass == 0 ? ov : t;
+                if (!in) continue;
+                if (fresh->str_key) {
+                    const sl_str *s = (const sl_str *)k + r;
+                    hit = sl__table_find_str(in, s->ptr, s->len, &oc, &orow);
+                } else {
+                    hit = sl__table_find_i64(in, ((const int64_t *)k)[r], &oc, &orow);
+                }
+            }
+            n += !hit || !same_row(fresh, c, r, oc, orow);
+        }
+    }
+    return n;
 }
