@@ -51,6 +51,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "io/pg.h"
 
 enum { MODE_INSERT = 0, MODE_UPSERT = 1 };
@@ -265,8 +266,8 @@ static int reconnect(pg_sink *s, uint64_t since, uint64_t *backoff,
     char why[768];
     sl__pg_message(s->db, cause, why, sizeof why);
     if (s->db && !*backoff)
-        fprintf(stderr, "sluice: postgres sink: %s table %s: %s; "
-                "reconnecting\n", what, s->conf->table, why);
+        sl__log(SL__LOG_WARN, "postgres-sink", "server lost; reconnecting",
+                "what=\"%s\" table=%s error=\"%s\"", what, s->conf->table, why);
     drop_conn(s);
     for (;;) {
         if (s->job && sl_job_error(s->job))
@@ -288,7 +289,7 @@ static int reconnect(pg_sink *s, uint64_t since, uint64_t *backoff,
         PGresult *f = NULL;
         int rc = sl__pg_connect(&s->opts, &s->db, err, sizeof err);
         if (rc == 0 && session_setup(s, &f) == 0) {
-            fprintf(stderr, "sluice: postgres sink: table %s: reconnected\n",
+            sl__log(SL__LOG_INFO, "postgres-sink", "reconnected", "table=%s",
                     s->conf->table);
             return 0;
         }
@@ -1380,7 +1381,8 @@ static void pg_close(void *st)
         !(s->job && sl_job_error(s->job))) {
         char err[1024];
         if (send_chunk(s, 0, err, sizeof err))
-            fprintf(stderr, "sluice: %s\n", err);
+            sl__log(SL__LOG_ERROR, "postgres-sink", "final flush failed",
+                    "error=\"%s\"", err);
     }
     rollback(s);
     PQfinish(s->db);

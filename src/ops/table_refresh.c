@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "ops/privacy.h"
 #include "state/state.h"
 
@@ -179,12 +180,12 @@ static void *run(void *arg)
         char err[768] = "";
         int n = poll(r, r->since_ms - r->slack_ms, err, sizeof err);
         if (n < 0)
-            fprintf(stderr, "sluice: table %s: refresh failed, keeping the rows "
-                    "as they were: %s\n", r->name, err);
+            sl__log(SL__LOG_WARN, "table", "refresh failed, keeping the rows as they were",
+                    "table=%s error=\"%s\"", r->name, err);
         else
             r->since_ms = start;
         if (n > 0)
-            fprintf(stderr, "sluice: table %s: refreshed %d changed rows\n",
+            sl__log(SL__LOG_INFO, "table", "refreshed changed rows", "table=%s rows=%d",
                     r->name, n);
         pthread_mutex_lock(&r->mu);
     }

@@ -11,6 +11,7 @@ slightly different event times), then windows equal to the "after"
 reference, with enough of each side to show the switch."""
 import csv
 import os
+import re
 import subprocess
 import time
 
@@ -86,7 +87,7 @@ def test_subscriber_changes_reach_later_windows(pg, pgdb, tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-    assert "sluice: table subscribers: refreshed" in open(log).read()
+    assert re.search(r"component=table msg=\"refreshed changed rows\" table=subscribers", open(log).read())
 
     got = by_window(result_rows(pg, pgdb))
     windows = sorted(set(ref_before) | set(ref_after))
