@@ -7,7 +7,11 @@
  * table's columns against the schema. Rows are inserted with one prepared
  * statement, or upserted on the result's key (mode=upsert:
  * INSERT ... ON CONFLICT(key) DO UPDATE), which makes replays idempotent.
- * It does not read results back, and it does not record canaries yet.
+ * It does not read results back. Canary rows (production checks, never
+ * results) are recorded in "sluice_canaries" (job, sink, task, canary slot,
+ * seen_at ms, epoch) in the same transaction as the rows around them, so a
+ * canary row becomes visible with them; a canary row of an epoch that
+ * later aborts stays (the canary did reach the sink).
  *
  * Under at-least-once and at-most-once, rows go straight into the table and
  * every flush (precommit and commit too) commits them: a replay after a
@@ -124,6 +128,8 @@ typedef struct {
     uint64_t committed;    /* the marker as this run last wrote or read it */
     uint64_t tag;          /* epoch written rows are tagged with */
     uint64_t staged_rows;  /* rows tagged `tag` so far */
+    sqlite3_stmt *canary;  /* INSERT INTO sluice_canaries */
+    char *canary_job;      /* the job name canary rows carry */
 } sq_sink;
 
 /* ---- configuration ------------------------------------------------------- */
@@ -828,6 +834,25 @@ static int sq_open(void **st, const void *conf, const sl_schema *in,
                      errstr, errstr_size);
     if (!rc && s->eo)
         rc = eo_open(s, ctx, errstr, errstr_size);
+    if (!rc) {
+        s->canary_job = sl__xstrdup(ctx && ctx->job_name ? ctx->job_name : "job");
+        if (sqlite3_exec(s->db,
+                         "CREATE TABLE IF NOT EXISTS sluice_canaries ("
+                         "job TEXT NOT NULL, sink TEXT NOT NULL, task INTEGER NOT NULL, "
+                         "canary INTEGER NOT NULL, seen_at INTEGER NOT NULL, "
+                         "epoch INTEGER NOT NULL)", NULL, NULL, NULL) != SQLITE_OK)
+            rc = sq_error(s, "creating sluice_canaries, the canary table of", errstr,
+                          errstr_size);
+        else
+            rc = prepare(s, "INSERT INTO sluice_canaries (job, sink, task, canary, "
+                            "seen_at, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                         &s->canary, "preparing the canary insert for", errstr,
+                         errstr_size);
+        if (!rc && (sqlite3_bind_text(s->canary, 1, s->canary_job, -1, SQLITE_STATIC) ||
+                    sqlite3_bind_text(s->canary, 2, s->conf->table, -1, SQLITE_STATIC) ||
+                    sqlite3_bind_int64(s->canary, 3, ctx ? ctx->task : 0)))
+            rc = sq_error(s, "preparing the canary insert for", errstr, errstr_size);
+    }
 out:
     if (rc) {
         prefix_err(errstr, errstr_size);
@@ -971,9 +996,17 @@ static int sq_write(void *st, const sl_batch *b, char *errstr,
     }
     for (uint32_t r = 0; r < b->n; r++) {
         if (b->kind[r] != SL_KIND_DATA) {
-            /* Canaries are verified here and recorded in their own table,
-             * never among the results (issue "canaries"); skipped until
-             * then, and counted nowhere. */
+            /* a canary: its own table, never among the results */
+            rc = tx_begin(s, errstr, errstr_size);
+            if (rc)
+                return rc;
+            if (sqlite3_bind_int64(s->canary, 4, b->kind[r]) ||
+                sqlite3_bind_int64(s->canary, 5, wall_ms()) ||
+                sqlite3_bind_int64(s->canary, 6, s->eo ? (int64_t)s->tag : 0) ||
+                run_stmt(s->canary) != SQLITE_OK) {
+                tx_sync(s);
+                return fail(s, "recording a canary in", errstr, errstr_size);
+            }
             continue;
         }
         rc = tx_begin(s, errstr, errstr_size);
@@ -1135,12 +1168,13 @@ static void sq_close(void *st)
         sqlite3_stmt *const all[] = {s->ins, s->begin, s->commit,
                                      s->rollback, s->apply, s->drop_le,
                                      s->drop_gt, s->retag, s->mark_get,
-                                     s->mark_set, s->mark_del};
+                                     s->mark_set, s->mark_del, s->canary};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++)
             sqlite3_finalize(all[i]);
     }
     sqlite3_close_v2(s->db);
     free(s->job_name);
+    free(s->canary_job);
     free(s->staged);
     free(s);
 }

@@ -62,6 +62,14 @@ def test_canaries_travel_apart_and_are_measured(tmp_path):
         assert 0 <= c["pipeline_ms"] <= c["commit_ms"], c
     # never among results, never counted: identical to a run without canaries
     assert rows(out / "r.db") == rows(plain / "r.db")
+    # the sink records each one in its own table, sluice_canaries
+    con = sqlite3.connect(out / "r.db")
+    recorded = con.execute("SELECT job, sink, canary, seen_at, epoch FROM sluice_canaries "
+                           "ORDER BY seen_at").fetchall()
+    con.close()
+    assert len(recorded) == seen, (len(recorded), seen)
+    assert {r[:2] for r in recorded} == {("telecom-age", "age_distribution")}
+    assert all(1 <= r[2] <= 255 and r[4] >= 1 for r in recorded), recorded[:3]
 
 
 def test_dropped_canary_is_reported_missing(tmp_path):
