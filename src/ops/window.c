@@ -60,88 +60,15 @@
 #include <time.h>
 
 #include "agg.h"
+#include "window_int.h"
 
 #define MAX_WINDOWS_PER_RECORD 16384
 #define PAIR_CHUNK 4096
 #define PREFETCH_AHEAD 8
-#define LATE_SLOTS 64
 #define DEFAULT_BATCH_CAP 1024
 
-typedef struct {
-    int64_t size, slide, lateness; /* slide 0 = tumbling */
-    char *time_col;
-    char **keys; /* nkey names */
-    int nkey;
-    sl_agg_spec *aggs; /* deep copies: col, as and bounds are owned */
-    size_t naggs;
-    int npart;       /* keys[0..npart) are the stream's key, the rest extra
-                      * grouping columns (sl_stream_window_fold) */
-    sl__fold *fold;  /* owned; NULL = emit every group */
-    bool has_min;    /* drop groups whose aggs[min_agg] < min_count */
-    size_t min_agg;
-    int64_t min_count;
-} win_conf;
-
-typedef struct {
-    int64_t start, end, fire; /* fire = end + lateness, saturated */
-    sl__bmap groups;          /* encoded key -> aggregate states */
-} win;
-
-typedef struct {
-    int64_t end;
-    uint64_t n;
-} late_slot;
-
-typedef struct {
-    const win_conf *conf;
-    const sl_schema *in, *out;
-    sl__ctx *ctx;
-    uint32_t batch_cap;
-    int time_col;
-    int nkey, npart; /* grouping columns, of which the partitioning key */
-    int key_cols[SL_MAX_COLS];
-    sl__agg *aggs;
-    size_t naggs;
-    uint32_t state_size; /* aggregate states; the key group follows */
-    uint32_t grp_size;   /* bytes of a group: states + key group, padded */
-    bool heap; /* some aggregate state owns memory */
-    sl__wkey kl;  /* the key columns, for winkey.c */
-    int64_t size, step, lateness; /* step = slide, or size when tumbling */
-    uint32_t nwin;                /* windows per record */
-    int64_t wm;
-    int key_groups;     /* G of the job; <= 1: every group is in group 0 */
-    uint64_t fp;        /* fingerprint of the definition, in snapshots */
-    bool started;       /* a batch or watermark arrived: no more restores */
-    bool wm_restored;   /* wm comes from a restored section */
-
-    pthread_mutex_t qlock; /* held by every call that changes the state, so
-                            * queryable state reads a consistent one */
-    bool qreg;             /* registered for queries */
-
-    win **wins; /* open windows, invariant 1 */
-    size_t nw, capw;
-    win *last; /* the window found last: rows of a batch cluster */
-
-    /* per-batch scratch, grown on demand and reused */
-    uint8_t *kbuf;
-    size_t kcap;
-    uint32_t *koff, *klen, *live;
-    uint64_t *kh;
-    int64_t *latest; /* start of each live row's latest window */
-    size_t rcap;
-    uint32_t *prow, *pkey;
-    win **pwin;
-    uint8_t **pgrp;
-    size_t pcap;
-    char *tmp;
-    size_t tmpcap;
-
-    late_slot late[LATE_SLOTS];
-    int nlate;
-    uint64_t ngroups;   /* groups in open windows (window.max.groups) */
-    int64_t max_groups; /* 0 = no cap */
-    sl__window_stats st;
-} win_op;
+/* win_conf, win, late_slot and win_op: window_int.h (shared with
+ * winquery.c) */
 
 /* ---- configuration ------------------------------------------------------- */
 static void conf_free(void *p)
@@ -1304,7 +1231,7 @@ static int win_restore(void *st, int32_t kg, const void *data, size_t len)
     return 0;
 }
 
-/* ---- queryable state -------------------------------------------------------------- */
+/* ---- locked entry points (queryable state reads under qlock) -------------------------------------------------------------- */
 static int win_batch(void *st, sl_batch *b, sl__out *out)
 {
     win_op *op = st;
@@ -1328,118 +1255,6 @@ static int win_snapshot(void *st, sl__snap_writer *w)
     win_op *op = st;
     pthread_mutex_lock(&op->qlock);
     int rc = win_snapshot_locked(st, w);
-    pthread_mutex_unlock(&op->qlock);
-    return rc;
-}
-
-/* Parses one key value for column c of the input schema into row 0 of b. */
-static int parse_key_value(win_op *op, sl_batch *b, int c, const char *v, char *err,
-                           size_t errsz)
-{
-    const struct sl__colinfo *f = &op->in->cols[c];
-    if (!strcmp(v, "null") || !strcmp(v, "NULL")) {
-        b->cols[c].valid[0] = 0;
-        return 0;
-    }
-    b->cols[c].valid[0] = 1;
-    switch (f->type) {
-    case SL_STRING:
-        return sl_batch_set_str(b, c, 0, v, strlen(v)) < 0 ? SL_ENOMEM : 0;
-    case SL_FLOAT64: {
-        double x;
-        if (sl__parse_f64(v, &x))
-            return sl__err(err, errsz, SL_EINVAL, "key column '%s' is DOUBLE, got '%s'",
-                           f->name, v);
-        ((double *)b->cols[c].data)[0] = x;
-        return 0;
-    }
-    case SL_BOOL:
-        if (strcmp(v, "true") && strcmp(v, "false"))
-            return sl__err(err, errsz, SL_EINVAL, "key column '%s' is BOOLEAN: true or "
-                           "false, got '%s'", f->name, v);
-        ((uint8_t *)b->cols[c].data)[0] = !strcmp(v, "true");
-        return 0;
-    default: {
-        int64_t x;
-        if (sl__parse_i64(v, &x) &&
-            (f->type != SL_TIMESTAMP || sl__parse_ts(v, strlen(v), &x)))
-            return sl__err(err, errsz, SL_EINVAL, "key column '%s' is %s, got '%s'",
-                           f->name, sl_type_name(f->type), v);
-        ((int64_t *)b->cols[c].data)[0] = x;
-        return 0;
-    }
-    }
-}
-
-/* The current value of every open window for one key (sl__qs_fn). A fold
- * window cannot say which coarser group a key will end in: it refuses, as
- * does any window of a job that applies k-anonymity unless k was pushed
- * into this window (then groups below k are reported suppressed). */
-static int win_query(void *st, const char *const *vals, int nvals, bool kanon,
-                     sl__qs_answer *ans, char *err, size_t errsz)
-{
-    win_op *op = st;
-    const win_conf *c = op->conf;
-    if (nvals != op->nkey)
-        return sl__err(err, errsz, SL_EINVAL, "the key has %d column%s, got %d value%s",
-                       op->nkey, op->nkey == 1 ? "" : "s", nvals, nvals == 1 ? "" : "s");
-    if (c->fold || op->nkey != op->npart || (kanon && !c->has_min))
-        return sl__err(err, errsz, SL_ESTATE, "this window's groups are published through "
-                       "k-anonymity it cannot apply to one key; not queryable");
-    sl_batch *kb = sl__batch_new(op->in, 1);
-    kb->n = 1;
-    int rc = 0;
-    for (int k = 0; k < op->nkey && rc == 0; k++)
-        rc = parse_key_value(op, kb, op->key_cols[k], vals[k], err, errsz);
-    uint8_t kbuf[4096];
-    size_t need = 16;
-    for (int k = 0; k < op->nkey; k++) need += 2 * strlen(vals[k]) + 10;
-    if (rc == 0 && need > sizeof kbuf)
-        rc = sl__err(err, errsz, SL_EINVAL, "key too long");
-    if (rc) {
-        sl__batch_free(kb);
-        return rc;
-    }
-    size_t len = encode_key(op, kb, 0, kbuf);
-    uint64_t h = !op->kl.rowhash ? sl__wkey_hash(&op->kl, kbuf, len)
-                                 : sl__wkey_mix(sl__key_hash(kb, op->key_cols, op->nkey, 0));
-    sl__batch_free(kb);
-    /* wait for the task's current batch, but not for ever (back pressure
-     * can hold a firing window in the middle of a push) */
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 2;
-    int lr = pthread_mutex_timedlock(&op->qlock, &dl);
-    if (lr == ETIMEDOUT)
-        return sl__err(err, errsz, SL_EAGAIN, "the operator stayed busy for 2 s; try again");
-    if (lr) return sl__err(err, errsz, SL_EINTERNAL, "lock: %d", lr);
-    ans->schema = op->out;
-    ans->nkey = op->nkey;
-    for (size_t i = 0; i < op->nw && rc == 0; i++) {
-        const win *w = op->wins[i];
-        const uint8_t *g = sl__bmap_find(&w->groups, kbuf, len, h);
-        if (!g) continue;
-        if (!ans->rows) {
-            ans->rows = sl__batch_new(op->out, SL__QS_MAX_ROWS);
-            ans->suppressed = sl__xcalloc(SL__QS_MAX_ROWS, 1);
-        }
-        if (ans->rows->n == SL__QS_MAX_ROWS) {
-            rc = sl__err(err, errsz, SL_EINVAL, "more than %d open windows", SL__QS_MAX_ROWS);
-            break;
-        }
-        uint32_t r = ans->rows->n++;
-        ((int64_t *)ans->rows->cols[0].data)[r] = w->start;
-        ((int64_t *)ans->rows->cols[1].data)[r] = w->end;
-        decode_key(op, kbuf, (uint32_t)len, ans->rows, r);
-        bool small = c->has_min &&
-                     sl__agg_count_value(&op->aggs[c->min_agg], g) < c->min_count;
-        ans->suppressed[r] = small;
-        for (size_t a = 0; a < op->naggs && rc == 0; a++) {
-            int col = 2 + op->nkey + (int)a;
-            if (small) ans->rows->cols[col].valid[r] = 0;
-            else rc = sl__agg_result(&op->aggs[a], g, ans->rows, col, r);
-        }
-    }
     pthread_mutex_unlock(&op->qlock);
     return rc;
 }
@@ -1544,7 +1359,7 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
     op->pwin = sl__xmalloc(op->pcap * sizeof *op->pwin);
     op->pgrp = sl__xmalloc(op->pcap * sizeof *op->pgrp);
     if (ctx && ctx->job) {
-        sl__qs_register(ctx->job, info->op_id, "window", op, win_query);
+        sl__qs_register(ctx->job, info->op_id, "window", op, sl__window_query);
         op->qreg = true;
     }
     *stp = op;
