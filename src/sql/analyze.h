@@ -54,4 +54,16 @@ void sl__sql_ij_free(struct sql_ij *ij);
 sl_stream *sl__sql_ij_build(const sl_sql *q, sl_stream *s);
 size_t sl__sql_ij_explain(const sl_sql *q, int stage, char *buf, size_t size);
 
+/* venue.c: a venue report (GROUP BY VENUE(time, cell, venues), ...),
+ * analysed into q->venue, q->post and the sink; the venue file is loaded
+ * by sl__sql_venue_load at build time and owned by q->venue. */
+struct sql_venue;
+bool sl__sql_venue_query(const sql_select *sel);
+void sl__sql_venue_analyze(actx *A, const sql_select *sel, char **names);
+void sl__sql_venue_free(struct sql_venue *v);
+int sl__sql_venue_load(sl_sql *q, char *err, size_t errsz);
+const sql_stmt *sl__sql_venue_table(const sl_sql *q);
+sl_stream *sl__sql_venue_build(const sl_sql *q, sl_stream *s);
+size_t sl__sql_venue_explain(const sl_sql *q, int stage, char *buf, size_t size);
+
 #endif

@@ -675,6 +675,16 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
                 sl__sql_fail(&A, sel->items[i].line, sel->items[i].col, "two result columns are "
                      "named '%s'; name one with AS", names[i]);
     }
+    if (!A.failed && sl__sql_venue_query(sel)) { /* a venue report (venue.c) */
+        sl__sql_venue_analyze(&A, sel, names);
+        for (int i = 0; i < q->nvars && !A.failed; i++)
+            if (!q->var_used[i])
+                sl__sql_fail(&A, 0, 0, "--set %s: not a job key and not used as ${%s} in the "
+                     "script", q->vars[2 * i], q->vars[2 * i]);
+        for (int i = 0; names[i]; i++) free(names[i]);
+        free(names);
+        return A.failed ? SL_EINVAL : 0;
+    }
     if (!A.failed && sel->njoins && sel->joins[0].stream) { /* an interval join */
         sl__sql_ij_analyze(&A, sel, names);
         if (!A.failed) k_anon(&A, sink, sel, names);

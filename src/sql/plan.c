@@ -48,6 +48,7 @@ void sql_plan_reset(sl_sql *q)
     free(q->having_text);
     sql_prog_free(q->post);
     sl__sql_ij_free(q->ij);
+    sl__sql_venue_free(q->venue);
     free(q->k_col);
     free(q->dp_sub);
     sql_kv_free(q->dp_cols);
@@ -343,6 +344,11 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
         say(&o, "\n");
         if (q->having) say(&o, "  filter HAVING %s\n", q->having_text);
     }
+    if (q->venue) {
+        char vb[4096];
+        sl__sql_venue_explain(q, st++, vb, sizeof vb);
+        say(&o, "%s", vb);
+    }
     if (q->post) {
         say(&o, "  map (vectorised expressions):\n");
         say_prog(&o, q->post, "    ");
@@ -417,6 +423,8 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
                                       sizeof e2);
         if (!pj->table) return place_error(q, pj->tab, e2, err, errsz, SL_EINVAL);
     }
+    if (q->venue && sl__sql_venue_load(q, e2, sizeof e2))
+        return place_error(q, sl__sql_venue_table(q), e2, err, errsz, SL_EINVAL);
     char **conf = NULL;
     for (int i = 0; q->src_conf[i]; i += 2) conf = sql_kv_push(conf, q->src_conf[i], q->src_conf[i + 1]);
     if (q->time_col && !sl__kv_get((const char *const *)conf, "time.column"))
@@ -461,6 +469,7 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
             s = sl_stream_window(s, &q->win, q->aggs, (size_t)q->naggs);
         if (q->having) s = sl_stream_filter(s, "HAVING", sql_prog_filter, q->having);
     }
+    if (q->venue) s = sl__sql_venue_build(q, s);
     if (q->post) s = sl_stream_map(s, "sql-select", q->post->out, sql_prog_map, q->post);
     if (q->k_col) s = sl_stream_k_anon(s, q->k_col, q->k);
     if (q->dp_sub) {

@@ -288,6 +288,7 @@ struct sl_sql {
     char **sink_conf;
     sl_keyring *keyring;
     struct sql_ij *ij; /* a stream self-join (interval join), or NULL */
+    struct sql_venue *venue; /* a venue report (GROUP BY VENUE), or NULL */
 };
 
 /* analyze.c */
