@@ -206,8 +206,12 @@ static void group_by(actx *A, struct sql_venue *v, const sql_select *sel)
             return;
         }
         if (*slot) {
-            sl__sql_fail(A, g->line, g->col, "GROUP BY VENUE(...): %s given twice",
-                         slot == &venue ? "VENUE" : slot == &band ? "AGE_BAND" : "a column");
+            char *t = sl__sql_fmt_expr(g);
+            sl__sql_fail(A, g->line, g->col, "GROUP BY VENUE(...): '%s' is a second %s; a venue "
+                         "report groups by one VENUE, one AGE_BAND and at most one gender "
+                         "column", t, slot == &venue ? "VENUE" : slot == &band ? "AGE_BAND"
+                                                                                : "column");
+            free(t);
             return;
         }
         *slot = g;
@@ -485,7 +489,7 @@ size_t sl__sql_venue_explain(const sl_sql *q, int stage, char *buf, size_t size)
                   "  venue_assign: one row per venue of %s (%s%s%s) whose cells hold %s and "
                   "whose time holds %s\n"
                   "stage %d: keyed by venue\n"
-                  "  venue_report: distinct %s per venue and age band (AGE_BAND(%s) at the "
+                  "  venue_report: distinct pseudonymised %s per venue and age band (AGE_BAND(%s) at the "
                   "venue's start)%s%s; early firings every %lld ms (cumulative), final row "
                   "at end + %lld ms, slices of %lld ms; k = %lld on the raw count, a release "
                   "only when >= k joined since the last; extrapolated rounded to %lld\n"
