@@ -216,7 +216,7 @@ static void group_by(actx *A, struct sql_venue *v, const sql_select *sel)
         }
         *slot = g;
     }
-    if (A->failed) return;
+    if (A->failed || !venue) return; /* venue: sl__sql_venue_query found it */
     if (venue->nargs != 3) {
         sl__sql_fail(A, venue->line, venue->col, "VENUE takes (time, cell, venue table), got "
                      "%d arguments", venue->nargs);
