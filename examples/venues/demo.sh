@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh — a staged concert in the synthetic data and its live venue
-# report (docs/venues.md): generate, run, print the age distribution.
+# report (docs/venues.md): generate, run, print the age distribution,
+# then run the same report written in SQL and compare.
 # Run from the repository root after `make`.
 set -euo pipefail
 dir=${1:-out/venue-demo}
@@ -16,3 +17,11 @@ build/sluice run venue-report --set events="$dir/data/events" \
 sqlite3 -header -column "$dir/venues.db" \
   "SELECT venue, age_band, subscribers, extrapolated, final FROM venue_report
    WHERE report = 'cumulative' ORDER BY venue, age_band"
+# the same report written in SQL (examples/venues/venue_report.sql): same rows
+build/sluice run examples/venues/venue_report.sql --quiet --set data="$dir/data" \
+    --set venues="$dir/data/venues.csv" --set market_share="$dir/data/market_share.csv" \
+    --set db="$dir/venues_sql.db" --set output.dir="$dir/sql"
+sqlite3 "$dir/venues.db" "ATTACH '$dir/venues_sql.db' AS q;
+  SELECT 'SQL job: ' || (SELECT COUNT(*) FROM q.venue_report) || ' rows, ' ||
+         (SELECT COUNT(*) FROM (SELECT * FROM main.venue_report EXCEPT SELECT * FROM q.venue_report)
+          ) || ' differ from the CLI job''s'"
