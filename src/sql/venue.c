@@ -191,6 +191,54 @@ static void venue_table(actx *A, struct sql_venue *v, const sql_expr *arg)
                      t->name);
 }
 
+static void slotify(actx *A, sql_expr *e, const sl_schema *s)
+{
+    if (!e || A->failed) return;
+    if (e->k == E_COL && (e->slot = sl_schema_find(s, e->name)) < 0)
+        sl__sql_fail(A, e->line, e->col, "internal error: column '%s' not found in the plan",
+                     e->name);
+    for (int i = 0; i < e->nargs; i++) slotify(A, e->args[i], s);
+}
+
+/* WHERE: a filter on the events before the report, after the lookups (so
+ * it may read table columns), over the pseudonymised stream; its column
+ * slots are set by where_slots once every lookup column is known. */
+static void where_clause(actx *A, const sql_select *sel)
+{
+    sl_sql *q = A->q;
+    A->clause = "WHERE";
+    sql_expr *w = sl__sql_bind(A, sel->where, ST_PRE, q->njoins);
+    if (!w) return;
+    if (w->type != SL_BOOL && !w->is_null_lit) {
+        sl__sql_fail(A, sel->where->line, sel->where->col, "WHERE needs a BOOLEAN condition, "
+                     "got %s", sl_type_name(w->type));
+        sql_expr_free(w);
+        return;
+    }
+    q->where = sl__xcalloc(1, sizeof *q->where);
+    q->where->name = sl__xstrdup("WHERE");
+    q->where->exprs = sl__xmalloc(sizeof w);
+    q->where->exprs[0] = w;
+    q->where->n = 1;
+    q->where->udfs = q->udfs;
+    q->where_early = false;
+    q->where_text = sl__sql_fmt_expr(sel->where);
+}
+
+static void where_slots(actx *A)
+{
+    sl_sql *q = A->q;
+    sl_schema *s = sl__schema_copy(q->src_schema); /* after pseudonymisation and lookups */
+    for (int i = 0; i < q->npseudo; i++) s->cols[sl_schema_find(s, q->pseudo[i])].type = SL_INT64;
+    for (int j = 0; j < q->njoins; j++)
+        for (int i = 0; i < q->joins[j].ncols; i++) {
+            int tc = sl_schema_find(q->joins[j].schema, q->joins[j].cols[i]);
+            sl_schema_add(s, q->joins[j].cols[i], sl_schema_col_type(q->joins[j].schema, tc));
+        }
+    slotify(A, q->where->exprs[0], s);
+    sl_schema_free(s);
+}
+
 /* GROUP BY VENUE(time, cell, venues), AGE_BAND(birth) [, gender]. */
 static void group_by(actx *A, struct sql_venue *v, const sql_select *sel)
 {
@@ -415,11 +463,6 @@ static void sink_opts(actx *A, struct sql_venue *v, const sql_select *sel, char 
 void sl__sql_venue_analyze(actx *A, const sql_select *sel, char **names)
 {
     sl_sql *q = A->q;
-    if (sel->where) {
-        sl__sql_fail(A, sel->where->line, sel->where->col, "WHERE is not supported in a venue "
-                     "report yet (GROUP BY VENUE): filter the source instead");
-        return;
-    }
     if (sel->having) {
         sl__sql_fail(A, sel->having->line, sel->having->col, "HAVING is not supported in a "
                      "venue report: k_anonymity decides which groups are published");
@@ -436,9 +479,11 @@ void sl__sql_venue_analyze(actx *A, const sql_select *sel, char **names)
         q->njoins = j + 1;
         sl__sql_join(A, &sel->joins[j], j);
     }
+    if (!A->failed && sel->where) where_clause(A, sel);
     if (!A->failed) group_by(A, v, sel);
     if (!A->failed) select_list(A, v, sel, names);
     if (!A->failed) sink_opts(A, v, sel, names);
+    if (!A->failed && q->where) where_slots(A);
     if (A->failed) return;
     /* blurred times can be up to B earlier: the watermark waits B longer */
     v->wm_delay_user = q->wm_delay;

@@ -143,6 +143,45 @@ def test_sql_upsert_gender_blur_projection(data):
     assert all(r[7] == 1 for r in sql if r[0] == "staged-event" and r[1] == "cumulative")
 
 
+def test_sql_where_equals_cli_on_filtered_input(data):
+    """WHERE filters events before the report, on source and table columns:
+    the SQL job with WHERE e.event_type <> 'SMS_RECEIVED' AND s.gender = 'F'
+    publishes the rows the CLI job publishes for gender F (by.gender=true)
+    on input files from which the SMS_RECEIVED lines were removed (by this
+    test, independently of sluice)."""
+    filt = os.path.join(data["tmp"], "filtered", "events")
+    os.makedirs(filt, exist_ok=True)
+    dropped = 0
+    for name in os.listdir(os.path.join(data["data"], "events")):
+        with open(os.path.join(data["data"], "events", name)) as f, \
+                open(os.path.join(filt, name), "w") as out:
+            for i, line in enumerate(f):
+                if i and line.split(",", 3)[2] == "SMS_RECEIVED":
+                    dropped += 1
+                    continue
+                out.write(line)
+    assert dropped > 0
+    with open(EXAMPLE) as f:
+        text = f.read()
+    text = text.replace("GROUP BY VENUE(", "WHERE e.event_type <> 'SMS_RECEIVED' AND "
+                        "s.gender = 'F'\nGROUP BY VENUE(", 1)
+    script = os.path.join(data["tmp"], "where.sql")
+    with open(script, "w") as f:
+        f.write(text)
+    sql = rows(run_sql(data, "sql-where", script, "mode=insert"),
+               "venue, report, slice_start, age_band, subscribers, extrapolated, arrivals, "
+               "departures, as_of, final")
+    cli = rows(run_cli(data, "cli-where", f"events={filt}", "by.gender=true",
+                       "sink.mode=insert"),
+               "venue, report, slice_start, age_band, subscribers, extrapolated, arrivals, "
+               "departures, as_of, final")
+    cli_f = rows(os.path.join(data["tmp"], "cli-where", "venues.db"),
+                 "gender")
+    assert collections.Counter(sql) == collections.Counter(
+        r for r, g in zip(cli, cli_f) if g == ("F",))
+    assert len(sql) > 20
+
+
 def test_sql_explain_shows_the_venue_plan(data):
     r = sluice("explain", EXAMPLE, "--set", f"data={data['data']}", "--set", "blur_ms=300000")
     out = r.stdout
@@ -159,8 +198,10 @@ BAD = [
     ("GROUP BY VENUE(e.ts, e.cell_id, venues), AGE_BAND(s.birth_date);",
      "GROUP BY VENUE(e.ts, e.cell_id, venues), AGE_BAND(s.birth_date), e.event_type, s.gender;",
      "60:80: GROUP BY VENUE(...): 's.gender' is a second column"),
-    ("GROUP BY VENUE(", "WHERE e.cell_id > 3 GROUP BY VENUE(",
-     "60:17: WHERE is not supported in a venue report yet"),
+    ("AGE_BAND(s.birth_date);", "AGE_BAND(s.birth_date) HAVING COUNT(*) > 3;",
+     "60:81: HAVING is not supported in a venue report"),
+    ("FROM events AS e\n", "FROM events AS e\nJOIN events AS f ON e.cell_id = f.cell_id\n",
+     "59:1: a venue report joins lookup tables only"),
     ("blur_ms = '${blur_ms:-0}'", "blur_ms = '-1'",
      "52:13: venue report sink: 'blur_ms' must be an integer in [0, 3600000], got '-1'"),
     ("       extrapolated, arrivals,", "       e.bytes, arrivals,",
