@@ -427,8 +427,9 @@ static void sink_opts(actx *A, struct sql_venue *v, const sql_select *sel, char 
     }
     sql_kv_free(kv);
     if (A->failed) return;
-    const char *conn = sl__sql_connector(A, sink, (const char *const[]){"sqlite", "file",
-                                                                      "stdout", NULL}, "sink");
+    const char *conn = sl__sql_connector(A, sink, (const char *const[]){"sqlite", "postgres",
+                                                                      "file", "stdout", NULL},
+                                         "sink");
     if (!conn) return;
     q->sink_conn = sl__xstrdup(conn);
     const char *skip[16] = {"connector"};
@@ -436,7 +437,7 @@ static void sink_opts(actx *A, struct sql_venue *v, const sql_select *sel, char 
     for (int d = 0; VENUE_DEFS[d].key; d++) skip[n++] = VENUE_DEFS[d].key;
     skip[n] = NULL;
     q->sink_conf = sl__sql_conf_of(A, sink, skip);
-    if (A->failed || strcmp(conn, "sqlite")) return;
+    if (A->failed || (strcmp(conn, "sqlite") && strcmp(conn, "postgres"))) return;
     if (!sl__kv_get((const char *const *)q->sink_conf, "table"))
         q->sink_conf = sql_kv_push(q->sink_conf, "table", sink->name);
     if (!sl__kv_get((const char *const *)q->sink_conf, "mode"))
