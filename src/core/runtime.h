@@ -193,6 +193,7 @@ typedef struct sl__source_vt {
      * over all its files (*offset) and the bytes it holds now (*end; -1 when
      * unknown, e.g. compressed files). Called after every read, so cheap. */
     int (*progress)(void *st, int part, int64_t *offset, int64_t *end);
+    const char *progress_unit; /* what progress counts: NULL = "bytes" */
 } sl__source_vt;
 
 typedef struct sl__sink_vt {

@@ -76,6 +76,7 @@ typedef struct {
     sl__task_stat *tasks;       /* stage-major */
     int nparts;
     sl__part_stat *parts;       /* source partitions, in task order */
+    const char *progress_unit;  /* what offsets count: "bytes", "messages" */
     sl_job_stats job;           /* the public figures */
     bool ck_enabled;
     uint64_t ck_committed;      /* last epoch whose manifest is written */

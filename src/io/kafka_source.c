@@ -665,6 +665,24 @@ static int ks_seek(void *st, int part, int64_t pos)
     return 0;
 }
 
+/* Progress for metrics, in messages: the offset of the next message and the
+ * partition's high watermark as last fetched (librdkafka updates it with
+ * every fetch response, so this never blocks). */
+static int ks_progress(void *st, int part, int64_t *offset, int64_t *end)
+{
+    ks_src *s = st;
+    if (s == NULL || part < 0 || part >= s->np) return SL_EINVAL;
+    const kpart *p = &s->p[part];
+    int64_t lo = -1, hi = -1;
+    if (!s->rk || rd_kafka_get_watermark_offsets(s->rk, s->c->tp_topic[p->tp],
+                                                 s->c->tp_part[p->tp], &lo,
+                                                 &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        hi = -1;
+    *offset = p->next >= 0 ? p->next : lo >= 0 && p->next == RD_KAFKA_OFFSET_BEGINNING ? lo : 0;
+    *end = hi >= 0 && hi < *offset ? *offset : hi;
+    return 0;
+}
+
 const sl__source_vt sl__src_kafka = {
     .name = "kafka",
     .configure = ks_configure,
@@ -675,4 +693,6 @@ const sl__source_vt sl__src_kafka = {
     .conf_free = ks_conf_free,
     .position = ks_position,
     .seek = ks_seek,
+    .progress = ks_progress,
+    .progress_unit = "messages",
 };

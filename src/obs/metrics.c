@@ -283,25 +283,34 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     per_task(t, &s, r, nr, "sluice_event_time_lag_seconds", "gauge",
              "Wall clock minus the task's watermark.", "", f_lag, now, true);
     /* source partitions: offsets, end offsets and lag (sources with a
-     * progress hook: the file source, in bytes) */
+     * progress hook: the file source in bytes, Kafka in messages) */
     if (s.nparts) {
-        static const char *const names[3][3] = {
-            {"sluice_source_offset_bytes", "gauge",
-             "Bytes of the source partition consumed (resumes from the checkpoint "
-             "after a restore)."},
-            {"sluice_source_end_offset_bytes", "gauge",
-             "Bytes the source partition holds now (its files' sizes; absent when "
-             "unknown, e.g. compressed files)."},
-            {"sluice_source_lag_bytes", "gauge",
-             "Bytes of the source partition not yet consumed (end minus offset)."}};
+        bool msgs = !strcmp(s.progress_unit, "messages");
+        static const char *const names[2][3][3] = {
+            {{"sluice_source_offset_bytes", "gauge",
+              "Bytes of the source partition consumed (resumes from the checkpoint "
+              "after a restore)."},
+             {"sluice_source_end_offset_bytes", "gauge",
+              "Bytes the source partition holds now (its files' sizes; absent when "
+              "unknown, e.g. compressed files)."},
+             {"sluice_source_lag_bytes", "gauge",
+              "Bytes of the source partition not yet consumed (end minus offset)."}},
+            {{"sluice_source_offset_messages", "gauge",
+              "Offset of the next message of the source partition (a Kafka "
+              "partition; resumes from the checkpoint after a restore)."},
+             {"sluice_source_end_offset_messages", "gauge",
+              "The partition's end offset (Kafka high watermark, as last fetched)."},
+             {"sluice_source_lag_messages", "gauge",
+              "Messages of the source partition not yet consumed (consumer lag)."}}};
         for (int m = 0; m < 3; m++) {
-            family(t, names[m][0], names[m][1], names[m][2]);
+            const char *const *nm = names[msgs][m];
+            family(t, nm[0], nm[1], nm[2]);
             for (int k = 0; k < s.nparts; k++) {
                 const sl__part_stat *p = &s.parts[k];
                 if (m > 0 && p->end < 0) continue;
                 long long v = m == 0 ? p->offset : m == 1 ? p->end : p->end - p->offset;
                 sl__obs_text_printf(t, "%s{partition=\"%d\",stage=\"%d\",task=\"%d\"} "
-                                    "%lld\n", names[m][0], p->partition, p->stage,
+                                    "%lld\n", nm[0], p->partition, p->stage,
                                     p->task, v);
             }
         }

@@ -114,11 +114,12 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
     SL__PUTS(t, "],\"sources\":[");
     for (int k = 0; k < s.nparts; k++) {
         const sl__part_stat *p = &s.parts[k];
+        const char *u = s.progress_unit;
         sl__obs_text_printf(t, "%s{\"partition\":%d,\"stage\":%d,\"task\":%d,"
-                            "\"offset_bytes\":%lld,\"end_bytes\":", k ? "," : "",
-                            p->partition, p->stage, p->task, (long long)p->offset);
-        if (p->end < 0) SL__PUTS(t, "null,\"lag_bytes\":null}");
-        else sl__obs_text_printf(t, "%lld,\"lag_bytes\":%lld}", (long long)p->end,
+                            "\"offset_%s\":%lld,\"end_%s\":", k ? "," : "",
+                            p->partition, p->stage, p->task, u, (long long)p->offset, u);
+        if (p->end < 0) sl__obs_text_printf(t, "null,\"lag_%s\":null}", u);
+        else sl__obs_text_printf(t, "%lld,\"lag_%s\":%lld}", (long long)p->end, u,
                                  (long long)(p->end - p->offset));
     }
     sl__obs_text_printf(t, "],\"checkpoints\":{\"enabled\":%s,",

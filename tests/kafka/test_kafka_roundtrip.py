@@ -172,3 +172,53 @@ def test_gen_produces_the_events_into_a_topic(broker, tmp_path):
     got = [ln for m in msgs for ln in m.split("\n")]
     assert sorted(got) == sorted(want) and len(got) == 5000
     assert max(len(m.split("\n")) for m in msgs) == 40
+
+
+def test_consumer_offsets_and_lag_in_metrics(broker, tmp_path):
+    """Per-partition progress of a Kafka source in messages: after reading
+    the whole (bounded) topic, the offsets sum to the messages produced and
+    the lag is 0, in /metrics and /status (served a moment after the run)."""
+    import re
+    import time
+    import urllib.request
+    msgs = [json.dumps({"v": i}) for i in range(700)]
+    kt.kcat_produce(broker.bootstrap, "rt-lag", msgs)
+    path = tmp_path / "lag.sql"
+    path.write_text(f"""
+CREATE SOURCE ev (v BIGINT) WITH (connector = 'kafka', bootstrap.servers = '{broker.bootstrap}',
+  topic = 'rt-lag', format = 'jsonl', bounded = 'true');
+CREATE SINK o WITH (connector = 'file', path = '{tmp_path}/lag.csv', format = 'csv') AS
+SELECT v FROM ev;
+""")
+    log = tmp_path / "lag.log"
+    with open(log, "w") as f:
+        p = subprocess.Popen([kt.SLUICE, "run", str(path), "--set", "metrics.address=127.0.0.1:0",
+                              "--set", "metrics.linger.ms=8000",
+                              "--set", f"output.dir={tmp_path}/out-lag"],
+                             stdout=f, stderr=subprocess.STDOUT)
+    try:
+        deadline, url = time.time() + 60, None
+        while time.time() < deadline:
+            text = log.read_text()
+            m = re.search(r"dashboard (http://[0-9.:]+/)", text)
+            if m and ": done:" in text:
+                url = m.group(1)
+                break
+            assert p.poll() is None, text
+            time.sleep(0.1)
+        assert url, log.read_text()
+        metrics = urllib.request.urlopen(url + "metrics", timeout=10).read().decode()
+        offs = [int(v) for v in re.findall(
+            r'^sluice_source_offset_messages\{[^}]*\} (\d+)$', metrics, re.M)]
+        lags = [int(v) for v in re.findall(
+            r'^sluice_source_lag_messages\{[^}]*\} (-?\d+)$', metrics, re.M)]
+        assert offs and sum(offs) == 700, metrics
+        assert lags and all(v == 0 for v in lags), lags
+        st = json.loads(urllib.request.urlopen(url + "status", timeout=10).read())
+        assert sum(s["offset_messages"] for s in st["sources"]) == 700
+        # a partition nothing was fetched from has no known end (null)
+        known = [s for s in st["sources"] if s["end_messages"] is not None]
+        assert known and all(s["lag_messages"] == 0 for s in known), st["sources"]
+    finally:
+        p.kill()
+        p.wait()
