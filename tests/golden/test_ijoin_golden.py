@@ -160,7 +160,9 @@ def test_examples_c_and_sql_agree(tmp_path, data):
     exe = str(tmp_path / "call_then_data")
     libs = link_libs()
     # the library of `make sanitize` (build-asan/) needs the sanitizers' runtime
-    san = ["-fsanitize=address,undefined"] if "asan" in SLUICE else []
+    bdir = os.path.dirname(SLUICE)
+    san = (["-fsanitize=address,undefined"] if "asan" in bdir else
+           ["-fsanitize=thread"] if "tsan" in bdir else [])
     subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",
                     "-I" + os.path.join(ROOT, "include"),
                     os.path.join(ROOT, "examples", "telecom", "call_then_data.c"),
