@@ -137,7 +137,9 @@ void sl__job_snap_take(const sl_job *cj, sl__job_snap *s)
         memcpy(s->parts, j->src_parts, (size_t)j->nsrc_parts * sizeof *s->parts);
         s->nparts = j->nsrc_parts;
     }
-    s->progress_unit = j->src_vt && j->src_vt->progress_unit ? j->src_vt->progress_unit
+    /* the source is fixed once the job runs (a builder may still be adding
+     * it, unlocked, before then: read it only when there are partitions) */
+    s->progress_unit = s->nparts && j->src_vt->progress_unit ? j->src_vt->progress_unit
                                                              : "bytes";
     pthread_mutex_unlock(&j->lock);
 }
