@@ -176,6 +176,18 @@ void sl__wkey_sort(const sl__wkey_ref *refs, uint32_t *ix, uint32_t *tmp, uint32
 
 /* ---- the window operator (window.c) -------------------------------------- */
 extern const sl__op_vt sl__window_vt;
+/* ---- snapshot framing of keyed operators (opsnap.c) ------------------------ */
+void sl__opsnap_header(sl__buf *b, uint32_t magic, uint64_t fp, int64_t wm);
+/* Checks a section's key group and header; 0, SL_EINVAL (wrong key group or
+ * a changed definition) or SL_ECORRUPT. *r is then past the header. */
+int sl__opsnap_open(sl__rbuf *r, const void *data, size_t len, int32_t kg, int key_groups,
+                    uint32_t magic, uint64_t fp, int64_t *wm);
+void sl__opsnap_put_counters(sl__buf *b, const uint64_t *c, int n);
+/* Adds n counters (n <= 8) read to the end of the section to c. */
+int sl__opsnap_add_counters(sl__rbuf *r, uint64_t *c, int n);
+/* A restored instance keeps the lowest watermark of its sections. */
+void sl__opsnap_restore_wm(int64_t *op_wm, bool *restored, int64_t wm);
+
 /* ---- session windows (session.c) ------------------------------------------ */
 extern const sl__op_vt sl__session_vt;
 /* The checking half of sl_stream_session(), as sl__window_conf_new. */

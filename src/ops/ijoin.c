@@ -675,9 +675,7 @@ static int kref_cmp(const void *x, const void *y)
 
 static void header(const ij_op *op, sl__buf *b)
 {
-    sl__buf_put_u32(b, SNAP_MAGIC);
-    sl__buf_put_u64(b, op->fp);
-    sl__buf_put_i64(b, op->wm);
+    sl__opsnap_header(b, SNAP_MAGIC, op->fp, op->wm);
 }
 
 static int ij_snapshot(void *st, sl__snap_writer *w)
@@ -718,10 +716,8 @@ static int ij_snapshot(void *st, sl__snap_writer *w)
     if (rc == 0) {
         b.len = 0;
         header(op, &b);
-        sl__buf_put_u64(&b, op->late);
-        sl__buf_put_u64(&b, op->canaries);
-        sl__buf_put_u64(&b, op->null_time);
-        sl__buf_put_u64(&b, op->pairs);
+        sl__opsnap_put_counters(&b, (const uint64_t[]){op->late, op->canaries,
+                                                       op->null_time, op->pairs}, 4);
         rc = sl__snap_put(w, -1, b.p, b.len);
     }
     free(refs);
@@ -731,8 +727,7 @@ static int ij_snapshot(void *st, sl__snap_writer *w)
 
 static void restore_wm(ij_op *op, int64_t wm)
 {
-    if (!op->wm_restored || wm < op->wm) op->wm = wm;
-    op->wm_restored = true;
+    sl__opsnap_restore_wm(&op->wm, &op->wm_restored, wm);
 }
 
 /* Parses a whole key-group section before changing anything. */
@@ -740,22 +735,17 @@ static int ij_restore(void *st, int32_t kg, const void *data, size_t len)
 {
     ij_op *op = st;
     if (op->started) return SL_ESTATE;
-    if (kg < -1 || (kg >= 0 && op->key_groups > 0 && kg >= op->key_groups)) return SL_EINVAL;
-    if (len && !data) return SL_EINVAL;
-    sl__rbuf r = {.p = data, .len = len};
-    uint32_t magic = sl__rbuf_u32(&r);
-    uint64_t fp = sl__rbuf_u64(&r);
-    int64_t wm = sl__rbuf_i64(&r);
-    if (r.err || magic != SNAP_MAGIC) return SL_ECORRUPT;
-    if (fp != op->fp) return SL_EINVAL;
+    sl__rbuf r;
+    int64_t wm;
+    int orc = sl__opsnap_open(&r, data, len, kg, op->key_groups, SNAP_MAGIC, op->fp, &wm);
+    if (orc) return orc;
     if (kg == -1) {
-        uint64_t cn[4];
-        for (int i = 0; i < 4; i++) cn[i] = sl__rbuf_u64(&r);
-        if (r.err || r.off != r.len) return SL_ECORRUPT;
-        op->late += cn[0];
-        op->canaries += cn[1];
-        op->null_time += cn[2];
-        op->pairs += cn[3];
+        uint64_t c[4] = {0};
+        if (sl__opsnap_add_counters(&r, c, 4)) return SL_ECORRUPT;
+        op->late += c[0];
+        op->canaries += c[1];
+        op->null_time += c[2];
+        op->pairs += c[3];
         restore_wm(op, wm);
         return 0;
     }

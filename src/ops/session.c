@@ -454,9 +454,7 @@ static int kref_cmp(const void *x, const void *y)
 
 static void header(const sess_op *op, sl__buf *b)
 {
-    sl__buf_put_u32(b, SNAP_MAGIC);
-    sl__buf_put_u64(b, op->fp);
-    sl__buf_put_i64(b, op->wm);
+    sl__opsnap_header(b, SNAP_MAGIC, op->fp, op->wm);
 }
 
 static int sess_snapshot(void *st, sl__snap_writer *w)
@@ -502,10 +500,8 @@ static int sess_snapshot(void *st, sl__snap_writer *w)
     if (rc == 0) {
         b.len = 0;
         header(op, &b);
-        sl__buf_put_u64(&b, op->late);
-        sl__buf_put_u64(&b, op->canaries);
-        sl__buf_put_u64(&b, op->null_time);
-        sl__buf_put_u64(&b, op->fired);
+        sl__opsnap_put_counters(&b, (const uint64_t[]){op->late, op->canaries,
+                                                       op->null_time, op->fired}, 4);
         rc = sl__snap_put(w, -1, b.p, b.len);
     }
     free(tmp);
@@ -516,8 +512,7 @@ static int sess_snapshot(void *st, sl__snap_writer *w)
 
 static void restore_wm(sess_op *op, int64_t wm)
 {
-    if (!op->wm_restored || wm < op->wm) op->wm = wm;
-    op->wm_restored = true;
+    sl__opsnap_restore_wm(&op->wm, &op->wm_restored, wm);
 }
 
 /* Parses a whole key-group section before changing anything. */
@@ -525,18 +520,13 @@ static int sess_restore(void *st, int32_t kg, const void *data, size_t len)
 {
     sess_op *op = st;
     if (op->started) return SL_ESTATE;
-    if (kg < -1 || (kg >= 0 && op->key_groups > 0 && kg >= op->key_groups)) return SL_EINVAL;
-    if (len && !data) return SL_EINVAL;
-    sl__rbuf r = {.p = data, .len = len};
-    uint32_t magic = sl__rbuf_u32(&r);
-    uint64_t fp = sl__rbuf_u64(&r);
-    int64_t wm = sl__rbuf_i64(&r);
-    if (r.err || magic != SNAP_MAGIC) return SL_ECORRUPT;
-    if (fp != op->fp) return SL_EINVAL;
+    sl__rbuf r;
+    int64_t wm;
+    int orc = sl__opsnap_open(&r, data, len, kg, op->key_groups, SNAP_MAGIC, op->fp, &wm);
+    if (orc) return orc;
     if (kg == -1) {
-        uint64_t c[4];
-        for (int i = 0; i < 4; i++) c[i] = sl__rbuf_u64(&r);
-        if (r.err || r.off != r.len) return SL_ECORRUPT;
+        uint64_t c[4] = {0};
+        if (sl__opsnap_add_counters(&r, c, 4)) return SL_ECORRUPT;
         op->late += c[0];
         op->canaries += c[1];
         op->null_time += c[2];
@@ -545,11 +535,9 @@ static int sess_restore(void *st, int32_t kg, const void *data, size_t len)
         return 0;
     }
     /* pass 1: check; pass 2: apply (the section is whole or nothing) */
+    const size_t body = r.off;
     for (int pass = 0; pass < 2; pass++) {
-        r.off = 0;
-        (void)sl__rbuf_u32(&r);
-        (void)sl__rbuf_u64(&r);
-        (void)sl__rbuf_i64(&r);
+        r.off = body;
         uint32_t nk = sl__rbuf_u32(&r);
         if (r.err || nk > len) return SL_ECORRUPT;
         const char *prev = NULL;
