@@ -33,47 +33,26 @@ static void side_pred(const sl_batch *in, uint8_t *keep, void *udata)
 static const sl_join_col LCOLS[] = {{"ts", "a_ts"}, {"k", "key"}, {"v", "a_v"}};
 static const sl_join_col RCOLS[] = {{"ts", "b_ts"}, {"v", "b_v"}};
 
-typedef struct {
-    sl_schema *in, *out;
-    void *conf, *st;
-    int key_cols[1];
-    sl__opinfo info;
-    sl__ctx ctx;
-    tu_sink sink;
-} jop;
+typedef tu_op jop;
 
 static void jop_open(jop *o, int64_t lower, int64_t upper)
 {
     static const char *const keys[] = {"k", NULL};
     static char L = 'L', R = 'R';
-    memset(o, 0, sizeof *o);
-    o->in = in_schema();
+    sl_schema *in = in_schema(), *out = NULL;
+    void *conf = NULL;
     char err[256];
     sl_interval_join_spec spec = {.left = side_pred, .right = side_pred,
                                   .left_udata = &L, .right_udata = &R,
                                   .lower_ms = lower, .upper_ms = upper,
                                   .left_cols = LCOLS, .nleft = 3,
                                   .right_cols = RCOLS, .nright = 2};
-    if (sl__ijoin_conf_new(&o->conf, &o->out, o->in, keys, "ts", &spec, err, sizeof err))
+    if (sl__ijoin_conf_new(&conf, &out, in, keys, "ts", &spec, err, sizeof err))
         fail_msg("conf: %s", err);
-    o->key_cols[0] = 1;
-    o->info = (sl__opinfo){.in = o->in, .out = o->out, .time_col = 0,
-                           .key_cols = o->key_cols, .nkey = 1, .batch_cap = 64};
-    o->ctx = tu_ctx();
-    o->ctx.key_groups = 8;
-    tu_sink_init(&o->sink, 64);
-    if (sl__ijoin_vt.open(&o->st, o->conf, &o->info, &o->ctx, err, sizeof err))
-        fail_msg("open: %s", err);
+    tu_op_open(o, &sl__ijoin_vt, in, out, conf, 1, 0);
 }
 
-static void jop_close(jop *o)
-{
-    sl__ijoin_vt.close(o->st);
-    sl__ijoin_vt.conf_free(o->conf);
-    tu_sink_free(&o->sink);
-    sl_schema_free(o->out);
-    sl_schema_free(o->in);
-}
+#define jop_close tu_op_close
 
 static void feed_kind(jop *o, int64_t ts, bool ts_null, const char *k, const char *side,
                       int64_t v, bool canary)
@@ -95,10 +74,7 @@ static void feed(jop *o, int64_t ts, const char *k, const char *side, int64_t v)
     feed_kind(o, ts, false, k, side, v, false);
 }
 
-static void wm(jop *o, int64_t t)
-{
-    assert_int_equal(sl__ijoin_vt.watermark(o->st, t, &o->sink.out), 0);
-}
+#define wm tu_op_wm
 
 /* The rows emitted so far as "a_ts key a_v>b_ts b_v;" (canaries "C..."). */
 static const char *rows(jop *o)
@@ -204,10 +180,7 @@ static int split_sorted(char *s, char **out, int max)
 static void test_random_against_nested_loop(void **state)
 {
     (void)state;
-    unsigned seed = (unsigned)strtoul(getenv("SL_TEST_SEED") ? getenv("SL_TEST_SEED")
-                                                               : "20261124", NULL, 10);
-    printf("test_ijoin: seed %u (SL_TEST_SEED)\n", seed);
-    srand(seed);
+    srand(tu_seed("test_ijoin"));
     enum { N = 600 };
     static ev e[N];
     jop o;

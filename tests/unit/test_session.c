@@ -25,43 +25,21 @@ static const sl_agg_spec AGGS[] = {
     {.kind = SL_AGG_SUM, .col = "v", .as = "total"},
 };
 
-typedef struct {
-    sl_schema *in, *out;
-    void *conf, *st;
-    int key_cols[1];
-    sl__opinfo info;
-    sl__ctx ctx;
-    tu_sink sink;
-} sop;
+typedef tu_op sop;
 
 static void sop_open(sop *o, int64_t gap, int64_t lateness)
 {
     static const char *const keys[] = {"k", NULL};
-    memset(o, 0, sizeof *o);
-    o->in = in_schema();
+    sl_schema *in = in_schema(), *out = NULL;
+    void *conf = NULL;
     char err[256];
     sl_session_spec spec = {gap, lateness};
-    if (sl__session_conf_new(&o->conf, &o->out, o->in, keys, "ts", &spec, AGGS, 2, err,
-                             sizeof err))
+    if (sl__session_conf_new(&conf, &out, in, keys, "ts", &spec, AGGS, 2, err, sizeof err))
         fail_msg("conf: %s", err);
-    o->key_cols[0] = 1;
-    o->info = (sl__opinfo){.in = o->in, .out = o->out, .time_col = 0,
-                           .key_cols = o->key_cols, .nkey = 1, .batch_cap = 64};
-    o->ctx = tu_ctx();
-    o->ctx.key_groups = 8;
-    tu_sink_init(&o->sink, 64);
-    if (sl__session_vt.open(&o->st, o->conf, &o->info, &o->ctx, err, sizeof err))
-        fail_msg("open: %s", err);
+    tu_op_open(o, &sl__session_vt, in, out, conf, 1, 0);
 }
 
-static void sop_close(sop *o)
-{
-    sl__session_vt.close(o->st);
-    sl__session_vt.conf_free(o->conf);
-    tu_sink_free(&o->sink);
-    sl_schema_free(o->out);
-    sl_schema_free(o->in);
-}
+#define sop_close tu_op_close
 
 static void feed(sop *o, int64_t ts, const char *k, int64_t v, bool canary)
 {
@@ -77,10 +55,7 @@ static void feed(sop *o, int64_t ts, const char *k, int64_t v, bool canary)
     assert_int_equal(sl__session_vt.batch(o->st, b, &o->sink.out), 0);
 }
 
-static void wm(sop *o, int64_t t)
-{
-    assert_int_equal(sl__session_vt.watermark(o->st, t, &o->sink.out), 0);
-}
+#define wm tu_op_wm
 
 /* The rows emitted so far as "start-end k n total;" (canaries as "C..."). */
 static const char *rows(sop *o)
