@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "io/sinkconf.h"
 #include "io/pg.h"
 
 enum { MODE_INSERT = 0, MODE_UPSERT = 1 };
@@ -137,44 +138,6 @@ typedef struct {
 } pg_sink;
 
 /* ---- configuration ------------------------------------------------------- */
-static int parse_key(pg_conf *c, const sl_schema *in, char *errstr,
-                     size_t errstr_size)
-{
-    const char *p = c->key;
-    c->nkey = 0;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        const char *end = comma ? comma : p + strlen(p);
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        const char *e = end;
-        while (e > p && (e[-1] == ' ' || e[-1] == '\t')) e--;
-        char name[256];
-        size_t len = (size_t)(e - p);
-        if (len == 0 || len >= sizeof name)
-            return sl__err(errstr, errstr_size, SL_EINVAL,
-                           "postgres sink: 'key' must list column names "
-                           "separated by commas, got '%s'", c->key);
-        memcpy(name, p, len);
-        name[len] = '\0';
-        int col = sl_schema_find(in, name);
-        if (col < 0)
-            return sl__err(errstr, errstr_size, SL_EINVAL,
-                           "postgres sink: 'key' column '%s' is not a column "
-                           "of the stream", name);
-        for (int k = 0; k < c->nkey; k++)
-            if (c->key_cols[k] == col)
-                return sl__err(errstr, errstr_size, SL_EINVAL,
-                               "postgres sink: 'key' lists column '%s' twice",
-                               name);
-        c->key_cols[c->nkey++] = col;
-        p = comma ? comma + 1 : end;
-    }
-    if (c->nkey == 0)
-        return sl__err(errstr, errstr_size, SL_EINVAL,
-                       "postgres sink: 'key' must name at least one column");
-    return 0;
-}
-
 static void pg_conf_free(void *conf)
 {
     if (!conf) return;
@@ -195,12 +158,9 @@ static int pg_configure(void **conf, const char *const *kv,
                      "postgres sink: 'table' must be [schema.]name of "
                      "letters, digits and _ (name at most 50 characters, "
                      "not starting with a digit), got '%s'", c->table);
-    if (rc == 0 && c->key && c->key[0])
-        rc = parse_key(c, in, errstr, errstr_size);
-    if (rc == 0 && c->mode == MODE_UPSERT && c->nkey == 0)
-        rc = sl__err(errstr, errstr_size, SL_EINVAL,
-                     "postgres sink: mode 'upsert' needs 'key' (the result's "
-                     "key columns, comma-separated)");
+    if (rc == 0)
+        rc = sl__sink_key_conf("postgres sink", c->key, c->mode == MODE_UPSERT, in,
+                               c->key_cols, &c->nkey, errstr, errstr_size);
     for (int i = 0; rc == 0 && i < in->n; i++)
         if (!strncasecmp(in->cols[i].name, "sluice_", 7))
             rc = sl__err(errstr, errstr_size, SL_EINVAL,

@@ -68,6 +68,7 @@
 #include <time.h>
 
 #include "core/runtime.h"
+#include "io/sinkconf.h"
 #include "io/encode.h"
 
 enum { MODE_INSERT = 0, MODE_UPSERT = 1 };
@@ -147,47 +148,6 @@ static bool is_identifier(const char *s)
     return strncasecmp(s, "sqlite_", 7) != 0; /* reserved by SQLite */
 }
 
-/* Splits c->key on commas into column indices of the schema. */
-static int parse_key(sq_conf *c, const sl_schema *in, char *errstr,
-                     size_t errstr_size)
-{
-    const char *p = c->key;
-    c->nkey = 0;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        const char *end = comma ? comma : p + strlen(p);
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        const char *e = end;
-        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        char name[256];
-        size_t len = (size_t)(e - p);
-        if (len == 0 || len >= sizeof name)
-            return sl__err(errstr, errstr_size, SL_EINVAL,
-                           "sqlite sink: 'key' must list column names "
-                           "separated by commas, got '%s'", c->key);
-        memcpy(name, p, len);
-        name[len] = '\0';
-        int col = sl_schema_find(in, name);
-        if (col < 0)
-            return sl__err(errstr, errstr_size, SL_EINVAL,
-                           "sqlite sink: 'key' column '%s' is not a column "
-                           "of the stream", name);
-        for (int k = 0; k < c->nkey; k++)
-            if (c->key_cols[k] == col)
-                return sl__err(errstr, errstr_size, SL_EINVAL,
-                               "sqlite sink: 'key' lists column '%s' twice",
-                               name);
-        c->key_cols[c->nkey++] = col;
-        p = comma ? comma + 1 : end;
-    }
-    if (c->nkey == 0)
-        return sl__err(errstr, errstr_size, SL_EINVAL,
-                       "sqlite sink: 'key' must name at least one column");
-    return 0;
-}
-
 static void sq_conf_free(void *conf)
 {
     if (!conf)
@@ -208,12 +168,9 @@ static int sq_configure(void **conf, const char *const *kv,
                      "sqlite sink: 'table' must be an SQL identifier "
                      "(letters, digits and _, not starting with a digit or "
                      "sqlite_), got '%s'", c->table);
-    if (rc == 0 && c->key && c->key[0])
-        rc = parse_key(c, in, errstr, errstr_size);
-    if (rc == 0 && c->mode == MODE_UPSERT && c->nkey == 0)
-        rc = sl__err(errstr, errstr_size, SL_EINVAL,
-                     "sqlite sink: mode 'upsert' needs 'key' (the result's "
-                     "key columns, comma-separated)");
+    if (rc == 0)
+        rc = sl__sink_key_conf("sqlite sink", c->key, c->mode == MODE_UPSERT, in,
+                               c->key_cols, &c->nkey, errstr, errstr_size);
     if (rc) {
         sq_conf_free(c);
         return rc;
