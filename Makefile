@@ -2,7 +2,7 @@
 # `make demo` and `make test` install missing Debian packages first.
 
 SHELL     := /bin/bash
-PKGS      := openssl sqlite3 zlib libmicrohttpd rocksdb rdkafka libpq
+PKGS      := openssl sqlite3 zlib libmicrohttpd rocksdb rdkafka libpq avro-c
 CC        ?= cc
 OPT       ?= -O2
 CFLAGS    ?=

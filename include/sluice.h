@@ -665,6 +665,25 @@ uint64_t sl_table_disk_bytes(const sl_table *t);
  * Async-signal-safe; a no-op when the log goes to stderr. */
 void sl_log_reopen(void);
 
+/* ---- the PostgreSQL sink task (distributed mode; docs/postgres.md) -------- */
+/* Consumes a result topic (read_committed, consumer group) and writes its
+ * rows to a PostgreSQL table with its input offsets in the same database
+ * transaction, until *stop becomes nonzero (set it from a signal handler;
+ * what was read is written first) or, with bounded=true, until every
+ * partition's stored offset reaches the end found at start. kv: the task's
+ * keys (bootstrap.servers, topic, schema, format, group.id, ...), the
+ * postgres sink's keys (dsn, table, mode, key, ...) and properties.<name>
+ * for librdkafka, NULL-terminated. Returns 0 or a negative SL_E* code with
+ * the reason in errstr (bad configuration names the key). */
+int sl_pg_sink_task_run(const char *const *kv, const volatile int *stop,
+                        char *errstr, size_t errstr_size);
+/* Writes into out the Avro schema (JSON) that format='avro' uses for rows
+ * of `columns` ('name TYPE, ...'), and its CRC-64-AVRO fingerprint into
+ * *fingerprint. `name`: the record's full name (NULL: sluice.Record).
+ * Returns 0 or SL_EINVAL with the reason in out. */
+int sl_avro_schema(const char *columns, const char *name, char *out, size_t outsz,
+                   uint64_t *fingerprint);
+
 #ifdef __cplusplus
 }
 #endif

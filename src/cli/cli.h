@@ -69,6 +69,11 @@ int cli_savepoint(int argc, char **argv);
 /* `sluice run venue-report`: the venue report (job_venue.c). */
 int cli_venue_run(int argc, char **argv);
 
+/* sink_task.c: `sluice sink-task` (the PostgreSQL sink task) and
+ * `sluice avro-schema`. */
+int cli_sink_task(int argc, char **argv);
+int cli_avro_schema(int argc, char **argv);
+
 /* help.c: the command table behind --help and the man page. */
 void cli_usage(FILE *f);                   /* `sluice --help` */
 int cli_help(FILE *f, const char *command); /* `sluice CMD --help`; -1: unknown */

@@ -121,6 +121,35 @@ static const cli_opt savepoint_opts[] = {
     {"--help", NULL, NULL, "this text"},
     {0}};
 
+static const cli_opt sink_task_opts[] = {
+    {"--from-kafka BOOTSTRAP", "bootstrap.servers", NULL, "Kafka brokers"},
+    {"--topic T", "topic", NULL, "the result topic to read (read_committed)"},
+    {"--format csv|jsonl|avro", "format", "jsonl", "message format"},
+    {"--schema COLUMNS", "schema", NULL,
+     "the rows' columns, 'name TYPE, ...' (BIGINT, DOUBLE, BOOLEAN, VARCHAR, TIMESTAMP)"},
+    {"--pg DSN", "dsn", "\"\"", "PostgreSQL connection string or URI (\"\" = PG*)"},
+    {"--table NAME", "table", NULL, "the table to write, [schema.]name"},
+    {"--mode insert|upsert", "mode", "insert", "as for the postgres sink"},
+    {"--key COLUMNS", "key", NULL, "key columns (upsert; PRIMARY KEY of a created table)"},
+    {"--group G", "group.id", "sluice-sink-TABLE",
+     "consumer group: tasks in one group split the partitions"},
+    {"--bounded", "bounded", NULL,
+     "exit 0 once every partition's stored offset reaches the end found at start"},
+    {NULL, "commit.interval.ms", "1000", "longest wait before buffered rows are written"},
+    {NULL, "batch.rows", "50000", "rows written with their offsets in one transaction"},
+    {NULL, "dead_letter.topic", "off", "topic for undecodable messages"},
+    {"--set KEY=VALUE", NULL, NULL,
+     "any key above, a postgres sink key (docs/postgres.md) or properties.NAME for "
+     "librdkafka"},
+    {"--help", NULL, NULL, "this text"},
+    {0}};
+
+static const cli_opt avro_schema_opts[] = {
+    {"--schema COLUMNS", NULL, NULL, "the columns, 'name TYPE, ...'"},
+    {"--name FULLNAME", NULL, "sluice.Record", "the record's full name (key avro.name)"},
+    {"--help", NULL, NULL, "this text"},
+    {0}};
+
 static const cli_cmd commands[] = {
     {.name = "run", .args = "JOB [options]",
      .summary = "run a job: JOB is a built-in job name (telecom-age, venue-report) or "
@@ -176,6 +205,29 @@ static const cli_cmd commands[] = {
      .about = "Asks the job running with --checkpoint-dir CHECKPOINT_DIR for a "
               "savepoint (a checkpoint kept until deleted) and prints its directory.",
      .opts = savepoint_opts},
+    {.name = "sink-task", .args = "--from-kafka B --topic T --pg DSN --table NAME ...",
+     .summary = "write a result topic into PostgreSQL exactly once (the PostgreSQL "
+                "sink task of the distributed mode)",
+     .usage = "sink-task --from-kafka BOOTSTRAP --topic T --schema COLUMNS\n"
+              " --pg DSN --table NAME [--format F] [--group G] [--bounded]\n"
+              " [--set KEY=VALUE ...]",
+     .about = "Consumes topic T with isolation.level=read_committed in a consumer group "
+              "and writes its rows to the PostgreSQL table, storing the input offsets "
+              "in the same database transaction (table sluice_offsets). A restart, or "
+              "another task of the group taking the partitions over, resumes from the "
+              "offsets in the database, so each row is in the table exactly once. "
+              "Stateless: start several in one group to share the partitions "
+              "(docs/postgres.md).",
+     .opts = sink_task_opts,
+     .notes = "Signals: SIGINT/SIGTERM write what was read, then exit 0."},
+    {.name = "avro-schema", .args = "--schema COLUMNS",
+     .summary = "print the Avro schema of format='avro' for a column list",
+     .usage = "avro-schema --schema COLUMNS [--name FULLNAME]",
+     .about = "Prints the Avro record schema (JSON) that the Kafka source, sink and "
+              "sink task use with format='avro' for these columns, and on stderr its "
+              "CRC-64-AVRO fingerprint, the 8 bytes after 0xC3 0x01 in every message "
+              "(docs/kafka.md).",
+     .opts = avro_schema_opts},
     {0}};
 
 static const cli_cmd *find(const char *name)

@@ -31,7 +31,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "explain")) return cli_sql_explain(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cli_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "savepoint")) return cli_savepoint(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sink-task")) return cli_sink_task(argc - 1, argv + 1);
+    if (!strcmp(cmd, "avro-schema")) return cli_avro_schema(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command '%s' (commands: run, explain, gen, "
-            "keygen, savepoint)\n", cmd);
+            "keygen, savepoint, sink-task, avro-schema)\n", cmd);
     return 2;
 }

@@ -43,6 +43,21 @@ int sl__kafka_err_obj(char *errstr, size_t errstr_size, const char *component,
 void sl__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                       const char *buf);
 
+/* The dead-letter topic (kafka_dlq.c): an idempotent producer of masked
+ * bad records with headers reason, position and job. send never blocks;
+ * flush waits up to timeout_ms for every letter sent so far (call it
+ * before making an input position durable); free flushes (10 s) and
+ * destroys. free(NULL) and send/flush on NULL are no-ops. */
+typedef struct sl__kafka_dlq sl__kafka_dlq;
+int sl__kafka_dlq_new(sl__kafka_dlq **out, const char *bootstrap, const char *topic,
+                      const char *job, const char *const *props, char *errstr,
+                      size_t errstr_size);
+void sl__kafka_dlq_send(sl__kafka_dlq *d, const char *position, const char *reason,
+                        const char *payload, size_t len);
+int sl__kafka_dlq_flush(sl__kafka_dlq *d, int timeout_ms, char *errstr,
+                        size_t errstr_size);
+void sl__kafka_dlq_free(sl__kafka_dlq *d);
+
 extern const sl__source_vt sl__src_kafka;
 extern const sl__sink_vt sl__sink_kafka;
 extern const sl__conf_def sl__kafka_source_conf[]; /* for the docs */

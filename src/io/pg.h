@@ -63,4 +63,28 @@ bool sl__pg_is_name(const char *name);
 const char *sl__pg_type(sl_type t);
 bool sl__pg_type_fits(sl_type t, const char *decl);
 
+/* ---- the PostgreSQL sink task (pg_sinktask.c) drives a postgres sink ----
+ * instance (at-least-once) and stores its input offsets in the transaction
+ * of every chunk of rows the sink sends. `st` is the instance from
+ * sl__sink_postgres.open. */
+/* Runs in the open transaction of every chunk, after its rows and before
+ * COMMIT: NULL, or the failed result (a retriable one makes the sink send
+ * the chunk again on a new connection; PGRES_BAD_RESPONSE fails the sink).
+ * *done = true: the chunk is known to be committed already (its offsets
+ * are stored), so the transaction is rolled back and the chunk counts as
+ * sent. Called again for every attempt, so it must only read its arg. */
+typedef PGresult *(*sl__pg_hook_fn)(PGconn *db, void *arg, bool *done);
+void sl__pg_sink_set_hook(void *st, sl__pg_hook_fn fn, void *arg);
+/* Sends the buffered rows now, in one transaction with the hook; with no
+ * rows buffered, runs the hook alone in a transaction. Same retries. */
+int sl__pg_sink_send(void *st, char *errstr, size_t errstr_size);
+/* Runs fn in a transaction on the sink's connection, again on a new
+ * connection after a retriable failure. fn returns NULL or the failed
+ * result. */
+typedef PGresult *(*sl__pg_step_fn)(PGconn *db, void *arg);
+int sl__pg_sink_tx(void *st, sl__pg_step_fn fn, void *arg, const char *what,
+                   char *errstr, size_t errstr_size);
+/* "schema"."name" in the sink table's schema (*out is malloc'd; returned). */
+const char *sl__pg_sink_sibling(void *st, const char *name, char **out);
+
 #endif

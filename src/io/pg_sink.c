@@ -135,6 +135,9 @@ typedef struct {
     /* exactly-once */
     bool started;
     uint64_t precommitted, committed, tag;
+    /* the sink task's hook into every chunk's transaction (pg.h) */
+    sl__pg_hook_fn hook;
+    void *hook_arg;
 } pg_sink;
 
 /* ---- configuration ------------------------------------------------------- */
@@ -916,7 +919,9 @@ static PGresult *send_rows_bisect(pg_sink *s, const sl__pg_buf *data,
     bad_rows bad = {0};
     bisector b = {copy_range, copy_line, &lines, &bad};
     r = bisect(s, &b, 0, n);
-    if (!r) r = exec(s, "COMMIT");
+    bool done = false;
+    if (!r && s->hook) r = s->hook(s->db, s->hook_arg, &done);
+    if (!r) r = exec(s, done ? "ROLLBACK" : "COMMIT");
     char pos[64];
     snprintf(pos, sizeof pos, "chunk %llu", (unsigned long long)chunk);
     if (!r) emit_bad(s, &bad, pos);
@@ -947,7 +952,9 @@ static int send_chunk(pg_sink *s, uint64_t epoch, char *errstr,
             if (!r && attempt) r = dedupe(s, chunk);
             if (!r) r = copy_in(s, data.p, data.len);
             if (!r && s->upsert) r = exec(s, s->upsert);
-            if (!r) r = exec(s, "COMMIT");
+            bool done = false; /* the hook knows the chunk committed before */
+            if (!r && s->hook) r = s->hook(s->db, s->hook_arg, &done);
+            if (!r) r = exec(s, done ? "ROLLBACK" : "COMMIT");
         }
         if (!r) break;
         if (sl__pg_row_error(r) && !by_row) {
@@ -1351,6 +1358,58 @@ static void pg_close(void *st)
                          s->upsert, s->apply, s->apply_one, s->cols};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
     free(s);
+}
+
+/* ---- the sink task's entry points (pg.h) --------------------------------- */
+void sl__pg_sink_set_hook(void *st, sl__pg_hook_fn fn, void *arg)
+{
+    pg_sink *s = st;
+    s->hook = fn;
+    s->hook_arg = arg;
+}
+
+static PGresult *step_hook(pg_sink *s, uint64_t epoch, void *out)
+{
+    (void)epoch, (void)out;
+    bool done = false;
+    return s->hook ? s->hook(s->db, s->hook_arg, &done) : NULL;
+}
+
+int sl__pg_sink_send(void *st, char *errstr, size_t errstr_size)
+{
+    pg_sink *s = st;
+    if (s->failed) return stopped(s, errstr, errstr_size);
+    if (s->nrows) return send_chunk(s, 0, errstr, errstr_size);
+    return in_tx(s, step_hook, 0, NULL, "storing offsets with", errstr,
+                 errstr_size);
+}
+
+typedef struct {
+    sl__pg_step_fn fn;
+    void *arg;
+} tx_call;
+
+static PGresult *step_call(pg_sink *s, uint64_t epoch, void *out)
+{
+    (void)epoch;
+    const tx_call *c = out;
+    return c->fn(s->db, c->arg);
+}
+
+int sl__pg_sink_tx(void *st, sl__pg_step_fn fn, void *arg, const char *what,
+                   char *errstr, size_t errstr_size)
+{
+    pg_sink *s = st;
+    if (s->failed) return stopped(s, errstr, errstr_size);
+    tx_call c = {fn, arg};
+    return in_tx(s, step_call, 0, &c, what, errstr, errstr_size);
+}
+
+const char *sl__pg_sink_sibling(void *st, const char *name, char **out)
+{
+    pg_sink *s = st;
+    *out = sibling(s->conf->table, name, "");
+    return *out;
 }
 
 const sl__sink_vt sl__sink_postgres = {
