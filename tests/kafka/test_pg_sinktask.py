@@ -1,0 +1,188 @@
+"""The PostgreSQL sink task (`sluice sink-task`) against a real broker and a
+real PostgreSQL server: the reference job's results are produced to a topic
+transactionally (the reference job on Kafka with the exactly-once kafka
+sink), the sink task writes them into PostgreSQL with its input offsets in
+the same transaction. The table must equal the topic read with
+read_committed by kcat and the independent reference
+(tests/golden/reference.sql in sqlite3) exactly: after kill -9 at random
+instants (seed from the commit, printed), with aborted transactions in the
+topic, and with a paused task whose partitions moved (it must commit
+nothing)."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import kafkatest as kt
+from broker import libs_dir
+
+sys.path.insert(0, os.path.join(kt.ROOT, "tests", "postgres"))
+import pgserver  # noqa: E402
+
+SCHEMA = ("window_start TIMESTAMP, window_end TIMESTAMP, event_type VARCHAR, area VARCHAR, "
+          "age_band VARCHAR, events BIGINT, subscribers BIGINT")
+COLS = ("(extract(epoch FROM window_start) * 1000)::bigint, "
+        "(extract(epoch FROM window_end) * 1000)::bigint, event_type, area, age_band, "
+        "events, subscribers")
+KILLS = max(3, int(os.environ.get("PG_TASK_KILLS", "4") or 4))
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = pgserver.PgServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def results(broker, dataset, tmp_path_factory):
+    """The reference job's results, produced exactly once into a topic."""
+    topic = dataset.topic(broker)
+    work = tmp_path_factory.mktemp("pgtask-job")
+    life = kt.Life(None, kt.job_argv(dataset, broker.bootstrap, topic, "pgtask-results",
+                                     work), dict(os.environ), str(work / "job.log"))
+    life.expect_success()
+    rows = kt.result_rows(broker.bootstrap, "pgtask-results")
+    assert rows == dataset.reference, kt.diff(rows, dataset.reference)
+    return "pgtask-results"
+
+
+def table_rows(pg, db, table="age_distribution"):
+    out = pg.psql(f"SELECT {COLS} FROM {table}", db=db)
+    return sorted((int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), int(r[6])) for r in out)
+
+
+def task_argv(bootstrap, topic, pg, db, *more, fmt="jsonl", schema=SCHEMA,
+              table="age_distribution", bounded=True):
+    return ([kt.SLUICE, "sink-task", "--from-kafka", bootstrap, "--topic", topic,
+             "--format", fmt, "--schema", schema, "--pg", pg.dsn(db), "--table", table]
+            + (["--bounded"] if bounded else []) + [str(x) for x in more])
+
+
+def start(procs, argv, log):
+    life = kt.Life(None, argv, dict(os.environ), log)
+    procs.append(life)
+    return life
+
+
+def test_sink_task_table_equals_topic_and_reference(broker, dataset, results, pg, tmp_path,
+                                                   procs):
+    db = pg.new_db("sinktask_plain")
+    life = start(procs, task_argv(broker.bootstrap, results, pg, db, "--group", "g-plain"),
+                 str(tmp_path / "t.log"))
+    life.expect_success()
+    got = table_rows(pg, db)
+    assert got == kt.result_rows(broker.bootstrap, results)
+    assert got == dataset.reference, kt.diff(got, dataset.reference)
+    # the offsets are in the database, one row per partition, at the end
+    offs = pg.psql("SELECT partition, next_offset FROM sluice_offsets ORDER BY 1", db=db)
+    assert [r[0] for r in offs] == [str(p) for p in range(kt.PARTS)], offs
+
+
+def test_kill_9_at_random_instants_exactly_once(broker, dataset, results, pg, tmp_path,
+                                               procs, seed):
+    db = pg.new_db("sinktask_kills")
+    rng = random.Random(seed)
+    # small transactions, so a kill lands between, inside and around commits
+    # (static membership: a restarted task takes its predecessor's place in
+    # the group at once instead of waiting for its session to expire)
+    argv = task_argv(broker.bootstrap, results, pg, db, "--set", "batch.rows=40",
+                     "--set", "commit.interval.ms=10", "--group", "g-kills",
+                     "--set", "properties.group.instance.id=task-0")
+    schedule, landed = [], 0
+    for i in range(KILLS):
+        life = start(procs, argv, str(tmp_path / f"life-{i}.log"))
+        at = rng.uniform(0.3, 1.5)
+        rc = life.wait_until(at)
+        if rc is None:
+            life.kill()
+            landed += 1
+            n = pg.psql("SELECT count(*) FROM age_distribution", db=db, check=False)
+            schedule.append(f"{at:.2f}s({n[0][0] if n else '-'} rows)")
+        else:
+            assert rc == 0, life.describe()
+            schedule.append(f"{at:.2f}s(finished)")
+    print(f"\nsink task kill schedule (seed {seed}): {' '.join(schedule)}")
+    assert landed >= 3, f"only {landed} kills landed: {schedule}"
+    last = start(procs, argv, str(tmp_path / "life-final.log"))
+    last.expect_success()
+    got = table_rows(pg, db)
+    assert got == kt.result_rows(broker.bootstrap, results), schedule
+    assert got == dataset.reference, (f"seed {seed}, kills {schedule}: "
+                                      + kt.diff(got, dataset.reference))
+
+
+def tx_produce(bootstrap, topic, script):
+    libs = libs_dir()
+    subprocess.run(["java", "-cp", os.path.join(libs, "*"),
+                    os.path.join(kt.HERE, "TxProducer.java"), bootstrap, topic],
+                   input="\n".join(script) + "\n", text=True, check=True, timeout=180,
+                   capture_output=True)
+
+
+def test_aborted_transactions_never_reach_postgres(broker, pg, tmp_path, procs):
+    topic = "pgtask-aborts"
+    schema = "id BIGINT, name VARCHAR"
+    script = []
+    want = []
+    for t in range(6):
+        script.append("begin")
+        for k in range(5):
+            i = t * 100 + k
+            part = k % 2
+            script.append(f'send {part} {{"id":{i},"name":"tx{t}"}}')
+            if t % 2 == 0:
+                want.append((i, f"tx{t}"))
+        script.append("commit" if t % 2 == 0 else "abort")
+    tx_produce(broker.bootstrap, topic, script)
+    # librdkafka (so kcat) reads read_committed by default: ask for all
+    r = subprocess.run(["kcat", "-C", "-b", broker.bootstrap, "-t", topic, "-e", "-q",
+                        "-X", "isolation.level=read_uncommitted"], capture_output=True,
+                       text=True, check=True)
+    assert len(r.stdout.split()) == 30, "the aborted records must be in the log"
+    assert len(kt.kcat_read(broker.bootstrap, topic)) == 15
+    db = pg.new_db("sinktask_aborts")
+    life = start(procs, task_argv(broker.bootstrap, topic, pg, db, "--group", "g-aborts",
+                                  schema=schema, table="items"), str(tmp_path / "t.log"))
+    life.expect_success()
+    got = sorted((int(a), b) for a, b in pg.psql("SELECT id, name FROM items", db=db))
+    assert got == sorted(want)
+
+
+def test_paused_task_whose_partitions_moved_commits_nothing(broker, dataset, results, pg,
+                                                            tmp_path, procs):
+    """Two tasks in one group; the first is paused (SIGSTOP) with rows read,
+    the group gives its partitions to the second, which finishes. When the
+    first resumes, its offsets no longer match the database: it stops with
+    an error and commits nothing. The table is still exactly the topic."""
+    db = pg.new_db("sinktask_zombie")
+    common = ["--group", "g-zombie", "--set", "properties.session.timeout.ms=6000",
+              "--set", "properties.heartbeat.interval.ms=500", "--set", "batch.rows=200000",
+              "--set", "commit.interval.ms=600000"]
+    zombie = start(procs, task_argv(broker.bootstrap, results, pg, db, *common, bounded=False),
+                   str(tmp_path / "zombie.log"))
+    # wait until it has its partitions and has read rows (unbounded, with a
+    # long commit.interval.ms and a large batch: it commits nothing yet)
+    assert kt.harness.poll(lambda: "partition assigned" in zombie.output(), 60, step=0.1), \
+        zombie.describe()
+    time.sleep(1.5)
+    zombie.p.send_signal(signal.SIGSTOP)
+    assert pg.psql("SELECT count(*) FROM age_distribution", db=db) == [["0"]]
+    try:
+        other = start(procs, task_argv(broker.bootstrap, results, pg, db, "--group",
+                                       "g-zombie", "--set",
+                                       "properties.session.timeout.ms=6000"),
+                      str(tmp_path / "successor.log"))
+        other.expect_success()
+    finally:
+        zombie.p.send_signal(signal.SIGCONT)
+    zombie.p.send_signal(signal.SIGTERM)  # stop: it writes what it read, if it may
+    rc = zombie.wait()
+    assert rc != 0, f"the paused task was not stopped: {zombie.describe()}"
+    assert "took the partition over" in zombie.output(), zombie.describe()
+    got = table_rows(pg, db)
+    assert got == dataset.reference, kt.diff(got, dataset.reference)
