@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "io/avrofmt.h"
 #include "io/decode.h"
 #include "io/kafka.h"
 
@@ -38,7 +39,7 @@
 #define LINE_MAX_PER_MSG ((1 << SL__KAFKA_LINE_BITS) - 1)
 #define PEND_MAX 256 /* messages taken from a partition queue at once */
 
-enum { FMT_CSV = 0, FMT_JSONL = 1 };
+enum { FMT_CSV = 0, FMT_JSONL = 1, FMT_AVRO = 2 };
 enum { START_EARLIEST = 0, START_LATEST = 1 };
 
 typedef struct {
@@ -52,6 +53,8 @@ typedef struct {
     char *key_column;
     char *ts_column;
     int64_t connect_ms;
+    char *avro_name;
+    char *dlq_topic;
     /* derived */
     char **props;
     char delim;
@@ -72,11 +75,20 @@ const sl__conf_def sl__kafka_source_conf[] = {
      .offset = offsetof(ks_conf, topic),
      .desc = "Topic to read, or several separated by commas. Every partition "
              "of every topic is one source partition."},
-    {.key = "format", .type = SL_CONF_ENUM, .def = "csv", .allowed = "csv|jsonl",
+    {.key = "format", .type = SL_CONF_ENUM, .def = "csv", .allowed = "csv|jsonl|avro",
      .offset = offsetof(ks_conf, format),
      .desc = "Record format: CSV without header, fields in schema order (minus "
-             "key.column and timestamp.column), or JSON Lines (flat objects). A "
+             "key.column and timestamp.column), JSON Lines (flat objects), or Avro "
+             "(one datum per message, single-object encoding). A CSV or JSON Lines "
              "message may hold several records, one per line."},
+    {.key = "avro.name", .type = SL_CONF_STR, .def = SL__AVRO_DEFAULT_NAME,
+     .offset = offsetof(ks_conf, avro_name),
+     .desc = "format avro: full name of the record schema (part of its "
+             "fingerprint; `sluice avro-schema` prints the schema)."},
+    {.key = "dead_letter.topic", .type = SL_CONF_STR, .def = NULL,
+     .offset = offsetof(ks_conf, dlq_topic),
+     .desc = "Also produce undecodable records to this topic (masked value; "
+             "headers reason, position, job), at-least-once."},
     {.key = "delimiter", .type = SL_CONF_STR, .def = ",",
      .offset = offsetof(ks_conf, delimiter),
      .desc = "CSV field delimiter: one character, or \\t / tab."},
@@ -306,6 +318,8 @@ typedef struct {
     bool assigned;
     sl__csv_dec csv;
     sl__json_dec json;
+    sl__avro *avro;
+    sl__kafka_dlq *dlq;
     sl__dec_types meta; /* key.column / timestamp.column conversion */
     char *mask;
     size_t mask_cap;
@@ -337,6 +351,8 @@ static void ks_close(void *st)
     }
     if (s->c && s->c->format == FMT_CSV) sl__csv_close(&s->csv);
     if (s->c && s->c->format == FMT_JSONL) sl__json_close(&s->json);
+    sl__avro_free(s->avro);
+    sl__kafka_dlq_free(s->dlq);
     if (s->c) sl__dec_types_close(&s->meta);
     free(s->p);
     free(s->mask);
@@ -372,8 +388,23 @@ static int ks_open(void **out, const void *cv, const sl_schema *schema, const in
                 return sl__err(err, esz, SL_EINVAL, "kafka source: cannot map CSV fields");
             }
         }
-    } else {
+    } else if (c->format == FMT_JSONL) {
         sl__json_init(&s->json, schema);
+    } else {
+        int rc = sl__avro_new(&s->avro, schema, c->avro_name, "kafka source", err, esz);
+        if (rc) {
+            ks_close(s);
+            return rc;
+        }
+    }
+    if (c->dlq_topic) {
+        int rc = sl__kafka_dlq_new(&s->dlq, c->bootstrap, c->dlq_topic,
+                                   ctx && ctx->job_name ? ctx->job_name : "",
+                                   (const char *const *)c->props, err, esz);
+        if (rc) {
+            ks_close(s);
+            return rc;
+        }
     }
     s->np = nparts;
     s->p = sl__xcalloc(nparts > 0 ? (size_t)nparts : 1, sizeof *s->p);
@@ -462,6 +493,7 @@ static void dead_letter(ks_src *s, const kpart *p, const char *reason, const cha
     snprintf(pos, sizeof pos, "%s/%d@%" PRId64 ":%" PRId64, s->c->tp_topic[p->tp],
              (int)s->c->tp_part[p->tp], p->next, p->line + 1);
     sl__dead_letter(s->ctx, s->source, pos, reason, s->mask, m);
+    sl__kafka_dlq_send(s->dlq, pos, reason, s->mask, m);
 }
 
 /* Fills key.column / timestamp.column of the row just decoded. */
@@ -499,6 +531,24 @@ static int take_lines(ks_src *s, kpart *p, sl_batch *b)
     size_t len = m->len;
     int progress = 0;
     char reason[128];
+    if (s->c->format == FMT_AVRO && p->moff == 0 && b->n < b->cap) {
+        /* one datum per message: the message is its only "line" */
+        if (p->skip > 0) {
+            p->skip--;
+        } else {
+            int rc = sl__avro_decode(s->avro, pl, len, b, reason, sizeof reason);
+            if (rc == 0 && set_meta(s, m, b) != 0) {
+                b->n--;
+                rc = SL_EPARSE;
+                snprintf(reason, sizeof reason, "parse_error:%s",
+                         s->schema->cols[s->c->key_ci >= 0 ? s->c->key_ci : s->c->ts_ci].name);
+            }
+            if (rc != 0) dead_letter(s, p, reason, pl, len);
+            progress++;
+        }
+        p->moff = len ? len : 1;
+        p->line++;
+    }
     while (p->moff < len && b->n < b->cap) {
         const char *line = pl + p->moff;
         const char *nl = memchr(line, '\n', len - p->moff);
@@ -547,7 +597,8 @@ static int take_lines(ks_src *s, kpart *p, sl_batch *b)
         p->line++;
         progress++;
     }
-    if (p->moff >= len) { /* message done: invariant 1 */
+    /* message done (an Avro message once decoded: moff > 0): invariant 1 */
+    if (p->moff >= len && (p->moff > 0 || s->c->format != FMT_AVRO)) {
         p->next = m->offset + 1;
         p->line = 0;
         p->moff = 0;
@@ -630,6 +681,14 @@ static int ks_position(void *st, int part, int64_t *pos)
 {
     ks_src *s = st;
     if (part < 0 || part >= s->np) return SL_EINVAL;
+    /* the dead-letter topic holds every letter before a position that
+     * passes it is checkpointed (at-least-once) */
+    char err[256];
+    if (sl__kafka_dlq_flush(s->dlq, (int)s->c->connect_ms, err, sizeof err)) {
+        sl__log(SL__LOG_WARN, "kafka-source", "dead letters not flushed; checkpoint "
+                "refused", "source=%s error=\"%s\"", s->source, err);
+        return SL_EAGAIN;
+    }
     const kpart *p = &s->p[part];
     if (p->next == RD_KAFKA_OFFSET_BEGINNING) { /* nothing read yet */
         *pos = 0;
