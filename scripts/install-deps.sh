@@ -11,6 +11,8 @@ pkgs+=(man-db)
 pkgs+=(librocksdb-dev)
 # tests/kafka: librdkafka, kcat, and a real broker resolved by Maven (Java 17).
 pkgs+=(librdkafka-dev kcat maven openjdk-17-jre-headless)
+# format = 'avro' (libavro, avro-c); tests/kafka checks it against python3-avro.
+pkgs+=(libavro-dev python3-avro)
 # CI-only stages (fuzzing, static analysis) need clang and the analysers:
 # `install-deps.sh --ci`
 [ "${1:-}" = "--ci" ] && pkgs+=(clang-14 libclang-rt-14-dev cppcheck clang-tidy)
