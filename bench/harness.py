@@ -141,6 +141,22 @@ def main():
     if "--peers-only" not in sys.argv:
         reference_entry(prof)
     side_by_side(peers_prof, "--no-peers" not in sys.argv)
+    if prof == "full" and "--peers-only" not in sys.argv:
+        kafka_entry()
+
+
+def kafka_entry():
+    """bench/kafka.sh (a real broker: throughput and latency through Kafka),
+    appended to RESULTS.md; skipped with a message without Java/Maven/kcat."""
+    r = subprocess.run(["bash", os.path.join(ROOT, "bench", "kafka.sh")],
+                       capture_output=True, text=True)
+    sys.stderr.write(r.stderr)
+    if r.returncode != 0:
+        raise SystemExit("bench/kafka.sh failed (see above)")
+    if r.stdout.strip():
+        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
+            f.write("\n" + r.stdout)
+        print(r.stdout)
 
 
 def side_by_side(prof, peers):

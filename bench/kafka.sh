@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Kafka consumption benchmark: events/s one sluice instance reads from a
-# real broker (tests/kafka/broker.py: Kafka 4.1.1, KRaft, one node on this
-# machine), decodes and aggregates (count per event type and minute, to a
-# file). Two inputs: events batched 100 per message, and one per message.
-#   bash bench/kafka.sh [EVENTS]      (default 2000000; prints a RESULTS.md entry)
+# Kafka benchmarks against a real broker (tests/kafka/broker.py: Kafka 4.1.1,
+# KRaft, one node on this machine):
+# 1. events/s one sluice instance consumes running the reference job
+#    (examples/telecom/age_distribution_kafka.sql: pseudonymise, join
+#    subscribers and cells, 1-minute windows, exact distinct counts,
+#    k-anonymity, exactly-once Kafka sink), events batched 100 per message
+#    and 1 per message; also a light job (count per event type and minute)
+#    to show what the source alone sustains;
+# 2. end-to-end latency p50/p99 at a fixed input rate (bench/kafka_latency.py).
+#   bash bench/kafka.sh [EVENTS] [RATE]   (defaults 2000000, 100000; prints a
+#                                          RESULTS.md entry)
+# Needs Java 17 and Maven (the broker's jars); without them it says so and
+# exits 0, so `make bench` works on machines without Kafka.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000000}
+RATE=${2:-100000}
 S=build/sluice
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null || ! command -v kcat >/dev/null; then
+    echo "bench/kafka.sh: skipped: needs java, mvn and kcat (scripts/install-deps.sh)" >&2
+    exit 0
+fi
 W=$(mktemp -d /tmp/sluice-bench-kafka.XXXXXX)
 trap 'python3 tests/kafka/broker.py stop "$W/broker" >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
 B=$(python3 tests/kafka/broker.py start "$W/broker" 2>/dev/null)
-job() { # topic -> SQL file
+count_job() { # topic -> SQL file
     cat > "$W/$1.sql" <<SQL
 CREATE SOURCE ev (ts TIMESTAMP, msisdn VARCHAR, event_type VARCHAR, cell_id BIGINT,
   duration_s BIGINT, bytes BIGINT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
@@ -22,25 +35,44 @@ SELECT window_start, event_type, COUNT(*) AS events FROM ev
 GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), event_type;
 SQL
 }
-run() { # topic events label
-    job "$1"
-    local t0 t1
+rate() { # events seconds -> "X.XX"
+    python3 -c "print(f'{$1 / $2 / 1e6:.2f}')"
+}
+run_count() { # topic events label
+    count_job "$1"
+    local t0 t1 got
     t0=$(date +%s.%N)
     "$S" run "$W/$1.sql" --set metrics.address= --set parallelism=2 --quiet
     t1=$(date +%s.%N)
-    local got
     got=$(awk -F, 'NR > 1 {s += $3} END {print s}' "$W/$1.csv")
     [ "$got" = "$2" ] || { echo "counted $got events, expected $2" >&2; exit 1; }
-    python3 -c "import sys; w=$t1-$t0; print(f'- $3: {$2:,} events in {w:.2f} s wall: **{$2/w/1e6:.2f} M events/s**')"
+    echo "- count per event type and minute, $3: $2 events in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s wall: **$(rate "$2" "$t1 - $t0") M events/s**"
+}
+run_reference() { # topic data events per-message
+    local t0 t1 log="$W/ref-$1.log" msgs
+    t0=$(date +%s.%N)
+    "$S" run examples/telecom/age_distribution_kafka.sql --set data="$2" --set bootstrap="$B" \
+        --set in_topic="$1" --set out_topic="out-$1" --set bounded=true \
+        --set checkpoint.dir="$W/ck-$1" --set output.dir="$W/out-$1" \
+        --set metrics.address= --set parallelism=2 --quiet 2> "$log"
+    t1=$(date +%s.%N)
+    msgs=$(( $3 / $4 ))
+    echo "- reference job, $4 event(s) per message: $3 events ($msgs messages) in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s wall (subscriber table loading and the final commit included): **$(rate "$3" "$t1 - $t0") M events/s**, $(rate "$msgs" "$t1 - $t0") M messages/s"
 }
 "$S" gen --out "$W/data" --events "$N" --subscribers 100000 --parts 2 --kafka "$B" \
     --topic batched --per-message 100 >/dev/null 2>&1
+"$S" keygen "$W/data/keys.txt" >/dev/null
 M=$(( N / 4 ))
 "$S" gen --out "$W/data1" --events "$M" --subscribers 100000 --parts 2 --kafka "$B" \
     --topic single --per-message 1 >/dev/null 2>&1
-echo "## $(date -u +%F) — Kafka source, one instance, commit $(git rev-parse --short HEAD)"
+"$S" keygen "$W/data1/keys.txt" >/dev/null
+echo "## $(date -u +%F) — Kafka: throughput and end-to-end latency, one instance, commit $(git rev-parse --short HEAD)"
 echo
-echo "- machine: $(nproc) cores, $(python3 -c 'import platform; print(platform.platform())'); the broker runs on the same machine; machine shared with other builds and tests"
-echo "- command: \`bash bench/kafka.sh $N\` (count per event type and minute, parallelism 2, topic with 2 partitions, read_committed)"
-run batched "$N" "100 events per message"
-run single "$M" "1 event per message"
+echo "- machine: $(nproc) cores, $(python3 -c 'import platform; print(platform.platform())'); the broker runs on the same machine; load average $(cut -d' ' -f1-3 /proc/loadavg) at the start (shared with other builds and tests)"
+echo "- command: \`bash bench/kafka.sh $N $RATE\` (topics with 2 partitions, read_committed, parallelism 2)"
+run_reference batched "$W/data" "$N" 100
+run_reference single "$W/data1" "$M" 1
+run_count batched "$N" "100 events per message"
+run_count single "$M" "1 event per message"
+python3 bench/kafka_latency.py "$B" "$W/data" "$W" "$RATE" 20 1000
+echo "- load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

@@ -19,21 +19,21 @@ static void on_stop(int sig)
     g_stop = 1;
 }
 
-/* --flag VALUE options and the key each sets. */
-static const struct {
-    const char *flag, *key;
-} flags[] = {{"--from-kafka", "bootstrap.servers"},
-             {"--topic", "topic"},
-             {"--format", "format"},
-             {"--schema", "schema"},
-             {"--pg", "dsn"},
-             {"--table", "table"},
-             {"--group", "group.id"},
-             {"--mode", "mode"},
-             {"--key", "key"}};
-
 int cli_sink_task(int argc, char **argv)
 {
+    /* --flag VALUE options and the key each sets (inside the parser, so
+     * tests/package/test_man.py finds them) */
+    static const struct {
+        const char *flag, *key;
+    } flags[] = {{"--from-kafka", "bootstrap.servers"},
+                 {"--topic", "topic"},
+                 {"--format", "format"},
+                 {"--schema", "schema"},
+                 {"--pg", "dsn"},
+                 {"--table", "table"},
+                 {"--group", "group.id"},
+                 {"--mode", "mode"},
+                 {"--key", "key"}};
     const char **kv = calloc((size_t)argc * 2 + 2, sizeof *kv);
     int n = 0;
     for (int i = 1; i < argc; i++) {

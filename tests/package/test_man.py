@@ -23,7 +23,8 @@ CLI = os.path.join(ROOT, "src", "cli")
 # The functions that parse each subcommand's arguments (load() in sql_cmd.c
 # parses for `run FILE.sql` and `explain`).
 PARSERS = {"cli_run": ["run"], "cli_gen": ["gen"], "cli_keygen": ["keygen"],
-           "cli_savepoint": ["savepoint"], "load": ["run", "explain"]}
+           "cli_savepoint": ["savepoint"], "load": ["run", "explain"],
+           "cli_sink_task": ["sink-task"], "cli_avro_schema": ["avro-schema"]}
 
 
 def read(path):
@@ -56,7 +57,8 @@ def parser_options():
 
 
 def dispatched_commands():
-    return re.findall(r'!strcmp\(cmd, "(\w+)"\)\) return cli_', read(os.path.join(CLI, "main.c")))
+    return re.findall(r'!strcmp\(cmd, "([\w-]+)"\)\) return cli_',
+                      read(os.path.join(CLI, "main.c")))
 
 
 def job_keys():
@@ -84,7 +86,8 @@ def test_the_source_scan_finds_the_parsers():
     """Guards the scan itself: a refactoring that hides the parsers from it
     must fail here, not pass silently."""
     opts = parser_options()
-    assert set(dispatched_commands()) == {"run", "gen", "explain", "keygen", "savepoint"}
+    assert set(dispatched_commands()) == {"run", "gen", "explain", "keygen", "savepoint",
+                                          "sink-task", "avro-schema"}
     assert {"events", "checkpoint-dir", "from-scratch", "set", "quiet"} <= opts["run"]
     assert {"out", "seed", "set"} <= opts["gen"]
     assert "id" in opts["keygen"]
