@@ -435,9 +435,15 @@ static int take_message(st_task *t, const rd_kafka_message_t *m)
             int rc = t->c.format == FMT_CSV
                          ? sl__csv_decode(&t->csv, s, rn, t->batch, reason, sizeof reason)
                          : sl__json_decode(&t->json, s, rn, t->batch, reason, sizeof reason);
-            if (rc == SL__DEC_MORE) {
-                rc = SL_EPARSE;
-                snprintf(reason, sizeof reason, "malformed_csv");
+            if (rc == SL__DEC_MORE) { /* a quoted field spans lines: the record is
+                                        * the rest of the message (as the source) */
+                rn = len - (size_t)(s - pl);
+                off = len;
+                rc = sl__csv_decode(&t->csv, s, rn, t->batch, reason, sizeof reason);
+                if (rc == SL__DEC_MORE) {
+                    rc = SL_EPARSE;
+                    snprintf(reason, sizeof reason, "malformed_csv");
+                }
             }
             if (rc) dead_letter(t, m, line, reason, s, rn);
         }
@@ -472,9 +478,18 @@ static void split_kv(const char *const *kv, char ***own, char ***pg, char ***pro
     *pg = g;
 }
 
+/* After a failure nothing more may commit: the postgres sink's final flush
+ * at close would store offsets past rows or letters not handled. */
+static PGresult *refuse(PGconn *db, void *arg, bool *done)
+{
+    (void)arg, (void)done;
+    return PQmakeEmptyPGresult(db, PGRES_BAD_RESPONSE);
+}
+
 static void task_free(st_task *t)
 {
     if (!t) return;
+    if (t->pg && t->failed) sl__pg_sink_set_hook(t->pg, refuse, t);
     if (t->rk) {
         rd_kafka_consumer_close(t->rk);
         rd_kafka_destroy(t->rk);
@@ -602,6 +617,16 @@ static int setup(st_task *t, const char *const *kv)
         pgkv[n + 1] = sl__xstrdup("10000000");
         rc = sl__sink_postgres.configure(&t->pg_conf, (const char *const *)pgkv, t->schema,
                                          t->err, sizeof t->err);
+        const char *unknown = strstr(t->err, "unknown key '");
+        if (rc && unknown) { /* name both tables of keys, not the sink's alone */
+            char mine[512] = "", theirs[sizeof t->err];
+            snprintf(theirs, sizeof theirs, "%s", unknown + strlen("unknown key "));
+            for (const sl__conf_def *k = st_defs; k->key; k++)
+                snprintf(mine + strlen(mine), sizeof mine - strlen(mine), "%s%s",
+                         k == st_defs ? "" : ", ", k->key);
+            snprintf(t->err, sizeof t->err, "postgres sink task: unknown key %s; the task's "
+                     "keys: %s; properties.<name> for librdkafka", theirs, mine);
+        }
     }
     sl__kafka_kv_free(pgkv);
     const char *d = t->c.delimiter;
@@ -622,14 +647,6 @@ static int setup(st_task *t, const char *const *kv)
     if (t->c.format == FMT_JSONL) sl__json_init(&t->json, t->schema);
     t->batch = sl__batch_new(t->schema, 1024);
     t->ctx = (sl__ctx){.job = NULL, .job_name = t->c.name, .delivery = SL__AT_LEAST_ONCE};
-    rc = sl__sink_postgres.open(&t->pg, t->pg_conf, t->schema, &t->ctx, t->err,
-                                sizeof t->err);
-    if (!rc) {
-        sl__pg_sink_sibling(t->pg, "sluice_offsets", &t->offsets);
-        sl__pg_sink_set_hook(t->pg, store_offsets, t);
-        rc = sl__pg_sink_tx(t->pg, create_offsets_step, t, "creating sluice_offsets of",
-                            t->err, sizeof t->err);
-    }
     if (!rc && t->c.dlq_topic)
         rc = sl__kafka_dlq_new(&t->dlq, t->c.bootstrap, t->c.dlq_topic, t->c.name,
                                (const char *const *)props, t->err, sizeof t->err);
@@ -657,6 +674,15 @@ static int setup(st_task *t, const char *const *kv)
                              why);
             }
         }
+    }
+    if (!rc)
+        rc = sl__sink_postgres.open(&t->pg, t->pg_conf, t->schema, &t->ctx, t->err,
+                                sizeof t->err);
+    if (!rc) {
+        sl__pg_sink_sibling(t->pg, "sluice_offsets", &t->offsets);
+        sl__pg_sink_set_hook(t->pg, store_offsets, t);
+        rc = sl__pg_sink_tx(t->pg, create_offsets_step, t, "creating sluice_offsets of",
+                            t->err, sizeof t->err);
     }
     sl__kafka_kv_free(props);
     if (!rc && t->c.bounded) rc = find_ends(t);
@@ -734,11 +760,13 @@ int sl_pg_sink_task_run(const char *const *kv, const volatile int *stop, char *e
             if (a.done) break;
         }
     }
+    bool ran = rc == 0;
     if (!rc && !t->failed) commit_now(t); /* SIGTERM: what was read, then exit */
     if (!rc) rc = t->failed;
     if (rc) snprintf(errstr, errstr_size, "%s", t->err);
-    sl__log(SL__LOG_INFO, "pg-sink-task", "stopped", "topic=%s messages=%" PRIu64
-            " rows=%" PRIu64 " rc=%d", t->c.topic, t->msgs_total, t->rows_total, rc);
+    if (ran)
+        sl__log(SL__LOG_INFO, "pg-sink-task", "stopped", "topic=%s messages=%" PRIu64
+                " rows=%" PRIu64 " rc=%d", t->c.topic, t->msgs_total, t->rows_total, rc);
     task_free(t);
     return rc;
 }

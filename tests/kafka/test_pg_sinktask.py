@@ -8,6 +8,7 @@ read_committed by kcat and the independent reference
 instants (seed from the commit, printed), with aborted transactions in the
 topic, and with a paused task whose partitions moved (it must commit
 nothing)."""
+import json
 import os
 import random
 import signal
@@ -85,28 +86,37 @@ def test_sink_task_table_equals_topic_and_reference(broker, dataset, results, pg
 
 def test_kill_9_at_random_instants_exactly_once(broker, dataset, results, pg, tmp_path,
                                                procs, seed):
+    """kill -9 when the table has reached a random number of rows (so the
+    kills land whatever the machine's speed), then restart; at the end the
+    table is exactly the topic and the reference."""
     db = pg.new_db("sinktask_kills")
     rng = random.Random(seed)
+    total = len(dataset.reference)
     # small transactions, so a kill lands between, inside and around commits
     # (static membership: a restarted task takes its predecessor's place in
     # the group at once instead of waiting for its session to expire)
-    argv = task_argv(broker.bootstrap, results, pg, db, "--set", "batch.rows=40",
+    argv = task_argv(broker.bootstrap, results, pg, db, "--set", "batch.rows=7",
                      "--set", "commit.interval.ms=10", "--group", "g-kills",
                      "--set", "properties.group.instance.id=task-0")
+
+    def count():
+        r = pg.psql("SELECT count(*) FROM age_distribution", db=db, check=False)
+        return int(r[0][0]) if r else 0
     schedule, landed = [], 0
     for i in range(KILLS):
         life = start(procs, argv, str(tmp_path / f"life-{i}.log"))
-        at = rng.uniform(0.3, 1.5)
-        rc = life.wait_until(at)
-        if rc is None:
+        target = (count() if i else 0) + int(rng.uniform(0.05, 0.2) * total)
+        reached = kt.harness.poll(lambda: not life.running() or count() >= target, 120,
+                                  step=0.01)
+        assert reached, life.describe()
+        if life.running():
             life.kill()
             landed += 1
-            n = pg.psql("SELECT count(*) FROM age_distribution", db=db, check=False)
-            schedule.append(f"{at:.2f}s({n[0][0] if n else '-'} rows)")
+            schedule.append(f">={target}({count()} rows)")
         else:
-            assert rc == 0, life.describe()
-            schedule.append(f"{at:.2f}s(finished)")
-    print(f"\nsink task kill schedule (seed {seed}): {' '.join(schedule)}")
+            assert life.p.returncode == 0, life.describe()
+            schedule.append(f">={target}(finished)")
+    print(f"\nsink task kill schedule (seed {seed}, {total} rows): {' '.join(schedule)}")
     assert landed >= 3, f"only {landed} kills landed: {schedule}"
     last = start(procs, argv, str(tmp_path / "life-final.log"))
     last.expect_success()
@@ -186,3 +196,57 @@ def test_paused_task_whose_partitions_moved_commits_nothing(broker, dataset, res
     assert "took the partition over" in zombie.output(), zombie.describe()
     got = table_rows(pg, db)
     assert got == dataset.reference, kt.diff(got, dataset.reference)
+
+
+def test_sink_task_reads_avro_that_python_avro_writes(broker, pg, tmp_path, procs):
+    """The same Avro interop as test_kafka_avro_dlq.py, into PostgreSQL;
+    NULLs stay NULL, an empty string stays empty."""
+    import test_kafka_avro_dlq as av
+    p, _ = av.schema_file(tmp_path)
+    (tmp_path / "rows.json").write_text(json.dumps(av.ROWS))
+    msgs = tmp_path / "msgs"
+    msgs.mkdir()
+    av.tool("encode", p, tmp_path / "rows.json", msgs)
+    av.kcat_files(broker.bootstrap, "pgtask-avro", sorted(str(m) for m in msgs.iterdir()))
+    db = pg.new_db("sinktask_avro")
+    life = start(procs, task_argv(broker.bootstrap, "pgtask-avro", pg, db, "--group",
+                                  "g-avro", fmt="avro", schema=av.COLUMNS, table="items"),
+                 str(tmp_path / "t.log"))
+    life.expect_success()
+    # names as hex: psql would print a newline inside a value as is
+    got = pg.psql("SELECT id, encode(convert_to(name, 'UTF8'), 'hex'), score::text, ok, "
+                  "(extract(epoch FROM at) * 1000)::bigint FROM items", db=db)
+
+    def cell(v, conv):
+        return None if v == "\\N" else conv(v)
+    rows = [{"id": cell(r[0], int), "name": cell(r[1], lambda v: bytes.fromhex(v).decode()),
+             "score": cell(r[2], float), "ok": cell(r[3], lambda v: v == "t"),
+             "at": cell(r[4], int)} for r in got]
+    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    assert sorted(rows, key=key) == sorted(av.ROWS, key=key)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "batch.rows=0"], "postgres sink task: 'batch.rows' must be an integer in "
+                                "[1, 1000000], got '0'"),
+    (["--set", "nosuch=1"], "postgres sink task: unknown key 'nosuch'"),
+    (["--format", "xml"], "postgres sink task: 'format' must be one of csv|jsonl|avro, "
+                          "got 'xml'"),
+    (["--set", "properties.no.such.property=1"], "properties.no.such.property"),
+])
+def test_bad_configuration_is_an_error_naming_the_key(args, message):
+    r = subprocess.run([kt.SLUICE, "sink-task", "--from-kafka", "127.0.0.1:1", "--topic", "t",
+                        "--schema", "a BIGINT", "--table", "t", "--pg",
+                        "host=127.0.0.1 port=1 connect_timeout=1"] + args,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert message in r.stderr, r.stderr
+
+
+def test_bad_schema_is_an_error_naming_the_column():
+    r = subprocess.run([kt.SLUICE, "sink-task", "--from-kafka", "127.0.0.1:1", "--topic", "t",
+                        "--schema", "a BIGINT, b BIGNUM", "--table", "t"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "schema: expected 'name TYPE, ...' (TYPE BIGINT, DOUBLE, BOOLEAN, VARCHAR or " \
+           "TIMESTAMP) at 'b BIGNUM'" in r.stderr, r.stderr
