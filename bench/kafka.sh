@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000000}
 RATE=${2:-100000}
-S=build/sluice
+S=${SLUICE_BIN:-build/sluice}
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null || ! command -v kcat >/dev/null; then
     echo "bench/kafka.sh: skipped: needs java, mvn and kcat (scripts/install-deps.sh)" >&2
     exit 0
