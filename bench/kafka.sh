@@ -35,8 +35,8 @@ SELECT window_start, event_type, COUNT(*) AS events FROM ev
 GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), event_type;
 SQL
 }
-rate() { # events seconds -> "X.XX"
-    python3 -c "print(f'{$1 / $2 / 1e6:.2f}')"
+rate() { # events seconds-expression -> "X.XX" (millions per second)
+    python3 -c "print(f'{($1) / ($2) / 1e6:.2f}')"
 }
 run_count() { # topic events label
     count_job "$1"
@@ -54,10 +54,17 @@ run_reference() { # topic data events per-message
     "$S" run examples/telecom/age_distribution_kafka.sql --set data="$2" --set bootstrap="$B" \
         --set in_topic="$1" --set out_topic="out-$1" --set bounded=true \
         --set checkpoint.dir="$W/ck-$1" --set output.dir="$W/out-$1" \
-        --set metrics.address= --set parallelism=2 --quiet 2> "$log"
+        --set metrics.address= --set parallelism=2 2> "$log"
     t1=$(date +%s.%N)
     msgs=$(( $3 / $4 ))
-    echo "- reference job, $4 event(s) per message: $3 events ($msgs messages) in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s wall (subscriber table loading and the final commit included): **$(rate "$3" "$t1 - $t0") M events/s**, $(rate "$msgs" "$t1 - $t0") M messages/s"
+    # the job's own summary: records and seconds of sl_job_run (the lookup
+    # tables are loaded before it starts)
+    local recs secs
+    recs=$(sed -n -E 's/.*: done: ([0-9]+) records in ([0-9.]+) s.*/\1/p' "$log")
+    secs=$(sed -n -E 's/.*: done: ([0-9]+) records in ([0-9.]+) s.*/\2/p' "$log")
+    [ "$recs" = "$3" ] || { echo "the job read $recs records, expected $3" >&2; cat "$log" >&2; exit 1; }
+    echo "- reference job, $4 event(s) per message: $3 events ($msgs messages): **$(rate "$3" "$secs") M events/s** ($(rate "$msgs" "$secs") M messages/s) over the job's run of $secs s (lookup tables loaded before); $(python3 -c "print(f'{$t1 - $t0:.2f}')") s wall for the whole command"
+
 }
 "$S" gen --out "$W/data" --events "$N" --subscribers 100000 --parts 2 --kafka "$B" \
     --topic batched --per-message 100 >/dev/null 2>&1

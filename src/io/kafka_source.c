@@ -535,6 +535,8 @@ static int take_lines(ks_src *s, kpart *p, sl_batch *b)
         /* one datum per message: the message is its only "line" */
         if (p->skip > 0) {
             p->skip--;
+        } else if (len == 0) {
+            /* an empty message (a tombstone) holds no record, as a blank line */
         } else {
             int rc = sl__avro_decode(s->avro, pl, len, b, reason, sizeof reason);
             if (rc == 0 && set_meta(s, m, b) != 0) {

@@ -417,10 +417,10 @@ static int take_message(st_task *t, const rd_kafka_message_t *m)
     char reason[128];
     const char *pl = m->payload;
     size_t len = m->len;
-    if (t->c.format == FMT_AVRO) {
+    if (t->c.format == FMT_AVRO && len > 0) { /* empty: a tombstone, no record */
         int rc = sl__avro_decode(t->avro, pl, len, t->batch, reason, sizeof reason);
         if (rc) dead_letter(t, m, 1, reason, pl, len);
-    } else {
+    } else if (t->c.format != FMT_AVRO) {
         size_t off = 0;
         int64_t line = 0;
         while (off < len) {
