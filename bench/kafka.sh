@@ -63,7 +63,7 @@ run_reference() { # topic data events per-message
     recs=$(sed -n -E 's/.*: done: ([0-9]+) records in ([0-9.]+) s.*/\1/p' "$log")
     secs=$(sed -n -E 's/.*: done: ([0-9]+) records in ([0-9.]+) s.*/\2/p' "$log")
     [ "$recs" = "$3" ] || { echo "the job read $recs records, expected $3" >&2; cat "$log" >&2; exit 1; }
-    echo "- reference job, $4 event(s) per message: $3 events ($msgs messages): **$(rate "$3" "$secs") M events/s** ($(rate "$msgs" "$secs") M messages/s) over the job's run of $secs s (lookup tables loaded before); $(python3 -c "print(f'{$t1 - $t0:.2f}')") s wall for the whole command"
+    echo "- reference job, $4 event(s) per message: $3 events ($msgs messages): **$(rate "$3" "$secs") M events/s** ($(python3 -c "print(f'{($msgs) / ($secs) / 1e3:.1f}')") k messages/s) over the job's run of $secs s (lookup tables loaded before); $(python3 -c "print(f'{$t1 - $t0:.2f}')") s wall for the whole command"
 
 }
 "$S" gen --out "$W/data" --events "$N" --subscribers 100000 --parts 2 --kafka "$B" \
