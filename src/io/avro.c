@@ -181,11 +181,13 @@ static int set_field(sl__avro *a, int c, avro_value_t *field, sl_batch *b, uint3
                      char *reason, size_t rsz)
 {
     int disc = -1;
-    avro_value_t branch;
-    if (avro_value_get_discriminant(field, &disc) ||
-        avro_value_get_current_branch(field, &branch))
-        disc = -1;
+    avro_value_t branch = {0};
     struct sl__col *col = &b->cols[c];
+    if (avro_value_get_discriminant(field, &disc) ||
+        avro_value_get_current_branch(field, &branch) || disc < 0 || disc > 1) {
+        snprintf(reason, rsz, "parse_error:%s", a->schema->cols[c].name);
+        return SL_EPARSE;
+    }
     if (disc == 0) {
         col->valid[row] = 0;
         return 0;
@@ -228,7 +230,7 @@ static int set_field(sl__avro *a, int c, avro_value_t *field, sl_batch *b, uint3
         break;
     }
     }
-    if (rc || disc != 1) {
+    if (rc) {
         snprintf(reason, rsz, "parse_error:%s", a->schema->cols[c].name);
         return SL_EPARSE;
     }
