@@ -105,7 +105,7 @@ def test_kill_9_at_random_instants_exactly_once(broker, dataset, results, pg, tm
     schedule, landed = [], 0
     for i in range(KILLS):
         life = start(procs, argv, str(tmp_path / f"life-{i}.log"))
-        target = (count() if i else 0) + int(rng.uniform(0.05, 0.2) * total)
+        target = (count() if i else 0) + int(rng.uniform(0.02, 0.08) * total)
         reached = kt.harness.poll(lambda: not life.running() or count() >= target, 120,
                                   step=0.01)
         assert reached, life.describe()
