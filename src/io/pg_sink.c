@@ -517,7 +517,7 @@ static int check_stmt(pg_sink *s, const char *sql, int nparams,
     return rc;
 }
 
-static int prepare_tables(pg_sink *s, char *errstr, size_t errstr_size)
+static int prepare_tables_locked(pg_sink *s, char *errstr, size_t errstr_size)
 {
     bool exists = false;
     int rc = check_table(s, s->tbl, s->conf->table, &exists, errstr,
@@ -596,6 +596,27 @@ static int prepare_tables(pg_sink *s, char *errstr, size_t errstr_size)
                           "must match a PRIMARY KEY or UNIQUE index) into",
                           errstr, errstr_size);
     return 0;
+}
+
+/* CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator
+ * (PostgreSQL raises a unique violation on pg_type): sinks starting at once
+ * on the same table (several sink tasks, several jobs) take a session
+ * advisory lock named after the table while they check and create. */
+static int prepare_tables(pg_sink *s, char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {s->tbl};
+    PGresult *r = PQexecParams(s->db, "SELECT pg_advisory_lock(hashtext('sluice:' || $1))",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = fail_with(s, SL_EIO, "locking", r, errstr, errstr_size);
+        PQclear(r);
+        return rc;
+    }
+    PQclear(r);
+    int rc = prepare_tables_locked(s, errstr, errstr_size);
+    PQclear(PQexecParams(s->db, "SELECT pg_advisory_unlock(hashtext('sluice:' || $1))", 1,
+                         NULL, params, NULL, NULL, 0));
+    return rc;
 }
 
 /* ---- COPY text ----------------------------------------------------------- */

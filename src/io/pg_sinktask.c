@@ -515,7 +515,19 @@ static PGresult *create_offsets_step(PGconn *db, void *arg)
 {
     st_task *t = arg;
     sl__pg_buf b = {0};
-    sl__pg_adds(&b, "CREATE TABLE IF NOT EXISTS ");
+    /* tasks starting at once: CREATE ... IF NOT EXISTS races (pg_type) */
+    sl__pg_adds(&b, "SELECT pg_advisory_xact_lock(hashtext('sluice:' || ");
+    sl__pg_buf lit = {0};
+    sl__pg_adds(&lit, t->offsets);
+    char *q = PQescapeLiteral(db, lit.p, lit.len);
+    sl__pg_buf_free(&lit);
+    if (!q) {
+        sl__pg_buf_free(&b);
+        return PQmakeEmptyPGresult(db, PGRES_FATAL_ERROR);
+    }
+    sl__pg_adds(&b, q);
+    PQfreemem(q);
+    sl__pg_adds(&b, ")); CREATE TABLE IF NOT EXISTS ");
     sl__pg_adds(&b, t->offsets);
     sl__pg_adds(&b, " (job text NOT NULL, topic text NOT NULL, partition integer NOT "
                     "NULL, next_offset bigint NOT NULL, owner text NOT NULL, "

@@ -250,3 +250,54 @@ def test_bad_schema_is_an_error_naming_the_column():
     assert r.returncode == 1
     assert "schema: expected 'name TYPE, ...' (TYPE BIGINT, DOUBLE, BOOLEAN, VARCHAR or " \
            "TIMESTAMP) at 'b BIGNUM'" in r.stderr, r.stderr
+
+
+def assigned(log):
+    """The partitions a sink task holds now, from its log."""
+    held = set()
+    for line in open(log, errors="replace"):
+        if 'msg="partitions revoked"' in line:
+            held = set()
+        elif 'msg="partition assigned"' in line:
+            held.add(int(line.split("partition=")[1].split()[0]))
+    return held
+
+
+def test_two_tasks_split_partitions_and_the_survivor_resumes_from_the_database(
+        broker, pg, tmp_path, procs):
+    """Two tasks started at once in one group (both create the tables: no
+    race) split the two partitions; one is killed -9 mid-run; after the
+    group's session timeout the other is assigned both, seeks the dead
+    one's partition to the offset stored in the database and finishes: the
+    table holds every row exactly once."""
+    topic, n = "pgtask-split", 12000
+    for part in range(2):
+        kt.kcat_produce(broker.bootstrap, topic,
+                        [f'{{"id":{i},"name":"p{part}"}}' for i in range(part, n, 2)],
+                        partition=part)
+    db = pg.new_db("sinktask_split")
+    argv = task_argv(broker.bootstrap, topic, pg, db, "--group", "g-split",
+                     "--set", "batch.rows=3", "--set", "commit.interval.ms=10",
+                     "--set", "properties.session.timeout.ms=6000",
+                     "--set", "properties.heartbeat.interval.ms=500",
+                     schema="id BIGINT, name VARCHAR", table="items")
+    a = start(procs, argv, str(tmp_path / "a.log"))
+    b = start(procs, argv, str(tmp_path / "b.log"))
+    assert kt.harness.poll(lambda: len(assigned(a.log)) == 1 and len(assigned(b.log)) == 1,
+                           60, step=0.1), a.describe() + b.describe()
+    part_a = assigned(a.log).pop()
+    rows = lambda: int(pg.psql(f"SELECT count(*) FROM items WHERE name = 'p{part_a}'",  # noqa
+                               db=db)[0][0])
+    assert kt.harness.poll(lambda: rows() > 100, 60, step=0.05), a.describe()
+    assert a.running() and rows() < n // 2, "task a finished its partition before the kill"
+    a.kill()
+    stored = int(pg.psql(f"SELECT next_offset FROM sluice_offsets WHERE partition = {part_a}",
+                         db=db)[0][0])
+    b.expect_success()
+    got = sorted(int(r[0]) for r in pg.psql("SELECT id FROM items", db=db))
+    assert got == list(range(n))
+    # the survivor took the dead task's partition at the offset in the database
+    takeover = [ln for ln in open(b.log) if 'msg="partition assigned"' in ln
+                and f"partition={part_a} " in ln]
+    assert takeover and f"offset={stored}" in takeover[-1], (stored, takeover)
+    assert stored > 0
