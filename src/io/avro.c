@@ -18,6 +18,7 @@
  * source or sink instance. */
 #include <avro.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,19 +43,22 @@ struct sl__avro {
 /* ---- CRC-64-AVRO (Rabin fingerprint, Avro specification) ---------------- */
 #define AVRO_FP_EMPTY 0xc15d213aa4d7a795ULL
 
+static uint64_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (int i = 0; i < 256; i++) {
+        uint64_t fp = (uint64_t)i;
+        for (int j = 0; j < 8; j++) fp = (fp >> 1) ^ (AVRO_FP_EMPTY & (0 - (fp & 1)));
+        crc_table[i] = fp;
+    }
+}
+
 uint64_t sl__avro_crc64(const void *data, size_t len)
 {
-    static uint64_t table[256];
-    static int ready; /* benign: every thread computes the same table */
-    if (!ready) {
-        for (int i = 0; i < 256; i++) {
-            uint64_t fp = (uint64_t)i;
-            for (int j = 0; j < 8; j++)
-                fp = (fp >> 1) ^ (AVRO_FP_EMPTY & (0 - (fp & 1)));
-            table[i] = fp;
-        }
-        ready = 1;
-    }
+    pthread_once(&crc_once, crc_init); /* codecs are made in several tasks at once */
+    const uint64_t *table = crc_table;
     uint64_t fp = AVRO_FP_EMPTY;
     const unsigned char *p = data;
     for (size_t i = 0; i < len; i++) fp = (fp >> 8) ^ table[(fp ^ p[i]) & 0xff];
