@@ -11,6 +11,9 @@
  * dead letters for refused rows are reused; this file adds the offsets to
  * each chunk's transaction through the sink's hook (pg.h).
  *
+ * Also here: sl_avro_schema() (`sluice avro-schema`), which shares the
+ * column-list parser of the `schema` key.
+ *
  * It does not keep state of its own: several tasks in one group split the
  * partitions; on every assignment a task reads the partitions' offsets
  * from the database (never the group's Kafka commits, which it never

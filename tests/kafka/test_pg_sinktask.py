@@ -301,3 +301,32 @@ def test_two_tasks_split_partitions_and_the_survivor_resumes_from_the_database(
                 and f"partition={part_a} " in ln]
     assert takeover and f"offset={stored}" in takeover[-1], (stored, takeover)
     assert stored > 0
+
+
+def test_undecodable_messages_go_to_the_dead_letter_topic(broker, pg, tmp_path, procs):
+    """Bad rows in the result topic do not stop the task: they are counted,
+    logged and produced to dead_letter.topic with reason and position; the
+    good rows of the same message are written; the offsets move past them."""
+    topic = "pgtask-bad"
+    msgs = ['{"id":1,"name":"a"}\n{"id":"x","name":"b"}\n{"id":3,"name":"c"}',
+            '{"id":4,"name":"d"}', 'not json at all']
+    kt.kcat_produce(broker.bootstrap, topic, msgs, partition=0)
+    db = pg.new_db("sinktask_bad")
+    life = start(procs, task_argv(broker.bootstrap, topic, pg, db, "--group", "g-bad",
+                                  "--set", "dead_letter.topic=pgtask-dlq",
+                                  "--set", "name=bad-task",
+                                  schema="id BIGINT, name VARCHAR", table="items"),
+                 str(tmp_path / "t.log"))
+    life.expect_success()
+    got = sorted((int(a), b) for a, b in pg.psql("SELECT id, name FROM items", db=db))
+    assert got == [(1, "a"), (3, "c"), (4, "d")]
+    letters = []
+    for m in kt.kcat_read(broker.bootstrap, "pgtask-dlq", fmt="%h\t%s"):
+        h, v = m.split("\t", 1)
+        h = dict(kv.split("=", 1) for kv in h.split(","))
+        letters.append((h["position"], h["reason"], h["job"], v))
+    assert sorted(letters) == [
+        ("pgtask-bad/0@0:2", "parse_error:id", "bad-task", '{"id":"x","name":"b"}'),
+        ("pgtask-bad/0@2:1", "malformed_json", "bad-task", "not json at all")]
+    assert pg.psql("SELECT partition, next_offset FROM sluice_offsets ORDER BY 1", db=db) == \
+        [["0", "3"], ["1", "0"]]
