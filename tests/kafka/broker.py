@@ -116,7 +116,9 @@ auto.create.topics.enable=true
 
     def start(self, timeout=90):
         if not self.formatted:
-            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cid = "-"
+            while cid.startswith("-"):  # StorageTool would read "-..." as an option
+                cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cid,
                                       "-c", self.props), check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
