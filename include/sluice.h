@@ -684,6 +684,17 @@ int sl_pg_sink_task_run(const char *const *kv, const volatile int *stop,
 int sl_avro_schema(const char *columns, const char *name, char *out, size_t outsz,
                    uint64_t *fingerprint);
 
+/* ---- specialised filters -------------------------------------------------- */
+/* Keeps the rows whose VARCHAR column `col` equals one of `values`
+ * (NULL-terminated, at least one; `negate`: equals none of them). A NULL
+ * value is never kept, as in SQL `col [NOT] IN ('a', ...)`. The same
+ * result as sl_stream_filter with a function comparing the strings, without
+ * a call per batch into a general evaluator: a pointer comparison for
+ * values decoded into a column's domain, else a length check and memcmp.
+ * `values` is copied. */
+sl_stream *sl_stream_filter_in(sl_stream *s, const char *col,
+                               const char *const *values, int negate);
+
 #ifdef __cplusplus
 }
 #endif

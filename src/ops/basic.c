@@ -1,6 +1,9 @@
 /* basic.c — the stateless operators: map and filter with user functions
- * over whole batches, and project. They chain inside a task without copies
- * where they can (filter and project work in place). */
+ * over whole batches, project, and the specialised filter kernel for
+ * `string column [NOT] IN (constants)` (sl_stream_filter_in, what the SQL
+ * planner uses for `col = 'x'` instead of its general evaluator). They
+ * chain inside a task without copies where they can (filter and project
+ * work in place). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +83,7 @@ typedef struct {
     sl_filter_fn fn;
     void *ud;
     char *name;
+    void (*ud_free)(void *); /* frees ud with the conf, or NULL */
 } filter_conf;
 
 typedef struct {
@@ -161,7 +165,10 @@ static void filter_close(void *st)
 static void filter_conf_free(void *p)
 {
     filter_conf *c = p;
-    if (c) free(c->name);
+    if (c) {
+        free(c->name);
+        if (c->ud_free) c->ud_free(c->ud);
+    }
     free(c);
 }
 
@@ -183,6 +190,93 @@ sl_stream *sl_stream_filter(sl_stream *s, const char *name, sl_filter_fn fn,
     c->ud = udata;
     c->name = sl__xstrdup(name ? name : "filter");
     return sl__stream_add_op(s, &filter_vt, c, sl_stream_schema(s));
+}
+
+/* ---- filter kernel: string column [NOT] IN (constants) ------------------- */
+typedef struct {
+    int col;
+    int n;
+    bool negate;
+    char **vals;
+    uint32_t *lens;
+    const char **dom; /* the schema's domain string equal to vals[i], or NULL */
+} in_conf;
+
+static void in_conf_free(void *p)
+{
+    in_conf *c = p;
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) free(c->vals[i]);
+    free(c->vals);
+    free(c->lens);
+    free(c->dom);
+    free(c);
+}
+
+static inline bool in_match(const in_conf *c, const sl_str *v)
+{
+    for (int i = 0; i < c->n; i++) {
+        if (c->dom[i] != NULL && v->ptr == c->dom[i]) return true;
+        if (v->len == c->lens[i] && memcmp(v->ptr, c->vals[i], v->len) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void in_filter(const sl_batch *b, uint8_t *keep, void *ud)
+{
+    const in_conf *c = ud;
+    const uint8_t *valid = b->cols[c->col].valid;
+    const sl_str *d = b->cols[c->col].data;
+    const uint32_t n = b->n;
+    if (c->n == 1 && !c->negate) { /* the common `col = 'x'` */
+        const char *dom = c->dom[0], *val = c->vals[0];
+        const uint32_t len = c->lens[0];
+        for (uint32_t r = 0; r < n; r++)
+            keep[r] = valid[r] && ((dom != NULL && d[r].ptr == dom) ||
+                                   (d[r].len == len && memcmp(d[r].ptr, val, len) == 0));
+        return;
+    }
+    for (uint32_t r = 0; r < n; r++)
+        keep[r] = valid[r] && in_match(c, &d[r]) != c->negate;
+}
+
+sl_stream *sl_stream_filter_in(sl_stream *s, const char *col,
+                               const char *const *values, int negate)
+{
+    if (!s) return NULL;
+    const sl_schema *in = sl_stream_schema(s);
+    int k = col ? sl_schema_find(in, col) : -1;
+    int n = 0;
+    while (values && values[n]) n++;
+    if (k < 0 || in->cols[k].type != SL_STRING || n == 0) {
+        sl__job_fail(sl__stream_job(s), SL_EINVAL,
+                     k < 0 ? "filter_in: no column '%s' in the stream"
+                     : n == 0 ? "filter_in %s: needs at least one value"
+                              : "filter_in: column '%s' is not VARCHAR",
+                     col ? col : "(null)");
+        return NULL;
+    }
+    in_conf *ic = sl__xcalloc(1, sizeof *ic);
+    ic->col = k;
+    ic->n = n;
+    ic->negate = negate != 0;
+    ic->vals = sl__xcalloc((size_t)n, sizeof(char *));
+    ic->lens = sl__xcalloc((size_t)n, sizeof(uint32_t));
+    ic->dom = sl__xcalloc((size_t)n, sizeof(char *));
+    const struct sl__colinfo *ci = &in->cols[k];
+    for (int i = 0; i < n; i++) {
+        ic->vals[i] = sl__xstrdup(values[i]);
+        ic->lens[i] = (uint32_t)strlen(values[i]);
+        for (int j = 0; ci->domain != NULL && j < ci->ndomain; j++)
+            if (strcmp(ci->domain[j], values[i]) == 0) ic->dom[i] = ci->domain[j];
+    }
+    filter_conf *c = sl__xcalloc(1, sizeof *c);
+    c->fn = in_filter;
+    c->ud = ic;
+    c->ud_free = in_conf_free;
+    c->name = sl__xstrdup("filter-in");
+    return sl__stream_add_op(s, &filter_vt, c, in);
 }
 
 /* ---- project ------------------------------------------------------------- */

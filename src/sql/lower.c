@@ -38,6 +38,42 @@ static bool only_source(const sl_sql *q, const sql_expr *e)
     return true;
 }
 
+/* Predicate pushdown: moves the conjuncts of the AND tree *e that read
+ * source columns only into *early (ANDed together), so they filter before
+ * the lookup joins; *e keeps the rest, or becomes NULL. Filtering by a then
+ * by b keeps exactly the rows where a AND b is TRUE, and lookup joins keep
+ * or drop a row by its own key only, so the result is the same. */
+static void split_where(const sl_sql *q, sql_expr **e, sql_expr **early)
+{
+    sql_expr *x = *e;
+    if (x->k == E_BIN && x->op == OP_AND && x->nargs == 2) {
+        split_where(q, &x->args[0], early);
+        split_where(q, &x->args[1], early);
+        if (x->args[0] && x->args[1]) return;
+        *e = x->args[0] ? x->args[0] : x->args[1];
+        x->args[0] = x->args[1] = NULL;
+        sql_expr_free(x);
+        return;
+    }
+    if (!only_source(q, x)) return;
+    if (*early == NULL) {
+        *early = x;
+    } else {
+        sql_expr *a = sl__xcalloc(1, sizeof *a);
+        a->k = E_BIN;
+        a->op = OP_AND;
+        a->line = (*early)->line;
+        a->col = (*early)->col;
+        a->nargs = 2;
+        a->args = sl__xmalloc(2 * sizeof *a->args);
+        a->args[0] = *early;
+        a->args[1] = x;
+        a->type = SL_BOOL;
+        *early = a;
+    }
+    *e = NULL;
+}
+
 static void rename_col(sql_expr *e, const char *from, const char *to)
 {
     if (!e) return;
@@ -773,11 +809,20 @@ int sql_analyze(sl_sql *q, char *err, size_t errsz)
                 }
                 sl_schema_add(s1, q->joins[j].cols[i], sl_schema_col_type(q->joins[j].schema, tc));
             }
+        if (where && !q->ij && !only_source(q, where)) {
+            sql_expr *early = NULL;
+            split_where(q, &where, &early);
+            if (early) {
+                slotify(&A, early, s0);
+                q->where_pre_text = sl__sql_fmt_expr(early);
+                q->where_pre = prog_new("WHERE", &early, 1, q);
+            }
+        }
         if (where) {
             q->where_early = only_source(q, where);
             slotify(&A, where, q->where_early ? s0 : s1);
             q->where = prog_new("WHERE", &where, 1, q);
-            q->where_text = sl__sql_fmt_expr(sel->where);
+            q->where_text = sl__sql_fmt_expr(q->where_pre ? q->where->exprs[0] : sel->where);
             where = NULL;
         }
         if (q->pre) for (int i = 0; i < q->pre->n; i++) slotify(&A, q->pre->exprs[i], s1);

@@ -35,6 +35,8 @@ void sql_plan_reset(sl_sql *q)
     }
     sql_prog_free(q->where);
     free(q->where_text);
+    sql_prog_free(q->where_pre);
+    free(q->where_pre_text);
     sql_prog_free(q->pre);
     for (int i = 0; q->keys && q->keys[i]; i++) free(q->keys[i]);
     free(q->keys);
@@ -290,6 +292,7 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
         say(&o, "  pseudonymise %s -> BIGINT pseudonym (HMAC-SHA-256, keys %s); the raw "
             "value goes no further\n", q->pseudo[i], q->key_file ? q->key_file : "(unset)");
     if (q->where && q->where_early) say(&o, "  filter WHERE %s\n", q->where_text);
+    if (q->where_pre) say(&o, "  filter WHERE %s (pushed before the joins)\n", q->where_pre_text);
     for (int j = 0; j < q->njoins; j++) {
         const sql_pjoin *pj = &q->joins[j];
         say(&o, "  lookup join %s AS %s ON %s (left: no match gives NULLs); table loaded "
@@ -390,6 +393,38 @@ static int place_error(const sl_sql *q, const sql_stmt *st, const char *msg, cha
     return sl__err(err, errsz, rc, "%s: %s", q->file, msg);
 }
 
+/* A filter for a bound WHERE: the kernel of sl_stream_filter_in when the
+ * condition is `varchar_col [NOT] IN ('a', ...)` or `varchar_col = 'a'`
+ * (no NULL literal, so SQL's three-valued logic is just "NULL is never
+ * kept"), otherwise the general evaluator. */
+static sl_stream *where_filter(sl_stream *s, sql_prog *p)
+{
+    const sql_expr *e = p->exprs[0];
+    const sql_expr *c = NULL;
+    int first = 1;
+    bool negate = false;
+    if (e->k == E_BIN && e->op == OP_EQ && e->nargs == 2) {
+        c = e->args[0]->k == E_COL ? e->args[0] : e->args[1];
+        first = c == e->args[0] ? 1 : 0;
+    } else if (e->k == E_IN && e->nargs >= 2) {
+        c = e->args[0];
+        negate = e->negate;
+    }
+    bool ok = c != NULL && c->k == E_COL && c->type == SL_STRING && c->name != NULL &&
+              sl_schema_find(sl_stream_schema(s), c->name) == c->slot;
+    int nv = e->k == E_IN ? e->nargs - 1 : 1;
+    const char *vals[17];
+    for (int i = 0; ok && i < nv; i++) {
+        const sql_expr *l = e->k == E_IN ? e->args[1 + i] : e->args[first];
+        ok = nv <= 16 && l->k == E_LIT && !l->lnull && !l->is_null_lit &&
+             l->lt == SL_STRING && l->ls != NULL;
+        if (ok) vals[i] = l->ls;
+    }
+    if (!ok) return sl_stream_filter(s, "WHERE", sql_prog_filter, p);
+    vals[nv] = NULL;
+    return sl_stream_filter_in(s, c->name, vals, negate);
+}
+
 int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
 {
     if (!q || !q->compiled)
@@ -445,8 +480,8 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     if (!s) return place_error(q, q->src, sl_job_error(job), err, errsz, SL_EINVAL);
     for (int i = 0; i < q->npseudo; i++)
         s = sl_stream_pseudonymise(s, q->pseudo[i], q->pseudo[i], q->keyring);
-    if (q->where && q->where_early)
-        s = sl_stream_filter(s, "WHERE", sql_prog_filter, q->where);
+    if (q->where && q->where_early) s = where_filter(s, q->where);
+    if (q->where_pre) s = where_filter(s, q->where_pre);
     for (int j = 0; j < q->njoins; j++) {
         sql_pjoin *pj = &q->joins[j];
         if (pj->ncols == 0) continue; /* left join that adds nothing: a no-op */

@@ -289,6 +289,10 @@ struct sl_sql {
     sl_keyring *keyring;
     struct sql_ij *ij; /* a stream self-join (interval join), or NULL */
     struct sql_venue *venue; /* a venue report (GROUP BY VENUE), or NULL */
+    /* the source-only conjuncts of a WHERE that also reads joined columns,
+     * applied before the joins (lower.c split_where), or NULL */
+    sql_prog *where_pre;
+    char *where_pre_text;
 };
 
 /* analyze.c */
