@@ -694,6 +694,14 @@ int sl_avro_schema(const char *columns, const char *name, char *out, size_t outs
  * `values` is copied. */
 sl_stream *sl_stream_filter_in(sl_stream *s, const char *col,
                                const char *const *values, int negate);
+/* Projection pushdown: declares that only the source columns `cols`
+ * (NULL-terminated; the event-time column is always added) are read by
+ * the job's operators and sink. The source may then deliver the others as
+ * NULL without converting or copying them (the file source does so for
+ * VARCHAR columns without a domain); which records are dead-lettered does
+ * not change. Call after sl_job_source and before sl_job_run. Returns 0 or
+ * SL_EINVAL naming an unknown column (also recorded in the job). */
+int sl_job_source_columns(sl_job *job, const char *const *cols);
 
 #ifdef __cplusplus
 }

@@ -194,6 +194,11 @@ typedef struct sl__source_vt {
      * unknown, e.g. compressed files). Called after every read, so cheap. */
     int (*progress)(void *st, int part, int64_t *offset, int64_t *end);
     const char *progress_unit; /* what progress counts: NULL = "bytes" */
+    /* Projection pushdown (optional): bit c of `used` set = column c is
+     * read downstream. A source may then leave the other columns NULL
+     * where that saves work, but must still reject (dead-letter) exactly
+     * the records it would reject without the hint. Called before open. */
+    void (*project)(void *conf, uint64_t used);
 } sl__source_vt;
 
 typedef struct sl__sink_vt {

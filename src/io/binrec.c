@@ -102,12 +102,30 @@ int sl__bin_init(sl__bin_dec *d, const sl_schema *s, const char *widths,
         off += d->width[c];
     }
     d->size = off;
+    d->copy_lo = 0;
+    d->copy_hi = off;
     if (off == 0) {
         sl__bin_close(d);
         return sl__err(err, esz, SL_EINVAL,
                        "file source: format 'binary' needs at least one column");
     }
     return 0;
+}
+
+void sl__bin_project(sl__bin_dec *d, uint64_t used)
+{
+    sl__dec_types_project(&d->t, used);
+    const sl_schema *s = d->t.schema;
+    uint32_t lo = d->size, hi = 0;
+    for (int c = 0; c < s->n; c++) {
+        if (s->cols[c].type != SL_STRING || d->t.dom_len[c] != NULL ||
+            (d->t.skip >> c & 1))
+            continue;
+        if (d->off[c] < lo) lo = d->off[c];
+        if (d->off[c] + d->width[c] > hi) hi = d->off[c] + d->width[c];
+    }
+    d->copy_lo = lo < hi ? lo : 0;
+    d->copy_hi = lo < hi ? hi : 0;
 }
 
 void sl__bin_close(sl__bin_dec *d)
@@ -166,8 +184,9 @@ int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
     const sl_schema *s = d->t.schema;
     const uint32_t row = b->n;
     const unsigned char *r = (const unsigned char *)rec;
-    /* One copy of the record in the batch's arena: STRING values point into
-     * it (one allocation per record instead of one per string). */
+    /* One copy of the record (of the span holding the STRING columns read,
+     * sl__bin_project) in the batch's arena: STRING values point into it
+     * (one allocation per record instead of one per string). */
     const char *copy = NULL;
     for (int c = 0; c < s->n; c++) {
         const unsigned char *v = r + d->off[c];
@@ -198,18 +217,19 @@ int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
             size_t n;
             if (!str_len(v, d->width[c], &n))
                 return fail(reason, rsz, "parse_error", s->cols[c].name);
-            if (n == 0) {
+            if (n == 0 || (d->t.skip >> c & 1)) { /* skip: never read */
                 col->valid[row] = 0;
                 break;
             }
             if (d->t.dom_len[c] == NULL) {
-                if (copy == NULL) {
-                    char *m = sl__arena_alloc(&b->arena, d->size);
-                    memcpy(m, rec, d->size);
+                if (copy == NULL) { /* the span of the columns read */
+                    const uint32_t span = d->copy_hi - d->copy_lo;
+                    char *m = sl__arena_alloc(&b->arena, span);
+                    memcpy(m, rec + d->copy_lo, span);
                     copy = m;
                 }
                 ((sl_str *)col->data)[row] =
-                    (sl_str){copy + d->off[c], (uint32_t)n};
+                    (sl_str){copy + (d->off[c] - d->copy_lo), (uint32_t)n};
                 col->valid[row] = 1;
                 break;
             }

@@ -30,6 +30,15 @@ void sl__dec_types_init(sl__dec_types *t, const sl_schema *s)
     }
 }
 
+void sl__dec_types_project(sl__dec_types *t, uint64_t used)
+{
+    t->skip = 0;
+    for (int c = 0; c < t->schema->n; c++)
+        if (t->schema->cols[c].type == SL_STRING && t->dom_len[c] == NULL &&
+            !(used >> c & 1))
+            t->skip |= 1ULL << c;
+}
+
 void sl__dec_types_close(sl__dec_types *t)
 {
     for (int c = 0; c < SL_MAX_COLS; c++) free(t->dom_len[c]);
@@ -148,6 +157,10 @@ static inline int dec_value(const sl__dec_types *t, int col, const char *v,
     case SL_STRING: {
         sl_str *dst = &((sl_str *)c->data)[row];
         const uint32_t *dl = t->dom_len[col];
+        if (dl == NULL && (t->skip >> col & 1)) { /* never read */
+            c->valid[row] = 0;
+            return SL__CONV_OK;
+        }
         if (dl != NULL) {
             int k;
             for (k = 0; k < ci->ndomain; k++) {
@@ -187,7 +200,7 @@ int sl__dec_value(const sl__dec_types *t, int col, const char *v, size_t len,
 
 /* ---- CSV ---------------------------------------------------------------- */
 
-enum { KIND_SKIP, KIND_INT, KIND_STR, KIND_DOM, KIND_OTHER };
+enum { KIND_SKIP, KIND_INT, KIND_STR, KIND_DOM, KIND_OTHER, KIND_NULL };
 
 static void ensure_fields(sl__csv_dec *d, int n)
 {
@@ -208,6 +221,7 @@ static void set_kinds(sl__csv_dec *d)
         if (col >= 0) {
             const struct sl__colinfo *ci = &d->t.schema->cols[col];
             k = ci->type == SL_INT64 || ci->type == SL_TIMESTAMP ? KIND_INT
+                : ci->type == SL_STRING && (d->t.skip >> col & 1) ? KIND_NULL
                 : ci->type == SL_STRING && ci->domain == NULL    ? KIND_STR
                 : ci->type == SL_STRING                          ? KIND_DOM
                                                                  : KIND_OTHER;
@@ -230,6 +244,12 @@ void sl__csv_close(sl__csv_dec *d)
     free(d->field_col);
     free(d->field_kind);
     memset(d, 0, sizeof *d);
+}
+
+void sl__csv_project(sl__csv_dec *d, uint64_t used)
+{
+    sl__dec_types_project(&d->t, used);
+    set_kinds(d);
 }
 
 void sl__csv_set_positional(sl__csv_dec *d)
@@ -535,7 +555,7 @@ int sl__csv_decode(const sl__csv_dec *d, const char *line, size_t len,
         const char *v = line + start;
         const size_t n = ends[f] - start;
         struct sl__col *c = &b->cols[col];
-        if (n == 0) {
+        if (n == 0 || kind == KIND_NULL) {
             c->valid[row] = 0;
             continue;
         }

@@ -21,9 +21,15 @@
 typedef struct {
     const sl_schema *schema;
     uint32_t *dom_len[SL_MAX_COLS]; /* lengths of the domain values, or NULL */
+    uint64_t skip; /* projection pushdown: columns stored as NULL, unread */
 } sl__dec_types;
 
 void sl__dec_types_init(sl__dec_types *t, const sl_schema *s);
+/* Projection pushdown: the VARCHAR columns without a domain that are not
+ * in `used` (bit c = column c) are stored as NULL without being copied.
+ * Only those: a conversion that can fail (numbers, domains) still runs, so
+ * the records rejected stay the same. CSV callers use sl__csv_project. */
+void sl__dec_types_project(sl__dec_types *t, uint64_t used);
 void sl__dec_types_close(sl__dec_types *t);
 
 enum { SL__CONV_OK = 0, SL__CONV_BAD = 1, SL__CONV_UNKNOWN = 2 };
@@ -51,6 +57,7 @@ typedef struct {
 void sl__csv_init(sl__csv_dec *d, const sl_schema *s, char delim);
 void sl__csv_close(sl__csv_dec *d);
 void sl__csv_set_positional(sl__csv_dec *d);
+void sl__csv_project(sl__csv_dec *d, uint64_t used);
 /* Maps the fields of a header line to schema columns by name (exact, then
  * case-insensitive); unknown names are ignored, schema columns without a
  * field are NULL, a repeated name feeds only its first field. Returns the
@@ -85,6 +92,7 @@ typedef struct {
     uint32_t off[SL_MAX_COLS];   /* byte offset of each column in a record */
     uint32_t width[SL_MAX_COLS]; /* its width in bytes */
     uint32_t size;               /* bytes per record */
+    uint32_t copy_lo, copy_hi;   /* bytes of the STRING columns read, copied */
 } sl__bin_dec;
 
 /* `widths`: NULL or "col:bytes,..." for STRING columns (default 16 bytes).
@@ -92,6 +100,7 @@ typedef struct {
 int sl__bin_init(sl__bin_dec *d, const sl_schema *s, const char *widths,
                  char *err, size_t esz);
 void sl__bin_close(sl__bin_dec *d);
+void sl__bin_project(sl__bin_dec *d, uint64_t used);
 /* Decodes the d->size bytes at rec into row b->n (b->n < b->cap). Returns 0
  * or SL_EPARSE with the reason "parse_error:<col>" or "unknown_value:<col>".
  */

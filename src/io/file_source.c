@@ -47,6 +47,7 @@ typedef struct {
     int64_t read_bytes;
     int64_t max_line;
     char *bin_widths;
+    uint64_t used; /* projection pushdown (fs_project); ~0 = every column */
     /* derived by configure */
     char delim;
     bool is_dir;
@@ -162,6 +163,7 @@ static int fs_configure(void **out, const char *const *kv,
                         const sl_schema *schema, char *err, size_t esz)
 {
     fs_conf *c = sl__xcalloc(1, sizeof *c);
+    c->used = ~0ULL;
     int rc = sl__conf_apply(sl__file_source_conf, c, kv, "file source", NULL,
                             err, esz);
     if (rc != 0) {
@@ -358,15 +360,20 @@ static int fs_open(void **out, const void *cv, const sl_schema *schema,
         s->p[i].fd = -1;
         s->p[i].done = true; /* until a file is added */
         sl__csv_init(&s->p[i].csv, schema, c->delim);
+        sl__csv_project(&s->p[i].csv, c->used);
     }
     for (int g = 0; g < c->nfiles; g++) add_file(s, c->files[g]);
-    if (c->format == FMT_JSONL) sl__json_init(&s->json, schema);
+    if (c->format == FMT_JSONL) {
+        sl__json_init(&s->json, schema);
+        sl__dec_types_project(&s->json.t, c->used);
+    }
     if (c->format == FMT_BINARY) {
         int rc = sl__bin_init(&s->bin, schema, c->bin_widths, err, esz);
         if (rc != 0) {
             fs_close(s);
             return rc;
         }
+        sl__bin_project(&s->bin, c->used);
     }
     s->cap = (size_t)c->read_bytes;
     s->buf = sl__xmalloc(s->cap);
@@ -845,6 +852,8 @@ static int fs_progress(void *st, int part, int64_t *offset, int64_t *end)
     return 0;
 }
 
+static void fs_project(void *conf, uint64_t used) { ((fs_conf *)conf)->used = used; }
+
 const sl__source_vt sl__src_file = {
     .name = "file",
     .configure = fs_configure,
@@ -856,4 +865,5 @@ const sl__source_vt sl__src_file = {
     .position = sl__file_source_position,
     .seek = sl__file_source_seek,
     .progress = fs_progress,
+    .project = fs_project,
 };

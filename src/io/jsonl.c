@@ -6,11 +6,17 @@
  * objects and arrays are rejected, as is anything after the object. Values
  * are converted with sl__dec_value, like CSV fields, so a number may feed a
  * STRING column and a string may feed a numeric one when its text parses.
+ * String bodies are scanned 16 bytes a step with SSE2 where the compiler
+ * targets it (always on x86-64), else 8 bytes a step in a 64-bit word.
  * It does not validate UTF-8 inside strings. */
 #include <stdio.h>
 #include <string.h>
 
 #include "io/decode.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 void sl__json_init(sl__json_dec *d, const sl_schema *s)
 {
@@ -28,9 +34,39 @@ void sl__json_close(sl__json_dec *d)
 
 static inline const char *skip_ws(const char *p, const char *end)
 {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    /* one comparison for the common byte that is no white space */
+    while (p < end && (unsigned char)*p <= ' ' &&
+           (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
+}
+
+/* memcmp(a, b, n) == 0 for the short strings of keys, without a call:
+ * overlapping loads that stay inside both strings. */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+    if (n >= 8) {
+        uint64_t x, y;
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y) return false;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t x0, y0, x1, y1;
+        memcpy(&x0, a, 4);
+        memcpy(&y0, b, 4);
+        memcpy(&x1, a + n - 4, 4);
+        memcpy(&y1, b + n - 4, 4);
+        return x0 == y0 && x1 == y1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
 }
 
 static int hexval(int c)
@@ -78,6 +114,23 @@ static const char *scan_string(const char *p, const char *end, bool *esc)
 {
     *esc = false;
     while (p < end) {
+#ifdef __SSE2__
+        if (end - p >= 16) { /* 16 bytes a step (SSE2 is baseline x86-64) */
+            const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+            const __m128i sp = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                /* unsigned x <= 0x1F: a control byte */
+                _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(0x1F)),
+                               _mm_set1_epi8(0x1F)));
+            const unsigned m = (unsigned)_mm_movemask_epi8(sp);
+            if (m == 0) {
+                p += 16;
+                continue;
+            }
+            p += __builtin_ctz(m);
+        } else
+#endif
         if (end - p >= 8) { /* jump to the first special byte */
             uint64_t m = special_mask(p);
             if (m == 0) {
@@ -203,10 +256,10 @@ static int find_col(const sl__json_dec *d, const char *k, size_t n, int hint)
 {
     const sl_schema *s = d->t.schema;
     if (hint < s->n && d->name_len[hint] == n &&
-        memcmp(s->cols[hint].name, k, n) == 0)
+        same_bytes(s->cols[hint].name, k, n))
         return hint;
     for (int c = 0; c < s->n; c++)
-        if (d->name_len[c] == n && memcmp(s->cols[c].name, k, n) == 0)
+        if (d->name_len[c] == n && same_bytes(s->cols[c].name, k, n))
             return c;
     return -1;
 }
@@ -270,7 +323,7 @@ int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
             if (p == NULL) return MALFORMED;
             v1 = p - 1;
             quoted = true;
-            if (esc && col >= 0) {
+            if (esc && col >= 0 && !(d->t.skip >> col & 1)) {
                 size_t n = (size_t)(v1 - v0);
                 char *u = sl__arena_alloc(&b->arena, n ? n : 1);
                 long m = unescape(v0, n, u);

@@ -393,6 +393,59 @@ static int place_error(const sl_sql *q, const sql_stmt *st, const char *msg, cha
     return sl__err(err, errsz, rc, "%s: %s", q->file, msg);
 }
 
+/* Projection pushdown: the names of the source columns the plan reads
+ * (every E_COL of its expressions, the pseudonymised and join-key columns,
+ * keys, aggregate inputs, k and DP columns; names that are not source
+ * columns are ignored), added to `v` (n entries, room for SL_MAX_COLS). */
+static void cols_of(const sql_expr *e, const sl_schema *src, const char **v, int *n)
+{
+    if (!e) return;
+    if (e->k == E_COL && e->name && sl_schema_find(src, e->name) >= 0) {
+        bool have = false;
+        for (int i = 0; i < *n && !have; i++) have = !strcmp(v[i], e->name);
+        if (!have && *n < SL_MAX_COLS) v[(*n)++] = e->name;
+    }
+    for (int i = 0; i < e->nargs; i++) cols_of(e->args[i], src, v, n);
+}
+
+static void name_of(const char *name, const sl_schema *src, const char **v, int *n)
+{
+    if (!name) return;
+    sql_expr e = {.k = E_COL, .name = (char *)name};
+    cols_of(&e, src, v, n);
+}
+
+static void prog_cols(const sql_prog *p, const sl_schema *src, const char **v, int *n)
+{
+    for (int i = 0; p && i < p->n; i++) cols_of(p->exprs[i], src, v, n);
+}
+
+/* Tells the source which columns the plan reads (sl_job_source_columns).
+ * Interval joins and venue reports read columns their own way: for them
+ * every column stays. */
+static int push_columns(const sl_sql *q, sl_job *job)
+{
+    if (q->ij || q->venue) return 0;
+    const sl_schema *src = q->src_schema;
+    const char *v[SL_MAX_COLS + 1];
+    int n = 0;
+    prog_cols(q->where, src, v, &n);
+    prog_cols(q->where_pre, src, v, &n);
+    prog_cols(q->pre, src, v, &n);
+    prog_cols(q->having, src, v, &n);
+    prog_cols(q->post, src, v, &n);
+    name_of(q->time_col, src, v, &n);
+    for (int i = 0; i < q->npseudo; i++) name_of(q->pseudo[i], src, v, &n);
+    for (int j = 0; j < q->njoins; j++) name_of(q->joins[j].stream_key, src, v, &n);
+    for (int i = 0; q->keys && q->keys[i]; i++) name_of(q->keys[i], src, v, &n);
+    for (int i = 0; i < q->naggs; i++) name_of(q->aggs[i].col, src, v, &n);
+    name_of(q->k_col, src, v, &n);
+    name_of(q->dp_sub, src, v, &n);
+    for (int i = 0; q->dp_cols && q->dp_cols[i]; i++) name_of(q->dp_cols[i], src, v, &n);
+    v[n] = NULL;
+    return sl_job_source_columns(job, v);
+}
+
 /* A filter for a bound WHERE: the kernel of sl_stream_filter_in when the
  * condition is `varchar_col [NOT] IN ('a', ...)` or `varchar_col = 'a'`
  * (no NULL literal, so SQL's three-valued logic is just "NULL is never
@@ -478,6 +531,8 @@ int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
     sl_stream *s = sl_job_source(job, co->value, q->src_schema, (const char *const *)conf);
     sql_kv_free(conf);
     if (!s) return place_error(q, q->src, sl_job_error(job), err, errsz, SL_EINVAL);
+    if (push_columns(q, job))
+        return place_error(q, q->src, sl_job_error(job), err, errsz, SL_EINVAL);
     for (int i = 0; i < q->npseudo; i++)
         s = sl_stream_pseudonymise(s, q->pseudo[i], q->pseudo[i], q->keyring);
     if (q->where && q->where_early) s = where_filter(s, q->where);
