@@ -6,7 +6,10 @@
  * It does not split a file into lines or read files (file_source.c does);
  * a record whose quoted field spans lines is reported as SL__DEC_MORE so the
  * caller can append the next line. This is the hot path of file ingestion:
- * no allocation per field except string copies into the batch arena. */
+ * no allocation per field except string copies into the batch arena, and
+ * delimiters found 16 bytes a step with SSE2 where the compiler targets it
+ * (always on x86-64; SL_NO_SIMD turns it off), else 8 bytes a step in a
+ * 64-bit word. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,10 @@
 #include <strings.h>
 
 #include "io/decode.h"
+
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+#include <emmintrin.h>
+#endif
 
 /* ---- typed conversion --------------------------------------------------- */
 
@@ -460,6 +467,18 @@ static inline int split_fields(const char *line, size_t len, char delim,
     const uint64_t pd = ones * (uint8_t)delim, pq = ones * (uint8_t)'"';
     int n = 0;
     size_t i = 0;
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+    const __m128i vd = _mm_set1_epi8(delim), vq = _mm_set1_epi8('"');
+    for (; i + 16 <= len; i += 16) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(line + i));
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(x, vq)) != 0) return -1;
+        for (unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, vd)); m != 0;
+             m &= m - 1) {
+            if (n + 1 >= maxf) return maxf + 1;
+            ends[n++] = (uint32_t)(i + (size_t)__builtin_ctz(m));
+        }
+    }
+#endif
     for (; i + 8 <= len; i += 8) {
         uint64_t x;
         memcpy(&x, line + i, 8);

@@ -7,14 +7,14 @@
  * are converted with sl__dec_value, like CSV fields, so a number may feed a
  * STRING column and a string may feed a numeric one when its text parses.
  * String bodies are scanned 16 bytes a step with SSE2 where the compiler
- * targets it (always on x86-64), else 8 bytes a step in a 64-bit word.
+ * targets it (always on x86-64; SL_NO_SIMD turns it off), else 8 bytes a step in a 64-bit word.
  * It does not validate UTF-8 inside strings. */
 #include <stdio.h>
 #include <string.h>
 
 #include "io/decode.h"
 
-#ifdef __SSE2__
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
 #include <emmintrin.h>
 #endif
 
@@ -114,7 +114,7 @@ static const char *scan_string(const char *p, const char *end, bool *esc)
 {
     *esc = false;
     while (p < end) {
-#ifdef __SSE2__
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
         if (end - p >= 16) { /* 16 bytes a step (SSE2 is baseline x86-64) */
             const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
             const __m128i sp = _mm_or_si128(
