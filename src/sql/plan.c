@@ -258,6 +258,78 @@ static const char *const agg_kind_name[] = {
     "COUNT", "SUM", "MIN", "MAX", "AVG", "COUNT(DISTINCT)", "APPROX_COUNT_DISTINCT",
     "HISTOGRAM"};
 
+/* The values of `c = 'a'`, `c = 'a' OR c = 'b' ...` (how the analyser
+ * writes IN lists) or `c IN ('a', ...)` over one VARCHAR column c of the
+ * stream, no NULL literal among them: appended to vals (at most 16), the
+ * column to *col. False for any other shape. */
+static bool str_in_shape(const sql_expr *e, const sl_schema *in, const char **col,
+                         const char **vals, int *nv)
+{
+    if (e->k == E_BIN && e->op == OP_OR && e->nargs == 2)
+        return str_in_shape(e->args[0], in, col, vals, nv) &&
+               str_in_shape(e->args[1], in, col, vals, nv);
+    const sql_expr *c = NULL;
+    int from = 0, to = 0;
+    if (e->k == E_BIN && e->op == OP_EQ && e->nargs == 2) {
+        c = e->args[0]->k == E_COL ? e->args[0] : e->args[1];
+        from = to = c == e->args[0] ? 1 : 0;
+    } else if (e->k == E_IN && !e->negate && e->nargs >= 2) {
+        c = e->args[0];
+        from = 1;
+        to = e->nargs - 1;
+    }
+    if (c == NULL || c->k != E_COL || c->type != SL_STRING || c->name == NULL ||
+        sl_schema_find(in, c->name) != c->slot || (*col && strcmp(*col, c->name)))
+        return false;
+    *col = c->name;
+    for (int i = from; i <= to; i++) {
+        const sql_expr *l = e->args[i];
+        if (*nv >= 16 || l->k != E_LIT || l->lnull || l->is_null_lit ||
+            l->lt != SL_STRING || l->ls == NULL)
+            return false;
+        vals[(*nv)++] = l->ls;
+    }
+    return true;
+}
+
+/* One kernel condition: [NOT] str_in_shape. */
+static bool kernel_shape(const sql_expr *e, const sl_schema *in, const char **col,
+                         const char **vals, int *nv, bool *negate)
+{
+    *col = NULL;
+    *nv = 0;
+    *negate = e->k == E_NOT && e->nargs == 1;
+    if (e->k == E_IN && e->negate) { /* NOT IN kept as such */
+        sql_expr pos = *e;
+        pos.negate = false;
+        *negate = true;
+        return str_in_shape(&pos, in, col, vals, nv);
+    }
+    return str_in_shape(*negate ? e->args[0] : e, in, col, vals, nv);
+}
+
+static bool all_kernels(const sql_expr *e, const sl_schema *in)
+{
+    if (e->k == E_BIN && e->op == OP_AND && e->nargs == 2)
+        return all_kernels(e->args[0], in) && all_kernels(e->args[1], in);
+    const char *col, *vals[17];
+    int nv;
+    bool neg;
+    return kernel_shape(e, in, &col, vals, &nv, &neg);
+}
+
+static sl_stream *add_kernels(sl_stream *s, const sql_expr *e)
+{
+    if (e->k == E_BIN && e->op == OP_AND && e->nargs == 2)
+        return add_kernels(add_kernels(s, e->args[0]), e->args[1]);
+    const char *col, *vals[17];
+    int nv;
+    bool neg;
+    if (!s || !kernel_shape(e, sl_stream_schema(s), &col, vals, &nv, &neg)) return NULL;
+    vals[nv] = NULL;
+    return sl_stream_filter_in(s, col, vals, neg);
+}
+
 size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
 {
     out o = {buf, size, 0};
@@ -291,8 +363,12 @@ size_t sl_sql_explain(const sl_sql *q, char *buf, size_t size)
     for (int i = 0; i < q->npseudo; i++)
         say(&o, "  pseudonymise %s -> BIGINT pseudonym (HMAC-SHA-256, keys %s); the raw "
             "value goes no further\n", q->pseudo[i], q->key_file ? q->key_file : "(unset)");
-    if (q->where && q->where_early) say(&o, "  filter WHERE %s\n", q->where_text);
-    if (q->where_pre) say(&o, "  filter WHERE %s (pushed before the joins)\n", q->where_pre_text);
+    if (q->where && q->where_early)
+        say(&o, "  filter WHERE %s%s\n", q->where_text,
+            all_kernels(q->where->exprs[0], q->src_schema) ? " (string kernel)" : "");
+    if (q->where_pre)
+        say(&o, "  filter WHERE %s (pushed before the joins%s)\n", q->where_pre_text,
+            all_kernels(q->where_pre->exprs[0], q->src_schema) ? "; string kernel" : "");
     for (int j = 0; j < q->njoins; j++) {
         const sql_pjoin *pj = &q->joins[j];
         say(&o, "  lookup join %s AS %s ON %s (left: no match gives NULLs); table loaded "
@@ -446,36 +522,15 @@ static int push_columns(const sl_sql *q, sl_job *job)
     return sl_job_source_columns(job, v);
 }
 
-/* A filter for a bound WHERE: the kernel of sl_stream_filter_in when the
- * condition is `varchar_col [NOT] IN ('a', ...)` or `varchar_col = 'a'`
- * (no NULL literal, so SQL's three-valued logic is just "NULL is never
- * kept"), otherwise the general evaluator. */
+/* A filter for a bound WHERE: when it is an AND of conditions
+ * `varchar_col [NOT] IN ('a', ...)` / `varchar_col = 'a'` (no NULL literal,
+ * so SQL's three-valued logic is just "NULL is never kept"), one
+ * sl_stream_filter_in kernel per condition; otherwise the general
+ * evaluator. A NOT over NULL is NULL, never kept, as in the kernel. */
 static sl_stream *where_filter(sl_stream *s, sql_prog *p)
 {
-    const sql_expr *e = p->exprs[0];
-    const sql_expr *c = NULL;
-    int first = 1;
-    bool negate = false;
-    if (e->k == E_BIN && e->op == OP_EQ && e->nargs == 2) {
-        c = e->args[0]->k == E_COL ? e->args[0] : e->args[1];
-        first = c == e->args[0] ? 1 : 0;
-    } else if (e->k == E_IN && e->nargs >= 2) {
-        c = e->args[0];
-        negate = e->negate;
-    }
-    bool ok = c != NULL && c->k == E_COL && c->type == SL_STRING && c->name != NULL &&
-              sl_schema_find(sl_stream_schema(s), c->name) == c->slot;
-    int nv = e->k == E_IN ? e->nargs - 1 : 1;
-    const char *vals[17];
-    for (int i = 0; ok && i < nv; i++) {
-        const sql_expr *l = e->k == E_IN ? e->args[1 + i] : e->args[first];
-        ok = nv <= 16 && l->k == E_LIT && !l->lnull && !l->is_null_lit &&
-             l->lt == SL_STRING && l->ls != NULL;
-        if (ok) vals[i] = l->ls;
-    }
-    if (!ok) return sl_stream_filter(s, "WHERE", sql_prog_filter, p);
-    vals[nv] = NULL;
-    return sl_stream_filter_in(s, c->name, vals, negate);
+    if (s && all_kernels(p->exprs[0], sl_stream_schema(s))) return add_kernels(s, p->exprs[0]);
+    return sl_stream_filter(s, "WHERE", sql_prog_filter, p);
 }
 
 int sl_sql_build(sl_sql *q, sl_job *job, char *err, size_t errsz)
