@@ -20,6 +20,8 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+# the decoders' scalar (non-SIMD) paths, tested on x86-64 too (issue 10)
+UNIT_BIN  += $(B)/tests/test_decode_paths_scalar
 
 
 .PHONY: print-libs
@@ -52,6 +54,10 @@ $(B)/sluice: $(CLI_OBJ) $(B)/libsluice.a
 $(B)/tests/%: tests/unit/%.c $(B)/libsluice.a tests/unit/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(B)/libsluice.a $(LDLIBS) -lcmocka
+
+$(B)/tests/test_decode_paths_scalar: tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c $(B)/libsluice.a tests/unit/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSL_NO_SIMD -Wno-unused-parameter -o $@ tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c $(B)/libsluice.a $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail

@@ -323,7 +323,7 @@ int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
             if (p == NULL) return MALFORMED;
             v1 = p - 1;
             quoted = true;
-            if (esc && col >= 0 && !(d->t.skip >> col & 1)) {
+            if (esc && col >= 0) { /* unread columns too: a lone surrogate is bad */
                 size_t n = (size_t)(v1 - v0);
                 char *u = sl__arena_alloc(&b->arena, n ? n : 1);
                 long m = unescape(v0, n, u);

@@ -1,0 +1,296 @@
+/* test_decode_paths.c — the decoders' fast paths against an independent
+ * expectation: JSON string bodies of every length 0..80 with a special byte
+ * (escaped quote, backslash, \u escape, raw control byte) at every position,
+ * and CSV lines whose delimiters and quotes fall at every offset of the
+ * 16- and 8-byte blocks; plus projection pushdown in the CSV (fast and
+ * general path), JSON and binary decoders: unread VARCHAR columns come out
+ * NULL, read ones intact, and the same records are rejected as without it.
+ *
+ * The Makefile builds this file twice: as build/tests/test_decode_paths
+ * (SSE2 where the compiler targets it) and as
+ * build/tests/test_decode_paths_scalar with csv.c and jsonl.c compiled with
+ * SL_NO_SIMD, so the 64-bit-word path non-x86 builds use is tested too.
+ * Expectations are built here byte by byte, never by the decoders. */
+#include <stdio.h>
+
+#include "testutil.h"
+#include "io/decode.h"
+
+static const char *const kinds[] = {"view", "click", NULL};
+
+static void assert_str(const sl_batch *b, int col, uint32_t row, const char *want,
+                       size_t wn)
+{
+    const sl_str *v = &((const sl_str *)b->cols[col].data)[row];
+    assert_int_equal(b->cols[col].valid[row], 1);
+    assert_int_equal(v->len, wn);
+    assert_memory_equal(v->ptr, want, wn);
+}
+
+/* ---- JSON string scanning ------------------------------------------------ */
+/* {"a":"<body>","b":7} where body is n 'x' bytes with `special` at `at`
+ * (or none); want is the decoded value. */
+static void json_case(sl__json_dec *d, sl_batch *b, size_t n, int at, int special)
+{
+    char line[256], want[128];
+    size_t k = 0, w = 0;
+    k += (size_t)snprintf(line, sizeof line, "{\"a\":\"");
+    for (size_t i = 0; i < n; i++) {
+        if ((int)i == at) {
+            switch (special) {
+            case 0: memcpy(line + k, "\\\"", 2); k += 2; want[w++] = '"'; break;
+            case 1: memcpy(line + k, "\\\\", 2); k += 2; want[w++] = '\\'; break;
+            case 2: memcpy(line + k, "\\u00e9", 6); k += 6; want[w++] = (char)0xC3;
+                    want[w++] = (char)0xA9; break;
+            default: line[k++] = 0x01; break; /* raw control byte: malformed */
+            }
+        } else {
+            line[k++] = (char)('a' + i % 26);
+            want[w++] = (char)('a' + i % 26);
+        }
+    }
+    k += (size_t)snprintf(line + k, sizeof line - k, "\",\"b\":7}");
+    char reason[64] = "";
+    sl__batch_clear(b);
+    int rc = sl__json_decode(d, line, k, b, reason, sizeof reason);
+    if (special == 3 && at >= 0 && (size_t)at < n) {
+        assert_int_equal(rc, SL_EPARSE);
+        assert_string_equal(reason, "malformed_json");
+        return;
+    }
+    assert_int_equal(rc, 0);
+    assert_str(b, 0, 0, want, w);
+    assert_int_equal(((int64_t *)b->cols[1].data)[0], 7);
+}
+
+static void test_json_strings(void **state)
+{
+    (void)state;
+    sl_schema *s = sl_schema_new();
+    sl_schema_add(s, "a", SL_STRING);
+    sl_schema_add(s, "b", SL_INT64);
+    sl__json_dec d;
+    sl__json_init(&d, s);
+    sl_batch *b = sl__batch_new(s, 4);
+    for (size_t n = 0; n <= 80; n++) {
+        json_case(&d, b, n, -1, 0);
+        for (int at = 0; at < (int)n; at++)
+            for (int sp = 0; sp < 4; sp++) json_case(&d, b, n, at, sp);
+    }
+    /* an unterminated string of every length fails, never reads past */
+    for (size_t n = 0; n <= 40; n++) {
+        char *line = malloc(n + 7);
+        memcpy(line, "{\"a\":\"", 6);
+        memset(line + 6, 'q', n);
+        char reason[64];
+        sl__batch_clear(b);
+        assert_int_equal(sl__json_decode(&d, line, n + 6, b, reason, sizeof reason),
+                         SL_EPARSE);
+        free(line);
+    }
+    sl__batch_free(b);
+    sl__json_close(&d);
+    sl_schema_free(s);
+}
+
+/* ---- CSV field splitting ------------------------------------------------- */
+static void test_csv_offsets(void **state)
+{
+    (void)state;
+    sl_schema *s = sl_schema_new();
+    sl_schema_add(s, "x", SL_STRING);
+    sl_schema_add(s, "n", SL_INT64);
+    sl_schema_add(s, "y", SL_STRING);
+    sl__csv_dec d;
+    sl__csv_init(&d, s, ',');
+    sl_batch *b = sl__batch_new(s, 4);
+    char line[200], reason[64];
+    for (int lx = 0; lx <= 40; lx++)
+        for (int ly = 0; ly <= 20; ly++)
+            for (int quote = 0; quote < 2; quote++) {
+                /* x: lx letters (quoted when `quote`), n: 12345, y: ly letters */
+                size_t k = 0;
+                if (quote) line[k++] = '"';
+                for (int i = 0; i < lx; i++) line[k++] = (char)('A' + i % 26);
+                if (quote) line[k++] = '"';
+                k += (size_t)snprintf(line + k, sizeof line - k, ",12345,");
+                for (int i = 0; i < ly; i++) line[k++] = (char)('a' + i % 26);
+                sl__batch_clear(b);
+                assert_int_equal(sl__csv_decode(&d, line, k, b, reason, sizeof reason), 0);
+                char want[64];
+                for (int i = 0; i < lx; i++) want[i] = (char)('A' + i % 26);
+                if (lx == 0 && !quote)
+                    assert_int_equal(b->cols[0].valid[0], 0); /* unquoted empty: NULL */
+                else
+                    assert_str(b, 0, 0, want, (size_t)lx);
+                assert_int_equal(((int64_t *)b->cols[1].data)[0], 12345);
+                for (int i = 0; i < ly; i++) want[i] = (char)('a' + i % 26);
+                if (ly == 0)
+                    assert_int_equal(b->cols[2].valid[0], 0);
+                else
+                    assert_str(b, 2, 0, want, (size_t)ly);
+                /* one delimiter too many, wherever it falls */
+                line[k++] = ',';
+                sl__batch_clear(b);
+                assert_int_equal(sl__csv_decode(&d, line, k, b, reason, sizeof reason),
+                                 SL_EPARSE);
+                assert_string_equal(reason, "wrong_field_count");
+            }
+    sl__batch_free(b);
+    sl__csv_close(&d);
+    sl_schema_free(s);
+}
+
+/* ---- projection pushdown ------------------------------------------------- */
+/* id VARCHAR (unread), kind VARCHAR domain (unread), n BIGINT (unread),
+ * ad VARCHAR (read), note VARCHAR (unread) */
+static sl_schema *proj_schema(void)
+{
+    sl_schema *s = sl_schema_new();
+    sl_schema_add(s, "id", SL_STRING);
+    sl_schema_set_domain(s, sl_schema_add(s, "kind", SL_STRING), kinds);
+    sl_schema_add(s, "n", SL_INT64);
+    sl_schema_add(s, "ad", SL_STRING);
+    sl_schema_add(s, "note", SL_STRING);
+    return s;
+}
+#define READ_AD (1ULL << 3)
+
+static void assert_projected(const sl_batch *b, uint32_t row, const char *ad, int64_t n)
+{
+    assert_int_equal(b->cols[0].valid[row], 0); /* id: not read, NULL */
+    assert_int_equal(b->cols[4].valid[row], 0); /* note: not read, NULL */
+    assert_int_equal(b->cols[1].valid[row], 1); /* kind: a domain, still converted */
+    assert_int_equal(((int64_t *)b->cols[2].data)[row], n); /* n: still converted */
+    assert_str(b, 3, row, ad, strlen(ad));
+}
+
+static void test_project_csv(void **state)
+{
+    (void)state;
+    sl_schema *s = proj_schema();
+    sl__csv_dec d;
+    sl__csv_init(&d, s, ',');
+    sl__csv_project(&d, READ_AD);
+    sl_batch *b = sl__batch_new(s, 8);
+    char reason[64];
+    const char *fast = "u1,view,42,ad-7,hello";
+    const char *general = "\"u\"\"1\",click,43,\"ad,8\",\"x\"\"y\"";
+    assert_int_equal(sl__csv_decode(&d, fast, strlen(fast), b, reason, sizeof reason), 0);
+    assert_int_equal(sl__csv_decode(&d, general, strlen(general), b, reason, sizeof reason), 0);
+    assert_projected(b, 0, "ad-7", 42);
+    assert_projected(b, 1, "ad,8", 43);
+    /* rejected exactly as without the projection */
+    const char *bad[] = {"u1,view,4x,ad,n", "u1,vieww,4,ad,n", "\"u1\",view,x,\"ad\",n",
+                         "u1,view,4,ad"};
+    const char *why[] = {"parse_error:n", "unknown_value:kind", "parse_error:n",
+                         "wrong_field_count"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(sl__csv_decode(&d, bad[i], strlen(bad[i]), b, reason, sizeof reason),
+                         SL_EPARSE);
+        assert_string_equal(reason, why[i]);
+    }
+    /* all columns read again: id and note are back */
+    sl__csv_project(&d, ~0ULL);
+    sl__batch_clear(b);
+    assert_int_equal(sl__csv_decode(&d, fast, strlen(fast), b, reason, sizeof reason), 0);
+    assert_str(b, 0, 0, "u1", 2);
+    assert_str(b, 4, 0, "hello", 5);
+    sl__batch_free(b);
+    sl__csv_close(&d);
+    sl_schema_free(s);
+}
+
+static void test_project_json(void **state)
+{
+    (void)state;
+    sl_schema *s = proj_schema();
+    sl__json_dec d;
+    sl__json_init(&d, s);
+    sl__dec_types_project(&d.t, READ_AD);
+    sl_batch *b = sl__batch_new(s, 8);
+    char reason[64];
+    const char *ok = "{\"id\":\"u\\\"1\",\"kind\":\"view\",\"n\":42,\"ad\":\"a\\u00e9\","
+                     "\"note\":\"\\ud83d\\ude00 long note\"}";
+    assert_int_equal(sl__json_decode(&d, ok, strlen(ok), b, reason, sizeof reason), 0);
+    assert_projected(b, 0, "a\xc3\xa9", 42);
+    const char *bad[] = {"{\"id\":\"u\",\"kind\":\"view\",\"n\":\"x\",\"ad\":\"a\"}",
+                         "{\"kind\":\"viewx\",\"ad\":\"a\"}",
+                         "{\"note\":\"\\ud800 lone\",\"ad\":\"a\"}",
+                         "{\"note\":{\"nested\":1}}"};
+    const char *why[] = {"parse_error:n", "unknown_value:kind", "malformed_json",
+                         "nested_value:note"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(sl__json_decode(&d, bad[i], strlen(bad[i]), b, reason, sizeof reason),
+                         SL_EPARSE);
+        assert_string_equal(reason, why[i]);
+    }
+    sl__batch_free(b);
+    sl__json_close(&d);
+    sl_schema_free(s);
+}
+
+static void put_str(unsigned char *rec, size_t off, size_t w, const char *v)
+{
+    memset(rec + off, 0, w);
+    memcpy(rec + off, v, strlen(v));
+}
+
+static void test_project_binary(void **state)
+{
+    (void)state;
+    sl_schema *s = proj_schema();
+    sl__bin_dec d;
+    char err[128], reason[64];
+    /* id 8 + kind 8 + n 8 + ad 8 + note 8 = 40 bytes */
+    assert_int_equal(sl__bin_init(&d, s, "id:8,kind:8,ad:8,note:8", err, sizeof err), 0);
+    assert_int_equal(d.size, 40);
+    sl__bin_project(&d, READ_AD);
+    assert_int_equal(d.copy_lo, 24);
+    assert_int_equal(d.copy_hi, 32);
+    sl_batch *b = sl__batch_new(s, 8);
+    unsigned char rec[40];
+    put_str(rec, 0, 8, "user-1");
+    put_str(rec, 8, 8, "click");
+    int64_t n = 42;
+    memcpy(rec + 16, &n, 8); /* little-endian hosts only build this test */
+    put_str(rec, 24, 8, "ad-12345");
+    put_str(rec, 32, 8, "note");
+    assert_int_equal(sl__bin_decode(&d, (const char *)rec, b, reason, sizeof reason), 0);
+    assert_projected(b, 0, "ad-12345", 42);
+    rec[0] = 0; /* a non-NUL byte after the padding of an unread column */
+    rec[3] = 'z';
+    assert_int_equal(sl__bin_decode(&d, (const char *)rec, b, reason, sizeof reason),
+                     SL_EPARSE);
+    assert_string_equal(reason, "parse_error:id");
+    /* nothing read: no copy at all, every VARCHAR without a domain NULL */
+    sl__bin_project(&d, 0);
+    assert_int_equal(d.copy_hi - d.copy_lo, 0);
+    put_str(rec, 0, 8, "user-1");
+    sl__batch_clear(b);
+    assert_int_equal(sl__bin_decode(&d, (const char *)rec, b, reason, sizeof reason), 0);
+    assert_int_equal(b->cols[3].valid[0], 0);
+    assert_int_equal(b->cols[1].valid[0], 1);
+    sl__batch_free(b);
+    sl__bin_close(&d);
+    sl_schema_free(s);
+}
+
+int main(void)
+{
+#if defined(SL_NO_SIMD)
+    printf("decoders: 64-bit word path (SL_NO_SIMD)\n");
+#elif defined(__SSE2__)
+    printf("decoders: SSE2 path\n");
+#endif
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_strings),
+        cmocka_unit_test(test_csv_offsets),
+        cmocka_unit_test(test_project_csv),
+        cmocka_unit_test(test_project_json),
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        cmocka_unit_test(test_project_binary),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
