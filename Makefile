@@ -55,9 +55,9 @@ $(B)/tests/%: tests/unit/%.c $(B)/libsluice.a tests/unit/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(B)/libsluice.a $(LDLIBS) -lcmocka
 
-$(B)/tests/test_decode_paths_scalar: tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c $(B)/libsluice.a tests/unit/testutil.h
+$(B)/tests/test_decode_paths_scalar: tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c src/io/binrec.c $(B)/libsluice.a tests/unit/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DSL_NO_SIMD -Wno-unused-parameter -o $@ tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c $(B)/libsluice.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -DSL_NO_SIMD -Wno-unused-parameter -o $@ tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c src/io/binrec.c $(B)/libsluice.a $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail

@@ -25,6 +25,10 @@
 
 #include "io/decode.h"
 
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+#include <emmintrin.h>
+#endif
+
 enum { BIN_DEFAULT_WIDTH = 16, BIN_MAX_WIDTH = 4096 };
 
 static uint32_t fixed_width(sl_type t)
@@ -137,7 +141,11 @@ void sl__bin_close(sl__bin_dec *d)
 static inline uint64_t load_le64(const unsigned char *p)
 {
     uint64_t v = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, p, 8);
+#else
     for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+#endif
     return v;
 }
 
@@ -146,6 +154,28 @@ static inline uint64_t load_le64(const unsigned char *p)
  * identifiers of tens of bytes. */
 static inline bool str_len(const unsigned char *v, uint32_t w, size_t *len)
 {
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+    if (w >= 16 && w <= 64) { /* one bit per byte: 1 = NUL, 16 bytes a step */
+        const __m128i zero = _mm_setzero_si128();
+        uint64_t z = 0;
+        uint32_t i = 0;
+        for (; i + 16 <= w; i += 16)
+            z |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(
+                     _mm_loadu_si128((const __m128i *)(const void *)(v + i)), zero)) << i;
+        if (i < w) /* the last 16 bytes, overlapping: never past the field */
+            z |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(
+                     _mm_loadu_si128((const __m128i *)(const void *)(v + w - 16)), zero))
+                 << (w - 16);
+        if (z == 0) {
+            *len = w;
+            return true;
+        }
+        const uint64_t all = w == 64 ? ~0ULL : (1ULL << w) - 1;
+        const unsigned first = (unsigned)__builtin_ctzll(z);
+        *len = first;
+        return ((~z & all) >> first) == 0; /* only NULs after the first */
+    }
+#endif
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     size_t i = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__

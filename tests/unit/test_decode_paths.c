@@ -1,14 +1,15 @@
 /* test_decode_paths.c — the decoders' fast paths against an independent
  * expectation: JSON string bodies of every length 0..80 with a special byte
  * (escaped quote, backslash, \u escape, raw control byte) at every position,
- * and CSV lines whose delimiters and quotes fall at every offset of the
- * 16- and 8-byte blocks; plus projection pushdown in the CSV (fast and
+ * CSV lines whose delimiters and quotes fall at every offset of the
+ * 16- and 8-byte blocks, and binary VARCHARs of every width 1..70 with
+ * their padding broken at every position; plus projection pushdown in the CSV (fast and
  * general path), JSON and binary decoders: unread VARCHAR columns come out
  * NULL, read ones intact, and the same records are rejected as without it.
  *
  * The Makefile builds this file twice: as build/tests/test_decode_paths
  * (SSE2 where the compiler targets it) and as
- * build/tests/test_decode_paths_scalar with csv.c and jsonl.c compiled with
+ * build/tests/test_decode_paths_scalar with csv.c, jsonl.c, binrec.c compiled with
  * SL_NO_SIMD, so the 64-bit-word path non-x86 builds use is tested too.
  * Expectations are built here byte by byte, never by the decoders. */
 #include <stdio.h>
@@ -276,6 +277,50 @@ static void test_project_binary(void **state)
     sl_schema_free(s);
 }
 
+/* A VARCHAR of every width 1..70 with its text ending at every length and
+ * a stray byte at every position after it: the length, or parse_error. */
+static void test_binary_widths(void **state)
+{
+    (void)state;
+    for (uint32_t w = 1; w <= 70; w++) {
+        sl_schema *s = sl_schema_new();
+        sl_schema_add(s, "v", SL_STRING);
+        sl_schema_add(s, "n", SL_INT64);
+        char spec[32], err[128], reason[64];
+        snprintf(spec, sizeof spec, "v:%u", w);
+        sl__bin_dec d;
+        assert_int_equal(sl__bin_init(&d, s, spec, err, sizeof err), 0);
+        sl_batch *b = sl__batch_new(s, 4);
+        unsigned char rec[80];
+        for (uint32_t len = 0; len <= w; len++)
+            for (uint32_t stray = len; stray <= w; stray++) { /* stray == w: none */
+                memset(rec, 0, sizeof rec);
+                for (uint32_t i = 0; i < len; i++) rec[i] = (unsigned char)('a' + i % 26);
+                if (stray > len && stray < w) rec[stray] = 'z';
+                rec[w] = 5; /* n = 5, little-endian */
+                sl__batch_clear(b);
+                int rc = sl__bin_decode(&d, (const char *)rec, b, reason, sizeof reason);
+                if (stray > len && stray < w) {
+                    assert_int_equal(rc, SL_EPARSE);
+                    assert_string_equal(reason, "parse_error:v");
+                    continue;
+                }
+                assert_int_equal(rc, 0);
+                if (len == 0) {
+                    assert_int_equal(b->cols[0].valid[0], 0);
+                } else {
+                    char want[80];
+                    for (uint32_t i = 0; i < len; i++) want[i] = (char)('a' + i % 26);
+                    assert_str(b, 0, 0, want, len);
+                }
+                assert_int_equal(((int64_t *)b->cols[1].data)[0], 5);
+            }
+        sl__batch_free(b);
+        sl__bin_close(&d);
+        sl_schema_free(s);
+    }
+}
+
 int main(void)
 {
 #if defined(SL_NO_SIMD)
@@ -290,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_project_json),
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         cmocka_unit_test(test_project_binary),
+        cmocka_unit_test(test_binary_widths),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
