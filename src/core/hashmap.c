@@ -109,6 +109,28 @@ bool sl__set64_contains(const sl__set64 *s, uint64_t k)
 }
 
 /* Position 0 stands for key 0, position i + 1 for slot (or inline key) i. */
+size_t sl__set64_export_le(const sl__set64 *s, unsigned char *out)
+{
+    size_t n = 0;
+    uint64_t v;
+    if (s->has_zero) {
+        memset(out, 0, 8);
+        n++;
+    }
+    const uint64_t *keys = s->lg ? s->slots : s->small;
+    const size_t cap = s->lg ? (size_t)1 << s->lg : s->n;
+    for (size_t i = 0; i < cap; i++) {
+        if ((v = keys[i]) == 0) continue;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        memcpy(out + 8 * n, &v, 8);
+#else
+        for (int b = 0; b < 8; b++) out[8 * n + b] = (unsigned char)(v >> (8 * b));
+#endif
+        n++;
+    }
+    return n;
+}
+
 bool sl__set64_next(const sl__set64 *s, size_t *it, uint64_t *k)
 {
     if (*it == 0) {

@@ -48,6 +48,11 @@ static inline uint64_t sl__set64_count(const sl__set64 *s)
 bool sl__set64_next(const sl__set64 *s, size_t *it, uint64_t *k);
 /* Bytes allocated (not counting the struct). */
 size_t sl__set64_mem(const sl__set64 *s);
+/* Writes every key as 8 little-endian bytes to out (room for
+ * sl__set64_count(s) keys), in sl__set64_next's order, in one pass over
+ * the slots (snapshots of large distinct-count sets). Returns the keys
+ * written. */
+size_t sl__set64_export_le(const sl__set64 *s, unsigned char *out);
 /* Hints the cache with the slot k would probe first. */
 static inline void sl__set64_prefetch(const sl__set64 *s, uint64_t k)
 {

@@ -895,13 +895,7 @@ size_t sl__agg_serialize(const sl__agg *a, const uint8_t *grp, uint8_t *out)
         } else {
             const sl__set64 *set = (const sl__set64 *)s;
             put_u64(out, sl__set64_count(set));
-            size_t p = 8, it = 0;
-            uint64_t k;
-            while (sl__set64_next(set, &it, &k)) {
-                put_u64(out + p, k);
-                p += 8;
-            }
-            return p;
+            return 8 + 8 * sl__set64_export_le(set, out + 8); /* = the _next loop */
         }
     default: {
         /* st_i and st_f share a layout: 8 value bytes, then the count. */

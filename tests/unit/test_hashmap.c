@@ -73,6 +73,35 @@ static void set64_many(void **state)
     sl__set64_close(&s);
 }
 
+/* The bulk export writes exactly what the iterator yields, in its order,
+ * as little-endian bytes: empty, inline (small) and slotted sets, with and
+ * without key 0. */
+static void set64_export(void **state)
+{
+    (void)state;
+    for (int zero = 0; zero < 2; zero++)
+        for (uint64_t n = 0; n <= 3000; n = n < 10 ? n + 1 : n * 3) {
+            sl__set64 s;
+            sl__set64_init(&s);
+            if (zero) sl__set64_insert(&s, 0);
+            for (uint64_t i = 1; i <= n; i++) sl__set64_insert(&s, i * 0x9e3779b97f4a7c15ULL);
+            size_t cnt = (size_t)sl__set64_count(&s);
+            unsigned char *out = malloc(8 * cnt + 8);
+            assert_int_equal(sl__set64_export_le(&s, out), cnt);
+            size_t it = 0, j = 0;
+            uint64_t k;
+            while (sl__set64_next(&s, &it, &k)) {
+                uint64_t got = 0;
+                for (int b = 0; b < 8; b++) got |= (uint64_t)out[8 * j + b] << (8 * b);
+                assert_true(got == k);
+                j++;
+            }
+            assert_int_equal(j, cnt);
+            free(out);
+            sl__set64_close(&s);
+        }
+}
+
 static void set64_iter_empty(void **state)
 {
     (void)state;
@@ -219,6 +248,7 @@ int main(void)
         cmocka_unit_test(set64_basic),
         cmocka_unit_test(set64_many),
         cmocka_unit_test(set64_iter_empty),
+        cmocka_unit_test(set64_export),
         cmocka_unit_test(bmap_basic),
         cmocka_unit_test(bmap_many),
         cmocka_unit_test(bmap_big_key),
