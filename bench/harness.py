@@ -7,9 +7,13 @@ to bench/RESULTS.md with the machine, the exact commands and the date.
 
 Then the side-by-side part (bench/workloads.py): workloads (a), (c) JSON
 and binary, (d), run by sluice and (a), (c) by the Flink peer on the same
-inputs, result rows checked equal, a second dated entry with the table.
+inputs, (b) and (c) from Kafka by sluice and the Kafka Streams peer on the
+same topics (bench/kafka_workloads.py), result rows checked equal, a second
+dated entry with the table.
 
   harness.py [quick|full] [--peers-only] [--no-peers] [--peers-profile P]
+             [--kafka-only]   (the side-by-side part's Kafka workloads (b) and
+                               (c)-Kafka alone, bench/kafka_workloads.py)
 
 The side-by-side profile is P, else the same as the first part's, except
 that quick runs the side-by-side part at "smoke" size (200 k events) so
@@ -186,9 +190,9 @@ def main():
         peers_prof = sys.argv[sys.argv.index("--peers-profile") + 1]
         args.remove(peers_prof)
         prof = args[0] if args else "quick"
-    if "--peers-only" not in sys.argv:
+    if "--peers-only" not in sys.argv and "--kafka-only" not in sys.argv:
         reference_entry(prof)
-    side_by_side(peers_prof, "--no-peers" not in sys.argv)
+    side_by_side(peers_prof, "--no-peers" not in sys.argv, "--kafka-only" in sys.argv)
     if prof == "full" and "--peers-only" not in sys.argv:
         kafka_entry()
 
@@ -207,10 +211,10 @@ def kafka_entry():
         print(r.stdout)
 
 
-def side_by_side(prof, peers):
+def side_by_side(prof, peers, kafka_only=False):
     import workloads
     log = lambda m: print(m, flush=True)
-    results, gens, skip = workloads.side_by_side(prof, log, peers)
+    results, gens, skip = workloads.side_by_side(prof, log, peers, kafka_only)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     entry = workloads.entry(prof, results, gens, skip, machine(), commit,

@@ -9,8 +9,9 @@ binary variant's against the JSON one's, and Flink's rows against sluice's
 from the same run. A mismatch fails the entry loudly (the table says
 MISMATCH, and the harness exits non-zero after writing it).
 
-Kafka Streams on (b) and on the Kafka form of (c) needs the Kafka broker
-harness (branch kafka); the table keeps a marked placeholder until then.
+(b) the reference job and (c) YSB from Kafka are run by sluice and the
+Kafka Streams peer (bench/peers/kstreams) on the same topics of one broker
+started for the run: bench/kafka_workloads.py.
 
 Used by harness.py; `python3 bench/harness.py quick --peers-only` runs only
 this part."""
@@ -29,7 +30,6 @@ SLUICE = os.path.join(ROOT, "build", "sluice")
 FLINK_DIR = os.path.join(ROOT, "bench", "peers", "flink")
 FLINK_JAR = os.path.join(FLINK_DIR, "target", "sluice-flink-peer-1.0.jar")
 FLINK_CP = os.path.join(FLINK_DIR, "target", "classpath.txt")
-KAFKA_PENDING = "pending (needs the Kafka broker harness, branch kafka)"
 
 # events per workload and profile; the reference job's events span
 # span_ms of event time so that its per-minute groups reach k = 16 as a real
@@ -48,6 +48,9 @@ def rel(a):
     a = str(a)
     if a == sys.executable:
         return "python3"
+    import kafka_workloads
+    if kafka_workloads.rel_cp(a, ROOT):
+        return kafka_workloads.rel_cp(a, ROOT)
     if os.path.exists(FLINK_CP) and a.startswith(FLINK_JAR + ":"):
         return FLINK_JAR.replace(ROOT + "/", "") + ":$(cat " + FLINK_CP.replace(ROOT + "/", "") + ")"
     return a.replace(ROOT + "/", "")
@@ -154,10 +157,10 @@ def flink_cmd(cls, args):
 class Result:
     def __init__(self, name):
         self.name = name
-        self.sluice, self.flink = [], []  # (rate M/s, wall, cpu, rss)
+        self.sluice, self.flink, self.kstreams = [], [], []  # (rate M/s, wall, cpu, rss)
         self.rows = None
         self.checks = []  # (what, ok)
-        self.cmd = self.flink_cmd = None
+        self.cmd = self.flink_cmd = self.ks_cmd = None
         self.note = ""
 
     def med(self, which):
@@ -213,10 +216,17 @@ def run_flink(res, cmd, runs, out_csv, want, log):
             log("  first differing rows: " + "; ".join(diff))
 
 
-def side_by_side(prof, log, peers=True):
+def side_by_side(prof, log, peers=True, kafka_only=False):
     P = PROFILES[prof]
     dirs, gens = ensure_inputs(prof, P, log)
     n = P["events"]
+    if kafka_only:  # (b) and (c) from Kafka alone (harness.py --kafka-only)
+        import kafka_workloads
+        kafka, kgens, ks_skip = kafka_workloads.side_by_side(
+            sys.modules[__name__], P, dirs, gens["telecom"][4:], log, peers)
+        gens = {k: v for k, v in gens.items() if k in ("telecom", "ysb")}
+        gens.update(kgens)
+        return kafka, gens, ("not run (--kafka-only)", ks_skip)
     flink_skip = build_flink(log) if peers else "not run (--no-peers)"
     out = os.path.join(ROOT, "out", "bench-peers")
     results = []
@@ -243,10 +253,12 @@ def side_by_side(prof, log, peers=True):
             "--parallelism", "2"]), P["flink_runs"], fo, want, log)
     results.append(a)
 
-    # (b) placeholder
-    b = Result("(b) reference job, Kafka")
-    b.note = KAFKA_PENDING
-    results.append(b)
+    # (b) and (c) from Kafka: sluice and the Kafka Streams peer (kafka_workloads.py)
+    import kafka_workloads
+    kafka, kgens, ks_skip = kafka_workloads.side_by_side(
+        sys.modules[__name__], P, dirs, gens["telecom"][4:], log, peers)
+    gens.update(kgens)
+    results.append(kafka[0])
 
     # (c) YSB, JSON and binary
     y = dirs["ysb"]
@@ -269,9 +281,7 @@ def side_by_side(prof, log, peers=True):
     cb.checks.append(("sluice rows == the JSON variant's", got_b == got))
     cb.note = "sluice only (the same events as fixed-width records, src/io/binrec.c)"
     results.append(cb)
-    ck = Result("(c) YSB, Kafka")
-    ck.note = KAFKA_PENDING
-    results.append(ck)
+    results.append(kafka[1])
 
     # (d) Hello Twitter
     tw = dirs["twitter"]
@@ -285,15 +295,19 @@ def side_by_side(prof, log, peers=True):
                      got == rows_csv(os.path.join(tw, "expected.csv"))))
     d.note = "no peer asked for"
     results.append(d)
-    return results, gens, flink_skip
+    return results, gens, (flink_skip, ks_skip)
 
 
+KAFKA_ROWS = ("(b) reference job, Kafka", "(c) YSB, Kafka")
 TARGETS = {"(a) reference job, CSV": 8.0, "(c) YSB, JSON": 5.0, "(c) YSB, binary": 12.0}
 
 
-def entry(prof, results, gens, flink_skip, machine, commit, date):
+def entry(prof, results, gens, skips, machine, commit, date):
     P = PROFILES[prof]
-    lines = [f"\n## {date} — side by side: sluice and Flink on workloads (a), (c), (d) "
+    flink_skip, ks_skip = skips
+    names = ", ".join(r.name.split(" ")[0] for r in results)
+    names = ", ".join(dict.fromkeys(names.split(", ")))
+    lines = [f"\n## {date} — side by side: sluice, Flink and Kafka Streams on workloads {names} "
              f"({prof}, {P['events']:,} events each), commit {commit}\n",
              f"- machine: {machine}",
              "- **load**: measured while about 7 engineers built and tested on the same 2 "
@@ -307,16 +321,23 @@ def entry(prof, results, gens, flink_skip, machine, commit, date):
              "its tables; Flink: including JVM start-up, JIT, GC and the MiniCluster). On a "
              "shared machine this is the steadier comparison: a process that waits for a "
              "core does not accumulate CPU time.",
+             "- (b) and (c) from Kafka (bench/kafka_workloads.py): one broker on this machine "
+             "(tests/kafka/broker.py, Kafka 4.1.1, KRaft), inputs produced once into 2-partition "
+             "topics, sluice (bounded, exactly-once checkpoints every 10 s) and Kafka Streams "
+             "(exactly_once_v2, 2 stream threads, commit every 10 s) each reading the same "
+             "topics and writing a result topic, read back read_committed. Kafka Streams' time "
+             "runs from RUNNING (after its first rebalance) to its last row read committed; "
+             "its CPU includes the JVM's start.",
              "- result rows: every run's rows compared; see the checks below the table."]
     for k, cmd in gens.items():
         lines.append(f"- data ({k}): `{show(cmd)}`")
     lines += ["", "| workload | sluice M events/s (median, spread, runs) | Flink M events/s "
-              "| sluice / Flink | CPU s sluice / Flink | Kafka Streams | target (sluice) "
+              "| sluice / peer | CPU s sluice / peer | Kafka Streams M events/s | target (sluice) "
               "| rows | rows checked |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if not r.sluice:
-            lines.append(f"| {r.name} | {r.note} | — | — | — | {KAFKA_PENDING} | — | — | — |")
+            lines.append(f"| {r.name} | {r.note} | — | — | — | {r.note} | — | — | — |")
             continue
         s = (f"**{r.med('sluice'):.2f}** ({r.spread('sluice'):.0f} %, {len(r.sluice)})")
         scpu = statistics.median(x[2] for x in r.sluice)
@@ -326,11 +347,20 @@ def entry(prof, results, gens, flink_skip, machine, commit, date):
             ratio = f"**{r.med('sluice') / r.med('flink'):.0f}×**"
             fcpu = statistics.median(x[2] for x in r.flink)
             cpu = f"{scpu:.1f} / {fcpu:.1f} (**{fcpu / scpu:.0f}×**)"
+        elif r.kstreams:
+            f = "—"
+            ratio = f"**{r.med('sluice') / r.med('kstreams'):.0f}×**"
+            kcpu = statistics.median(x[2] for x in r.kstreams)
+            cpu = f"{scpu:.1f} / {kcpu:.1f} (**{kcpu / scpu:.0f}×**)"
         else:
             f = flink_skip if r.name in ("(a) reference job, CSV", "(c) YSB, JSON") and \
-                flink_skip else (r.note or "—")
+                flink_skip else ("—" if r.name in KAFKA_ROWS else (r.note or "—"))
             ratio = "—"
         ks = "—"  # Kafka Streams runs (b) and the Kafka form of (c)
+        if r.kstreams:
+            ks = f"{r.med('kstreams'):.3f} ({r.spread('kstreams'):.0f} %, {len(r.kstreams)})"
+        elif r.name in KAFKA_ROWS:
+            ks = ks_skip or "—"
         tgt = TARGETS.get(r.name)
         tgt = (f"≥ {tgt:g} M/s: {'met' if r.med('sluice') >= tgt else 'missed'}"
                if tgt else "—")
@@ -351,6 +381,11 @@ def entry(prof, results, gens, flink_skip, machine, commit, date):
                          f"{statistics.median(x[1] for x in r.flink):.1f} s, CPU "
                          f"{statistics.median(x[2] for x in r.flink):.1f} s, peak RSS "
                          f"{max(x[3] for x in r.flink):.0f} MiB")
+        if r.kstreams:
+            lines.append(f"  - Kafka Streams `{show(r.ks_cmd)}` — wall median "
+                         f"{statistics.median(x[1] for x in r.kstreams):.1f} s, CPU "
+                         f"{statistics.median(x[2] for x in r.kstreams):.1f} s, peak RSS "
+                         f"{max(x[3] for x in r.kstreams):.0f} MiB")
         for what, ok in r.checks:
             lines.append(f"  - check: {what}: {'ok' if ok else 'FAILED'}")
     return "\n".join(lines) + "\n"

@@ -43,19 +43,20 @@ import org.apache.kafka.streams.processor.api.RecordMetadata;
  *     the topology starts), sends an end marker (key {@link #EOF}) to every
  *     partition of the repartition topic ({@link Partitioner}, KIP-837
  *     multicast). Each downstream task's {@link Gate}, once it has the
- *     markers of every input partition (all data of the input is then
- *     before them), sends two records far in the future through the
- *     windowed aggregation: the first closes every real window, the second
- *     closes the first one's window, whose emission after suppression tells
+ *     markers of every input partition (the upstream task asks for a
+ *     commit after its marker, so that it is readable at once; all data of the input is then
+ *     before them), sends two records through the windowed aggregation, later
+ *     than any event by more than a window and its grace: the first closes
+ *     every real window, the second closes the first one's window, whose emission after suppression tells
  *     {@link Sink} that the task is done. The gate asks for a commit, so the
  *     final rows are committed at once rather than at the next commit
- *     interval. */
+ *     interval. (Not far in the future: since Kafka 4.0 brokers refuse
+ *     records more than an hour ahead of their clock,
+ *     log.message.timestamp.after.max.ms, and these reach changelogs.) */
 final class Bounded {
     private Bounded() {}
 
     static final String EOF = "\u0000end-of-input";
-    static final long FLUSH_TS = 100_000_000_000_000L;       // year 5138
-    static final long DONE_TS = FLUSH_TS + 1_000_000_000_000L;
     /** input partition -> end offset when the run started (set by Peer). */
     static volatile Map<Integer, Long> ends = Map.of();
     /** records dropped upstream as late (their window closed by the partition's watermark). */
@@ -90,8 +91,10 @@ final class Bounded {
             if (r.value() != null) handle(r.value());
             RecordMetadata m = ctx.recordMetadata().orElseThrow();
             Long end = ends.get(m.partition());
-            if (end != null && m.offset() + 1 == end)
+            if (end != null && m.offset() + 1 == end) {
                 ctx.forward(new Record<>(EOF, (long) m.partition(), Math.max(maxTs, 0)));
+                ctx.commit(); // the end of the input: commit now, not at the next interval
+            }
         }
 
         /** Decodes one message (one or more events). */
@@ -130,7 +133,14 @@ final class Bounded {
     static final class Gate implements FixedKeyProcessor<String, Long, Long> {
         private final Set<Long> seen = new HashSet<>();
         private final int expected = inputsWithData();
+        private final long step;
+        private long maxTs;
         private FixedKeyProcessorContext<String, Long> ctx;
+
+        /** windowMs and graceMs: those of the windows after the gate. */
+        Gate(long windowMs, long graceMs) {
+            step = windowMs + graceMs + 1;
+        }
 
         @Override
         public void init(FixedKeyProcessorContext<String, Long> context) {
@@ -143,9 +153,10 @@ final class Bounded {
                 ctx.forward(r);
                 return;
             }
+            maxTs = Math.max(maxTs, r.timestamp()); // the largest event time of the partition
             if (seen.add(r.value()) && seen.size() == expected) {
-                ctx.forward(r.withValue(-1L).withTimestamp(FLUSH_TS));
-                ctx.forward(r.withValue(-1L).withTimestamp(DONE_TS));
+                ctx.forward(r.withValue(-1L).withTimestamp(maxTs + step));
+                ctx.forward(r.withValue(-1L).withTimestamp(maxTs + 2 * step));
                 ctx.commit();
             }
         }

@@ -78,6 +78,8 @@ final class Peer {
                     double loadSeconds) throws Exception {
         if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null)
             System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
+        // new internal topics are "unknown" to a consumer until created: not worth a warning
+        System.setProperty("org.slf4j.simpleLogger.log.org.apache.kafka.clients.NetworkClient", "error");
         String bootstrap = need(a, "bootstrap");
         String topic = need(a, "topic");
         int p = parallelism(a);

@@ -223,7 +223,7 @@ public final class TelecomAge {
                 .repartition(Repartitioned.<String, Long>with(Serdes.String(), Serdes.Long())
                         .withName("groups").withNumberOfPartitions(Peer.parallelism(a))
                         .withStreamPartitioner(new Bounded.Partitioner()))
-                .processValues(Bounded.Gate::new)
+                .processValues(() -> new Bounded.Gate(WINDOW_MS, skew))
                 .groupByKey(Grouped.with(Serdes.String(), Serdes.Long()))
                 .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(WINDOW_MS), Duration.ofMillis(skew)))
                 .aggregate(Acc::new, (key, p, acc) -> {
@@ -233,7 +233,7 @@ public final class TelecomAge {
                 }, Materialized.<String, Acc>as(Stores.inMemoryWindowStore("age-counts",
                                 Duration.ofMillis(WINDOW_MS + skew), Duration.ofMillis(WINDOW_MS), false))
                         .withKeySerde(Serdes.String()).withValueSerde(new AccSerde()))
-                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
+                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()).withName("final"))
                 .toStream()
                 .process(() -> new Bounded.Sink<Acc>() {
                     @Override

@@ -88,13 +88,13 @@ public final class Ysb {
                 .repartition(Repartitioned.<String, Long>with(Serdes.String(), Serdes.Long())
                         .withName("campaigns").withNumberOfPartitions(Peer.parallelism(a))
                         .withStreamPartitioner(new Bounded.Partitioner()))
-                .processValues(Bounded.Gate::new)
+                .processValues(() -> new Bounded.Gate(WINDOW_MS, skew))
                 .groupByKey(Grouped.with(Serdes.String(), Serdes.Long()))
                 .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(WINDOW_MS), Duration.ofMillis(skew)))
                 .count(Materialized.<String, Long>as(Stores.inMemoryWindowStore("views",
                                 Duration.ofMillis(WINDOW_MS + skew), Duration.ofMillis(WINDOW_MS), false))
                         .withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()))
-                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
+                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()).withName("final"))
                 .toStream()
                 .process(() -> new Bounded.Sink<Long>() {
                     @Override
