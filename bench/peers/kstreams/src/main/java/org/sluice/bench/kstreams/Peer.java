@@ -22,6 +22,7 @@ import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -112,6 +113,9 @@ final class Peer {
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.toString(p));
         props.put(StreamsConfig.STATE_DIR_CONFIG, state.toString());
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+        // Kafka Streams' exactly-once default is 10 s, no more than one commit interval here:
+        // a commit delayed on a loaded machine would abort the transaction. 60 s is sluice's.
+        props.put(StreamsConfig.producerPrefix(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG), 60_000);
         Topology topology = build.apply(outTopic);
 
         KafkaStreams streams = new KafkaStreams(topology, props);
