@@ -36,7 +36,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SLUICE = os.path.join(ROOT, "build", "sluice")
+# the tests' sanitizer stages point SLUICE_BIN at their build (tests/golden/conftest.py)
+SLUICE = os.environ.get("SLUICE_BIN") or os.path.join(ROOT, "build", "sluice")
 KS_DIR = os.path.join(ROOT, "bench", "peers", "kstreams")
 KS_JAR = os.path.join(KS_DIR, "target", "sluice-kstreams-peer-1.0.jar")
 KS_CP = os.path.join(KS_DIR, "target", "classpath.txt")
