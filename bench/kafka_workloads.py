@@ -131,6 +131,13 @@ def topic_rows(bootstrap, topic, cols):
     return sorted(rows)
 
 
+def proc_cpu(pid):
+    """User + system CPU seconds process pid has used so far (/proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ---- the Kafka Streams peer ----------------------------------------------
 
 def build_kstreams(log, show):
@@ -213,13 +220,16 @@ def side_by_side(W, P, dirs, telecom_gen_argv, log, peers):
                 topic = f"{'telecom' if cols is TELECOM_COLS else 'ysb'}-sluice-{i}"
                 cmd = mk(topic)
                 res.cmd = cmd
+                b0 = proc_cpu(br.proc.pid)
                 wall, cpu, rss, err = W.timed(cmd, log)
+                bcpu = proc_cpu(br.proc.pid) - b0
+                res.broker_cpu.setdefault("sluice", []).append(bcpu)
                 k, secs, _ = W.done_line(err, "sluice")
                 rate = k / secs / 1e6 if secs > 0 else 0
                 res.sluice.append((rate, wall, cpu, rss))
                 rows = topic_rows(B, topic, cols)
                 log(f"  {res.name}: sluice run {i + 1}: {rate:.2f} M events/s, wall {wall:.1f} s, "
-                    f"cpu {cpu:.1f} s, RSS {rss:.0f} MiB, {len(rows)} rows")
+                    f"cpu {cpu:.1f} s (broker {bcpu:.1f} s), RSS {rss:.0f} MiB, {len(rows)} rows")
                 if got is None:
                     got = rows
                 elif rows != got:
@@ -234,7 +244,10 @@ def side_by_side(W, P, dirs, telecom_gen_argv, log, peers):
                 cmd = ks_cmd(cls, ["--bootstrap", B, "--out", fo, "--records", n,
                                    "--parallelism", PARTS, "--commit-ms", CHECKPOINT_MS] + args)
                 res.ks_cmd = cmd
+                b0 = proc_cpu(br.proc.pid)
                 wall, cpu, rss, err = W.timed(cmd, log)
+                bcpu = proc_cpu(br.proc.pid) - b0
+                res.broker_cpu.setdefault("Kafka Streams", []).append(bcpu)
                 k, secs, line = W.done_line(err, "kstreams:")
                 rate = k / secs / 1e6 if secs > 0 else 0
                 res.kstreams.append((rate, wall, cpu, rss))
@@ -243,7 +256,8 @@ def side_by_side(W, P, dirs, telecom_gen_argv, log, peers):
                 res.checks.append((f"Kafka Streams run {i + 1} rows == sluice rows "
                                    f"({len(rows)} vs {len(want)})", ok))
                 log(f"  {res.name}: kafka streams run {i + 1}: {rate:.3f} M events/s, wall "
-                    f"{wall:.1f} s, cpu {cpu:.1f} s, RSS {rss:.0f} MiB, {len(rows)} rows, "
+                    f"{wall:.1f} s, cpu {cpu:.1f} s (broker {bcpu:.1f} s), RSS {rss:.0f} MiB, "
+                    f"{len(rows)} rows, "
                     f"{'EQUAL to sluice' if ok else 'MISMATCH with sluice'}\n    {line}")
                 if not ok:
                     diff = sorted(set(rows) ^ set(want))[:10]

@@ -161,6 +161,7 @@ class Result:
         self.rows = None
         self.checks = []  # (what, ok)
         self.cmd = self.flink_cmd = self.ks_cmd = None
+        self.broker_cpu = {}  # engine -> the Kafka broker's CPU s during each of its runs
         self.note = ""
 
     def med(self, which):
@@ -327,7 +328,8 @@ def entry(prof, results, gens, skips, machine, commit, date):
              "(exactly_once_v2, 2 stream threads, commit every 10 s) each reading the same "
              "topics and writing a result topic, read back read_committed. Kafka Streams' time "
              "runs from RUNNING (after its first rebalance) to its last row read committed; "
-             "its CPU includes the JVM's start.",
+             "its CPU includes the JVM's start. The broker's CPU during each engine's runs "
+             "is listed under the table, not in the CPU columns.",
              "- result rows: every run's rows compared; see the checks below the table."]
     for k, cmd in gens.items():
         lines.append(f"- data ({k}): `{show(cmd)}`")
@@ -386,6 +388,10 @@ def entry(prof, results, gens, skips, machine, commit, date):
                          f"{statistics.median(x[1] for x in r.kstreams):.1f} s, CPU "
                          f"{statistics.median(x[2] for x in r.kstreams):.1f} s, peak RSS "
                          f"{max(x[3] for x in r.kstreams):.0f} MiB")
+        if r.broker_cpu:
+            lines.append("  - the broker's CPU during the runs (median, not in the CPU columns): " +
+                         ", ".join(f"{k} {statistics.median(v):.1f} s"
+                                   for k, v in r.broker_cpu.items()))
         for what, ok in r.checks:
             lines.append(f"  - check: {what}: {'ok' if ok else 'FAILED'}")
     return "\n".join(lines) + "\n"
