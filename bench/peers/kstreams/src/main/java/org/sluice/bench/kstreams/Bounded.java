@@ -50,7 +50,10 @@ import org.apache.kafka.streams.processor.api.RecordMetadata;
  *     every real window, the second closes the first one's window, whose emission after suppression tells
  *     {@link Sink} that the task is done. The gate asks for a commit, so the
  *     final rows are committed at once rather than at the next commit
- *     interval. (Not far in the future: since Kafka 4.0 brokers refuse
+ *     interval. The input must have been produced without transactions
+ *     (sluice gen's idempotent producer, kcat), so that the record at the
+ *     end offset minus one is data, not a transaction marker; otherwise
+ *     the run waits until Peer's --timeout-s and fails. (Not far in the future: since Kafka 4.0 brokers refuse
  *     records more than an hour ahead of their clock,
  *     log.message.timestamp.after.max.ms, and these reach changelogs.) */
 final class Bounded {
