@@ -180,7 +180,8 @@ def side_by_side(W, P, dirs, telecom_gen_argv, log, peers):
     c = W.Result("(c) YSB, Kafka")
     why = missing_tools()
     if why:
-        b.note = c.note = why.replace("not run", "not run (the broker needs Java)")
+        b.note = c.note = why.replace("not run", "not run (the broker is a JVM, inputs go "
+                                                 "in with kcat)")
         return [b, c], {}, why
     ks_skip = build_kstreams(log, W.show) if peers else "not run (--no-peers)"
     broker = broker_module()
