@@ -193,7 +193,7 @@ def main():
     if "--peers-only" not in sys.argv and "--kafka-only" not in sys.argv:
         reference_entry(prof)
     side_by_side(peers_prof, "--no-peers" not in sys.argv, "--kafka-only" in sys.argv)
-    if prof == "full" and "--peers-only" not in sys.argv:
+    if prof == "full" and "--peers-only" not in sys.argv and "--kafka-only" not in sys.argv:
         kafka_entry()
 
 
