@@ -63,4 +63,41 @@ extern const sl__sink_vt sl__sink_kafka;
 extern const sl__conf_def sl__kafka_source_conf[]; /* for the docs */
 extern const sl__conf_def sl__kafka_sink_conf[];
 
+/* ---- decoding messages (kafka_source.c), shared with the cluster runtime -- */
+/* A decoder of the source's records (format, delimiter, key.column,
+ * timestamp.column) for the configuration `conf` made by
+ * sl__src_kafka.configure, which must outlive it. Bad lines go to
+ * sl__dead_letter(ctx, ...) with the position topic/partition@offset:line,
+ * identifier fields masked. Freed with sl__kafka_dec_free (NULL: no-op). */
+typedef struct sl__kafka_dec sl__kafka_dec;
+int sl__kafka_dec_new(sl__kafka_dec **out, const void *conf, const sl_schema *schema,
+                      sl__ctx *ctx, char *errstr, size_t errstr_size);
+void sl__kafka_dec_free(sl__kafka_dec *d);
+/* Where the decoding of one message stands: byte offset of its next line,
+ * lines already passed, lines still to skip (a restore mid-message). */
+typedef struct {
+    size_t moff;
+    int64_t line, skip;
+} sl__kafka_msgpos;
+/* Decodes lines of m from *pos into b until b is full or the message is
+ * done (pos->moff >= m->len). Returns the rows appended plus the lines
+ * dead-lettered (> 0 means progress). */
+int sl__kafka_dec_message(sl__kafka_dec *d, const rd_kafka_message_t *m,
+                          sl__kafka_msgpos *pos, sl_batch *b);
+/* The source configuration as the cluster runtime needs it; every pointer
+ * is borrowed from conf. tp_* list the topic partitions (source partition
+ * i is tp_topic[i]/tp_part[i]); tp_end[i] is where a bounded one ends. */
+typedef struct {
+    const char *bootstrap;
+    const char *const *props; /* properties.* pass-through, prefix removed */
+    const char *const *topics;
+    int ntopics;
+    bool bounded, latest;
+    int ntp;
+    const char *const *tp_topic;
+    const int32_t *tp_part;
+    const int64_t *tp_end;
+} sl__kafka_src_info;
+void sl__kafka_source_info(const void *conf, sl__kafka_src_info *out);
+
 #endif

@@ -308,14 +308,12 @@ typedef struct {
     int npend, ipend;
 } kpart;
 
-typedef struct {
+/* Decoding of messages into rows (sl__kafka_dec_message): the source's
+ * instances and the cluster runtime's stage 1 share it. */
+struct sl__kafka_dec {
     const ks_conf *c;
     const sl_schema *schema;
     sl__ctx *ctx;
-    rd_kafka_t *rk;
-    kpart *p;
-    int np, rr;
-    bool assigned;
     sl__csv_dec csv;
     sl__json_dec json;
     sl__avro *avro;
@@ -324,6 +322,17 @@ typedef struct {
     char *mask;
     size_t mask_cap;
     char source[300];
+};
+
+typedef struct {
+    const ks_conf *c;
+    const sl_schema *schema;
+    sl__ctx *ctx;
+    rd_kafka_t *rk;
+    kpart *p;
+    int np, rr;
+    bool assigned;
+    sl__kafka_dec d;
     uint64_t errors_logged;
     time_t last_err_log;
 } ks_src;
@@ -335,6 +344,8 @@ static void drop_pending(kpart *p)
     while (p->ipend < p->npend) rd_kafka_message_destroy(p->pend[p->ipend++]);
     p->npend = p->ipend = 0;
 }
+
+static void dec_close(sl__kafka_dec *d);
 
 static void ks_close(void *st)
 {
@@ -349,28 +360,33 @@ static void ks_close(void *st)
         rd_kafka_consumer_close(s->rk);
         rd_kafka_destroy(s->rk);
     }
-    if (s->c && s->c->format == FMT_CSV) sl__csv_close(&s->csv);
-    if (s->c && s->c->format == FMT_JSONL) sl__json_close(&s->json);
-    sl__avro_free(s->avro);
-    sl__kafka_dlq_free(s->dlq);
-    if (s->c) sl__dec_types_close(&s->meta);
+    dec_close(&s->d);
     free(s->p);
-    free(s->mask);
     free(s);
 }
 
-static int ks_open(void **out, const void *cv, const sl_schema *schema, const int *parts,
-                   int nparts, sl__ctx *ctx, char *err, size_t esz)
+static void dec_close(sl__kafka_dec *d)
 {
-    const ks_conf *c = cv;
-    ks_src *s = sl__xcalloc(1, sizeof *s);
-    s->c = c;
-    s->schema = schema;
-    s->ctx = ctx;
-    snprintf(s->source, sizeof s->source, "kafka:%s", c->topic);
-    sl__dec_types_init(&s->meta, schema);
+    if (!d->c) return;
+    if (d->c->format == FMT_CSV) sl__csv_close(&d->csv);
+    if (d->c->format == FMT_JSONL) sl__json_close(&d->json);
+    sl__avro_free(d->avro);
+    sl__kafka_dlq_free(d->dlq);
+    sl__dec_types_close(&d->meta);
+    free(d->mask);
+    memset(d, 0, sizeof *d);
+}
+
+static int dec_init(sl__kafka_dec *d, const ks_conf *c, const sl_schema *schema,
+                    sl__ctx *ctx, char *err, size_t esz)
+{
+    d->c = c;
+    d->schema = schema;
+    d->ctx = ctx;
+    snprintf(d->source, sizeof d->source, "kafka:%s", c->topic);
+    sl__dec_types_init(&d->meta, schema);
     if (c->format == FMT_CSV) {
-        sl__csv_init(&s->csv, schema, c->delim);
+        sl__csv_init(&d->csv, schema, c->delim);
         if (c->key_ci >= 0 || c->ts_ci >= 0) {
             /* the payload's fields are the columns not taken from the
              * record's metadata, in schema order */
@@ -383,28 +399,75 @@ static int ks_open(void **out, const void *cv, const sl_schema *schema, const in
             }
             for (size_t i = 0; i < n; i++)
                 if (hdr[i] == ',') hdr[i] = c->delim;
-            if (n && sl__csv_set_header(&s->csv, hdr, n) <= 0) {
-                ks_close(s);
+            if (n && sl__csv_set_header(&d->csv, hdr, n) <= 0) {
+                dec_close(d);
                 return sl__err(err, esz, SL_EINVAL, "kafka source: cannot map CSV fields");
             }
         }
     } else if (c->format == FMT_JSONL) {
-        sl__json_init(&s->json, schema);
+        sl__json_init(&d->json, schema);
     } else {
-        int rc = sl__avro_new(&s->avro, schema, c->avro_name, "kafka source", err, esz);
+        int rc = sl__avro_new(&d->avro, schema, c->avro_name, "kafka source", err, esz);
         if (rc) {
-            ks_close(s);
+            dec_close(d);
             return rc;
         }
     }
     if (c->dlq_topic) {
-        int rc = sl__kafka_dlq_new(&s->dlq, c->bootstrap, c->dlq_topic,
+        int rc = sl__kafka_dlq_new(&d->dlq, c->bootstrap, c->dlq_topic,
                                    ctx && ctx->job_name ? ctx->job_name : "",
                                    (const char *const *)c->props, err, esz);
         if (rc) {
-            ks_close(s);
+            dec_close(d);
             return rc;
         }
+    }
+    return 0;
+}
+
+int sl__kafka_dec_new(sl__kafka_dec **out, const void *conf, const sl_schema *schema,
+                      sl__ctx *ctx, char *err, size_t esz)
+{
+    sl__kafka_dec *d = sl__xcalloc(1, sizeof *d);
+    int rc = dec_init(d, conf, schema, ctx, err, esz);
+    if (rc) {
+        free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void sl__kafka_dec_free(sl__kafka_dec *d)
+{
+    if (!d) return;
+    dec_close(d);
+    free(d);
+}
+
+void sl__kafka_source_info(const void *conf, sl__kafka_src_info *out)
+{
+    const ks_conf *c = conf;
+    *out = (sl__kafka_src_info){
+        .bootstrap = c->bootstrap, .props = (const char *const *)c->props,
+        .topics = (const char *const *)c->topics, .ntopics = c->ntopics,
+        .bounded = c->bounded, .latest = c->startup == START_LATEST, .ntp = c->ntp,
+        .tp_topic = (const char *const *)c->tp_topic, .tp_part = c->tp_part,
+        .tp_end = c->tp_end};
+}
+
+static int ks_open(void **out, const void *cv, const sl_schema *schema, const int *parts,
+                   int nparts, sl__ctx *ctx, char *err, size_t esz)
+{
+    const ks_conf *c = cv;
+    ks_src *s = sl__xcalloc(1, sizeof *s);
+    s->c = c;
+    s->schema = schema;
+    s->ctx = ctx;
+    int rc0 = dec_init(&s->d, c, schema, ctx, err, esz);
+    if (rc0) {
+        free(s);
+        return rc0;
     }
     s->np = nparts;
     s->p = sl__xcalloc(nparts > 0 ? (size_t)nparts : 1, sizeof *s->p);
@@ -468,7 +531,7 @@ static void serve_errors(ks_src *s)
             if (now - s->last_err_log >= 10) {
                 s->last_err_log = now;
                 sl__log(SL__LOG_WARN, "kafka-source", "fetch error; retrying",
-                        "source=%s error=\"%s\" errors=%" PRIu64, s->source,
+                        "source=%s error=\"%s\" errors=%" PRIu64, s->d.source,
                         rd_kafka_message_errstr(m), s->errors_logged);
             }
         }
@@ -476,8 +539,8 @@ static void serve_errors(ks_src *s)
     }
 }
 
-static void dead_letter(ks_src *s, const kpart *p, const char *reason, const char *line,
-                        size_t n)
+static void dead_letter(sl__kafka_dec *s, const rd_kafka_message_t *msg, int64_t lineno,
+                        const char *reason, const char *line, size_t n)
 {
     if (n + 1 > s->mask_cap) {
         s->mask_cap = n + 1;
@@ -490,14 +553,14 @@ static void dead_letter(ks_src *s, const kpart *p, const char *reason, const cha
     else
         m = sl__mask_payload(s->schema, NULL, 0, 0, line, n, s->mask);
     char pos[400];
-    snprintf(pos, sizeof pos, "%s/%d@%" PRId64 ":%" PRId64, s->c->tp_topic[p->tp],
-             (int)s->c->tp_part[p->tp], p->next, p->line + 1);
+    snprintf(pos, sizeof pos, "%s/%d@%" PRId64 ":%" PRId64, rd_kafka_topic_name(msg->rkt),
+             (int)msg->partition, msg->offset, lineno + 1);
     sl__dead_letter(s->ctx, s->source, pos, reason, s->mask, m);
     sl__kafka_dlq_send(s->dlq, pos, reason, s->mask, m);
 }
 
 /* Fills key.column / timestamp.column of the row just decoded. */
-static int set_meta(ks_src *s, const rd_kafka_message_t *m, sl_batch *b)
+static int set_meta(sl__kafka_dec *s, const rd_kafka_message_t *m, sl_batch *b)
 {
     uint32_t row = b->n - 1;
     if (s->c->key_ci >= 0) {
@@ -521,12 +584,9 @@ static int set_meta(ks_src *s, const rd_kafka_message_t *m, sl_batch *b)
     return 0;
 }
 
-/* Decodes lines of p's current message into b until it is full or the
- * message is done. Returns the rows appended plus dead letters written (> 0
- * means progress). */
-static int take_lines(ks_src *s, kpart *p, sl_batch *b)
+int sl__kafka_dec_message(sl__kafka_dec *s, const rd_kafka_message_t *m,
+                          sl__kafka_msgpos *p, sl_batch *b)
 {
-    rd_kafka_message_t *m = p->msg;
     const char *pl = m->payload;
     size_t len = m->len;
     int progress = 0;
@@ -545,7 +605,7 @@ static int take_lines(ks_src *s, kpart *p, sl_batch *b)
                 snprintf(reason, sizeof reason, "parse_error:%s",
                          s->schema->cols[s->c->key_ci >= 0 ? s->c->key_ci : s->c->ts_ci].name);
             }
-            if (rc != 0) dead_letter(s, p, reason, pl, len);
+            if (rc != 0) dead_letter(s, m, p->line, reason, pl, len);
             progress++;
         }
         p->moff = len ? len : 1;
@@ -594,13 +654,27 @@ static int take_lines(ks_src *s, kpart *p, sl_batch *b)
             snprintf(reason, sizeof reason, "parse_error:%s",
                      s->schema->cols[s->c->key_ci >= 0 ? s->c->key_ci : s->c->ts_ci].name);
         }
-        if (rc != 0) dead_letter(s, p, reason, line, rn);
+        if (rc != 0) dead_letter(s, m, p->line, reason, line, rn);
         p->moff += adv;
         p->line++;
         progress++;
     }
+    return progress;
+}
+
+/* Decodes lines of p's current message into b until it is full or the
+ * message is done. Returns the rows appended plus dead letters written (> 0
+ * means progress). */
+static int take_lines(ks_src *s, kpart *p, sl_batch *b)
+{
+    rd_kafka_message_t *m = p->msg;
+    sl__kafka_msgpos mp = {.moff = p->moff, .line = p->line, .skip = p->skip};
+    int progress = sl__kafka_dec_message(&s->d, m, &mp, b);
+    p->moff = mp.moff;
+    p->line = mp.line;
+    p->skip = mp.skip;
     /* message done (an Avro message once decoded: moff > 0): invariant 1 */
-    if (p->moff >= len && (p->moff > 0 || s->c->format != FMT_AVRO)) {
+    if (p->moff >= m->len && (p->moff > 0 || s->c->format != FMT_AVRO)) {
         p->next = m->offset + 1;
         p->line = 0;
         p->moff = 0;
@@ -686,9 +760,9 @@ static int ks_position(void *st, int part, int64_t *pos)
     /* the dead-letter topic holds every letter before a position that
      * passes it is checkpointed (at-least-once) */
     char err[256];
-    if (sl__kafka_dlq_flush(s->dlq, (int)s->c->connect_ms, err, sizeof err)) {
+    if (sl__kafka_dlq_flush(s->d.dlq, (int)s->c->connect_ms, err, sizeof err)) {
         sl__log(SL__LOG_WARN, "kafka-source", "dead letters not flushed; checkpoint "
-                "refused", "source=%s error=\"%s\"", s->source, err);
+                "refused", "source=%s error=\"%s\"", s->d.source, err);
         return SL_EAGAIN;
     }
     const kpart *p = &s->p[part];
