@@ -177,6 +177,14 @@ const char *sl_job_error(const sl_job *job);
 /* Runs the job to completion (bounded input) or until sl_job_cancel().
  * Returns 0, or a negative SL_E* with the reason in sl_job_error(). */
 int sl_job_run(sl_job *job);
+/* Runs the job as one instance of the distributed mode on the Kafka
+ * cluster `bootstrap_servers` (docs/distributed.md): start it any number of
+ * times, on any machines; the instances share the work through consumer
+ * groups and commit each epoch as a Kafka transaction. The source must be
+ * kafka, the sink kafka, the job must change its key exactly once. Returns
+ * 0 when a bounded job has completed everywhere or after sl_job_stop(),
+ * else a negative SL_E* with the reason in sl_job_error(). */
+int sl_job_run_cluster(sl_job *job, const char *bootstrap_servers);
 /* Asks a running job to stop soon; safe from any thread or signal handler. */
 void sl_job_cancel(sl_job *job);
 

@@ -56,6 +56,7 @@ typedef struct {
     char *text;
     sl_sql *q;
     bool quiet;
+    const char *cluster; /* --cluster BOOTSTRAP: the distributed mode */
 } sqlargs;
 
 static int load(int argc, char **argv, sqlargs *a, const char *cmd)
@@ -70,6 +71,15 @@ static int load(int argc, char **argv, sqlargs *a, const char *cmd)
             return 1;
         }
         if (!strcmp(s, "--quiet")) { a->quiet = true; continue; }
+        if (!strcmp(s, "--cluster") || !strncmp(s, "--cluster=", 10)) {
+            a->cluster = s[9] == '=' ? s + 10 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!a->cluster || !a->cluster[0] || !strcmp(cmd, "explain")) {
+                fprintf(stderr, "sluice %s: --cluster needs BOOTSTRAP_SERVERS (sluice run "
+                        "JOB.sql --cluster HOST:PORT[,HOST:PORT...])\n", cmd);
+                return 2;
+            }
+            continue;
+        }
         if (!strcmp(s, "--set") || !strncmp(s, "--set=", 6)) {
             const char *kv = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
             const char *eq = kv ? strchr(kv, '=') : NULL;
@@ -187,7 +197,7 @@ int cli_sql_run(int argc, char **argv)
     signal(SIGUSR1, on_sig);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    rc = sl_job_run(job);
+    rc = a.cluster ? sl_job_run_cluster(job, a.cluster) : sl_job_run(job);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     sl_job_stats st;

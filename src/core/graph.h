@@ -50,6 +50,10 @@ typedef struct {
     int64_t exchange_max_bytes; /* per channel; 0 = exchange.capacity only */
     char *log_file;           /* "" = stderr */
     int log_level;            /* sl__log_level */
+    /* distributed mode (--cluster, src/cluster) */
+    char *cluster_instance_id;          /* "" = <host>-<pid> */
+    int64_t cluster_session_timeout_ms, cluster_txn_timeout_ms;
+    int64_t cluster_replication_factor; /* -1 = the brokers' default */
 } sl__job_conf;
 
 struct sl_job {

@@ -118,6 +118,25 @@ static const sl__conf_def job_conf_defs[] = {
     {.key = "log.level", .type = SL_CONF_ENUM, .def = "info",
      .allowed = "error|warn|info|debug", .offset = OFF(log_level),
      .desc = "most verbose level logged"},
+    {.key = "cluster.instance.id", .type = SL_CONF_STR, .def = "",
+     .offset = OFF(cluster_instance_id),
+     .desc = "--cluster: this instance's id, part of its transactional ids "
+             "(empty: <host>-<pid>); a restarted instance given the same id "
+             "fences its predecessor at once instead of after "
+             "cluster.transaction.timeout.ms"},
+    {.key = "cluster.session.timeout.ms", .type = SL_CONF_INT, .def = "10000",
+     .min = 1000, .max = 3600000, .offset = OFF(cluster_session_timeout_ms),
+     .desc = "--cluster: consumer group session timeout: how long a silent "
+             "instance keeps its partitions before the group moves them"},
+    {.key = "cluster.transaction.timeout.ms", .type = SL_CONF_INT, .def = "10000",
+     .min = 1000, .max = 900000, .offset = OFF(cluster_txn_timeout_ms),
+     .desc = "--cluster: the brokers abort an instance's epoch transaction "
+             "open longer than this (a dead instance's open epoch blocks its "
+             "successor until then); must exceed checkpoint.interval.ms"},
+    {.key = "cluster.replication.factor", .type = SL_CONF_INT, .def = "-1",
+     .min = -1, .max = 32767, .offset = OFF(cluster_replication_factor),
+     .desc = "--cluster: replication factor of the repartition and changelog "
+             "topics sluice creates (-1: the brokers' default)"},
     {0}};
 #undef OFF
 

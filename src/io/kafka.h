@@ -100,4 +100,13 @@ typedef struct {
 } sl__kafka_src_info;
 void sl__kafka_source_info(const void *conf, sl__kafka_src_info *out);
 
+/* Cluster mode (src/cluster): an instance of the kafka sink `conf` that
+ * produces into rk — the cluster runtime's transactional producer, borrowed
+ * — inside the transaction the runtime opened and commits. write encodes
+ * and produces; flush only sends a partly batched message. Closed with
+ * sl__sink_kafka.close, which leaves rk alone. */
+int sl__kafka_sink_open_txn(void **out, const void *conf, const sl_schema *in,
+                            sl__ctx *ctx, rd_kafka_t *rk, char *errstr,
+                            size_t errstr_size);
+
 #endif

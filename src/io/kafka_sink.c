@@ -217,6 +217,7 @@ typedef struct {
     char last_dr_err[256];
     bool fatal;
     int32_t partition; /* partitioner=fixed: this task's partition */
+    bool borrowed;     /* rk is the cluster runtime's (sl__kafka_sink_open_txn) */
 } sk_sink;
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -246,7 +247,7 @@ static void sk_close(void *st)
 {
     sk_sink *s = st;
     if (!s) return;
-    if (s->rk) {
+    if (s->rk && !s->borrowed) {
         if (!s->eo && !s->fatal) rd_kafka_flush(s->rk, 10000);
         rd_kafka_destroy(s->rk);
     }
@@ -309,6 +310,28 @@ static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx
         return sl__err(err, esz, SL_EINVAL, "kafka sink: %s", why);
     }
     int np = 1;
+    if ((rc = ensure_topic(s, c->topic, &np, err, esz)) ||
+        (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, NULL, err, esz)))) {
+        sk_close(s);
+        return rc;
+    }
+    s->partition = c->partitioner == 1 ? (int32_t)((ctx ? ctx->task : 0) % np)
+                                       : RD_KAFKA_PARTITION_UA;
+    *out = s;
+    return 0;
+}
+
+int sl__kafka_sink_open_txn(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx,
+                            rd_kafka_t *rk, char *err, size_t esz)
+{
+    const sk_conf *c = cv;
+    sk_sink *s = sl__xcalloc(1, sizeof *s);
+    s->c = c;
+    s->schema = in;
+    s->ctx = ctx;
+    s->rk = rk;
+    s->borrowed = true;
+    int np = 1, rc;
     if ((rc = ensure_topic(s, c->topic, &np, err, esz)) ||
         (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, NULL, err, esz)))) {
         sk_close(s);
@@ -479,7 +502,7 @@ static int sk_flush(void *st, char *err, size_t esz)
     sk_sink *s = st;
     if (s->eo) return 0; /* only commit publishes */
     int rc = end_batch(s, err, esz);
-    if (rc) return rc;
+    if (rc || s->borrowed) return rc; /* cluster: the runtime's commit flushes */
     int64_t t0 = now_ms(), logged = t0;
     while (rd_kafka_outq_len(s->rk) > 0) {
         rd_kafka_flush(s->rk, 1000);
