@@ -270,6 +270,8 @@ static int on_assign(clu *c, xstage *x, const rd_kafka_topic_partition_list_t *l
 
 static void on_revoke(clu *c, xstage *x)
 {
+    sl__log(SL__LOG_INFO, "cluster", "partitions revoked", "stage=%d instance=%s "
+            "open_epoch_aborted=%s", x->idx, c->iid, x->txn_open ? "yes" : "no");
     epoch_abort(c, x);
     stage_drop(c, x);
     rd_kafka_assign(x->cons, NULL);
@@ -476,10 +478,20 @@ static bool job_done(clu *c)
     return done;
 }
 
+/* source.rate: stage 1 reads at most that many records per second. */
+static bool rate_allows(clu *c)
+{
+    if (!c->cut.source_rate) return true;
+    uint64_t now = sl__clock();
+    if (!c->rate_t0) c->rate_t0 = now;
+    double allowed = (double)(now - c->rate_t0) / 1e9 * (double)c->cut.source_rate;
+    return (double)c->ctr[SL__CTR_RECORDS_IN] < allowed + 1;
+}
+
 static int step_stage(clu *c, xstage *x, int timeout_ms)
 {
     int n = 0;
-    for (; n < 512 && !c->fatal; n++) {
+    for (; n < 512 && !c->fatal && (x->idx == 2 || rate_allows(c)); n++) {
         if (x->reset) {
             stage_rewind(c, x);
             break;

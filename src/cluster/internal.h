@@ -44,6 +44,7 @@ struct clu {
     xstage s1, s2;
     s1_state *st1;
     s2_state *st2;
+    uint64_t rate_t0;    /* source.rate accounting */
     int fatal;           /* an error that stops the instance (SL_E*) */
     char err[1024];
 };

@@ -49,6 +49,7 @@ int sl__job_cut(sl_job *j, sl__cut *c, char *err, size_t esz)
     c->batch_cap = (uint32_t)j->conf.batch_size;
     c->interval_ms = j->conf.checkpoint_interval_ms;
     c->flush_ms = j->conf.flush_ms;
+    c->source_rate = j->conf.source_rate;
     c->delivery = (sl__delivery)j->conf.delivery;
     c->instance_id = j->conf.cluster_instance_id;
     c->session_timeout_ms = j->conf.cluster_session_timeout_ms;

@@ -40,6 +40,7 @@ typedef struct {
     int key_groups;
     uint32_t batch_cap;
     int64_t interval_ms, flush_ms;
+    int64_t source_rate; /* records per second per instance, 0 = no limit */
     sl__delivery delivery;
     const char *instance_id; /* cluster.* keys */
     int64_t session_timeout_ms, txn_timeout_ms, replication_factor;
