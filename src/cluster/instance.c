@@ -488,9 +488,18 @@ static bool rate_allows(clu *c)
     return (double)c->ctr[SL__CTR_RECORDS_IN] < allowed + 1;
 }
 
+static bool epoch_due(clu *c, xstage *x)
+{
+    return x->txn_open &&
+           sl__clock() - x->epoch_t0 >= (uint64_t)c->cut.interval_ms * 1000000ULL;
+}
+
 static int step_stage(clu *c, xstage *x, int timeout_ms)
 {
     int n = 0;
+    /* an overdue epoch commits before anything else is read: after a pause
+     * this is the zombie's late commit, which the group refuses */
+    if (epoch_due(c, x) && !c->fatal) epoch_commit(c, x);
     for (; n < 512 && !c->fatal && (x->idx == 2 || rate_allows(c)); n++) {
         if (x->reset) {
             stage_rewind(c, x);
@@ -515,8 +524,7 @@ static int step_stage(clu *c, xstage *x, int timeout_ms)
         rd_kafka_message_destroy(m);
         if (rc) x->reset = true;
     }
-    bool due = x->txn_open && sl__clock() - x->epoch_t0 >=
-                                  (uint64_t)c->cut.interval_ms * 1000000ULL;
+    bool due = epoch_due(c, x);
     bool extra = x->owned && !x->txn_open &&
                  (x->idx == 1 ? sl__s1_has_output(c) : sl__s2_has_output(c));
     if ((due || extra) && !c->fatal) epoch_commit(c, x);

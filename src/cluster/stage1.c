@@ -212,8 +212,9 @@ int sl__s1_message(clu *c, const rd_kafka_message_t *m)
         s->ended[tp] = true;
         return 0;
     }
+    /* the epoch starts with its first record, so it lasts the interval */
+    int rc = sl__clu_begin(&c->s1);
     sl__kafka_msgpos mp = {0};
-    int rc = 0;
     while (mp.moff < m->len && !rc) {
         sl_batch *b = sl__batch_new(k->src_schema, k->batch_cap);
         size_t before = mp.moff;
