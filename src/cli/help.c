@@ -32,6 +32,10 @@ typedef struct {
 } cli_cmd;
 
 static const cli_opt run_opts[] = {
+    {"--cluster BOOTSTRAP", NULL, NULL,
+     "SQL jobs: run as one instance of the distributed mode on the Kafka cluster "
+     "BOOTSTRAP (host:port[,...]); start it on any number of machines, Kafka "
+     "places the work (keys cluster.*; docs/distributed.md)"},
     {"--events PATH", "events", "data/events", "event file or directory"},
     {"--format csv|jsonl", "format", "csv", "event format"},
     {"--subscribers PATH", "subscribers", "data/subscribers.csv",
@@ -91,6 +95,9 @@ static const cli_opt explain_opts[] = {
      "a job key (it overrides the script's SET) or a variable the script reads "
      "as ${KEY} in its strings"},
     {"--quiet", NULL, NULL, "accepted as for run; explain prints only the plan"},
+    {"--cluster BOOTSTRAP", NULL, NULL,
+     "accepted as for run; the plan printed is the same (the distributed mode "
+     "cuts it at its key change, docs/distributed.md)"},
     {"--help", NULL, NULL, "this text"},
     {0}};
 
@@ -155,7 +162,7 @@ static const cli_cmd commands[] = {
      .summary = "run a job: JOB is a built-in job name (telecom-age, venue-report) or "
                 "a SQL file (FILE.sql)",
      .usage = "run telecom-age [options]\n"
-              "run FILE.sql [--set KEY=VALUE ...] [--quiet]\n"
+              "run FILE.sql [--set KEY=VALUE ...] [--quiet] [--cluster BOOTSTRAP]\n"
               "run venue-report [--set KEY=VALUE ...] [--quiet]",
      .about = "Runs a job written in SQL (docs/sql.md, sluice-sql(7)) or the telecom "
               "reference job: events -> pseudonymise -> join subscribers and cells -> "
@@ -163,8 +170,8 @@ static const cli_cmd commands[] = {
               "events and exact distinct subscribers -> k-anonymity -> SQLite.\n"
               "\n"
               "Options of telecom-age: each is also --set NAME=VALUE with the name in "
-              "brackets; the default is in parentheses. A SQL job takes --set, --quiet "
-              "and --help only.\n"
+              "brackets; the default is in parentheses. A SQL job takes --set, --quiet, "
+              "--cluster and --help only.\n"
               "\n"
               "venue-report: the age distribution of the people at public events, "
               "live and final, k-anonymous (docs/venues.md); `sluice run venue-report "

@@ -73,7 +73,7 @@ static int load(int argc, char **argv, sqlargs *a, const char *cmd)
         if (!strcmp(s, "--quiet")) { a->quiet = true; continue; }
         if (!strcmp(s, "--cluster") || !strncmp(s, "--cluster=", 10)) {
             a->cluster = s[9] == '=' ? s + 10 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!a->cluster || !a->cluster[0] || !strcmp(cmd, "explain")) {
+            if (!a->cluster || !a->cluster[0]) {
                 fprintf(stderr, "sluice %s: --cluster needs BOOTSTRAP_SERVERS (sluice run "
                         "JOB.sql --cluster HOST:PORT[,HOST:PORT...])\n", cmd);
                 return 2;

@@ -84,7 +84,7 @@ void sl__x_encode_rows(sl__buf *out, const sl_batch *b, const uint32_t *rows, ui
             }
             default: {
                 int64_t v = ((const int64_t *)col->data)[r];
-                put_varint(out, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+                put_varint(out, ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63)));
                 break;
             }
             }
