@@ -3,7 +3,7 @@
  * truncated and foreign messages refused), the stage-2 watermark map, the
  * key group a row is routed to surviving the trip, and the job checks of
  * sl_job_run_cluster that need no broker (key changes, source kind).
- * Randomised cases take their seed from SLUICE_SEED (printed). */
+ * Randomised cases take their seed from the commit (tu_seed, printed). */
 #include "testutil.h"
 
 #include "cluster/cluster.h"
@@ -294,9 +294,7 @@ static void test_job_checks(void **state)
 
 int main(void)
 {
-    const char *e = getenv("SLUICE_SEED");
-    g_seed = e ? (unsigned)strtoul(e, NULL, 10) : 20261124u;
-    printf("test_cluster: seed %u (SLUICE_SEED)\n", g_seed);
+    g_seed = tu_seed("test_cluster");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_round_trip),
         cmocka_unit_test(test_rows_refused),
