@@ -24,7 +24,13 @@
  *    an open transaction, since windows fire on it (advance_wm).
  * 4. Key group -1 sections (per-instance statistics of window, session,
  *    interval_join) are not kept; instance.c refuses operators whose -1
- *    section is more than that. */
+ *    section is more than that.
+ * 5. After a restore, every stateful operator's watermark is at most the
+ *    stage's (the minimum over the owned key groups' maps): an operator
+ *    keeps one watermark for all its key groups and restores it from the
+ *    sections it gets, but a key group without state (never committed, or
+ *    emptied) may be behind the others, and its rows must not be taken for
+ *    late ones (lower_op_wms). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,6 +346,46 @@ static int restore(clu *c, char *err, size_t esz)
     return rc;
 }
 
+static int discard(sl__out *o, sl_batch *b)
+{
+    (void)o;
+    sl__batch_free(b);
+    return 0;
+}
+
+/* Invariant 5, through the vtable only: a scratch instance of the operator
+ * advanced to wm writes its key-group -1 section (no state, zero counters,
+ * watermark wm), which the real instance restores; restoring takes the
+ * lowest watermark of its sections. */
+static int lower_op_wms(clu *c, int64_t wm, char *err, size_t esz)
+{
+    s2_state *s = c->st2;
+    const sl__cut *k = &c->cut;
+    sl__out out = {.push = discard, .batch_cap = k->batch_cap};
+    int rc = 0;
+    for (int i = 0; i < k->nops2 && !rc; i++) {
+        const sl__op_vt *vt = k->ops2[i].vt;
+        if (!vt->snapshot || !vt->restore) continue;
+        void *tmp = NULL;
+        if ((rc = vt->open(&tmp, k->ops2[i].conf, &k->ops2[i].info, &c->ctx, err, esz)))
+            break;
+        if (wm > SL_TS_MIN && vt->watermark) rc = vt->watermark(tmp, wm, &out);
+        sl__snap_writer *w = sl__snap_writer_mem();
+        if (!rc) rc = vt->snapshot(tmp, w);
+        size_t it = 0;
+        int32_t kg;
+        const void *d;
+        size_t n;
+        while (!rc && sl__snap_writer_mem_next(w, &it, &kg, &d, &n))
+            if (kg == -1) rc = vt->restore(s->op[i], -1, d, n);
+        sl__snap_writer_free(w);
+        vt->close(tmp);
+        if (rc) sl__err(err, esz, rc, "cluster: operator %s: cannot set its restored "
+                        "watermark: %s", vt->name, sl_strerror(rc));
+    }
+    return rc;
+}
+
 int sl__s2_assign(clu *c, const rd_kafka_topic_partition_list_t *l,
                   rd_kafka_topic_partition_list_t *committed)
 {
@@ -361,6 +407,11 @@ int sl__s2_assign(clu *c, const rd_kafka_topic_partition_list_t *l,
         if (rc != SL_EIO) return sl__clu_fail(c, rc, "%s", err);
         return rc;
     }
+    int64_t wm = SL_TS_MAX;
+    for (int g = 0; g < c->G; g++)
+        if (s->owned[g] && sl__wmmap_min(&s->wm[g]) < wm) wm = sl__wmmap_min(&s->wm[g]);
+    if (l->cnt && (rc = lower_op_wms(c, wm, err, sizeof err)))
+        return sl__clu_fail(c, rc, "%s", err);
     s->need_wm = true;
     return 0;
 }
