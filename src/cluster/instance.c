@@ -298,9 +298,9 @@ static int stage_rewind(clu *c, xstage *x)
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *l, void *opaque)
 {
-    (void)rk;
     xstage *x = opaque;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) on_assign(x->c, x, l);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && x->c->closing) rd_kafka_assign(rk, NULL);
+    else if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) on_assign(x->c, x, l);
     else on_revoke(x->c, x);
 }
 
@@ -580,6 +580,7 @@ static int setup(clu *c, char *err, size_t esz)
 
 static void teardown(clu *c)
 {
+    c->closing = true;
     for (int s = 1; s <= 2; s++) {
         xstage *x = s == 1 ? &c->s1 : &c->s2;
         if (x->cons) {

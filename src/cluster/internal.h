@@ -45,6 +45,7 @@ struct clu {
     s1_state *st1;
     s2_state *st2;
     uint64_t rate_t0;    /* source.rate accounting */
+    bool closing;        /* teardown: assignments are not taken any more */
     int fatal;           /* an error that stops the instance (SL_E*) */
     char err[1024];
 };

@@ -16,7 +16,7 @@ import time
 
 import kafkatest as kt
 
-RATE = 6_000          # records/s per instance's stage 1: the input lasts ~17 s
+RATE = 4_000          # records/s per instance's stage 1: the input lasts ~25 s
 SESSION_MS = 6_000    # group session timeout: how soon a dead instance is noticed
 TXN_MS = 5_000        # an instance's open epoch is aborted this long after it died
 
