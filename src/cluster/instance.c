@@ -598,6 +598,19 @@ static void teardown(clu *c)
     sl__s2_close(c);
 }
 
+/* The instance's counters reach the job (sl_job_stats_get, /metrics) as
+ * they grow, not only at the end. */
+static void publish_counters(clu *c)
+{
+    uint64_t d[SL__CTR_N];
+    for (int k = 0; k < SL__CTR_N; k++) {
+        uint64_t v = c->ctr[k];
+        d[k] = v - c->published[k];
+        c->published[k] = v;
+    }
+    sl__job_add_counters(c->job, d);
+}
+
 int sl_job_run_cluster(sl_job *job, const char *bootstrap)
 {
     if (!job || !bootstrap || !bootstrap[0]) return SL_EINVAL;
@@ -607,10 +620,14 @@ int sl_job_run_cluster(sl_job *job, const char *bootstrap)
     char err[1024] = "";
     int rc = sl__job_cut(job, &c->cut, err, sizeof err);
     if (!rc) rc = setup(c, err, sizeof err);
-    int64_t last_done_check = 0;
+    int64_t last_done_check = 0, last_publish = 0;
     while (!rc && !c->fatal && !sl__job_stopping(job)) {
         int n1 = step_stage(c, &c->s1, 0);
         int n2 = step_stage(c, &c->s2, n1 ? 0 : 5);
+        if (sl__clu_now_ms() - last_publish >= 500) {
+            last_publish = sl__clu_now_ms();
+            publish_counters(c);
+        }
         if (!n1 && !n2 && c->src.bounded && !c->s1.txn_open && !c->s2.txn_open &&
             sl__clu_now_ms() - last_done_check > 1000) {
             last_done_check = sl__clu_now_ms();
@@ -630,9 +647,7 @@ int sl_job_run_cluster(sl_job *job, const char *bootstrap)
         snprintf(err, sizeof err, "%s", c->err);
     }
     teardown(c);
-    uint64_t ctr[SL__CTR_N];
-    for (int k = 0; k < SL__CTR_N; k++) ctr[k] = c->ctr[k];
-    sl__job_add_counters(job, ctr);
+    publish_counters(c);
     sl__cut_free(&c->cut);
     free(c);
     if (rc) return sl__job_fail(job, rc, "%s", err[0] ? err : sl_strerror(rc));

@@ -41,6 +41,7 @@ struct clu {
     int G;
     sl__ctx ctx;
     _Atomic uint64_t ctr[SL__CTR_N];
+    uint64_t published[SL__CTR_N]; /* part of ctr already added to the job's */
     xstage s1, s2;
     s1_state *st1;
     s2_state *st2;
