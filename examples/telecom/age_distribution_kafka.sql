@@ -9,6 +9,9 @@
 --   sluice run examples/telecom/age_distribution_kafka.sql --set data=data \
 --       --set bootstrap=127.0.0.1:9092 --set checkpoint.dir=out/ck
 --
+-- Distributed: add `--cluster 127.0.0.1:9092` and start the same command on
+-- as many machines as you like (docs/distributed.md).
+--
 -- Paths and servers come from ${variables} with defaults; --set NAME=VALUE
 -- changes them. `bounded` = true reads up to the end offsets found at start
 -- and then ends (tests, backfills); false runs until stopped.
