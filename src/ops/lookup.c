@@ -27,6 +27,7 @@
  * (sl__batch_extend) and gathered strings point into the table, which
  * outlives the job, so nothing of the input is copied. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +312,8 @@ typedef struct {
     const sl_batch **chunk; /* matched chunk per row, NULL = no match */
     uint32_t *row;
     sl_batch *fetched; /* disk table: the rows of the current batch */
+    sl__rowcache *cache; /* disk table: its hot rows (borrowed), or NULL */
+    _Atomic uint64_t *hits, *misses; /* counters at /metrics, or NULL */
     sl_job *job;
     const sl_table *ov; /* the table's overlay for this batch, or NULL */
 } lookup_op;
@@ -364,6 +367,19 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
         p->nulls[j] = sl__table_has_nulls(c->table, c->tcols[j]);
     }
     p->job = ctx ? ctx->job : NULL;
+    if (sl__table_on_disk(c->table)) {
+        p->cache = sl__table_cache(c->table);
+        if (p->job) { /* labelled by the join's key column, never by data */
+            char lab[160];
+            snprintf(lab, sizeof lab, "lookup=\"%s\"", info->in->cols[c->key_col].name);
+            p->hits = sl__job_counter(p->job, "sluice_state_cache_hits_total",
+                                      "Lookups served by the row cache in front "
+                                      "of a RocksDB table", lab);
+            p->misses = sl__job_counter(p->job, "sluice_state_cache_misses_total",
+                                        "Lookups the row cache sent to RocksDB",
+                                        lab);
+        }
+    }
     lk_reserve(p, info->batch_cap ? info->batch_cap : 1024);
     *st = p;
     return 0;
@@ -373,11 +389,16 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
 static int lk_fetch(lookup_op *p, const sl_batch *b)
 {
     char err[512];
-    int rc = sl__table_fetch(p->c.table, b, p->c.key_col, p->fetched, p->row,
-                             err, sizeof err);
+    sl__rowcache_counts n = {0};
+    int rc = sl__table_fetch_cached(p->c.table, p->cache, b, p->c.key_col,
+                                    p->fetched, p->row, &n, err, sizeof err);
     if (rc) {
         if (p->job) sl__job_fail(p->job, rc, "lookup: %s", err);
         return rc;
+    }
+    if (p->hits && p->cache) {
+        atomic_fetch_add_explicit(p->hits, n.hits, memory_order_relaxed);
+        atomic_fetch_add_explicit(p->misses, n.misses, memory_order_relaxed);
     }
     for (uint32_t i = 0; i < b->n; i++)
         p->chunk[i] = p->row[i] == UINT32_MAX ? NULL : p->fetched;

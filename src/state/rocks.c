@@ -4,12 +4,14 @@
  * total write-buffer size (db_write_buffer_size) so that the memory RocksDB
  * uses stays under state.memory.bound however large the state grows:
  *
- *   block cache         3/8 of the bound (data, index and filter blocks:
+ *   row caches          1/4 of the bound: hot lookup-table rows in front
+ *                       of RocksDB, per task (rowcache.c, tabledisk.c)
+ *   block cache         1/4 of the bound (data, index and filter blocks:
  *                       cache_index_and_filter_blocks, so they count too;
  *                       partitioned, so a lookup loads only what it needs)
  *   write buffers       1/8 (all memtables of all column families; one
  *                       column family's memtable 1/16, at most 64 MiB)
- *   the rest (1/2)      table readers, iterators, blocks being read or
+ *   the rest (3/8)      table readers, iterators, blocks being read or
  *                       compacted, and the allocator's slack
  *
  * glibc's malloc gives each thread its own arena, and RocksDB's blocks
@@ -44,7 +46,10 @@
 struct sl__ks {
     rocksdb_column_family_handle_t *cf;
     char name[32];
+    rocksdb_block_based_table_options_t *bbto; /* its own, or NULL (g.bbto) */
 };
+
+static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks);
 
 static struct {
     pthread_mutex_t mu;
@@ -84,7 +89,7 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     if (sl__mkdirs(sc->dir))
         return sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: "
                        "cannot create: %s", sc->dir, strerror(errno));
-    g.cache = rocksdb_cache_create_lru((size_t)(b / 8 * 3));
+    g.cache = rocksdb_cache_create_lru((size_t)(b / 4)); /* 3/8 before row caches */
     g.bbto = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(g.bbto, g.cache);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(g.bbto, 1);
@@ -167,10 +172,12 @@ sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
         rocksdb_options_set_disable_auto_compactions(o, 1);
         rocksdb_options_set_level0_slowdown_writes_trigger(o, 1 << 30);
         rocksdb_options_set_level0_stop_writes_trigger(o, 1 << 30);
+        lookup_table_options(o, ks);
     }
     ks->cf = rocksdb_create_column_family(g.db, o, ks->name, &err);
     rocksdb_options_destroy(o);
     if (!ks->cf) {
+        if (ks->bbto) rocksdb_block_based_options_destroy(ks->bbto);
         sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB: %s",
                 err ? err : "cannot create a column family");
         free(err);
@@ -196,6 +203,7 @@ void sl__ks_drop(sl__ks *ks)
     rocksdb_drop_column_family(g.db, ks->cf, &err);
     free(err);
     rocksdb_column_family_handle_destroy(ks->cf);
+    if (ks->bbto) rocksdb_block_based_options_destroy(ks->bbto);
     free(ks);
     if (--g.refs == 0) {
         rocksdb_close(g.db);
@@ -312,4 +320,87 @@ uint64_t sl__ks_disk_bytes(sl__ks *ks)
     uint64_t n = v ? strtoull(v, NULL, 10) : 0;
     free(v);
     return n;
+}
+
+/* ---- lookup tables' fast path (tabledisk.c, rowcache.c) ------------------ */
+/* The row caches in front of lookup tables take 1/4 of the bound, all
+ * together (block cache 1/4, write buffers 1/8, the rest 3/8). */
+int64_t sl__ks_row_cache_bytes(void)
+{
+    pthread_mutex_lock(&g.mu);
+    int64_t b = g.refs > 0 ? g.bound / 4 : 0;
+    pthread_mutex_unlock(&g.mu);
+    return b;
+}
+
+/* One batched MultiGet (RocksDB's MultiGet with sorted_input: the keys of
+ * one data block are found in one pass over it, and values stay pinned in
+ * the block cache rather than copied). */
+int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
+                            const size_t *klen,
+                            void (*fn)(void *arg, size_t i, const char *v,
+                                       size_t vl),
+                            void *arg, char *errstr, size_t errstr_size)
+{
+    if (n == 0) return 0;
+    rocksdb_pinnableslice_t **vals = sl__xcalloc(n, sizeof *vals);
+    char **errs = sl__xcalloc(n, sizeof *errs);
+    rocksdb_batched_multi_get_cf(g.db, g.ro, ks->cf, n, keys, klen, vals, errs,
+                                 true);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (errs[i]) {
+            if (!rc)
+                rc = sl__err(errstr, errstr_size, SL_EIO,
+                             "state: RocksDB read: %s", errs[i]);
+            free(errs[i]);
+        } else if (vals[i] && !rc) {
+            size_t vl;
+            const char *v = rocksdb_pinnableslice_value(vals[i], &vl);
+            if (v) fn(arg, i, v, vl);
+        }
+        rocksdb_pinnableslice_destroy(vals[i]);
+    }
+    free(errs);
+    free(vals);
+    return rc;
+}
+
+/* TEMP experiment switches */
+static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks)
+{
+    const char *e = getenv("SL_EXP");
+    int x = e ? atoi(e) : 0;
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(t, g.cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
+    rocksdb_block_based_options_set_format_version(t, 5);
+    if (x & 2) {
+        rocksdb_block_based_options_set_index_type(
+            t, rocksdb_block_based_table_index_type_binary_search);
+    } else {
+        rocksdb_block_based_options_set_index_type(
+            t, rocksdb_block_based_table_index_type_two_level_index_search);
+        rocksdb_block_based_options_set_partition_filters(t, 1);
+        rocksdb_block_based_options_set_metadata_block_size(t, 4096);
+    }
+    if (x & 1) {
+        rocksdb_block_based_options_set_data_block_index_type(
+            t, rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
+        rocksdb_block_based_options_set_data_block_hash_ratio(t, 0.75);
+    }
+    if (x & 4) rocksdb_options_set_optimize_filters_for_hits(o, 1);
+    if (!(x & 32))
+        rocksdb_block_based_options_set_filter_policy(
+            t, rocksdb_filterpolicy_create_bloom_full(10));
+    if (x & 8) rocksdb_options_set_compression(o, rocksdb_no_compression);
+    if (x & 16) {
+        rocksdb_block_based_options_set_pin_top_level_index_and_filter(t, 1);
+        rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    }
+    if (x & 64) rocksdb_block_based_options_set_block_size(t, 1024);
+    if (x & 128) rocksdb_block_based_options_set_block_size(t, 16384);
+    rocksdb_options_set_block_based_table_factory(o, t);
+    ks->bbto = t;
 }

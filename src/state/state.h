@@ -136,4 +136,55 @@ void sl__table_on_free(sl_table *t, void (*fn)(void *), void *arg);
  * a lookup in t (overlay first) finds now. */
 size_t sl__table_changes(const sl_table *fresh, const sl_table *t);
 
+/* ---- the row cache in front of a disk table (rowcache.c) ----------------- */
+/* A bounded 2-way set-associative cache of encoded rows (key bytes, value
+ * bytes), one per disk table, safe from many threads at once (sharded
+ * locks). Entries larger than max_row bytes (at most SL__ROWCACHE_MAX_ROW)
+ * are not cached. Returns NULL when `bytes` cannot hold one set. */
+#define SL__ROWCACHE_MAX_ROW 1024
+typedef struct sl__rowcache sl__rowcache;
+typedef struct {
+    uint64_t hits, misses, inserts, evictions, too_large;
+} sl__rowcache_counts;
+sl__rowcache *sl__rowcache_new(size_t bytes, size_t max_row);
+void sl__rowcache_free(sl__rowcache *c);
+void sl__rowcache_clear(sl__rowcache *c);
+/* Clears c if gen differs from the generation it was last synced to. */
+void sl__rowcache_sync(sl__rowcache *c, uint64_t gen);
+size_t sl__rowcache_bytes(const sl__rowcache *c); /* allocated */
+size_t sl__rowcache_slots(const sl__rowcache *c);
+uint64_t sl__rowcache_hash(const void *key, size_t klen); /* never 0 */
+void sl__rowcache_prefetch(const sl__rowcache *c, uint64_t h);
+/* Copies key's value into val (room for SL__ROWCACHE_MAX_ROW bytes) and
+ * returns its length, or SIZE_MAX when the key is not cached. */
+size_t sl__rowcache_get(sl__rowcache *c, uint64_t h, const void *key,
+                        size_t klen, char *val);
+void sl__rowcache_put(sl__rowcache *c, uint64_t h, const void *key, size_t klen,
+                      const void *val, size_t vlen);
+void sl__rowcache_stats(sl__rowcache *c, sl__rowcache_counts *out);
+
+/* Disk table t's row cache, shared by every task that probes t: made on
+ * the first call (after every table of the job is loaded) with t's share
+ * of the row-cache part of state.memory.bound (docs/state.md), freed with
+ * t. NULL for a memory table or when no bytes are left. */
+sl__rowcache *sl__table_cache(const sl_table *t);
+/* sl__table_fetch through cache c (NULL: straight to RocksDB): hits are
+ * served from c, misses read in one sorted batched multi-get and added to
+ * c; n (may be NULL) gets this batch's hits and misses added. c is
+ * cleared first if the table was written since c last saw it. */
+int sl__table_fetch_cached(const sl_table *t, sl__rowcache *c,
+                           const sl_batch *b, int bkey, sl_batch *dst,
+                           uint32_t *row_of, sl__rowcache_counts *n,
+                           char *errstr, size_t errstr_size);
+/* The keyed store: the row caches' part of the memory bound (bytes, all
+ * caches of the process together; 0 when no instance is open), and a
+ * batched multi-get of keys sorted in key order: fn(arg, i, value, vlen)
+ * for every key i found, value borrowed for the call only. */
+int64_t sl__ks_row_cache_bytes(void);
+int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
+                            const size_t *klen,
+                            void (*fn)(void *arg, size_t i, const char *v,
+                                       size_t vl),
+                            void *arg, char *errstr, size_t errstr_size);
+
 #endif

@@ -105,7 +105,25 @@ int sl__table_fetch(const sl_table *t, const sl_batch *b, int bkey,
     if (!t->disk)
         return sl__err(errstr, errstr_size, SL_EINTERNAL,
                        "table: fetch on a memory table");
-    return sl__dtab_fetch(t->disk, b, bkey, dst, row_of, errstr, errstr_size);
+    return sl__dtab_fetch(t->disk, NULL, b, bkey, dst, row_of, NULL, errstr,
+                          errstr_size);
+}
+
+int sl__table_fetch_cached(const sl_table *t, sl__rowcache *c,
+                           const sl_batch *b, int bkey, sl_batch *dst,
+                           uint32_t *row_of, sl__rowcache_counts *n,
+                           char *errstr, size_t errstr_size)
+{
+    if (!t->disk)
+        return sl__err(errstr, errstr_size, SL_EINTERNAL,
+                       "table: fetch on a memory table");
+    return sl__dtab_fetch(t->disk, c, b, bkey, dst, row_of, n, errstr,
+                          errstr_size);
+}
+
+sl__rowcache *sl__table_cache(const sl_table *t)
+{
+    return t && t->disk ? sl__dtab_cache(t->disk) : NULL;
 }
 
 int sl__table_seal(sl_table *t, char *errstr, size_t errstr_size)

@@ -16,7 +16,25 @@
  * skipped, the last of equal keys wins, and sl_table_rows counts distinct
  * keys: sealing the table (after the last append) flushes it and counts
  * them in one sequential scan, far cheaper than a lookup per row while
- * loading, which would read the filters of every file at random. */
+ * loading, which would read the filters of every file at random.
+ *
+ * Lookups (sl__dtab_fetch) go through the table's row cache (rowcache.c,
+ * shared by the tasks) when it has one: every key of the batch is encoded, hashed
+ * and its cache set prefetched, then probed; hits decode from the cache,
+ * and the misses, sorted and without duplicates, go to RocksDB in one
+ * batched MultiGet, their rows then added to the cache. A write to the
+ * table after it was sealed bumps its generation (release, after the
+ * write), which a fetch loads (acquire) before reading anything, so a
+ * cache never serves a row older than the last write it could see.
+ *
+ * The caches of all tables share the row-cache part of state.memory.bound
+ * (sl__ks_row_cache_bytes); sl__dtab_cache makes a table's cache on first
+ * use with a water-filled share of it (no more than the table could use:
+ * 3 slots per row; the rest split among the other open tables), and
+ * never reserves past the total. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +45,21 @@ struct sl__dtab {
     int key_col;
     bool str_key;
     sl__ks *ks;
+    _Atomic uint64_t gen; /* bumped after every write (sl__dtab_append) */
+    size_t max_row;       /* largest encoded key + value written */
+    size_t nkeys;         /* distinct keys at the last seal */
+    sl__dtab *next;       /* in caches.tables */
+    sl__rowcache *cache;  /* made by the first sl__dtab_cache */
+    bool cache_made;
 };
+
+/* The row caches' budget, process-wide (invariant: reserved <= the
+ * row-cache bytes of the open instance). */
+static struct {
+    pthread_mutex_t mu;
+    int64_t reserved;
+    sl__dtab *tables; /* every open disk table */
+} caches = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 typedef struct {
     char *p;
@@ -141,12 +173,34 @@ sl__dtab *sl__dtab_new(const sl_schema *s, int key_col, const sl__state_conf *sc
     d->key_col = key_col;
     d->str_key = s->cols[key_col].type == SL_STRING;
     d->ks = ks;
+    pthread_mutex_lock(&caches.mu);
+    d->next = caches.tables;
+    caches.tables = d;
+    pthread_mutex_unlock(&caches.mu);
     return d;
 }
 
 void sl__dtab_free(sl__dtab *d)
 {
     if (!d) return;
+    pthread_mutex_lock(&caches.mu);
+    for (sl__dtab **p = &caches.tables; *p; p = &(*p)->next)
+        if (*p == d) {
+            *p = d->next;
+            break;
+        }
+    caches.reserved -= (int64_t)sl__rowcache_bytes(d->cache);
+    pthread_mutex_unlock(&caches.mu);
+    if (d->cache && getenv("SL_DEBUG_CACHE")) { /* TEMP */
+        sl__rowcache_counts k;
+        sl__rowcache_stats(d->cache, &k);
+        fprintf(stderr, "cache %zu bytes %zu slots: hits %llu misses %llu ins %llu evict %llu big %llu\n",
+                sl__rowcache_bytes(d->cache), sl__rowcache_slots(d->cache),
+                (unsigned long long)k.hits, (unsigned long long)k.misses,
+                (unsigned long long)k.inserts, (unsigned long long)k.evictions,
+                (unsigned long long)k.too_large);
+    }
+    sl__rowcache_free(d->cache);
     sl__ks_drop(d->ks);
     free(d);
 }
@@ -165,8 +219,11 @@ int sl__dtab_seal(sl__dtab *d, size_t *nkeys, char *errstr, size_t errstr_size)
 {
     int rc = sl__ks_compact(d->ks, errstr, errstr_size);
     *nkeys = 0;
-    return rc ? rc : sl__ks_scan(d->ks, NULL, 0, count_key, nkeys, errstr,
-                                 errstr_size);
+    if (!rc) rc = sl__ks_scan(d->ks, NULL, 0, count_key, nkeys, errstr, errstr_size);
+    pthread_mutex_lock(&caches.mu);
+    d->nkeys = *nkeys;
+    pthread_mutex_unlock(&caches.mu);
+    return rc;
 }
 
 int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *stored,
@@ -195,12 +252,20 @@ int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *stored,
     int rc = 0;
     if (m == 0) goto out;
     sl__ks_op *ops = sl__xmalloc(sizeof *ops * m);
-    for (uint32_t j = 0; j < m; j++)
+    size_t max_row = 0;
+    for (uint32_t j = 0; j < m; j++) {
         ops[j] = (sl__ks_op){kb.p + koff[j], koff[j + 1] - koff[j],
                              vb.p + voff[j], voff[j + 1] - voff[j]};
+        if (ops[j].klen + ops[j].vlen > max_row) max_row = ops[j].klen + ops[j].vlen;
+    }
     rc = sl__ks_write(d->ks, ops, m, errstr, errstr_size);
     free(ops);
     if (!rc) *stored += m;
+    pthread_mutex_lock(&caches.mu);
+    if (max_row > d->max_row) d->max_row = max_row;
+    pthread_mutex_unlock(&caches.mu);
+    /* after the write: a fetch that sees the new generation sees the rows */
+    atomic_fetch_add_explicit(&d->gen, 1, memory_order_release);
 out:
     free(kb.p);
     free(vb.p);
@@ -210,14 +275,87 @@ out:
     return rc;
 }
 
-int sl__dtab_fetch(const sl__dtab *d, const sl_batch *b, int bkey,
-                   sl_batch *dst, uint32_t *row_of, char *errstr,
-                   size_t errstr_size)
+/* ---- lookups ------------------------------------------------------------- */
+/* A key to read from RocksDB: its bytes, the first 8 of them as a
+ * big-endian number (so most comparisons are one integer compare), and
+ * the lookup (index into the batch's keys) it came from. */
+typedef struct {
+    uint64_t prefix;
+    const char *p;
+    size_t len;
+    uint32_t j;
+} miss_key;
+
+static int miss_cmp(const void *a, const void *b)
+{
+    const miss_key *x = a, *y = b;
+    if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->p, y->p, n);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+typedef struct {
+    const sl__dtab *d;
+    sl__rowcache *cache;
+    const sl_batch *b;
+    int bkey;
+    sl_batch *dst;
+    uint32_t *row_of;
+    const uint32_t *rows;  /* batch row of each lookup j */
+    const uint64_t *hash;  /* of each lookup j (with a cache) */
+    const char *const *keys;
+    const size_t *klen;
+    const uint32_t *first; /* first lookup of each distinct missed key */
+    const uint32_t *next;  /* the next lookup of the same key, or UINT32_MAX */
+    int rc;
+} fetch_ctx;
+
+/* Appends batch row i's table row (value v) to dst. */
+static int row_out(fetch_ctx *f, uint32_t i, const char *v, size_t vl)
+{
+    const sl__dtab *d = f->d;
+    sl_batch *dst = f->dst;
+    uint32_t r = dst->n++;
+    dst->kind[r] = SL_KIND_DATA;
+    dst->cols[d->key_col].valid[r] = 1;
+    if (d->str_key) {
+        const sl_str *k = (const sl_str *)f->b->cols[f->bkey].data + i;
+        char *p = k->len ? sl__arena_alloc(&dst->arena, k->len) : NULL;
+        if (k->len) memcpy(p, k->ptr, k->len);
+        ((sl_str *)dst->cols[d->key_col].data)[r] = (sl_str){p ? p : "", k->len};
+    } else {
+        ((int64_t *)dst->cols[d->key_col].data)[r] =
+            ((const int64_t *)f->b->cols[f->bkey].data)[i];
+    }
+    f->row_of[i] = r;
+    return val_dec(dst, d->key_col, r, v, vl);
+}
+
+/* sl__ks_multi_get_sorted's callback: distinct missed key u was found. */
+static void found(void *arg, size_t u, const char *v, size_t vl)
+{
+    fetch_ctx *f = arg;
+    uint32_t j0 = f->first[u];
+    for (uint32_t j = j0; j != UINT32_MAX; j = f->next[j])
+        if (row_out(f, f->rows[j], v, vl) && !f->rc) f->rc = SL_EIO;
+    if (f->cache)
+        sl__rowcache_put(f->cache, f->hash[j0], f->keys[j0], f->klen[j0], v, vl);
+}
+
+int sl__dtab_fetch(const sl__dtab *d, sl__rowcache *cache, const sl_batch *b,
+                   int bkey, sl_batch *dst, uint32_t *row_of,
+                   sl__rowcache_counts *cn, char *errstr, size_t errstr_size)
 {
     uint32_t n = b->n, m = 0;
     sl__batch_clear(dst);
     if (n == 0) return 0;
     SL_ASSERT(dst->cap >= n);
+    /* before any read: rows written before this generation are visible */
+    if (cache)
+        sl__rowcache_sync(cache, atomic_load_explicit(&((sl__dtab *)d)->gen,
+                                                      memory_order_acquire));
     const uint8_t *kind = b->kind, *kv = b->cols[bkey].valid;
     buf kb = {0};
     size_t *koff = sl__xmalloc(sizeof *koff * (n + 1));
@@ -231,44 +369,137 @@ int sl__dtab_fetch(const sl__dtab *d, const sl_batch *b, int bkey,
     }
     koff[m] = kb.n;
     int rc = 0;
-    if (m == 0) goto out;
+    if (m == 0) {
+        free(kb.p);
+        free(koff);
+        free(rows);
+        return 0;
+    }
     const char **keys = sl__xmalloc(sizeof *keys * m);
     size_t *kl = sl__xmalloc(sizeof *kl * m);
+    uint64_t *hash = cache ? sl__xmalloc(sizeof *hash * m) : NULL;
     for (uint32_t j = 0; j < m; j++) {
         keys[j] = kb.p + koff[j];
         kl[j] = koff[j + 1] - koff[j];
-    }
-    char **vals = sl__xcalloc(m, sizeof *vals);
-    size_t *vls = sl__xcalloc(m, sizeof *vls);
-    rc = sl__ks_multi_get(d->ks, m, keys, kl, vals, vls, errstr, errstr_size);
-    for (uint32_t j = 0; j < m; j++) {
-        if (!rc && vals[j]) {
-            uint32_t r = dst->n++, i = rows[j];
-            dst->kind[r] = SL_KIND_DATA;
-            dst->cols[d->key_col].valid[r] = 1;
-            if (d->str_key) {
-                const sl_str *k = (const sl_str *)b->cols[bkey].data + i;
-                char *p = k->len ? sl__arena_alloc(&dst->arena, k->len) : NULL;
-                if (k->len) memcpy(p, k->ptr, k->len);
-                ((sl_str *)dst->cols[d->key_col].data)[r] = (sl_str){p ? p : "", k->len};
-            } else {
-                ((int64_t *)dst->cols[d->key_col].data)[r] =
-                    ((const int64_t *)b->cols[bkey].data)[i];
-            }
-            if (val_dec(dst, d->key_col, r, vals[j], vls[j]))
-                rc = sl__err(errstr, errstr_size, SL_EIO,
-                             "table: a RocksDB row does not decode (corrupt state)");
-            row_of[i] = r;
+        if (cache) {
+            hash[j] = sl__rowcache_hash(keys[j], kl[j]);
+            sl__rowcache_prefetch(cache, hash[j]);
         }
-        sl__ks_value_free(vals[j]);
     }
-    free(vals);
-    free(vls);
+    fetch_ctx f = {.d = d, .cache = cache, .b = b, .bkey = bkey, .dst = dst,
+                   .row_of = row_of, .rows = rows, .hash = hash, .keys = keys,
+                   .klen = kl};
+    miss_key *mk = sl__xmalloc(sizeof *mk * m);
+    uint32_t nm = 0;
+    char v[SL__ROWCACHE_MAX_ROW];
+    for (uint32_t j = 0; j < m; j++) {
+        size_t vl = cache ? sl__rowcache_get(cache, hash[j], keys[j], kl[j], v)
+                          : SIZE_MAX;
+        if (vl != SIZE_MAX) {
+            if (row_out(&f, rows[j], v, vl) && !f.rc) f.rc = SL_EIO;
+            continue;
+        }
+        uint8_t pre[8] = {0};
+        memcpy(pre, keys[j], kl[j] < 8 ? kl[j] : 8);
+        uint64_t x = 0;
+        for (int q = 0; q < 8; q++) x = x << 8 | pre[q];
+        mk[nm++] = (miss_key){x, keys[j], kl[j], j};
+    }
+    if (nm) {
+        /* sorted and distinct: RocksDB reads each data block once */
+        qsort(mk, nm, sizeof *mk, miss_cmp);
+        const char **ukeys = sl__xmalloc(sizeof *ukeys * nm);
+        size_t *ulen = sl__xmalloc(sizeof *ulen * nm);
+        uint32_t *first = sl__xmalloc(sizeof *first * nm);
+        uint32_t *next = sl__xmalloc(sizeof *next * m);
+        uint32_t nu = 0, last = UINT32_MAX;
+        for (uint32_t q = 0; q < nm; q++) {
+            uint32_t j = mk[q].j;
+            next[j] = UINT32_MAX;
+            if (nu && !miss_cmp(&mk[q], &mk[q - 1])) {
+                next[last] = j;
+            } else {
+                ukeys[nu] = mk[q].p;
+                ulen[nu] = mk[q].len;
+                first[nu++] = j;
+            }
+            last = j;
+        }
+        f.first = first;
+        f.next = next;
+        rc = sl__ks_multi_get_sorted(d->ks, nu, ukeys, ulen, found, &f, errstr,
+                                     errstr_size);
+        free(ukeys);
+        free(ulen);
+        free(first);
+        free(next);
+    }
+    if (!rc && f.rc)
+        rc = sl__err(errstr, errstr_size, SL_EIO,
+                     "table: a RocksDB row does not decode (corrupt state)");
+    if (cn && cache) {
+        cn->hits += m - nm;
+        cn->misses += nm;
+    }
+    free(mk);
+    free(hash);
     free(keys);
     free(kl);
-out:
     free(kb.p);
     free(koff);
     free(rows);
     return rc;
+}
+
+/* ---- the row caches' budget ---------------------------------------------- */
+#define CACHE_SLOT_HDR 16 /* rowcache.c's slot header */
+
+/* Bytes one task's cache of d could use: 3 slots per row, so that few
+ * rows collide in the 2-way sets (~5% of a table that fits, by a Poisson
+ * estimate; 1.5 slots lost 17%). */
+static int64_t cache_need(const sl__dtab *d)
+{
+    size_t row = d->max_row < SL__ROWCACHE_MAX_ROW ? d->max_row : SL__ROWCACHE_MAX_ROW;
+    int64_t slot = CACHE_SLOT_HDR + (int64_t)((row + 7) & ~(size_t)7);
+    return (int64_t)(3 * d->nkeys + 2) * slot;
+}
+
+sl__rowcache *sl__dtab_cache(sl__dtab *d)
+{
+    int64_t total = sl__ks_row_cache_bytes();
+    pthread_mutex_lock(&caches.mu);
+    if (d->cache_made) {
+        pthread_mutex_unlock(&caches.mu);
+        return d->cache;
+    }
+    /* water-filling over the open tables that have no cache yet: those
+     * needing less than an equal split of what is left keep what they
+     * need, the others share the rest equally */
+    int nt = 0;
+    for (const sl__dtab *t = caches.tables; t; t = t->next) nt += !t->cache_made;
+    int64_t left = total - caches.reserved, share = 0;
+    bool *done = sl__xcalloc((size_t)nt + 1, sizeof *done);
+    for (int k = nt; k > 0; k--) {
+        const sl__dtab *small = NULL;
+        int si = 0, i = 0;
+        for (const sl__dtab *t = caches.tables; t; t = t->next) {
+            if (t->cache_made) continue;
+            if (!done[i] && (!small || cache_need(t) < cache_need(small))) {
+                small = t;
+                si = i;
+            }
+            i++;
+        }
+        int64_t give = cache_need(small) < left / k ? cache_need(small) : left / k;
+        done[si] = true;
+        left -= give;
+        if (small == d) share = give;
+    }
+    free(done);
+    if (share > total - caches.reserved) share = total - caches.reserved;
+    d->cache = share > 0 ? sl__rowcache_new((size_t)share, d->max_row) : NULL;
+    d->cache_made = true;
+    caches.reserved += (int64_t)sl__rowcache_bytes(d->cache);
+    pthread_mutex_unlock(&caches.mu);
+    return d->cache;
 }

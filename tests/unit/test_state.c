@@ -250,6 +250,44 @@ static void model_check(sl_type kt)
     }
     assert_true(hits > 100);
     assert_int_equal(got->n, hits);
+    /* through a row cache: the same rows, cold (all misses) and warm */
+    sl__rowcache *cache = sl__table_cache(disk);
+    assert_non_null(cache);
+    assert_ptr_equal(sl__table_cache(disk), cache); /* one per table */
+    assert_null(sl__table_cache(mem));
+    sl__rowcache_counts n = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(sl__table_fetch_cached(disk, cache, probe, 0, got, row_of,
+                                                &n, err, sizeof err), 0);
+        assert_int_equal(got->n, hits);
+        for (uint32_t i = 0; i < P; i++) {
+            const sl_batch *ch = NULL;
+            uint32_t r = 0;
+            int hit = 0;
+            if (i != 10 && i != 20) {
+                if (kt == SL_INT64) {
+                    hit = sl__table_find_i64(mem, (int64_t)i - 350, &ch, &r);
+                } else {
+                    sl_str k = sl_batch_str(probe, 0)[i];
+                    hit = sl__table_find_str(mem, k.ptr, k.len, &ch, &r);
+                }
+            }
+            assert_int_equal(row_of[i] != UINT32_MAX, hit);
+            if (hit) same_row(ch, r, got, row_of[i]);
+        }
+    }
+    sl__rowcache_counts k;
+    sl__rowcache_stats(cache, &k);
+    printf("  cache: %u rows found, %" PRIu64 " hits %" PRIu64 " misses %" PRIu64
+           " inserts %" PRIu64 " evictions\n", hits, k.hits, k.misses, k.inserts,
+           k.evictions);
+    /* the cold pass missed every probe, the warm one found most rows in
+     * the cache (3 slots per row: a few collide in their 2-way set) */
+    assert_int_equal(k.hits + k.misses, 2 * (P - 2));
+    assert_true(k.hits >= (uint64_t)hits * 17 / 20);
+    assert_true(k.hits <= hits);
+    assert_int_equal(n.hits, k.hits); /* what the fetches reported */
+    assert_int_equal(n.misses, k.misses);
     sl__batch_free(probe);
     sl__batch_free(got);
     sl_table_free(mem);
@@ -267,6 +305,104 @@ static void test_table_str_model(void **state)
 {
     (void)state;
     model_check(SL_STRING);
+}
+
+/* A row rewritten after the table was sealed (as a refresh would) is
+ * never served stale from a cache that held the old row, and the caches'
+ * bytes stay within the row-cache share of state.memory.bound. */
+static sl_batch *int_rows(const sl_schema *s, uint32_t n, int64_t step,
+                          const char *name, int64_t sign)
+{
+    sl_batch *b = sl__batch_new(s, n);
+    for (uint32_t i = 0; i < n; i++) {
+        sl_batch_i64(b, 0)[i] = step * i;
+        sl_batch_set_str(b, 1, i, name, strlen(name));
+        sl_batch_i64(b, 2)[i] = sign * (int64_t)i;
+    }
+    sl_batch_set_len(b, n);
+    return b;
+}
+
+/* A row rewritten after the table was sealed (as a refresh would) is
+ * never served stale from a cache that held the old row, and the caches
+ * of all tables stay within the row-cache share of state.memory.bound. */
+static void test_cache_fresh_and_bounded(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    sl_schema *s = table_schema(SL_INT64);
+    sl__state_conf sc = rocks_conf("fresh");
+    sl_table *disk = sl__table_new_on(s, 0, &sc, err, sizeof err);
+    if (!disk) fail_msg("%s", err);
+    sl_batch *b = int_rows(s, 1000, 1, "old", 1);
+    assert_int_equal(sl__table_append(disk, b, err, sizeof err), 0);
+    assert_int_equal(sl__table_seal(disk, err, sizeof err), 0);
+    sl__rowcache *cache = sl__table_cache(disk);
+    assert_non_null(cache);
+    sl_batch *got = sl__batch_new(s, 1000);
+    uint32_t row_of[1000];
+    for (int pass = 0; pass < 2; pass++) /* the second pass: (nearly) all hits */
+        assert_int_equal(sl__table_fetch_cached(disk, cache, b, 0, got, row_of,
+                                                NULL, err, sizeof err), 0);
+    sl__rowcache_counts k;
+    sl__rowcache_stats(cache, &k);
+    assert_true(k.hits >= 900);
+    /* rewrite the even keys */
+    sl_batch *upd = int_rows(s, 500, 2, "new!", -1);
+    assert_int_equal(sl__table_append(disk, upd, err, sizeof err), 0);
+    assert_int_equal(sl__table_fetch_cached(disk, cache, b, 0, got, row_of, NULL,
+                                            err, sizeof err), 0);
+    for (uint32_t i = 0; i < 1000; i++) {
+        uint32_t r = row_of[i];
+        assert_int_not_equal(r, UINT32_MAX);
+        sl_str v = sl_batch_str(got, 1)[r];
+        if (i % 2 == 0) {
+            assert_int_equal(v.len, 4);
+            assert_memory_equal(v.ptr, "new!", 4);
+            assert_int_equal(sl_batch_i64(got, 2)[r], -(int64_t)(i / 2));
+        } else {
+            assert_int_equal(v.len, 3);
+            assert_memory_equal(v.ptr, "old", 3);
+            assert_int_equal(sl_batch_i64(got, 2)[r], i);
+        }
+    }
+    /* the budget: a table whose rows would need more than what is left
+     * gets the rest, no more; a table after it gets nothing */
+    int64_t total = sl__ks_row_cache_bytes();
+    assert_int_equal(total, sc.memory_bound / 4);
+    sl_schema *ws = table_schema(SL_INT64);
+    sl_table *big = sl__table_new_on(ws, 0, &sc, err, sizeof err);
+    sl_table *late = sl__table_new_on(ws, 0, &sc, err, sizeof err);
+    if (!big || !late) fail_msg("%s", err);
+    for (int64_t part = 0; part < 40; part++) { /* 200 k rows x 3 slots x 56 B */
+        sl_batch *r = int_rows(ws, 5000, 1, "x", 1);
+        for (uint32_t i = 0; i < 5000; i++) sl_batch_i64(r, 0)[i] += part * 5000;
+        assert_int_equal(sl__table_append(big, r, err, sizeof err), 0);
+        sl__batch_free(r);
+    }
+    sl_batch *one = int_rows(ws, 1, 1, "y", 1);
+    assert_int_equal(sl__table_append(late, one, err, sizeof err), 0);
+    sl__batch_free(one);
+    assert_int_equal(sl__table_seal(big, err, sizeof err), 0);
+    assert_int_equal(sl__table_seal(late, err, sizeof err), 0);
+    /* late and big are both open without a cache: water-filling gives late
+     * what it needs, big the rest */
+    sl__rowcache *cb = sl__table_cache(big);
+    int64_t sum = (int64_t)sl__rowcache_bytes(cache) + (int64_t)sl__rowcache_bytes(cb);
+    assert_true(sum <= total);
+    assert_true(sum > total - 4096 - 2 * 3 * 56); /* late's share and rounding */
+    sl__rowcache *cl = sl__table_cache(late);
+    assert_non_null(cl);
+    sum += (int64_t)sl__rowcache_bytes(cl);
+    assert_true(sum <= total);
+    sl_table_free(late);
+    sl_table_free(big);
+    sl_schema_free(ws);
+    sl__batch_free(upd);
+    sl__batch_free(got);
+    sl__batch_free(b);
+    sl_table_free(disk);
+    sl_schema_free(s);
 }
 
 static void test_bad_dir(void **state)
@@ -287,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_store),
         cmocka_unit_test(test_table_int_model),
         cmocka_unit_test(test_table_str_model),
+        cmocka_unit_test(test_cache_fresh_and_bounded),
         cmocka_unit_test(test_bad_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

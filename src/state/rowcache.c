@@ -1,0 +1,239 @@
+/* rowcache.c — a bounded cache of hot rows in front of a RocksDB lookup
+ * table (sl__rowcache, state.h), one per table, shared by every task that
+ * probes it. tabledisk.c probes it for a whole batch (hash and prefetch
+ * every key's set, then probe) and sends only the misses to RocksDB in one
+ * sorted multi-get.
+ *
+ * Shared rather than per task: the reference job's tasks all see every
+ * subscriber (the events are not partitioned by subscriber before the
+ * join), so per-task caches would each miss on every first sight of a key
+ * and each hold the same hot rows; one cache misses once per key and holds
+ * twice the rows in the same bytes. The sets are guarded by 256 mutexes
+ * (set s by lock s % 256), taken for one probe or one insert (tens of ns,
+ * almost never contended), so a reader copies a value out under the lock
+ * and decodes it after.
+ *
+ * An entry is a row as RocksDB stores it (the encoded key, then the
+ * encoded value: tabledisk.c), copied into a fixed-size slot; a row larger
+ * than a slot is never cached and always read from RocksDB. Slots form
+ * 2-way sets (two adjacent slots, prefetched together); a key's set is its
+ * hash scaled to the number of sets (multiply-shift, any number of sets),
+ * its tag the hash itself. Each set remembers which of its two slots was
+ * used last, and an insertion replaces the other one (LRU within the set).
+ *
+ * It does not decide its size: the caller passes the bytes it may use
+ * (the table's share of state.memory.bound, tabledisk.c), mapped once
+ * (transparent huge pages: probes at random would miss the TLB), zeroed by
+ * the kernel, so untouched parts cost no resident memory. It does not
+ * know about table writes either: a table that changes bumps a generation,
+ * and sl__rowcache_sync clears a cache that saw an older one.
+ *
+ * Invariants:
+ *  1. slot tag 0 means empty; a hash is never 0 (sl__rowcache_hash sets
+ *     bit 0), so a zeroed cache is empty (sl__rowcache_new, _clear).
+ *  2. an occupied slot holds klen + vlen <= c->data bytes after its
+ *     header: sl__rowcache_put refuses anything larger.
+ *  3. a set and its shard's counters are read and written only under its
+ *     shard's lock (sl__rowcache_get, _put, _clear, _stats). */
+#include <stdbool.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state/state.h"
+
+typedef struct {
+    uint64_t tag;
+    uint16_t klen, vlen;
+    uint8_t mru; /* way 0 only: the way used last */
+    uint8_t pad[3];
+} slot_hdr; /* 16 bytes, followed by the slot's data */
+
+#define WAYS 2
+#define SHARDS 256
+
+typedef struct {
+    pthread_mutex_t mu;
+    sl__rowcache_counts n;
+    bool dirty; /* a put since the last clear */
+} shard;
+
+struct sl__rowcache {
+    unsigned char *mem;
+    uint64_t nsets;
+    size_t slot;  /* bytes of one slot: header + data, a multiple of 8 */
+    size_t data;  /* bytes of key + value one slot holds */
+    size_t bytes; /* allocated for the slots */
+    _Atomic uint64_t gen; /* the table generation the entries belong to */
+    pthread_mutex_t sync_mu; /* one clear at a time */
+    shard sh[SHARDS];
+};
+
+sl__rowcache *sl__rowcache_new(size_t bytes, size_t max_row)
+{
+    if (max_row > SL__ROWCACHE_MAX_ROW) max_row = SL__ROWCACHE_MAX_ROW;
+    size_t data = (max_row + 7) & ~(size_t)7;
+    size_t slot = sizeof(slot_hdr) + data;
+    uint64_t nsets = bytes / (WAYS * slot);
+    if (data == 0 || nsets == 0) return NULL;
+    sl__rowcache *c = sl__xcalloc(1, sizeof *c);
+    c->slot = slot;
+    c->data = data;
+    c->nsets = nsets;
+    c->bytes = (size_t)nsets * WAYS * slot;
+    c->mem = sl__huge_alloc(c->bytes); /* zeroed; huge pages: fewer TLB misses */
+    pthread_mutex_init(&c->sync_mu, NULL);
+    for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&c->sh[i].mu, NULL);
+    return c;
+}
+
+void sl__rowcache_free(sl__rowcache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < SHARDS; i++) pthread_mutex_destroy(&c->sh[i].mu);
+    pthread_mutex_destroy(&c->sync_mu);
+    sl__huge_free(c->mem, c->bytes);
+    free(c);
+}
+
+/* Sets of shard i: i, i + SHARDS, ... (invariant 3). */
+static void clear_shard(sl__rowcache *c, int i)
+{
+    shard *sh = &c->sh[i];
+    pthread_mutex_lock(&sh->mu);
+    if (sh->dirty) /* untouched pages stay unresident */
+        for (uint64_t s = (uint64_t)i; s < c->nsets; s += SHARDS)
+            memset(c->mem + (size_t)s * WAYS * c->slot, 0, WAYS * c->slot);
+    sh->dirty = false;
+    pthread_mutex_unlock(&sh->mu);
+}
+
+void sl__rowcache_clear(sl__rowcache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < SHARDS; i++) clear_shard(c, i);
+}
+
+void sl__rowcache_sync(sl__rowcache *c, uint64_t gen)
+{
+    if (atomic_load_explicit(&c->gen, memory_order_acquire) == gen) return;
+    pthread_mutex_lock(&c->sync_mu);
+    if (atomic_load_explicit(&c->gen, memory_order_relaxed) != gen) {
+        sl__rowcache_clear(c);
+        atomic_store_explicit(&c->gen, gen, memory_order_release);
+    }
+    pthread_mutex_unlock(&c->sync_mu);
+}
+
+size_t sl__rowcache_bytes(const sl__rowcache *c) { return c ? c->bytes : 0; }
+
+size_t sl__rowcache_slots(const sl__rowcache *c)
+{
+    return c ? (size_t)c->nsets * WAYS : 0;
+}
+
+uint64_t sl__rowcache_hash(const void *key, size_t klen)
+{
+    uint64_t h;
+    if (klen == 8) {
+        memcpy(&h, key, 8);
+        h = sl__table_hash_i64((int64_t)h);
+    } else {
+        h = sl__table_hash_str(key, klen);
+    }
+    return h | 1; /* invariant 1 */
+}
+
+static uint64_t set_index(const sl__rowcache *c, uint64_t h)
+{
+    return (uint64_t)(((unsigned __int128)h * c->nsets) >> 64);
+}
+
+static unsigned char *set_of(const sl__rowcache *c, uint64_t h)
+{
+    return c->mem + (size_t)set_index(c, h) * WAYS * c->slot;
+}
+
+void sl__rowcache_prefetch(const sl__rowcache *c, uint64_t h)
+{
+    const unsigned char *s = set_of(c, h);
+    __builtin_prefetch(s);
+    __builtin_prefetch(s + c->slot);
+}
+
+size_t sl__rowcache_get(sl__rowcache *c, uint64_t h, const void *key,
+                        size_t klen, char *val)
+{
+    shard *sh = &c->sh[set_index(c, h) % SHARDS];
+    unsigned char *s = set_of(c, h);
+    size_t r = SIZE_MAX;
+    pthread_mutex_lock(&sh->mu);
+    for (int w = 0; w < WAYS; w++) {
+        unsigned char *p = s + (size_t)w * c->slot;
+        slot_hdr hd;
+        memcpy(&hd, p, sizeof hd);
+        if (hd.tag != h || hd.klen != klen ||
+            memcmp(p + sizeof hd, key, klen) != 0)
+            continue;
+        s[offsetof(slot_hdr, mru)] = (uint8_t)w;
+        if (hd.vlen) memcpy(val, p + sizeof hd + klen, hd.vlen);
+        r = hd.vlen;
+        break;
+    }
+    if (r == SIZE_MAX) sh->n.misses++;
+    else sh->n.hits++;
+    pthread_mutex_unlock(&sh->mu);
+    return r;
+}
+
+void sl__rowcache_put(sl__rowcache *c, uint64_t h, const void *key, size_t klen,
+                      const void *val, size_t vlen)
+{
+    shard *sh = &c->sh[set_index(c, h) % SHARDS];
+    pthread_mutex_lock(&sh->mu);
+    if (klen + vlen > c->data) { /* invariant 2 */
+        sh->n.too_large++;
+        pthread_mutex_unlock(&sh->mu);
+        return;
+    }
+    unsigned char *s = set_of(c, h);
+    int w = -1;
+    for (int i = 0; i < WAYS && w < 0; i++) { /* the key itself, or a free slot */
+        slot_hdr hd;
+        memcpy(&hd, s + (size_t)i * c->slot, sizeof hd);
+        if (hd.tag == 0 || (hd.tag == h && hd.klen == klen &&
+                            !memcmp(s + (size_t)i * c->slot + sizeof hd, key, klen)))
+            w = i;
+    }
+    if (w < 0) { /* the way not used last */
+        w = s[offsetof(slot_hdr, mru)] ? 0 : 1;
+        sh->n.evictions++;
+    }
+    unsigned char *p = s + (size_t)w * c->slot;
+    uint8_t mru = (uint8_t)w;
+    slot_hdr hd = {.tag = h, .klen = (uint16_t)klen, .vlen = (uint16_t)vlen};
+    memcpy(p, &hd, sizeof hd);
+    memcpy(p + sizeof hd, key, klen);
+    if (vlen) memcpy(p + sizeof hd + klen, val, vlen);
+    s[offsetof(slot_hdr, mru)] = mru;
+    sh->n.inserts++;
+    sh->dirty = true;
+    pthread_mutex_unlock(&sh->mu);
+}
+
+void sl__rowcache_stats(sl__rowcache *c, sl__rowcache_counts *out)
+{
+    *out = (sl__rowcache_counts){0};
+    for (int i = 0; c && i < SHARDS; i++) {
+        pthread_mutex_lock(&c->sh[i].mu);
+        const sl__rowcache_counts *n = &c->sh[i].n;
+        out->hits += n->hits;
+        out->misses += n->misses;
+        out->inserts += n->inserts;
+        out->evictions += n->evictions;
+        out->too_large += n->too_large;
+        pthread_mutex_unlock(&c->sh[i].mu);
+    }
+}
