@@ -401,6 +401,8 @@ static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks)
     }
     if (x & 64) rocksdb_block_based_options_set_block_size(t, 1024);
     if (x & 128) rocksdb_block_based_options_set_block_size(t, 16384);
+    if (x & 256) rocksdb_block_based_options_set_block_restart_interval(t, 4);
+    if (x & 512) rocksdb_block_based_options_set_block_restart_interval(t, 1);
     rocksdb_options_set_block_based_table_factory(o, t);
     ks->bbto = t;
 }

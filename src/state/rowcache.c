@@ -17,8 +17,10 @@
  * encoded value: tabledisk.c), copied into a fixed-size slot; a row larger
  * than a slot is never cached and always read from RocksDB. Slots form
  * 2-way sets (two adjacent slots, prefetched together); a key's set is its
- * hash scaled to the number of sets (multiply-shift, any number of sets),
- * its tag the hash itself. Each set remembers which of its two slots was
+ * hash scaled to the number of sets (multiply-shift, any number of sets:
+ * the high bits), its tag the low 32 bits. A slot's header is 8 bytes, so
+ * a subscriber row (8-byte pseudonym, birth date, gender: 29 bytes) takes
+ * a 40-byte slot. Each set remembers which of its two slots was
  * used last, and an insertion replaces the other one (LRU within the set).
  *
  * It does not decide its size: the caller passes the bytes it may use
@@ -29,7 +31,7 @@
  * and sl__rowcache_sync clears a cache that saw an older one.
  *
  * Invariants:
- *  1. slot tag 0 means empty; a hash is never 0 (sl__rowcache_hash sets
+ *  1. slot tag 0 means empty; a tag is never 0 (sl__rowcache_hash sets
  *     bit 0), so a zeroed cache is empty (sl__rowcache_new, _clear).
  *  2. an occupied slot holds klen + vlen <= c->data bytes after its
  *     header: sl__rowcache_put refuses anything larger.
@@ -45,11 +47,13 @@
 #include "state/state.h"
 
 typedef struct {
-    uint64_t tag;
-    uint16_t klen, vlen;
-    uint8_t mru; /* way 0 only: the way used last */
-    uint8_t pad[3];
-} slot_hdr; /* 16 bytes, followed by the slot's data */
+    uint32_t tag;  /* the hash's low 32 bits; 0: empty */
+    uint16_t vlen;
+    uint16_t klen; /* bits 0-14; bit 15 in way 0: way 1 was used last */
+} slot_hdr; /* 8 bytes, followed by the slot's data */
+
+#define KLEN_MASK 0x7fffu
+#define MRU_BIT 0x8000u
 
 #define WAYS 2
 #define SHARDS 256
@@ -143,7 +147,7 @@ uint64_t sl__rowcache_hash(const void *key, size_t klen)
     } else {
         h = sl__table_hash_str(key, klen);
     }
-    return h | 1; /* invariant 1 */
+    return h | 1; /* its low 32 bits, the tag, are never 0: invariant 1 */
 }
 
 static uint64_t set_index(const sl__rowcache *c, uint64_t h)
@@ -163,6 +167,37 @@ void sl__rowcache_prefetch(const sl__rowcache *c, uint64_t h)
     __builtin_prefetch(s + c->slot);
 }
 
+static slot_hdr hdr_at(const unsigned char *p)
+{
+    slot_hdr h;
+    memcpy(&h, p, sizeof h);
+    return h;
+}
+
+/* The way of set s used last. */
+static int mru_get(const unsigned char *s) { return (hdr_at(s).klen & MRU_BIT) != 0; }
+
+static void mru_set(unsigned char *s, int w)
+{
+    slot_hdr h = hdr_at(s);
+    h.klen = (uint16_t)((h.klen & KLEN_MASK) | (w ? MRU_BIT : 0));
+    memcpy(s, &h, sizeof h);
+}
+
+/* The way of set s holding key, or -1. */
+static int find(const sl__rowcache *c, const unsigned char *s, uint32_t tag,
+                const void *key, size_t klen)
+{
+    for (int w = 0; w < WAYS; w++) {
+        const unsigned char *p = s + (size_t)w * c->slot;
+        slot_hdr hd = hdr_at(p);
+        if (hd.tag == tag && (hd.klen & KLEN_MASK) == klen &&
+            memcmp(p + sizeof hd, key, klen) == 0)
+            return w;
+    }
+    return -1;
+}
+
 size_t sl__rowcache_get(sl__rowcache *c, uint64_t h, const void *key,
                         size_t klen, char *val)
 {
@@ -170,20 +205,16 @@ size_t sl__rowcache_get(sl__rowcache *c, uint64_t h, const void *key,
     unsigned char *s = set_of(c, h);
     size_t r = SIZE_MAX;
     pthread_mutex_lock(&sh->mu);
-    for (int w = 0; w < WAYS; w++) {
-        unsigned char *p = s + (size_t)w * c->slot;
-        slot_hdr hd;
-        memcpy(&hd, p, sizeof hd);
-        if (hd.tag != h || hd.klen != klen ||
-            memcmp(p + sizeof hd, key, klen) != 0)
-            continue;
-        s[offsetof(slot_hdr, mru)] = (uint8_t)w;
-        if (hd.vlen) memcpy(val, p + sizeof hd + klen, hd.vlen);
-        r = hd.vlen;
-        break;
+    int w = find(c, s, (uint32_t)h, key, klen);
+    if (w >= 0) {
+        const unsigned char *p = s + (size_t)w * c->slot;
+        r = hdr_at(p).vlen;
+        if (r) memcpy(val, p + sizeof(slot_hdr) + klen, r);
+        mru_set(s, w);
+        sh->n.hits++;
+    } else {
+        sh->n.misses++;
     }
-    if (r == SIZE_MAX) sh->n.misses++;
-    else sh->n.hits++;
     pthread_mutex_unlock(&sh->mu);
     return r;
 }
@@ -199,25 +230,21 @@ void sl__rowcache_put(sl__rowcache *c, uint64_t h, const void *key, size_t klen,
         return;
     }
     unsigned char *s = set_of(c, h);
-    int w = -1;
-    for (int i = 0; i < WAYS && w < 0; i++) { /* the key itself, or a free slot */
-        slot_hdr hd;
-        memcpy(&hd, s + (size_t)i * c->slot, sizeof hd);
-        if (hd.tag == 0 || (hd.tag == h && hd.klen == klen &&
-                            !memcmp(s + (size_t)i * c->slot + sizeof hd, key, klen)))
-            w = i;
-    }
-    if (w < 0) { /* the way not used last */
-        w = s[offsetof(slot_hdr, mru)] ? 0 : 1;
+    int w = find(c, s, (uint32_t)h, key, klen); /* the key itself */
+    for (int i = 0; i < WAYS && w < 0; i++) /* or a free slot */
+        if (hdr_at(s + (size_t)i * c->slot).tag == 0) w = i;
+    if (w < 0) { /* or the way not used last */
+        w = !mru_get(s);
         sh->n.evictions++;
     }
     unsigned char *p = s + (size_t)w * c->slot;
-    uint8_t mru = (uint8_t)w;
-    slot_hdr hd = {.tag = h, .klen = (uint16_t)klen, .vlen = (uint16_t)vlen};
+    slot_hdr hd = {.tag = (uint32_t)h, .vlen = (uint16_t)vlen, .klen = (uint16_t)klen};
+    int mru = mru_get(s);
     memcpy(p, &hd, sizeof hd);
+    if (w == 0) mru_set(s, mru); /* way 0's header carries the set's bit */
     memcpy(p + sizeof hd, key, klen);
     if (vlen) memcpy(p + sizeof hd + klen, val, vlen);
-    s[offsetof(slot_hdr, mru)] = mru;
+    mru_set(s, w);
     sh->n.inserts++;
     sh->dirty = true;
     pthread_mutex_unlock(&sh->mu);

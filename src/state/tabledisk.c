@@ -34,10 +34,10 @@
  * never reserves past the total. */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "state/dtab.h"
 
 struct sl__dtab {
@@ -191,12 +191,14 @@ void sl__dtab_free(sl__dtab *d)
         }
     caches.reserved -= (int64_t)sl__rowcache_bytes(d->cache);
     pthread_mutex_unlock(&caches.mu);
-    if (d->cache && getenv("SL_DEBUG_CACHE")) { /* TEMP */
+    if (d->cache) { /* the figures to size state.memory.bound by */
         sl__rowcache_counts k;
         sl__rowcache_stats(d->cache, &k);
-        fprintf(stderr, "cache %zu bytes %zu slots: hits %llu misses %llu ins %llu evict %llu big %llu\n",
+        sl__log(SL__LOG_INFO, "state", "row cache of a RocksDB table",
+                "bytes=%zu slots=%zu rows=%zu hits=%llu misses=%llu "
+                "inserts=%llu evictions=%llu too_large=%llu",
                 sl__rowcache_bytes(d->cache), sl__rowcache_slots(d->cache),
-                (unsigned long long)k.hits, (unsigned long long)k.misses,
+                d->nkeys, (unsigned long long)k.hits, (unsigned long long)k.misses,
                 (unsigned long long)k.inserts, (unsigned long long)k.evictions,
                 (unsigned long long)k.too_large);
     }
@@ -452,7 +454,7 @@ int sl__dtab_fetch(const sl__dtab *d, sl__rowcache *cache, const sl_batch *b,
 }
 
 /* ---- the row caches' budget ---------------------------------------------- */
-#define CACHE_SLOT_HDR 16 /* rowcache.c's slot header */
+#define CACHE_SLOT_HDR 8 /* rowcache.c's slot header */
 
 /* Bytes one task's cache of d could use: 3 slots per row, so that few
  * rows collide in the 2-way sets (~5% of a table that fits, by a Poisson

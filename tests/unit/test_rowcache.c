@@ -97,9 +97,9 @@ static void test_hit_after_insert(void **state)
 static void test_lru_eviction(void **state)
 {
     (void)state;
-    /* room for exactly one set (2 slots of 16 + 16 bytes): every key
+    /* room for exactly one set (2 slots of 8 + 16 bytes): every key
      * lands in it */
-    sl__rowcache *c = sl__rowcache_new(64, 16);
+    sl__rowcache *c = sl__rowcache_new(48, 16);
     assert_non_null(c);
     assert_int_equal(sl__rowcache_slots(c), 2);
     const char *v;
@@ -127,17 +127,17 @@ static void test_lru_eviction(void **state)
 static void test_bound_respected(void **state)
 {
     (void)state;
-    assert_null(sl__rowcache_new(63, 16));  /* not one set */
+    assert_null(sl__rowcache_new(47, 16));  /* not one set */
     assert_null(sl__rowcache_new(1 << 20, 0));
     uint64_t rs = g_seed;
     for (int i = 0; i < 200; i++) {
         size_t bytes = 64 + rnd(&rs) % (1 << 22), row = 1 + rnd(&rs) % 300;
         sl__rowcache *c = sl__rowcache_new(bytes, row);
         if (!c) {
-            assert_true(bytes < 2 * (16 + ((row + 7) & ~(size_t)7)));
+            assert_true(bytes < 2 * (8 + ((row + 7) & ~(size_t)7)));
             continue;
         }
-        size_t slot = 16 + ((row + 7) & ~(size_t)7);
+        size_t slot = 8 + ((row + 7) & ~(size_t)7);
         assert_true(sl__rowcache_bytes(c) <= bytes);
         assert_int_equal(sl__rowcache_bytes(c), sl__rowcache_slots(c) * slot);
         /* less than one set of the budget is left unused */
@@ -159,7 +159,7 @@ static void test_bound_respected(void **state)
     sl__rowcache_free(c);
     /* the largest slot: SL__ROWCACHE_MAX_ROW */
     c = sl__rowcache_new(1 << 20, 100000);
-    assert_int_equal(sl__rowcache_bytes(c) % (16 + SL__ROWCACHE_MAX_ROW), 0);
+    assert_int_equal(sl__rowcache_bytes(c) % (8 + SL__ROWCACHE_MAX_ROW), 0);
     sl__rowcache_free(c);
 }
 
@@ -189,7 +189,7 @@ static void test_model(void **state)
     static char model[KEYS][40];
     static size_t mlen[KEYS];
     static bool present[KEYS];
-    sl__rowcache *c = sl__rowcache_new(64 * 48, 40); /* 27 sets: 54 slots */
+    sl__rowcache *c = sl__rowcache_new(64 * 48, 40); /* 32 sets: 64 slots */
     uint64_t hits = 0;
     for (int i = 0; i < OPS; i++) {
         int64_t k = (int64_t)(rnd(&rs) % KEYS);
