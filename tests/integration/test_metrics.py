@@ -193,6 +193,34 @@ def test_metric_values_match_what_the_job_did(data):
             assert not re.search(r"[0-9]{8,}", v), (name, lab)
 
 
+def test_state_cache_metrics_count_every_lookup(data):
+    """state.backend=rocksdb: every lookup of the two joins is a row-cache
+    hit or a miss, so hits + misses = the events joined; every distinct key
+    misses at least once (its first sight), so misses >= the distinct
+    subscribers and cells in the input (counted here from the CSV)."""
+    job = Job(data, "rocks", "--set", "state.backend=rocksdb").start()
+    job.wait_summary()
+    m = job.metrics()
+    assert job.wait() == 0
+    subs, cells = set(), set()
+    for name in os.listdir(f"{data}/data/events"):
+        with open(f"{data}/data/events/{name}") as f:
+            next(f)
+            for line in f:
+                fields = line.split(",")
+                subs.add(fields[1])
+                cells.add(fields[3])
+    events = total(m, "sluice_events_total")
+    assert events == 200000
+    for lookup, distinct in (("sub", len(subs)), ("cell_id", len(cells))):
+        hits = total(m, "sluice_state_cache_hits_total", lookup=lookup)
+        misses = total(m, "sluice_state_cache_misses_total", lookup=lookup)
+        assert hits + misses == events, (lookup, hits, misses)
+        assert distinct <= misses < events, (lookup, distinct, misses)
+    # 200 k events over 20 k subscribers and 100 cells: most lookups hit
+    assert total(m, "sluice_state_cache_hits_total") > 0.8 * 2 * events
+
+
 def test_per_task_metrics_while_running(data):
     job = Job(data, "running", "--set", "source.rate=15000", linger_ms=0).start()
     try:
