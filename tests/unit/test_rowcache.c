@@ -6,15 +6,14 @@
  * (the last value put for each key): a hit must return exactly that value,
  * and four threads probing and filling one cache at once (as the tasks of
  * a job do; run under TSan by `make tsan`): every hit is the key's value.
- * The seed is SEED or a fixed default, printed. */
+ * The seed comes from the commit (tu_seed; SLUICE_SEED reruns), printed. */
 #include "testutil.h"
 
-#include <inttypes.h>
 #include <pthread.h>
 
 #include "state/state.h"
 
-static uint64_t g_seed = 20261124;
+static uint64_t g_seed;
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -184,7 +183,6 @@ static void test_model(void **state)
 {
     (void)state;
     uint64_t rs = g_seed;
-    printf("  seed %" PRIu64 " (set SEED to reproduce)\n", g_seed);
     enum { KEYS = 500, OPS = 200000 };
     static char model[KEYS][40];
     static size_t mlen[KEYS];
@@ -278,8 +276,7 @@ static void test_threads(void **state)
 
 int main(void)
 {
-    const char *env = getenv("SEED");
-    if (env && *env) g_seed = strtoull(env, NULL, 10);
+    g_seed = tu_seed("test_rowcache");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_after_insert),
         cmocka_unit_test(test_lru_eviction),
