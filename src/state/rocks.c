@@ -335,7 +335,7 @@ int64_t sl__ks_row_cache_bytes(void)
 
 /* One batched MultiGet (RocksDB's MultiGet with sorted_input: the keys of
  * one data block are found in one pass over it, and values stay pinned in
- * the block cache rather than copied). */
+ * the block cache rather than copied), for lookup tables. */
 int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
                             const size_t *klen,
                             void (*fn)(void *arg, size_t i, const char *v,
@@ -343,6 +343,13 @@ int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
                             void *arg, char *errstr, size_t errstr_size)
 {
     if (n == 0) return 0;
+    /* RocksDB counts into its per-thread perf context on every key unless
+     * told not to; sluice never reads it (-3 % instructions on the join) */
+    static _Thread_local bool perf_off;
+    if (!perf_off) {
+        rocksdb_set_perf_level(rocksdb_disable);
+        perf_off = true;
+    }
     rocksdb_pinnableslice_t **vals = sl__xcalloc(n, sizeof *vals);
     char **errs = sl__xcalloc(n, sizeof *errs);
     rocksdb_batched_multi_get_cf(g.db, g.ro, ks->cf, n, keys, klen, vals, errs,
@@ -366,43 +373,35 @@ int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
     return rc;
 }
 
-/* TEMP experiment switches */
+/* A lookup table's column family: read-only once loaded and compacted
+ * into one sorted run, probed by point lookups that mostly find their key.
+ * Each choice was measured on the reference job (callgrind instructions of
+ * the join and CPU time, bench/RESULTS.md "lookup path"):
+ *  - no bloom filter: a fully compacted table has one file per key range,
+ *    so a filter only saves work for absent keys, and probing the
+ *    partitioned filter cost more than it saved (-12 %);
+ *  - a hash index inside data blocks (-2 %) and a restart point every 4
+ *    keys rather than 16: the key's restart point without a binary search
+ *    and at most 3 keys decoded after it (-8 %, for 4 % more bytes; one
+ *    per key: -9 % for 12 % more bytes);
+ *  - the partitioned index stays: one unpartitioned index block per 64 MiB
+ *    file was read into the cache and evicted again under a small bound
+ *    (sys time x8 at the quick scale).
+ * The block cache and its priorities are the instance's. */
 static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks)
 {
-    const char *e = getenv("SL_EXP");
-    int x = e ? atoi(e) : 0;
     rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(t, g.cache);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
     rocksdb_block_based_options_set_format_version(t, 5);
-    if (x & 2) {
-        rocksdb_block_based_options_set_index_type(
-            t, rocksdb_block_based_table_index_type_binary_search);
-    } else {
-        rocksdb_block_based_options_set_index_type(
-            t, rocksdb_block_based_table_index_type_two_level_index_search);
-        rocksdb_block_based_options_set_partition_filters(t, 1);
-        rocksdb_block_based_options_set_metadata_block_size(t, 4096);
-    }
-    if (x & 1) {
-        rocksdb_block_based_options_set_data_block_index_type(
-            t, rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
-        rocksdb_block_based_options_set_data_block_hash_ratio(t, 0.75);
-    }
-    if (x & 4) rocksdb_options_set_optimize_filters_for_hits(o, 1);
-    if (!(x & 32))
-        rocksdb_block_based_options_set_filter_policy(
-            t, rocksdb_filterpolicy_create_bloom_full(10));
-    if (x & 8) rocksdb_options_set_compression(o, rocksdb_no_compression);
-    if (x & 16) {
-        rocksdb_block_based_options_set_pin_top_level_index_and_filter(t, 1);
-        rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
-    }
-    if (x & 64) rocksdb_block_based_options_set_block_size(t, 1024);
-    if (x & 128) rocksdb_block_based_options_set_block_size(t, 16384);
-    if (x & 256) rocksdb_block_based_options_set_block_restart_interval(t, 4);
-    if (x & 512) rocksdb_block_based_options_set_block_restart_interval(t, 1);
+    rocksdb_block_based_options_set_index_type(
+        t, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_metadata_block_size(t, 4096);
+    rocksdb_block_based_options_set_data_block_index_type(
+        t, rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
+    rocksdb_block_based_options_set_data_block_hash_ratio(t, 0.75);
+    rocksdb_block_based_options_set_block_restart_interval(t, 4);
     rocksdb_options_set_block_based_table_factory(o, t);
     ks->bbto = t;
 }

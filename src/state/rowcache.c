@@ -192,7 +192,7 @@ static int find(const sl__rowcache *c, const unsigned char *s, uint32_t tag,
         const unsigned char *p = s + (size_t)w * c->slot;
         slot_hdr hd = hdr_at(p);
         if (hd.tag == tag && (hd.klen & KLEN_MASK) == klen &&
-            memcmp(p + sizeof hd, key, klen) == 0)
+            (klen == 0 || memcmp(p + sizeof hd, key, klen) == 0))
             return w;
     }
     return -1;
@@ -242,7 +242,7 @@ void sl__rowcache_put(sl__rowcache *c, uint64_t h, const void *key, size_t klen,
     int mru = mru_get(s);
     memcpy(p, &hd, sizeof hd);
     if (w == 0) mru_set(s, mru); /* way 0's header carries the set's bit */
-    memcpy(p + sizeof hd, key, klen);
+    if (klen) memcpy(p + sizeof hd, key, klen);
     if (vlen) memcpy(p + sizeof hd + klen, val, vlen);
     mru_set(s, w);
     sh->n.inserts++;

@@ -293,7 +293,7 @@ static int miss_cmp(const void *a, const void *b)
     const miss_key *x = a, *y = b;
     if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
     size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, n);
+    int c = n ? memcmp(x->p, y->p, n) : 0;
     if (c) return c;
     return x->len < y->len ? -1 : x->len > y->len;
 }
@@ -360,6 +360,7 @@ int sl__dtab_fetch(const sl__dtab *d, sl__rowcache *cache, const sl_batch *b,
                                                       memory_order_acquire));
     const uint8_t *kind = b->kind, *kv = b->cols[bkey].valid;
     buf kb = {0};
+    if (!d->str_key) buf_room(&kb, 8 * (size_t)n); /* no growth below */
     size_t *koff = sl__xmalloc(sizeof *koff * (n + 1));
     uint32_t *rows = sl__xmalloc(sizeof *rows * n);
     for (uint32_t i = 0; i < n; i++) {
@@ -402,7 +403,7 @@ int sl__dtab_fetch(const sl__dtab *d, sl__rowcache *cache, const sl_batch *b,
             continue;
         }
         uint8_t pre[8] = {0};
-        memcpy(pre, keys[j], kl[j] < 8 ? kl[j] : 8);
+        if (kl[j]) memcpy(pre, keys[j], kl[j] < 8 ? kl[j] : 8); /* "": NULL */
         uint64_t x = 0;
         for (int q = 0; q < 8; q++) x = x << 8 | pre[q];
         mk[nm++] = (miss_key){x, keys[j], kl[j], j};
@@ -492,6 +493,7 @@ sl__rowcache *sl__dtab_cache(sl__dtab *d)
             }
             i++;
         }
+        if (!small) break;
         int64_t give = cache_need(small) < left / k ? cache_need(small) : left / k;
         done[si] = true;
         left -= give;
