@@ -137,7 +137,7 @@ void sl__table_on_free(sl_table *t, void (*fn)(void *), void *arg);
 size_t sl__table_changes(const sl_table *fresh, const sl_table *t);
 
 /* ---- the row cache in front of a disk table (rowcache.c) ----------------- */
-/* A bounded 2-way set-associative cache of encoded rows (key bytes, value
+/* A bounded 4-way set-associative cache of encoded rows (key bytes, value
  * bytes), one per disk table, safe from many threads at once (sharded
  * locks). Entries larger than max_row bytes (at most SL__ROWCACHE_MAX_ROW)
  * are not cached. Returns NULL when `bytes` cannot hold one set. */

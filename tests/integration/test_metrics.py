@@ -195,30 +195,31 @@ def test_metric_values_match_what_the_job_did(data):
 
 def test_state_cache_metrics_count_every_lookup(data):
     """state.backend=rocksdb: every lookup of the two joins is a row-cache
-    hit or a miss, so hits + misses = the events joined; every distinct key
-    misses at least once (its first sight), so misses >= the distinct
-    subscribers and cells in the input (counted here from the CSV)."""
+    hit or a miss, so hits + misses = the events joined. A subscriber absent
+    from the table is never cached, so each of its events is a miss:
+    misses >= those events (counted here from the CSVs). The tables fit
+    their caches and are loaded into them when the job starts, so nearly
+    every other lookup hits."""
     job = Job(data, "rocks", "--set", "state.backend=rocksdb").start()
     job.wait_summary()
     m = job.metrics()
     assert job.wait() == 0
-    subs, cells = set(), set()
+    with open(f"{data}/data/subscribers.csv") as f:
+        known = {line.split(",")[0] for line in f}
+    unknown = 0
     for name in os.listdir(f"{data}/data/events"):
         with open(f"{data}/data/events/{name}") as f:
             next(f)
-            for line in f:
-                fields = line.split(",")
-                subs.add(fields[1])
-                cells.add(fields[3])
+            unknown += sum(line.split(",")[1] not in known for line in f)
+    assert unknown > 0
     events = total(m, "sluice_events_total")
     assert events == 200000
-    for lookup, distinct in (("sub", len(subs)), ("cell_id", len(cells))):
+    for lookup, absent in (("sub", unknown), ("cell_id", 0)):
         hits = total(m, "sluice_state_cache_hits_total", lookup=lookup)
         misses = total(m, "sluice_state_cache_misses_total", lookup=lookup)
+        print(f"{lookup}: {hits:.0f} hits, {misses:.0f} misses, {absent} absent")
         assert hits + misses == events, (lookup, hits, misses)
-        assert distinct <= misses < events, (lookup, distinct, misses)
-    # 200 k events over 20 k subscribers and 100 cells: most lookups hit
-    assert total(m, "sluice_state_cache_hits_total") > 0.8 * 2 * events
+        assert absent <= misses <= absent + 0.02 * events, (lookup, absent, misses)
 
 
 def test_per_task_metrics_while_running(data):

@@ -1,6 +1,6 @@
 /* test_rowcache.c — the row cache in front of RocksDB lookup tables
  * (state/rowcache.c) on its own: a hit after an insert gives the bytes put,
- * LRU eviction within a 2-way set, the memory it takes never exceeds the
+ * not-recently-used eviction within a 4-way set, the memory it takes never exceeds the
  * bytes it was given, rows larger than a slot are refused, a generation
  * change clears it, a random sequence of puts and gets against a model
  * (the last value put for each key): a hit must return exactly that value,
@@ -93,54 +93,77 @@ static void test_hit_after_insert(void **state)
     sl__rowcache_free(NULL);
 }
 
-static void test_lru_eviction(void **state)
+static int present(sl__rowcache *c, const int64_t *keys, int n)
+{
+    const char *v;
+    size_t vl;
+    int k = 0;
+    for (int i = 0; i < n; i++) k += get(c, keys[i], &v, &vl);
+    return k;
+}
+
+/* Not recently used within a 4-way set: a row that was hit survives an
+ * insertion while an unreferenced one is there; when every row was hit,
+ * the set starts a new sweep and one of them goes. Which unreferenced way
+ * goes first depends on the key's hash, so the test counts survivors. */
+static void test_nru_eviction(void **state)
 {
     (void)state;
-    /* room for exactly one set (2 slots of 8 + 16 bytes): every key
+    /* room for exactly one set (4 slots of 8 + 16 bytes): every key
      * lands in it */
-    sl__rowcache *c = sl__rowcache_new(48, 16);
+    sl__rowcache *c = sl__rowcache_new(96, 16);
     assert_non_null(c);
-    assert_int_equal(sl__rowcache_slots(c), 2);
+    assert_int_equal(sl__rowcache_slots(c), 4);
     const char *v;
     size_t vl;
     put(c, 1, "a", 1);
     put(c, 2, "b", 1);
-    assert_int_equal(get(c, 1, &v, &vl), 1); /* 1 used last: 2 goes next */
     put(c, 3, "c", 1);
-    assert_int_equal(get(c, 2, &v, &vl), 0);
-    assert_int_equal(get(c, 1, &v, &vl), 1);
-    assert_int_equal(v[0], 'a');
-    assert_int_equal(get(c, 3, &v, &vl), 1); /* now 1 is the older */
-    assert_int_equal(v[0], 'c');
     put(c, 4, "d", 1);
-    assert_int_equal(get(c, 1, &v, &vl), 0);
+    assert_int_equal(get(c, 1, &v, &vl), 1); /* 1 and 3 referenced */
     assert_int_equal(get(c, 3, &v, &vl), 1);
-    assert_int_equal(get(c, 4, &v, &vl), 1);
-    assert_int_equal(v[0], 'd');
+    put(c, 5, "e", 1);                       /* evicts 2 or 4 */
+    assert_int_equal(present(c, (const int64_t[]){1, 3, 5}, 3), 3);
+    assert_int_equal(present(c, (const int64_t[]){2, 4}, 2), 1);
+    assert_int_equal(get(c, 5, &v, &vl), 1);
+    assert_int_equal(v[0], 'e');
+    /* now all four were hit: a new sweep evicts exactly one */
+    put(c, 6, "f", 1);
+    assert_int_equal(get(c, 6, &v, &vl), 1);
+    assert_int_equal(present(c, (const int64_t[]){1, 2, 3, 4, 5}, 5), 3);
+    /* a row never hit goes before the hit ones: 7 replaces 6 */
+    sl__rowcache *d = sl__rowcache_new(96, 16);
+    for (int64_t k = 1; k <= 4; k++) put(d, k, "x", 1);
+    for (int64_t k = 1; k <= 3; k++) assert_int_equal(get(d, k, &v, &vl), 1);
+    put(d, 6, "y", 1); /* replaces 4, the one unreferenced */
+    put(d, 7, "z", 1); /* replaces 6, never hit */
+    assert_int_equal(present(d, (const int64_t[]){1, 2, 3, 7}, 4), 4);
+    assert_int_equal(present(d, (const int64_t[]){4, 6}, 2), 0);
     sl__rowcache_counts k;
     sl__rowcache_stats(c, &k);
     assert_int_equal(k.evictions, 2);
     sl__rowcache_free(c);
+    sl__rowcache_free(d);
 }
 
 static void test_bound_respected(void **state)
 {
     (void)state;
-    assert_null(sl__rowcache_new(47, 16));  /* not one set */
+    assert_null(sl__rowcache_new(95, 16));  /* not one set */
     assert_null(sl__rowcache_new(1 << 20, 0));
     uint64_t rs = g_seed;
     for (int i = 0; i < 200; i++) {
         size_t bytes = 64 + rnd(&rs) % (1 << 22), row = 1 + rnd(&rs) % 300;
         sl__rowcache *c = sl__rowcache_new(bytes, row);
         if (!c) {
-            assert_true(bytes < 2 * (8 + ((row + 7) & ~(size_t)7)));
+            assert_true(bytes < 4 * (8 + ((row + 7) & ~(size_t)7)));
             continue;
         }
         size_t slot = 8 + ((row + 7) & ~(size_t)7);
         assert_true(sl__rowcache_bytes(c) <= bytes);
         assert_int_equal(sl__rowcache_bytes(c), sl__rowcache_slots(c) * slot);
         /* less than one set of the budget is left unused */
-        assert_true(bytes - sl__rowcache_bytes(c) < 2 * slot);
+        assert_true(bytes - sl__rowcache_bytes(c) < 4 * slot);
         sl__rowcache_free(c);
     }
     /* a row larger than a slot is not cached */
@@ -187,7 +210,7 @@ static void test_model(void **state)
     static char model[KEYS][40];
     static size_t mlen[KEYS];
     static bool present[KEYS];
-    sl__rowcache *c = sl__rowcache_new(64 * 48, 40); /* 32 sets: 64 slots */
+    sl__rowcache *c = sl__rowcache_new(64 * 48, 40); /* 16 sets: 64 slots */
     uint64_t hits = 0;
     for (int i = 0; i < OPS; i++) {
         int64_t k = (int64_t)(rnd(&rs) % KEYS);
@@ -279,7 +302,7 @@ int main(void)
     g_seed = tu_seed("test_rowcache");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_after_insert),
-        cmocka_unit_test(test_lru_eviction),
+        cmocka_unit_test(test_nru_eviction),
         cmocka_unit_test(test_bound_respected),
         cmocka_unit_test(test_generation_clears),
         cmocka_unit_test(test_model),
