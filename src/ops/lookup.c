@@ -385,7 +385,8 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
     return 0;
 }
 
-/* A disk table: one multi-get for the batch (rows into p->fetched). */
+/* A disk table: its row cache, then one sorted multi-get for the misses
+ * (rows into p->fetched); the cache's hits and misses go to /metrics. */
 static int lk_fetch(lookup_op *p, const sl_batch *b)
 {
     char err[512];
