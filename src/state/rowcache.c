@@ -14,8 +14,10 @@
  * and decodes it after.
  *
  * An entry is a row as RocksDB stores it (the encoded key, then the
- * encoded value: tabledisk.c), copied into a fixed-size slot; a row larger
- * than a slot is never cached and always read from RocksDB. Slots form
+ * encoded value: tabledisk.c), copied into a fixed-size slot, or a key the
+ * table does not have (an unknown subscriber: its lookups would otherwise
+ * all go to RocksDB); a row larger than a slot is never cached and always
+ * read from RocksDB. Slots form
  * 4-way sets (adjacent slots, prefetched together); a key's set is its
  * hash scaled to the number of sets (multiply-shift, any number of sets:
  * the high bits), its tag the low 32 bits. A slot's header is 8 bytes, so
@@ -53,11 +55,12 @@
 
 typedef struct {
     uint32_t tag;  /* the hash's low 32 bits; 0: empty */
-    uint16_t vlen;
+    uint16_t vlen; /* ABSENT: the table has no such key */
     uint16_t klen; /* bits 0-14; bit 15: referenced since the last sweep */
 } slot_hdr; /* 8 bytes, followed by the slot's data */
 
 #define KLEN_MASK 0x7fffu
+#define ABSENT 0xffffu /* vlen of a key the table does not have */
 #define REF_BIT 0x8000u
 
 #define WAYS 4
@@ -145,9 +148,13 @@ size_t sl__rowcache_slots(const sl__rowcache *c)
 
 uint64_t sl__rowcache_hash(const void *key, size_t klen)
 {
-    uint64_t h;
-    if (klen == 8) {
-        memcpy(&h, key, 8);
+    uint64_t h = 0;
+    if (klen == 8) { /* an INT64 key, big-endian: hashed as the number, as
+                      * the memory table does (read as little-endian, the
+                      * small ids of a cell table differed in one top byte
+                      * and six of 100 shared a set) */
+        const unsigned char *b = key;
+        for (int i = 0; i < 8; i++) h = h << 8 | b[i];
         h = sl__table_hash_i64((int64_t)h);
     } else {
         h = sl__table_hash_str(key, klen);
@@ -212,8 +219,9 @@ size_t sl__rowcache_get(sl__rowcache *c, uint64_t h, const void *key,
     int w = find(c, s, (uint32_t)h, key, klen);
     if (w >= 0) {
         const unsigned char *p = s + (size_t)w * c->slot;
-        r = hdr_at(p).vlen;
-        if (r) memcpy(val, p + sizeof(slot_hdr) + klen, r);
+        uint16_t vl = hdr_at(p).vlen;
+        r = vl == ABSENT ? SL__ROWCACHE_ABSENT : vl;
+        if (vl != ABSENT && vl) memcpy(val, p + sizeof(slot_hdr) + klen, vl);
         if (!ref_get(p)) ref_set(s + (size_t)w * c->slot, true);
         sh->n.hits++;
     } else {
@@ -228,7 +236,8 @@ void sl__rowcache_put(sl__rowcache *c, uint64_t h, const void *key, size_t klen,
 {
     shard *sh = &c->sh[set_index(c, h) % SHARDS];
     pthread_mutex_lock(&sh->mu);
-    if (klen + vlen > c->data) { /* invariant 2 */
+    size_t room = vlen == SL__ROWCACHE_ABSENT ? 0 : vlen;
+    if (klen + room > c->data) { /* invariant 2 */
         sh->n.too_large++;
         pthread_mutex_unlock(&sh->mu);
         return;
@@ -251,10 +260,12 @@ void sl__rowcache_put(sl__rowcache *c, uint64_t h, const void *key, size_t klen,
     }
     unsigned char *p = s + (size_t)w * c->slot;
     /* unreferenced until its first hit */
-    slot_hdr hd = {.tag = (uint32_t)h, .vlen = (uint16_t)vlen, .klen = (uint16_t)klen};
+    slot_hdr hd = {.tag = (uint32_t)h,
+                   .vlen = (uint16_t)(room == vlen ? vlen : ABSENT),
+                   .klen = (uint16_t)klen};
     memcpy(p, &hd, sizeof hd);
     if (klen) memcpy(p + sizeof hd, key, klen);
-    if (vlen) memcpy(p + sizeof hd + klen, val, vlen);
+    if (room) memcpy(p + sizeof hd + klen, val, room);
     sh->n.inserts++;
     sh->dirty = true;
     pthread_mutex_unlock(&sh->mu);

@@ -156,7 +156,10 @@ size_t sl__rowcache_slots(const sl__rowcache *c);
 uint64_t sl__rowcache_hash(const void *key, size_t klen); /* never 0 */
 void sl__rowcache_prefetch(const sl__rowcache *c, uint64_t h);
 /* Copies key's value into val (room for SL__ROWCACHE_MAX_ROW bytes) and
- * returns its length, or SIZE_MAX when the key is not cached. */
+ * returns its length; SL__ROWCACHE_ABSENT when the cache knows the table
+ * has no such key; SIZE_MAX when the key is not cached. A put of
+ * SL__ROWCACHE_ABSENT as vlen (val unused) records an absent key. */
+#define SL__ROWCACHE_ABSENT (SIZE_MAX - 1)
 size_t sl__rowcache_get(sl__rowcache *c, uint64_t h, const void *key,
                         size_t klen, char *val);
 void sl__rowcache_put(sl__rowcache *c, uint64_t h, const void *key, size_t klen,

@@ -22,7 +22,8 @@
  * shared by the tasks) when it has one: every key of the batch is encoded, hashed
  * and its cache set prefetched, then probed; hits decode from the cache,
  * and the misses, sorted and without duplicates, go to RocksDB in one
- * batched MultiGet, their rows then added to the cache. A write to the
+ * batched MultiGet, their rows then added to the cache (and the keys not
+ * found, as absent). A write to the
  * table after it was sealed bumps its generation (release, after the
  * write), which a fetch loads (acquire) before reading anything, so a
  * cache never serves a row older than the last write it could see.
@@ -311,6 +312,7 @@ typedef struct {
     const size_t *klen;
     const uint32_t *first; /* first lookup of each distinct missed key */
     const uint32_t *next;  /* the next lookup of the same key, or UINT32_MAX */
+    uint8_t *found;        /* per distinct missed key */
     int rc;
 } fetch_ctx;
 
@@ -340,6 +342,7 @@ static void found(void *arg, size_t u, const char *v, size_t vl)
 {
     fetch_ctx *f = arg;
     uint32_t j0 = f->first[u];
+    f->found[u] = 1;
     for (uint32_t j = j0; j != UINT32_MAX; j = f->next[j])
         if (row_out(f, f->rows[j], v, vl) && !f->rc) f->rc = SL_EIO;
     if (f->cache)
@@ -398,6 +401,7 @@ int sl__dtab_fetch(const sl__dtab *d, sl__rowcache *cache, const sl_batch *b,
     for (uint32_t j = 0; j < m; j++) {
         size_t vl = cache ? sl__rowcache_get(cache, hash[j], keys[j], kl[j], v)
                           : SIZE_MAX;
+        if (vl == SL__ROWCACHE_ABSENT) continue; /* known not in the table */
         if (vl != SIZE_MAX) {
             if (row_out(&f, rows[j], v, vl) && !f.rc) f.rc = SL_EIO;
             continue;
@@ -430,8 +434,14 @@ int sl__dtab_fetch(const sl__dtab *d, sl__rowcache *cache, const sl_batch *b,
         }
         f.first = first;
         f.next = next;
+        f.found = sl__xcalloc(nu, 1);
         rc = sl__ks_multi_get_sorted(d->ks, nu, ukeys, ulen, found, &f, errstr,
                                      errstr_size);
+        for (uint32_t u = 0; cache && !rc && u < nu; u++) /* remember absences */
+            if (!f.found[u])
+                sl__rowcache_put(cache, hash[first[u]], ukeys[u], ulen[u], NULL,
+                                 SL__ROWCACHE_ABSENT);
+        free(f.found);
         free(ukeys);
         free(ulen);
         free(first);
@@ -458,12 +468,14 @@ int sl__dtab_fetch(const sl__dtab *d, sl__rowcache *cache, const sl_batch *b,
 #define CACHE_SLOT_HDR 8 /* rowcache.c's slot header */
 
 /* Bytes d's cache could use: 3 slots per row, so that few rows find their
- * 4-way set full (~1 % of a table that fits, by a Poisson estimate). */
+ * 4-way set full (~1 % of a table that fits, by a Poisson estimate), and
+ * 1024 more, so that a small table's hot rows (a few hundred cells) do
+ * not share a full set by bad luck and evict each other for ever. */
 static int64_t cache_need(const sl__dtab *d)
 {
     size_t row = d->max_row < SL__ROWCACHE_MAX_ROW ? d->max_row : SL__ROWCACHE_MAX_ROW;
     int64_t slot = CACHE_SLOT_HDR + (int64_t)((row + 7) & ~(size_t)7);
-    return (int64_t)(3 * d->nkeys + 2) * slot;
+    return (int64_t)(3 * d->nkeys + 1024) * slot;
 }
 
 typedef struct {

@@ -36,7 +36,7 @@ static int get(sl__rowcache *c, int64_t k, const char **v, size_t *vl)
     char kb[8];
     key8(k, kb);
     size_t n = sl__rowcache_get(c, sl__rowcache_hash(kb, 8), kb, 8, g_val);
-    if (n == SIZE_MAX) return 0;
+    if (n == SIZE_MAX || n == SL__ROWCACHE_ABSENT) return 0;
     *v = g_val;
     *vl = n;
     return 1;
@@ -185,6 +185,34 @@ static void test_bound_respected(void **state)
     sl__rowcache_free(c);
 }
 
+/* A key the table does not have is remembered as absent, not as an empty
+ * row, and a put of its row replaces the absence. */
+static void test_absent_keys(void **state)
+{
+    (void)state;
+    sl__rowcache *c = sl__rowcache_new(1 << 16, 24);
+    char kb[8], out[SL__ROWCACHE_MAX_ROW];
+    key8(9, kb);
+    uint64_t h = sl__rowcache_hash(kb, 8);
+    assert_true(sl__rowcache_get(c, h, kb, 8, out) == SIZE_MAX);
+    sl__rowcache_put(c, h, kb, 8, NULL, SL__ROWCACHE_ABSENT);
+    assert_true(sl__rowcache_get(c, h, kb, 8, out) == SL__ROWCACHE_ABSENT);
+    put(c, 10, "", 0); /* an empty row is a row */
+    const char *v;
+    size_t vl;
+    assert_int_equal(get(c, 10, &v, &vl), 1);
+    assert_int_equal(vl, 0);
+    sl__rowcache_put(c, h, kb, 8, "row", 3);
+    assert_int_equal(get(c, 9, &v, &vl), 1);
+    assert_int_equal(vl, 3);
+    assert_memory_equal(v, "row", 3);
+    sl__rowcache_counts k;
+    sl__rowcache_stats(c, &k);
+    assert_int_equal(k.hits, 3); /* a known absence is a hit */
+    assert_int_equal(k.misses, 1);
+    sl__rowcache_free(c);
+}
+
 static void test_generation_clears(void **state)
 {
     (void)state;
@@ -304,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_hit_after_insert),
         cmocka_unit_test(test_nru_eviction),
         cmocka_unit_test(test_bound_respected),
+        cmocka_unit_test(test_absent_keys),
         cmocka_unit_test(test_generation_clears),
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_threads),
