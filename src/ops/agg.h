@@ -248,6 +248,8 @@ typedef struct {
     uint64_t open_windows;
     uint64_t open_groups;
     int64_t watermark;     /* SL_TS_MIN before the first */
+    uint64_t expired_groups; /* dropped by state.ttl.ms (winstore.c) */
+    uint64_t spills;         /* times the RocksDB cache was written out */
 } sl__window_stats;
 void sl__window_stats_get(const void *st, sl__window_stats *out);
 /* Late records counted against the window ending at window_end. Only the
