@@ -354,6 +354,7 @@ static win *window_get(win_op *op, int64_t start)
     win *w = sl__xmalloc(sizeof *w);
     w->start = start;
     w->end = start + op->size; /* row_windows checked it cannot overflow */
+    w->spilled = w->in_store = false;
     if (__builtin_add_overflow(w->end, op->lateness, &w->fire))
         w->fire = SL_TS_MAX;
     sl__bmap_init(&w->groups, op->grp_size);
@@ -418,7 +419,8 @@ void sl__window_stats_get(const void *st, sl__window_stats *out)
     out->open_windows = op->nw;
     out->open_groups = 0;
     for (size_t i = 0; i < op->nw; i++)
-        out->open_groups += sl__bmap_count(&op->wins[i]->groups);
+        out->open_groups += op->ws ? sl__ws_count_groups(op, op->wins[i])
+                                   : sl__bmap_count(&op->wins[i]->groups);
     out->watermark = op->wm;
 }
 
@@ -712,7 +714,7 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
                     return too_many_groups(op);
                 }
                 if (op->ts_off) sl__grp_set_ts(op, g, SL_TS_MIN);
-            } else if (op->ts_off && sl__ttl_expired(op, sl__grp_ts(op, g))) {
+            } else if (op->ts_off && sl__ttl_expired(op, op->wm, sl__grp_ts(op, g))) {
                 /* state.ttl.ms: an expired group starts afresh */
                 for (size_t a = 0; a < op->naggs; a++) sl__agg_state_free(&op->aggs[a], g);
                 memset(g, 0, op->state_size);
@@ -761,7 +763,7 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
         uint32_t len;
         const uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
         int64_t cnt;
-        if (op->ts_off && sl__ttl_expired(op, sl__grp_ts(op, grp))) {
+        if (op->ts_off && sl__ttl_expired(op, w->fire, sl__grp_ts(op, grp))) {
             op->st.expired_groups++; /* state.ttl.ms */
             continue;
         }
@@ -843,17 +845,14 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
     sl_batch *ob = NULL;
     size_t nf = 0;
     int rc = 0;
-    if (op->ttl && wm >= op->next_sweep) { /* state.ttl.ms in memory */
-        sl__ws_sweep(op);
-        if (__builtin_add_overflow(wm, op->ttl / 2 + 1, &op->next_sweep))
-            op->next_sweep = SL_TS_MAX;
-    }
     while (nf < op->nw && op->wins[nf]->fire <= wm) {
         win *w = op->wins[nf];
         uint32_t cap = out->batch_cap ? out->batch_cap
                        : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
-        if (op->ws && w->spilled && !op->conf->fold)
-            rc = sl__ws_fire(op, w, out, &ob, cap); /* streams from RocksDB */
+        /* RocksDB: every window fires from a scan of the store, so rows
+         * come in one order (key group, key) however much had spilled */
+        if (op->ws && !op->conf->fold)
+            rc = sl__ws_fire(op, w, out, &ob, cap);
         else {
             if (op->ws && w->spilled) rc = sl__ws_load_window(op, w);
             if (rc == 0) rc = fire_window(op, w, out, &ob);
@@ -867,6 +866,13 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
         memmove(op->wins, op->wins + nf, (op->nw - nf) * sizeof *op->wins);
         op->nw -= nf;
         op->last = NULL;
+    }
+    /* state.ttl.ms in memory: after firing, so every open window fires
+     * later than wm and the sweep drops only what its firing would */
+    if (rc == 0 && op->ttl && wm >= op->next_sweep) {
+        sl__ws_sweep(op);
+        if (__builtin_add_overflow(wm, op->ttl / 2 + 1, &op->next_sweep))
+            op->next_sweep = SL_TS_MAX;
     }
     if (ob) {
         if (rc == 0 && ob->n > 0) rc = sl__emit(out, ob);

@@ -120,13 +120,15 @@ static inline void sl__grp_set_ts(const win_op *op, uint8_t *grp, int64_t t)
 {
     memcpy(grp + op->ts_off, &t, sizeof t);
 }
-/* Whether a group whose newest record has event time `last` has expired:
- * the watermark is more than the TTL past it. */
-static inline bool sl__ttl_expired(const win_op *op, int64_t last)
+/* Whether a group whose newest record has event time `last` has expired
+ * at event time `now`: more than the TTL past it. `now` is the watermark,
+ * or the window's firing time when it fires (so the final watermark,
+ * +infinity, expires nothing that its window would not). */
+static inline bool sl__ttl_expired(const win_op *op, int64_t now, int64_t last)
 {
     int64_t age;
-    if (!op->ttl || op->wm <= last) return false;
-    if (__builtin_sub_overflow(op->wm, last, &age)) return true;
+    if (!op->ttl || now <= last) return false;
+    if (__builtin_sub_overflow(now, last, &age)) return true;
     return age > op->ttl;
 }
 
@@ -153,10 +155,11 @@ int sl__ws_snapshot(win_op *op, sl__snap_writer *sw, sl__buf *b, uint32_t magic)
  * the window has spilled one. */
 int sl__ws_merge_restored(win_op *op, win *w, const uint8_t *key, uint32_t len,
                           uint8_t *grp);
+/* Groups of w, cached or in the store, not expired: a scan (tests). */
+uint64_t sl__ws_count_groups(const win_op *op, win *w);
 /* Drops groups of the in-memory map whose TTL passed (memory sweep). */
 void sl__ws_sweep(win_op *op);
-/* Keys of the instance in RocksDB (0 in memory): tests. */
-uint64_t sl__window_store_keys(const void *st);
+
 
 /* The current value of every open window for one key (sl__qs_fn), read
  * under op->qlock (winquery.c). */

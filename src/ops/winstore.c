@@ -170,7 +170,7 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     ws->ttl = op->ttl;
     int ntasks = op->ctx && op->ctx->ntasks > 0 ? op->ctx->ntasks : 1;
     ws->budget = (size_t)(sc->memory_bound / 8 / ntasks);
-    if (ws->budget < (64u << 10)) ws->budget = 64u << 10;
+    if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     char msg[512];
     ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
@@ -201,6 +201,36 @@ uint64_t sl__window_store_keys(const void *st)
 {
     const win_op *op = st;
     return op->ws ? sl__ks_count(op->ws->ks) : 0;
+}
+
+int sl__window_store_compact(const void *st)
+{
+    const win_op *op = st;
+    char msg[256];
+    return op->ws ? sl__ks_compact(op->ws->ks, msg, sizeof msg) : 0;
+}
+
+uint64_t sl__ws_count_groups(const win_op *op, win *w)
+{
+    uint64_t n = sl__bmap_count(&w->groups);
+    if (!w->in_store) return n;
+    uint8_t lo[8];
+    put_end(lo, w->end);
+    sl__ks_iter *it = sl__ks_iter_new(op->ws->ks);
+    for (sl__ks_iter_seek(it, lo, 8); sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
+        if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
+        const char *v = sl__ks_iter_value(it, &vl);
+        if (op->ts_off && sl__ttl_expired(op, op->wm, value_ts(v, vl))) continue;
+        uint32_t len = (uint32_t)(kl - KEY_HEAD);
+        if (!sl__bmap_find(&w->groups, k + KEY_HEAD, len,
+                           sl__wkey_hash(&op->kl, k + KEY_HEAD, len)))
+            n++;
+    }
+    char msg[64];
+    (void)sl__ks_iter_free(it, msg, sizeof msg);
+    return n;
 }
 
 /* ---- writing out -------------------------------------------------------- */
@@ -248,7 +278,7 @@ static int batch_write(win_op *op)
 
 /* Writes every cached group of w to the store; drop: then empties the
  * map (the window is spilled). Expired groups are dropped, not written. */
-static int write_window(win_op *op, win *w, bool drop, size_t *bytes)
+static int write_window(win_op *op, win *w, int64_t now, bool drop, size_t *bytes)
 {
     sl__winstore *ws = op->ws;
     uint32_t n = sl__bmap_count(&w->groups);
@@ -257,7 +287,7 @@ static int write_window(win_op *op, win *w, bool drop, size_t *bytes)
         const uint8_t *key;
         uint32_t len;
         uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
-        if (op->ts_off && sl__ttl_expired(op, sl__grp_ts(op, grp))) {
+        if (op->ts_off && sl__ttl_expired(op, now, sl__grp_ts(op, grp))) {
             if (drop) op->st.expired_groups++;
             continue; /* invariant 4; any older copy expires with it */
         }
@@ -290,7 +320,7 @@ int sl__ws_maybe_evict(win_op *op)
     size_t bytes = 0;
     uint64_t n = op->ngroups;
     for (size_t i = 0; i < op->nw; i++) {
-        int rc = write_window(op, op->wins[i], true, &bytes);
+        int rc = write_window(op, op->wins[i], op->wm, true, &bytes);
         if (rc) return rc;
     }
     if (n) ws->heap_per_group = (double)bytes / (double)n;
@@ -332,7 +362,7 @@ int sl__ws_load(win_op *op, uint32_t np)
     for (i = 0; i < n; i++) {
         if (rc == 0 && vals[i]) {
             uint8_t *grp = op->pgrp[pair[i]];
-            if (op->ts_off && sl__ttl_expired(op, value_ts(vals[i], vl[i]))) {
+            if (op->ts_off && sl__ttl_expired(op, op->wm, value_ts(vals[i], vl[i]))) {
                 op->st.expired_groups++; /* starts afresh (invariant 4) */
             } else if (read_value(op, grp, vals[i], vl[i])) {
                 rc = sl__job_fail(op->ctx ? op->ctx->job : NULL, SL_ECORRUPT,
@@ -387,7 +417,7 @@ int sl__ws_load_window(win_op *op, win *w)
         const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
         if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
         const char *v = sl__ks_iter_value(it, &vl);
-        if (op->ts_off && sl__ttl_expired(op, value_ts(v, vl))) {
+        if (op->ts_off && sl__ttl_expired(op, w->fire, value_ts(v, vl))) {
             op->st.expired_groups++;
             continue;
         }
@@ -425,11 +455,12 @@ int sl__ws_forget(win_op *op, win *w)
     return 0;
 }
 
-/* Emits the groups of a spilled window straight from a scan: one row per
- * group, by key group then key. */
+/* Emits a window's groups straight from a scan (the cached ones written
+ * out first): one row per group, by key group then key, whatever was
+ * cached, so the order does not depend on when the cache spilled. */
 int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
 {
-    int rc = write_window(op, w, true, NULL);
+    int rc = write_window(op, w, w->fire, true, NULL);
     if (rc) return rc;
     uint8_t lo[8];
     put_end(lo, w->end);
@@ -441,7 +472,7 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
         const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
         if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
         const char *v = sl__ks_iter_value(it, &vl);
-        if (op->ts_off && sl__ttl_expired(op, value_ts(v, vl))) {
+        if (op->ts_off && sl__ttl_expired(op, w->fire, value_ts(v, vl))) {
             op->st.expired_groups++;
             continue;
         }
@@ -502,7 +533,7 @@ int sl__ws_snapshot(win_op *op, sl__snap_writer *sw, sl__buf *b, uint32_t magic)
 {
     int rc = 0;
     for (size_t i = 0; i < op->nw && rc == 0; i++)
-        rc = write_window(op, op->wins[i], false, NULL);
+        rc = write_window(op, op->wins[i], op->wm, false, NULL);
     if (rc) return rc;
     size_t nw = op->nw;
     sl__ks_iter **its = sl__xcalloc(nw ? nw : 1, sizeof *its);
@@ -544,7 +575,7 @@ int sl__ws_snapshot(win_op *op, sl__snap_writer *sw, sl__buf *b, uint32_t magic)
                     rc = SL_ECORRUPT;
                     break;
                 }
-                if (op->ts_off && sl__ttl_expired(op, value_ts(v, vl))) continue;
+                if (op->ts_off && sl__ttl_expired(op, op->wm, value_ts(v, vl))) continue;
                 sl__buf_put_str(b, (const char *)k + KEY_HEAD, kl - KEY_HEAD);
                 /* the states, then (with TTL) the newest record's time */
                 sl__buf_put_str(b, v, op->ts_off ? vl : vl - 8);
@@ -582,7 +613,8 @@ void sl__ws_sweep(win_op *op)
         win *w = op->wins[i];
         uint32_t n = sl__bmap_count(&w->groups), dead = 0;
         for (uint32_t g = 0; g < n; g++)
-            dead += sl__ttl_expired(op, sl__grp_ts(op, sl__bmap_at(&w->groups, g, NULL, NULL)));
+            dead += sl__ttl_expired(op, op->wm,
+                                    sl__grp_ts(op, sl__bmap_at(&w->groups, g, NULL, NULL)));
         if (!dead) continue;
         sl__bmap fresh;
         sl__bmap_init(&fresh, op->grp_size);
@@ -590,7 +622,7 @@ void sl__ws_sweep(win_op *op)
             const uint8_t *key;
             uint32_t len;
             uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
-            if (sl__ttl_expired(op, sl__grp_ts(op, grp))) {
+            if (sl__ttl_expired(op, op->wm, sl__grp_ts(op, grp))) {
                 free_states(op, grp);
                 continue;
             }
