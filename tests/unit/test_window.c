@@ -1610,7 +1610,8 @@ static void ttl_case(const sl__state_conf *sc)
     assert_int_equal(o[1 - bi].agg[0], 20);
     assert_int_equal(o[1 - bi].agg[1], 20);
     sl__window_stats_get(w.st, &st);
-    assert_true(st.expired_groups >= 201);
+    /* (on RocksDB the filter drops them unseen: the key count above) */
+    if (sc->backend == SL__STATE_MEMORY) assert_true(st.expired_groups >= 201);
     wop_close(&w);
 }
 
