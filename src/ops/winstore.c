@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "window_int.h"
 
 #define KEY_HEAD 10              /* window end + key group */
@@ -65,6 +66,8 @@ struct sl__winstore {
     size_t nops, cops;
     char dir[1024];       /* state.rocksdb.dir: its free space is checked */
     uint64_t reserve;     /* bytes a memtable flush may need on top */
+    uint64_t peak_disk;   /* largest SST size seen after a write-out */
+    uint64_t writeouts, written; /* write-outs of the cache, bytes */
 };
 
 /* ---- encoding ------------------------------------------------------------- */
@@ -193,6 +196,11 @@ void sl__ws_close(win_op *op)
 {
     sl__winstore *ws = op->ws;
     if (!ws) return;
+    sl__log(SL__LOG_INFO, "window", "window state on RocksDB",
+            "task=%d peak_sst_bytes=%llu cache_writeouts=%llu bytes_written=%llu "
+            "cache_budget=%zu", op->ctx ? op->ctx->task : 0,
+            (unsigned long long)ws->peak_disk, (unsigned long long)ws->writeouts,
+            (unsigned long long)ws->written, ws->budget);
     sl__ks_drop(ws->ks);
     sl__buf_free(&ws->kb);
     sl__buf_free(&ws->vb);
@@ -363,6 +371,10 @@ int sl__ws_maybe_evict(win_op *op)
     }
     if (n) ws->heap_per_group = (double)bytes / (double)n;
     op->st.spills++;
+    ws->writeouts++;
+    ws->written += bytes;
+    uint64_t d = sl__ks_disk_bytes(ws->ks);
+    if (d > ws->peak_disk) ws->peak_disk = d;
     return 0;
 }
 
