@@ -52,7 +52,8 @@
 #include "window_int.h"
 
 #define KEY_HEAD 10              /* window end + key group */
-#define WRITE_CHUNK (4u << 20)   /* bytes of a write batch */
+#define WRITE_CHUNK (256u << 10) /* bytes of a write batch: small, since the
+                                  * buffers count against the bound too */
 #define FIRE_PREFETCH 8
 
 struct sl__winstore {
@@ -303,6 +304,8 @@ static int batch_write(win_op *op)
     free(ops);
     ws->nops = 0;
     ws->kb.len = ws->vb.len = 0;
+    if (ws->kb.cap > 4 * WRITE_CHUNK) sl__buf_free(&ws->kb); /* a large value */
+    if (ws->vb.cap > 4 * WRITE_CHUNK) sl__buf_free(&ws->vb);
     if (rc)
         return sl__job_fail(op->ctx ? op->ctx->job : NULL, rc, "window: %s", msg);
     return 0;
