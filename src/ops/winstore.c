@@ -181,7 +181,10 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
-    ws->reserve = (uint64_t)(sc->memory_bound / 8);
+    /* a flush writes one memtable: 1/16 of the bound, at most 64 MiB
+     * (rocks.c) */
+    ws->reserve = (uint64_t)(sc->memory_bound / 16 < (64 << 20) ? sc->memory_bound / 16
+                                                                  : (64 << 20));
     char msg[512];
     ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
     if (!ws->ks) {
