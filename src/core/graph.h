@@ -45,6 +45,7 @@ typedef struct {
     char *state_rocksdb_dir;  /* "" = <output.dir>/rocksdb */
     int64_t state_memory_bound; /* bytes: RocksDB block cache + write buffers */
     int64_t window_max_groups;  /* per window task; 0 = no cap */
+    int64_t state_ttl_ms;       /* state.ttl.ms; 0 = no TTL */
     int64_t dl_max_count, dl_max_bytes; /* dead letters written; 0 = no cap */
     int dl_overflow;            /* 0 drop (counted), 1 fail */
     int64_t exchange_max_bytes; /* per channel; 0 = exchange.capacity only */

@@ -91,6 +91,10 @@ static const sl__conf_def job_conf_defs[] = {
      .min = 16 << 20, .max = INT64_MAX, .offset = OFF(state_memory_bound),
      .desc = "bytes RocksDB may use in memory: block cache plus write buffers, "
              "one total for the process"},
+    {.key = "state.ttl.ms", .type = SL_CONF_INT, .def = "0", .min = 0,
+     .max = INT64_MAX, .offset = OFF(state_ttl_ms),
+     .desc = "window groups not updated for longer than this much event time "
+             "(behind the watermark) are dropped (0: never; docs/state.md)"},
     {.key = "window.max.groups", .type = SL_CONF_INT, .def = "50000000", .min = 0,
      .max = INT64_MAX, .offset = OFF(window_max_groups),
      .desc = "(window, key) groups a window task holds open at most (0: no cap); "
@@ -482,6 +486,7 @@ void sl__job_state_conf(const sl_job *j, sl__state_conf *out)
     const char *dir = j->conf.state_rocksdb_dir;
     out->backend = j->conf.state_backend;
     out->memory_bound = j->conf.state_memory_bound;
+    out->ttl_ms = j->conf.state_ttl_ms;
     if (dir && *dir)
         snprintf(out->dir, sizeof out->dir, "%s", dir);
     else

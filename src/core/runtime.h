@@ -28,6 +28,9 @@ typedef struct sl__ctx {
     int key_groups;          /* G, fixed per job */
     _Atomic uint64_t *ctr;   /* the task's counters (SL__CTR_N), or NULL */
     int64_t window_max_groups; /* job key window.max.groups; 0 = no cap */
+    /* the state backend for window state (tests); NULL: the job's
+     * (sl__job_state_conf), or memory without a job */
+    const struct sl__state_conf *state;
 } sl__ctx;
 
 /* ---- state snapshots ----------------------------------------------------- */
@@ -305,10 +308,11 @@ void sl__qs_answer_free(sl__qs_answer *a);
 
 /* The job's state backend configuration (state.backend, state.rocksdb.dir,
  * state.memory.bound), read by the state layer when a table loads. */
-typedef struct {
+typedef struct sl__state_conf {
     int backend;          /* SL__STATE_MEMORY or SL__STATE_ROCKSDB */
     char dir[1024];       /* RocksDB directory (always set) */
     int64_t memory_bound; /* bytes */
+    int64_t ttl_ms;       /* state.ttl.ms: 0 = state never expires */
 } sl__state_conf;
 enum { SL__STATE_MEMORY = 0, SL__STATE_ROCKSDB = 1 };
 void sl__job_state_conf(const sl_job *job, sl__state_conf *out);

@@ -248,8 +248,15 @@ typedef struct {
     uint64_t open_windows;
     uint64_t open_groups;
     int64_t watermark;     /* SL_TS_MIN before the first */
+    uint64_t expired_groups; /* dropped by state.ttl.ms (winstore.c) */
+    uint64_t spills;         /* times the RocksDB cache was written out */
 } sl__window_stats;
 void sl__window_stats_get(const void *st, sl__window_stats *out);
+/* state.backend = rocksdb (winstore.c): keys of the instance in its
+ * column family (0 in memory), and a full compaction of it (which runs
+ * the TTL filter). For tests. */
+uint64_t sl__window_store_keys(const void *st);
+int sl__window_store_compact(const void *st);
 /* Late records counted against the window ending at window_end. Only the
  * most recent 64 window ends are kept (older ones are folded into
  * late_pairs only): a bounded table for the stats, not a ledger. */

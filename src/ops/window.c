@@ -354,6 +354,7 @@ static win *window_get(win_op *op, int64_t start)
     win *w = sl__xmalloc(sizeof *w);
     w->start = start;
     w->end = start + op->size; /* row_windows checked it cannot overflow */
+    w->spilled = w->in_store = false;
     if (__builtin_add_overflow(w->end, op->lateness, &w->fire))
         w->fire = SL_TS_MAX;
     sl__bmap_init(&w->groups, op->grp_size);
@@ -418,7 +419,8 @@ void sl__window_stats_get(const void *st, sl__window_stats *out)
     out->open_windows = op->nw;
     out->open_groups = 0;
     for (size_t i = 0; i < op->nw; i++)
-        out->open_groups += sl__bmap_count(&op->wins[i]->groups);
+        out->open_groups += op->ws ? sl__ws_count_groups(op, op->wins[i])
+                                   : sl__bmap_count(&op->wins[i]->groups);
     out->watermark = op->wm;
 }
 
@@ -646,9 +648,7 @@ static uint32_t assign_pairs(win_op *op, uint32_t j0, uint32_t j1,
  * arrive at the task owning that key group. */
 static inline int32_t grp_kg(const win_op *op, const uint8_t *grp)
 {
-    int32_t kg;
-    memcpy(&kg, grp + op->state_size, sizeof kg);
-    return kg;
+    return sl__grp_kg(op, grp);
 }
 
 static inline void grp_set_kg(const win_op *op, uint8_t *grp, int32_t kg)
@@ -684,6 +684,7 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
         return crc;
     }
     uint32_t m = prepare_rows(op, b);
+    int rc = 0;
     uint32_t chunk = PAIR_CHUNK / op->nwin ? PAIR_CHUNK / op->nwin : 1;
     uint64_t late = 0;
     for (uint32_t j0 = 0; j0 < m; j0 += chunk) {
@@ -705,24 +706,45 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
                                          op->kh[j], &fresh);
             if (fresh) {
                 grp_set_kg(op, g, row_kg(op, b, op->prow[p]));
-                /* window.max.groups: the job stops (its state is dropped) */
-                if (++op->ngroups > (uint64_t)op->max_groups && op->max_groups) {
+                /* window.max.groups: the job stops (its state is dropped);
+                 * on RocksDB only the cache is in memory, so no cap */
+                if (++op->ngroups > (uint64_t)op->max_groups && op->max_groups &&
+                    !op->ws) {
                     sl__batch_free(b);
                     return too_many_groups(op);
                 }
+                if (op->ts_off) sl__grp_set_ts(op, g, SL_TS_MIN);
+            } else if (op->ts_off && sl__ttl_expired(op, op->wm, sl__grp_ts(op, g))) {
+                /* state.ttl.ms: an expired group starts afresh */
+                for (size_t a = 0; a < op->naggs; a++) sl__agg_state_free(&op->aggs[a], g);
+                memset(g, 0, op->state_size);
+                sl__grp_set_ts(op, g, SL_TS_MIN);
+                op->st.expired_groups++;
             }
+            op->pfresh[p] = fresh;
             op->pgrp[p] = g;
+        }
+        /* Groups of spilled windows come back from RocksDB (winstore.c). */
+        if (op->ws && (rc = sl__ws_load(op, np)) != 0) {
+            sl__batch_free(b);
+            return rc;
         }
         /* Pass 3: aggregates (a zero-filled new group is an empty state). */
         for (size_t a = 0; a < op->naggs; a++)
             sl__agg_add(&op->aggs[a], b, op->prow, op->pgrp, np);
+        if (op->ts_off) { /* the newest record's event time, for the TTL */
+            const int64_t *ts = b->cols[op->time_col].data;
+            for (uint32_t p = 0; p < np; p++)
+                if (ts[op->prow[p]] > sl__grp_ts(op, op->pgrp[p]))
+                    sl__grp_set_ts(op, op->pgrp[p], ts[op->prow[p]]);
+        }
     }
     if (late) {
         op->st.late_records += late;
         sl__count(op->ctx, SL__CTR_LATE, late);
     }
     sl__batch_free(b);
-    return 0;
+    return op->ws ? sl__ws_maybe_evict(op) : 0;
 }
 
 /* ---- firing -------------------------------------------------------------------- */
@@ -741,6 +763,10 @@ static int fire_window(win_op *op, win *w, sl__out *out, sl_batch **ob)
         uint32_t len;
         const uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
         int64_t cnt;
+        if (op->ts_off && sl__ttl_expired(op, w->fire, sl__grp_ts(op, grp))) {
+            op->st.expired_groups++; /* state.ttl.ms */
+            continue;
+        }
         if (op->conf->has_min &&
             sl__agg_exact_count(&op->aggs[op->conf->min_agg], grp, &cnt) &&
             cnt < op->conf->min_count)
@@ -820,7 +846,18 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
     size_t nf = 0;
     int rc = 0;
     while (nf < op->nw && op->wins[nf]->fire <= wm) {
-        rc = fire_window(op, op->wins[nf], out, &ob);
+        win *w = op->wins[nf];
+        uint32_t cap = out->batch_cap ? out->batch_cap
+                       : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
+        /* RocksDB: every window fires from a scan of the store, so rows
+         * come in one order (key group, key) however much had spilled */
+        if (op->ws && !op->conf->fold)
+            rc = sl__ws_fire(op, w, out, &ob, cap);
+        else {
+            if (op->ws && w->spilled) rc = sl__ws_load_window(op, w);
+            if (rc == 0) rc = fire_window(op, w, out, &ob);
+            if (rc == 0 && op->ws) rc = sl__ws_forget(op, w);
+        }
         window_free(op, op->wins[nf]);
         nf++;
         if (rc) break;
@@ -830,10 +867,18 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
         op->nw -= nf;
         op->last = NULL;
     }
+    /* state.ttl.ms in memory: after firing, so every open window fires
+     * later than wm and the sweep drops only what its firing would */
+    if (rc == 0 && op->ttl && wm >= op->next_sweep) {
+        sl__ws_sweep(op);
+        if (__builtin_add_overflow(wm, op->ttl / 2 + 1, &op->next_sweep))
+            op->next_sweep = SL_TS_MAX;
+    }
     if (ob) {
         if (rc == 0 && ob->n > 0) rc = sl__emit(out, ob);
         else sl__batch_free(ob);
     }
+    if (rc == 0 && op->ws) rc = sl__ws_maybe_evict(op);
     return rc;
 }
 
@@ -890,6 +935,10 @@ static uint64_t definition_fp(const win_op *op)
             sl__buf_put_u64(&b, u);
         }
     }
+    if (op->ttl) { /* sections then carry each group's newest time */
+        sl__buf_put_u32(&b, 0x54544c31u);
+        sl__buf_put_i64(&b, op->ttl);
+    }
     uint64_t h = sl__hash_bytes(b.p, b.len, SL__WKEY_SEED);
     sl__buf_free(&b);
     return h;
@@ -924,7 +973,7 @@ static void snap_header(const win_op *op, sl__buf *b)
  * u32 length (billions of distinct values in one group). */
 static int snap_group(win_op *op, sl__buf *b, const snap_ref *r)
 {
-    size_t n = 0;
+    size_t n = op->ts_off ? 8 : 0; /* with TTL: the newest record's time */
     for (size_t a = 0; a < op->naggs; a++)
         n += sl__agg_serialized_size(&op->aggs[a], r->grp);
     if (n > UINT32_MAX) return SL_EINVAL;
@@ -937,6 +986,10 @@ static int snap_group(win_op *op, sl__buf *b, const snap_ref *r)
     for (size_t a = 0; a < op->naggs; a++)
         used += sl__agg_serialize(&op->aggs[a], r->grp,
                                   (uint8_t *)op->tmp + used);
+    if (op->ts_off) {
+        uint64_t t = (uint64_t)sl__grp_ts(op, r->grp);
+        for (int i = 0; i < 8; i++, t >>= 8) op->tmp[used++] = (char)(uint8_t)t;
+    }
     SL_ASSERT(used == n);
     sl__buf_put_str(b, op->tmp, n);
     return 0;
@@ -995,6 +1048,13 @@ static int snap_operator(win_op *op, sl__snap_writer *w, sl__buf *b)
 static int win_snapshot_locked(void *st, sl__snap_writer *w)
 {
     win_op *op = st;
+    if (op->ws) { /* groups in RocksDB: sections from a merged scan */
+        sl__buf b = {0};
+        int rc = sl__ws_snapshot(op, w, &b, SNAP_MAGIC);
+        if (rc == 0) rc = snap_operator(op, w, &b);
+        sl__buf_free(&b);
+        return rc;
+    }
     size_t n = 0;
     for (size_t i = 0; i < op->nw; i++) n += sl__bmap_count(&op->wins[i]->groups);
     snap_ref *refs = sl__xmalloc((n ? n : 1) * sizeof *refs);
@@ -1130,14 +1190,21 @@ static int restore_parse(win_op *op, sl__rbuf *r, int64_t wm, int32_t kg,
             s[n++] = (staged){.start = start, .key = key, .len = klen,
                               .grp = grp};
             grp_set_kg(op, grp, kg);
-            size_t used = 0;
+            size_t used = 0, states = slen;
+            if (op->ts_off) { /* the newest record's time follows */
+                if (slen < 8) goto corrupt;
+                states = slen - 8;
+                uint64_t t = 0;
+                for (int i = 7; i >= 0; i--) t = t << 8 | sb[states + (size_t)i];
+                sl__grp_set_ts(op, grp, (int64_t)t);
+            }
             for (size_t a = 0; a < op->naggs; a++) {
                 int64_t got = sl__agg_deserialize(&op->aggs[a], grp,
-                                                  sb + used, slen - used);
+                                                  sb + used, states - used);
                 if (got < 0) goto corrupt;
                 used += (size_t)got;
             }
-            if (used != slen) goto corrupt;
+            if (used != states) goto corrupt;
         }
     }
     if (r->err || r->off != r->len) goto corrupt;
@@ -1162,6 +1229,8 @@ static void restore_commit(win_op *op, staged *s, size_t n)
         if (fresh) {
             op->ngroups++;
             memcpy(g, s[i].grp, op->grp_size); /* the states move */
+            /* RocksDB: a copy spilled from an earlier section joins it */
+            (void)sl__ws_merge_restored(op, w, s[i].key, s[i].len, g);
         } else {
             for (size_t a = 0; a < op->naggs; a++) {
                 sl__agg_merge(&op->aggs[a], g, s[i].grp);
@@ -1228,7 +1297,7 @@ static int win_restore(void *st, int32_t kg, const void *data, size_t len)
     if (rc < 0) return rc;
     restore_commit(op, s, n);
     restore_wm(op, wm);
-    return 0;
+    return op->ws ? sl__ws_maybe_evict(op) : 0; /* the cache stays bounded */
 }
 
 /* ---- locked entry points (queryable state reads under qlock) -------------------------------------------------------------- */
@@ -1268,6 +1337,8 @@ static void win_close(void *st)
     pthread_mutex_destroy(&op->qlock);
     for (size_t i = 0; i < op->nw; i++) window_free(op, op->wins[i]);
     free(op->wins);
+    sl__ws_close(op);
+    free(op->pfresh);
     for (size_t i = 0; i < op->naggs; i++) sl__agg_close(&op->aggs[i]);
     free(op->aggs);
     free(op->kbuf);
@@ -1345,6 +1416,18 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
     }
     op->state_size = off;
     op->grp_size = off + 8; /* the key group, padded to keep 8-byte blocks */
+    sl__state_conf jsc, *sc = NULL;
+    if (ctx && ctx->state) {
+        sc = &jsc;
+        jsc = *ctx->state;
+    } else if (ctx && ctx->job) {
+        sc = &jsc;
+        sl__job_state_conf(ctx->job, &jsc);
+    }
+    if (sc && sc->ttl_ms) { /* the newest record's event time follows */
+        op->ts_off = op->grp_size;
+        op->grp_size += 8;
+    }
     op->key_groups = ctx ? ctx->key_groups : 0;
     op->size = c->size;
     op->step = c->slide ? c->slide : c->size;
@@ -1358,6 +1441,14 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
     op->pkey = sl__xmalloc(op->pcap * sizeof *op->pkey);
     op->pwin = sl__xmalloc(op->pcap * sizeof *op->pwin);
     op->pgrp = sl__xmalloc(op->pcap * sizeof *op->pgrp);
+    op->pfresh = sl__xmalloc(op->pcap);
+    op->ttl = sc ? sc->ttl_ms : 0;
+    op->fp = definition_fp(op);
+    int wrc = sl__ws_open(op, sc, errstr, errsz);
+    if (wrc) {
+        win_close(op);
+        return wrc;
+    }
     if (ctx && ctx->job) {
         sl__qs_register(ctx->job, info->op_id, "window", op, sl__window_query);
         op->qreg = true;

@@ -6,7 +6,10 @@
 
 #include <pthread.h>
 
+#include <string.h>
+
 #include "agg.h"
+#include "state/state.h"
 
 #define LATE_SLOTS 64 /* late-record counters kept per window end */
 
@@ -28,7 +31,11 @@ typedef struct {
 typedef struct {
     int64_t start, end, fire; /* fire = end + lateness, saturated */
     sl__bmap groups;          /* encoded key -> aggregate states */
+    bool spilled;  /* RocksDB holds groups that are not in `groups` */
+    bool in_store; /* RocksDB holds some of its groups (winstore.c) */
 } win;
+
+typedef struct sl__winstore sl__winstore;
 
 typedef struct {
     int64_t end;
@@ -84,7 +91,75 @@ typedef struct {
     uint64_t ngroups;   /* groups in open windows (window.max.groups) */
     int64_t max_groups; /* 0 = no cap */
     sl__window_stats st;
+
+    /* state.backend = rocksdb and state TTL (winstore.c) */
+    sl__winstore *ws; /* NULL: the groups live in memory only */
+    int64_t ttl;      /* state.ttl.ms, 0 = none */
+    int64_t next_sweep; /* watermark of the next memory sweep (TTL) */
+    uint32_t ts_off;  /* offset of a group's last-update event time (0: not
+                       * kept, no TTL), after the key group */
+    uint8_t *pfresh;  /* per pair: pass 2 created the group */
+    uint8_t *fgrp;    /* one group's block, to fire from RocksDB */
 } win_op;
+
+/* A group's key group sits after its aggregate states (window.c). */
+static inline int32_t sl__grp_kg(const win_op *op, const uint8_t *grp)
+{
+    int32_t kg;
+    memcpy(&kg, grp + op->state_size, sizeof kg);
+    return kg;
+}
+/* Event time of the newest record in a group (when op->ts_off). */
+static inline int64_t sl__grp_ts(const win_op *op, const uint8_t *grp)
+{
+    int64_t t;
+    memcpy(&t, grp + op->ts_off, sizeof t);
+    return t;
+}
+static inline void sl__grp_set_ts(const win_op *op, uint8_t *grp, int64_t t)
+{
+    memcpy(grp + op->ts_off, &t, sizeof t);
+}
+/* Whether a group whose newest record has event time `last` has expired
+ * at event time `now`: more than the TTL past it. `now` is the watermark,
+ * or the window's firing time when it fires (so the final watermark,
+ * +infinity, expires nothing that its window would not). */
+static inline bool sl__ttl_expired(const win_op *op, int64_t now, int64_t last)
+{
+    int64_t age;
+    if (!op->ttl || now <= last) return false;
+    if (__builtin_sub_overflow(now, last, &age)) return true;
+    return age > op->ttl;
+}
+
+/* ---- winstore.c: window groups in RocksDB, state TTL ---------------------- */
+/* Opens the RocksDB store when sc says so (op->ws stays NULL in memory). */
+int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz);
+void sl__ws_close(win_op *op);
+/* After pass 2 of a chunk of np pairs: fills the groups pass 2 created in
+ * spilled windows from RocksDB (one multi-get). */
+int sl__ws_load(win_op *op, uint32_t np);
+/* Writes the cache out and empties it when it holds more than its share
+ * of state.memory.bound. */
+int sl__ws_maybe_evict(win_op *op);
+/* Fires w, a window with groups in RocksDB: rows as fire_window's. */
+int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap);
+/* Loads w's groups from RocksDB into its map (a folding window fires from
+ * memory). */
+int sl__ws_load_window(win_op *op, win *w);
+/* Removes a fired window's keys from RocksDB. */
+int sl__ws_forget(win_op *op, win *w);
+/* The key group sections of a snapshot (window.c's format). */
+int sl__ws_snapshot(win_op *op, sl__snap_writer *sw, sl__buf *b, uint32_t magic);
+/* A restored group new to the map: merged with the copy in RocksDB, if
+ * the window has spilled one. */
+int sl__ws_merge_restored(win_op *op, win *w, const uint8_t *key, uint32_t len,
+                          uint8_t *grp);
+/* Groups of w, cached or in the store, not expired: a scan (tests). */
+uint64_t sl__ws_count_groups(const win_op *op, win *w);
+/* Drops groups of the in-memory map whose TTL passed (memory sweep). */
+void sl__ws_sweep(win_op *op);
+
 
 /* The current value of every open window for one key (sl__qs_fn), read
  * under op->qlock (winquery.c). */

@@ -65,6 +65,9 @@ int sl__window_query(void *st, const char *const *vals, int nvals, bool kanon,
     if (c->fold || op->nkey != op->npart || (kanon && !c->has_min))
         return sl__err(err, errsz, SL_ESTATE, "this window's groups are published through "
                        "k-anonymity it cannot apply to one key; not queryable");
+    if (op->ws)
+        return sl__err(err, errsz, SL_ESTATE, "this window keeps its groups in RocksDB "
+                       "(state.backend = rocksdb); not queryable");
     sl_batch *kb = sl__batch_new(op->in, 1);
     kb->n = 1;
     int rc = 0;

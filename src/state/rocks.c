@@ -50,6 +50,14 @@ struct sl__ks {
 };
 
 static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks);
+/* A TTL compaction filter (sl__ks_open_filtered); kept until the instance
+ * closes, since a compaction of a dropped column family may still run. */
+typedef struct ks_filter {
+    rocksdb_compactionfilter_t *f;
+    bool (*drop)(void *arg, const char *k, size_t kl, const char *v, size_t vl);
+    void *arg;
+    struct ks_filter *next;
+} ks_filter;
 
 static struct {
     pthread_mutex_t mu;
@@ -63,6 +71,7 @@ static struct {
     int64_t bound;
     int refs;
     unsigned long next_cf;
+    ks_filter *filters; /* destroyed when the instance closes */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void db_free_opts(void)
@@ -145,8 +154,34 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     return 0;
 }
 
+static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
+                      char *errstr, size_t errstr_size);
+
 sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
                     size_t errstr_size)
+{
+    return ks_open(sc, bulk, NULL, errstr, errstr_size);
+}
+
+static void filter_free(ks_filter *f)
+{
+    if (!f) return;
+    rocksdb_compactionfilter_destroy(f->f);
+    free(f);
+}
+
+static void filters_free(void)
+{
+    while (g.filters) {
+        ks_filter *f = g.filters;
+        g.filters = f->next;
+        rocksdb_compactionfilter_destroy(f->f);
+        free(f);
+    }
+}
+
+static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
+                      char *errstr, size_t errstr_size)
 {
     pthread_mutex_lock(&g.mu);
     if (g.refs > 0 && (strcmp(g.dir, sc->dir) != 0 || g.bound != sc->memory_bound)) {
@@ -154,10 +189,12 @@ sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
                 "already has RocksDB open at %s with state.memory.bound %lld; "
                 "one instance per process", g.dir, (long long)g.bound);
         pthread_mutex_unlock(&g.mu);
+        filter_free(flt);
         return NULL;
     }
     if (g.refs == 0 && db_open(sc, errstr, errstr_size)) {
         pthread_mutex_unlock(&g.mu);
+        filter_free(flt);
         return NULL;
     }
     sl__ks *ks = sl__xcalloc(1, sizeof *ks);
@@ -174,6 +211,11 @@ sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
         rocksdb_options_set_level0_stop_writes_trigger(o, 1 << 30);
         lookup_table_options(o, ks);
     }
+    if (flt) {
+        rocksdb_options_set_compaction_filter(o, flt->f);
+        flt->next = g.filters;
+        g.filters = flt;
+    }
     ks->cf = rocksdb_create_column_family(g.db, o, ks->name, &err);
     rocksdb_options_destroy(o);
     if (!ks->cf) {
@@ -185,6 +227,7 @@ sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
         if (g.refs == 0) {
             rocksdb_close(g.db);
             g.db = NULL;
+            filters_free();
             db_free_opts();
         }
         pthread_mutex_unlock(&g.mu);
@@ -211,6 +254,7 @@ void sl__ks_drop(sl__ks *ks)
         err = NULL;
         rocksdb_destroy_db(g.opts, g.dir, &err);
         free(err);
+        filters_free();
         db_free_opts();
     }
     pthread_mutex_unlock(&g.mu);
@@ -404,4 +448,100 @@ static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks)
     rocksdb_block_based_options_set_block_restart_interval(t, 4);
     rocksdb_options_set_block_based_table_factory(o, t);
     ks->bbto = t;
+/* ---- window state: TTL filter, iterators, range deletes ------------------ */
+static unsigned char filter_fn(void *state, int level, const char *key, size_t kl,
+                               const char *val, size_t vl, char **nv, size_t *nvl,
+                               unsigned char *changed)
+{
+    (void)level;
+    (void)nv;
+    (void)nvl;
+    *changed = 0;
+    const ks_filter *f = state;
+    return f->drop(f->arg, key, kl, val, vl) ? 1 : 0;
+}
+
+static const char *filter_name(void *state)
+{
+    (void)state;
+    return "sluice.ttl";
+}
+
+static void filter_noop(void *state) { (void)state; }
+
+sl__ks *sl__ks_open_filtered(const sl__state_conf *sc,
+                             bool (*drop)(void *arg, const char *k, size_t kl,
+                                          const char *v, size_t vl),
+                             void *arg, char *errstr, size_t errstr_size)
+{
+    if (!drop) return ks_open(sc, false, NULL, errstr, errstr_size);
+    ks_filter *f = sl__xcalloc(1, sizeof *f);
+    f->drop = drop;
+    f->arg = arg;
+    f->f = rocksdb_compactionfilter_create(f, filter_noop, filter_fn, filter_name);
+    return ks_open(sc, false, f, errstr, errstr_size); /* owns f */
+}
+
+struct sl__ks_iter {
+    rocksdb_iterator_t *it;
+};
+
+sl__ks_iter *sl__ks_iter_new(sl__ks *ks)
+{
+    sl__ks_iter *it = sl__xcalloc(1, sizeof *it);
+    it->it = rocksdb_create_iterator_cf(g.db, g.ro, ks->cf);
+    return it;
+}
+
+void sl__ks_iter_seek(sl__ks_iter *it, const void *key, size_t klen)
+{
+    rocksdb_iter_seek(it->it, key, klen);
+}
+
+bool sl__ks_iter_valid(const sl__ks_iter *it) { return rocksdb_iter_valid(it->it); }
+void sl__ks_iter_next(sl__ks_iter *it) { rocksdb_iter_next(it->it); }
+
+const char *sl__ks_iter_key(const sl__ks_iter *it, size_t *klen)
+{
+    return rocksdb_iter_key(it->it, klen);
+}
+
+const char *sl__ks_iter_value(const sl__ks_iter *it, size_t *vlen)
+{
+    return rocksdb_iter_value(it->it, vlen);
+}
+
+int sl__ks_iter_free(sl__ks_iter *it, char *errstr, size_t errstr_size)
+{
+    if (!it) return 0;
+    char *err = NULL;
+    rocksdb_iter_get_error(it->it, &err);
+    rocksdb_iter_destroy(it->it);
+    free(it);
+    if (!err) return 0;
+    sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB scan: %s", err);
+    free(err);
+    return SL_EIO;
+}
+
+int sl__ks_delete_range(sl__ks *ks, const void *begin, size_t blen,
+                        const void *end, size_t elen, char *errstr,
+                        size_t errstr_size)
+{
+    char *err = NULL;
+    rocksdb_delete_range_cf(g.db, g.wo, ks->cf, begin, blen, end, elen, &err);
+    if (!err) return 0;
+    sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB delete: %s", err);
+    free(err);
+    return SL_EIO;
+}
+
+uint64_t sl__ks_count(sl__ks *ks)
+{
+    uint64_t n = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(g.db, g.ro, ks->cf);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+        n++;
+    rocksdb_iter_destroy(it);
+    return n;
 }

@@ -189,5 +189,32 @@ int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
                             void (*fn)(void *arg, size_t i, const char *v,
                                        size_t vl),
                             void *arg, char *errstr, size_t errstr_size);
+/* ---- window state on the store (src/ops/winrocks.c) ---------------------- */
+/* As sl__ks_open (not bulk), with a compaction filter: during compactions
+ * RocksDB drops every entry for which drop(arg, key, value) is true (state
+ * TTL). drop runs on RocksDB's background threads: it may read only what
+ * is safe to read concurrently (e.g. an atomic). NULL: no filter. */
+sl__ks *sl__ks_open_filtered(const sl__state_conf *sc,
+                             bool (*drop)(void *arg, const char *k, size_t kl,
+                                          const char *v, size_t vl),
+                             void *arg, char *errstr, size_t errstr_size);
+/* A forward iterator over one column family, in key order, seeing the
+ * state as it was when it was created. The key and value pointers live
+ * until the next move. */
+typedef struct sl__ks_iter sl__ks_iter;
+sl__ks_iter *sl__ks_iter_new(sl__ks *ks);
+void sl__ks_iter_seek(sl__ks_iter *it, const void *key, size_t klen);
+bool sl__ks_iter_valid(const sl__ks_iter *it);
+void sl__ks_iter_next(sl__ks_iter *it);
+const char *sl__ks_iter_key(const sl__ks_iter *it, size_t *klen);
+const char *sl__ks_iter_value(const sl__ks_iter *it, size_t *vlen);
+/* 0, or SL_EIO when the iteration stopped on an error. Frees it. */
+int sl__ks_iter_free(sl__ks_iter *it, char *errstr, size_t errstr_size);
+/* Deletes every key in [begin, end) (one range tombstone). */
+int sl__ks_delete_range(sl__ks *ks, const void *begin, size_t blen,
+                        const void *end, size_t elen, char *errstr,
+                        size_t errstr_size);
+/* Keys in the column family, counted by a full scan (tests, stats). */
+uint64_t sl__ks_count(sl__ks *ks);
 
 #endif

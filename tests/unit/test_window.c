@@ -41,6 +41,8 @@ typedef struct {
 
 /* G for the instances opened next (0: the context of the other tests). */
 static int open_key_groups;
+/* The state backend of the instances opened next (NULL: memory). */
+static const sl__state_conf *open_state;
 
 /* An operator instance with everything it hangs off. */
 typedef struct {
@@ -79,6 +81,10 @@ static void wop_open_keys(wop *w, sl_window_spec spec, const char *const *keys,
                            .nkey = nkey, .batch_cap = cap};
     w->ctx = tu_ctx();
     w->ctx.key_groups = open_key_groups;
+    w->ctx.state = open_state;
+    /* the window cache's share of the bound is split between the tasks:
+     * as one of 512 tasks, the instance caches 4 KiB and spills often */
+    if (open_state && open_state->backend == SL__STATE_ROCKSDB) w->ctx.ntasks = 512;
     tu_sink_init(&w->sink, cap);
     if (sl__window_vt.open(&w->st, w->conf, &w->info, &w->ctx, err,
                            sizeof err) != 0)
@@ -592,6 +598,8 @@ typedef struct {
     uint64_t users[MODEL_KEYS]; /* bit set of the users seen */
 } model_win;
 
+static uint64_t model_spills; /* RocksDB cache write-outs in `randomised` */
+
 static void randomised(void **state)
 {
     (void)state;
@@ -678,6 +686,7 @@ static void randomised(void **state)
         assert_int_equal(k, n);
         sl__window_stats st;
         sl__window_stats_get(w.st, &st);
+        model_spills += st.spills;
         total_rows += n;
         total_late += late;
         total_late_pairs += st.late_pairs;
@@ -1007,6 +1016,11 @@ static void ck_run(const ck_case *c, size_t nchunks, size_t cut,
     size_t nb = flatten(&b0.sink, 0, &rb, 0);
     nb = flatten(&b1.sink, 0, &rb, nb);
     assert_true(na > 0);
+    if (open_state && open_state->backend == SL__STATE_ROCKSDB) {
+        /* from RocksDB a window's rows come by key group, then key */
+        qsort(ra, na, sizeof *ra, frow_cmp);
+        qsort(rc, nc, sizeof *rc, frow_cmp);
+    }
     assert_same_rows(ra, na, rc, nc);
     qsort(rb, nb, sizeof *rb, frow_cmp);
     assert_same_rows(ra, na, rb, nb);
@@ -1406,6 +1420,225 @@ static void stream_builder(void **state)
     sl_schema_free(in);
 }
 
+/* ---- the RocksDB backend and state TTL (winstore.c) ------------------------ */
+static char rocks_dir[256];
+
+/* state.backend = rocksdb with a 16 MiB bound: the window's cache (1/8 of
+ * it over 512 tasks, wop_open_keys) spills to the store every few batches. */
+static sl__state_conf rocks_state(const char *sub, int64_t ttl)
+{
+    sl__state_conf sc = {.backend = SL__STATE_ROCKSDB, .memory_bound = 16 << 20,
+                         .ttl_ms = ttl};
+    if (!rocks_dir[0]) {
+        snprintf(rocks_dir, sizeof rocks_dir, "/tmp/sluice-test-window-XXXXXX");
+        assert_non_null(mkdtemp(rocks_dir));
+    }
+    snprintf(sc.dir, sizeof sc.dir, "%s/%s", rocks_dir, sub);
+    return sc;
+}
+
+/* The brute-force model test with the groups in RocksDB: the same rows. */
+static void randomised_rocksdb(void **state)
+{
+    static sl__state_conf sc;
+    sc = rocks_state("model", 0);
+    open_state = &sc;
+    model_spills = 0;
+    randomised(state);
+    open_state = NULL;
+    printf("  %" PRIu64 " cache write-outs\n", model_spills);
+    assert_true(model_spills > 20); /* the store was really used */
+}
+
+/* Snapshots of spilled state (a merged scan of the store) restored whole
+ * and split by key group, against an uncrashed run on RocksDB. */
+static void snapshot_restore_rocksdb(void **state)
+{
+    static sl__state_conf sc;
+    sc = rocks_state("ck", 0);
+    open_state = &sc;
+    snapshot_restore(state);
+    open_state = NULL;
+}
+
+/* The memory backend's snapshot restores on RocksDB and back: one format.
+ * RocksDB's snapshot is a merged scan of the store, so it restores only
+ * if the store's keys (window end with the sign bit flipped, key group,
+ * group key) sort as the snapshot order wants: negative and positive
+ * window ends, keys in several key groups. */
+static void snapshot_across_backends(void **state)
+{
+    (void)state;
+    rng_state = ck_seed(11);
+    static sl__state_conf sc;
+    sc = rocks_state("across", 0);
+    const ck_case c = {.spec = {.size_ms = 100, .slide_ms = 25}, .key = "k",
+                       .aggs = CK_AGGS_K,
+                       .naggs = sizeof CK_AGGS_K / sizeof CK_AGGS_K[0]};
+    rec *in = ck_input(40 * CK_CHUNK, 30);
+    wop mem, rk, back;
+    ck_open(&mem, &c);
+    open_state = &sc;
+    ck_open(&rk, &c);
+    open_state = NULL;
+    for (size_t i = 0; i < 20; i++) {
+        feed(&mem, in + i * CK_CHUNK, CK_CHUNK);
+        wm(&mem, ck_wm_after(in, i, 30));
+    }
+    int mem_cut = mem.sink.n;
+    sl__snap_writer *sw = sl__snap_writer_mem();
+    assert_int_equal(sl__window_vt.snapshot(mem.st, sw), 0);
+    size_t it = 0;
+    int32_t kg;
+    const void *data;
+    size_t len;
+    while (sl__snap_writer_mem_next(sw, &it, &kg, &data, &len))
+        assert_int_equal(sl__window_vt.restore(rk.st, kg, data, len), 0);
+    sl__snap_writer_free(sw);
+    /* RocksDB's snapshot has the memory one's sections, each as long (a
+     * distinct set may list its members in another order); restoring it
+     * into memory checks its windows and keys come in ascending order */
+    sl__snap_writer *a = sl__snap_writer_mem(), *b = sl__snap_writer_mem();
+    assert_int_equal(sl__window_vt.snapshot(mem.st, a), 0);
+    assert_int_equal(sl__window_vt.snapshot(rk.st, b), 0);
+    size_t ia = 0, ib = 0, n = 0;
+    int32_t ka, kb;
+    const void *da, *db;
+    size_t la, lb;
+    while (sl__snap_writer_mem_next(a, &ia, &ka, &da, &la)) {
+        assert_true(sl__snap_writer_mem_next(b, &ib, &kb, &db, &lb));
+        assert_int_equal(ka, kb);
+        assert_int_equal(la, lb);
+        n++;
+    }
+    assert_false(sl__snap_writer_mem_next(b, &ib, &kb, &db, &lb));
+    assert_true(n > 3);
+    ck_open(&back, &c); /* and back into memory */
+    ib = 0;
+    while (sl__snap_writer_mem_next(b, &ib, &kb, &db, &lb))
+        assert_int_equal(sl__window_vt.restore(back.st, kb, db, lb), 0);
+    sl__snap_writer_free(a);
+    sl__snap_writer_free(b);
+    assert_true(sl__window_store_keys(rk.st) > 0);
+    for (size_t i = 20; i < 40; i++) {
+        feed(&mem, in + i * CK_CHUNK, CK_CHUNK);
+        feed(&rk, in + i * CK_CHUNK, CK_CHUNK);
+        feed(&back, in + i * CK_CHUNK, CK_CHUNK);
+        int64_t t = ck_wm_after(in, i, 30);
+        wm(&mem, t);
+        wm(&rk, t);
+        wm(&back, t);
+    }
+    wm(&mem, SL_TS_MAX);
+    wm(&rk, SL_TS_MAX);
+    wm(&back, SL_TS_MAX);
+    frow *rm = NULL, *rr = NULL, *rb = NULL;
+    size_t nm = flatten(&mem.sink, mem_cut, &rm, 0);
+    size_t nr = flatten(&rk.sink, 0, &rr, 0);
+    size_t nb = flatten(&back.sink, 0, &rb, 0);
+    qsort(rm, nm, sizeof *rm, frow_cmp);
+    qsort(rr, nr, sizeof *rr, frow_cmp);
+    qsort(rb, nb, sizeof *rb, frow_cmp);
+    assert_true(nm > 50);
+    assert_same_rows(rm, nm, rr, nr);
+    assert_same_rows(rm, nm, rb, nb);
+    assert_int_equal(sl__window_store_keys(rk.st), 0); /* fired: deleted */
+    free(rm);
+    free(rr);
+    free(rb);
+    free(in);
+    wop_close(&mem);
+    wop_close(&rk);
+    wop_close(&back);
+}
+
+/* state.ttl.ms = 100 on a 1 s window: key "live" has a record every 50 ms
+ * and never expires; 200 "idle" keys stop at 20 ms and expire; "back"
+ * stops at 20 ms, expires, and returns at 400 ms with a fresh group. The
+ * final watermark (+infinity) expires nothing: a window fires at its own
+ * end. */
+static void ttl_case(const sl__state_conf *sc)
+{
+    open_state = sc;
+    wop w;
+    wop_open(&w, (sl_window_spec){.size_ms = 1000}, true, COUNT_AND_DISTINCT, 2);
+    open_state = NULL;
+    rec r[203];
+    char names[200][8];
+    size_t n = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(names[i], sizeof names[i], "i%03d", i);
+        r[n++] = (rec){.ts = i % 21, .k = names[i], .u = i};
+    }
+    r[n++] = (rec){.ts = 0, .k = "live", .u = 0};
+    r[n++] = (rec){.ts = 20, .k = "back", .u = 1};
+    r[n++] = (rec){.ts = 10, .k = "back", .u = 2};
+    feed(&w, r, n);
+    uint64_t stored = sl__window_store_keys(w.st);
+    if (sc->backend == SL__STATE_ROCKSDB) assert_int_equal(stored, 202); /* spilled */
+    for (int64_t t = 50; t <= 300; t += 50) {
+        feed1(&w, t, "live", t / 50);
+        wm(&w, t - 10);
+    }
+    sl__window_stats st;
+    sl__window_stats_get(w.st, &st);
+    if (sc->backend == SL__STATE_ROCKSDB) {
+        /* the compaction filter drops every expired group; only "live"
+         * (written out again whenever the 4 KiB cache spills) stays */
+        assert_int_equal(sl__window_store_keys(w.st), 202);
+        assert_int_equal(sl__window_store_compact(w.st), 0);
+        assert_true(sl__window_store_keys(w.st) <= 1);
+    } else {
+        assert_int_equal(st.open_groups, 1); /* swept: only "live" */
+        assert_int_equal(st.expired_groups, 201);
+    }
+    for (int64_t t = 350; t <= 950; t += 50) {
+        feed1(&w, t, "live", t / 50);
+        if (t >= 400) feed1(&w, t, "back", t / 50);
+        wm(&w, t - 10);
+    }
+    wm(&w, SL_TS_MAX);
+    out_row o[8];
+    size_t got = collect(&w, o, 8, 2, true);
+    assert_int_equal(got, 2);
+    size_t bi = strcmp(o[0].key, "back") == 0 ? 0 : 1;
+    assert_string_equal(o[bi].key, "back");
+    /* only the 12 records after it expired (without TTL: 14) */
+    assert_int_equal(o[bi].agg[0], 12);
+    assert_int_equal(o[bi].agg[1], 12);
+    assert_string_equal(o[1 - bi].key, "live");
+    assert_int_equal(o[1 - bi].agg[0], 20);
+    assert_int_equal(o[1 - bi].agg[1], 20);
+    sl__window_stats_get(w.st, &st);
+    /* (on RocksDB the filter drops them unseen: the key count above) */
+    if (sc->backend == SL__STATE_MEMORY) assert_true(st.expired_groups >= 201);
+    wop_close(&w);
+}
+
+static void ttl_memory(void **state)
+{
+    (void)state;
+    sl__state_conf sc = {.backend = SL__STATE_MEMORY, .ttl_ms = 100};
+    ttl_case(&sc);
+}
+
+static void ttl_rocksdb(void **state)
+{
+    (void)state;
+    static sl__state_conf sc;
+    sc = rocks_state("ttl", 100);
+    ttl_case(&sc);
+}
+
+static int rocks_teardown(void **state)
+{
+    (void)state;
+    if (!rocks_dir[0]) return 0;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", rocks_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1429,6 +1662,11 @@ int main(void)
         cmocka_unit_test(restore_rejects_bad_sections),
         cmocka_unit_test(validation),
         cmocka_unit_test(stream_builder),
+        cmocka_unit_test(randomised_rocksdb),
+        cmocka_unit_test(snapshot_restore_rocksdb),
+        cmocka_unit_test(snapshot_across_backends),
+        cmocka_unit_test(ttl_memory),
+        cmocka_unit_test(ttl_rocksdb),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, rocks_teardown);
 }

@@ -1,0 +1,713 @@
+/* winstore.c — the window operator's state beyond its in-memory maps: the
+ * groups of open windows in RocksDB (state.backend = rocksdb) and state TTL
+ * (state.ttl.ms) under both backends. window.c calls in here; nothing else
+ * does. Session windows and interval joins keep their state in memory.
+ *
+ * RocksDB layout: one column family per operator instance (a task's
+ * window), written only by the task's thread.
+ *
+ *   key   = window end (8 bytes big-endian, sign bit flipped: sorts as the
+ *           numbers) | key group (2 bytes big-endian) | encoded group key
+ *           (winkey.c: sorts as the key values)
+ *   value = each aggregate's sl__agg_serialize, in definition order, then
+ *           the event time of the group's newest record (8 bytes LE; 0
+ *           without TTL)
+ *
+ * Window end first, so that firing a window is one range scan (deleting
+ * each key it reads: see sl__ws_forget); within a window the keys come by key group, then group
+ * key, which is the order of a snapshot's sections (window.c invariant 7),
+ * so a snapshot is a merge of one iterator per open window.
+ *
+ * The in-memory maps are a write-back cache in front of the store: records
+ * update groups in memory; when the cache outgrows its share of
+ * state.memory.bound (1/8 of it, split between the process's window tasks)
+ * every cached group is written in write batches and dropped (the window
+ * is then "spilled"). A record whose group is not cached in a spilled
+ * window gets it back by one multi-get per chunk of pairs (sl__ws_load).
+ *
+ * Invariants:
+ * 1. A group is either in its window's map or only in the store; where
+ *    both hold it (after a snapshot's write-out), the map's copy is the
+ *    newer: sl__ws_load reads the store only for groups pass 2 created.
+ * 2. w->spilled is true exactly when the store may hold groups of w that
+ *    its map does not (evict sets it; fire clears the window).
+ * 3. The store holds no key of a fired window: sl__ws_fire deletes each
+ *    key it emits, sl__ws_forget those of a window fired from memory.
+ * 4. An expired group (sl__ttl_expired on its newest record's time) is
+ *    never read back: loads, fires and snapshots skip it; the compaction
+ *    filter and the memory sweep only drop groups that are expired.
+ *
+ * Checkpoints are full: a snapshot writes the cache out (keeping it) and
+ * reads every group of the store back into key group sections; restore
+ * fills the cache, which spills as it grows. See docs/state.md.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/statvfs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "window_int.h"
+
+#define KEY_HEAD 10              /* window end + key group */
+#define WRITE_CHUNK (256u << 10) /* bytes of a write batch: small, since the
+                                  * buffers count against the bound too */
+#define FIRE_PREFETCH 8
+
+struct sl__winstore {
+    sl__ks *ks;
+    _Atomic int64_t wm;   /* the operator's watermark, for the filter */
+    int64_t ttl;
+    size_t budget;        /* bytes the cache may hold */
+    double heap_per_group; /* serialised bytes per group, last write-out */
+    sl__buf kb, vb;       /* scratch: keys and values of a write batch */
+    size_t *koff, *voff;  /* offsets into kb/vb */
+    size_t nops, cops;
+    char dir[1024];       /* state.rocksdb.dir: its free space is checked */
+    uint64_t reserve;     /* bytes a memtable flush may need on top */
+    uint64_t peak_disk;   /* largest SST size seen after a write-out */
+    uint64_t writeouts, written; /* write-outs of the cache, bytes */
+};
+
+/* ---- encoding ------------------------------------------------------------- */
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
+static void put_le32(uint8_t *p, uint32_t v) /* as sl__buf_put_u32 */
+{
+    for (int i = 0; i < 4; i++, v >>= 8) p[i] = (uint8_t)v;
+}
+
+static void put_end(uint8_t *p, int64_t end)
+{
+    put_be64(p, (uint64_t)end ^ (1ull << 63));
+}
+
+static size_t make_key(uint8_t *p, int64_t end, int32_t kg, const uint8_t *key,
+                       uint32_t len)
+{
+    put_end(p, end);
+    p[8] = (uint8_t)((uint32_t)kg >> 8);
+    p[9] = (uint8_t)kg;
+    memcpy(p + KEY_HEAD, key, len);
+    return KEY_HEAD + len;
+}
+
+static int32_t key_kg(const uint8_t *k) { return (int32_t)(k[8] << 8 | k[9]); }
+
+static int64_t value_ts(const char *v, size_t vl)
+{
+    int64_t t = 0;
+    if (vl >= 8) {
+        uint64_t u = 0;
+        for (int i = 7; i >= 0; i--) u = u << 8 | (uint8_t)v[vl - 8 + (size_t)i];
+        t = (int64_t)u;
+    }
+    return t;
+}
+
+/* Appends grp's value to b; returns its length. */
+static size_t put_value(win_op *op, const uint8_t *grp, sl__buf *b)
+{
+    size_t n = 0;
+    for (size_t a = 0; a < op->naggs; a++)
+        n += sl__agg_serialized_size(&op->aggs[a], grp);
+    size_t at = b->len;
+    uint8_t zero[64] = {0};
+    for (size_t left = n + 8; left;) { /* grow b by n + 8 bytes */
+        size_t k = left < sizeof zero ? left : sizeof zero;
+        sl__buf_put(b, zero, k);
+        left -= k;
+    }
+    size_t used = 0;
+    for (size_t a = 0; a < op->naggs; a++)
+        used += sl__agg_serialize(&op->aggs[a], grp, b->p + at + used);
+    SL_ASSERT(used == n);
+    uint64_t t = op->ts_off ? (uint64_t)sl__grp_ts(op, grp) : 0;
+    for (int i = 0; i < 8; i++, t >>= 8) b->p[at + n + (size_t)i] = (uint8_t)t;
+    return n + 8;
+}
+
+/* Replaces grp's states (empty, zero-filled) with a stored value's;
+ * SL_ECORRUPT when it does not parse. */
+static int read_value(win_op *op, uint8_t *grp, const char *v, size_t vl)
+{
+    if (vl < 8) return SL_ECORRUPT;
+    size_t used = 0, n = vl - 8;
+    for (size_t a = 0; a < op->naggs; a++) {
+        int64_t got = sl__agg_deserialize(&op->aggs[a], grp,
+                                          (const uint8_t *)v + used, n - used);
+        if (got < 0) return SL_ECORRUPT;
+        used += (size_t)got;
+    }
+    if (used != n) return SL_ECORRUPT;
+    if (op->ts_off) sl__grp_set_ts(op, grp, value_ts(v, vl));
+    return 0;
+}
+
+static void free_states(win_op *op, uint8_t *grp)
+{
+    for (size_t a = 0; op->heap && a < op->naggs; a++)
+        sl__agg_state_free(&op->aggs[a], grp);
+}
+
+/* ---- open, close ---------------------------------------------------------- */
+/* Compaction filter: RocksDB's threads read the watermark atomically. */
+static bool ttl_drop(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    (void)k;
+    (void)kl;
+    const sl__winstore *ws = arg;
+    int64_t wm = atomic_load_explicit(&ws->wm, memory_order_relaxed);
+    int64_t last = value_ts(v, vl), age;
+    if (wm <= last) return false;
+    if (__builtin_sub_overflow(wm, last, &age)) return true;
+    return age > ws->ttl;
+}
+
+int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz)
+{
+    op->ttl = sc ? sc->ttl_ms : 0;
+    if (!sc || sc->backend != SL__STATE_ROCKSDB) return 0;
+    sl__winstore *ws = sl__xcalloc(1, sizeof *ws);
+    atomic_init(&ws->wm, SL_TS_MIN);
+    ws->ttl = op->ttl;
+    int ntasks = op->ctx && op->ctx->ntasks > 0 ? op->ctx->ntasks : 1;
+    ws->budget = (size_t)(sc->memory_bound / 8 / ntasks);
+    if (ws->budget < 4096) ws->budget = 4096;
+    ws->heap_per_group = 64;
+    snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
+    /* a flush writes one memtable: 1/16 of the bound, at most 64 MiB
+     * (rocks.c) */
+    ws->reserve = (uint64_t)(sc->memory_bound / 16 < (64 << 20) ? sc->memory_bound / 16
+                                                                  : (64 << 20));
+    char msg[512];
+    ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
+    if (!ws->ks) {
+        free(ws);
+        return sl__err(errstr, errsz, SL_EIO, "window: %s", msg);
+    }
+    op->ws = ws;
+    op->fgrp = sl__xcalloc(1, op->grp_size);
+    return 0;
+}
+
+void sl__ws_close(win_op *op)
+{
+    sl__winstore *ws = op->ws;
+    if (!ws) return;
+    sl__log(SL__LOG_INFO, "window", "window state on RocksDB",
+            "task=%d peak_sst_bytes=%llu cache_writeouts=%llu bytes_written=%llu "
+            "cache_budget=%zu", op->ctx ? op->ctx->task : 0,
+            (unsigned long long)ws->peak_disk, (unsigned long long)ws->writeouts,
+            (unsigned long long)ws->written, ws->budget);
+    sl__ks_drop(ws->ks);
+    sl__buf_free(&ws->kb);
+    sl__buf_free(&ws->vb);
+    free(ws->koff);
+    free(ws->voff);
+    free(ws);
+    free(op->fgrp);
+    op->ws = NULL;
+}
+
+uint64_t sl__window_store_keys(const void *st)
+{
+    const win_op *op = st;
+    return op->ws ? sl__ks_count(op->ws->ks) : 0;
+}
+
+int sl__window_store_compact(const void *st)
+{
+    const win_op *op = st;
+    char msg[256];
+    return op->ws ? sl__ks_compact(op->ws->ks, msg, sizeof msg) : 0;
+}
+
+uint64_t sl__ws_count_groups(const win_op *op, win *w)
+{
+    uint64_t n = sl__bmap_count(&w->groups);
+    if (!w->in_store) return n;
+    uint8_t lo[8];
+    put_end(lo, w->end);
+    sl__ks_iter *it = sl__ks_iter_new(op->ws->ks);
+    for (sl__ks_iter_seek(it, lo, 8); sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
+        if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
+        const char *v = sl__ks_iter_value(it, &vl);
+        if (op->ts_off && sl__ttl_expired(op, op->wm, value_ts(v, vl))) continue;
+        uint32_t len = (uint32_t)(kl - KEY_HEAD);
+        if (!sl__bmap_find(&w->groups, k + KEY_HEAD, len,
+                           sl__wkey_hash(&op->kl, k + KEY_HEAD, len)))
+            n++;
+    }
+    char msg[64];
+    (void)sl__ks_iter_free(it, msg, sizeof msg);
+    return n;
+}
+
+/* ---- writing out -------------------------------------------------------- */
+static void batch_add(win_op *op, int64_t end, const uint8_t *key, uint32_t len,
+                      const uint8_t *grp)
+{
+    sl__winstore *ws = op->ws;
+    if (ws->nops == ws->cops) {
+        ws->cops = ws->cops ? ws->cops * 2 : 256;
+        ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
+        ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
+    }
+    uint8_t head[KEY_HEAD];
+    make_key(head, end, sl__grp_kg(op, grp), key, 0);
+    ws->koff[ws->nops] = ws->kb.len;
+    sl__buf_put(&ws->kb, head, KEY_HEAD);
+    sl__buf_put(&ws->kb, key, len);
+    ws->voff[ws->nops] = ws->vb.len;
+    put_value(op, grp, &ws->vb);
+    ws->nops++;
+}
+
+static int batch_write(win_op *op)
+{
+    sl__winstore *ws = op->ws;
+    if (!ws->nops) return 0;
+    sl__ks_op *ops = sl__xmalloc(ws->nops * sizeof *ops);
+    size_t kend = ws->kb.len, vend = ws->vb.len; /* where op i's bytes end */
+    for (size_t i = ws->nops; i-- > 0;) {
+        ops[i] = (sl__ks_op){.key = (const char *)ws->kb.p + ws->koff[i],
+                             .klen = kend - ws->koff[i]};
+        kend = ws->koff[i];
+        if (ws->voff[i] == SIZE_MAX) continue; /* a delete */
+        ops[i].val = (const char *)ws->vb.p + ws->voff[i];
+        ops[i].vlen = vend - ws->voff[i];
+        vend = ws->voff[i];
+    }
+    /* A full disk is refused here, before RocksDB meets it: Debian's
+     * RocksDB 7.8 aborts on an assertion when a flush fails with ENOSPC
+     * and a later write follows (docs/state.md). */
+    struct statvfs fs;
+    uint64_t need = ws->kb.len + ws->vb.len + ws->reserve;
+    if (statvfs(ws->dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < need) {
+        free(ops);
+        ws->nops = 0;
+        ws->kb.len = ws->vb.len = 0;
+        return sl__job_fail(op->ctx ? op->ctx->job : NULL, SL_EIO,
+                            "window: state.rocksdb.dir: %s: %s (%llu bytes free; "
+                            "RocksDB needs %llu to write the window state out)",
+                            ws->dir, strerror(ENOSPC),
+                            (unsigned long long)fs.f_bavail * fs.f_frsize,
+                            (unsigned long long)need);
+    }
+    char msg[512];
+    int rc = sl__ks_write(ws->ks, ops, ws->nops, msg, sizeof msg);
+    free(ops);
+    ws->nops = 0;
+    ws->kb.len = ws->vb.len = 0;
+    if (ws->kb.cap > 4 * WRITE_CHUNK) sl__buf_free(&ws->kb); /* a large value */
+    if (ws->vb.cap > 4 * WRITE_CHUNK) sl__buf_free(&ws->vb);
+    if (rc)
+        return sl__job_fail(op->ctx ? op->ctx->job : NULL, rc, "window: %s", msg);
+    return 0;
+}
+
+/* Queues the deletion of a key of the store (batch_write applies it). */
+static void batch_del(win_op *op, const uint8_t *key, size_t len)
+{
+    sl__winstore *ws = op->ws;
+    if (ws->nops == ws->cops) {
+        ws->cops = ws->cops ? ws->cops * 2 : 256;
+        ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
+        ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
+    }
+    ws->koff[ws->nops] = ws->kb.len;
+    sl__buf_put(&ws->kb, key, len);
+    ws->voff[ws->nops++] = SIZE_MAX;
+}
+
+/* Writes every cached group of w to the store; drop: then empties the
+ * map (the window is spilled). Expired groups are dropped, not written. */
+static int write_window(win_op *op, win *w, int64_t now, bool drop, size_t *bytes)
+{
+    sl__winstore *ws = op->ws;
+    uint32_t n = sl__bmap_count(&w->groups);
+    int rc = 0;
+    for (uint32_t g = 0; g < n && rc == 0; g++) {
+        const uint8_t *key;
+        uint32_t len;
+        uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
+        if (op->ts_off && sl__ttl_expired(op, now, sl__grp_ts(op, grp))) {
+            if (drop) op->st.expired_groups++;
+            continue; /* invariant 4; any older copy expires with it */
+        }
+        size_t before = ws->vb.len;
+        batch_add(op, w->end, key, len, grp);
+        if (bytes) *bytes += ws->vb.len - before;
+        if (ws->kb.len + ws->vb.len >= WRITE_CHUNK) rc = batch_write(op);
+    }
+    if (rc == 0) rc = batch_write(op);
+    if (rc) return rc;
+    if (n) w->in_store = true;
+    if (drop) {
+        for (uint32_t g = 0; g < n; g++) free_states(op, sl__bmap_at(&w->groups, g, NULL, NULL));
+        op->ngroups -= n;
+        sl__bmap_clear(&w->groups);
+        if (n) w->spilled = true;
+    }
+    return 0;
+}
+
+int sl__ws_maybe_evict(win_op *op)
+{
+    sl__winstore *ws = op->ws;
+    if (!ws) return 0;
+    atomic_store_explicit(&ws->wm, op->wm, memory_order_relaxed);
+    size_t mem = 0;
+    for (size_t i = 0; i < op->nw; i++) mem += sl__bmap_mem(&op->wins[i]->groups);
+    if ((double)mem + ws->heap_per_group * (double)op->ngroups <= (double)ws->budget)
+        return 0;
+    size_t bytes = 0;
+    uint64_t n = op->ngroups;
+    for (size_t i = 0; i < op->nw; i++) {
+        int rc = write_window(op, op->wins[i], op->wm, true, &bytes);
+        if (rc) return rc;
+    }
+    if (n) ws->heap_per_group = (double)bytes / (double)n;
+    op->st.spills++;
+    ws->writeouts++;
+    ws->written += bytes;
+    uint64_t d = sl__ks_disk_bytes(ws->ks);
+    if (d > ws->peak_disk) ws->peak_disk = d;
+    return 0;
+}
+
+/* ---- reading back ------------------------------------------------------------ */
+int sl__ws_load(win_op *op, uint32_t np)
+{
+    sl__winstore *ws = op->ws;
+    if (!ws) return 0;
+    uint32_t n = 0;
+    for (uint32_t p = 0; p < np; p++) n += op->pfresh[p] && op->pwin[p]->spilled;
+    if (!n) return 0;
+    size_t klen_total = 0;
+    for (uint32_t p = 0; p < np; p++)
+        if (op->pfresh[p] && op->pwin[p]->spilled)
+            klen_total += KEY_HEAD + op->klen[op->pkey[p]];
+    uint8_t *kbuf = sl__xmalloc(klen_total);
+    const char **keys = sl__xmalloc(n * sizeof *keys);
+    size_t *kl = sl__xmalloc(n * sizeof *kl), *vl = sl__xmalloc(n * sizeof *vl);
+    char **vals = sl__xcalloc(n, sizeof *vals);
+    uint32_t *pair = sl__xmalloc(n * sizeof *pair);
+    size_t used = 0;
+    uint32_t i = 0;
+    for (uint32_t p = 0; p < np; p++) {
+        if (!op->pfresh[p] || !op->pwin[p]->spilled) continue;
+        uint32_t j = op->pkey[p];
+        keys[i] = (const char *)kbuf + used;
+        kl[i] = make_key(kbuf + used, op->pwin[p]->end, sl__grp_kg(op, op->pgrp[p]),
+                         op->kbuf + op->koff[j], op->klen[j]);
+        used += kl[i];
+        pair[i++] = p;
+    }
+    char msg[512];
+    int rc = sl__ks_multi_get(ws->ks, n, keys, kl, vals, vl, msg, sizeof msg);
+    if (rc) rc = sl__job_fail(op->ctx ? op->ctx->job : NULL, rc, "window: %s", msg);
+    for (i = 0; i < n; i++) {
+        if (rc == 0 && vals[i]) {
+            uint8_t *grp = op->pgrp[pair[i]];
+            if (op->ts_off && sl__ttl_expired(op, op->wm, value_ts(vals[i], vl[i]))) {
+                op->st.expired_groups++; /* starts afresh (invariant 4) */
+            } else if (read_value(op, grp, vals[i], vl[i])) {
+                rc = sl__job_fail(op->ctx ? op->ctx->job : NULL, SL_ECORRUPT,
+                                  "window: a group in RocksDB does not parse");
+            }
+        }
+        sl__ks_value_free(vals[i]);
+    }
+    free(kbuf);
+    free(keys);
+    free(kl);
+    free(vl);
+    free(vals);
+    free(pair);
+    return rc;
+}
+
+int sl__ws_merge_restored(win_op *op, win *w, const uint8_t *key, uint32_t len,
+                          uint8_t *grp)
+{
+    if (!op->ws || !w->spilled) return 0;
+    uint8_t *k = sl__xmalloc(KEY_HEAD + len);
+    size_t kl = make_key(k, w->end, sl__grp_kg(op, grp), key, len), vl = 0;
+    const char *keys[1] = {(const char *)k};
+    char *val = NULL, msg[512];
+    int rc = sl__ks_multi_get(op->ws->ks, 1, keys, &kl, &val, &vl, msg, sizeof msg);
+    free(k);
+    if (rc == 0 && val) {
+        uint8_t *tmp = sl__xcalloc(1, op->grp_size);
+        rc = read_value(op, tmp, val, vl);
+        if (rc == 0) {
+            for (size_t a = 0; a < op->naggs; a++) sl__agg_merge(&op->aggs[a], grp, tmp);
+            if (op->ts_off && sl__grp_ts(op, tmp) > sl__grp_ts(op, grp))
+                sl__grp_set_ts(op, grp, sl__grp_ts(op, tmp));
+        }
+        free_states(op, tmp);
+        free(tmp);
+    }
+    sl__ks_value_free(val);
+    return rc;
+}
+
+int sl__ws_load_window(win_op *op, win *w)
+{
+    if (!w->spilled) return 0;
+    uint8_t lo[8];
+    put_end(lo, w->end);
+    sl__ks_iter *it = sl__ks_iter_new(op->ws->ks);
+    int rc = 0;
+    for (sl__ks_iter_seek(it, lo, 8); rc == 0 && sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
+        if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
+        const char *v = sl__ks_iter_value(it, &vl);
+        if (op->ts_off && sl__ttl_expired(op, w->fire, value_ts(v, vl))) {
+            op->st.expired_groups++;
+            continue;
+        }
+        bool fresh;
+        uint8_t *grp = sl__bmap_upsert(&w->groups, k + KEY_HEAD, (uint32_t)(kl - KEY_HEAD),
+                                       sl__wkey_hash(&op->kl, k + KEY_HEAD,
+                                                     (uint32_t)(kl - KEY_HEAD)),
+                                       &fresh);
+        if (!fresh) continue; /* the cached copy is newer (invariant 1) */
+        op->ngroups++;
+        int32_t kg = key_kg(k);
+        memcpy(grp + op->state_size, &kg, sizeof kg);
+        if (read_value(op, grp, v, vl)) rc = SL_ECORRUPT;
+    }
+    char msg[512];
+    int irc = sl__ks_iter_free(it, msg, sizeof msg);
+    if (rc == 0 && irc) rc = irc;
+    if (rc) return sl__job_fail(op->ctx ? op->ctx->job : NULL, rc, "window: reading a "
+                                "window back from RocksDB failed");
+    w->spilled = false;
+    return 0;
+}
+
+/* Point deletes, not a range delete: RocksDB 7.8 fragments every range
+ * tombstone of the memtable again for each new iterator and multi-get,
+ * which made firing quadratic in the windows fired (measured: 8x slower
+ * on a hop window). Firing scans the keys anyway. */
+int sl__ws_forget(win_op *op, win *w)
+{
+    if (!op->ws || !w->in_store) return 0;
+    uint8_t lo[8];
+    put_end(lo, w->end);
+    sl__ks_iter *it = sl__ks_iter_new(op->ws->ks);
+    int rc = 0;
+    for (sl__ks_iter_seek(it, lo, 8); rc == 0 && sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
+        if (kl < 8 || memcmp(k, lo, 8) != 0) break;
+        batch_del(op, k, kl);
+        if (op->ws->kb.len >= WRITE_CHUNK) rc = batch_write(op);
+    }
+    char msg[512];
+    int irc = sl__ks_iter_free(it, msg, sizeof msg);
+    if (rc == 0) rc = batch_write(op);
+    if (rc) return rc;
+    if (irc) return sl__job_fail(op->ctx ? op->ctx->job : NULL, irc, "window: %s", msg);
+    w->in_store = w->spilled = false;
+    return 0;
+}
+
+/* Emits a window's groups straight from a scan (the cached ones written
+ * out first): one row per group, by key group then key, whatever was
+ * cached, so the order does not depend on when the cache spilled. */
+int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
+{
+    int rc = write_window(op, w, w->fire, true, NULL);
+    if (rc) return rc;
+    uint8_t lo[8];
+    put_end(lo, w->end);
+    sl__ks_iter *it = sl__ks_iter_new(op->ws->ks);
+    uint64_t ng = 0, suppressed = 0;
+    uint8_t *grp = op->fgrp;
+    for (sl__ks_iter_seek(it, lo, 8); rc == 0 && sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
+        if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
+        const char *v = sl__ks_iter_value(it, &vl);
+        batch_del(op, k, kl); /* the iterator reads a snapshot */
+        if (op->ws->kb.len >= WRITE_CHUNK && (rc = batch_write(op)) != 0) break;
+        if (op->ts_off && sl__ttl_expired(op, w->fire, value_ts(v, vl))) {
+            op->st.expired_groups++;
+            continue;
+        }
+        memset(grp, 0, op->grp_size);
+        if (read_value(op, grp, v, vl)) {
+            rc = SL_ECORRUPT;
+            break;
+        }
+        ng++;
+        int64_t cnt;
+        if (op->conf->has_min &&
+            sl__agg_exact_count(&op->aggs[op->conf->min_agg], grp, &cnt) &&
+            cnt < op->conf->min_count) {
+            suppressed++;
+            free_states(op, grp);
+            continue;
+        }
+        if (!*ob && !(*ob = sl__batch_new(op->out, cap))) rc = SL_ENOMEM;
+        sl_batch *b = *ob;
+        uint32_t r = b ? b->n : 0;
+        if (rc == 0) {
+            ((int64_t *)b->cols[0].data)[r] = w->start;
+            ((int64_t *)b->cols[1].data)[r] = w->end;
+            b->cols[0].valid[r] = b->cols[1].valid[r] = 1;
+            sl__wkey_decode(&op->kl, k + KEY_HEAD, (uint32_t)(kl - KEY_HEAD), b, r);
+            for (size_t a = 0; a < op->naggs && rc == 0; a++)
+                rc = sl__agg_result(&op->aggs[a], grp, b, 2 + op->nkey + (int)a, r);
+        }
+        free_states(op, grp);
+        if (rc) break;
+        b->kind[r] = SL_KIND_DATA;
+        b->n = r + 1;
+        if (b->n == b->cap) {
+            *ob = NULL;
+            rc = sl__emit(out, b);
+        }
+    }
+    char msg[512];
+    int irc = sl__ks_iter_free(it, msg, sizeof msg);
+    if (rc == 0) rc = batch_write(op);
+    else op->ws->nops = op->ws->kb.len = op->ws->vb.len = 0;
+    if (rc == SL_ECORRUPT)
+        return sl__job_fail(op->ctx ? op->ctx->job : NULL, rc,
+                            "window: a group in RocksDB does not parse");
+    if (rc == 0 && irc)
+        return sl__job_fail(op->ctx ? op->ctx->job : NULL, irc, "window: %s", msg);
+    if (rc) return rc;
+    if (suppressed) sl__count(op->ctx, SL__CTR_SUPPRESSED, suppressed);
+    op->st.fired_windows++;
+    op->st.fired_groups += ng;
+    sl__count(op->ctx, SL__CTR_WINDOWS_FIRED, ng);
+    w->in_store = w->spilled = false; /* every key deleted (invariant 3) */
+    return 0;
+}
+
+/* ---- snapshots -------------------------------------------------------------- */
+/* One iterator per open window, merged by key group: each key group's
+ * section lists its windows by start, each window's groups by key, as
+ * window.c's format wants. */
+int sl__ws_snapshot(win_op *op, sl__snap_writer *sw, sl__buf *b, uint32_t magic)
+{
+    int rc = 0;
+    for (size_t i = 0; i < op->nw && rc == 0; i++)
+        rc = write_window(op, op->wins[i], op->wm, false, NULL);
+    if (rc) return rc;
+    size_t nw = op->nw;
+    sl__ks_iter **its = sl__xcalloc(nw ? nw : 1, sizeof *its);
+    uint8_t (*pre)[8] = sl__xmalloc((nw ? nw : 1) * sizeof *pre);
+    for (size_t i = 0; i < nw; i++) {
+        its[i] = sl__ks_iter_new(op->ws->ks);
+        put_end(pre[i], op->wins[i]->end);
+        sl__ks_iter_seek(its[i], pre[i], 8);
+    }
+    for (;;) {
+        int32_t kg = INT32_MAX; /* the lowest key group left in any window */
+        for (size_t i = 0; i < nw; i++) {
+            size_t kl;
+            if (!sl__ks_iter_valid(its[i])) continue;
+            const uint8_t *k = (const uint8_t *)sl__ks_iter_key(its[i], &kl);
+            if (kl < KEY_HEAD || memcmp(k, pre[i], 8) != 0) continue;
+            if (key_kg(k) < kg) kg = key_kg(k);
+        }
+        if (kg == INT32_MAX) break;
+        b->len = 0;
+        sl__buf_put_u32(b, magic);
+        sl__buf_put_u64(b, op->fp);
+        sl__buf_put_i64(b, op->wm);
+        size_t nwin_at = b->len;
+        uint32_t nwin = 0;
+        sl__buf_put_u32(b, 0);
+        for (size_t i = 0; i < nw; i++) {
+            size_t win_at = b->len, ng_at;
+            uint32_t ng = 0;
+            sl__buf_put_i64(b, op->wins[i]->start);
+            ng_at = b->len;
+            sl__buf_put_u32(b, 0);
+            for (; sl__ks_iter_valid(its[i]); sl__ks_iter_next(its[i])) {
+                size_t kl, vl;
+                const uint8_t *k = (const uint8_t *)sl__ks_iter_key(its[i], &kl);
+                if (kl < KEY_HEAD || memcmp(k, pre[i], 8) != 0 || key_kg(k) != kg) break;
+                const char *v = sl__ks_iter_value(its[i], &vl);
+                if (vl < 8) {
+                    rc = SL_ECORRUPT;
+                    break;
+                }
+                if (op->ts_off && sl__ttl_expired(op, op->wm, value_ts(v, vl))) continue;
+                sl__buf_put_str(b, (const char *)k + KEY_HEAD, kl - KEY_HEAD);
+                /* the states, then (with TTL) the newest record's time */
+                sl__buf_put_str(b, v, op->ts_off ? vl : vl - 8);
+                ng++;
+            }
+            if (ng == 0) {
+                b->len = win_at;
+                continue;
+            }
+            put_le32(b->p + ng_at, ng);
+            nwin++;
+        }
+        if (rc) break;
+        if (nwin == 0) continue;
+        put_le32(b->p + nwin_at, nwin);
+        if ((rc = sl__snap_put(sw, kg, b->p, b->len)) < 0) break;
+    }
+    char msg[512];
+    for (size_t i = 0; i < nw; i++) {
+        int irc = sl__ks_iter_free(its[i], msg, sizeof msg);
+        if (rc == 0 && irc) rc = irc;
+    }
+    free(its);
+    free(pre);
+    return rc;
+}
+
+/* ---- TTL in memory ------------------------------------------------------------ */
+/* Rebuilds each open window's map without its expired groups. Called as
+ * the watermark moves on, at most once per half TTL of event time. */
+void sl__ws_sweep(win_op *op)
+{
+    if (!op->ttl) return;
+    for (size_t i = 0; i < op->nw; i++) {
+        win *w = op->wins[i];
+        uint32_t n = sl__bmap_count(&w->groups), dead = 0;
+        for (uint32_t g = 0; g < n; g++)
+            dead += sl__ttl_expired(op, op->wm,
+                                    sl__grp_ts(op, sl__bmap_at(&w->groups, g, NULL, NULL)));
+        if (!dead) continue;
+        sl__bmap fresh;
+        sl__bmap_init(&fresh, op->grp_size);
+        for (uint32_t g = 0; g < n; g++) {
+            const uint8_t *key;
+            uint32_t len;
+            uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
+            if (sl__ttl_expired(op, op->wm, sl__grp_ts(op, grp))) {
+                free_states(op, grp);
+                continue;
+            }
+            bool isnew;
+            uint8_t *d = sl__bmap_upsert(&fresh, key, len, sl__bmap_hash_at(&w->groups, g),
+                                         &isnew);
+            memcpy(d, grp, op->grp_size); /* the states move */
+        }
+        sl__bmap_close(&w->groups);
+        w->groups = fresh;
+        op->ngroups -= dead;
+        op->st.expired_groups += dead;
+    }
+}
