@@ -448,6 +448,8 @@ static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks)
     rocksdb_block_based_options_set_block_restart_interval(t, 4);
     rocksdb_options_set_block_based_table_factory(o, t);
     ks->bbto = t;
+}
+
 /* ---- window state: TTL filter, iterators, range deletes ------------------ */
 static unsigned char filter_fn(void *state, int level, const char *key, size_t kl,
                                const char *val, size_t vl, char **nv, size_t *nvl,
