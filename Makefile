@@ -105,6 +105,7 @@ sanitize:
 # does not check still fails the stage.
 TSAN_OPT := -O1 -fsanitize=thread -fno-omit-frame-pointer
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 \
+              suppressions=$(CURDIR)/tests/tsan.supp \
               log_path=$(CURDIR)/build-tsan/reports/tsan"
 tsan:
 	@$(MAKE) --no-print-directory B=build-tsan OPT="$(TSAN_OPT)" all \
