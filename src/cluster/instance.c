@@ -114,13 +114,8 @@ static int make_producer(clu *c, xstage *x, char *err, size_t esz)
     rd_kafka_conf_t *kc;
     int rc = sl__kafka_conf(&kc, "cluster", c->bootstrap, fixed, NULL, NULL, err, esz);
     if (rc) return rc;
-    rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
-    char why[512];
-    x->prod = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof why);
-    if (!x->prod) {
-        rd_kafka_conf_destroy(kc);
-        return sl__err(err, esz, SL_EINVAL, "cluster: %s", why);
-    }
+    if ((rc = sl__kafka_new(&x->prod, RD_KAFKA_PRODUCER, kc, NULL, "cluster", err, esz)))
+        return rc;
     /* fences an older producer with the same transactional.id and aborts
      * whatever it left open */
     rd_kafka_error_t *e = rd_kafka_init_transactions(x->prod, COMMIT_TIMEOUT_MS);
@@ -327,15 +322,9 @@ static int make_consumer(clu *c, xstage *x, char *err, size_t esz)
     int rc = sl__kafka_conf(&kc, "cluster", c->bootstrap, fixed,
                             x->idx == 1 ? c->src.props : NULL, reserved, err, esz);
     if (rc) return rc;
-    rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
     rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
-    rd_kafka_conf_set_opaque(kc, x);
-    char why[512];
-    x->cons = rd_kafka_new(RD_KAFKA_CONSUMER, kc, why, sizeof why);
-    if (!x->cons) {
-        rd_kafka_conf_destroy(kc);
-        return sl__err(err, esz, SL_EINVAL, "cluster: %s", why);
-    }
+    if ((rc = sl__kafka_new(&x->cons, RD_KAFKA_CONSUMER, kc, x, "cluster", err, esz)))
+        return rc;
     rd_kafka_poll_set_consumer(x->cons);
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(4);
     if (x->idx == 1)

@@ -248,14 +248,7 @@ static int make_restorer(clu *c, rd_kafka_t **out, char *err, size_t esz)
     rd_kafka_conf_t *kc;
     int rc = sl__kafka_conf(&kc, "cluster", c->bootstrap, fixed, NULL, NULL, err, esz);
     if (rc) return rc;
-    rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
-    char why[512];
-    *out = rd_kafka_new(RD_KAFKA_CONSUMER, kc, why, sizeof why);
-    if (!*out) {
-        rd_kafka_conf_destroy(kc);
-        return sl__err(err, esz, SL_EINVAL, "cluster: %s", why);
-    }
-    return 0;
+    return sl__kafka_new(out, RD_KAFKA_CONSUMER, kc, NULL, "cluster", err, esz);
 }
 
 /* Reads the owned changelog partitions from the beginning to their end and

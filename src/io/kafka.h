@@ -31,6 +31,14 @@ int sl__kafka_conf(rd_kafka_conf_t **out, const char *component,
                    const char *const *props, const char *const *reserved,
                    char *errstr, size_t errstr_size);
 
+/* A client from a configuration sl__kafka_conf built: client logs through
+ * sl__kafka_log_cb, `opaque` (if not NULL) handed to the callbacks the
+ * caller set on kc. Takes kc in every case; a refusal is SL_EINVAL naming
+ * the component and librdkafka's reason. */
+int sl__kafka_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t *kc,
+                  void *opaque, const char *component, char *errstr,
+                  size_t errstr_size);
+
 /* An error from librdkafka as an SL_E* code with detail: retriable and
  * transport errors become SL_EIO, the rest SL_EINVAL or SL_ESTATE. */
 int sl__kafka_err(char *errstr, size_t errstr_size, const char *component,

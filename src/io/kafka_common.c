@@ -132,3 +132,16 @@ void sl__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
             : level <= 6 ? SL__LOG_INFO : SL__LOG_DEBUG, "kafka", "librdkafka",
             "client=%s facility=%s text=\"%s\"", rd_kafka_name(rk), fac, buf);
 }
+
+int sl__kafka_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t *kc,
+                  void *opaque, const char *component, char *errstr,
+                  size_t errstr_size)
+{
+    rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
+    if (opaque) rd_kafka_conf_set_opaque(kc, opaque);
+    char why[512];
+    *out = rd_kafka_new(type, kc, why, sizeof why);
+    if (*out) return 0;
+    rd_kafka_conf_destroy(kc);
+    return sl__err(errstr, errstr_size, SL_EINVAL, "%s: %s", component, why);
+}

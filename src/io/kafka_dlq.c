@@ -41,13 +41,10 @@ int sl__kafka_dlq_new(sl__kafka_dlq **out, const char *bootstrap, const char *to
     int rc = sl__kafka_conf(&kc, "kafka dead_letter.topic", bootstrap, fixed, props,
                             reserved, errstr, errstr_size);
     if (rc) return rc;
-    rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
-    char why[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof why);
-    if (!rk) {
-        rd_kafka_conf_destroy(kc);
-        return sl__err(errstr, errstr_size, SL_EINVAL, "kafka dead_letter.topic: %s", why);
-    }
+    rd_kafka_t *rk;
+    rc = sl__kafka_new(&rk, RD_KAFKA_PRODUCER, kc, NULL, "kafka dead_letter.topic", errstr,
+                       errstr_size);
+    if (rc) return rc;
     sl__kafka_dlq *d = sl__xcalloc(1, sizeof *d);
     d->rk = rk;
     d->topic = sl__xstrdup(topic);

@@ -262,6 +262,24 @@ static void sk_close(void *st)
 
 static int ensure_topic(sk_sink *s, const char *topic, int *nparts, char *err, size_t esz);
 
+/* The part of opening both kinds of sink share once s->rk exists: the
+ * result (and canary) topics checked or created, and the partition this
+ * task writes to. Closes s on failure. */
+static int sk_attach(sk_sink *s, void **out, char *err, size_t esz)
+{
+    const sk_conf *c = s->c;
+    int np = 1, rc;
+    if ((rc = ensure_topic(s, c->topic, &np, err, esz)) ||
+        (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, NULL, err, esz)))) {
+        sk_close(s);
+        return rc;
+    }
+    s->partition = c->partitioner == 1 ? (int32_t)((s->ctx ? s->ctx->task : 0) % np)
+                                       : RD_KAFKA_PARTITION_UA;
+    *out = s;
+    return 0;
+}
+
 static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx, char *err,
                    size_t esz)
 {
@@ -299,26 +317,12 @@ static int sk_open(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx
         sk_close(s);
         return rc;
     }
-    rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
     rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
-    rd_kafka_conf_set_opaque(kc, s);
-    char why[512];
-    s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof why);
-    if (!s->rk) {
-        rd_kafka_conf_destroy(kc);
-        sk_close(s);
-        return sl__err(err, esz, SL_EINVAL, "kafka sink: %s", why);
-    }
-    int np = 1;
-    if ((rc = ensure_topic(s, c->topic, &np, err, esz)) ||
-        (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, NULL, err, esz)))) {
+    if ((rc = sl__kafka_new(&s->rk, RD_KAFKA_PRODUCER, kc, s, "kafka sink", err, esz))) {
         sk_close(s);
         return rc;
     }
-    s->partition = c->partitioner == 1 ? (int32_t)((ctx ? ctx->task : 0) % np)
-                                       : RD_KAFKA_PARTITION_UA;
-    *out = s;
-    return 0;
+    return sk_attach(s, out, err, esz);
 }
 
 int sl__kafka_sink_open_txn(void **out, const void *cv, const sl_schema *in, sl__ctx *ctx,
@@ -331,16 +335,7 @@ int sl__kafka_sink_open_txn(void **out, const void *cv, const sl_schema *in, sl_
     s->ctx = ctx;
     s->rk = rk;
     s->borrowed = true;
-    int np = 1, rc;
-    if ((rc = ensure_topic(s, c->topic, &np, err, esz)) ||
-        (c->canary_topic && (rc = ensure_topic(s, c->canary_topic, NULL, err, esz)))) {
-        sk_close(s);
-        return rc;
-    }
-    s->partition = c->partitioner == 1 ? (int32_t)((ctx ? ctx->task : 0) % np)
-                                       : RD_KAFKA_PARTITION_UA;
-    *out = s;
-    return 0;
+    return sk_attach(s, out, err, esz);
 }
 
 /* Waits until `topic` exists (a producer's metadata request creates it
@@ -532,13 +527,7 @@ static int marker_consumer(sk_sink *s, rd_kafka_t **out, char *err, size_t esz)
     rd_kafka_conf_t *kc;
     int rc = sl__kafka_conf(&kc, "kafka sink", s->c->bootstrap, fixed, NULL, NULL, err, esz);
     if (rc) return rc;
-    char why[512];
-    *out = rd_kafka_new(RD_KAFKA_CONSUMER, kc, why, sizeof why);
-    if (!*out) {
-        rd_kafka_conf_destroy(kc);
-        return sl__err(err, esz, SL_EINVAL, "kafka sink: %s", why);
-    }
-    return 0;
+    return sl__kafka_new(out, RD_KAFKA_CONSUMER, kc, NULL, "kafka sink", err, esz);
 }
 
 /* The last epoch committed under this transactional.id (invariant 3). */

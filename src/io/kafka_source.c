@@ -165,15 +165,7 @@ static int make_consumer(const ks_conf *c, rd_kafka_t **out, char *err, size_t e
     int rc = sl__kafka_conf(&kc, "kafka source", c->bootstrap, fixed,
                             (const char *const *)c->props, reserved, err, esz);
     if (rc) return rc;
-    rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
-    char why[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, why, sizeof why);
-    if (!rk) {
-        rd_kafka_conf_destroy(kc);
-        return sl__err(err, esz, SL_EINVAL, "kafka source: %s", why);
-    }
-    *out = rk;
-    return 0;
+    return sl__kafka_new(out, RD_KAFKA_CONSUMER, kc, NULL, "kafka source", err, esz);
 }
 
 /* Topic partitions (and in bounded mode their end offsets), waiting up to

@@ -678,16 +678,9 @@ static int setup(st_task *t, const char *const *kv)
         rc = sl__kafka_conf(&kc, "postgres sink task", t->c.bootstrap, fixed,
                             (const char *const *)props, reserved, t->err, sizeof t->err);
         if (!rc) {
-            rd_kafka_conf_set_log_cb(kc, sl__kafka_log_cb);
             rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
-            rd_kafka_conf_set_opaque(kc, t);
-            char why[512];
-            t->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, why, sizeof why);
-            if (!t->rk) {
-                rd_kafka_conf_destroy(kc);
-                rc = sl__err(t->err, sizeof t->err, SL_EINVAL, "postgres sink task: %s",
-                             why);
-            }
+            rc = sl__kafka_new(&t->rk, RD_KAFKA_CONSUMER, kc, t, "postgres sink task", t->err,
+                               sizeof t->err);
         }
     }
     if (!rc)
