@@ -45,6 +45,7 @@ struct s1_state {
     sl__buf msg;
     uint64_t *hash;
     uint32_t *rows, rows_cap;
+    uint32_t *start; /* per key group + 1: counting sort of a batch's rows */
     uint32_t *wparts;
     int64_t *wvals;
 };
@@ -72,25 +73,26 @@ static int route(clu *c, sl_batch *b)
         s->hash = sl__xrealloc(s->hash, sizeof *s->hash * b->n);
         s->rows = sl__xrealloc(s->rows, sizeof *s->rows * b->n);
     }
-    for (uint32_t r = 0; r < b->n; r++)
-        s->hash[r] = sl__key_hash(b, k->key_cols, k->nkey, r) % (uint64_t)c->G;
-    /* one pass per key group present, rows in order */
-    for (uint32_t r = 0; r < b->n && !rc; r++) {
-        uint32_t kg = (uint32_t)s->hash[r];
-        if (kg == UINT32_MAX) continue;
-        uint32_t n = 0;
-        for (uint32_t q = r; q < b->n; q++)
-            if (s->hash[q] == kg) {
-                s->rows[n++] = q;
-                s->hash[q] = UINT32_MAX;
-            }
-        for (uint32_t i = 0; i < n && !rc;) {
+    /* key groups, then the rows sorted by key group (stable: each group's
+     * rows keep their order) in two counting passes */
+    sl__key_hashes(b, k->key_cols, k->nkey, s->hash);
+    memset(s->start, 0, sizeof *s->start * (size_t)(c->G + 1));
+    for (uint32_t r = 0; r < b->n; r++) {
+        s->hash[r] %= (uint64_t)c->G;
+        s->start[s->hash[r] + 1]++;
+    }
+    for (int g = 0; g < c->G; g++) s->start[g + 1] += s->start[g];
+    for (uint32_t r = 0; r < b->n; r++) s->rows[s->start[s->hash[r]]++] = r;
+    /* start[g] is now the end of group g's rows */
+    for (int kg = 0, from = 0; kg < c->G && !rc; from = (int)s->start[kg++]) {
+        uint32_t i = (uint32_t)from, end = s->start[kg];
+        while (i < end && !rc) {
             if (!s->builder[kg]) s->builder[kg] = sl__batch_new(b->schema, k->batch_cap);
             sl_batch *d = s->builder[kg];
-            uint32_t room = d->cap - d->n, take = n - i < room ? n - i : room;
+            uint32_t room = d->cap - d->n, take = end - i < room ? end - i : room;
             sl__batch_append(d, b, s->rows + i, take);
             i += take;
-            if (d->n == d->cap) rc = flush_builder(c, (int)kg);
+            if (d->n == d->cap) rc = flush_builder(c, kg);
         }
     }
     sl__batch_free(b);
@@ -131,6 +133,7 @@ int sl__s1_open(clu *c, char *err, size_t esz)
     s->wparts = sl__xcalloc((size_t)s->ntp + 1, sizeof *s->wparts);
     s->wvals = sl__xcalloc((size_t)s->ntp + 1, sizeof *s->wvals);
     s->builder = sl__xcalloc((size_t)c->G, sizeof *s->builder);
+    s->start = sl__xcalloc((size_t)c->G + 1, sizeof *s->start);
     sl__s1_revoke(c);
     return 0;
 }
@@ -154,6 +157,7 @@ void sl__s1_close(clu *c)
     free(s->builder);
     free(s->hash);
     free(s->rows);
+    free(s->start);
     sl__buf_free(&s->msg);
     free(s);
     c->st1 = NULL;

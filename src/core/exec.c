@@ -108,8 +108,7 @@ uint64_t sl__key_hash(const sl_batch *b, const int *cols, int ncols, uint32_t r)
     return h;
 }
 
-/* sl__key_hash of every row of b into h, a column at a time. */
-static void key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *h)
+void sl__key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *h)
 {
     uint32_t n = b->n;
     for (uint32_t r = 0; r < n; r++) h[r] = SL__KEY_HASH_SEED;
@@ -216,7 +215,7 @@ static int route_push(sl__out *o, sl_batch *b)
         /* task p owns key groups [lo[p], lo[p + 1]): sl__group_task without
          * a division per row */
         for (int p = 0; p <= P; p++) lo[p] = (uint32_t)(((int64_t)p * G + P - 1) / P);
-        key_hashes(b, st->key_cols, st->nkey, h);
+        sl__key_hashes(b, st->key_cols, st->nkey, h);
         uint64_t gmask = (G & (G - 1)) == 0 ? (uint64_t)G - 1 : 0; /* % G as a mask */
         for (uint32_t r = 0; r < b->n; r++) {
             uint32_t g = (uint32_t)(gmask ? h[r] & gmask : h[r] % (uint64_t)G);

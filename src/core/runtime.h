@@ -84,6 +84,8 @@ static inline uint64_t sl__key_hash_step(uint64_t h, uint64_t v, int k)
     return sl__mix64(h ^ v) + (uint64_t)k;
 }
 uint64_t sl__key_hash(const sl_batch *b, const int *cols, int ncols, uint32_t row);
+/* sl__key_hash of every row of b into h[0..b->n), a column at a time. */
+void sl__key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *h);
 
 /* Dead letters: {source, position, reason, payload} as JSON Lines in
  * <outdir>/dead-letters.jsonl, counted per reason. The payload must already
