@@ -62,7 +62,7 @@ static int txn_error(clu *c, xstage *x, const char *what, rd_kafka_error_t *e)
     int rc = sl__kafka_err_obj(err, sizeof err, x->idx == 1 ? "cluster stage 1"
                                                             : "cluster stage 2", what, e);
     sl__log(SL__LOG_WARN, "cluster", "epoch failed; rewinding to the last commit",
-            "stage=%d error=\"%s\"", x->idx, err);
+            "stage=%d epoch=%" PRIu64 " error=\"%s\"", x->idx, x->epoch, err);
     (void)c;
     return rc;
 }
@@ -78,6 +78,9 @@ int sl__clu_begin(xstage *x)
     }
     x->txn_open = true;
     x->epoch_t0 = sl__clock();
+    x->epoch++;
+    sl__log(SL__LOG_DEBUG, "cluster", "epoch begun", "stage=%d epoch=%" PRIu64, x->idx,
+            x->epoch);
     return 0;
 }
 
@@ -95,7 +98,8 @@ int sl__clu_produce(xstage *x, const char *topic, int32_t part, const void *key,
         if (!e) return 0;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || sl__clu_now_ms() - t0 > COMMIT_TIMEOUT_MS) {
             sl__log(SL__LOG_WARN, "cluster", "produce failed; rewinding to the last commit",
-                    "stage=%d topic=%s error=\"%s\"", x->idx, topic, rd_kafka_err2str(e));
+                    "stage=%d epoch=%" PRIu64 " topic=%s error=\"%s\"", x->idx, x->epoch,
+                    topic, rd_kafka_err2str(e));
             x->reset = true;
             return SL_EIO;
         }
@@ -139,6 +143,8 @@ static void epoch_abort(clu *c, xstage *x)
         rd_kafka_error_t *e = rd_kafka_abort_transaction(x->prod, COMMIT_TIMEOUT_MS);
         x->txn_open = false;
         x->aborts++;
+        sl__log(SL__LOG_DEBUG, "cluster", "epoch aborted", "stage=%d epoch=%" PRIu64, x->idx,
+                x->epoch);
         if (e) {
             bool fatal = rd_kafka_error_is_fatal(e);
             txn_error(c, x, "abort_transaction", e);
@@ -182,6 +188,10 @@ static int epoch_commit(clu *c, xstage *x)
     int rc = x->idx == 1 ? sl__s1_precommit(c) : sl__s2_precommit(c);
     if (rc || x->reset || c->fatal) return stage_rewind(c, x);
     if (!x->txn_open) return 0;
+    /* from here on the brokers may see this epoch's commit; a test pausing
+     * an instance reads this line to know whether its epoch was still open */
+    sl__log(SL__LOG_DEBUG, "cluster", "epoch committing", "stage=%d epoch=%" PRIu64, x->idx,
+            x->epoch);
     rd_kafka_topic_partition_list_t *offs = positions(c, x);
     rd_kafka_error_t *e = NULL;
     if (offs->cnt > 0) {
@@ -194,7 +204,8 @@ static int epoch_commit(clu *c, xstage *x)
         /* ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID: the group
          * moved on without this instance (it was paused or cut off) */
         sl__log(SL__LOG_WARN, "cluster", "fenced: the epoch's offsets were refused, "
-                "rejoining", "stage=%d error=\"%s\"", x->idx, rd_kafka_error_string(e));
+                "rejoining", "stage=%d epoch=%" PRIu64 " error=\"%s\"", x->idx, x->epoch,
+                rd_kafka_error_string(e));
         txn_error(c, x, "send_offsets_to_transaction", e);
         return stage_rewind(c, x);
     }
@@ -206,13 +217,15 @@ static int epoch_commit(clu *c, xstage *x)
             continue;
         }
         sl__log(SL__LOG_WARN, "cluster", "fenced or failed: the epoch's commit was "
-                "refused, rejoining", "stage=%d error=\"%s\"", x->idx,
-                rd_kafka_error_string(e));
+                "refused, rejoining", "stage=%d epoch=%" PRIu64 " error=\"%s\"", x->idx,
+                x->epoch, rd_kafka_error_string(e));
         txn_error(c, x, "commit_transaction", e);
         return stage_rewind(c, x);
     }
     x->txn_open = false;
     x->commits++;
+    sl__log(SL__LOG_DEBUG, "cluster", "epoch committed", "stage=%d epoch=%" PRIu64, x->idx,
+            x->epoch);
     if (x->idx == 2) sl__s2_committed(c);
     if (!x->first_commit_logged) {
         x->first_commit_logged = true;
@@ -266,7 +279,9 @@ static int on_assign(clu *c, xstage *x, const rd_kafka_topic_partition_list_t *l
 static void on_revoke(clu *c, xstage *x)
 {
     sl__log(SL__LOG_INFO, "cluster", "partitions revoked", "stage=%d instance=%s "
-            "open_epoch_aborted=%s", x->idx, c->iid, x->txn_open ? "yes" : "no");
+            "open_epoch_aborted=%s epoch=%" PRIu64 " lost=%s", x->idx, c->iid,
+            x->txn_open ? "yes" : "no", x->epoch,
+            rd_kafka_assignment_lost(x->cons) ? "yes" : "no");
     epoch_abort(c, x);
     stage_drop(c, x);
     rd_kafka_assign(x->cons, NULL);

@@ -25,6 +25,7 @@ typedef struct xstage {
     int64_t *pos;              /* per partition index: next offset, -1 unknown */
     bool txn_open;
     uint64_t epoch_t0;         /* clock when the epoch began */
+    uint64_t epoch;            /* epochs begun by this stage (log lines name them) */
     uint64_t commits, aborts;
     bool reset;                /* rewind to the last commit at the next step */
     uint64_t assigned_at;      /* clock of the last assignment */

@@ -136,3 +136,102 @@ def diff(got, want, n=5):
     missing = list((w - g).elements())
     return (f"{len(got)} rows, reference {len(want)}; {len(extra)} extra (duplicates or "
             f"wrong), e.g. {extra[:n]}; {len(missing)} missing, e.g. {missing[:n]}")
+
+
+class LiveProducer:
+    """Produces the dataset's events into `topic` WHILE a job runs: one kcat
+    per partition (file i into partition i, PER_MESSAGE events per message)
+    fed by a thread at a steady `rate` messages/s per partition, until
+    finish() is called; then the rest goes at once, and finally one end
+    record per partition, a day after the input, so every partition's
+    watermark passes every window of the input (an unbounded job fires
+    them all). The end records' own window never closes and would be
+    withheld by k-anonymity anyway (one subscriber).
+
+    written(dir) writes exactly what was produced (the end records
+    included) as the events/*.csv of a data folder for the SQL reference;
+    produced() is the number of messages sent so far."""
+
+    END_MSISDN = "491799999999"
+
+    def __init__(self, ds, bootstrap, topic, rate):
+        import threading
+        self.ds, self.topic, self.rate = ds, topic, rate
+        self.parts = [ds.lines(p) for p in range(PARTS)]
+        last = max(int(ln.split(",", 1)[0]) for lines in self.parts for ln in lines)
+        self.ends = [f"{last + 86_400_000},{self.END_MSISDN},SMS_SENT,1,," for _ in
+                     range(PARTS)]
+        self.msgs = [["\n".join(lines[i:i + PER_MESSAGE])
+                      for i in range(0, len(lines), PER_MESSAGE)] for lines in self.parts]
+        self.sent = [0] * PARTS
+        self.kcats = [subprocess.Popen(["kcat", "-P", "-b", bootstrap, "-t", topic, "-D",
+                                        "\\x1e", "-p", str(p)], stdin=subprocess.PIPE)
+                      for p in range(PARTS)]
+        self._finish = threading.Event()
+        self.error = None
+        self.t_finish = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _send(self, p, msg):
+        self.kcats[p].stdin.write(msg.encode() + b"\x1e")
+        self.kcats[p].stdin.flush()
+
+    def _run(self):
+        try:
+            t0 = time.monotonic()
+            total = max(len(m) for m in self.msgs)
+            for i in range(total):
+                if not self._finish.is_set():  # steady: message i at t0 + i / rate
+                    delay = t0 + i / self.rate - time.monotonic()
+                    if delay > 0:
+                        self._finish.wait(delay)
+                for p in range(PARTS):
+                    if i < len(self.msgs[p]):
+                        self._send(p, self.msgs[p][i])
+                        self.sent[p] += 1
+            self.t_finish = time.monotonic()
+            for p in range(PARTS):
+                self._send(p, self.ends[p])
+                self.kcats[p].stdin.close()
+            for k in self.kcats:
+                k.wait(60)
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def produced(self):
+        return sum(self.sent)
+
+    def remaining(self):
+        return sum(len(m) for m in self.msgs) - self.produced()
+
+    def finish(self, timeout=120):
+        """Sends the rest at once and the end records; waits for kcat."""
+        self._finish.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the producer did not finish"
+        assert self.error is None, f"producer: {self.error}"
+        assert all(k.returncode == 0 for k in self.kcats), "kcat failed"
+
+    def stop(self):
+        """Teardown: ends the kcat processes whatever their state."""
+        self._finish.set()
+        for k in self.kcats:
+            if k.poll() is None:
+                k.kill()
+                k.wait()
+
+    def written(self, root):
+        """A data folder (links to the lookup tables and the key file) whose
+        events/*.csv hold exactly what was produced."""
+        data = os.path.join(root, "data")
+        os.makedirs(os.path.join(data, "events"), exist_ok=True)
+        for name in ("subscribers.csv", "cells.csv", "keys.txt"):
+            os.symlink(os.path.join(self.ds.data, name), os.path.join(data, name))
+        for p in range(PARTS):
+            with open(os.path.join(data, "events", f"events-{p:03d}.csv"), "w") as f:
+                f.write("ts,msisdn,event_type,cell_id,duration_s,bytes\n")
+                for m in self.msgs[p][:self.sent[p]]:
+                    f.write(m + "\n")
+                f.write(self.ends[p] + "\n")
+        return data

@@ -8,6 +8,7 @@ isolation.level=read_committed must equal the independent reference
 missing, none repeated. The failover time (kill -> the first commit of
 the partitions the group moved) is printed; bench/RESULTS.md records it."""
 import datetime
+import itertools
 import os
 import random
 import re
@@ -43,7 +44,9 @@ LINE = re.compile(r"^ts=(\S+) level=\w+ component=cluster msg=\"([^\"]+)\"(.*)$"
 def events(life):
     """(wall time, message, fields) of the instance's cluster log lines."""
     out = []
-    for line in life.output().splitlines():
+    text = life.output()
+    # a line still being written is left for the next read
+    for line in text[:text.rfind("\n") + 1].splitlines():
         m = LINE.match(line)
         if not m:
             continue
@@ -117,60 +120,199 @@ def test_three_instances_kill_one_add_a_fourth(broker, dataset, tmp_path, procs,
     assert len(got_rows) > 100
 
 
+RUNS = itertools.count()
+ZOMBIE_INTERVAL_MS = 2_000   # the zombie test's epochs: long enough to catch one open
+ZOMBIE_RATE = 100            # messages (of PER_MESSAGE events) per s and partition
+REFUSALS = ("fenced: the epoch's offsets were refused, rejoining",
+            "fenced or failed: the epoch's commit was refused, rejoining",
+            "produce failed; rewinding to the last commit")
+
+
+def open_epoch(evs, stage):
+    """(epoch, wall time it began) of the stage's epoch that is open at the
+    end of evs — begun, and not yet handed to the brokers for commit — or
+    None. Needs the instance's log at level debug."""
+    cur = None
+    for t, m, f in evs:
+        if f.get("stage") != str(stage):
+            continue
+        if m == "epoch begun":
+            cur = (int(f["epoch"]), t)
+        elif m in ("epoch committing", "epoch committed", "epoch aborted",
+                   "partitions revoked") or m in REFUSALS or m.startswith("epoch failed"):
+            cur = None
+    return cur
+
+
+def stopped(pid, timeout=5.0):
+    """Waits until the kernel shows the process stopped (state T), so its
+    log is final."""
+    def state():
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    return kt.harness.poll(lambda: state() in ("T", "t"), timeout, step=0.005)
+
+
+def pause_in_open_epochs(life, timeout=60):
+    """SIGSTOPs the instance at a moment its log shows, once it is stopped,
+    an epoch open in both stages (begun, not committing): returns (the
+    number of its log events at the stop, {stage: epoch}). A stop that
+    lands just as an epoch is handed over for commit is undone (SIGCONT)
+    and tried again."""
+    end = time.monotonic() + timeout
+    tries = 0
+    while time.monotonic() < end:
+        assert life.running(), life.describe()
+        ev = events(life)
+        if all(open_epoch(ev, s) for s in (1, 2)):
+            life.p.send_signal(signal.SIGSTOP)
+            assert stopped(life.pid), f"pid {life.pid} did not stop"
+            ev = events(life)
+            op = {s: open_epoch(ev, s) for s in (1, 2)}
+            if all(op.values()):
+                print(f"\nzombie paused after {tries} retries with open epochs "
+                      f"{ {s: e for s, (e, _) in op.items()} }, begun "
+                      f"{ {s: round(time.time() - t, 2) for s, (_, t) in op.items()} } s ago")
+                return len(ev), {s: e for s, (e, _) in op.items()}
+            life.p.send_signal(signal.SIGCONT)
+            tries += 1
+        time.sleep(0.02)
+    raise AssertionError(f"no moment with open epochs in {timeout} s: {life.describe()}")
+
+
 def test_paused_instance_is_fenced_and_rejoins(broker, dataset, tmp_path, procs, seed):
-    """An instance paused (SIGSTOP) longer than the session timeout loses its
-    partitions; when it resumes, its open epoch cannot commit (stale group
-    generation, or a producer fenced after the brokers aborted its
-    transaction) and it rejoins. The output is still exactly the reference."""
-    topic = dataset.topic(broker)
-    name = "cl-zombie"
-    lives = [start(procs, dataset, broker, topic, name, tmp_path, i) for i in range(2)]
-    assert kt.harness.poll(lambda: all(assigned_s1(lf) for lf in lives) or
-                           any(not lf.running() for lf in lives), 90, step=0.2), \
-        "\n".join(lf.describe() for lf in lives)
-    assert kt.harness.poll(lambda: all(any(m == "first commit since assignment"
-                                           for _, m, _ in events(lf)) for lf in lives), 60,
-                           step=0.2)
-    zombie, other = lives
-    time.sleep(1.0)
-    assert zombie.running(), zombie.describe()
-    zombie.p.send_signal(signal.SIGSTOP)
-    t_stop = time.time()
+    """An instance paused (SIGSTOP) in the middle of an epoch of each stage —
+    input consumed and processed, transaction not committed — for longer
+    than the session timeout loses its partitions to the other instance.
+    When it resumes, the brokers refuse its late commit (stale group
+    generation for the offsets, KIP-447, or a producer fenced once the
+    brokers aborted its timed-out transaction): the epochs open at the
+    pause never commit, at least one by such a refusal, and it rejoins.
+    The input is produced while the job runs, before, during and after the
+    pause; the output is exactly the SQL reference over everything
+    produced."""
+    rng = random.Random(seed)
+    run = next(RUNS)  # a new topic and job per run (the test may be repeated)
+    topic = f"zombie-in-{run}"
+    name = f"cl-zombie-{run}"
+    # auto-created with PARTS partitions by the metadata request
+    assert kt.harness.poll(lambda: kt.subprocess.run(
+        ["kcat", "-L", "-b", broker.bootstrap, "-t", topic], capture_output=True,
+        text=True).stdout.count("partition ") == kt.PARTS, 30, step=0.5)
+    prod = kt.LiveProducer(dataset, broker.bootstrap, topic, ZOMBIE_RATE)
     try:
-        # the group notices (session timeout), gives everything to the other
-        # instance, which commits
-        def took_over():
-            ev = [(t, m) for t, m, _ in events(other) if t > t_stop]
-            assigned = [t for t, m in ev if m == "partitions assigned"]
-            return assigned and any(t > assigned[0] and m == "first commit since assignment"
-                                    for t, m in ev)
-        assert kt.harness.poll(took_over, 60, step=0.2), other.describe()
+        def instance(i):
+            a = cluster_argv(dataset, broker, topic, name, tmp_path, i, rate=0)
+            a[a.index("bounded=true")] = "bounded=false"
+            a[a.index("checkpoint.interval.ms=300")] = \
+                f"checkpoint.interval.ms={ZOMBIE_INTERVAL_MS}"
+            a[a.index("log.level=info")] = "log.level=debug"
+            return kt.start(procs, a, str(tmp_path / f"instance-{i}.log"))
+        lives = [instance(i) for i in range(2)]
+        t0 = time.time()
+
+        def owns_both(lf):
+            """Both stages assigned (the last assignment non-empty) and committed."""
+            ev = events(lf)
+            for s in ("1", "2"):
+                a = [i for i, (_, m, f) in enumerate(ev)
+                     if m == "partitions assigned" and f.get("stage") == s]
+                if not a or int(ev[a[-1]][2].get("count", 0)) == 0:
+                    return False
+                if not any(m == "first commit since assignment" and f.get("stage") == s
+                           for _, m, f in ev[a[-1]:]):
+                    return False
+            return True
+        assert kt.harness.poll(lambda: all(owns_both(lf) for lf in lives) or
+                               any(not lf.running() for lf in lives), 90, step=0.2), \
+            "\n".join(lf.describe() for lf in lives)
+        assert all(lf.running() for lf in lives), "\n".join(lf.describe() for lf in lives)
+        zi = rng.randrange(2)
+        zombie, other = lives[zi], lives[1 - zi]
+        time.sleep(rng.uniform(0.0, 1.0))
+        n_stop, open_at_stop = pause_in_open_epochs(zombie)
+        t_stop = time.time()
+        produced_at_stop = prod.produced()
+        try:
+            # the group notices (session timeout) and gives every partition
+            # of both stages to the other instance, which commits them
+            groups = int(next(f["key_groups"] for _, m, f in events(other)
+                              if m == "instance started"))
+            want = {"1": kt.PARTS, "2": groups}
+
+            def took_over():
+                ev = [(m, f) for t, m, f in events(other) if t > t_stop]
+                done = set()
+                for i, (m, f) in enumerate(ev):
+                    s = f.get("stage")
+                    if m == "partitions assigned" and int(f.get("count", 0)) == want.get(s):
+                        if any(m2 == "first commit since assignment" and f2.get("stage") == s
+                               for m2, f2 in ev[i:]):
+                            done.add(s)
+                return done == {"1", "2"}
+            assert kt.harness.poll(took_over, 60, step=0.2), other.describe()
+            t_took = time.time()
+        finally:
+            zombie.p.send_signal(signal.SIGCONT)
+        assert prod.remaining() > 0, "the input ran out during the pause: lower ZOMBIE_RATE"
+
+        def after():
+            return events(zombie)[n_stop:]
+
+        def ended(s, k, ev):
+            """How the zombie's epoch k of stage s ended after the resume:
+            'refused', 'revoked', 'COMMITTED' or None (not yet)."""
+            for _, m, f in ev:
+                if f.get("stage") != str(s) or f.get("epoch") != str(k):
+                    continue
+                if m == "epoch committed":
+                    return "COMMITTED"
+                if m in REFUSALS:
+                    return "refused"
+                if m == "partitions revoked" and f.get("open_epoch_aborted") == "yes":
+                    return "revoked"
+            return None
+
+        def rejoined():
+            ev = after()
+            if not all(ended(s, k, ev) for s, k in open_at_stop.items()):
+                return False
+            a = [i for i, (_, m, f) in enumerate(ev)
+                 if m == "partitions assigned" and int(f.get("count", 0)) > 0]
+            return bool(a) and any(m == "first commit since assignment"
+                                   for _, m, _ in ev[a[0]:])
+        assert kt.harness.poll(rejoined, 60, step=0.2), zombie.describe()
+        t_rejoined = time.time()
+        ev = after()
+        how = {s: ended(s, k, ev) for s, k in open_at_stop.items()}
+        print(f"zombie (seed {seed}): paused {t_stop - t0:.1f} s after start, the other "
+              f"instance took over {t_took - t_stop:.1f} s later, the zombie's open epochs "
+              f"{open_at_stop} ended {how} after the resume, it rejoined "
+              f"{t_rejoined - t_took:.1f} s after it; {produced_at_stop} messages produced "
+              f"at the pause, {prod.produced()} at the rejoin")
+        # the epochs open at the pause never commit, and the brokers refuse
+        # at least one of them (the first thing a resumed instance does is
+        # commit its overdue epochs; a stage that first learns it lost its
+        # partitions discards its epoch instead)
+        assert "COMMITTED" not in how.values(), f"a zombie epoch committed: {how}"
+        assert "refused" in how.values(), f"no zombie commit was refused: {how}"
+        for k in how.values():
+            assert k in ("refused", "revoked"), k
+        # the input keeps flowing through the rejoin, then ends
+        assert prod.produced() > produced_at_stop
+        prod.finish()
+        data = prod.written(str(tmp_path / "produced"))
+        reference = kt.reference_rows(str(tmp_path / "produced"), data)
+        assert len(reference) > 100
+        kt.harness.poll(lambda: len(committed_rows(broker, name)) >= len(reference), 120,
+                        step=1.0)
+        for lf in lives:  # unbounded: a graceful stop commits the open epochs
+            lf.p.send_signal(signal.SIGTERM)
+        wait_all(lives, timeout=120)
     finally:
-        zombie.p.send_signal(signal.SIGCONT)
-    t_cont = time.time()
-    wait_all([other, zombie])
-    after = [(m, f) for t, m, f in events(zombie) if t >= t_cont]
-    fenced = [m for m, _ in after if m.startswith("fenced") or m.startswith("epoch failed")]
-    revoked = [m for m, _ in after if m == "partitions revoked"]
-    discarded = [m for m, f in after if m == "partitions revoked" and
-                 f.get("open_epoch_aborted") == "yes"]
-    print(f"\nzombie after resume: {len(fenced)} refused commits, {len(revoked)} revocations "
-          f"({len(discarded)} discarding an open epoch)")
-    # its open epoch never commits: the late commit is refused, or (when the
-    # client noticed first) the revocation discards it. On a quiet machine the
-    # whole input may be processed and committed before the pause, leaving no
-    # epoch open to refuse (every revocation says open_epoch_aborted=no); the
-    # exact output below still proves nothing was committed twice.
-    open_at_revoke = [f for m, f in after if m == "partitions revoked"
-                      and f.get("open_epoch_aborted") == "no"]
-    if not (fenced or discarded):
-        print("zombie had no open epoch at the pause (input already committed): "
-              "fencing not exercised in this run")
-        assert open_at_revoke, \
-            f"the resumed instance's open epoch was not refused: {zombie.describe()}"
-    assert revoked or any(m == "partitions assigned" for m, _ in after), zombie.describe()
+        prod.stop()
     got_rows = committed_rows(broker, name)
-    assert got_rows == dataset.reference, kt.diff(got_rows, dataset.reference)
+    assert got_rows == reference, f"seed {seed}: " + kt.diff(got_rows, reference)
 
 
 def test_bad_configuration_names_what_is_allowed(broker, dataset, tmp_path):
