@@ -22,7 +22,10 @@
  * 4. A bounded job ends on every instance once every repartition
  *    partition's committed offset carries the "done" metadata, i.e. every
  *    key group has seen the end of every source partition and committed
- *    its last results (job_done). */
+ *    its last results (job_done).
+ * 5. A stage whose commit was refused, or whose assignment was lost with
+ *    an epoch open, starts its next epoch with a new producer (epoch_abort,
+ *    producer_renew). */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -134,11 +137,30 @@ static void stage_drop(clu *c, xstage *x)
     else sl__s2_revoke(c);
 }
 
-/* Ends the open transaction without committing it. A producer in a fatal
- * state (fenced: a newer instance took its transactional.id, or the
- * brokers aborted its transaction) is replaced. */
+/* A new producer with the same transactional.id (init_transactions fences
+ * the old one's epoch and ends whatever it left open). */
+static void producer_renew(clu *c, xstage *x, const char *why)
+{
+    char err[512];
+    rd_kafka_destroy(x->prod);
+    x->prod = NULL;
+    sl__log(SL__LOG_INFO, "cluster", "producer replaced", "stage=%d epoch=%" PRIu64
+            " reason=%s", x->idx, x->epoch, why);
+    if (make_producer(c, x, err, sizeof err)) sl__clu_fail(c, SL_EIO, "%s", err);
+}
+
+/* Ends the open transaction without committing it. The producer is
+ * replaced when it is in a fatal state (fenced: a newer instance took its
+ * transactional.id, or the brokers aborted its transaction) and when the
+ * stage was found a zombie (x->renew): its transactional state (producer
+ * epoch, sequence numbers) may be one the brokers dropped while it was
+ * away — a kept producer then failed its next epoch with
+ * OUT_OF_ORDER_SEQUENCE_NUMBER. Kafka Streams re-initialises its thread
+ * producer on the same occasion (TaskManager.handleLostAll, EOS v2). */
 static void epoch_abort(clu *c, xstage *x)
 {
+    const char *renew = x->renew ? "zombie" : NULL;
+    x->renew = false;
     if (x->txn_open) {
         rd_kafka_error_t *e = rd_kafka_abort_transaction(x->prod, COMMIT_TIMEOUT_MS);
         x->txn_open = false;
@@ -148,15 +170,10 @@ static void epoch_abort(clu *c, xstage *x)
         if (e) {
             bool fatal = rd_kafka_error_is_fatal(e);
             txn_error(c, x, "abort_transaction", e);
-            if (fatal) {
-                char err[512];
-                rd_kafka_destroy(x->prod);
-                x->prod = NULL;
-                if (make_producer(c, x, err, sizeof err))
-                    sl__clu_fail(c, SL_EIO, "%s", err);
-            }
+            if (fatal && !renew) renew = "fatal";
         }
     }
+    if (renew) producer_renew(c, x, renew);
     if (x->idx == 2) sl__s2_aborted(c);
 }
 
@@ -207,6 +224,7 @@ static int epoch_commit(clu *c, xstage *x)
                 "rejoining", "stage=%d epoch=%" PRIu64 " error=\"%s\"", x->idx, x->epoch,
                 rd_kafka_error_string(e));
         txn_error(c, x, "send_offsets_to_transaction", e);
+        x->renew = true;
         return stage_rewind(c, x);
     }
     for (int attempt = 0;; attempt++) {
@@ -220,6 +238,7 @@ static int epoch_commit(clu *c, xstage *x)
                 "refused, rejoining", "stage=%d epoch=%" PRIu64 " error=\"%s\"", x->idx,
                 x->epoch, rd_kafka_error_string(e));
         txn_error(c, x, "commit_transaction", e);
+        x->renew = true;
         return stage_rewind(c, x);
     }
     x->txn_open = false;
@@ -278,10 +297,12 @@ static int on_assign(clu *c, xstage *x, const rd_kafka_topic_partition_list_t *l
 
 static void on_revoke(clu *c, xstage *x)
 {
+    bool lost = rd_kafka_assignment_lost(x->cons);
     sl__log(SL__LOG_INFO, "cluster", "partitions revoked", "stage=%d instance=%s "
             "open_epoch_aborted=%s epoch=%" PRIu64 " lost=%s", x->idx, c->iid,
-            x->txn_open ? "yes" : "no", x->epoch,
-            rd_kafka_assignment_lost(x->cons) ? "yes" : "no");
+            x->txn_open ? "yes" : "no", x->epoch, lost ? "yes" : "no");
+    /* lost (session timed out): this instance is the zombie */
+    if (lost && x->txn_open) x->renew = true;
     epoch_abort(c, x);
     stage_drop(c, x);
     rd_kafka_assign(x->cons, NULL);
@@ -295,6 +316,13 @@ static void on_revoke(clu *c, xstage *x)
 static int stage_rewind(clu *c, xstage *x)
 {
     x->reset = false;
+    /* the group already gave these partitions to others (the session
+     * timed out: the instance was paused or cut off): restoring them would
+     * only hold up the rebalance that brings the new assignment */
+    if (x->owned && rd_kafka_assignment_lost(x->cons)) {
+        on_revoke(c, x);
+        return SL_EAGAIN;
+    }
     epoch_abort(c, x);
     if (!x->owned) return SL_EAGAIN;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(x->owned);

@@ -28,6 +28,7 @@ typedef struct xstage {
     uint64_t epoch;            /* epochs begun by this stage (log lines name them) */
     uint64_t commits, aborts;
     bool reset;                /* rewind to the last commit at the next step */
+    bool renew;                /* replace the producer at the next abort (zombie) */
     uint64_t assigned_at;      /* clock of the last assignment */
     bool first_commit_logged;
 } xstage;

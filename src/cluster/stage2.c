@@ -69,7 +69,8 @@ static int sink_write(clu *c, sl_batch *b)
     char err[512] = "";
     int rc = c->cut.sink_vt->write(s->sink, b, err, sizeof err);
     if (rc) {
-        sl__log(SL__LOG_WARN, "cluster", "sink write failed; rewinding", "error=\"%s\"", err);
+        sl__log(SL__LOG_WARN, "cluster", "sink write failed; rewinding", "stage=2 epoch=%" PRIu64
+                " error=\"%s\"", c->s2.epoch, err);
         c->s2.reset = true;
     } else {
         uint64_t data = 0;
