@@ -127,6 +127,8 @@ void sl__snapfile_writer(sl__snapfile *f, int kind, uint32_t id, sl__snap_writer
     f->id = id;
     w->put = writer_put;
     w->impl = f;
+    w->ck_dir = w->ck_root = NULL; /* the runtime sets them for operators */
+    w->op_id = id;
 }
 
 int sl__snapfile_close(sl__snapfile *f, uint64_t *size, uint32_t *crc, char *err,
@@ -490,5 +492,6 @@ int sl__ck_retain(const char *root, int keep, uint64_t keep_epoch)
         sl__rmtree(dir);
     }
     free(e);
+    sl__ck_incr_gc(root); /* shared files no retained checkpoint lists */
     return 0;
 }

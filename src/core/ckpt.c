@@ -136,6 +136,9 @@ static int task_snapshot(task *t, uint64_t n)
         if (!t->vt[i]->snapshot) continue;
         sl__snap_writer w;
         sl__snapfile_writer(f, SL__SEC_OP, t->op_id[i], &w);
+        w.ck_dir = pl->inflight_sp ? NULL : pl->ck_dir; /* savepoints: full */
+        w.ck_root = j->conf.checkpoint_dir;
+        w.op_id = t->op_id[i];
         if ((wrc = t->vt[i]->snapshot(t->op[i], &w)))
             snprintf(err, sizeof err, "operator %u %s: %s%s%s", t->op_id[i], t->vt[i]->name,
                      sl_strerror(wrc), errno ? ": " : "", errno ? strerror(errno) : "");

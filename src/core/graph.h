@@ -46,6 +46,7 @@ typedef struct {
     int64_t state_memory_bound; /* bytes: RocksDB block cache + write buffers */
     int64_t window_max_groups;  /* per window task; 0 = no cap */
     int64_t state_ttl_ms;       /* state.ttl.ms; 0 = no TTL */
+    int state_incremental;      /* state.checkpoints.incremental: 0 false, 1 true */
     int64_t dl_max_count, dl_max_bytes; /* dead letters written; 0 = no cap */
     int dl_overflow;            /* 0 drop (counted), 1 fail */
     int64_t exchange_max_bytes; /* per channel; 0 = exchange.capacity only */

@@ -95,6 +95,11 @@ static const sl__conf_def job_conf_defs[] = {
      .max = INT64_MAX, .offset = OFF(state_ttl_ms),
      .desc = "window groups not updated for longer than this much event time "
              "(behind the watermark) are dropped (0: never; docs/state.md)"},
+    {.key = "state.checkpoints.incremental", .type = SL_CONF_ENUM, .def = "true",
+     .allowed = "false|true", .offset = OFF(state_incremental),
+     .desc = "with state.backend = rocksdb, a checkpoint copies only the RocksDB "
+             "files written since the previous one (shared files under "
+             "<checkpoint.dir>/shared); false: full checkpoints"},
     {.key = "window.max.groups", .type = SL_CONF_INT, .def = "50000000", .min = 0,
      .max = INT64_MAX, .offset = OFF(window_max_groups),
      .desc = "(window, key) groups a window task holds open at most (0: no cap); "
@@ -487,6 +492,7 @@ void sl__job_state_conf(const sl_job *j, sl__state_conf *out)
     out->backend = j->conf.state_backend;
     out->memory_bound = j->conf.state_memory_bound;
     out->ttl_ms = j->conf.state_ttl_ms;
+    out->incremental = j->conf.state_incremental == 1;
     if (dir && *dir)
         snprintf(out->dir, sizeof out->dir, "%s", dir);
     else

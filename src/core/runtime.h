@@ -315,6 +315,7 @@ typedef struct sl__state_conf {
     char dir[1024];       /* RocksDB directory (always set) */
     int64_t memory_bound; /* bytes */
     int64_t ttl_ms;       /* state.ttl.ms: 0 = state never expires */
+    bool incremental;     /* state.checkpoints.incremental (rocksdb) */
 } sl__state_conf;
 enum { SL__STATE_MEMORY = 0, SL__STATE_ROCKSDB = 1 };
 void sl__job_state_conf(const sl_job *job, sl__state_conf *out);

@@ -9,6 +9,11 @@ struct sl__snap_writer {
     int (*put)(struct sl__snap_writer *w, int32_t key_group, const void *data,
                size_t len);
     void *impl;
+    /* A checkpoint's directory and the checkpoint root, for state that
+     * keeps files of its own there (incremental RocksDB checkpoints), and
+     * the operator's id; NULL dir: sections only (savepoints, tests). */
+    const char *ck_dir, *ck_root;
+    uint32_t op_id;
 };
 
 #endif

@@ -81,4 +81,32 @@ int sl__ck_retain(const char *root, int keep, uint64_t keep_epoch);
 uint64_t sl__ck_max_epoch(const char *root);
 int sl__rmtree(const char *path);
 
+/* ---- incremental RocksDB checkpoints (src/checkpoint/incr.c) ------------- */
+/* An SST file a restored instance inherited, and its name in shared/. */
+typedef struct {
+    char name[64];
+    char shared[160];
+} sl__ck_inherit;
+/* Moves RocksDB checkpoint `cut` into rdb (<root>/chk-N/rdb-X, created):
+ * SST files to <root>/shared/ as "<id>-<name>" (or their inherited name),
+ * linked or copied unless already there; other files copied into rdb;
+ * rdb/FILES lists them. Returns the bytes written (new) and referenced
+ * (total), and FILES' CRC-32. */
+int sl__ck_incr_put(const char *cut, const char *root, const char *rdb,
+                    const char *id, const sl__ck_inherit *inh, size_t ninh,
+                    uint64_t *new_bytes, uint64_t *total_bytes,
+                    uint32_t *files_crc, char *err, size_t errsz);
+/* Rebuilds in dest the RocksDB files rdb lists (FILES checked against
+ * files_crc, each file against its size): SST files linked from shared/
+ * (copied across file systems), the others copied. *inh (malloc'd, may be
+ * NULL) lists the SST files and their shared names. */
+int sl__ck_incr_rebuild(const char *rdb, uint32_t files_crc, const char *dest,
+                        sl__ck_inherit **inh, size_t *ninh, char *err,
+                        size_t errsz);
+/* Deletes every file of <root>/shared/ that no chk-N or sp-N directory
+ * under root lists; returns how many. */
+int sl__ck_incr_gc(const char *root);
+/* New and referenced bytes of checkpoint directory ck's RocksDB parts. */
+void sl__ck_incr_sizes(const char *ck, uint64_t *new_bytes, uint64_t *total);
+
 #endif

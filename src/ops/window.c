@@ -1276,6 +1276,31 @@ static int restore_operator(win_op *op, sl__rbuf *r, int64_t wm)
     return 0;
 }
 
+static int win_restore(void *st, int32_t kg, const void *data, size_t len);
+
+/* A key group section of an incremental checkpoint: a reference to a
+ * RocksDB checkpoint, opened as the store or read into a usual section
+ * (winstore.c). */
+static int restore_ref(win_op *op, int32_t kg, const void *data, size_t len)
+{
+    sl__buf b = {0};
+    int64_t *starts = NULL, wm;
+    uint32_t n = 0;
+    int rc = sl__ws_restore_ref(op, kg, data, len, SNAP_MAGIC, &b, &starts, &n, &wm);
+    if (rc == 0 && b.len) {
+        rc = win_restore(op, kg, b.p, b.len);
+    } else if (rc == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            win *w = window_get(op, starts[i]);
+            w->spilled = w->in_store = true;
+        }
+        restore_wm(op, wm);
+    }
+    free(starts);
+    sl__buf_free(&b);
+    return rc;
+}
+
 /* Merges one section into a fresh instance. A section is applied whole or
  * not at all: on any error the state is as it was before the call. */
 static int win_restore(void *st, int32_t kg, const void *data, size_t len)
@@ -1286,6 +1311,7 @@ static int win_restore(void *st, int32_t kg, const void *data, size_t len)
         (kg >= 0 && op->key_groups > 0 && kg >= op->key_groups))
         return SL_EINVAL;
     if (len && !data) return SL_EINVAL;
+    if (kg >= 0 && sl__ws_is_ref(data, len)) return restore_ref(op, kg, data, len);
     sl__rbuf r = {.p = data, .len = len};
     int64_t wm;
     int rc = restore_header(op, &r, &wm);
@@ -1337,6 +1363,7 @@ static void win_close(void *st)
     pthread_mutex_destroy(&op->qlock);
     for (size_t i = 0; i < op->nw; i++) window_free(op, op->wins[i]);
     free(op->wins);
+    sl__ws_close_import(op);
     sl__ws_close(op);
     free(op->pfresh);
     for (size_t i = 0; i < op->naggs; i++) sl__agg_close(&op->aggs[i]);

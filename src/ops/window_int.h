@@ -100,6 +100,7 @@ typedef struct {
                        * kept, no TTL), after the key group */
     uint8_t *pfresh;  /* per pair: pass 2 created the group */
     uint8_t *fgrp;    /* one group's block, to fire from RocksDB */
+    struct sl__ws_import *imp; /* a checkpoint read during restore (winstore.c) */
 } win_op;
 
 /* A group's key group sits after its aggregate states (window.c). */
@@ -159,6 +160,19 @@ int sl__ws_merge_restored(win_op *op, win *w, const uint8_t *key, uint32_t len,
 uint64_t sl__ws_count_groups(const win_op *op, win *w);
 /* Drops groups of the in-memory map whose TTL passed (memory sweep). */
 void sl__ws_sweep(win_op *op);
+/* Incremental checkpoints: whether a section is a reference to a RocksDB
+ * checkpoint rather than groups. sl__ws_restore_ref applies one for key
+ * group kg: it either opens the checkpoint as this task's store (same
+ * task, same layout; *starts lists the windows to mark as in the store,
+ * malloc'd) or writes key group kg's groups into out as a section of
+ * window.c's format (magic, fingerprint, watermark, windows) to restore as
+ * usual; *wm is the section's watermark. sl__ws_close_import closes the
+ * checkpoint a restore read from. */
+bool sl__ws_is_ref(const void *data, size_t len);
+int sl__ws_restore_ref(win_op *op, int32_t kg, const void *data, size_t len,
+                       uint32_t magic, sl__buf *out, int64_t **starts, uint32_t *nstarts,
+                       int64_t *wm);
+void sl__ws_close_import(win_op *op);
 
 
 /* The current value of every open window for one key (sl__qs_fn), read

@@ -43,12 +43,16 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <sys/random.h>
 #include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
+#include "core/store.h"
 #include "window_int.h"
 
 #define KEY_HEAD 10              /* window end + key group */
@@ -69,6 +73,20 @@ struct sl__winstore {
     uint64_t reserve;     /* bytes a memtable flush may need on top */
     uint64_t peak_disk;   /* largest SST size seen after a write-out */
     uint64_t writeouts, written; /* write-outs of the cache, bytes */
+    /* incremental checkpoints (state.checkpoints.incremental): the store
+     * is an instance of its own in odir, named id in <checkpoint.dir>/shared */
+    bool own;
+    sl__state_conf sc;    /* to reopen odir after adopting a checkpoint */
+    int64_t wbuf;         /* write-buffer bytes of the own instance */
+    char odir[1100];
+    char id[40];          /* this open's identity: unique shared names */
+    sl__ck_inherit *inh;  /* SST files adopted from a checkpoint */
+    size_t ninh;
+    char *adopted;        /* the rdb directory adopted, or NULL */
+    bool touched;         /* written or restored into: no adopting now */
+    uint8_t *kgs;         /* key groups written (one byte each) */
+    uint32_t nkgs;
+    uint64_t ck_new, ck_total; /* bytes of the last incremental checkpoint */
 };
 
 /* ---- encoding ------------------------------------------------------------- */
@@ -186,8 +204,32 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     ws->reserve = (uint64_t)(sc->memory_bound / 16 < (64 << 20) ? sc->memory_bound / 16
                                                                   : (64 << 20));
     char msg[512];
-    ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
+    if (sc->incremental) {
+        ws->own = true;
+        ws->sc = *sc;
+        ws->wbuf = sc->memory_bound / 16 / ntasks;
+        static _Atomic unsigned seq;
+        snprintf(ws->odir, sizeof ws->odir, "%s/win-%d-%d-%u", sc->dir,
+                 op->ctx ? op->ctx->stage : 0, op->ctx ? op->ctx->task : 0,
+                 atomic_fetch_add(&seq, 1));
+        uint64_t r[2] = {0, 0};
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            r[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+            r[1] = (uint64_t)(uintptr_t)ws;
+        }
+        snprintf(ws->id, sizeof ws->id, "%016llx%016llx", (unsigned long long)r[0],
+                 (unsigned long long)r[1]);
+        ws->nkgs = op->key_groups > 1 ? (uint32_t)op->key_groups : 1;
+        ws->kgs = sl__xcalloc(ws->nkgs, 1);
+        ws->ks = sl__ks_open_own(sc, ws->odir, true, ws->wbuf, op->ttl ? ttl_drop : NULL,
+                                 ws, msg, sizeof msg);
+    } else {
+        ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
+    }
     if (!ws->ks) {
+        free(ws->kgs);
         free(ws);
         return sl__err(errstr, errsz, SL_EIO, "window: %s", msg);
     }
@@ -206,6 +248,9 @@ void sl__ws_close(win_op *op)
             (unsigned long long)ws->peak_disk, (unsigned long long)ws->writeouts,
             (unsigned long long)ws->written, ws->budget);
     sl__ks_drop(ws->ks);
+    free(ws->inh);
+    free(ws->adopted);
+    free(ws->kgs);
     sl__buf_free(&ws->kb);
     sl__buf_free(&ws->vb);
     free(ws->koff);
@@ -262,7 +307,9 @@ static void batch_add(win_op *op, int64_t end, const uint8_t *key, uint32_t len,
         ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
     }
     uint8_t head[KEY_HEAD];
-    make_key(head, end, sl__grp_kg(op, grp), key, 0);
+    int32_t kg = sl__grp_kg(op, grp);
+    make_key(head, end, kg, key, 0);
+    if (ws->kgs && kg >= 0 && (uint32_t)kg < ws->nkgs) ws->kgs[kg] = 1;
     ws->koff[ws->nops] = ws->kb.len;
     sl__buf_put(&ws->kb, head, KEY_HEAD);
     sl__buf_put(&ws->kb, key, len);
@@ -303,6 +350,7 @@ static int batch_write(win_op *op)
                             (unsigned long long)need);
     }
     char msg[512];
+    ws->touched = true;
     int rc = sl__ks_write(ws->ks, ops, ws->nops, msg, sizeof msg);
     free(ops);
     ws->nops = 0;
@@ -603,12 +651,19 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
 /* One iterator per open window, merged by key group: each key group's
  * section lists its windows by start, each window's groups by key, as
  * window.c's format wants. */
+static int snapshot_incremental(win_op *op, sl__snap_writer *sw, sl__buf *b);
+
 int sl__ws_snapshot(win_op *op, sl__snap_writer *sw, sl__buf *b, uint32_t magic)
 {
     int rc = 0;
+    /* incremental: the cache is written out and emptied, as an eviction
+     * does, so the next checkpoint writes only the groups touched since
+     * (those read back or new), not the whole cache again */
+    bool inc = op->ws->own && sw->ck_dir && sw->ck_root;
     for (size_t i = 0; i < op->nw && rc == 0; i++)
-        rc = write_window(op, op->wins[i], op->wm, false, NULL);
+        rc = write_window(op, op->wins[i], op->wm, inc, NULL);
     if (rc) return rc;
+    if (inc) return snapshot_incremental(op, sw, b);
     size_t nw = op->nw;
     sl__ks_iter **its = sl__xcalloc(nw ? nw : 1, sizeof *its);
     uint8_t (*pre)[8] = sl__xmalloc((nw ? nw : 1) * sizeof *pre);
@@ -710,4 +765,278 @@ void sl__ws_sweep(win_op *op)
         op->ngroups -= dead;
         op->st.expired_groups += dead;
     }
+}
+
+/* ---- incremental checkpoints ------------------------------------------------ */
+/* At its barrier the task's instance holds exactly its state (the cache was
+ * just written out, nothing after the barrier has been processed), so a
+ * RocksDB checkpoint of it taken now is the task's cut: no other task's
+ * progress matters, as each window task has an instance of its own. Its
+ * new SST files go to <checkpoint.dir>/shared (incr.c); the snapshot
+ * carries, for each key group the task wrote, a reference section:
+ *
+ *   u32 REF_MAGIC, u64 fingerprint, i64 watermark, u32 tasks, u32 task,
+ *   str rdb directory (absolute), u32 CRC-32 of its FILES, u32 windows,
+ *   i64 start of each window with groups in the store
+ *
+ * Restore (sl__ws_restore_ref) opens the checkpoint when the layout is the
+ * same, else reads the key group out of it into window.c's format. */
+#define REF_MAGIC 0x464e5753u /* "SWNF" */
+
+bool sl__ws_is_ref(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    return len >= 4 && (uint32_t)(p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24) ==
+                           REF_MAGIC;
+}
+
+static int snapshot_incremental(win_op *op, sl__snap_writer *sw, sl__buf *b)
+{
+    sl__winstore *ws = op->ws;
+    char cut[1200], rdb[4400], msg[1024];
+    int stage = op->ctx ? op->ctx->stage : 0, task = op->ctx ? op->ctx->task : 0;
+    snprintf(cut, sizeof cut, "%s.cut", ws->odir);
+    snprintf(rdb, sizeof rdb, "%s/rdb-%u-%d-%d", sw->ck_dir, sw->op_id, stage, task);
+    sl__rmtree(cut);
+    uint64_t t0 = sl__clock();
+    int rc = sl__ks_checkpoint(ws->ks, cut, msg, sizeof msg);
+    uint32_t crc = 0;
+    if (rc == 0)
+        rc = sl__ck_incr_put(cut, sw->ck_root, rdb, ws->id, ws->inh, ws->ninh, &ws->ck_new,
+                             &ws->ck_total, &crc, msg, sizeof msg);
+    sl__rmtree(cut);
+    if (rc) {
+        sl__log(SL__LOG_WARN, "window", "incremental checkpoint failed", "task=%d error=\"%s\"",
+                task, msg);
+        return rc;
+    }
+    sl__log(SL__LOG_INFO, "window", "incremental checkpoint", "task=%d new_bytes=%llu "
+            "total_bytes=%llu ms=%llu", task, (unsigned long long)ws->ck_new,
+            (unsigned long long)ws->ck_total,
+            (unsigned long long)((sl__clock() - t0) / 1000000));
+    int ntasks = op->ctx && op->ctx->ntasks > 0 ? op->ctx->ntasks : 1;
+    for (uint32_t kg = 0; kg < ws->nkgs && rc == 0; kg++) {
+        if (!ws->kgs[kg]) continue;
+        b->len = 0;
+        sl__buf_put_u32(b, REF_MAGIC);
+        sl__buf_put_u64(b, op->fp);
+        sl__buf_put_i64(b, op->wm);
+        sl__buf_put_u32(b, (uint32_t)ntasks);
+        sl__buf_put_u32(b, (uint32_t)task);
+        sl__buf_put_str(b, rdb, strlen(rdb));
+        sl__buf_put_u32(b, crc);
+        size_t nw_at = b->len;
+        uint32_t nw = 0;
+        sl__buf_put_u32(b, 0);
+        for (size_t i = 0; i < op->nw; i++) {
+            if (!op->wins[i]->in_store) continue;
+            sl__buf_put_i64(b, op->wins[i]->start);
+            nw++;
+        }
+        put_le32(b->p + nw_at, nw);
+        rc = sl__snap_put(sw, (int32_t)kg, b->p, b->len);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* One reference section, parsed. */
+typedef struct {
+    int64_t wm;
+    uint32_t ntasks, task, crc, nwin;
+    char rdb[4400];
+    const uint8_t *starts; /* nwin i64, little-endian, in the section */
+} ws_ref;
+
+static int ref_parse(const win_op *op, const void *data, size_t len, ws_ref *ref)
+{
+    sl__rbuf r = {.p = data, .len = len};
+    uint32_t magic = sl__rbuf_u32(&r);
+    uint64_t fp = sl__rbuf_u64(&r);
+    ref->wm = sl__rbuf_i64(&r);
+    ref->ntasks = sl__rbuf_u32(&r);
+    ref->task = sl__rbuf_u32(&r);
+    uint32_t pl;
+    const char *p = sl__rbuf_str(&r, &pl);
+    ref->crc = sl__rbuf_u32(&r);
+    ref->nwin = sl__rbuf_u32(&r);
+    if (r.err || magic != REF_MAGIC || pl == 0 || pl >= sizeof ref->rdb) return SL_ECORRUPT;
+    if (fp != op->fp) return SL_EINVAL;
+    memcpy(ref->rdb, p, pl);
+    ref->rdb[pl] = 0;
+    ref->starts = sl__rbuf_bytes(&r, (size_t)ref->nwin * 8);
+    if (!ref->starts || r.off != r.len) return SL_ECORRUPT;
+    return 0;
+}
+
+static int64_t ref_start(const ws_ref *ref, uint32_t i)
+{
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; k--) v = v << 8 | ref->starts[(size_t)i * 8 + (size_t)k];
+    return (int64_t)v;
+}
+
+/* A checkpoint's instance opened read-only for reading key groups out of
+ * it (another layout, or the memory backend); kept across the sections of
+ * one restore, closed by sl__ws_close_import. */
+struct sl__ws_import {
+    char rdb[4400], tmp[4500];
+    sl__ks *ks;
+};
+
+void sl__ws_close_import(win_op *op)
+{
+    struct sl__ws_import *im = op->imp;
+    if (!im) return;
+    sl__ks_drop(im->ks);
+    sl__rmtree(im->tmp);
+    free(im);
+    op->imp = NULL;
+}
+
+static int import_open(win_op *op, const ws_ref *ref, char *msg, size_t msz)
+{
+    struct sl__ws_import *im = op->imp;
+    if (im && strcmp(im->rdb, ref->rdb) == 0) return 0;
+    sl__ws_close_import(op);
+    im = sl__xcalloc(1, sizeof *im);
+    static _Atomic unsigned seq;
+    snprintf(im->rdb, sizeof im->rdb, "%s", ref->rdb);
+    /* beside the checkpoint's own directory, on the shared files' file
+     * system, so the SST files are linked rather than copied */
+    snprintf(im->tmp, sizeof im->tmp, "%s", ref->rdb);
+    char *slash = strrchr(im->tmp, '/');
+    if (slash) *slash = 0;
+    size_t l = strlen(im->tmp);
+    snprintf(im->tmp + l, sizeof im->tmp - l, "/imp-%ld-%u", (long)getpid(),
+             atomic_fetch_add(&seq, 1));
+    sl__rmtree(im->tmp);
+    int rc = sl__ck_incr_rebuild(ref->rdb, ref->crc, im->tmp, NULL, NULL, msg, msz);
+    if (rc == 0 && !(im->ks = sl__ks_open_ro(im->tmp, msg, msz))) rc = SL_EIO;
+    if (rc) {
+        sl__rmtree(im->tmp);
+        free(im);
+        return rc;
+    }
+    op->imp = im;
+    return 0;
+}
+
+/* Appends key group kg of the checkpoint's windows to b in window.c's
+ * section format (header written by the caller). */
+static int import_key_group(win_op *op, const ws_ref *ref, int32_t kg, sl__buf *b)
+{
+    struct sl__ws_import *im = op->imp;
+    sl__ks_iter *it = sl__ks_iter_new(im->ks);
+    size_t nwin_at = b->len;
+    uint32_t nwin = 0;
+    sl__buf_put_u32(b, 0);
+    int rc = 0;
+    for (uint32_t i = 0; i < ref->nwin && rc == 0; i++) {
+        int64_t start = ref_start(ref, i), end;
+        if (__builtin_add_overflow(start, op->size, &end)) return SL_ECORRUPT;
+        uint8_t pre[KEY_HEAD];
+        make_key(pre, end, kg, NULL, 0);
+        size_t win_at = b->len, ng_at;
+        uint32_t ng = 0;
+        sl__buf_put_i64(b, start);
+        ng_at = b->len;
+        sl__buf_put_u32(b, 0);
+        for (sl__ks_iter_seek(it, pre, KEY_HEAD); sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+            size_t kl, vl;
+            const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
+            if (kl < KEY_HEAD || memcmp(k, pre, KEY_HEAD) != 0) break;
+            const char *v = sl__ks_iter_value(it, &vl);
+            if (vl < 8) {
+                rc = SL_ECORRUPT;
+                break;
+            }
+            if (op->ts_off && sl__ttl_expired(op, ref->wm, value_ts(v, vl))) continue;
+            sl__buf_put_str(b, (const char *)k + KEY_HEAD, kl - KEY_HEAD);
+            sl__buf_put_str(b, v, op->ts_off ? vl : vl - 8);
+            ng++;
+        }
+        if (ng == 0) {
+            b->len = win_at;
+            continue;
+        }
+        put_le32(b->p + ng_at, ng);
+        nwin++;
+    }
+    char msg[256];
+    int irc = sl__ks_iter_free(it, msg, sizeof msg);
+    if (rc == 0 && irc) rc = irc;
+    put_le32(b->p + nwin_at, nwin);
+    return rc;
+}
+
+/* Takes the checkpoint's files as this task's instance: the same task of
+ * the same layout, before anything else was restored into it. */
+static int adopt(win_op *op, const ws_ref *ref, char *msg, size_t msz)
+{
+    sl__winstore *ws = op->ws;
+    sl__ks_drop(ws->ks); /* empty: nothing was written yet */
+    ws->ks = NULL;
+    int rc = sl__ck_incr_rebuild(ref->rdb, ref->crc, ws->odir, &ws->inh, &ws->ninh, msg, msz);
+    if (rc == 0) {
+        ws->ks = sl__ks_open_own(&ws->sc, ws->odir, false, ws->wbuf,
+                                 op->ttl ? ttl_drop : NULL, ws, msg, msz);
+        if (!ws->ks) rc = SL_EIO;
+    }
+    if (rc) { /* back to an empty instance, so the job can still fail cleanly */
+        free(ws->inh);
+        ws->inh = NULL;
+        ws->ninh = 0;
+        char m2[256];
+        ws->ks = sl__ks_open_own(&ws->sc, ws->odir, true, ws->wbuf,
+                                 op->ttl ? ttl_drop : NULL, ws, m2, sizeof m2);
+        if (!ws->ks) {
+            /* no instance at all: the restore fails and the job stops */
+            SL_ASSERT(!"window: cannot reopen the RocksDB instance");
+        }
+        return rc;
+    }
+    ws->adopted = sl__xstrdup(ref->rdb);
+    return 0;
+}
+
+int sl__ws_restore_ref(win_op *op, int32_t kg, const void *data, size_t len,
+                       uint32_t magic, sl__buf *out, int64_t **starts, uint32_t *nstarts,
+                       int64_t *wm)
+{
+    ws_ref ref;
+    int rc = ref_parse(op, data, len, &ref);
+    if (rc) return rc;
+    *wm = ref.wm;
+    *starts = NULL;
+    *nstarts = 0;
+    out->len = 0;
+    sl__winstore *ws = op->ws;
+    char msg[1024] = "";
+    int ntasks = op->ctx && op->ctx->ntasks > 0 ? op->ctx->ntasks : 1;
+    int task = op->ctx ? op->ctx->task : 0;
+    bool same = ws && ws->own && ref.ntasks == (uint32_t)ntasks && ref.task == (uint32_t)task;
+    if (same && !ws->adopted && !ws->touched && op->ngroups == 0 &&
+        (rc = adopt(op, &ref, msg, sizeof msg)) != 0) {
+        sl__log(SL__LOG_WARN, "window", "cannot open the incremental checkpoint",
+                "error=\"%s\"", msg);
+        return rc;
+    }
+    if (ws && ws->adopted && strcmp(ws->adopted, ref.rdb) == 0) {
+        if (kg >= 0 && (uint32_t)kg < ws->nkgs) ws->kgs[kg] = 1;
+        *starts = sl__xmalloc((ref.nwin ? ref.nwin : 1) * sizeof **starts);
+        for (uint32_t i = 0; i < ref.nwin; i++) (*starts)[i] = ref_start(&ref, i);
+        *nstarts = ref.nwin;
+        return 0;
+    }
+    if ((rc = import_open(op, &ref, msg, sizeof msg)) != 0) {
+        sl__log(SL__LOG_WARN, "window", "cannot read the incremental checkpoint",
+                "error=\"%s\"", msg);
+        return rc;
+    }
+    sl__buf_put_u32(out, magic);
+    sl__buf_put_u64(out, op->fp);
+    sl__buf_put_i64(out, ref.wm);
+    rc = import_key_group(op, &ref, kg, out);
+    if (ws) ws->touched = true;
+    return rc;
 }

@@ -32,6 +32,7 @@
  *
  * Invariant: g.db is open exactly while g.refs > 0, with g.dir and g.bound
  * the configuration it was opened with. */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,12 +42,15 @@
 #include <malloc.h>
 #include <rocksdb/c.h>
 
+#include "core/store.h"
 #include "state/state.h"
 
 struct sl__ks {
+    rocksdb_t *db; /* g.db, or the state's own instance (sl__ks_open_own) */
     rocksdb_column_family_handle_t *cf;
     char name[32];
     rocksdb_block_based_table_options_t *bbto; /* its own, or NULL (g.bbto) */
+    struct ks_own *own; /* an instance of its own (rockscut section below) */
 };
 
 static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks);
@@ -86,6 +90,22 @@ static void db_free_opts(void)
     g.opts = NULL;
     g.bbto = NULL;
     g.cache = NULL;
+}
+
+/* Removes the window tasks' own instances (win-*, sl__ks_open_own) under
+ * dir: nothing in them outlives a run either. */
+static void sweep_own_dirs(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "win-", 4) != 0) continue;
+        char p[2100];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        sl__rmtree(p);
+    }
+    closedir(d);
 }
 
 /* Opens the process's instance; g.mu held. */
@@ -138,6 +158,7 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
         db_free_opts();
         return SL_EIO;
     }
+    sweep_own_dirs(sc->dir); /* window instances a killed run left */
     g.db = rocksdb_open(g.opts, sc->dir, &err);
     if (!g.db) {
         sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: cannot open "
@@ -198,6 +219,7 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
         return NULL;
     }
     sl__ks *ks = sl__xcalloc(1, sizeof *ks);
+    ks->db = g.db;
     snprintf(ks->name, sizeof ks->name, "s%lu", g.next_cf++);
     char *err = NULL;
     rocksdb_options_t *o = rocksdb_options_create_copy(g.opts);
@@ -238,9 +260,15 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
     return ks;
 }
 
+static void ks_own_drop(sl__ks *ks);
+
 void sl__ks_drop(sl__ks *ks)
 {
     if (!ks) return;
+    if (ks->own) {
+        ks_own_drop(ks);
+        return;
+    }
     pthread_mutex_lock(&g.mu);
     char *err = NULL;
     rocksdb_drop_column_family(g.db, ks->cf, &err);
@@ -272,7 +300,7 @@ int sl__ks_write(sl__ks *ks, const sl__ks_op *ops, size_t n, char *errstr,
             rocksdb_writebatch_delete_cf(wb, ks->cf, ops[i].key, ops[i].klen);
     }
     char *err = NULL;
-    rocksdb_write(g.db, g.wo, wb, &err);
+    rocksdb_write(ks->db, g.wo, wb, &err);
     rocksdb_writebatch_destroy(wb);
     sl__crash_point("rocksdb-write"); /* fault tests: a kill between writes */
     if (err) {
@@ -291,7 +319,7 @@ int sl__ks_multi_get(sl__ks *ks, size_t n, const char *const *keys,
     const rocksdb_column_family_handle_t **cfs = sl__xmalloc(n * sizeof *cfs);
     char **errs = sl__xcalloc(n, sizeof *errs);
     for (size_t i = 0; i < n; i++) cfs[i] = ks->cf;
-    rocksdb_multi_get_cf(g.db, g.ro, cfs, n, keys, klen, vals, vlen, errs);
+    rocksdb_multi_get_cf(ks->db, g.ro, cfs, n, keys, klen, vals, vlen, errs);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         if (!errs[i]) continue;
@@ -314,7 +342,7 @@ int sl__ks_scan(sl__ks *ks, const void *prefix, size_t plen,
                           size_t vl),
                 void *arg, char *errstr, size_t errstr_size)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(g.db, g.ro, ks->cf);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ks->db, g.ro, ks->cf);
     int rc = 0;
     if (plen) rocksdb_iter_seek(it, prefix, plen);
     else rocksdb_iter_seek_to_first(it);
@@ -340,7 +368,7 @@ int sl__ks_flush(sl__ks *ks, char *errstr, size_t errstr_size)
     rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
     rocksdb_flushoptions_set_wait(fo, 1);
     char *err = NULL;
-    rocksdb_flush_cf(g.db, fo, ks->cf, &err);
+    rocksdb_flush_cf(ks->db, fo, ks->cf, &err);
     rocksdb_flushoptions_destroy(fo);
     if (err) {
         sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB flush: %s", err);
@@ -354,13 +382,13 @@ int sl__ks_compact(sl__ks *ks, char *errstr, size_t errstr_size)
 {
     int rc = sl__ks_flush(ks, errstr, errstr_size);
     if (rc) return rc;
-    rocksdb_compact_range_cf(g.db, ks->cf, NULL, 0, NULL, 0);
+    rocksdb_compact_range_cf(ks->db, ks->cf, NULL, 0, NULL, 0);
     return 0;
 }
 
 uint64_t sl__ks_disk_bytes(sl__ks *ks)
 {
-    char *v = rocksdb_property_value_cf(g.db, ks->cf, "rocksdb.total-sst-files-size");
+    char *v = rocksdb_property_value_cf(ks->db, ks->cf, "rocksdb.total-sst-files-size");
     uint64_t n = v ? strtoull(v, NULL, 10) : 0;
     free(v);
     return n;
@@ -396,7 +424,7 @@ int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
     }
     rocksdb_pinnableslice_t **vals = sl__xcalloc(n, sizeof *vals);
     char **errs = sl__xcalloc(n, sizeof *errs);
-    rocksdb_batched_multi_get_cf(g.db, g.ro, ks->cf, n, keys, klen, vals, errs,
+    rocksdb_batched_multi_get_cf(ks->db, g.ro, ks->cf, n, keys, klen, vals, errs,
                                  true);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
@@ -491,7 +519,7 @@ struct sl__ks_iter {
 sl__ks_iter *sl__ks_iter_new(sl__ks *ks)
 {
     sl__ks_iter *it = sl__xcalloc(1, sizeof *it);
-    it->it = rocksdb_create_iterator_cf(g.db, g.ro, ks->cf);
+    it->it = rocksdb_create_iterator_cf(ks->db, g.ro, ks->cf);
     return it;
 }
 
@@ -531,7 +559,7 @@ int sl__ks_delete_range(sl__ks *ks, const void *begin, size_t blen,
                         size_t errstr_size)
 {
     char *err = NULL;
-    rocksdb_delete_range_cf(g.db, g.wo, ks->cf, begin, blen, end, elen, &err);
+    rocksdb_delete_range_cf(ks->db, g.wo, ks->cf, begin, blen, end, elen, &err);
     if (!err) return 0;
     sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB delete: %s", err);
     free(err);
@@ -541,9 +569,171 @@ int sl__ks_delete_range(sl__ks *ks, const void *begin, size_t blen,
 uint64_t sl__ks_count(sl__ks *ks)
 {
     uint64_t n = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(g.db, g.ro, ks->cf);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ks->db, g.ro, ks->cf);
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
         n++;
     rocksdb_iter_destroy(it);
     return n;
+}
+
+/* ---- window state in instances of their own (incremental checkpoints) ---- */
+/* A window task's state lives in a RocksDB instance of its own, as Flink
+ * keeps one per keyed operator subtask: a RocksDB checkpoint (SST files
+ * hard-linked, memtables flushed) is of a whole instance, so the task can
+ * take a consistent one at its own barrier while the other tasks go on
+ * (docs/state.md, "Checkpoint sizes"). The instance shares the process
+ * instance's block cache and table options, so the bound still holds; its
+ * write buffers are the caller's share. A read-only instance opens a
+ * checkpoint's files to read them back into other tasks or the memory
+ * backend. */
+struct ks_own {
+    rocksdb_options_t *opts;
+    rocksdb_column_family_handle_t *cfh[1];
+    ks_filter *flt;
+    char dir[1024];
+    bool ro;      /* read-only, no reference on the process instance */
+    bool keep;    /* leave the files when dropped */
+};
+
+sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
+                        int64_t wbuf,
+                        bool (*drop)(void *arg, const char *k, size_t kl,
+                                     const char *v, size_t vl),
+                        void *arg, char *errstr, size_t errstr_size)
+{
+    pthread_mutex_lock(&g.mu);
+    if (g.refs > 0 && (strcmp(g.dir, sc->dir) != 0 || g.bound != sc->memory_bound)) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "state.rocksdb.dir: this process "
+                "already has RocksDB open at %s with state.memory.bound %lld; "
+                "one instance per process", g.dir, (long long)g.bound);
+        pthread_mutex_unlock(&g.mu);
+        return NULL;
+    }
+    if (g.refs == 0 && db_open(sc, errstr, errstr_size)) {
+        pthread_mutex_unlock(&g.mu);
+        return NULL;
+    }
+    g.refs++;
+    pthread_mutex_unlock(&g.mu);
+    struct ks_own *own = sl__xcalloc(1, sizeof *own);
+    snprintf(own->dir, sizeof own->dir, "%s", dir);
+    own->opts = rocksdb_options_create_copy(g.opts); /* g.cache, g.bbto */
+    if (wbuf < (1 << 20)) wbuf = 1 << 20;
+    rocksdb_options_set_db_write_buffer_size(own->opts, (size_t)wbuf);
+    rocksdb_options_set_write_buffer_size(own->opts, (size_t)(wbuf / 2));
+    rocksdb_options_set_max_background_jobs(own->opts, 1);
+    if (drop) {
+        own->flt = sl__xcalloc(1, sizeof *own->flt);
+        own->flt->drop = drop;
+        own->flt->arg = arg;
+        own->flt->f = rocksdb_compactionfilter_create(own->flt, filter_noop, filter_fn,
+                                                      filter_name);
+        rocksdb_options_set_compaction_filter(own->opts, own->flt->f);
+    }
+    if (fresh) sl__rmtree(dir); /* what a killed run left */
+    char *err = NULL;
+    const char *names[1] = {"default"};
+    const rocksdb_options_t *cfo[1] = {own->opts};
+    rocksdb_t *db = NULL;
+    if (sl__mkdirs(dir) == 0)
+        db = rocksdb_open_column_families(own->opts, dir, 1, names, cfo, own->cfh, &err);
+    if (!db) {
+        sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: cannot open "
+                "RocksDB: %s", dir, err ? err : strerror(errno));
+        free(err);
+        if (own->flt) filter_free(own->flt);
+        rocksdb_options_destroy(own->opts);
+        free(own);
+        pthread_mutex_lock(&g.mu);
+        if (--g.refs == 0) {
+            rocksdb_close(g.db);
+            g.db = NULL;
+            filters_free();
+            db_free_opts();
+        }
+        pthread_mutex_unlock(&g.mu);
+        return NULL;
+    }
+    sl__ks *ks = sl__xcalloc(1, sizeof *ks);
+    ks->db = db;
+    ks->cf = own->cfh[0];
+    ks->own = own;
+    snprintf(ks->name, sizeof ks->name, "own");
+    return ks;
+}
+
+sl__ks *sl__ks_open_ro(const char *dir, char *errstr, size_t errstr_size)
+{
+    struct ks_own *own = sl__xcalloc(1, sizeof *own);
+    own->ro = own->keep = true;
+    snprintf(own->dir, sizeof own->dir, "%s", dir);
+    own->opts = rocksdb_options_create();
+    rocksdb_options_set_info_log_level(own->opts, 3);
+    char *err = NULL;
+    const char *names[1] = {"default"};
+    const rocksdb_options_t *cfo[1] = {own->opts};
+    rocksdb_t *db = rocksdb_open_for_read_only_column_families(own->opts, dir, 1, names,
+                                                               cfo, own->cfh, 0, &err);
+    if (!db) {
+        sl__err(errstr, errstr_size, SL_EIO, "%s: cannot open the RocksDB checkpoint: %s",
+                dir, err ? err : "unknown error");
+        free(err);
+        rocksdb_options_destroy(own->opts);
+        free(own);
+        return NULL;
+    }
+    sl__ks *ks = sl__xcalloc(1, sizeof *ks);
+    ks->db = db;
+    ks->cf = own->cfh[0];
+    ks->own = own;
+    snprintf(ks->name, sizeof ks->name, "ro");
+    return ks;
+}
+
+void sl__ks_keep_files(sl__ks *ks)
+{
+    if (ks && ks->own) ks->own->keep = true;
+}
+
+static void ks_own_drop(sl__ks *ks)
+{
+    struct ks_own *own = ks->own;
+    rocksdb_column_family_handle_destroy(ks->cf);
+    rocksdb_close(ks->db);
+    if (own->flt) filter_free(own->flt); /* no compaction runs after close */
+    rocksdb_options_destroy(own->opts);
+    if (!own->keep) sl__rmtree(own->dir);
+    bool ro = own->ro;
+    free(own);
+    free(ks);
+    if (ro) return;
+    pthread_mutex_lock(&g.mu);
+    if (--g.refs == 0) {
+        rocksdb_close(g.db);
+        g.db = NULL;
+        char *err = NULL;
+        rocksdb_destroy_db(g.opts, g.dir, &err);
+        free(err);
+        filters_free();
+        db_free_opts();
+    }
+    pthread_mutex_unlock(&g.mu);
+}
+
+int sl__ks_checkpoint(sl__ks *ks, const char *dir, char *errstr, size_t errstr_size)
+{
+    char *err = NULL;
+    int rc = sl__ks_flush(ks, errstr, errstr_size);
+    if (rc) return rc;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(ks->db, &err);
+    if (cp) {
+        /* log_size_for_flush 0: the memtables are flushed first (the WAL
+         * is off, so nothing else would carry them) */
+        rocksdb_checkpoint_create(cp, dir, 0, &err);
+        rocksdb_checkpoint_object_destroy(cp);
+    }
+    if (!err) return 0;
+    sl__err(errstr, errstr_size, SL_EIO, "state: RocksDB checkpoint %s: %s", dir, err);
+    free(err);
+    return SL_EIO;
 }

@@ -217,4 +217,23 @@ int sl__ks_delete_range(sl__ks *ks, const void *begin, size_t blen,
 /* Keys in the column family, counted by a full scan (tests, stats). */
 uint64_t sl__ks_count(sl__ks *ks);
 
+/* ---- a state in a RocksDB instance of its own (incremental checkpoints) -- */
+/* Opens (creating) the instance in dir, emptied first when fresh; it shares
+ * the process instance's block cache and options (and holds a reference on
+ * it), with wbuf bytes of write buffers; drop as sl__ks_open_filtered.
+ * sl__ks_drop closes it and removes dir unless sl__ks_keep_files. */
+sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
+                        int64_t wbuf,
+                        bool (*drop)(void *arg, const char *k, size_t kl,
+                                     const char *v, size_t vl),
+                        void *arg, char *errstr, size_t errstr_size);
+/* Opens a RocksDB checkpoint's files in dir read-only (its default column
+ * family); sl__ks_drop closes it and leaves the files. */
+sl__ks *sl__ks_open_ro(const char *dir, char *errstr, size_t errstr_size);
+void sl__ks_keep_files(sl__ks *ks);
+/* A RocksDB checkpoint of an own instance into dir (which must not exist,
+ * on the same file system for hard links): memtables flushed, SST files
+ * hard-linked, MANIFEST, CURRENT and OPTIONS copied. */
+int sl__ks_checkpoint(sl__ks *ks, const char *dir, char *errstr, size_t errstr_size);
+
 #endif
