@@ -47,6 +47,7 @@
 
 struct sl__ks {
     rocksdb_t *db; /* g.db, or the state's own instance (sl__ks_open_own) */
+    rocksdb_readoptions_t *ro; /* g.ro, or a read-only instance's own */
     rocksdb_column_family_handle_t *cf;
     char name[32];
     rocksdb_block_based_table_options_t *bbto; /* its own, or NULL (g.bbto) */
@@ -220,6 +221,7 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
     }
     sl__ks *ks = sl__xcalloc(1, sizeof *ks);
     ks->db = g.db;
+    ks->ro = g.ro;
     snprintf(ks->name, sizeof ks->name, "s%lu", g.next_cf++);
     char *err = NULL;
     rocksdb_options_t *o = rocksdb_options_create_copy(g.opts);
@@ -319,7 +321,7 @@ int sl__ks_multi_get(sl__ks *ks, size_t n, const char *const *keys,
     const rocksdb_column_family_handle_t **cfs = sl__xmalloc(n * sizeof *cfs);
     char **errs = sl__xcalloc(n, sizeof *errs);
     for (size_t i = 0; i < n; i++) cfs[i] = ks->cf;
-    rocksdb_multi_get_cf(ks->db, g.ro, cfs, n, keys, klen, vals, vlen, errs);
+    rocksdb_multi_get_cf(ks->db, ks->ro, cfs, n, keys, klen, vals, vlen, errs);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         if (!errs[i]) continue;
@@ -342,7 +344,7 @@ int sl__ks_scan(sl__ks *ks, const void *prefix, size_t plen,
                           size_t vl),
                 void *arg, char *errstr, size_t errstr_size)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ks->db, g.ro, ks->cf);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ks->db, ks->ro, ks->cf);
     int rc = 0;
     if (plen) rocksdb_iter_seek(it, prefix, plen);
     else rocksdb_iter_seek_to_first(it);
@@ -424,7 +426,7 @@ int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
     }
     rocksdb_pinnableslice_t **vals = sl__xcalloc(n, sizeof *vals);
     char **errs = sl__xcalloc(n, sizeof *errs);
-    rocksdb_batched_multi_get_cf(ks->db, g.ro, ks->cf, n, keys, klen, vals, errs,
+    rocksdb_batched_multi_get_cf(ks->db, ks->ro, ks->cf, n, keys, klen, vals, errs,
                                  true);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
@@ -519,7 +521,7 @@ struct sl__ks_iter {
 sl__ks_iter *sl__ks_iter_new(sl__ks *ks)
 {
     sl__ks_iter *it = sl__xcalloc(1, sizeof *it);
-    it->it = rocksdb_create_iterator_cf(ks->db, g.ro, ks->cf);
+    it->it = rocksdb_create_iterator_cf(ks->db, ks->ro, ks->cf);
     return it;
 }
 
@@ -569,7 +571,7 @@ int sl__ks_delete_range(sl__ks *ks, const void *begin, size_t blen,
 uint64_t sl__ks_count(sl__ks *ks)
 {
     uint64_t n = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ks->db, g.ro, ks->cf);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ks->db, ks->ro, ks->cf);
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
         n++;
     rocksdb_iter_destroy(it);
@@ -593,6 +595,7 @@ struct ks_own {
     char dir[1024];
     bool ro;      /* read-only, no reference on the process instance */
     bool keep;    /* leave the files when dropped */
+    rocksdb_readoptions_t *ro_opts; /* a read-only instance's */
 };
 
 sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
@@ -656,6 +659,7 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
     }
     sl__ks *ks = sl__xcalloc(1, sizeof *ks);
     ks->db = db;
+    ks->ro = g.ro; /* the process instance stays open while this one is */
     ks->cf = own->cfh[0];
     ks->own = own;
     snprintf(ks->name, sizeof ks->name, "own");
@@ -683,7 +687,9 @@ sl__ks *sl__ks_open_ro(const char *dir, char *errstr, size_t errstr_size)
         return NULL;
     }
     sl__ks *ks = sl__xcalloc(1, sizeof *ks);
+    own->ro_opts = rocksdb_readoptions_create();
     ks->db = db;
+    ks->ro = own->ro_opts;
     ks->cf = own->cfh[0];
     ks->own = own;
     snprintf(ks->name, sizeof ks->name, "ro");
@@ -702,6 +708,7 @@ static void ks_own_drop(sl__ks *ks)
     rocksdb_close(ks->db);
     if (own->flt) filter_free(own->flt); /* no compaction runs after close */
     rocksdb_options_destroy(own->opts);
+    if (own->ro_opts) rocksdb_readoptions_destroy(own->ro_opts);
     if (!own->keep) sl__rmtree(own->dir);
     bool ro = own->ro;
     free(own);
