@@ -210,6 +210,12 @@ typedef struct {
     uint64_t canaries_injected, canaries_seen, canaries_committed, canaries_missing;
     uint64_t canary_pipeline_last_us; /* injection to sink write, last canary */
     uint64_t canary_commit_last_us;   /* injection to visible output, last canary */
+    /* the last checkpoint's bytes: written by it (snapshot files and, with
+     * incremental RocksDB checkpoints, the RocksDB files new since the
+     * previous one) and referenced by it (snapshot files and every RocksDB
+     * file it needs, shared ones included); both equal
+     * last_checkpoint_bytes for full checkpoints */
+    uint64_t last_checkpoint_new_bytes, last_checkpoint_ref_bytes;
 } sl_job_stats;
 
 /* Asks a running job with checkpoints for a savepoint: a checkpoint kept

@@ -357,6 +357,10 @@ static void coord_complete(plan *pl)
         atomic_fetch_add(&j->ck_completed, 1);
         atomic_store(&j->ck_last_ms, (t - pl->t_trigger) / 1000000);
         atomic_store(&j->ck_last_bytes, bytes);
+        uint64_t nb = 0, tb = 0; /* RocksDB parts of incremental checkpoints */
+        sl__ck_incr_sizes(pl->ck_dir, &nb, &tb);
+        atomic_store(&j->ck_last_new_bytes, bytes + nb);
+        atomic_store(&j->ck_last_ref_bytes, bytes + tb);
         atomic_store(&j->ck_last_pause_us, atomic_load(&pl->pause_ns) / 1000);
         sl__ck_retain(j->conf.checkpoint_dir, (int)j->conf.checkpoint_retain, n);
     }

@@ -907,6 +907,8 @@ void sl_job_stats_get(const sl_job *cj, sl_job_stats *o)
     o->checkpoints_failed = atomic_load(&j->ck_failed);
     o->last_checkpoint_ms = atomic_load(&j->ck_last_ms);
     o->last_checkpoint_bytes = atomic_load(&j->ck_last_bytes);
+    o->last_checkpoint_new_bytes = atomic_load(&j->ck_last_new_bytes);
+    o->last_checkpoint_ref_bytes = atomic_load(&j->ck_last_ref_bytes);
     o->last_snapshot_pause_us = atomic_load(&j->ck_last_pause_us);
     o->restored_epoch = atomic_load(&j->ck_restored);
     sl__canaries *cy = &j->canaries;

@@ -95,6 +95,9 @@ struct sl_job {
     /* checkpoint statistics */
     atomic_uint_fast64_t ck_completed, ck_failed, ck_last_ms, ck_last_bytes,
         ck_last_pause_us, ck_restored;
+    /* the last checkpoint's bytes written anew and referenced, RocksDB
+     * files of incremental checkpoints included (incr.c) */
+    atomic_uint_fast64_t ck_last_new_bytes, ck_last_ref_bytes;
 };
 
 void sl__job_counters_free(sl_job *j);

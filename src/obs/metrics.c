@@ -393,6 +393,14 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
     job_value(t, "sluice_checkpoint_last_size_bytes", "gauge",
               "Snapshot files of the last completed checkpoint.",
               (double)s.job.last_checkpoint_bytes);
+    job_value(t, "sluice_checkpoint_last_new_bytes", "gauge",
+              "Bytes the last completed checkpoint wrote: snapshot files and "
+              "RocksDB files new since the previous one (incremental).",
+              (double)s.job.last_checkpoint_new_bytes);
+    job_value(t, "sluice_checkpoint_last_referenced_bytes", "gauge",
+              "Bytes the last completed checkpoint needs to restore: snapshot "
+              "files and every RocksDB file it lists, shared ones included.",
+              (double)s.job.last_checkpoint_ref_bytes);
     job_value(t, "sluice_checkpoint_last_pause_seconds", "gauge",
               "Longest time a task spent snapshotting, last checkpoint.",
               (double)s.job.last_snapshot_pause_us / 1e6);

@@ -131,6 +131,8 @@ void sl__obs_render_status(sl__obs *o, sl__obs_text *t)
     num(t, "interval_ms", (double)s.ck_interval_ms, true);
     num(t, "last_ms", (double)js->last_checkpoint_ms, true);
     num(t, "last_bytes", (double)js->last_checkpoint_bytes, true);
+    num(t, "last_new_bytes", (double)js->last_checkpoint_new_bytes, true);
+    num(t, "last_referenced_bytes", (double)js->last_checkpoint_ref_bytes, true);
     num(t, "last_pause_us", (double)js->last_snapshot_pause_us, true);
     num(t, "age_s", o->ck_last_t > 0 ? now - o->ck_last_t : NAN, true);
     SL__PUTS(t, "\"history\":[");

@@ -970,31 +970,35 @@ static int import_key_group(win_op *op, const ws_ref *ref, int32_t kg, sl__buf *
 }
 
 /* Takes the checkpoint's files as this task's instance: the same task of
- * the same layout, before anything else was restored into it. */
+ * the same layout, before anything else was restored into it. The files
+ * are rebuilt in a new directory and opened before the empty instance is
+ * dropped, so the process instance (whose first open empties the RocksDB
+ * directory) stays open throughout. */
 static int adopt(win_op *op, const ws_ref *ref, char *msg, size_t msz)
 {
     sl__winstore *ws = op->ws;
-    sl__ks_drop(ws->ks); /* empty: nothing was written yet */
-    ws->ks = NULL;
-    int rc = sl__ck_incr_rebuild(ref->rdb, ref->crc, ws->odir, &ws->inh, &ws->ninh, msg, msz);
-    if (rc == 0) {
-        ws->ks = sl__ks_open_own(&ws->sc, ws->odir, false, ws->wbuf,
-                                 op->ttl ? ttl_drop : NULL, ws, msg, msz);
-        if (!ws->ks) rc = SL_EIO;
-    }
-    if (rc) { /* back to an empty instance, so the job can still fail cleanly */
-        free(ws->inh);
-        ws->inh = NULL;
-        ws->ninh = 0;
-        char m2[256];
-        ws->ks = sl__ks_open_own(&ws->sc, ws->odir, true, ws->wbuf,
-                                 op->ttl ? ttl_drop : NULL, ws, m2, sizeof m2);
-        if (!ws->ks) {
-            /* no instance at all: the restore fails and the job stops */
-            SL_ASSERT(!"window: cannot reopen the RocksDB instance");
-        }
+    static _Atomic unsigned seq;
+    char dir[sizeof ws->odir];
+    snprintf(dir, sizeof dir, "%.1000s-a%u", ws->odir, atomic_fetch_add(&seq, 1));
+    sl__rmtree(dir);
+    sl__ck_inherit *inh = NULL;
+    size_t ninh = 0;
+    sl__ks *ks = NULL;
+    int rc = sl__ck_incr_rebuild(ref->rdb, ref->crc, dir, &inh, &ninh, msg, msz);
+    if (rc == 0 && !(ks = sl__ks_open_own(&ws->sc, dir, false, ws->wbuf,
+                                          op->ttl ? ttl_drop : NULL, ws, msg, msz)))
+        rc = SL_EIO;
+    if (rc) {
+        free(inh);
+        sl__rmtree(dir);
         return rc;
     }
+    sl__ks_drop(ws->ks); /* empty: nothing was written to it */
+    ws->ks = ks;
+    snprintf(ws->odir, sizeof ws->odir, "%s", dir);
+    free(ws->inh);
+    ws->inh = inh;
+    ws->ninh = ninh;
     ws->adopted = sl__xstrdup(ref->rdb);
     return 0;
 }

@@ -634,6 +634,8 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
         rocksdb_options_set_compaction_filter(own->opts, own->flt->f);
     }
     if (fresh) sl__rmtree(dir); /* what a killed run left */
+    /* an existing instance (a checkpoint's files) must be there whole */
+    rocksdb_options_set_create_if_missing(own->opts, fresh);
     char *err = NULL;
     const char *names[1] = {"default"};
     const rocksdb_options_t *cfo[1] = {own->opts};

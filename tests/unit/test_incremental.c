@@ -263,6 +263,7 @@ static void incremental_sizes_and_restores(void **state)
     restore(&mem, s3);
     restore(&other, s3);
     wop *all[] = {&a, &ref, &same, &mem, &other};
+    uint64_t rng3 = rng;
     feed_random(all, 5, 10000, KEYS + 5000);
     for (int i = 0; i < 5; i++)
         assert_int_equal(sl__window_vt.watermark(all[i]->st, SL_TS_MAX, &all[i]->sink.out),
@@ -271,10 +272,29 @@ static void incremental_sizes_and_restores(void **state)
     assert_same_output(&ref.sink, &same.sink, "restored into the same task");
     assert_same_output(&ref.sink, &mem.sink, "restored into memory");
     assert_same_output(&ref.sink, &other.sink, "restored into another task");
+    wop_close(&a);
+    wop_close(&same);
+    wop_close(&mem);
+    wop_close(&other);
+
+    /* once more with no other RocksDB instance open in the process: opening
+     * the checkpoint must not lose it to the process instance's first open,
+     * which empties the RocksDB directory */
+    static sl__state_conf rs4;
+    rs4 = rs;
+    wop solo;
+    wop_open(&solo, &rs4, 0);
+    restore(&solo, s3);
+    rng = rng3;
+    wop *one[] = {&solo};
+    feed_random(one, 1, 10000, KEYS + 5000);
+    assert_int_equal(sl__window_vt.watermark(solo.st, SL_TS_MAX, &solo.sink.out), 0);
+    assert_same_output(&ref.sink, &solo.sink, "restored alone in the process");
+    wop_close(&solo);
+    wop_close(&ref);
     sl__snap_writer_free(s1);
     sl__snap_writer_free(s2);
     sl__snap_writer_free(s3);
-    for (int i = 0; i < 5; i++) wop_close(all[i]);
     /* the instances are gone, the checkpoint stays */
     snprintf(p, sizeof p, "%s/chk-3/MANIFEST", root);
     assert_int_equal(access(p, F_OK), 0);
