@@ -678,6 +678,7 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
 {
     win_op *op = st;
     op->started = true;
+    if (op->imp) sl__ws_close_import(op); /* restore is over */
     int crc = emit_canaries(op, b, out);
     if (crc) {
         sl__batch_free(b);
@@ -840,6 +841,7 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
 {
     win_op *op = st;
     op->started = true;
+    if (op->imp) sl__ws_close_import(op); /* restore is over */
     if (wm <= op->wm) return 0;
     op->wm = wm;
     sl_batch *ob = NULL;
