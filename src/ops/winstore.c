@@ -935,7 +935,8 @@ static int import_key_group(win_op *op, const ws_ref *ref, int32_t kg, sl__buf *
         int64_t start = ref_start(ref, i), end;
         if (__builtin_add_overflow(start, op->size, &end)) return SL_ECORRUPT;
         uint8_t pre[KEY_HEAD];
-        make_key(pre, end, kg, NULL, 0);
+        static const uint8_t none[1];
+        make_key(pre, end, kg, none, 0);
         size_t win_at = b->len, ng_at;
         uint32_t ng = 0;
         sl__buf_put_i64(b, start);
