@@ -361,6 +361,10 @@ static void coord_complete(plan *pl)
         sl__ck_incr_sizes(pl->ck_dir, &nb, &tb);
         atomic_store(&j->ck_last_new_bytes, bytes + nb);
         atomic_store(&j->ck_last_ref_bytes, bytes + tb);
+        sl__log(tb ? SL__LOG_INFO : SL__LOG_DEBUG, "checkpoint", "checkpoint completed",
+                "epoch=%" PRIu64 " ms=%" PRIu64 " snapshot_bytes=%" PRIu64
+                " new_bytes=%" PRIu64 " referenced_bytes=%" PRIu64, n,
+                (t - pl->t_trigger) / 1000000, bytes, bytes + nb, bytes + tb);
         atomic_store(&j->ck_last_pause_us, atomic_load(&pl->pause_ns) / 1000);
         sl__ck_retain(j->conf.checkpoint_dir, (int)j->conf.checkpoint_retain, n);
     }

@@ -810,7 +810,7 @@ static int snapshot_incremental(win_op *op, sl__snap_writer *sw, sl__buf *b)
                 task, msg);
         return rc;
     }
-    sl__log(SL__LOG_INFO, "window", "incremental checkpoint", "task=%d new_bytes=%llu "
+    sl__log(SL__LOG_DEBUG, "window", "incremental checkpoint", "task=%d new_bytes=%llu "
             "total_bytes=%llu ms=%llu", task, (unsigned long long)ws->ck_new,
             (unsigned long long)ws->ck_total,
             (unsigned long long)((sl__clock() - t0) / 1000000));
