@@ -492,7 +492,10 @@ void sl__job_state_conf(const sl_job *j, sl__state_conf *out)
     out->backend = j->conf.state_backend;
     out->memory_bound = j->conf.state_memory_bound;
     out->ttl_ms = j->conf.state_ttl_ms;
-    out->incremental = j->conf.state_incremental == 1;
+    /* an instance per window task only when there are checkpoints to
+     * take incrementally (docs/state.md) */
+    out->incremental = j->conf.state_incremental == 1 && j->conf.checkpoint_dir &&
+                       *j->conf.checkpoint_dir;
     if (dir && *dir)
         snprintf(out->dir, sizeof out->dir, "%s", dir);
     else
