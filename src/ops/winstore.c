@@ -4,7 +4,9 @@
  * does. Session windows and interval joins keep their state in memory.
  *
  * RocksDB layout: one column family per operator instance (a task's
- * window), written only by the task's thread.
+ * window), written only by the task's thread: in the process's instance,
+ * or, with incremental checkpoints (state.checkpoints.incremental and a
+ * checkpoint.dir), the default column family of an instance of its own.
  *
  *   key   = window end (8 bytes big-endian, sign bit flipped: sorts as the
  *           numbers) | key group (2 bytes big-endian) | encoded group key
@@ -37,11 +39,17 @@
  *    never read back: loads, fires and snapshots skip it; the compaction
  *    filter and the memory sweep only drop groups that are expired.
  *
- * Checkpoints are full: a snapshot writes the cache out (keeping it) and
- * reads every group of the store back into key group sections; restore
- * fills the cache, which spills as it grows. See docs/state.md.
+ * Checkpoints are incremental when the task has an instance of its own
+ * (snapshot_incremental, below: the cache written out and emptied, a
+ * RocksDB checkpoint moved into the checkpoint store, reference sections);
+ * otherwise, and for savepoints, full: a snapshot writes the cache out
+ * (keeping it) and reads every group of the store back into key group
+ * sections. Restore fills the cache, which spills as it grows, or opens an
+ * incremental checkpoint as the task's instance (sl__ws_restore_ref). See
+ * docs/state.md, "Checkpoint sizes".
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <sys/random.h>
 #include <sys/statvfs.h>
@@ -793,10 +801,12 @@ bool sl__ws_is_ref(const void *data, size_t len)
 static int snapshot_incremental(win_op *op, sl__snap_writer *sw, sl__buf *b)
 {
     sl__winstore *ws = op->ws;
-    char cut[1200], rdb[4400], msg[1024];
+    char cut[1200], rdb[4400], msg[1024], abs[PATH_MAX];
     int stage = op->ctx ? op->ctx->stage : 0, task = op->ctx ? op->ctx->task : 0;
     snprintf(cut, sizeof cut, "%s.cut", ws->odir);
-    snprintf(rdb, sizeof rdb, "%s/rdb-%u-%d-%d", sw->ck_dir, sw->op_id, stage, task);
+    /* absolute: a restore may run from another working directory */
+    const char *ck = realpath(sw->ck_dir, abs) ? abs : sw->ck_dir;
+    snprintf(rdb, sizeof rdb, "%s/rdb-%u-%d-%d", ck, sw->op_id, stage, task);
     sl__rmtree(cut);
     uint64_t t0 = sl__clock();
     int rc = sl__ks_checkpoint(ws->ks, cut, msg, sizeof msg);
