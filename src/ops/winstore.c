@@ -873,6 +873,14 @@ static int ref_parse(const win_op *op, const void *data, size_t len, ws_ref *ref
     if (fp != op->fp) return SL_EINVAL;
     memcpy(ref->rdb, p, pl);
     ref->rdb[pl] = 0;
+    /* only ever <root>/chk-N/rdb-X: nothing else is opened or created */
+    const char *base = strrchr(ref->rdb, '/');
+    if (!base || strncmp(base + 1, "rdb-", 4) != 0 || strstr(ref->rdb, "/../") ||
+        memchr(p, 0, pl))
+        return SL_ECORRUPT;
+    const char *par = base;
+    while (par > ref->rdb && par[-1] != '/') par--;
+    if (strncmp(par, "chk-", 4) != 0) return SL_ECORRUPT;
     ref->starts = sl__rbuf_bytes(&r, (size_t)ref->nwin * 8);
     if (!ref->starts || r.off != r.len) return SL_ECORRUPT;
     return 0;
