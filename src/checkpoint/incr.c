@@ -125,11 +125,16 @@ int sl__ck_incr_put(const char *cut, const char *root, const char *rdb, const ch
     if (sl__mkdirs(shared) || sl__mkdirs(rdb))
         return sl__err(err, errsz, SL_EIO, "checkpoint: cannot create %s: %s", rdb,
                        strerror(errno));
-    DIR *d = opendir(cut);
-    if (!d) return sl__err(err, errsz, SL_EIO, "checkpoint: %s: %s", cut, strerror(errno));
     char *text = NULL;
     size_t tlen = 0;
     FILE *mem = open_memstream(&text, &tlen);
+    if (!mem) return sl__err(err, errsz, SL_ENOMEM, "checkpoint: out of memory");
+    DIR *d = opendir(cut);
+    if (!d) {
+        fclose(mem);
+        free(text);
+        return sl__err(err, errsz, SL_EIO, "checkpoint: %s: %s", cut, strerror(errno));
+    }
     fprintf(mem, "sluice-rdb 1\n");
     struct dirent *e;
     int rc = 0;
