@@ -20,6 +20,11 @@
  * 5. Recovery restores every section into the task that owns it now: keyed
  *    sections by key group, source sections by partition, other sections
  *    by task index modulo the new parallelism (restore_section).
+ * 6. A task pauses at barrier n only to take its snapshot (task_snapshot:
+ *    copies of small sections, operators' deferred snapshots); the writer
+ *    thread writes, fsyncs and acknowledges it (job_write), in barrier
+ *    order, so a task's epoch n is acknowledged only once its file is
+ *    durable, and (by 1) before the task's next snapshot is taken.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,6 +107,172 @@ static void snap_fail(task *t, uint64_t n, const char *why)
     atomic_fetch_add(&t->pl->fails, 1);
 }
 
+/* ---- task snapshots: taken at the barrier, written in the background ---- */
+/* A task's snapshot of one epoch as the task took it at the barrier: the
+ * sections in file order, each copied bytes or an operator's deferred
+ * snapshot (sl__op_vt.snapshot_async), which the writer thread writes. */
+typedef struct {
+    int kind;
+    uint32_t id;
+    int32_t kg;
+    void *data;
+    size_t len;
+    bool deferred;
+    sl__snap_deferred d;
+    const char *op_name;
+} ck_item;
+
+typedef struct ck_job {
+    task *t;
+    uint64_t epoch;
+    char path[4200];
+    ck_item *items;
+    size_t n, cap;
+    struct ck_job *next;
+} ck_job;
+
+static ck_item *job_item(ck_job *jb, int kind, uint32_t id, int32_t kg)
+{
+    if (jb->n == jb->cap) {
+        jb->cap = jb->cap ? jb->cap * 2 : 16;
+        jb->items = sl__xrealloc(jb->items, jb->cap * sizeof *jb->items);
+    }
+    ck_item *it = &jb->items[jb->n++];
+    *it = (ck_item){.kind = kind, .id = id, .kg = kg};
+    return it;
+}
+
+static void job_section(ck_job *jb, int kind, uint32_t id, int32_t kg, const void *data,
+                        size_t len)
+{
+    ck_item *it = job_item(jb, kind, id, kg);
+    it->data = sl__xmalloc(len ? len : 1);
+    if (len) memcpy(it->data, data, len);
+    it->len = len;
+}
+
+/* A writer that copies the sections of one kind and id into the job. */
+typedef struct {
+    sl__snap_writer w;
+    ck_job *jb;
+    int kind;
+    uint32_t id;
+} cap_writer;
+
+static int cap_put(sl__snap_writer *w, int32_t kg, const void *data, size_t len)
+{
+    cap_writer *c = w->impl;
+    job_section(c->jb, c->kind, c->id, kg, data, len);
+    return 0;
+}
+
+static void cap_init(cap_writer *c, ck_job *jb, int kind, uint32_t id)
+{
+    *c = (cap_writer){.w = {.put = cap_put}, .jb = jb, .kind = kind, .id = id};
+    c->w.impl = c;
+}
+
+/* Frees the job; deferred snapshots not written are released unwritten. */
+static void job_free(ck_job *jb)
+{
+    for (size_t i = 0; i < jb->n; i++) {
+        if (jb->items[i].deferred && jb->items[i].d.write)
+            jb->items[i].d.write(jb->items[i].d.ud, NULL);
+        free(jb->items[i].data);
+    }
+    free(jb->items);
+    free(jb);
+}
+
+/* Writes the job's file and acknowledges the epoch (writer thread). */
+static void job_write(plan *pl, ck_job *jb)
+{
+    task *t = jb->t;
+    char err[512] = "";
+    sl__snapfile *f = sl__snapfile_create(jb->path, err, sizeof err);
+    if (!f) {
+        snap_fail(t, jb->epoch, err);
+        job_free(jb);
+        return;
+    }
+    int wrc = 0;
+    errno = 0;
+    for (size_t i = 0; !wrc && i < jb->n; i++) {
+        ck_item *it = &jb->items[i];
+        if (!it->deferred) {
+            wrc = sl__snapfile_section(f, it->kind, it->id, it->kg, it->data, it->len);
+            continue;
+        }
+        sl__snap_writer w;
+        sl__snapfile_writer(f, SL__SEC_OP, it->id, &w);
+        sl__snap_deferred d = it->d;
+        it->d.write = NULL; /* written: job_free must not release it again */
+        if ((wrc = d.write(d.ud, &w)))
+            snprintf(err, sizeof err, "operator %u %s: %s%s%s", it->id, it->op_name,
+                     sl_strerror(wrc), errno ? ": " : "", errno ? strerror(errno) : "");
+    }
+    sl__crash_point("snapshot-write");
+    if (wrc) {
+        sl__snapfile_abort(f);
+        snap_fail(t, jb->epoch, err[0] ? err : "write failed");
+    } else if (sl__snapfile_close(f, &t->snap_size, &t->snap_crc, err, sizeof err)) {
+        snap_fail(t, jb->epoch, err);
+    } else {
+        atomic_fetch_add(&pl->acks, 1); /* after snap_size/snap_crc: the coordinator reads them */
+    }
+    job_free(jb);
+}
+
+static void *writer_main(void *arg)
+{
+    plan *pl = arg;
+    pthread_mutex_lock(&pl->wlock);
+    for (;;) {
+        while (!pl->wq_head && !pl->writer_stop) pthread_cond_wait(&pl->wcond, &pl->wlock);
+        ck_job *jb = pl->wq_head;
+        if (!jb) break; /* stopped, and the queue is empty */
+        pl->wq_head = jb->next;
+        if (!pl->wq_head) pl->wq_tail = NULL;
+        pthread_mutex_unlock(&pl->wlock);
+        job_write(pl, jb);
+        pthread_mutex_lock(&pl->wlock);
+    }
+    pthread_mutex_unlock(&pl->wlock);
+    return NULL;
+}
+
+static void job_submit(plan *pl, ck_job *jb)
+{
+    if (!pl->writer_started) { /* no writer thread (tests driving ckpt.c alone) */
+        job_write(pl, jb);
+        return;
+    }
+    pthread_mutex_lock(&pl->wlock);
+    if (pl->wq_tail) pl->wq_tail->next = jb;
+    else pl->wq_head = jb;
+    pl->wq_tail = jb;
+    pthread_cond_signal(&pl->wcond);
+    pthread_mutex_unlock(&pl->wlock);
+}
+
+static void note_pause(task *t, uint64_t dt)
+{
+    plan *pl = t->pl;
+    uint64_t cur = atomic_load(&pl->pause_ns);
+    while (dt > cur && !atomic_compare_exchange_weak(&pl->pause_ns, &cur, dt)) {
+    }
+    sl__task_obs *o = &t->obs;
+    atomic_fetch_add_explicit(&o->pauses, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&o->pause_ns, dt, memory_order_relaxed);
+    if (dt > atomic_load_explicit(&o->pause_max_ns, memory_order_relaxed))
+        atomic_store_explicit(&o->pause_max_ns, dt, memory_order_relaxed);
+}
+
+/* Takes the task's snapshot of epoch n: what must be read at the barrier is
+ * read here (source positions, sink and counters copied, operators' state
+ * kept by snapshot_async or copied by snapshot); the file is written, made
+ * durable and acknowledged by the writer thread (job_write), so the task
+ * pauses only for this function. */
 static int task_snapshot(task *t, uint64_t n)
 {
     plan *pl = t->pl;
@@ -110,14 +281,12 @@ static int task_snapshot(task *t, uint64_t n)
     t->ck_epoch = n;
     int rc = 0;
     if (is_sink_task(t) && (rc = sink_precommit(t, n))) return rc;
-    char err[512] = "", path[4200];
+    char err[512] = "";
     snprintf(t->snap_name, sizeof t->snap_name, "t-%d-%d.snap", t->st->idx, t->idx);
-    snprintf(path, sizeof path, "%s/%s", pl->ck_dir, t->snap_name);
-    sl__snapfile *f = sl__snapfile_create(path, err, sizeof err);
-    if (!f) {
-        snap_fail(t, n, err);
-        return 0;
-    }
+    ck_job *jb = sl__xcalloc(1, sizeof *jb);
+    jb->t = t;
+    jb->epoch = n;
+    snprintf(jb->path, sizeof jb->path, "%s/%s", pl->ck_dir, t->snap_name);
     int wrc = 0;
     for (int p = 0; !wrc && p < t->nparts; p++) {
         int64_t pos;
@@ -129,43 +298,55 @@ static int task_snapshot(task *t, uint64_t n)
         for (int i = 0; i < 8; i++) rec[i] = (unsigned char)((uint64_t)pos >> (8 * i));
         for (int i = 0; i < 8; i++)
             rec[8 + i] = (unsigned char)((uint64_t)t->part_max[p] >> (8 * i));
-        wrc = sl__snapfile_section(f, SL__SEC_SOURCE, (uint32_t)t->parts[p], -1, rec, 16);
+        job_section(jb, SL__SEC_SOURCE, (uint32_t)t->parts[p], -1, rec, 16);
     }
     errno = 0;
     for (int i = 0; !wrc && i < t->nops; i++) {
         if (!t->vt[i]->snapshot) continue;
-        sl__snap_writer w;
-        sl__snapfile_writer(f, SL__SEC_OP, t->op_id[i], &w);
-        w.ck_dir = pl->inflight_sp ? NULL : pl->ck_dir; /* savepoints: full */
-        w.ck_root = j->conf.checkpoint_dir;
-        w.op_id = t->op_id[i];
-        if ((wrc = t->vt[i]->snapshot(t->op[i], &w)))
+        if (t->vt[i]->snapshot_async) {
+            sl__snap_deferred d = {0};
+            wrc = t->vt[i]->snapshot_async(t->op[i], &d);
+            if (wrc == 0) {
+                ck_item *it = job_item(jb, SL__SEC_OP, t->op_id[i], -1);
+                it->deferred = true;
+                it->d = d;
+                it->op_name = t->vt[i]->name;
+                continue;
+            }
+            if (wrc != SL__SNAP_SYNC) {
+                snprintf(err, sizeof err, "operator %u %s: %s", t->op_id[i], t->vt[i]->name,
+                         sl_strerror(wrc));
+                break;
+            }
+            wrc = 0;
+        }
+        cap_writer cw;
+        cap_init(&cw, jb, SL__SEC_OP, t->op_id[i]);
+        cw.w.ck_dir = pl->inflight_sp ? NULL : pl->ck_dir; /* savepoints: full */
+        cw.w.ck_root = j->conf.checkpoint_dir;
+        cw.w.op_id = t->op_id[i];
+        if ((wrc = t->vt[i]->snapshot(t->op[i], &cw.w)))
             snprintf(err, sizeof err, "operator %u %s: %s%s%s", t->op_id[i], t->vt[i]->name,
                      sl_strerror(wrc), errno ? ": " : "", errno ? strerror(errno) : "");
     }
     if (!wrc && is_sink_task(t) && j->sink_vt->snapshot) {
-        sl__snap_writer w;
-        sl__snapfile_writer(f, SL__SEC_SINK, 0, &w);
-        wrc = j->sink_vt->snapshot(t->sink, &w);
+        cap_writer cw;
+        cap_init(&cw, jb, SL__SEC_SINK, 0);
+        wrc = j->sink_vt->snapshot(t->sink, &cw.w);
     }
     if (!wrc) {
         uint64_t c[SL__CTR_N];
         for (int k = 0; k < SL__CTR_N; k++) c[k] = atomic_load(&t->ctr[k]);
         c[SL__CTR_BLOCKED_NS] = 0; /* time, not a business count */
-        wrc = sl__snapfile_section(f, SL__SEC_TASK, 0, -1, c, sizeof c);
+        job_section(jb, SL__SEC_TASK, 0, -1, c, sizeof c);
     }
-    sl__crash_point("snapshot-write");
     if (wrc) {
-        sl__snapfile_abort(f);
-        snap_fail(t, n, err[0] ? err : "write failed");
-    } else if (sl__snapfile_close(f, &t->snap_size, &t->snap_crc, err, sizeof err)) {
-        snap_fail(t, n, err);
+        job_free(jb);
+        snap_fail(t, n, err[0] ? err : "snapshot failed");
     } else {
-        atomic_fetch_add(&pl->acks, 1);
+        job_submit(pl, jb);
     }
-    uint64_t dt = sl__clock() - t0, cur = atomic_load(&pl->pause_ns);
-    while (dt > cur && !atomic_compare_exchange_weak(&pl->pause_ns, &cur, dt)) {
-    }
+    note_pause(t, sl__clock() - t0);
     return 0;
 }
 
@@ -426,6 +607,16 @@ void sl_job_stop(sl_job *j)
 void sl__ck_start(plan *pl)
 {
     if (!pl->ck_on) return;
+    pthread_mutex_init(&pl->wlock, NULL);
+    pthread_cond_init(&pl->wcond, NULL);
+    pl->writer_stop = false;
+    pl->writer_started = pthread_create(&pl->writer, NULL, writer_main, pl) == 0;
+    if (!pl->writer_started) {
+        pthread_mutex_destroy(&pl->wlock);
+        pthread_cond_destroy(&pl->wcond);
+        sl__job_fail(pl->job, SL_EINTERNAL, "job: cannot start the snapshot writer");
+        return;
+    }
     pl->coord_started = pthread_create(&pl->coord, NULL, coord_main, pl) == 0;
     if (!pl->coord_started)
         sl__job_fail(pl->job, SL_EINTERNAL, "job: cannot start the checkpoint coordinator");
@@ -435,6 +626,16 @@ void sl__ck_stop(plan *pl)
 {
     if (pl->coord_started) pthread_join(pl->coord, NULL);
     pl->coord_started = false;
+    if (pl->writer_started) { /* writes what is queued, then ends */
+        pthread_mutex_lock(&pl->wlock);
+        pl->writer_stop = true;
+        pthread_cond_signal(&pl->wcond);
+        pthread_mutex_unlock(&pl->wlock);
+        pthread_join(pl->writer, NULL);
+        pthread_mutex_destroy(&pl->wlock);
+        pthread_cond_destroy(&pl->wcond);
+        pl->writer_started = false;
+    }
     if (pl->progress_fd >= 0) close(pl->progress_fd);
     pl->progress_fd = -1;
     if (pl->ck_on) {

@@ -121,6 +121,13 @@ typedef struct plan {
     int nsinks;
     pthread_t coord;
     bool coord_started;
+    /* the snapshot writer thread (ckpt.c): writes and acknowledges the
+     * task snapshots queued at barriers, in queue order */
+    pthread_t writer;
+    bool writer_started, writer_stop;
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    struct ck_job *wq_head, *wq_tail;
 } plan;
 
 /* exec.c, used by ckpt.c */

@@ -62,6 +62,16 @@ const char *sl__rbuf_str(sl__rbuf *r, uint32_t *len);
  * that group, so parallelism can change), other state with key_group -1
  * (restored into the instance with the same task index). */
 typedef struct sl__snap_writer sl__snap_writer;
+/* A snapshot taken at a barrier and written later (sl__op_vt.snapshot_async).
+ * write(ud, w) writes the sections through w, or with w == NULL (the
+ * checkpoint was abandoned) writes nothing; either way it is called exactly
+ * once, from another thread than the instance's, and ud is not touched
+ * after it returns (the instance frees what it kept when it sees that). */
+typedef struct sl__snap_deferred {
+    int (*write)(void *ud, sl__snap_writer *w);
+    void *ud;
+} sl__snap_deferred;
+#define SL__SNAP_SYNC 1 /* snapshot_async: take this one synchronously */
 int sl__snap_put(sl__snap_writer *w, int32_t key_group, const void *data,
                  size_t len);
 /* An in-memory writer (tests, tools): keeps copies of every section. */
@@ -164,6 +174,14 @@ typedef struct sl__op_vt {
     int (*snapshot)(void *st, sl__snap_writer *w);
     int (*restore)(void *st, int32_t key_group, const void *data, size_t len);
     uint32_t state_version;
+    /* Asynchronous snapshots (optional; ckpt.c prefers it to snapshot).
+     * Called at the barrier, it keeps what the snapshot needs in O(state
+     * entries) pointer work and fills *d; the checkpoint's writer thread
+     * later calls d->write once, while the instance goes on processing, and
+     * it writes exactly the sections snapshot would have written at the
+     * barrier. Returns 0, SL__SNAP_SYNC to ask for snapshot instead, or a
+     * negative SL_E*. */
+    int (*snapshot_async)(void *st, struct sl__snap_deferred *d);
 } sl__op_vt;
 
 typedef struct sl__source_vt {

@@ -55,6 +55,9 @@ static void task_read(const task *t, sl__task_stat *o)
     o->bytes_out = atomic_load_explicit(&ob->bytes_out, memory_order_relaxed);
     o->busy_ns = atomic_load_explicit(&ob->busy_ns, memory_order_relaxed);
     o->steps = atomic_load_explicit(&ob->steps, memory_order_relaxed);
+    o->pauses = atomic_load_explicit(&ob->pauses, memory_order_relaxed);
+    o->pause_ns = atomic_load_explicit(&ob->pause_ns, memory_order_relaxed);
+    o->pause_max_ns = atomic_load_explicit(&ob->pause_max_ns, memory_order_relaxed);
     for (int c = 0; c < t->nin; c++) {
         o->in_queue += atomic_load_explicit(&t->in[c]->batches, memory_order_relaxed);
         o->in_queue_cap += t->in[c]->batch_cap;

@@ -20,6 +20,8 @@ typedef struct {
     _Atomic uint64_t bytes_in, bytes_out; /* sl__batch_data_bytes */
     _Atomic uint64_t busy_ns;     /* time spent in task steps */
     _Atomic uint64_t steps;
+    /* checkpoint pauses: time the task spent in its snapshots at barriers */
+    _Atomic uint64_t pauses, pause_ns, pause_max_ns;
 } sl__task_obs;
 
 static inline void sl__stats_on_bytes(_Atomic uint64_t *c, const sl_batch *b)
@@ -49,6 +51,7 @@ typedef struct {
     uint64_t ctr[SL__CTR_N]; /* the task's checkpointed counters */
     uint64_t records_in, records_out, batches_in, busy_ns, steps;
     uint64_t bytes_in, bytes_out;
+    uint64_t pauses, pause_ns, pause_max_ns; /* checkpoint pauses */
     uint32_t in_queue, in_queue_cap;   /* batches queued on its inputs / room */
     uint64_t in_queue_bytes, in_queue_bytes_peak; /* their memory; peak of one channel */
     uint32_t out_full, nout;           /* output channels at capacity now */

@@ -119,6 +119,9 @@ TF(f_suppr, s->ctr[SL__CTR_SUPPRESSED])
 TF(f_folded, s->ctr[SL__CTR_FOLDED])
 TF(f_late, s->ctr[SL__CTR_LATE])
 TF(f_dead, s->ctr[SL__CTR_DEAD_LETTERS])
+TF(f_pause_sum, (double)s->pause_ns / 1e9)
+TF(f_pauses, s->pauses)
+TF(f_pause_max, (double)s->pause_max_ns / 1e9)
 #undef TF
 
 static double f_wm(const sl__task_stat *s, const sl__obs_task_rate *r, double now)
@@ -245,6 +248,15 @@ void sl__obs_render_metrics(sl__obs *o, sl__obs_text *t)
              now, false);
     per_task(t, &s, r, nr, "sluice_task_steps_total", "counter",
              "Scheduling steps the task ran.", "", f_steps, now, false);
+    per_task(t, &s, r, nr, "sluice_checkpoint_task_pause_seconds_total", "counter",
+             "Time the task stopped processing to take its checkpoint snapshots "
+             "(the rest of a snapshot is written in the background).", "",
+             f_pause_sum, now, false);
+    per_task(t, &s, r, nr, "sluice_checkpoint_task_pauses_total", "counter",
+             "Checkpoint snapshots the task took.", "", f_pauses, now, false);
+    per_task(t, &s, r, nr, "sluice_checkpoint_task_pause_max_seconds", "gauge",
+             "Longest checkpoint pause of the task in this process.", "", f_pause_max,
+             now, false);
     per_task(t, &s, r, nr, "sluice_records_in_per_second", "gauge",
              "Records entering the task's chain per second, last second.", "",
              f_in_rate, now, false);

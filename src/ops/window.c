@@ -48,6 +48,11 @@
  * 8. A restore applies a section whole or not at all: restore_parse reads
  *    and checks all of it into staged groups before restore_commit, which
  *    cannot fail, touches the state; restore_operator likewise.
+ * 9. While an asynchronous snapshot is in flight (op->asnap, winsnap.c), no
+ *    group open at its barrier changes or is freed before the snapshot has
+ *    it: win_batch_locked (pass 2's TTL reset, before pass 3) and
+ *    win_watermark_locked (before a window fires, before the TTL sweep)
+ *    call sl__winsnap_cow* first.
  *
  * Not done here: early firings, a cap on state memory. Session windows are
  * their own operator (session.c).
@@ -679,6 +684,7 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
     win_op *op = st;
     op->started = true;
     if (op->imp) sl__ws_close_import(op); /* restore is over */
+    if (op->asnap) sl__winsnap_reap(op, false);
     int crc = emit_canaries(op, b, out);
     if (crc) {
         sl__batch_free(b);
@@ -717,6 +723,7 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
                 if (op->ts_off) sl__grp_set_ts(op, g, SL_TS_MIN);
             } else if (op->ts_off && sl__ttl_expired(op, op->wm, sl__grp_ts(op, g))) {
                 /* state.ttl.ms: an expired group starts afresh */
+                if (op->asnap) sl__winsnap_cow(op, g);
                 for (size_t a = 0; a < op->naggs; a++) sl__agg_state_free(&op->aggs[a], g);
                 memset(g, 0, op->state_size);
                 sl__grp_set_ts(op, g, SL_TS_MIN);
@@ -730,6 +737,8 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
             sl__batch_free(b);
             return rc;
         }
+        /* A snapshot in flight gets the groups before they change. */
+        if (op->asnap) sl__winsnap_cow_pairs(op, np);
         /* Pass 3: aggregates (a zero-filled new group is an empty state). */
         for (size_t a = 0; a < op->naggs; a++)
             sl__agg_add(&op->aggs[a], b, op->prow, op->pgrp, np);
@@ -844,11 +853,13 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
     if (op->imp) sl__ws_close_import(op); /* restore is over */
     if (wm <= op->wm) return 0;
     op->wm = wm;
+    if (op->asnap) sl__winsnap_reap(op, false);
     sl_batch *ob = NULL;
     size_t nf = 0;
     int rc = 0;
     while (nf < op->nw && op->wins[nf]->fire <= wm) {
         win *w = op->wins[nf];
+        if (op->asnap) sl__winsnap_cow_window(op, w); /* it is freed below */
         uint32_t cap = out->batch_cap ? out->batch_cap
                        : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
         /* RocksDB: every window fires from a scan of the store, so rows
@@ -872,6 +883,7 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
     /* state.ttl.ms in memory: after firing, so every open window fires
      * later than wm and the sweep drops only what its firing would */
     if (rc == 0 && op->ttl && wm >= op->next_sweep) {
+        if (op->asnap) sl__winsnap_cow_all(op); /* the sweep moves groups */
         sl__ws_sweep(op);
         if (__builtin_add_overflow(wm, op->ttl / 2 + 1, &op->next_sweep))
             op->next_sweep = SL_TS_MAX;
@@ -903,7 +915,7 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
  *
  * A snapshot is a pure function of the state: sections come in ascending
  * key group, then the operator section. */
-#define SNAP_MAGIC 0x4e574c53u /* "SLWN" */
+#define SNAP_MAGIC SL__WIN_SNAP_MAGIC /* "SLWN" */
 
 static uint64_t definition_fp(const win_op *op)
 {
@@ -972,27 +984,38 @@ static void snap_header(const win_op *op, sl__buf *b)
 }
 
 /* Returns 0, or SL_EINVAL for a group whose states outgrow the format's
- * u32 length (billions of distinct values in one group). */
-static int snap_group(win_op *op, sl__buf *b, const snap_ref *r)
+ * u32 length (billions of distinct values in one group). Reads the group
+ * only: the snapshot writer thread calls it too (winsnap.c). */
+int sl__win_group_bytes(const win_op *op, const uint8_t *grp, char **buf, size_t *cap,
+                        size_t *len)
 {
     size_t n = op->ts_off ? 8 : 0; /* with TTL: the newest record's time */
     for (size_t a = 0; a < op->naggs; a++)
-        n += sl__agg_serialized_size(&op->aggs[a], r->grp);
+        n += sl__agg_serialized_size(&op->aggs[a], grp);
     if (n > UINT32_MAX) return SL_EINVAL;
-    sl__buf_put_str(b, (const char *)r->key, r->len);
-    if (n > op->tmpcap) {
-        op->tmp = sl__xrealloc(op->tmp, n);
-        op->tmpcap = n;
+    if (n > *cap || !*buf) {
+        *buf = sl__xrealloc(*buf, n ? n : 1);
+        *cap = n;
     }
+    char *tmp = *buf;
     size_t used = 0;
     for (size_t a = 0; a < op->naggs; a++)
-        used += sl__agg_serialize(&op->aggs[a], r->grp,
-                                  (uint8_t *)op->tmp + used);
+        used += sl__agg_serialize(&op->aggs[a], grp, (uint8_t *)tmp + used);
     if (op->ts_off) {
-        uint64_t t = (uint64_t)sl__grp_ts(op, r->grp);
-        for (int i = 0; i < 8; i++, t >>= 8) op->tmp[used++] = (char)(uint8_t)t;
+        uint64_t t = (uint64_t)sl__grp_ts(op, grp);
+        for (int i = 0; i < 8; i++, t >>= 8) tmp[used++] = (char)(uint8_t)t;
     }
     SL_ASSERT(used == n);
+    *len = n;
+    return 0;
+}
+
+static int snap_group(win_op *op, sl__buf *b, const snap_ref *r)
+{
+    size_t n;
+    int rc = sl__win_group_bytes(op, r->grp, &op->tmp, &op->tmpcap, &n);
+    if (rc) return rc;
+    sl__buf_put_str(b, (const char *)r->key, r->len);
     sl__buf_put_str(b, op->tmp, n);
     return 0;
 }
@@ -1026,7 +1049,7 @@ static int late_cmp(const void *x, const void *y)
     return (a->end > b->end) - (a->end < b->end);
 }
 
-static int snap_operator(win_op *op, sl__snap_writer *w, sl__buf *b)
+void sl__win_snap_operator_bytes(const win_op *op, sl__buf *b)
 {
     b->len = 0;
     snap_header(op, b);
@@ -1044,6 +1067,11 @@ static int snap_operator(win_op *op, sl__snap_writer *w, sl__buf *b)
         sl__buf_put_i64(b, late[i].end);
         sl__buf_put_u64(b, late[i].n);
     }
+}
+
+static int snap_operator(win_op *op, sl__snap_writer *w, sl__buf *b)
+{
+    sl__win_snap_operator_bytes(op, b);
     return sl__snap_put(w, -1, b->p, b->len);
 }
 
@@ -1357,10 +1385,20 @@ static int win_snapshot(void *st, sl__snap_writer *w)
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
+static int win_snapshot_async(void *st, sl__snap_deferred *d)
+{
+    win_op *op = st;
+    pthread_mutex_lock(&op->qlock);
+    int rc = sl__winsnap_begin(op, d);
+    pthread_mutex_unlock(&op->qlock);
+    return rc;
+}
+
 static void win_close(void *st)
 {
     win_op *op = st;
     if (!op) return;
+    sl__winsnap_reap(op, true); /* the writer is done with it (ckpt.c stops first) */
     if (op->qreg) sl__qs_unregister(op);
     pthread_mutex_destroy(&op->qlock);
     for (size_t i = 0; i < op->nw; i++) window_free(op, op->wins[i]);
@@ -1496,4 +1534,5 @@ const sl__op_vt sl__window_vt = {
     .snapshot = win_snapshot,
     .restore = win_restore,
     .state_version = 1,
+    .snapshot_async = win_snapshot_async,
 };

@@ -36,6 +36,9 @@ typedef struct {
 } win;
 
 typedef struct sl__winstore sl__winstore;
+typedef struct sl__winsnap sl__winsnap;
+
+#define SL__WIN_SNAP_MAGIC 0x4e574c53u /* "SLWN": window.c's state format */
 
 typedef struct {
     int64_t end;
@@ -101,6 +104,9 @@ typedef struct {
     uint8_t *pfresh;  /* per pair: pass 2 created the group */
     uint8_t *fgrp;    /* one group's block, to fire from RocksDB */
     struct sl__ws_import *imp; /* a checkpoint read during restore (winstore.c) */
+
+    /* the asynchronous snapshot in flight, or NULL (winsnap.c) */
+    sl__winsnap *asnap;
 } win_op;
 
 /* A group's key group sits after its aggregate states (window.c). */
@@ -174,6 +180,24 @@ int sl__ws_restore_ref(win_op *op, int32_t kg, const void *data, size_t len,
                        int64_t *wm);
 void sl__ws_close_import(win_op *op);
 
+
+/* ---- winsnap.c: asynchronous snapshots of the in-memory state ------------- */
+/* sl__op_vt.snapshot_async: notes every open group at the barrier. */
+int sl__winsnap_begin(win_op *op, sl__snap_deferred *d);
+/* Before grp changes or is freed: the snapshot in flight gets it first. */
+void sl__winsnap_cow(win_op *op, uint8_t *grp);
+void sl__winsnap_cow_pairs(win_op *op, uint32_t np);  /* op->pgrp[0..np) */
+void sl__winsnap_cow_window(win_op *op, win *w);     /* every group of w */
+void sl__winsnap_cow_all(win_op *op);                /* every open group */
+/* Frees the snapshot once the writer finished it (waits for that if wait). */
+void sl__winsnap_reap(win_op *op, bool wait);
+/* Tests: called by the writer before it writes the i-th of n groups. */
+extern void (*sl__winsnap_test_hook)(uint32_t i, uint32_t n);
+/* window.c, for winsnap.c: one group's serialised states (the format's
+ * slen bytes) into *buf (grown as needed); the operator section's bytes. */
+int sl__win_group_bytes(const win_op *op, const uint8_t *grp, char **buf, size_t *cap,
+                        size_t *len);
+void sl__win_snap_operator_bytes(const win_op *op, sl__buf *b);
 
 /* The current value of every open window for one key (sl__qs_fn), read
  * under op->qlock (winquery.c). */
