@@ -12,6 +12,11 @@
 #include "core/snap.h"
 #include "ops/agg.h"
 
+#include <pthread.h>
+
+/* winsnap.c's test hook: called by the snapshot writer before each group. */
+extern void (*sl__winsnap_test_hook)(uint32_t i, uint32_t n);
+
 /* The in-memory snapshot writer (src/core/snapmem.c). */
 sl__snap_writer *sl__snap_writer_mem(void);
 int sl__snap_writer_mem_next(sl__snap_writer *w, size_t *i, int32_t *kg,
@@ -1078,6 +1083,227 @@ static void snapshot_restore(void **state)
     }
 }
 
+/* ---- asynchronous snapshots (winsnap.c) ---------------------------------- */
+/* The writer thread stops before writing group `at` of its snapshot until
+ * the task has gone on: at the hook, the task is guaranteed to change and
+ * free groups the writer has written and groups it has not. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint32_t at, n;
+    bool paused, go;
+    sl__snap_deferred d;
+    sl__snap_writer *w;
+    int rc;
+} async_gate;
+static async_gate *gate;
+
+static void gate_hook(uint32_t i, uint32_t n)
+{
+    if (i != gate->at) return;
+    pthread_mutex_lock(&gate->mu);
+    gate->n = n;
+    gate->paused = true;
+    pthread_cond_broadcast(&gate->cv);
+    while (!gate->go) pthread_cond_wait(&gate->cv, &gate->mu);
+    pthread_mutex_unlock(&gate->mu);
+}
+
+static void *gate_writer(void *arg)
+{
+    async_gate *g = arg;
+    g->rc = g->d.write(g->d.ud, g->w);
+    return NULL;
+}
+
+/* A (the uninterrupted run) and S see the same input. At the cut, A's
+ * snapshot is taken synchronously and S's asynchronously; the writer of
+ * S's stops a third of the way through while S takes every remaining record
+ * and the final watermark (records update written and unwritten groups,
+ * every window fires and is freed), then finishes. S's sections must be
+ * A's byte for byte; restored into C, which then takes the rest of the
+ * input, they must give A's output after the cut row for row; and S's own
+ * output must be A's whole. */
+static void async_run(const ck_case *c, size_t nchunks, size_t cut, int64_t disorder)
+{
+    rec *in = ck_input(nchunks * CK_CHUNK, disorder);
+    wop a, s, cw;
+    ck_open(&a, c);
+    ck_open(&s, c);
+    int64_t wmark = SL_TS_MIN;
+    for (size_t i = 0; i < cut; i++) {
+        feed(&a, in + i * CK_CHUNK, CK_CHUNK);
+        feed(&s, in + i * CK_CHUNK, CK_CHUNK);
+        int64_t t = ck_wm_after(in, i, disorder);
+        if (t > wmark) {
+            wm(&a, wmark = t);
+            wm(&s, t);
+        }
+    }
+    sl__window_stats at_cut;
+    sl__window_stats_get(a.st, &at_cut);
+    assert_true(at_cut.open_groups >= 6);
+    int a_cut = a.sink.n;
+    int64_t wm_cut = wmark;
+    sl__snap_writer *sync = sl__snap_writer_mem();
+    assert_int_equal(sl__window_vt.snapshot(a.st, sync), 0);
+
+    async_gate g = {.at = (uint32_t)(at_cut.open_groups / 3), .w = sl__snap_writer_mem()};
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    gate = &g;
+    sl__winsnap_test_hook = gate_hook;
+    assert_non_null(sl__window_vt.snapshot_async);
+    assert_int_equal(sl__window_vt.snapshot_async(s.st, &g.d), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, gate_writer, &g), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.paused) pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    assert_int_equal(g.n, (uint32_t)at_cut.open_groups);
+    /* the task goes on while the snapshot is a third written */
+    for (size_t i = cut; i < nchunks; i++) {
+        feed(&a, in + i * CK_CHUNK, CK_CHUNK);
+        feed(&s, in + i * CK_CHUNK, CK_CHUNK);
+        int64_t t = ck_wm_after(in, i, disorder);
+        if (t > wmark) {
+            wm(&a, wmark = t);
+            wm(&s, t);
+        }
+    }
+    wm(&a, SL_TS_MAX);
+    wm(&s, SL_TS_MAX);
+    sl__window_stats fs;
+    sl__window_stats_get(s.st, &fs);
+    assert_int_equal(fs.open_groups, 0); /* every group fired and was freed */
+    pthread_mutex_lock(&g.mu);
+    g.go = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(th, NULL);
+    sl__winsnap_test_hook = NULL;
+    assert_int_equal(g.rc, 0);
+
+    /* byte for byte the synchronous snapshot at the barrier */
+    size_t i1 = 0, i2 = 0, nsec = 0;
+    int32_t kg1, kg2;
+    const void *d1, *d2;
+    size_t l1, l2;
+    ck_open(&cw, c);
+    while (sl__snap_writer_mem_next(sync, &i1, &kg1, &d1, &l1)) {
+        assert_true(sl__snap_writer_mem_next(g.w, &i2, &kg2, &d2, &l2));
+        assert_int_equal(kg1, kg2);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(d1, d2, l1);
+        assert_int_equal(sl__window_vt.restore(cw.st, kg2, d2, l2), 0);
+        nsec++;
+    }
+    assert_false(sl__snap_writer_mem_next(g.w, &i2, &kg2, &d2, &l2));
+    assert_true(nsec >= 3);
+    sl__window_stats st;
+    sl__window_stats_get(cw.st, &st);
+    assert_int_equal(st.open_groups, at_cut.open_groups);
+    assert_int_equal(st.watermark, wm_cut);
+
+    /* restored: the rest of the input gives the uninterrupted output */
+    wmark = wm_cut;
+    for (size_t i = cut; i < nchunks; i++) {
+        feed(&cw, in + i * CK_CHUNK, CK_CHUNK);
+        int64_t t = ck_wm_after(in, i, disorder);
+        if (t > wmark) wm(&cw, wmark = t);
+    }
+    wm(&cw, SL_TS_MAX);
+    frow *ra = NULL, *rc = NULL, *rall = NULL, *rs = NULL;
+    size_t na = flatten(&a.sink, a_cut, &ra, 0);
+    size_t nc = flatten(&cw.sink, 0, &rc, 0);
+    assert_true(na > 0);
+    assert_same_rows(ra, na, rc, nc);
+    size_t nall = flatten(&a.sink, 0, &rall, 0);
+    size_t ns = flatten(&s.sink, 0, &rs, 0);
+    assert_same_rows(rall, nall, rs, ns);
+    free(ra);
+    free(rc);
+    free(rall);
+    free(rs);
+    sl__snap_writer_free(sync);
+    sl__snap_writer_free(g.w);
+    pthread_mutex_destroy(&g.mu);
+    pthread_cond_destroy(&g.cv);
+    free(in);
+    wop_close(&a);
+    wop_close(&s);
+    wop_close(&cw);
+}
+
+static void async_snapshot_while_running(void **state)
+{
+    (void)state;
+    rng_state = ck_seed(11);
+    const ck_case cases[] = {
+        {.spec = {.size_ms = 100}, .key = "k", .aggs = CK_AGGS_K,
+         .naggs = sizeof CK_AGGS_K / sizeof CK_AGGS_K[0]},
+        {.spec = {.size_ms = 100, .slide_ms = 25, .lateness_ms = 10},
+         .key = "n", .aggs = CK_AGGS_N,
+         .naggs = sizeof CK_AGGS_N / sizeof CK_AGGS_N[0]},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        async_run(&cases[i], 60, 31, 40);
+        async_run(&cases[i], 60, 5, 40);
+    }
+}
+
+/* Two asynchronous snapshots in a row, the first written while the task
+ * changes groups: the second (taken after the first finished) equals the
+ * synchronous snapshot at its own barrier. */
+static void async_snapshot_twice(void **state)
+{
+    (void)state;
+    rng_state = ck_seed(13);
+    const ck_case c = {.spec = {.size_ms = 100}, .key = "k", .aggs = CK_AGGS_K,
+                       .naggs = sizeof CK_AGGS_K / sizeof CK_AGGS_K[0]};
+    rec *in = ck_input(40 * CK_CHUNK, 40);
+    wop a, s;
+    ck_open(&a, &c);
+    ck_open(&s, &c);
+    int64_t wmark = SL_TS_MIN;
+    for (size_t i = 0; i < 40; i++) {
+        feed(&a, in + i * CK_CHUNK, CK_CHUNK);
+        feed(&s, in + i * CK_CHUNK, CK_CHUNK);
+        int64_t t = ck_wm_after(in, i, 40);
+        if (t > wmark) {
+            wm(&a, wmark = t);
+            wm(&s, t);
+        }
+        if (i % 10 != 9) continue;
+        sl__snap_deferred d;
+        assert_int_equal(sl__window_vt.snapshot_async(s.st, &d), 0);
+        sl__snap_writer *sync = sl__snap_writer_mem(), *w = sl__snap_writer_mem();
+        assert_int_equal(sl__window_vt.snapshot(a.st, sync), 0);
+        if (i == 19) { /* the next chunk arrives before this one is written */
+            feed(&s, in + (i + 1) * CK_CHUNK, CK_CHUNK);
+            feed(&a, in + (i + 1) * CK_CHUNK, CK_CHUNK);
+            i++;
+        }
+        assert_int_equal(d.write(d.ud, w), 0);
+        size_t i1 = 0, i2 = 0;
+        int32_t kg1, kg2;
+        const void *d1, *d2;
+        size_t l1, l2;
+        while (sl__snap_writer_mem_next(sync, &i1, &kg1, &d1, &l1)) {
+            assert_true(sl__snap_writer_mem_next(w, &i2, &kg2, &d2, &l2));
+            assert_int_equal(kg1, kg2);
+            assert_int_equal(l1, l2);
+            assert_memory_equal(d1, d2, l1);
+        }
+        assert_false(sl__snap_writer_mem_next(w, &i2, &kg2, &d2, &l2));
+        sl__snap_writer_free(sync);
+        sl__snap_writer_free(w);
+    }
+    free(in);
+    wop_close(&a);
+    wop_close(&s);
+}
+
 /* An unkeyed window run as several tasks keeps partial windows under key
  * group 0 in each; restoring them into one instance merges them. Operator
  * sections from several tasks add their counters and keep the lowest
@@ -1658,6 +1884,8 @@ int main(void)
         cmocka_unit_test(keys_only),
         cmocka_unit_test(randomised),
         cmocka_unit_test(snapshot_restore),
+        cmocka_unit_test(async_snapshot_while_running),
+        cmocka_unit_test(async_snapshot_twice),
         cmocka_unit_test(restore_merges_sections),
         cmocka_unit_test(restore_rejects_bad_sections),
         cmocka_unit_test(validation),
