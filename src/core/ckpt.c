@@ -317,8 +317,7 @@ static int task_snapshot(task *t, uint64_t n)
                 snprintf(err, sizeof err, "operator %u %s: %s", t->op_id[i], t->vt[i]->name,
                          sl_strerror(wrc));
                 break;
-            }
-            wrc = 0;
+            } /* else synchronously, below */
         }
         cap_writer cw;
         cap_init(&cw, jb, SL__SEC_OP, t->op_id[i]);

@@ -165,13 +165,19 @@ def test_checkpointed_run_then_from_scratch(dataset, tmp_path, procs):
 
 
 # ---- 2-4. random kills under each guarantee ----------------------------------------
-@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
-def test_exactly_once_random_kills(dataset, tmp_path, procs, seed, backend):
+@pytest.mark.parametrize("backend", ["memory", "rocksdb", "memory-slow-snapshots"])
+def test_exactly_once_random_kills(dataset, tmp_path, procs, seed, backend, monkeypatch):
     """Run once per state backend (docs/state.md): with rocksdb the
     subscriber and cell tables and the window state live in RocksDB (the
     smallest bound, so the window cache spills), and a kill may land while
-    they load, are read, spill or are scanned into a checkpoint."""
+    they load, are read, spill or are scanned into a checkpoint. With
+    memory-slow-snapshots the snapshot writer takes 300 us per window group
+    (SLUICE_TEST_SNAPSHOT_DELAY_US), so records keep updating and windows
+    keep firing while every checkpoint's window state is being written
+    (docs/checkpoints.md, asynchronous snapshots)."""
     kills = kill_counts()[0]
+    if backend == "memory-slow-snapshots":
+        monkeypatch.setenv("SLUICE_TEST_SNAPSHOT_DELAY_US", "300")
     rng = random.Random(f"{seed}:exactly-once" + ("" if backend == "memory" else
                                                   f":{backend}"))
     ctx = context(seed)
