@@ -4,18 +4,20 @@ every 1 s costs <= 5 %", "canary pipeline latency p99 <= 20 ms at 1 M events/s")
 
 The reference job over real-time-like data (event time advancing about as fast
 as the wall clock, so the open 60 s window holds every event's pseudonym in its
-exact distinct-count sets, as in production), run with one or more sluice
-binaries (e.g. before and after a change) side by side:
+exact distinct-count sets, as in production), with synchronous window snapshots
+(checkpoint.async=false: the task serialises its state at the barrier, as
+before the asynchronous snapshots) and asynchronous ones (the default), side
+by side in one run:
 
   1. throughput: unthrottled runs without checkpoints and with exactly-once
-     checkpoints every 1 s, interleaved (same machine state), reporting
-     events/s, CPU seconds, and the checkpoints' longest task pause;
-  2. canary latency at a fixed input rate with checkpoints every 1 s and
-     every 10 s: pipeline and commit p50/p99/p99.9 from canaries.jsonl, and
-     the task pauses from the job's metrics summary line.
+     checkpoints every 1 s, interleaved (same machine state): events/s, CPU
+     seconds, and the task pauses of every checkpoint (from the job's
+     "completed checkpoint" log lines, max_task_pause_us);
+  2. canary latency at fixed input rates with checkpoints every 1 s and
+     every 10 s: pipeline and commit p50/p99/p99.9 from canaries.jsonl.
 
-Usage: bench/snapshot_bench.py [--runs N] [--rate R] [--events N] NAME=BINARY ...
-Prints a Markdown block to paste into bench/RESULTS.md. Not a timed test.
+Usage: bench/snapshot_bench.py [--runs N] [--rates R,R] [--events N] [--bin PATH]
+Prints Markdown tables to paste into bench/RESULTS.md. Not a timed test.
 """
 import argparse
 import json
@@ -51,25 +53,28 @@ def job(sluice, data, out):
             "--db", os.path.join(out, "bench.db"), "--out-dir", out]
 
 
+PAUSE = re.compile(r'msg="completed checkpoint" epoch=\d+ duration_ms=(\d+) bytes=(\d+) '
+                   r'max_task_pause_us=(\d+)')
+
+
 def one(cmd, out):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     _, cpu, _, err = harness.run(cmd)
     line = harness.summary(err)
     res = {"rate": float(line.split("(")[1].split(" M events/s")[0]), "cpu": cpu}
-    m = re.search(r"(\d+) checkpoints \(\d+ failed; last (\d+) ms, (\d+) bytes, longest task "
-                  r"pause (\d+) us\)", line)
-    if m:
-        res.update(count=int(m.group(1)), last_ms=int(m.group(2)), bytes=int(m.group(3)),
-                   pause_us=int(m.group(4)))
-    return res, err
+    # every checkpoint but the final one (taken after every window fired)
+    ck = [tuple(int(x) for x in m) for m in PAUSE.findall(err)][:-1]
+    res["pauses_ms"] = [c[2] / 1000 for c in ck]
+    res["mb"] = max((c[1] / 2**20 for c in ck), default=0)
+    return res
 
 
 def latency(cmd, out, rate, interval_ms):
     cmd = cmd + ["--checkpoint-dir", os.path.join(out, "ck"), "--checkpoint-interval-ms",
                  str(interval_ms), "--set", f"source.rate={rate // 2}", "--set",
                  "canary.interval.ms=50"]
-    res, _ = one(cmd, out)
+    res = one(cmd, out)
     with open(os.path.join(out, "canaries.jsonl")) as f:
         rows = [json.loads(x) for x in f if x.strip()]
     res["n"] = len(rows)
@@ -79,60 +84,75 @@ def latency(cmd, out, rate, interval_ms):
     return res
 
 
+def pauses(rs):
+    p = sorted(x for r in rs for x in r["pauses_ms"])
+    if not p:
+        return "—"
+    return f"{statistics.median(p):.1f} / {max(p):.1f} ms ({len(p)})"
+
+
+MODES = [("synchronous (checkpoint.async=false)", ["--set", "checkpoint.async=false"]),
+         ("asynchronous (default)", [])]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--rate", type=int, default=1_000_000, help="events/s, both tasks")
+    ap.add_argument("--rates", default="500000,1000000", help="events/s, both tasks")
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--subscribers", type=int, default=1_000_000)
     ap.add_argument("--span-ms", type=int, default=20_000,
-                    help="event time the input spans (real time at events/span)")
-    ap.add_argument("bins", nargs="+", help="NAME=path/to/sluice")
+                    help="event time the input spans")
+    ap.add_argument("--bin", default=harness.SLUICE)
     a = ap.parse_args()
-    bins = [b.split("=", 1) for b in a.bins]
-    data = gen(bins[0][1], a.events, a.subscribers, a.span_ms)
+    data = gen(a.bin, a.events, a.subscribers, a.span_ms)
     out = os.path.join(ROOT, "out", "snapbench")
-    res = {n: {"no": [], "ck": []} for n, _ in bins}
-    for i in range(a.runs):
-        for name, b in bins:  # interleaved: every binary sees the same machine state
-            r0, _ = one(job(b, data, out), out)
-            r1, _ = one(job(b, data, out) + ["--checkpoint-dir", os.path.join(out, "ck"),
-                                              "--checkpoint-interval-ms", "1000"], out)
-            res[name]["no"].append(r0)
-            res[name]["ck"].append(r1)
-            print(f"run {i + 1} {name}: without {r0['rate']:.3f} M/s {r0['cpu']:.1f} s cpu; "
-                  f"with 1 s checkpoints {r1['rate']:.3f} M/s {r1['cpu']:.1f} s cpu, "
-                  f"{r1.get('count')} checkpoints, longest pause {r1.get('pause_us', 0) / 1000:.1f} ms",
-                  flush=True)
+    base = job(a.bin, data, out)
+    ck1 = ["--checkpoint-dir", os.path.join(out, "ck"), "--checkpoint-interval-ms", "1000"]
+    no, res = [], {m: [] for m, _ in MODES}
+    for i in range(a.runs):  # interleaved: every variant sees the same machine state
+        no.append(one(base, out))
+        print(f"run {i + 1} without checkpoints: {no[-1]['rate']:.3f} M/s, "
+              f"{no[-1]['cpu']:.1f} s cpu", flush=True)
+        for m, extra in MODES:
+            r = one(base + ck1 + extra, out)
+            res[m].append(r)
+            print(f"run {i + 1} {m}: {r['rate']:.3f} M/s, {r['cpu']:.1f} s cpu, pauses "
+                  f"{r['pauses_ms']} ms, largest snapshot {r['mb']:.1f} MiB", flush=True)
     lat = {}
-    for name, b in bins:
+    for rate in (int(x) for x in a.rates.split(",")):
         for iv in (1000, 10000):
-            lat[(name, iv)] = latency(job(b, data, out), out, a.rate, iv)
-            r = lat[(name, iv)]
-            print(f"latency {name} every {iv} ms: got {r['rate']:.3f} M/s, {r['n']} canaries, "
-                  f"pipeline {r['pipeline_ms']}, commit {r['commit_ms']}, longest pause "
-                  f"{r.get('pause_us', 0) / 1000:.1f} ms", flush=True)
-    print(f"\nmachine: {harness.machine()}; load {os.getloadavg()[0]:.1f} at the end")
-    print(f"data: {a.events} events, {a.subscribers} subscribers, span {a.span_ms} ms; "
-          f"runs {a.runs}\n")
-    print("| binary | events/s without | with 1 s checkpoints | loss | CPU s without / with | "
-          "CPU cost | longest task pause (median run) |")
+            for m, extra in MODES:
+                r = latency(base + extra, out, rate, iv)
+                lat[(rate, iv, m)] = r
+                print(f"latency {rate} every {iv} ms {m}: {r['rate']:.3f} M/s, {r['n']} "
+                      f"canaries, pipeline {r['pipeline_ms']}, commit {r['commit_ms']}, "
+                      f"pauses {pauses([r])}", flush=True)
+    print(f"\nmachine: {harness.machine()}; load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"data: `sluice gen --events {a.events} --subscribers {a.subscribers} --cells 20000 "
+          f"--areas 400 --parts 2 --seed 1 --set span.ms={a.span_ms}`; {a.runs} runs of "
+          f"each, interleaved\n")
+    rn = statistics.median(r["rate"] for r in no)
+    cn = statistics.median(r["cpu"] for r in no)
+    print("| checkpoints every 1 s | events/s (median) | vs without | CPU s (median) | "
+          "vs without | task pause median / max (checkpoints) | largest snapshot |")
     print("|---|---|---|---|---|---|---|")
-    for name, _ in bins:
-        no, ck = res[name]["no"], res[name]["ck"]
-        rn, rc = statistics.median(r["rate"] for r in no), statistics.median(r["rate"] for r in ck)
-        cn, cc = statistics.median(r["cpu"] for r in no), statistics.median(r["cpu"] for r in ck)
-        pu = statistics.median(r.get("pause_us", 0) for r in ck) / 1000
-        print(f"| {name} | {rn:.3f} M | {rc:.3f} M | {(rc / rn - 1) * 100:+.1f} % | "
-              f"{cn:.1f} / {cc:.1f} | {(cc / cn - 1) * 100:+.1f} % | {pu:.1f} ms |")
-    print(f"\n| binary | checkpoints | input rate asked / processed | canaries | pipeline p50 / p99 / "
-          "p99.9 ms | commit p50 / p99 ms | longest task pause |")
-    print("|---|---|---|---|---|---|---|")
-    for (name, iv), r in lat.items():
+    print(f"| none | {rn:.3f} M | — | {cn:.2f} | — | — | — |")
+    for m, _ in MODES:
+        rs = res[m]
+        rc = statistics.median(r["rate"] for r in rs)
+        cc = statistics.median(r["cpu"] for r in rs)
+        print(f"| {m} | {rc:.3f} M | {(rc / rn - 1) * 100:+.1f} % | {cc:.2f} | "
+              f"{(cc / cn - 1) * 100:+.1f} % | {pauses(rs)} | "
+              f"{max(r['mb'] for r in rs):.1f} MiB |")
+    print("\n| input rate | checkpoints | snapshots | processed | canaries | pipeline p50 / p99 / "
+          "p99.9 ms | commit p50 / p99 ms | task pause median / max |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (rate, iv, m), r in lat.items():
         p, c = r["pipeline_ms"], r["commit_ms"]
-        print(f"| {name} | every {iv // 1000} s | {a.rate / 1e6:.2f} / {r['rate']:.2f} M/s | "
-              f"{r['n']} | {p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} | {c[0]:.0f} / {c[1]:.0f} | "
-              f"{r.get('pause_us', 0) / 1000:.1f} ms |")
+        print(f"| {rate / 1e6:.2f} M/s | every {iv // 1000} s | {m.split(' ')[0]} | "
+              f"{r['rate']:.2f} M/s | {r['n']} | {p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} | "
+              f"{c[0]:.0f} / {c[1]:.0f} | {pauses([r])} |")
 
 
 if __name__ == "__main__":

@@ -303,7 +303,7 @@ static int task_snapshot(task *t, uint64_t n)
     errno = 0;
     for (int i = 0; !wrc && i < t->nops; i++) {
         if (!t->vt[i]->snapshot) continue;
-        if (t->vt[i]->snapshot_async) {
+        if (t->vt[i]->snapshot_async && j->conf.checkpoint_async) {
             sl__snap_deferred d = {0};
             wrc = t->vt[i]->snapshot_async(t->op[i], &d);
             if (wrc == 0) {
@@ -546,6 +546,10 @@ static void coord_complete(plan *pl)
                 " new_bytes=%" PRIu64 " referenced_bytes=%" PRIu64, n,
                 (t - pl->t_trigger) / 1000000, bytes, bytes + nb, bytes + tb);
         atomic_store(&j->ck_last_pause_us, atomic_load(&pl->pause_ns) / 1000);
+        sl__log(SL__LOG_INFO, "checkpoint", "completed checkpoint",
+                "epoch=%" PRIu64 " duration_ms=%" PRIu64 " bytes=%" PRIu64
+                " max_task_pause_us=%" PRIu64, n, (t - pl->t_trigger) / 1000000, bytes,
+                (uint64_t)atomic_load(&pl->pause_ns) / 1000);
         sl__ck_retain(j->conf.checkpoint_dir, (int)j->conf.checkpoint_retain, n);
     }
     pl->inflight = 0;

@@ -56,6 +56,7 @@ typedef struct {
     char *cluster_instance_id;          /* "" = <host>-<pid> */
     int64_t cluster_session_timeout_ms, cluster_txn_timeout_ms;
     int64_t cluster_replication_factor; /* -1 = the brokers' default */
+    bool checkpoint_async;    /* operators' snapshots written in the background */
 } sl__job_conf;
 
 struct sl_job {

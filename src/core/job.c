@@ -146,6 +146,11 @@ static const sl__conf_def job_conf_defs[] = {
      .min = -1, .max = 32767, .offset = OFF(cluster_replication_factor),
      .desc = "--cluster: replication factor of the repartition and changelog "
              "topics sluice creates (-1: the brokers' default)"},
+    {.key = "checkpoint.async", .type = SL_CONF_BOOL, .def = "true",
+     .offset = OFF(checkpoint_async),
+     .desc = "window state is snapshotted asynchronously (copy-on-write): a "
+             "task pauses only to note its groups at a barrier (false: it "
+             "serialises them before going on; docs/checkpoints.md)"},
     {0}};
 #undef OFF
 
