@@ -259,7 +259,11 @@ static void note_pause(task *t, uint64_t dt)
 {
     plan *pl = t->pl;
     uint64_t cur = atomic_load(&pl->pause_ns);
-    while (dt > cur && !atomic_compare_exchange_weak(&pl->pause_ns, &cur, dt)) {
+    while (dt > cur) {
+        if (atomic_compare_exchange_weak(&pl->pause_ns, &cur, dt)) {
+            atomic_store(&pl->pause_task, t->st->idx << 16 | t->idx);
+            break;
+        }
     }
     sl__task_obs *o = &t->obs;
     atomic_fetch_add_explicit(&o->pauses, 1, memory_order_relaxed);
@@ -548,8 +552,10 @@ static void coord_complete(plan *pl)
         atomic_store(&j->ck_last_pause_us, atomic_load(&pl->pause_ns) / 1000);
         sl__log(SL__LOG_INFO, "checkpoint", "completed checkpoint",
                 "epoch=%" PRIu64 " duration_ms=%" PRIu64 " bytes=%" PRIu64
-                " max_task_pause_us=%" PRIu64, n, (t - pl->t_trigger) / 1000000, bytes,
-                (uint64_t)atomic_load(&pl->pause_ns) / 1000);
+                " max_task_pause_us=%" PRIu64 " paused_task=%d.%d", n,
+                (t - pl->t_trigger) / 1000000, bytes,
+                (uint64_t)atomic_load(&pl->pause_ns) / 1000,
+                atomic_load(&pl->pause_task) >> 16, atomic_load(&pl->pause_task) & 0xffff);
         sl__ck_retain(j->conf.checkpoint_dir, (int)j->conf.checkpoint_retain, n);
     }
     pl->inflight = 0;

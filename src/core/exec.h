@@ -115,6 +115,7 @@ typedef struct plan {
                                      * written by the coordinator, read by sinks */
     uint64_t t_trigger, t_done;
     atomic_uint_fast64_t pause_ns;  /* longest task snapshot of the epoch */
+    atomic_int pause_task;          /* its stage << 16 | task (for the log) */
     char ck_dir[4096];              /* directory of the in-flight epoch */
     int progress_fd;                /* at-most-once source progress, or -1 */
     atomic_int sinks_final;         /* sink tasks that published final_epoch */

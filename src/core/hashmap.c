@@ -361,3 +361,12 @@ uint64_t sl__bmap_hash_at(const sl__bmap *m, uint32_t i)
     SL_ASSERT(i < m->n);
     return bmap_entry(m, i)->hash;
 }
+
+void sl__set64_copy(sl__set64 *dst, const sl__set64 *src)
+{
+    *dst = *src;
+    if (!src->lg) return; /* the keys are inline */
+    size_t bytes = ((size_t)1 << src->lg) * sizeof *src->slots;
+    dst->slots = sl__xmalloc(bytes);
+    memcpy(dst->slots, src->slots, bytes);
+}

@@ -53,6 +53,9 @@ size_t sl__set64_mem(const sl__set64 *s);
  * the slots (snapshots of large distinct-count sets). Returns the keys
  * written. */
 size_t sl__set64_export_le(const sl__set64 *s, unsigned char *out);
+/* dst becomes an independent copy of src with the same slots (so the same
+ * iteration and export order); one allocation and a memcpy. */
+void sl__set64_copy(sl__set64 *dst, const sl__set64 *src);
 /* Hints the cache with the slot k would probe first. */
 static inline void sl__set64_prefetch(const sl__set64 *s, uint64_t k)
 {

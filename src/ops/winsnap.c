@@ -43,9 +43,27 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "window_int.h"
 
 enum { REF_PENDING = 0, REF_BUSY = 1, REF_DONE = 2 };
+
+/* Waits for a reference another thread holds BUSY (one group's
+ * serialisation): yields a few times, then sleeps briefly, so a waiter on a
+ * loaded machine does not burn the core the holder needs. */
+static uint32_t wait_done(_Atomic uint32_t *st)
+{
+    uint32_t v;
+    for (int i = 0; (v = atomic_load_explicit(st, memory_order_acquire)) == REF_BUSY; i++) {
+        if (i < 16) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return v;
+}
 
 typedef struct {
     _Atomic uint32_t st; /* invariant 1 */
@@ -54,7 +72,9 @@ typedef struct {
     uint32_t klen;
     size_t koff;         /* key copy: keys + koff */
     const uint8_t *grp;  /* the live group (read only while BUSY) */
-    char *copy;          /* the task's serialisation, when it copied first */
+    uint8_t *shadow;     /* the task's copy of the group block, when it copied
+                          * first and its states can be copied (writer frees) */
+    char *copy;          /* else the task's serialisation of it */
     size_t ncopy;
     int err;
 } aref;
@@ -76,6 +96,9 @@ struct sl__winsnap {
     sl__buf opsec;  /* the operator section, built at the barrier */
     uint64_t delay_ns; /* SLUICE_TEST_SNAPSHOT_DELAY_US: per group, tests */
     atomic_int finished;
+    bool shadow;      /* heap states are exact int sets: copy, not serialise */
+    uint32_t copied;  /* groups the task serialised first (task only) */
+    uint64_t t_begin; /* clock at the barrier */
     /* the writer's scratch */
     char *tmp;
     size_t tmpcap;
@@ -95,10 +118,20 @@ static inline void grp_set_stamp(const win_op *op, uint8_t *grp, uint32_t s)
     memcpy(grp + op->state_size + 4, &s, sizeof s);
 }
 
+static void shadow_free(const win_op *op, uint8_t *sh)
+{
+    for (size_t a = 0; sh && a < op->naggs; a++)
+        if (sl__agg_has_heap(&op->aggs[a])) sl__agg_state_free(&op->aggs[a], sh);
+    free(sh);
+}
+
 static void snap_free(sl__winsnap *as)
 {
     if (!as) return;
-    for (uint32_t i = 0; i < as->n; i++) free(as->refs[i].copy);
+    for (uint32_t i = 0; i < as->n; i++) {
+        free(as->refs[i].copy);
+        shadow_free(as->op, as->refs[i].shadow);
+    }
     free(as->refs);
     free(as->keys);
     sl__buf_free(&as->opsec);
@@ -114,13 +147,31 @@ void sl__winsnap_reap(win_op *op, bool wait)
         if (!wait) return;
         sched_yield();
     }
+    sl__log(SL__LOG_DEBUG, "window", "snapshot written", "task=%d groups=%u "
+            "copied_by_task=%u ms_until_reaped=%.1f", op->ctx ? op->ctx->task : 0, as->n, as->copied,
+            (double)(sl__clock() - as->t_begin) / 1e6);
     snap_free(as);
     op->asnap = NULL;
 }
 
-/* Serialises the group of reference r (held BUSY by the caller). */
+/* Keeps the group of reference r as it is (held BUSY by the caller): a copy
+ * of its block whose exact distinct-count sets are copied slot for slot (a
+ * memcpy, several times cheaper for the task than serialising them; the
+ * writer serialises the copy into the same bytes), or else its
+ * serialisation. */
 static void ref_copy(sl__winsnap *as, aref *r)
 {
+    const win_op *op = as->op;
+    if (as->shadow) {
+        uint8_t *sh = sl__xmalloc(op->grp_size);
+        memcpy(sh, r->grp, op->grp_size);
+        for (size_t a = 0; a < op->naggs; a++)
+            if (sl__agg_has_heap(&op->aggs[a]))
+                sl__set64_copy((sl__set64 *)(sh + op->aggs[a].off),
+                               (const sl__set64 *)(r->grp + op->aggs[a].off));
+        r->shadow = sh;
+        return;
+    }
     size_t n = 0, cap = 0;
     char *buf = NULL;
     r->err = sl__win_group_bytes(as->op, r->grp, &buf, &cap, &n);
@@ -140,12 +191,10 @@ void sl__winsnap_cow(win_op *op, uint8_t *grp)
                                                 memory_order_acq_rel,
                                                 memory_order_acquire)) {
         ref_copy(as, r);
+        as->copied++;
         atomic_store_explicit(&r->st, REF_DONE, memory_order_release);
-    } else {
-        while (exp != REF_DONE) { /* the writer serialises this very group */
-            sched_yield();
-            exp = atomic_load_explicit(&r->st, memory_order_acquire);
-        }
+    } else if (exp == REF_BUSY) { /* the writer serialises this very group */
+        wait_done(&r->st);
     }
     grp_set_stamp(op, grp, 0); /* the snapshot has it: no more checks */
 }
@@ -209,9 +258,15 @@ static int put_group(sl__winsnap *as, sl__buf *b, aref *r, uint32_t k)
         sl__buf_put_str(b, as->tmp, n);
         return 0;
     }
-    while (exp != REF_DONE) { /* the task is copying it: one group's time */
-        sched_yield();
-        exp = atomic_load_explicit(&r->st, memory_order_acquire);
+    if (exp == REF_BUSY) wait_done(&r->st); /* the task is copying it */
+    if (r->shadow) {
+        size_t n = 0;
+        int rc = sl__win_group_bytes(as->op, r->shadow, &as->tmp, &as->tmpcap, &n);
+        shadow_free(as->op, r->shadow);
+        r->shadow = NULL;
+        if (rc) return rc;
+        sl__buf_put_str(b, as->tmp, n);
+        return 0;
     }
     if (r->err) return r->err;
     sl__buf_put_str(b, r->copy, r->ncopy);
@@ -278,6 +333,12 @@ int sl__winsnap_begin(win_op *op, sl__snap_deferred *d)
     sl__winsnap *as = sl__xcalloc(1, sizeof *as);
     as->op = op;
     as->wm = op->wm;
+    as->t_begin = sl__clock();
+    as->shadow = true;
+    for (size_t a = 0; a < op->naggs; a++)
+        if (sl__agg_has_heap(&op->aggs[a]) &&
+            (op->aggs[a].kind != SL_AGG_COUNT_DISTINCT || op->aggs[a].in_type == SL_STRING))
+            as->shadow = false;
     as->n = (uint32_t)n;
     as->refs = sl__xcalloc(n ? n : 1, sizeof *as->refs);
     as->keys = sl__xmalloc(kbytes ? kbytes : 1);
