@@ -9,14 +9,16 @@
  * serialises every group into the same sections win_snapshot would have
  * written at the barrier. Meanwhile the task goes on: before it changes or
  * frees a group the writer has not serialised yet (a record updates it, its
- * window fires, the TTL resets or sweeps it) it serialises that group itself
- * (sl__winsnap_cow), so the snapshot keeps the group as it was at the barrier.
+ * window fires, the TTL resets or sweeps it) it copies that group first
+ * (sl__winsnap_cow: exact integer distinct-count sets slot for slot, a
+ * memcpy, which the writer serialises later; other states are serialised
+ * at once), so the snapshot keeps the group as it was at the barrier.
  * Nothing is locked on the hot path: each reference has its own atomic state.
  *
  * Invariants:
  * 1. A reference goes PENDING -> BUSY -> DONE exactly once; whoever moves it
- *    to BUSY (writer or task, by compare-and-swap) serialises it and
- *    publishes DONE with release order. The writer reads a live group only
+ *    to BUSY (writer or task, by compare-and-swap) serialises or copies it
+ *    and publishes DONE with release order. The writer reads a live group only
  *    while it holds that group BUSY; the task changes or frees a group only
  *    after its reference is DONE (sl__winsnap_cow waits out a BUSY one, for
  *    that group only).
