@@ -203,7 +203,7 @@ static void job_write(plan *pl, ck_job *jb)
             wrc = sl__snapfile_section(f, it->kind, it->id, it->kg, it->data, it->len);
             continue;
         }
-        sl__snap_writer w;
+        sl__snap_writer w = {0}; /* no ck_dir: sections only */
         sl__snapfile_writer(f, SL__SEC_OP, it->id, &w);
         sl__snap_deferred d = it->d;
         it->d.write = NULL; /* written: job_free must not release it again */
