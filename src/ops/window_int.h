@@ -101,6 +101,7 @@ typedef struct {
     uint8_t *pfresh;  /* per pair: pass 2 created the group */
     uint8_t *fgrp;    /* one group's block, to fire from RocksDB */
     struct sl__ws_import *imp; /* a checkpoint read during restore (winstore.c) */
+    bool ws_firing;   /* wins[0] is part way through sl__ws_fire (SL__MORE) */
 } win_op;
 
 /* A group's key group sits after its aggregate states (window.c). */

@@ -67,6 +67,7 @@
 #define WRITE_CHUNK (256u << 10) /* bytes of a write batch: small, since the
                                   * buffers count against the bound too */
 #define FIRE_PREFETCH 8
+#define FIRE_BATCHES 4 /* full output batches per sl__ws_fire call */
 
 struct sl__winstore {
     sl__ks *ks;
@@ -95,6 +96,8 @@ struct sl__winstore {
     uint8_t *kgs;         /* key groups written (one byte each) */
     uint32_t nkgs;
     uint64_t ck_new, ck_total; /* bytes of the last incremental checkpoint */
+    sl__ks_iter *fit;     /* the firing in progress (op->ws_firing) */
+    uint64_t fng, fsup;   /* its groups so far, and those suppressed */
 };
 
 /* ---- encoding ------------------------------------------------------------- */
@@ -255,6 +258,8 @@ void sl__ws_close(win_op *op)
             "cache_budget=%zu", op->ctx ? op->ctx->task : 0,
             (unsigned long long)ws->peak_disk, (unsigned long long)ws->writeouts,
             (unsigned long long)ws->written, ws->budget);
+    char msg[64];
+    (void)sl__ks_iter_free(ws->fit, msg, sizeof msg); /* a firing cut short */
     sl__ks_drop(ws->ks);
     free(ws->inh);
     free(ws->adopted);
@@ -582,25 +587,36 @@ int sl__ws_forget(win_op *op, win *w)
 
 /* Emits a window's groups straight from a scan (the cached ones written
  * out first): one row per group, by key group then key, whatever was
- * cached, so the order does not depend on when the cache spilled. */
+ * cached, so the order does not depend on when the cache spilled. After
+ * FIRE_BATCHES full output batches it answers SL__MORE, keeping its
+ * iterator, and the runtime calls again once they are delivered
+ * (invariant 5): the firing's output never queues more than that. */
 int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
 {
-    int rc = write_window(op, w, w->fire, true, NULL);
-    if (rc) return rc;
+    sl__winstore *ws = op->ws;
+    int rc = 0;
     uint8_t lo[8];
     put_end(lo, w->end);
-    sl__ks_iter *it = sl__ks_iter_new(op->ws->ks);
-    uint64_t ng = 0, suppressed = 0;
+    if (!op->ws_firing) {
+        if ((rc = write_window(op, w, w->fire, true, NULL)) != 0) return rc;
+        ws->fit = sl__ks_iter_new(ws->ks);
+        sl__ks_iter_seek(ws->fit, lo, 8);
+        ws->fng = ws->fsup = 0;
+        op->ws_firing = true;
+    }
+    sl__ks_iter *it = ws->fit;
     uint8_t *grp = op->fgrp;
-    for (sl__ks_iter_seek(it, lo, 8); rc == 0 && sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+    uint32_t emitted = 0;
+    while (rc == 0 && emitted < FIRE_BATCHES && sl__ks_iter_valid(it)) {
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
         if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
         const char *v = sl__ks_iter_value(it, &vl);
         batch_del(op, k, kl); /* the iterator reads a snapshot */
-        if (op->ws->kb.len >= WRITE_CHUNK && (rc = batch_write(op)) != 0) break;
+        if (ws->kb.len >= WRITE_CHUNK && (rc = batch_write(op)) != 0) break;
         if (op->ts_off && sl__ttl_expired(op, w->fire, value_ts(v, vl))) {
             op->st.expired_groups++;
+            sl__ks_iter_next(it);
             continue;
         }
         memset(grp, 0, op->grp_size);
@@ -608,13 +624,14 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
             rc = SL_ECORRUPT;
             break;
         }
-        ng++;
+        ws->fng++;
         int64_t cnt;
         if (op->conf->has_min &&
             sl__agg_exact_count(&op->aggs[op->conf->min_agg], grp, &cnt) &&
             cnt < op->conf->min_count) {
-            suppressed++;
+            ws->fsup++;
             free_states(op, grp);
+            sl__ks_iter_next(it);
             continue;
         }
         if (!*ob && !(*ob = sl__batch_new(op->out, cap))) rc = SL_ENOMEM;
@@ -632,25 +649,30 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
         if (rc) break;
         b->kind[r] = SL_KIND_DATA;
         b->n = r + 1;
+        sl__ks_iter_next(it);
         if (b->n == b->cap) {
             *ob = NULL;
             rc = sl__emit(out, b);
+            emitted++;
         }
     }
+    if (rc == 0 && emitted == FIRE_BATCHES) return SL__MORE; /* deletes stay queued */
     char msg[512];
     int irc = sl__ks_iter_free(it, msg, sizeof msg);
+    ws->fit = NULL;
+    op->ws_firing = false;
     if (rc == 0) rc = batch_write(op);
-    else op->ws->nops = op->ws->kb.len = op->ws->vb.len = 0;
+    else ws->nops = ws->kb.len = ws->vb.len = 0;
     if (rc == SL_ECORRUPT)
         return sl__job_fail(op->ctx ? op->ctx->job : NULL, rc,
                             "window: a group in RocksDB does not parse");
     if (rc == 0 && irc)
         return sl__job_fail(op->ctx ? op->ctx->job : NULL, irc, "window: %s", msg);
     if (rc) return rc;
-    if (suppressed) sl__count(op->ctx, SL__CTR_SUPPRESSED, suppressed);
+    if (ws->fsup) sl__count(op->ctx, SL__CTR_SUPPRESSED, ws->fsup);
     op->st.fired_windows++;
-    op->st.fired_groups += ng;
-    sl__count(op->ctx, SL__CTR_WINDOWS_FIRED, ng);
+    op->st.fired_groups += ws->fng;
+    sl__count(op->ctx, SL__CTR_WINDOWS_FIRED, ws->fng);
     w->in_store = w->spilled = false; /* every key deleted (invariant 3) */
     return 0;
 }
