@@ -50,6 +50,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/random.h>
 #include <sys/statvfs.h>
@@ -64,10 +65,11 @@
 #include "window_int.h"
 
 #define KEY_HEAD 10              /* window end + key group */
-#define WRITE_CHUNK (256u << 10) /* bytes of a write batch: small, since the
+#define WRITE_CHUNK (64u << 10) /* bytes of a write batch: small, since the
                                   * buffers count against the bound too */
 #define FIRE_PREFETCH 8
 #define FIRE_BATCHES 4 /* full output batches per sl__ws_fire call */
+#define EVICT_KEEP 0.75 /* of the cache's budget, left after an eviction */
 
 struct sl__winstore {
     sl__ks *ks;
@@ -77,11 +79,16 @@ struct sl__winstore {
     double heap_per_group; /* serialised bytes per group, last write-out */
     sl__buf kb, vb;       /* scratch: keys and values of a write batch */
     size_t *koff, *voff;  /* offsets into kb/vb */
+    uint8_t *kmerge;      /* per op: a merge operand (blind mode) */
+    bool blind;           /* groups new to a spilled window are not read
+                           * back: written as merge operands (see top) */
+    struct ws_merger *merger; /* the merge operator's view of op */
     size_t nops, cops;
     char dir[1024];       /* state.rocksdb.dir: its free space is checked */
     uint64_t reserve;     /* bytes a memtable flush may need on top */
     uint64_t peak_disk;   /* largest SST size seen after a write-out */
-    uint64_t writeouts, written; /* write-outs of the cache, bytes */
+    uint64_t writeouts, written; /* evictions from the cache, bytes */
+    uint64_t evicted, loads, hits; /* groups evicted; read back; found cached */
     /* incremental checkpoints (state.checkpoints.incremental): the store
      * is an instance of its own in odir, named id in <checkpoint.dir>/shared */
     bool own;
@@ -99,6 +106,15 @@ struct sl__winstore {
     sl__ks_iter *fit;     /* the firing in progress (op->ws_firing) */
     uint64_t fng, fsup;   /* its groups so far, and those suppressed */
 };
+
+/* A group's cache marks: the byte after its key group, in the padding
+ * window.c leaves before the next 8-byte boundary. */
+#define MARK_REF 1     /* used since the last eviction (CLOCK) */
+#define MARK_PARTIAL 2 /* blind mode: the store may hold an older part */
+static inline uint8_t *grp_mark(const win_op *op, uint8_t *grp)
+{
+    return grp + op->state_size + sizeof(int32_t);
+}
 
 /* ---- encoding ------------------------------------------------------------- */
 static void put_be64(uint8_t *p, uint64_t v)
@@ -198,6 +214,58 @@ static bool ttl_drop(void *arg, const char *k, size_t kl, const char *v, size_t 
     return age > ws->ttl;
 }
 
+/* The merge operator's view of the window (blind mode): RocksDB may call
+ * it from its own threads, and after the window closed (a compaction in
+ * flight), so it holds op under a lock and sl__ws_close takes op away. */
+typedef struct ws_merger {
+    pthread_mutex_t mu;
+    win_op *op; /* NULL once closed */
+} ws_merger;
+
+/* Folds a group's stored value and the parts written after it (merge
+ * operands, oldest first) into one value: the states merged with
+ * sl__agg_merge (sums add, distinct sets unite, ...). */
+static int merge_group(void *arg, const char *base, size_t blen, const char *const *ops,
+                       const size_t *olen, int n, sl__buf *out)
+{
+    ws_merger *m = arg;
+    pthread_mutex_lock(&m->mu);
+    win_op *op = m->op;
+    int rc = op ? 0 : SL_EINVAL;
+    uint8_t *acc = op ? sl__xcalloc(2, op->grp_size) : NULL, *tmp = acc ? acc + op->grp_size : NULL;
+    int i = 0;
+    if (rc == 0) rc = base ? read_value(op, acc, base, blen) : read_value(op, acc, ops[i], olen[i]);
+    if (!base) i++;
+    for (; rc == 0 && i < n; i++) {
+        memset(tmp, 0, op->grp_size);
+        rc = read_value(op, tmp, ops[i], olen[i]);
+        for (size_t a = 0; rc == 0 && a < op->naggs; a++) sl__agg_merge(&op->aggs[a], acc, tmp);
+        free_states(op, tmp);
+    }
+    if (rc == 0) put_value(op, acc, out);
+    if (op) free_states(op, acc);
+    free(acc);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static void merger_free(void *arg)
+{
+    ws_merger *m = arg;
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+/* Blind writes need every aggregate's states to merge, and no TTL (an
+ * expired stored part must not join a fresh group). */
+static bool can_write_blind(const win_op *op)
+{
+    if (op->ttl) return false;
+    for (size_t a = 0; a < op->naggs; a++)
+        if (op->aggs[a].kind == SL_AGG_UDAF && !op->aggs[a].udaf->merge) return false;
+    return true;
+}
+
 int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz)
 {
     op->ttl = sc ? sc->ttl_ms : 0;
@@ -210,8 +278,8 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
-    /* a flush writes one memtable: 1/16 of the bound, at most 64 MiB
-     * (rocks.c) */
+    /* a flush writes one memtable (1/32 of the bound, at most 32 MiB:
+     * rocks.c); twice that, to be safe */
     ws->reserve = (uint64_t)(sc->memory_bound / 16 < (64 << 20) ? sc->memory_bound / 16
                                                                   : (64 << 20));
     char msg[512];
@@ -236,6 +304,14 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
         ws->kgs = sl__xcalloc(ws->nkgs, 1);
         ws->ks = sl__ks_open_own(sc, ws->odir, true, ws->wbuf, op->ttl ? ttl_drop : NULL,
                                  ws, msg, sizeof msg);
+    } else if ((ws->blind = can_write_blind(op))) {
+        /* blind writes on the process's instance only: an incremental
+         * checkpoint's own instance and its restore know no merge operands */
+        ws->merger = sl__xcalloc(1, sizeof *ws->merger);
+        pthread_mutex_init(&ws->merger->mu, NULL);
+        ws->merger->op = op;
+        ws->ks = sl__ks_open_merging(sc, NULL, NULL, merge_group, ws->merger, merger_free,
+                                     msg, sizeof msg);
     } else {
         ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
     }
@@ -255,11 +331,18 @@ void sl__ws_close(win_op *op)
     if (!ws) return;
     sl__log(SL__LOG_INFO, "window", "window state on RocksDB",
             "task=%d peak_sst_bytes=%llu cache_writeouts=%llu bytes_written=%llu "
-            "cache_budget=%zu", op->ctx ? op->ctx->task : 0,
-            (unsigned long long)ws->peak_disk, (unsigned long long)ws->writeouts,
-            (unsigned long long)ws->written, ws->budget);
+            "cache_budget=%zu groups_evicted=%llu groups_read_back=%llu cache_hits=%llu",
+            op->ctx ? op->ctx->task : 0, (unsigned long long)ws->peak_disk,
+            (unsigned long long)ws->writeouts, (unsigned long long)ws->written, ws->budget,
+            (unsigned long long)ws->evicted, (unsigned long long)ws->loads,
+            (unsigned long long)ws->hits);
     char msg[64];
     (void)sl__ks_iter_free(ws->fit, msg, sizeof msg); /* a firing cut short */
+    if (ws->merger) { /* RocksDB frees it when it lets go of the operator */
+        pthread_mutex_lock(&ws->merger->mu);
+        ws->merger->op = NULL;
+        pthread_mutex_unlock(&ws->merger->mu);
+    }
     sl__ks_drop(ws->ks);
     free(ws->inh);
     free(ws->adopted);
@@ -268,6 +351,7 @@ void sl__ws_close(win_op *op)
     sl__buf_free(&ws->vb);
     free(ws->koff);
     free(ws->voff);
+    free(ws->kmerge);
     free(ws);
     free(op->fgrp);
     op->ws = NULL;
@@ -318,7 +402,9 @@ static void batch_add(win_op *op, int64_t end, const uint8_t *key, uint32_t len,
         ws->cops = ws->cops ? ws->cops * 2 : 256;
         ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
         ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
+        ws->kmerge = sl__xrealloc(ws->kmerge, ws->cops);
     }
+    ws->kmerge[ws->nops] = (*grp_mark(op, (uint8_t *)grp) & MARK_PARTIAL) != 0;
     uint8_t head[KEY_HEAD];
     int32_t kg = sl__grp_kg(op, grp);
     make_key(head, end, kg, key, 0);
@@ -344,6 +430,7 @@ static int batch_write(win_op *op)
         if (ws->voff[i] == SIZE_MAX) continue; /* a delete */
         ops[i].val = (const char *)ws->vb.p + ws->voff[i];
         ops[i].vlen = vend - ws->voff[i];
+        ops[i].merge = ws->kmerge[i];
         vend = ws->voff[i];
     }
     /* A full disk is refused here, before RocksDB meets it: Debian's
@@ -383,19 +470,32 @@ static void batch_del(win_op *op, const uint8_t *key, size_t len)
         ws->cops = ws->cops ? ws->cops * 2 : 256;
         ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
         ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
+        ws->kmerge = sl__xrealloc(ws->kmerge, ws->cops);
     }
     ws->koff[ws->nops] = ws->kb.len;
     sl__buf_put(&ws->kb, key, len);
+    ws->kmerge[ws->nops] = 0;
     ws->voff[ws->nops++] = SIZE_MAX;
 }
 
 /* Writes every cached group of w to the store; drop: then empties the
  * map (the window is spilled). Expired groups are dropped, not written. */
+static int evict_window(win_op *op, win *w, bool partial_only, uint64_t *extra,
+                        size_t *bytes, double *ser, uint64_t *evicted);
+
 static int write_window(win_op *op, win *w, int64_t now, bool drop, size_t *bytes)
 {
     sl__winstore *ws = op->ws;
-    uint32_t n = sl__bmap_count(&w->groups);
     int rc = 0;
+    if (!drop && ws->blind) {
+        /* a partial group written as a merge operand must leave the map:
+         * written again later, its part would count twice */
+        uint64_t extra = 0, evicted = 0;
+        size_t b = 0;
+        double ser = 0;
+        if ((rc = evict_window(op, w, true, &extra, &b, &ser, &evicted)) != 0) return rc;
+    }
+    uint32_t n = sl__bmap_count(&w->groups);
     for (uint32_t g = 0; g < n && rc == 0; g++) {
         const uint8_t *key;
         uint32_t len;
@@ -421,6 +521,62 @@ static int write_window(win_op *op, win *w, int64_t now, bool drop, size_t *byte
     return 0;
 }
 
+/* Rebuilds w's map without the groups it evicts, which it writes to the
+ * store: unreferenced ones (cold), and referenced ones while *extra > 0
+ * (counting it down); the marks of the groups it keeps are cleared, so a
+ * group must be used again before the next eviction to stay (CLOCK).
+ * Expired groups are dropped, not written. Adds the serialised bytes of
+ * every group seen to *ser and of those written to *bytes. */
+static int evict_window(win_op *op, win *w, bool partial_only, uint64_t *extra,
+                        size_t *bytes, double *ser, uint64_t *evicted)
+{
+    sl__winstore *ws = op->ws;
+    uint32_t n = sl__bmap_count(&w->groups), gone = 0;
+    if (!n) return 0;
+    sl__bmap fresh;
+    sl__bmap_init(&fresh, op->grp_size);
+    int rc = 0;
+    for (uint32_t g = 0; g < n; g++) {
+        const uint8_t *key;
+        uint32_t len;
+        uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
+        size_t sz = 0;
+        for (size_t a = 0; a < op->naggs; a++) sz += sl__agg_serialized_size(&op->aggs[a], grp);
+        *ser += (double)sz;
+        uint8_t *mark = grp_mark(op, grp);
+        bool out = rc == 0 && (partial_only ? (*mark & MARK_PARTIAL) != 0
+                                            : !(*mark & MARK_REF) || (*extra > 0 && (*extra)--));
+        if (out && op->ts_off && sl__ttl_expired(op, op->wm, sl__grp_ts(op, grp))) {
+            op->st.expired_groups++; /* invariant 4; any older copy expires with it */
+        } else if (out) {
+            size_t before = ws->vb.len;
+            batch_add(op, w->end, key, len, grp);
+            *bytes += ws->vb.len - before;
+            if (ws->kb.len + ws->vb.len >= WRITE_CHUNK) rc = batch_write(op);
+        }
+        if (out) {
+            free_states(op, grp);
+            gone++;
+            continue;
+        }
+        if (!partial_only) *mark &= (uint8_t)~MARK_REF;
+        bool isnew;
+        uint8_t *d = sl__bmap_upsert(&fresh, key, len, sl__bmap_hash_at(&w->groups, g), &isnew);
+        memcpy(d, grp, op->grp_size); /* the states move */
+    }
+    if (rc == 0) rc = batch_write(op);
+    sl__bmap_close(&w->groups);
+    w->groups = fresh;
+    op->ngroups -= gone;
+    *evicted += gone;
+    if (gone) w->in_store = w->spilled = true;
+    return rc;
+}
+
+/* When the cache holds more than its budget, evicts groups until about
+ * EVICT_KEEP of the budget is left: the groups not used since the last
+ * eviction first (all of them), then, if that is not enough, used ones
+ * from the oldest windows, which fire first and are written then anyway. */
 int sl__ws_maybe_evict(win_op *op)
 {
     sl__winstore *ws = op->ws;
@@ -428,18 +584,30 @@ int sl__ws_maybe_evict(win_op *op)
     atomic_store_explicit(&ws->wm, op->wm, memory_order_relaxed);
     size_t mem = 0;
     for (size_t i = 0; i < op->nw; i++) mem += sl__bmap_mem(&op->wins[i]->groups);
-    if ((double)mem + ws->heap_per_group * (double)op->ngroups <= (double)ws->budget)
-        return 0;
-    size_t bytes = 0;
-    uint64_t n = op->ngroups;
+    double have = (double)mem + ws->heap_per_group * (double)op->ngroups;
+    if (have <= (double)ws->budget || op->ngroups == 0) return 0;
+    /* how many groups must go, at the average size, and how many are cold */
+    uint64_t n = op->ngroups, cold = 0;
+    double keep = (double)ws->budget * EVICT_KEEP;
+    uint64_t need = (uint64_t)((double)n * (1.0 - keep / have)) + 1;
     for (size_t i = 0; i < op->nw; i++) {
-        int rc = write_window(op, op->wins[i], op->wm, true, &bytes);
+        win *w = op->wins[i];
+        uint32_t c = sl__bmap_count(&w->groups);
+        for (uint32_t g = 0; g < c; g++)
+            cold += !(*grp_mark(op, sl__bmap_at(&w->groups, g, NULL, NULL)) & MARK_REF);
+    }
+    uint64_t extra = need > cold ? need - cold : 0, evicted = 0;
+    size_t bytes = 0;
+    double ser = 0;
+    for (size_t i = 0; i < op->nw; i++) {
+        int rc = evict_window(op, op->wins[i], false, &extra, &bytes, &ser, &evicted);
         if (rc) return rc;
     }
-    if (n) ws->heap_per_group = (double)bytes / (double)n;
+    ws->heap_per_group = ser / (double)n;
     op->st.spills++;
     ws->writeouts++;
     ws->written += bytes;
+    ws->evicted += evicted;
     uint64_t d = sl__ks_disk_bytes(ws->ks);
     if (d > ws->peak_disk) ws->peak_disk = d;
     return 0;
@@ -451,8 +619,14 @@ int sl__ws_load(win_op *op, uint32_t np)
     sl__winstore *ws = op->ws;
     if (!ws) return 0;
     uint32_t n = 0;
-    for (uint32_t p = 0; p < np; p++) n += op->pfresh[p] && op->pwin[p]->spilled;
-    if (!n) return 0;
+    for (uint32_t p = 0; p < np; p++) {
+        if (!op->pfresh[p]) *grp_mark(op, op->pgrp[p]) |= MARK_REF; /* used again */
+        else if (ws->blind && op->pwin[p]->spilled)
+            *grp_mark(op, op->pgrp[p]) = MARK_PARTIAL; /* not read back */
+        n += op->pfresh[p] && op->pwin[p]->spilled;
+    }
+    ws->hits += np - n;
+    if (!n || ws->blind) return 0;
     size_t klen_total = 0;
     for (uint32_t p = 0; p < np; p++)
         if (op->pfresh[p] && op->pwin[p]->spilled)
@@ -484,6 +658,9 @@ int sl__ws_load(win_op *op, uint32_t np)
             } else if (read_value(op, grp, vals[i], vl[i])) {
                 rc = sl__job_fail(op->ctx ? op->ctx->job : NULL, SL_ECORRUPT,
                                   "window: a group in RocksDB does not parse");
+            } else {
+                *grp_mark(op, grp) |= MARK_REF; /* evicted, and used again */
+                ws->loads++;
             }
         }
         sl__ks_value_free(vals[i]);
@@ -543,6 +720,17 @@ int sl__ws_load_window(win_op *op, win *w)
                                        sl__wkey_hash(&op->kl, k + KEY_HEAD,
                                                      (uint32_t)(kl - KEY_HEAD)),
                                        &fresh);
+        if (!fresh && (*grp_mark(op, grp) & MARK_PARTIAL)) {
+            /* blind mode: the stored part joins the cached one */
+            uint8_t *tmp = sl__xcalloc(1, op->grp_size);
+            if (read_value(op, tmp, v, vl)) rc = SL_ECORRUPT;
+            else
+                for (size_t a = 0; a < op->naggs; a++) sl__agg_merge(&op->aggs[a], grp, tmp);
+            free_states(op, tmp);
+            free(tmp);
+            *grp_mark(op, grp) &= (uint8_t)~MARK_PARTIAL;
+            continue;
+        }
         if (!fresh) continue; /* the cached copy is newer (invariant 1) */
         op->ngroups++;
         int32_t kg = key_kg(k);
