@@ -608,6 +608,7 @@ int sl__ws_maybe_evict(win_op *op)
     ws->writeouts++;
     ws->written += bytes;
     ws->evicted += evicted;
+    sl__ks_trim();
     uint64_t d = sl__ks_disk_bytes(ws->ks);
     if (d > ws->peak_disk) ws->peak_disk = d;
     return 0;

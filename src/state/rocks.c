@@ -416,6 +416,16 @@ uint64_t sl__ks_disk_bytes(sl__ks *ks)
     return n;
 }
 
+/* Gives the pages of free heap memory back to the system (glibc keeps
+ * them: RocksDB's blocks and memtables leave holes that trimming the top
+ * of the heap never reaches). Costs a walk over the arenas' free lists. */
+void sl__ks_trim(void)
+{
+#ifdef M_ARENA_MAX
+    malloc_trim(0);
+#endif
+}
+
 /* ---- lookup tables' fast path (tabledisk.c, rowcache.c) ------------------ */
 /* The row caches in front of lookup tables take 1/4 of the bound, all
  * together (block cache 1/4, write buffers 1/8, the rest 3/8). */

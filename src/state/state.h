@@ -216,6 +216,10 @@ sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
                             void *arg, sl__ks_merge_fn merge, void *marg,
                             void (*marg_free)(void *marg), char *errstr,
                             size_t errstr_size);
+/* Returns the free pages inside the process's heap to the system
+ * (malloc_trim): after a window cache eviction, so the freed groups and
+ * RocksDB's churn do not stay resident. */
+void sl__ks_trim(void);
 /* A forward iterator over one column family, in key order, seeing the
  * state as it was when it was created. The key and value pointers live
  * until the next move. */
