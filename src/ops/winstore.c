@@ -23,18 +23,31 @@
  * The in-memory maps are a write-back cache in front of the store: records
  * update groups in memory; when the cache outgrows its share of
  * state.memory.bound (1/8 of it, split between the process's window tasks)
- * every cached group is written in write batches and dropped (the window
- * is then "spilled"). A record whose group is not cached in a spilled
- * window gets it back by one multi-get per chunk of pairs (sl__ws_load).
+ * groups are evicted, CLOCK-wise (sl__ws_maybe_evict): those not used
+ * since the last eviction are written in write batches and dropped, the
+ * others lose their mark, and used ones of the oldest windows go too if
+ * that is not enough to get under EVICT_KEEP of the budget. A window that
+ * lost groups is "spilled". A record whose group is not cached in a
+ * spilled window either gets it back by one multi-get per chunk of pairs
+ * (sl__ws_load), or, in blind mode (no TTL: can_write_blind), starts an
+ * empty group marked partial, written later as a merge operand that
+ * RocksDB folds into the stored value with sl__agg_merge (merge_group).
  *
  * Invariants:
  * 1. A group is either in its window's map or only in the store; where
  *    both hold it (after a snapshot's write-out), the map's copy is the
  *    newer: sl__ws_load reads the store only for groups pass 2 created.
+ *    Blind mode: a partial group's map copy and the store's value together
+ *    are the group; it is written only as a merge operand and only once,
+ *    leaving the map (evict_window; write_window evicts partial groups
+ *    when it keeps the others), and sl__ws_load_window merges the store's
+ *    value into it.
  * 2. w->spilled is true exactly when the store may hold groups of w that
  *    its map does not (evict sets it; fire clears the window).
  * 3. The store holds no key of a fired window: sl__ws_fire deletes each
  *    key it emits, sl__ws_forget those of a window fired from memory.
+ *    A firing may span calls (SL__MORE, op->ws_firing): nothing but the
+ *    same watermark reaches the operator in between (runtime.h).
  * 4. An expired group (sl__ttl_expired on its newest record's time) is
  *    never read back: loads, fires and snapshots skip it; the compaction
  *    filter and the memory sweep only drop groups that are expired.
@@ -103,6 +116,7 @@ struct sl__winstore {
     uint8_t *kgs;         /* key groups written (one byte each) */
     uint32_t nkgs;
     uint64_t ck_new, ck_total; /* bytes of the last incremental checkpoint */
+    uint64_t peak_readers, peak_memtables, peak_cache, peak_pinned; /* RocksDB's */
     sl__ks_iter *fit;     /* the firing in progress (op->ws_firing) */
     uint64_t fng, fsup;   /* its groups so far, and those suppressed */
 };
@@ -231,11 +245,14 @@ static int merge_group(void *arg, const char *base, size_t blen, const char *con
     ws_merger *m = arg;
     pthread_mutex_lock(&m->mu);
     win_op *op = m->op;
-    int rc = op ? 0 : SL_EINVAL;
-    uint8_t *acc = op ? sl__xcalloc(2, op->grp_size) : NULL, *tmp = acc ? acc + op->grp_size : NULL;
-    int i = 0;
-    if (rc == 0) rc = base ? read_value(op, acc, base, blen) : read_value(op, acc, ops[i], olen[i]);
-    if (!base) i++;
+    if (!op || n < 1) {
+        pthread_mutex_unlock(&m->mu);
+        return SL_EINVAL;
+    }
+    uint8_t *acc = sl__xcalloc(2, op->grp_size), *tmp = acc + op->grp_size;
+    int i = 0, rc;
+    if (base) rc = read_value(op, acc, base, blen);
+    else rc = read_value(op, acc, ops[i++], olen[0]);
     for (; rc == 0 && i < n; i++) {
         memset(tmp, 0, op->grp_size);
         rc = read_value(op, tmp, ops[i], olen[i]);
@@ -243,7 +260,7 @@ static int merge_group(void *arg, const char *base, size_t blen, const char *con
         free_states(op, tmp);
     }
     if (rc == 0) put_value(op, acc, out);
-    if (op) free_states(op, acc);
+    free_states(op, acc);
     free(acc);
     pthread_mutex_unlock(&m->mu);
     return rc;
@@ -331,11 +348,15 @@ void sl__ws_close(win_op *op)
     if (!ws) return;
     sl__log(SL__LOG_INFO, "window", "window state on RocksDB",
             "task=%d peak_sst_bytes=%llu cache_writeouts=%llu bytes_written=%llu "
-            "cache_budget=%zu groups_evicted=%llu groups_read_back=%llu cache_hits=%llu",
+            "cache_budget=%zu groups_evicted=%llu groups_read_back=%llu cache_hits=%llu "
+            "peak_table_readers=%llu peak_memtables=%llu peak_block_cache=%llu "
+            "peak_pinned=%llu",
             op->ctx ? op->ctx->task : 0, (unsigned long long)ws->peak_disk,
             (unsigned long long)ws->writeouts, (unsigned long long)ws->written, ws->budget,
             (unsigned long long)ws->evicted, (unsigned long long)ws->loads,
-            (unsigned long long)ws->hits);
+            (unsigned long long)ws->hits, (unsigned long long)ws->peak_readers,
+            (unsigned long long)ws->peak_memtables, (unsigned long long)ws->peak_cache,
+            (unsigned long long)ws->peak_pinned);
     char msg[64];
     (void)sl__ks_iter_free(ws->fit, msg, sizeof msg); /* a firing cut short */
     if (ws->merger) { /* RocksDB frees it when it lets go of the operator */
@@ -527,6 +548,17 @@ static int write_window(win_op *op, win *w, int64_t now, bool drop, size_t *byte
  * group must be used again before the next eviction to stay (CLOCK).
  * Expired groups are dropped, not written. Adds the serialised bytes of
  * every group seen to *ser and of those written to *bytes. */
+/* Whether a group with these marks goes: the partial ones only, or the
+ * unmarked ones and then marked ones while *extra lasts (counted down). */
+static bool evicts(uint8_t mark, bool partial_only, uint64_t *extra)
+{
+    if (partial_only) return (mark & MARK_PARTIAL) != 0;
+    if (!(mark & MARK_REF)) return true;
+    if (*extra == 0) return false;
+    (*extra)--;
+    return true;
+}
+
 static int evict_window(win_op *op, win *w, bool partial_only, uint64_t *extra,
                         size_t *bytes, double *ser, uint64_t *evicted)
 {
@@ -544,8 +576,7 @@ static int evict_window(win_op *op, win *w, bool partial_only, uint64_t *extra,
         for (size_t a = 0; a < op->naggs; a++) sz += sl__agg_serialized_size(&op->aggs[a], grp);
         *ser += (double)sz;
         uint8_t *mark = grp_mark(op, grp);
-        bool out = rc == 0 && (partial_only ? (*mark & MARK_PARTIAL) != 0
-                                            : !(*mark & MARK_REF) || (*extra > 0 && (*extra)--));
+        bool out = rc == 0 && evicts(*mark, partial_only, extra);
         if (out && op->ts_off && sl__ttl_expired(op, op->wm, sl__grp_ts(op, grp))) {
             op->st.expired_groups++; /* invariant 4; any older copy expires with it */
         } else if (out) {
@@ -611,6 +642,15 @@ int sl__ws_maybe_evict(win_op *op)
     sl__ks_trim();
     uint64_t d = sl__ks_disk_bytes(ws->ks);
     if (d > ws->peak_disk) ws->peak_disk = d;
+    /* RocksDB's own figures, for the memory tuning notes (docs/state.md) */
+    d = sl__ks_property(ws->ks, "rocksdb.estimate-table-readers-mem");
+    if (d > ws->peak_readers) ws->peak_readers = d;
+    d = sl__ks_property(ws->ks, "rocksdb.cur-size-all-mem-tables");
+    if (d > ws->peak_memtables) ws->peak_memtables = d;
+    d = sl__ks_property(NULL, "rocksdb.block-cache-usage");
+    if (d > ws->peak_cache) ws->peak_cache = d;
+    d = sl__ks_property(NULL, "rocksdb.block-cache-pinned-usage");
+    if (d > ws->peak_pinned) ws->peak_pinned = d;
     return 0;
 }
 

@@ -416,6 +416,15 @@ uint64_t sl__ks_disk_bytes(sl__ks *ks)
     return n;
 }
 
+uint64_t sl__ks_property(sl__ks *ks, const char *name)
+{
+    char *v = ks ? rocksdb_property_value_cf(g.db, ks->cf, name)
+                 : rocksdb_property_value(g.db, name);
+    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
+
 /* Gives the pages of free heap memory back to the system (glibc keeps
  * them: RocksDB's blocks and memtables leave holes that trimming the top
  * of the heap never reaches). Costs a walk over the arenas' free lists. */

@@ -220,6 +220,9 @@ sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
  * (malloc_trim): after a window cache eviction, so the freed groups and
  * RocksDB's churn do not stay resident. */
 void sl__ks_trim(void);
+/* A RocksDB integer property of ks's column family (ks NULL: of the
+ * instance, e.g. "rocksdb.block-cache-usage"); 0 when unknown. */
+uint64_t sl__ks_property(sl__ks *ks, const char *name);
 /* A forward iterator over one column family, in key order, seeing the
  * state as it was when it was created. The key and value pointers live
  * until the next move. */
