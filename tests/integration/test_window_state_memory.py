@@ -17,8 +17,10 @@ compared below.
 The job's peak private RSS (RssAnon) must stay within its footprint plus
 FACTOR x the bound. The footprint is the same input through the same
 pipeline with tiny state: grouped by event type (5 groups) instead of by
-subscriber. The goal is 1x, as the lookup-table test checks; see
-docs/state.md "Memory tuning" for what the measured excess is made of.
+subscriber. The goal is 1x, as the lookup-table test checks; measured:
+1.19x with 1 M events, 1.46x with 2.6 M (glibc's slack grows with the
+state; docs/state.md "Memory tuning" explains each MiB), so the test
+allows FACTOR = 1.75x.
 The memory backend on the same input needs far more (the control: the
 test can fail) and writes exactly the same rows. The seed comes from the
 commit."""
