@@ -17,6 +17,10 @@
  * 4. A bounded input ends with watermark SL_TS_MAX followed by an end
  *    marker on every channel; a task finishes when all its inputs ended, and
  *    the job finishes when every task has finished.
+ * 5. An op's output for one watermark is bounded too: an op that answers
+ *    SL__MORE is called again with the same watermark once the pending
+ *    output is delivered, before the task reads input, takes a checkpoint
+ *    or passes the watermark on (chain_watermark, task_resume, task_step).
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -262,11 +266,19 @@ static int chain_batch(task *t, sl_batch *b)
     return sl__emit(&t->links[0].out, b);
 }
 
-static int chain_watermark(task *t, int64_t wm)
+/* Passes wm to ops [from, nops). An op that answers SL__MORE has more
+ * output for wm than one step should queue (a window firing many groups):
+ * the chain stops there and task_resume calls that op again, with the
+ * same wm, once the task's pending output is delivered (invariant 5). */
+static int chain_watermark(task *t, int64_t wm, int from)
 {
-    for (int i = 0; i < t->nops; i++) {
+    for (int i = from; i < t->nops; i++) {
         if (!t->vt[i]->watermark) continue;
         int rc = t->vt[i]->watermark(t->op[i], wm, &t->links[i + 1].out);
+        if (rc == SL__MORE) {
+            t->resume = i + 1;
+            return rc;
+        }
         if (rc) return rc;
     }
     return 0;
@@ -283,13 +295,22 @@ static int sink_flush(task *t)
     return rc;
 }
 
+static int task_watermark_done(task *t, int64_t wm);
+
 /* The watermark moved to wm: pass it down the chain, then downstream. */
 static int task_on_watermark(task *t, int64_t wm)
 {
     if (wm <= t->wm) return 0;
     t->wm = wm;
-    int rc = chain_watermark(t, wm);
+    int rc = chain_watermark(t, wm, 0);
+    if (rc == SL__MORE) return 0; /* task_resume finishes it */
     if (rc) return rc;
+    return task_watermark_done(t, wm);
+}
+
+/* The chain has taken wm: publish it and pass it downstream. */
+static int task_watermark_done(task *t, int64_t wm)
+{
     atomic_store(&t->pub_wm, wm);
     if (t->st->okind == OUT_SINK) {
         /* under exactly-once only the epoch protocol publishes */
@@ -303,14 +324,45 @@ static int task_on_watermark(task *t, int64_t wm)
     return 0;
 }
 
+static int task_finish_done(task *t);
+
 static int task_finish(task *t)
 {
     int rc = task_on_watermark(t, SL_TS_MAX);
     if (rc) return rc;
+    if (t->resume) { /* the chain still fires: task_resume ends the task */
+        t->resume_finish = true;
+        return 0;
+    }
+    return task_finish_done(t);
+}
+
+static int task_finish_done(task *t)
+{
+    int rc = 0;
     if (t->st->okind == OUT_SINK) rc = sl__ck_sink_finish(t);
     else if (t->nout) sl__route_control(t, SL__MSG_END, SL_TS_MAX);
     t->finished = true; /* pending output is still delivered by task_step */
     return rc;
+}
+
+/* Calls the op that answered SL__MORE again with the task's watermark;
+ * once the whole chain has taken it, does what task_on_watermark and
+ * task_finish left undone. */
+static int task_resume(task *t)
+{
+    int from = t->resume - 1;
+    t->resume = 0;
+    int rc = chain_watermark(t, t->wm, from);
+    if (rc == SL__MORE) return STEP_PROGRESS;
+    if (rc) return rc;
+    if ((rc = task_watermark_done(t, t->wm))) return rc;
+    if ((rc = sl__ck_on_input_end(t))) return rc; /* one input_step deferred */
+    if (t->resume_finish) {
+        t->resume_finish = false;
+        if ((rc = task_finish_done(t))) return rc;
+    }
+    return STEP_PROGRESS;
 }
 
 /* ---- pending output ------------------------------------------------------ */
@@ -471,7 +523,9 @@ static int64_t inputs_min_wm(const task *t)
 static int input_step(task *t)
 {
     int progressed = STEP_IDLE, rc;
-    for (int budget = 0; budget < 16 && !sl__task_has_pending(t) && !t->finished; budget++) {
+    for (int budget = 0; budget < 16 && !sl__task_has_pending(t) && !t->finished &&
+                         !t->resume;
+         budget++) {
         sl__msg m;
         int got = -1;
         for (int k = 0; k < t->nin; k++) {
@@ -500,7 +554,8 @@ static int input_step(task *t)
                 if ((rc = task_finish(t))) return rc;
             } else {
                 if ((rc = task_on_watermark(t, inputs_min_wm(t)))) return rc;
-                if ((rc = sl__ck_on_input_end(t))) return rc;
+                /* mid-watermark, the alignment waits for task_resume */
+                if (!t->resume && (rc = sl__ck_on_input_end(t))) return rc;
             }
             break;
         case SL__MSG_BARRIER:
@@ -513,9 +568,15 @@ static int input_step(task *t)
 
 static int task_step(task *t)
 {
-    int rc = sl__ck_task_duties(t);
+    /* no barrier while an op is part way through a watermark (invariant 5) */
+    int rc = t->resume ? 0 : sl__ck_task_duties(t);
     if (rc < 0) return rc;
     if (!task_flush_pending(t)) return STEP_BLOCKED;
+    if (t->resume) {
+        if ((rc = task_resume(t)) < 0) return rc;
+        task_flush_pending(t);
+        return rc;
+    }
     if (t->finished) return STEP_IDLE;
     rc = t->st->is_source ? source_step(t) : input_step(t);
     if (rc < 0) return rc;

@@ -58,6 +58,8 @@ struct task {
     bool *in_end;
     int nin_open, rr;
     int64_t wm; /* watermark already passed down the chain */
+    int resume;         /* 1 + the op to call again with wm (SL__MORE), or 0 */
+    bool resume_finish; /* and then finish the task (its inputs ended) */
     /* outputs */
     int nout;
     sl__chan **out;

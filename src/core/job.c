@@ -88,7 +88,7 @@ static const sl__conf_def job_conf_defs[] = {
      .offset = OFF(state_rocksdb_dir),
      .desc = "RocksDB directory of the process (empty: <output.dir>/rocksdb)"},
     {.key = "state.memory.bound", .type = SL_CONF_INT, .def = "268435456",
-     .min = 16 << 20, .max = INT64_MAX, .offset = OFF(state_memory_bound),
+     .min = 8 << 20, .max = INT64_MAX, .offset = OFF(state_memory_bound),
      .desc = "bytes RocksDB may use in memory: block cache plus write buffers, "
              "one total for the process"},
     {.key = "state.ttl.ms", .type = SL_CONF_INT, .def = "0", .min = 0,

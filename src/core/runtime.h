@@ -155,6 +155,8 @@ typedef struct {
     uint32_t op_id;      /* stable operator id (position in the job) */
 } sl__opinfo;
 
+#define SL__MORE 2 /* an op's watermark: call me again (sl__op_vt) */
+
 typedef struct sl__op_vt {
     const char *name;
     /* Creates an instance from the definition's configuration. */
@@ -162,7 +164,11 @@ typedef struct sl__op_vt {
                 sl__ctx *ctx, char *errstr, size_t errstr_size);
     /* Processes a batch; takes ownership of b (free it or pass it on). */
     int (*batch)(void *st, sl_batch *b, sl__out *out);
-    /* The watermark advanced to wm (SL_TS_MAX at end of input); optional. */
+    /* The watermark advanced to wm (SL_TS_MAX at end of input); optional.
+     * Returns 0, a negative SL_E*, or SL__MORE: it has more output for wm
+     * than it should queue at once, and wants to be called again with the
+     * same wm once that output is delivered (nothing else reaches it in
+     * between: no batch, barrier, snapshot or other watermark). */
     int (*watermark)(void *st, int64_t wm, sl__out *out);
     void (*close)(void *st);
     void (*conf_free)(void *conf); /* frees the definition's conf; optional */

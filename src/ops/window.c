@@ -851,7 +851,8 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
     win_op *op = st;
     op->started = true;
     if (op->imp) sl__ws_close_import(op); /* restore is over */
-    if (wm <= op->wm) return 0;
+    /* the same wm again: the runtime resumes a firing (SL__MORE) */
+    if (wm < op->wm || (wm == op->wm && !op->ws_firing)) return 0;
     op->wm = wm;
     if (op->asnap) sl__winsnap_reap(op, false);
     sl_batch *ob = NULL;
@@ -864,9 +865,12 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
                        : op->batch_cap ? op->batch_cap : DEFAULT_BATCH_CAP;
         /* RocksDB: every window fires from a scan of the store, so rows
          * come in one order (key group, key) however much had spilled */
-        if (op->ws && !op->conf->fold)
+        if (op->ws && !op->conf->fold) {
+            /* RocksDB firings emit a few batches per call, so a window of
+             * millions of groups queues no more than that (winstore.c) */
             rc = sl__ws_fire(op, w, out, &ob, cap);
-        else {
+            if (rc == SL__MORE) break;
+        } else {
             if (op->ws && w->spilled) rc = sl__ws_load_window(op, w);
             if (rc == 0) rc = fire_window(op, w, out, &ob);
             if (rc == 0 && op->ws) rc = sl__ws_forget(op, w);
@@ -879,6 +883,12 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
         memmove(op->wins, op->wins + nf, (op->nw - nf) * sizeof *op->wins);
         op->nw -= nf;
         op->last = NULL;
+    }
+    if (rc == SL__MORE) {
+        int erc = 0;
+        if (ob && ob->n > 0) erc = sl__emit(out, ob);
+        else sl__batch_free(ob);
+        return erc ? erc : SL__MORE;
     }
     /* state.ttl.ms in memory: after firing, so every open window fires
      * later than wm and the sweep drops only what its firing would */

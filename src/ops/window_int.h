@@ -107,6 +107,7 @@ typedef struct {
 
     /* the asynchronous snapshot in flight, or NULL (winsnap.c) */
     sl__winsnap *asnap;
+    bool ws_firing;   /* wins[0] is part way through sl__ws_fire (SL__MORE) */
 } win_op;
 
 /* A group's key group sits after its aggregate states (window.c). */

@@ -23,18 +23,31 @@
  * The in-memory maps are a write-back cache in front of the store: records
  * update groups in memory; when the cache outgrows its share of
  * state.memory.bound (1/8 of it, split between the process's window tasks)
- * every cached group is written in write batches and dropped (the window
- * is then "spilled"). A record whose group is not cached in a spilled
- * window gets it back by one multi-get per chunk of pairs (sl__ws_load).
+ * groups are evicted, CLOCK-wise (sl__ws_maybe_evict): those not used
+ * since the last eviction are written in write batches and dropped, the
+ * others lose their mark, and used ones of the oldest windows go too if
+ * that is not enough to get under EVICT_KEEP of the budget. A window that
+ * lost groups is "spilled". A record whose group is not cached in a
+ * spilled window either gets it back by one multi-get per chunk of pairs
+ * (sl__ws_load), or, in blind mode (no TTL: can_write_blind), starts an
+ * empty group marked partial, written later as a merge operand that
+ * RocksDB folds into the stored value with sl__agg_merge (merge_group).
  *
  * Invariants:
  * 1. A group is either in its window's map or only in the store; where
  *    both hold it (after a snapshot's write-out), the map's copy is the
  *    newer: sl__ws_load reads the store only for groups pass 2 created.
+ *    Blind mode: a partial group's map copy and the store's value together
+ *    are the group; it is written only as a merge operand and only once,
+ *    leaving the map (evict_window; write_window evicts partial groups
+ *    when it keeps the others), and sl__ws_load_window merges the store's
+ *    value into it.
  * 2. w->spilled is true exactly when the store may hold groups of w that
  *    its map does not (evict sets it; fire clears the window).
  * 3. The store holds no key of a fired window: sl__ws_fire deletes each
  *    key it emits, sl__ws_forget those of a window fired from memory.
+ *    A firing may span calls (SL__MORE, op->ws_firing): nothing but the
+ *    same watermark reaches the operator in between (runtime.h).
  * 4. An expired group (sl__ttl_expired on its newest record's time) is
  *    never read back: loads, fires and snapshots skip it; the compaction
  *    filter and the memory sweep only drop groups that are expired.
@@ -50,6 +63,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/random.h>
 #include <sys/statvfs.h>
@@ -64,9 +78,11 @@
 #include "window_int.h"
 
 #define KEY_HEAD 10              /* window end + key group */
-#define WRITE_CHUNK (256u << 10) /* bytes of a write batch: small, since the
+#define WRITE_CHUNK (64u << 10) /* bytes of a write batch: small, since the
                                   * buffers count against the bound too */
 #define FIRE_PREFETCH 8
+#define FIRE_BATCHES 4 /* full output batches per sl__ws_fire call */
+#define EVICT_KEEP 0.75 /* of the cache's budget, left after an eviction */
 
 struct sl__winstore {
     sl__ks *ks;
@@ -76,11 +92,16 @@ struct sl__winstore {
     double heap_per_group; /* serialised bytes per group, last write-out */
     sl__buf kb, vb;       /* scratch: keys and values of a write batch */
     size_t *koff, *voff;  /* offsets into kb/vb */
+    uint8_t *kmerge;      /* per op: a merge operand (blind mode) */
+    bool blind;           /* groups new to a spilled window are not read
+                           * back: written as merge operands (see top) */
+    struct ws_merger *merger; /* the merge operator's view of op */
     size_t nops, cops;
     char dir[1024];       /* state.rocksdb.dir: its free space is checked */
     uint64_t reserve;     /* bytes a memtable flush may need on top */
     uint64_t peak_disk;   /* largest SST size seen after a write-out */
-    uint64_t writeouts, written; /* write-outs of the cache, bytes */
+    uint64_t writeouts, written; /* evictions from the cache, bytes */
+    uint64_t evicted, loads, hits; /* groups evicted; read back; found cached */
     /* incremental checkpoints (state.checkpoints.incremental): the store
      * is an instance of its own in odir, named id in <checkpoint.dir>/shared */
     bool own;
@@ -95,7 +116,19 @@ struct sl__winstore {
     uint8_t *kgs;         /* key groups written (one byte each) */
     uint32_t nkgs;
     uint64_t ck_new, ck_total; /* bytes of the last incremental checkpoint */
+    uint64_t peak_readers, peak_memtables, peak_cache, peak_pinned; /* RocksDB's */
+    sl__ks_iter *fit;     /* the firing in progress (op->ws_firing) */
+    uint64_t fng, fsup;   /* its groups so far, and those suppressed */
 };
+
+/* A group's cache marks: the byte after its key group, in the padding
+ * window.c leaves before the next 8-byte boundary. */
+#define MARK_REF 1     /* used since the last eviction (CLOCK) */
+#define MARK_PARTIAL 2 /* blind mode: the store may hold an older part */
+static inline uint8_t *grp_mark(const win_op *op, uint8_t *grp)
+{
+    return grp + op->state_size + sizeof(int32_t);
+}
 
 /* ---- encoding ------------------------------------------------------------- */
 static void put_be64(uint8_t *p, uint64_t v)
@@ -195,6 +228,61 @@ static bool ttl_drop(void *arg, const char *k, size_t kl, const char *v, size_t 
     return age > ws->ttl;
 }
 
+/* The merge operator's view of the window (blind mode): RocksDB may call
+ * it from its own threads, and after the window closed (a compaction in
+ * flight), so it holds op under a lock and sl__ws_close takes op away. */
+typedef struct ws_merger {
+    pthread_mutex_t mu;
+    win_op *op; /* NULL once closed */
+} ws_merger;
+
+/* Folds a group's stored value and the parts written after it (merge
+ * operands, oldest first) into one value: the states merged with
+ * sl__agg_merge (sums add, distinct sets unite, ...). */
+static int merge_group(void *arg, const char *base, size_t blen, const char *const *ops,
+                       const size_t *olen, int n, sl__buf *out)
+{
+    ws_merger *m = arg;
+    pthread_mutex_lock(&m->mu);
+    win_op *op = m->op;
+    if (!op || n < 1) {
+        pthread_mutex_unlock(&m->mu);
+        return SL_EINVAL;
+    }
+    uint8_t *acc = sl__xcalloc(2, op->grp_size), *tmp = acc + op->grp_size;
+    int i = 0, rc;
+    if (base) rc = read_value(op, acc, base, blen);
+    else rc = read_value(op, acc, ops[i++], olen[0]);
+    for (; rc == 0 && i < n; i++) {
+        memset(tmp, 0, op->grp_size);
+        rc = read_value(op, tmp, ops[i], olen[i]);
+        for (size_t a = 0; rc == 0 && a < op->naggs; a++) sl__agg_merge(&op->aggs[a], acc, tmp);
+        free_states(op, tmp);
+    }
+    if (rc == 0) put_value(op, acc, out);
+    free_states(op, acc);
+    free(acc);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static void merger_free(void *arg)
+{
+    ws_merger *m = arg;
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+/* Blind writes need every aggregate's states to merge, and no TTL (an
+ * expired stored part must not join a fresh group). */
+static bool can_write_blind(const win_op *op)
+{
+    if (op->ttl) return false;
+    for (size_t a = 0; a < op->naggs; a++)
+        if (op->aggs[a].kind == SL_AGG_UDAF && !op->aggs[a].udaf->merge) return false;
+    return true;
+}
+
 int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz)
 {
     op->ttl = sc ? sc->ttl_ms : 0;
@@ -207,8 +295,8 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
-    /* a flush writes one memtable: 1/16 of the bound, at most 64 MiB
-     * (rocks.c) */
+    /* a flush writes one memtable (1/32 of the bound, at most 32 MiB:
+     * rocks.c); twice that, to be safe */
     ws->reserve = (uint64_t)(sc->memory_bound / 16 < (64 << 20) ? sc->memory_bound / 16
                                                                   : (64 << 20));
     char msg[512];
@@ -233,6 +321,14 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
         ws->kgs = sl__xcalloc(ws->nkgs, 1);
         ws->ks = sl__ks_open_own(sc, ws->odir, true, ws->wbuf, op->ttl ? ttl_drop : NULL,
                                  ws, msg, sizeof msg);
+    } else if ((ws->blind = can_write_blind(op))) {
+        /* blind writes on the process's instance only: an incremental
+         * checkpoint's own instance and its restore know no merge operands */
+        ws->merger = sl__xcalloc(1, sizeof *ws->merger);
+        pthread_mutex_init(&ws->merger->mu, NULL);
+        ws->merger->op = op;
+        ws->ks = sl__ks_open_merging(sc, NULL, NULL, merge_group, ws->merger, merger_free,
+                                     msg, sizeof msg);
     } else {
         ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
     }
@@ -252,9 +348,22 @@ void sl__ws_close(win_op *op)
     if (!ws) return;
     sl__log(SL__LOG_INFO, "window", "window state on RocksDB",
             "task=%d peak_sst_bytes=%llu cache_writeouts=%llu bytes_written=%llu "
-            "cache_budget=%zu", op->ctx ? op->ctx->task : 0,
-            (unsigned long long)ws->peak_disk, (unsigned long long)ws->writeouts,
-            (unsigned long long)ws->written, ws->budget);
+            "cache_budget=%zu groups_evicted=%llu groups_read_back=%llu cache_hits=%llu "
+            "peak_table_readers=%llu peak_memtables=%llu peak_block_cache=%llu "
+            "peak_pinned=%llu",
+            op->ctx ? op->ctx->task : 0, (unsigned long long)ws->peak_disk,
+            (unsigned long long)ws->writeouts, (unsigned long long)ws->written, ws->budget,
+            (unsigned long long)ws->evicted, (unsigned long long)ws->loads,
+            (unsigned long long)ws->hits, (unsigned long long)ws->peak_readers,
+            (unsigned long long)ws->peak_memtables, (unsigned long long)ws->peak_cache,
+            (unsigned long long)ws->peak_pinned);
+    char msg[64];
+    (void)sl__ks_iter_free(ws->fit, msg, sizeof msg); /* a firing cut short */
+    if (ws->merger) { /* RocksDB frees it when it lets go of the operator */
+        pthread_mutex_lock(&ws->merger->mu);
+        ws->merger->op = NULL;
+        pthread_mutex_unlock(&ws->merger->mu);
+    }
     sl__ks_drop(ws->ks);
     free(ws->inh);
     free(ws->adopted);
@@ -263,6 +372,7 @@ void sl__ws_close(win_op *op)
     sl__buf_free(&ws->vb);
     free(ws->koff);
     free(ws->voff);
+    free(ws->kmerge);
     free(ws);
     free(op->fgrp);
     op->ws = NULL;
@@ -313,7 +423,9 @@ static void batch_add(win_op *op, int64_t end, const uint8_t *key, uint32_t len,
         ws->cops = ws->cops ? ws->cops * 2 : 256;
         ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
         ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
+        ws->kmerge = sl__xrealloc(ws->kmerge, ws->cops);
     }
+    ws->kmerge[ws->nops] = (*grp_mark(op, (uint8_t *)grp) & MARK_PARTIAL) != 0;
     uint8_t head[KEY_HEAD];
     int32_t kg = sl__grp_kg(op, grp);
     make_key(head, end, kg, key, 0);
@@ -339,6 +451,7 @@ static int batch_write(win_op *op)
         if (ws->voff[i] == SIZE_MAX) continue; /* a delete */
         ops[i].val = (const char *)ws->vb.p + ws->voff[i];
         ops[i].vlen = vend - ws->voff[i];
+        ops[i].merge = ws->kmerge[i];
         vend = ws->voff[i];
     }
     /* A full disk is refused here, before RocksDB meets it: Debian's
@@ -378,19 +491,32 @@ static void batch_del(win_op *op, const uint8_t *key, size_t len)
         ws->cops = ws->cops ? ws->cops * 2 : 256;
         ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
         ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
+        ws->kmerge = sl__xrealloc(ws->kmerge, ws->cops);
     }
     ws->koff[ws->nops] = ws->kb.len;
     sl__buf_put(&ws->kb, key, len);
+    ws->kmerge[ws->nops] = 0;
     ws->voff[ws->nops++] = SIZE_MAX;
 }
 
 /* Writes every cached group of w to the store; drop: then empties the
  * map (the window is spilled). Expired groups are dropped, not written. */
+static int evict_window(win_op *op, win *w, bool partial_only, uint64_t *extra,
+                        size_t *bytes, double *ser, uint64_t *evicted);
+
 static int write_window(win_op *op, win *w, int64_t now, bool drop, size_t *bytes)
 {
     sl__winstore *ws = op->ws;
-    uint32_t n = sl__bmap_count(&w->groups);
     int rc = 0;
+    if (!drop && ws->blind) {
+        /* a partial group written as a merge operand must leave the map:
+         * written again later, its part would count twice */
+        uint64_t extra = 0, evicted = 0;
+        size_t b = 0;
+        double ser = 0;
+        if ((rc = evict_window(op, w, true, &extra, &b, &ser, &evicted)) != 0) return rc;
+    }
+    uint32_t n = sl__bmap_count(&w->groups);
     for (uint32_t g = 0; g < n && rc == 0; g++) {
         const uint8_t *key;
         uint32_t len;
@@ -416,6 +542,72 @@ static int write_window(win_op *op, win *w, int64_t now, bool drop, size_t *byte
     return 0;
 }
 
+/* Rebuilds w's map without the groups it evicts, which it writes to the
+ * store: unreferenced ones (cold), and referenced ones while *extra > 0
+ * (counting it down); the marks of the groups it keeps are cleared, so a
+ * group must be used again before the next eviction to stay (CLOCK).
+ * Expired groups are dropped, not written. Adds the serialised bytes of
+ * every group seen to *ser and of those written to *bytes. */
+/* Whether a group with these marks goes: the partial ones only, or the
+ * unmarked ones and then marked ones while *extra lasts (counted down). */
+static bool evicts(uint8_t mark, bool partial_only, uint64_t *extra)
+{
+    if (partial_only) return (mark & MARK_PARTIAL) != 0;
+    if (!(mark & MARK_REF)) return true;
+    if (*extra == 0) return false;
+    (*extra)--;
+    return true;
+}
+
+static int evict_window(win_op *op, win *w, bool partial_only, uint64_t *extra,
+                        size_t *bytes, double *ser, uint64_t *evicted)
+{
+    sl__winstore *ws = op->ws;
+    uint32_t n = sl__bmap_count(&w->groups), gone = 0;
+    if (!n) return 0;
+    sl__bmap fresh;
+    sl__bmap_init(&fresh, op->grp_size);
+    int rc = 0;
+    for (uint32_t g = 0; g < n; g++) {
+        const uint8_t *key;
+        uint32_t len;
+        uint8_t *grp = sl__bmap_at(&w->groups, g, &key, &len);
+        size_t sz = 0;
+        for (size_t a = 0; a < op->naggs; a++) sz += sl__agg_serialized_size(&op->aggs[a], grp);
+        *ser += (double)sz;
+        uint8_t *mark = grp_mark(op, grp);
+        bool out = rc == 0 && evicts(*mark, partial_only, extra);
+        if (out && op->ts_off && sl__ttl_expired(op, op->wm, sl__grp_ts(op, grp))) {
+            op->st.expired_groups++; /* invariant 4; any older copy expires with it */
+        } else if (out) {
+            size_t before = ws->vb.len;
+            batch_add(op, w->end, key, len, grp);
+            *bytes += ws->vb.len - before;
+            if (ws->kb.len + ws->vb.len >= WRITE_CHUNK) rc = batch_write(op);
+        }
+        if (out) {
+            free_states(op, grp);
+            gone++;
+            continue;
+        }
+        if (!partial_only) *mark &= (uint8_t)~MARK_REF;
+        bool isnew;
+        uint8_t *d = sl__bmap_upsert(&fresh, key, len, sl__bmap_hash_at(&w->groups, g), &isnew);
+        memcpy(d, grp, op->grp_size); /* the states move */
+    }
+    if (rc == 0) rc = batch_write(op);
+    sl__bmap_close(&w->groups);
+    w->groups = fresh;
+    op->ngroups -= gone;
+    *evicted += gone;
+    if (gone) w->in_store = w->spilled = true;
+    return rc;
+}
+
+/* When the cache holds more than its budget, evicts groups until about
+ * EVICT_KEEP of the budget is left: the groups not used since the last
+ * eviction first (all of them), then, if that is not enough, used ones
+ * from the oldest windows, which fire first and are written then anyway. */
 int sl__ws_maybe_evict(win_op *op)
 {
     sl__winstore *ws = op->ws;
@@ -423,20 +615,42 @@ int sl__ws_maybe_evict(win_op *op)
     atomic_store_explicit(&ws->wm, op->wm, memory_order_relaxed);
     size_t mem = 0;
     for (size_t i = 0; i < op->nw; i++) mem += sl__bmap_mem(&op->wins[i]->groups);
-    if ((double)mem + ws->heap_per_group * (double)op->ngroups <= (double)ws->budget)
-        return 0;
-    size_t bytes = 0;
-    uint64_t n = op->ngroups;
+    double have = (double)mem + ws->heap_per_group * (double)op->ngroups;
+    if (have <= (double)ws->budget || op->ngroups == 0) return 0;
+    /* how many groups must go, at the average size, and how many are cold */
+    uint64_t n = op->ngroups, cold = 0;
+    double keep = (double)ws->budget * EVICT_KEEP;
+    uint64_t need = (uint64_t)((double)n * (1.0 - keep / have)) + 1;
     for (size_t i = 0; i < op->nw; i++) {
-        int rc = write_window(op, op->wins[i], op->wm, true, &bytes);
+        win *w = op->wins[i];
+        uint32_t c = sl__bmap_count(&w->groups);
+        for (uint32_t g = 0; g < c; g++)
+            cold += !(*grp_mark(op, sl__bmap_at(&w->groups, g, NULL, NULL)) & MARK_REF);
+    }
+    uint64_t extra = need > cold ? need - cold : 0, evicted = 0;
+    size_t bytes = 0;
+    double ser = 0;
+    for (size_t i = 0; i < op->nw; i++) {
+        int rc = evict_window(op, op->wins[i], false, &extra, &bytes, &ser, &evicted);
         if (rc) return rc;
     }
-    if (n) ws->heap_per_group = (double)bytes / (double)n;
+    ws->heap_per_group = ser / (double)n;
     op->st.spills++;
     ws->writeouts++;
     ws->written += bytes;
+    ws->evicted += evicted;
+    sl__ks_trim();
     uint64_t d = sl__ks_disk_bytes(ws->ks);
     if (d > ws->peak_disk) ws->peak_disk = d;
+    /* RocksDB's own figures, for the memory tuning notes (docs/state.md) */
+    d = sl__ks_property(ws->ks, "rocksdb.estimate-table-readers-mem");
+    if (d > ws->peak_readers) ws->peak_readers = d;
+    d = sl__ks_property(ws->ks, "rocksdb.cur-size-all-mem-tables");
+    if (d > ws->peak_memtables) ws->peak_memtables = d;
+    d = sl__ks_property(NULL, "rocksdb.block-cache-usage");
+    if (d > ws->peak_cache) ws->peak_cache = d;
+    d = sl__ks_property(NULL, "rocksdb.block-cache-pinned-usage");
+    if (d > ws->peak_pinned) ws->peak_pinned = d;
     return 0;
 }
 
@@ -446,8 +660,14 @@ int sl__ws_load(win_op *op, uint32_t np)
     sl__winstore *ws = op->ws;
     if (!ws) return 0;
     uint32_t n = 0;
-    for (uint32_t p = 0; p < np; p++) n += op->pfresh[p] && op->pwin[p]->spilled;
-    if (!n) return 0;
+    for (uint32_t p = 0; p < np; p++) {
+        if (!op->pfresh[p]) *grp_mark(op, op->pgrp[p]) |= MARK_REF; /* used again */
+        else if (ws->blind && op->pwin[p]->spilled)
+            *grp_mark(op, op->pgrp[p]) = MARK_PARTIAL; /* not read back */
+        n += op->pfresh[p] && op->pwin[p]->spilled;
+    }
+    ws->hits += np - n;
+    if (!n || ws->blind) return 0;
     size_t klen_total = 0;
     for (uint32_t p = 0; p < np; p++)
         if (op->pfresh[p] && op->pwin[p]->spilled)
@@ -479,6 +699,9 @@ int sl__ws_load(win_op *op, uint32_t np)
             } else if (read_value(op, grp, vals[i], vl[i])) {
                 rc = sl__job_fail(op->ctx ? op->ctx->job : NULL, SL_ECORRUPT,
                                   "window: a group in RocksDB does not parse");
+            } else {
+                *grp_mark(op, grp) |= MARK_REF; /* evicted, and used again */
+                ws->loads++;
             }
         }
         sl__ks_value_free(vals[i]);
@@ -538,6 +761,17 @@ int sl__ws_load_window(win_op *op, win *w)
                                        sl__wkey_hash(&op->kl, k + KEY_HEAD,
                                                      (uint32_t)(kl - KEY_HEAD)),
                                        &fresh);
+        if (!fresh && (*grp_mark(op, grp) & MARK_PARTIAL)) {
+            /* blind mode: the stored part joins the cached one */
+            uint8_t *tmp = sl__xcalloc(1, op->grp_size);
+            if (read_value(op, tmp, v, vl)) rc = SL_ECORRUPT;
+            else
+                for (size_t a = 0; a < op->naggs; a++) sl__agg_merge(&op->aggs[a], grp, tmp);
+            free_states(op, tmp);
+            free(tmp);
+            *grp_mark(op, grp) &= (uint8_t)~MARK_PARTIAL;
+            continue;
+        }
         if (!fresh) continue; /* the cached copy is newer (invariant 1) */
         op->ngroups++;
         int32_t kg = key_kg(k);
@@ -582,25 +816,36 @@ int sl__ws_forget(win_op *op, win *w)
 
 /* Emits a window's groups straight from a scan (the cached ones written
  * out first): one row per group, by key group then key, whatever was
- * cached, so the order does not depend on when the cache spilled. */
+ * cached, so the order does not depend on when the cache spilled. After
+ * FIRE_BATCHES full output batches it answers SL__MORE, keeping its
+ * iterator, and the runtime calls again once they are delivered
+ * (invariant 5): the firing's output never queues more than that. */
 int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
 {
-    int rc = write_window(op, w, w->fire, true, NULL);
-    if (rc) return rc;
+    sl__winstore *ws = op->ws;
+    int rc = 0;
     uint8_t lo[8];
     put_end(lo, w->end);
-    sl__ks_iter *it = sl__ks_iter_new(op->ws->ks);
-    uint64_t ng = 0, suppressed = 0;
+    if (!op->ws_firing) {
+        if ((rc = write_window(op, w, w->fire, true, NULL)) != 0) return rc;
+        ws->fit = sl__ks_iter_new(ws->ks);
+        sl__ks_iter_seek(ws->fit, lo, 8);
+        ws->fng = ws->fsup = 0;
+        op->ws_firing = true;
+    }
+    sl__ks_iter *it = ws->fit;
     uint8_t *grp = op->fgrp;
-    for (sl__ks_iter_seek(it, lo, 8); rc == 0 && sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+    uint32_t emitted = 0;
+    while (rc == 0 && emitted < FIRE_BATCHES && sl__ks_iter_valid(it)) {
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
         if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
         const char *v = sl__ks_iter_value(it, &vl);
         batch_del(op, k, kl); /* the iterator reads a snapshot */
-        if (op->ws->kb.len >= WRITE_CHUNK && (rc = batch_write(op)) != 0) break;
+        if (ws->kb.len >= WRITE_CHUNK && (rc = batch_write(op)) != 0) break;
         if (op->ts_off && sl__ttl_expired(op, w->fire, value_ts(v, vl))) {
             op->st.expired_groups++;
+            sl__ks_iter_next(it);
             continue;
         }
         memset(grp, 0, op->grp_size);
@@ -608,13 +853,14 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
             rc = SL_ECORRUPT;
             break;
         }
-        ng++;
+        ws->fng++;
         int64_t cnt;
         if (op->conf->has_min &&
             sl__agg_exact_count(&op->aggs[op->conf->min_agg], grp, &cnt) &&
             cnt < op->conf->min_count) {
-            suppressed++;
+            ws->fsup++;
             free_states(op, grp);
+            sl__ks_iter_next(it);
             continue;
         }
         if (!*ob && !(*ob = sl__batch_new(op->out, cap))) rc = SL_ENOMEM;
@@ -632,25 +878,30 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
         if (rc) break;
         b->kind[r] = SL_KIND_DATA;
         b->n = r + 1;
+        sl__ks_iter_next(it);
         if (b->n == b->cap) {
             *ob = NULL;
             rc = sl__emit(out, b);
+            emitted++;
         }
     }
+    if (rc == 0 && emitted == FIRE_BATCHES) return SL__MORE; /* deletes stay queued */
     char msg[512];
     int irc = sl__ks_iter_free(it, msg, sizeof msg);
+    ws->fit = NULL;
+    op->ws_firing = false;
     if (rc == 0) rc = batch_write(op);
-    else op->ws->nops = op->ws->kb.len = op->ws->vb.len = 0;
+    else ws->nops = ws->kb.len = ws->vb.len = 0;
     if (rc == SL_ECORRUPT)
         return sl__job_fail(op->ctx ? op->ctx->job : NULL, rc,
                             "window: a group in RocksDB does not parse");
     if (rc == 0 && irc)
         return sl__job_fail(op->ctx ? op->ctx->job : NULL, irc, "window: %s", msg);
     if (rc) return rc;
-    if (suppressed) sl__count(op->ctx, SL__CTR_SUPPRESSED, suppressed);
+    if (ws->fsup) sl__count(op->ctx, SL__CTR_SUPPRESSED, ws->fsup);
     op->st.fired_windows++;
-    op->st.fired_groups += ng;
-    sl__count(op->ctx, SL__CTR_WINDOWS_FIRED, ng);
+    op->st.fired_groups += ws->fng;
+    sl__count(op->ctx, SL__CTR_WINDOWS_FIRED, ws->fng);
     w->in_store = w->spilled = false; /* every key deleted (invariant 3) */
     return 0;
 }

@@ -58,7 +58,8 @@ static void lookup_table_options(rocksdb_options_t *o, sl__ks *ks);
 /* A TTL compaction filter (sl__ks_open_filtered); kept until the instance
  * closes, since a compaction of a dropped column family may still run. */
 typedef struct ks_filter {
-    rocksdb_compactionfilter_t *f;
+    rocksdb_compactionfilter_t *f; /* or NULL */
+    rocksdb_mergeoperator_t *mo;   /* or NULL; owned by the column family */
     bool (*drop)(void *arg, const char *k, size_t kl, const char *v, size_t vl);
     void *arg;
     struct ks_filter *next;
@@ -116,6 +117,13 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
 #ifdef M_ARENA_MAX
     if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
 #endif
+    /* A fixed mmap threshold: glibc would raise it (and the trim threshold
+     * with it, up to 32 MiB) after the first memtable block is freed, and
+     * then keep freed memtables and read buffers in its heap */
+    if (!getenv("MALLOC_MMAP_THRESHOLD_") && !getenv("GLIBC_TUNABLES")) {
+        mallopt(M_MMAP_THRESHOLD, 64 << 10);
+        mallopt(M_TRIM_THRESHOLD, 128 << 10);
+    }
     if (sl__mkdirs(sc->dir))
         return sl__err(errstr, errstr_size, SL_EIO, "state.rocksdb.dir: %s: "
                        "cannot create: %s", sc->dir, strerror(errno));
@@ -140,10 +148,16 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     rocksdb_options_set_block_based_table_factory(g.opts, g.bbto);
     rocksdb_options_set_create_if_missing(g.opts, 1);
     rocksdb_options_set_allow_concurrent_memtable_write(g.opts, 0); /* vector rep */
-    rocksdb_options_set_db_write_buffer_size(g.opts, (size_t)(b / 8));
-    int64_t wb = b / 16 < (64 << 20) ? b / 16 : (64 << 20);
+    /* memtables: 1/8 of the bound with the ones being flushed, so the
+     * total that triggers a flush is half of it (measured: a column
+     * family's full memtable and the one being flushed took 2x the
+     * db-wide size) */
+    rocksdb_options_set_db_write_buffer_size(g.opts, (size_t)(b / 16));
+    int64_t wb = b / 32 < (32 << 20) ? b / 32 : (32 << 20);
     rocksdb_options_set_write_buffer_size(g.opts, (size_t)wb);
     rocksdb_options_set_max_write_buffer_number(g.opts, 2);
+    /* flushes and compactions buffer 1 MiB per file written by default */
+    rocksdb_options_set_writable_file_max_buffer_size(g.opts, 64u << 10);
     rocksdb_options_set_target_file_size_base(g.opts, 64u << 20);
     rocksdb_options_set_max_background_jobs(g.opts, 2);
     rocksdb_options_set_max_open_files(g.opts, 512);
@@ -188,7 +202,8 @@ sl__ks *sl__ks_open(const sl__state_conf *sc, bool bulk, char *errstr,
 static void filter_free(ks_filter *f)
 {
     if (!f) return;
-    rocksdb_compactionfilter_destroy(f->f);
+    if (f->f) rocksdb_compactionfilter_destroy(f->f);
+    if (f->mo) rocksdb_mergeoperator_destroy(f->mo);
     free(f);
 }
 
@@ -197,7 +212,7 @@ static void filters_free(void)
     while (g.filters) {
         ks_filter *f = g.filters;
         g.filters = f->next;
-        rocksdb_compactionfilter_destroy(f->f);
+        if (f->f) rocksdb_compactionfilter_destroy(f->f);
         free(f);
     }
 }
@@ -236,7 +251,9 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
         lookup_table_options(o, ks);
     }
     if (flt) {
-        rocksdb_options_set_compaction_filter(o, flt->f);
+        if (flt->f) rocksdb_options_set_compaction_filter(o, flt->f);
+        if (flt->mo) rocksdb_options_set_merge_operator(o, flt->mo); /* o shares it */
+        flt->mo = NULL;
         flt->next = g.filters;
         g.filters = flt;
     }
@@ -295,7 +312,10 @@ int sl__ks_write(sl__ks *ks, const sl__ks_op *ops, size_t n, char *errstr,
 {
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < n; i++) {
-        if (ops[i].val)
+        if (ops[i].val && ops[i].merge)
+            rocksdb_writebatch_merge_cf(wb, ks->cf, ops[i].key, ops[i].klen,
+                                        ops[i].val, ops[i].vlen);
+        else if (ops[i].val)
             rocksdb_writebatch_put_cf(wb, ks->cf, ops[i].key, ops[i].klen,
                                       ops[i].val, ops[i].vlen);
         else
@@ -394,6 +414,25 @@ uint64_t sl__ks_disk_bytes(sl__ks *ks)
     uint64_t n = v ? strtoull(v, NULL, 10) : 0;
     free(v);
     return n;
+}
+
+uint64_t sl__ks_property(sl__ks *ks, const char *name)
+{
+    char *v = ks ? rocksdb_property_value_cf(g.db, ks->cf, name)
+                 : rocksdb_property_value(g.db, name);
+    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
+
+/* Gives the pages of free heap memory back to the system (glibc keeps
+ * them: RocksDB's blocks and memtables leave holes that trimming the top
+ * of the heap never reaches). Costs a walk over the arenas' free lists. */
+void sl__ks_trim(void)
+{
+#ifdef M_ARENA_MAX
+    malloc_trim(0);
+#endif
 }
 
 /* ---- lookup tables' fast path (tabledisk.c, rowcache.c) ------------------ */
@@ -511,6 +550,93 @@ sl__ks *sl__ks_open_filtered(const sl__state_conf *sc,
     f->drop = drop;
     f->arg = arg;
     f->f = rocksdb_compactionfilter_create(f, filter_noop, filter_fn, filter_name);
+    return ks_open(sc, false, f, errstr, errstr_size); /* owns f */
+}
+
+/* ---- merge operator (blind writes of window groups) ---------------------- */
+typedef struct {
+    sl__ks_merge_fn fn;
+    void *arg;
+    void (*arg_free)(void *arg);
+} ks_merge;
+
+static char *merge_full(void *state, const char *key, size_t kl, const char *base,
+                        size_t bl, const char *const *ops, const size_t *opl, int n,
+                        unsigned char *ok, size_t *outl)
+{
+    (void)key;
+    (void)kl;
+    ks_merge *m = state;
+    *outl = 0;
+    /* the common case, one value written once: RocksDB still asks */
+    if (!base && n == 1) {
+        char *v = malloc(opl[0] ? opl[0] : 1);
+        if (!v) return *ok = 0, NULL;
+        memcpy(v, ops[0], opl[0]);
+        *outl = opl[0];
+        *ok = 1;
+        return v;
+    }
+    sl__buf out = {0};
+    if (m->fn(m->arg, base, bl, ops, opl, n, &out) != 0) {
+        sl__buf_free(&out);
+        *ok = 0;
+        return NULL;
+    }
+    *ok = 1;
+    *outl = out.len;
+    return (char *)out.p; /* freed by merge_value_free */
+}
+
+/* The merge is associative (sl__ks_merge_fn folds parts), so operands
+ * fold into one without their base. RocksDB 7.8's C wrapper reads the
+ * value and its length even when a partial merge declines. */
+static char *merge_partial(void *state, const char *key, size_t kl,
+                           const char *const *ops, const size_t *opl, int n,
+                           unsigned char *ok, size_t *outl)
+{
+    return merge_full(state, key, kl, NULL, 0, ops, opl, n, ok, outl);
+}
+
+static void merge_value_free(void *state, const char *v, size_t vl)
+{
+    (void)state;
+    (void)vl;
+    free((void *)v);
+}
+
+static void merge_destroy(void *state)
+{
+    ks_merge *m = state;
+    if (m->arg_free) m->arg_free(m->arg);
+    free(m);
+}
+
+static const char *merge_name(void *state)
+{
+    (void)state;
+    return "sluice.window";
+}
+
+sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
+                            bool (*drop)(void *arg, const char *k, size_t kl,
+                                         const char *v, size_t vl),
+                            void *arg, sl__ks_merge_fn merge, void *marg,
+                            void (*marg_free)(void *marg), char *errstr,
+                            size_t errstr_size)
+{
+    ks_filter *f = sl__xcalloc(1, sizeof *f);
+    if (drop) {
+        f->drop = drop;
+        f->arg = arg;
+        f->f = rocksdb_compactionfilter_create(f, filter_noop, filter_fn, filter_name);
+    }
+    ks_merge *m = sl__xcalloc(1, sizeof *m);
+    m->fn = merge;
+    m->arg = marg;
+    m->arg_free = marg_free;
+    f->mo = rocksdb_mergeoperator_create(m, merge_destroy, merge_full, merge_partial,
+                                         merge_value_free, merge_name);
     return ks_open(sc, false, f, errstr, errstr_size); /* owns f */
 }
 

@@ -91,6 +91,7 @@ typedef struct {
     size_t klen;
     const char *val; /* NULL: delete key */
     size_t vlen;
+    bool merge; /* a merge operand (sl__ks_open_merging), not a put */
 } sl__ks_op;
 /* bulk: the state is loaded once and then only read (a lookup table): no
  * compaction and no write stalls while it loads, one full compaction in
@@ -198,6 +199,30 @@ sl__ks *sl__ks_open_filtered(const sl__state_conf *sc,
                              bool (*drop)(void *arg, const char *k, size_t kl,
                                           const char *v, size_t vl),
                              void *arg, char *errstr, size_t errstr_size);
+/* Merges one key's stored value (base, NULL when none) with the merge
+ * operands written after it (oldest first) into out (appended); 0, or
+ * nonzero when something does not parse (RocksDB then reports the key as
+ * corrupt). Runs on any thread, RocksDB's background threads included. */
+typedef int (*sl__ks_merge_fn)(void *arg, const char *base, size_t blen,
+                               const char *const *ops, const size_t *olen, int n,
+                               sl__buf *out);
+/* As sl__ks_open_filtered (drop may be NULL), with a merge operator: ops
+ * with .merge are folded into the key's value by merge when it is read
+ * or compacted. marg_free(marg) runs when RocksDB lets go of the operator
+ * (it may outlive sl__ks_drop: marg must stay safe to call until then). */
+sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
+                            bool (*drop)(void *arg, const char *k, size_t kl,
+                                         const char *v, size_t vl),
+                            void *arg, sl__ks_merge_fn merge, void *marg,
+                            void (*marg_free)(void *marg), char *errstr,
+                            size_t errstr_size);
+/* Returns the free pages inside the process's heap to the system
+ * (malloc_trim): after a window cache eviction, so the freed groups and
+ * RocksDB's churn do not stay resident. */
+void sl__ks_trim(void);
+/* A RocksDB integer property of ks's column family (ks NULL: of the
+ * instance, e.g. "rocksdb.block-cache-usage"); 0 when unknown. */
+uint64_t sl__ks_property(sl__ks *ks, const char *name);
 /* A forward iterator over one column family, in key order, seeing the
  * state as it was when it was created. The key and value pointers live
  * until the next move. */

@@ -257,8 +257,8 @@ int sl__dtab_append(sl__dtab *d, const sl_batch *b, size_t *stored,
     sl__ks_op *ops = sl__xmalloc(sizeof *ops * m);
     size_t max_row = 0;
     for (uint32_t j = 0; j < m; j++) {
-        ops[j] = (sl__ks_op){kb.p + koff[j], koff[j + 1] - koff[j],
-                             vb.p + voff[j], voff[j + 1] - voff[j]};
+        ops[j] = (sl__ks_op){.key = kb.p + koff[j], .klen = koff[j + 1] - koff[j],
+                             .val = vb.p + voff[j], .vlen = voff[j + 1] - voff[j]};
         if (ops[j].klen + ops[j].vlen > max_row) max_row = ops[j].klen + ops[j].vlen;
     }
     rc = sl__ks_write(d->ks, ops, m, errstr, errstr_size);

@@ -1,20 +1,30 @@
-"""Window state on RocksDB stays within state.memory.bound: a per-subscriber
-hop window (12 h every hour, so each event is in 12 windows) over 100 k
-events of 1 M subscribers keeps ~1.3 M (window, pseudonym) groups with
-exact distinct sets. With state.backend = rocksdb and the smallest bound
-(16 MiB) the job's peak private RSS (RssAnon) stays within its footprint
-without state (the same job over 2 k events) plus 3x the bound, while
-its window cache spills to RocksDB again and again; the memory backend on
-the same input needs far more (the control: the test can fail) and writes
-exactly the same rows. The seed comes from the commit.
+"""Window state on RocksDB stays within state.memory.bound with state of
+more than 10x the bound: a per-subscriber daily profile (a tumbling day
+window grouped by pseudonym: events, distinct cells, bytes, call seconds,
+first and last event time) over 2.6 M events of 10 M subscribers keeps
+~2.4 M groups in RocksDB (> 80 MiB of LZ4-compressed SST at the peak,
+reported by the window at close) under the smallest bound, 8 MiB, while
+its window caches evict to RocksDB hundreds of times.
 
-Known gap (docs/state.md): the goal is footprint + 1x the bound, as the
-lookup-table test checks; window state measures footprint + ~2-2.5x (42-48
-MiB against 9 + 16; ~11 MiB of it the SQLite sink's 1.1 M output rows, which
-the 2 k-event footprint run does not have). Scale: the state here is ~1x
-the bound on disk (LZ4-compressed SST bytes, reported by the window at
-close), not 10x: on the shared 2-core CI machine a 10x run takes many
-minutes. SLUICE_WINDOW_EVENTS=1000000 runs it at 10x."""
+The events arrive pseudonymised, as an upstream job publishes them: the
+test replaces each msisdn by a keyed 64-bit hash (column `sub`). Through
+PSEUDONYMIZE the job's memory would be dominated by that operator's cache
+of raw ids, which is not state and has no bound of its own (it grows with
+the distinct ids seen, up to 128 MiB per task; measured here: 2 x 16
+MiB), and whose rehashes fall at different moments in the two runs
+compared below.
+
+The job's peak private RSS (RssAnon) must stay within its footprint plus
+FACTOR x the bound. The footprint is the same input through the same
+pipeline with tiny state: grouped by event type (5 groups) instead of by
+subscriber. The goal is 1x, as the lookup-table test checks; measured:
+1.19x with 1 M events, 1.46x and 1.61x in two runs with 2.6 M (glibc's
+slack grows with the state; docs/state.md "Memory tuning" explains each
+MiB), so the test allows FACTOR = 2x.
+The memory backend on the same input needs far more (the control: the
+test can fail) and writes exactly the same rows. The seed comes from the
+commit."""
+import hashlib
 import os
 import re
 import sqlite3
@@ -22,34 +32,60 @@ import subprocess
 
 import pytest
 
-from test_state_memory import SLUICE, BOUND, run_peak, sanitized, seed
+from test_state_memory import SLUICE, run_peak, sanitized, seed
 
-EVENTS = int(os.environ.get("SLUICE_WINDOW_EVENTS", "100000"))
+BOUND = 8 << 20  # state.memory.bound: the smallest allowed
+FACTOR = 2.0     # the goal is 1: measured 1.2-1.6, see docs/state.md
+EVENTS = int(os.environ.get("SLUICE_WINDOW_EVENTS", "2600000"))
+SUBSCRIBERS = 10_000_000
 
-JOB = """
-SET 'key.file' = '${data}/keys.txt';
+HEAD = """
 CREATE SOURCE events (
-  ts TIMESTAMP, msisdn VARCHAR, event_type VARCHAR, cell_id BIGINT,
+  ts TIMESTAMP, sub BIGINT, event_type VARCHAR, cell_id BIGINT,
   duration_s BIGINT, bytes BIGINT,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'file', path = '${data}/events', format = 'csv');
 CREATE SINK per_subscriber WITH (connector = 'sqlite', path = '${db}',
                                  table = 'per_subscriber') AS
-SELECT window_start, PSEUDONYMIZE(msisdn) AS sub, COUNT(*) AS events,
-       COUNT(DISTINCT cell_id) AS cells, SUM(bytes) AS bytes
+"""
+JOB = HEAD + """
+SELECT window_start, sub, COUNT(*) AS events,
+       COUNT(DISTINCT cell_id) AS cells, SUM(bytes) AS bytes,
+       SUM(duration_s) AS call_s, MIN(ts) AS first_ts, MAX(ts) AS last_ts
 FROM events
-GROUP BY HOP(ts, INTERVAL '1' HOUR, INTERVAL '12' HOUR), PSEUDONYMIZE(msisdn);
+GROUP BY TUMBLE(ts, INTERVAL '1' DAY), sub;
+"""
+# the footprint: the same input and pipeline, 5 groups of state
+FOOTPRINT = HEAD + """
+SELECT window_start, MAX(sub) AS sub, COUNT(*) AS events,
+       COUNT(DISTINCT cell_id) AS cells, SUM(bytes) AS bytes,
+       SUM(duration_s) AS call_s, MIN(ts) AS first_ts, MAX(ts) AS last_ts
+FROM events
+GROUP BY TUMBLE(ts, INTERVAL '1' DAY), event_type;
 """
 
 
 def gen(d, events, s):
     subprocess.run([SLUICE, *map(str, ["gen", "--out", d, "--events", events,
-                                       "--subscribers", 1_000_000, "--cells", 200,
+                                       "--subscribers", SUBSCRIBERS, "--cells", 200,
                                        "--areas", 4, "--parts", 2, "--seed", s,
                                        "--set", "span.ms=86400000"])],
                    check=True, capture_output=True)
-    subprocess.run([SLUICE, "keygen", os.path.join(d, "keys.txt")], check=True,
-                   capture_output=True)
+    os.remove(os.path.join(d, "subscribers.csv"))  # 350 MB the job does not read
+    key = s.to_bytes(8, "little")  # the pseudonyms' key: from the seed
+    ev = os.path.join(d, "events")
+    for name in os.listdir(ev):
+        path = os.path.join(ev, name)
+        with open(path) as f, open(path + ".tmp", "w") as o:
+            head = next(f).split(",")
+            assert head[1] == "msisdn", head
+            head[1] = "sub"
+            o.write(",".join(head))
+            for line in f:
+                ts, msisdn, rest = line.split(",", 2)
+                h = hashlib.blake2b(msisdn.encode(), digest_size=8, key=key).digest()
+                o.write(f"{ts},{int.from_bytes(h, 'little', signed=True)},{rest}")
+        os.replace(path + ".tmp", path)
 
 
 def job(sql, data, out, backend):
@@ -59,48 +95,59 @@ def job(sql, data, out, backend):
             "--set", "metrics.address="]
 
 
-def rows(db):
-    con = sqlite3.connect(db)
-    r = sorted(con.execute("SELECT * FROM per_subscriber").fetchall())
+def differ(a, b):
+    """Rows of table per_subscriber in one database and not the other, both
+    ways (the databases hold millions of rows: compared inside SQLite)."""
+    con = sqlite3.connect(a)
+    con.execute("ATTACH DATABASE ? AS other", (b,))
+    n = con.execute("SELECT (SELECT COUNT(*) FROM (SELECT * FROM per_subscriber EXCEPT "
+                    "SELECT * FROM other.per_subscriber)) + (SELECT COUNT(*) FROM ("
+                    "SELECT * FROM other.per_subscriber EXCEPT SELECT * FROM "
+                    "per_subscriber))").fetchone()[0]
+    rows, events = con.execute("SELECT COUNT(*), SUM(events) FROM per_subscriber").fetchone()
     con.close()
-    return r
+    return n, rows, events
 
 
 @pytest.mark.skipif(sanitized(), reason="RSS under a sanitizer is not the job's")
 def test_window_state_on_rocksdb_keeps_rss_under_the_bound(tmp_path):
     s = seed()
     print(f"\nwindow bounded-memory test seed {s} (rerun with SLUICE_SEED={s})")
-    big, small = str(tmp_path / "big"), str(tmp_path / "small")
-    gen(big, EVENTS, s)
-    gen(small, 2000, s)
-    sql = str(tmp_path / "job.sql")
+    data = str(tmp_path / "data")
+    gen(data, EVENTS, s)
+    sql, fsql = str(tmp_path / "job.sql"), str(tmp_path / "footprint.sql")
     with open(sql, "w") as f:
         f.write(JOB)
-    _, footprint = run_peak(job(sql, small, str(tmp_path / "o-small"), "rocksdb"))
-    err, peak = run_peak(job(sql, big, str(tmp_path / "o-rocks"), "rocksdb"))
+    with open(fsql, "w") as f:
+        f.write(FOOTPRINT)
+    _, footprint = run_peak(job(fsql, data, str(tmp_path / "o-small"), "rocksdb"))
+    err, peak = run_peak(job(sql, data, str(tmp_path / "o-rocks"), "rocksdb"))
     stats = re.findall(r'msg="window state on RocksDB" task=\d+ peak_sst_bytes=(\d+) '
                        r'cache_writeouts=(\d+) bytes_written=(\d+)', err)
     assert len(stats) == 2, f"no window state report per task in:\n{err}"
     on_disk = sum(int(p) for p, _, _ in stats)
     writeouts = sum(int(w) for _, w, _ in stats)
     written = sum(int(b) for _, _, b in stats)
-    limit = footprint + 3 * BOUND  # the goal is 1x: see the docstring
-    print(f"window state peak {on_disk / 2**20:.1f} MiB of SST ({on_disk / BOUND:.2f}x the "
-          f"bound), {writeouts} cache write-outs ({written / 2**20:.0f} MiB), peak RSS "
-          f"{peak / 2**20:.0f} MiB, limit {limit / 2**20:.0f} MiB (footprint "
-          f"{footprint / 2**20:.0f} MiB + 3 x bound {BOUND >> 20} MiB)")
-    assert writeouts >= 10, "the window cache never spilled: the test proves nothing"
-    assert written >= 2 * BOUND, f"only {written} bytes went through RocksDB"
+    limit = footprint + FACTOR * BOUND
+    print(f"window state peak {on_disk / 2**20:.1f} MiB of SST ({on_disk / BOUND:.1f}x the "
+          f"bound), {writeouts} cache evictions ({written / 2**20:.0f} MiB), peak RSS "
+          f"{peak / 2**20:.1f} MiB = footprint {footprint / 2**20:.1f} MiB + "
+          f"{(peak - footprint) / BOUND:.2f} x bound {BOUND >> 20} MiB (limit "
+          f"{FACTOR} x)")
+    assert on_disk >= 10 * BOUND, f"state is only {on_disk} bytes of SST"
+    assert writeouts >= 100, "the window cache hardly evicted: the test proves little"
     assert peak <= limit, f"peak RSS {peak} > {limit}"
-    _, mpeak = run_peak(job(sql, big, str(tmp_path / "o-mem"), "memory"))
+    _, mpeak = run_peak(job(sql, data, str(tmp_path / "o-mem"), "memory"))
     print(f"memory backend: peak RSS {mpeak / 2**20:.0f} MiB")
     assert mpeak > limit, f"the memory backend stayed within {limit} ({mpeak}): " \
                           f"the test could not fail"
-    got, want = rows(str(tmp_path / "o-rocks" / "r.db")), rows(str(tmp_path / "o-mem" / "r.db"))
-    assert got == want
-    # every event is in 12 hop windows: an independent check of the totals
-    n = 0
-    for name in os.listdir(os.path.join(big, "events")):
-        with open(os.path.join(big, "events", name)) as f:
-            n += sum(1 for _ in f) - 1
-    assert sum(r[2] for r in got) == 12 * n
+    n, rows, events = differ(str(tmp_path / "o-rocks" / "r.db"),
+                             str(tmp_path / "o-mem" / "r.db"))
+    assert n == 0, f"{n} rows differ between the backends"
+    assert rows > 10 * BOUND // 64, f"only {rows} groups"
+    # an independent check of the total: every event is in one window
+    total = 0
+    for name in os.listdir(os.path.join(data, "events")):
+        with open(os.path.join(data, "events", name)) as f:
+            total += sum(1 for _ in f) - 1
+    assert events == total

