@@ -32,6 +32,7 @@
  * re-initialised with the same key per message and ~1.4 us for EVP_Q_mac. */
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_CTX: see above */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,18 @@ struct key {
 struct sl_keyring {
     int n;
     struct key *keys;
+    /* per key: the shared pseudonym cache, created on first use (a memo of
+     * the MAC, so a const keyring may fill it) */
+    _Atomic(sl__pcache *) *caches;
 };
+
+struct sl__hmac {
+    SHA256_CTX inner; /* state after key ^ ipad */
+    SHA256_CTX outer; /* state after key ^ opad */
+    sl__pcache *cache; /* borrowed from the keyring; NULL for a raw key */
+};
+
+sl__pcache *sl__hmac_cache(const sl__hmac *h) { return h ? h->cache : NULL; }
 
 void sl_keyring_free(sl_keyring *k)
 {
@@ -68,7 +80,9 @@ void sl_keyring_free(sl_keyring *k)
         free(k->keys[i].id);
         OPENSSL_cleanse(k->keys[i].secret, k->keys[i].len);
         free(k->keys[i].secret);
+        if (k->caches) sl__pcache_free(atomic_load(&k->caches[i]));
     }
+    free(k->caches);
     free(k->keys);
     free(k);
 }
@@ -292,7 +306,24 @@ sl_keyring *sl_keyring_load(const char *path, char *errstr, size_t errstr_size)
         sl_keyring_free(k);
         return NULL;
     }
+    k->caches = sl__xcalloc((size_t)k->n, sizeof *k->caches);
     return k;
+}
+
+sl__pcache *sl__keyring_pcache(const sl_keyring *k, int i)
+{
+    if (!k || !k->caches || k->n == 0) return NULL;
+    if (i == -1) i = k->n - 1;
+    if (i < 0 || i >= k->n) return NULL;
+    sl__pcache *c = atomic_load_explicit(&k->caches[i], memory_order_acquire);
+    if (c) return c;
+    sl__pcache *mine = sl__pcache_new(SL__PCACHE_BITS);
+    if (atomic_compare_exchange_strong_explicit(&k->caches[i], &c, mine,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    sl__pcache_free(mine); /* another thread made it first: c is it */
+    return c;
 }
 
 const char *sl_keyring_current_id(const sl_keyring *k)
@@ -388,8 +419,10 @@ sl__hmac *sl__hmac_new_key(const sl_keyring *k, int i, char *errstr,
         sl__err(errstr, errstr_size, SL_EINVAL, "hmac: no key %d", i);
         return NULL;
     }
-    return sl__hmac_new_raw(k->keys[i].secret, k->keys[i].len, errstr,
-                            errstr_size);
+    sl__hmac *h = sl__hmac_new_raw(k->keys[i].secret, k->keys[i].len, errstr,
+                                   errstr_size);
+    if (h) h->cache = sl__keyring_pcache(k, i);
+    return h;
 }
 
 static int64_t be64(const uint8_t *p)
@@ -419,10 +452,6 @@ int64_t sl_keyring_pseudonym(const sl_keyring *k, const char *id, size_t len)
 }
 
 /* ---- the keyed fast path ------------------------------------------------- */
-struct sl__hmac {
-    SHA256_CTX inner; /* state after key ^ ipad */
-    SHA256_CTX outer; /* state after key ^ opad */
-};
 
 void sl__hmac_free(sl__hmac *h)
 {
@@ -470,7 +499,9 @@ sl__hmac *sl__hmac_new(const sl_keyring *k, char *errstr, size_t errstr_size)
         return NULL;
     }
     const struct key *key = &k->keys[k->n - 1];
-    return sl__hmac_new_raw(key->secret, key->len, errstr, errstr_size);
+    sl__hmac *h = sl__hmac_new_raw(key->secret, key->len, errstr, errstr_size);
+    if (h) h->cache = sl__keyring_pcache(k, k->n - 1);
+    return h;
 }
 
 void sl__hmac_full(sl__hmac *h, const void *msg, size_t len, uint8_t mac[32])

@@ -43,7 +43,11 @@
 
 /* ---- loading ------------------------------------------------------------- */
 /* h[0..nh): one MAC context per key the table is pseudonymised under
- * (nh 0: the key column is kept as it is). */
+ * (nh 0: the key column is kept as it is). Under one key the pseudonyms
+ * go through that key's shared cache (sl__hmac_cache), so the
+ * pseudonymise operators later find every known subscriber there instead
+ * of computing its MAC again; under several keys (rotation) they do not,
+ * so that the caches hold only the keys the events use. */
 static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
                       int kc, const sl_schema *tschema, char *errstr,
                       size_t errstr_size)
@@ -51,7 +55,8 @@ static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
     if (b->n == 0) return 0;
     int rc = 0;
     for (int i = 0; i < nh && rc == 0; i++) {
-        sl_batch *p = sl__pseudo_batch(h[i], NULL, b, kc, tschema);
+        sl_batch *p = sl__pseudo_batch(h[i], nh == 1 ? sl__hmac_cache(h[i]) : NULL,
+                                       b, kc, tschema);
         rc = sl__table_append(t, p, errstr, errstr_size);
         sl__batch_free(p);
     }

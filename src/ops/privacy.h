@@ -65,15 +65,32 @@ int64_t sl__hmac_pseudo(sl__hmac *h, const void *msg, size_t len);
  * may travel). Returns NULL if out_col names another column of `in`. */
 sl_schema *sl__pseudo_schema(const sl_schema *in, int col, const char *out_col);
 
-/* A bounded raw id -> pseudonym cache (4-way set associative, the oldest
- * entry of a set makes room), memory only: it is never snapshotted and
- * starts empty after recovery. It grows while ids keep missing, up to
- * 2^bits entries of 16 bytes; ids other than 1..18 digits bypass it. */
+/* A bounded raw id -> pseudonym cache (pcache.c: sets of one cache line,
+ * 3 ways, the oldest entry of a set makes room), memory only: it is never
+ * snapshotted and starts empty after recovery. It grows while ids keep
+ * missing, up to 2^bits / 4 sets of 3 entries; ids other than 1..18
+ * digits bypass it. Safe for any number of threads at once: reads take no
+ * lock. The keyring owns one per key (sl__keyring_pcache), shared by every
+ * task and by the table loads pseudonymising under that key. */
 typedef struct sl__pcache sl__pcache;
+#define SL__PCACHE_BITS 24 /* the keyring's caches: 2^22 sets, 256 MiB at most */
 sl__pcache *sl__pcache_new(int bits);
 void sl__pcache_free(sl__pcache *c);
 /* Cache statistics since creation (hits, misses), for tests and metrics. */
 void sl__pcache_stats(const sl__pcache *c, uint64_t *hits, uint64_t *misses);
+/* Bytes of the current table (0 for NULL). */
+size_t sl__pcache_bytes(sl__pcache *c);
+/* Pseudonyms under h of ids[0..n) into out[0..n) (0 for an invalid row),
+ * through cache c (NULL: a MAC per row); out may overlay ids. */
+void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,
+                       const uint8_t *valid, int64_t *out, uint32_t n);
+/* The shared cache of key i of the keyring (i = -1: the current key),
+ * created on first use with SL__PCACHE_BITS; owned by the keyring, freed
+ * with it. NULL if there is no such key. */
+sl__pcache *sl__keyring_pcache(const sl_keyring *k, int i);
+/* The cache of the keyring key h was made from (sl__hmac_new,
+ * sl__hmac_new_key), NULL for a MAC from a raw key. */
+sl__pcache *sl__hmac_cache(const sl__hmac *h);
 
 /* Converts `in` (column `col` STRING) into a new batch of schema `out`
  * (from sl__pseudo_schema) and in's capacity: every other

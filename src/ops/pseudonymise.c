@@ -9,36 +9,19 @@
  * (an exchange would carry raw ids otherwise), which
  * sl_stream_pseudonymise enforces.
  *
- * Each task's instance keeps one keyed MAC context and a bounded cache raw
- * id -> pseudonym. The cache is memory only: it is never snapshotted or
- * logged, and after recovery it starts empty and refills, which changes
- * speed, never results. Canary rows are pseudonymised like data; a NULL id
- * gives a NULL pseudonym.
- *
- * The cache is 4-way set associative, 16 bytes an entry, so a set is one
- * cache line: an id of 1 to 18 digits (MSISDN, IMSI, IMEI) is kept as the
- * number 10^len + value, which is exact (leading zeros and lengths stay
- * apart) and never 0, the empty mark. Other ids bypass the cache and cost a
- * MAC each time. A miss puts its entry first in its set and drops the
- * oldest. The cache starts at 2^12 entries and doubles (rehashing its
- * entries) each time as many misses as it has entries have been inserted,
- * up to 2^bits entries: the operator's default, 2^23 entries, is 128 MiB
- * per task at most, reached only when the ids keep missing (the reference
- * job's 10 M subscribers). Tables of 2 MiB and more are mapped with
- * transparent huge pages (sl__huge_alloc), since every probe lands on a
- * random line.
- *
- * Batches are processed in blocks: pack every id of a block and prefetch
- * its set, then probe, so cache misses overlap. */
+ * Each task's instance keeps one keyed MAC context; the raw id ->
+ * pseudonym cache is the keyring's, one per key, shared by every task and
+ * by the subscriber table's load (pcache.c), so a subscriber's MAC is
+ * computed once in the process, not once per task. The cache is memory
+ * only: it is never snapshotted or logged, and a process restarted from a
+ * checkpoint starts with it empty and refills it, which changes speed, never results. Canary rows are
+ * pseudonymised like data; a NULL id gives a NULL pseudonym. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/privacy.h"
 
-#define CACHE_BITS_DEFAULT 23
-#define CACHE_BITS_START 12
-#define WAYS 4
-#define BLOCK 256
+#define CACHE_BITS_DEFAULT SL__PCACHE_BITS
 
 /* ---- schema -------------------------------------------------------------- */
 sl_schema *sl__pseudo_schema(const sl_schema *in, int col, const char *out_col)
@@ -56,118 +39,6 @@ sl_schema *sl__pseudo_schema(const sl_schema *in, int col, const char *out_col)
     c->type = SL_INT64;
     c->identifier = false;
     return s;
-}
-
-/* ---- cache --------------------------------------------------------------- */
-typedef struct {
-    uint64_t key; /* pack_id of the raw id; 0 = empty */
-    int64_t pseudo;
-} pentry;
-
-struct sl__pcache {
-    pentry *e;        /* (mask + 1) * WAYS entries, set s at e[s * WAYS] */
-    size_t bytes;     /* of the mapping */
-    uint64_t mask;    /* sets - 1 */
-    uint64_t max_sets;
-    uint64_t fills;   /* entries inserted since the last growth */
-    uint64_t hits, misses;
-};
-
-/* 10^len + value for ids of 1..18 digits, else 0 (not cached). Eight
- * digits at a time where the byte order allows (as csv.c parses). */
-static inline uint64_t pack_id(const char *s, uint32_t len)
-{
-    static const uint64_t pow10[19] = {
-        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-        100000000000000000ULL, 1000000000000000000ULL};
-    if (len == 0 || len > 18) return 0;
-    uint64_t v = 0;
-    uint32_t i = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        /* all eight bytes '0'..'9' */
-        if (((w & 0xF0F0F0F0F0F0F0F0ULL) |
-             (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) !=
-            0x3333333333333333ULL)
-            return 0;
-        w -= 0x3030303030303030ULL;
-        w = w * 10 + (w >> 8);
-        w = (((w & 0x000000FF000000FFULL) * 0x000F424000000064ULL) +
-             (((w >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL)) >> 32;
-        v = v * 100000000 + w;
-    }
-#endif
-    for (; i < len; i++) {
-        unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9) return 0;
-        v = v * 10 + d;
-    }
-    return pow10[len] + v;
-}
-
-static inline uint64_t set_of(const sl__pcache *c, uint64_t key)
-{
-    return sl__mix64(key) & c->mask;
-}
-
-static pentry *table_new(uint64_t sets, size_t *bytes)
-{
-    *bytes = sets * WAYS * sizeof(pentry);
-    return sl__huge_alloc(*bytes); /* zero-filled: all empty */
-}
-
-/* Puts (key, pseudo) first in its set; the oldest entry drops out. */
-static inline void set_put(pentry *set, uint64_t key, int64_t pseudo)
-{
-    memmove(set + 1, set, (WAYS - 1) * sizeof *set);
-    set[0] = (pentry){key, pseudo};
-}
-
-static void cache_grow(sl__pcache *c)
-{
-    pentry *old = c->e;
-    size_t old_bytes = c->bytes;
-    uint64_t old_sets = c->mask + 1;
-    c->mask = old_sets * 2 - 1;
-    c->e = table_new(old_sets * 2, &c->bytes);
-    for (uint64_t s = 0; s < old_sets; s++)
-        for (int w = WAYS - 1; w >= 0; w--) { /* oldest first keeps the order */
-            const pentry *o = &old[s * WAYS + (uint64_t)w];
-            if (o->key) set_put(&c->e[set_of(c, o->key) * WAYS], o->key, o->pseudo);
-        }
-    sl__huge_free(old, old_bytes);
-    c->fills = 0;
-}
-
-sl__pcache *sl__pcache_new(int bits)
-{
-    if (bits < 2) bits = 2;
-    if (bits > 28) bits = 28;
-    sl__pcache *c = sl__xcalloc(1, sizeof *c);
-    c->max_sets = ((uint64_t)1 << bits) / WAYS;
-    uint64_t sets = ((uint64_t)1 << CACHE_BITS_START) / WAYS;
-    if (sets > c->max_sets) sets = c->max_sets;
-    c->mask = sets - 1;
-    c->e = table_new(sets, &c->bytes);
-    return c;
-}
-
-void sl__pcache_free(sl__pcache *c)
-{
-    if (!c) return;
-    sl__huge_free(c->e, c->bytes);
-    free(c);
-}
-
-void sl__pcache_stats(const sl__pcache *c, uint64_t *hits, uint64_t *misses)
-{
-    if (hits) *hits = c ? c->hits : 0;
-    if (misses) *misses = c ? c->misses : 0;
 }
 
 /* ---- batch conversion ---------------------------------------------------- */
@@ -204,63 +75,6 @@ void sl__ops_copy_column(sl_batch *dst, int dc, const sl_batch *src, int sc,
     }
 }
 
-static void pseudo_block(sl__hmac *h, sl__pcache *c, const sl_str *ids,
-                         const uint8_t *valid, int64_t *out, uint32_t n)
-{
-    uint64_t key[BLOCK];
-    pentry *set[BLOCK];
-    for (uint32_t i = 0; i < n; i++) {
-        key[i] = valid[i] ? pack_id(ids[i].ptr, ids[i].len) : 0;
-        if (!key[i]) continue;
-        set[i] = &c->e[set_of(c, key[i]) * WAYS];
-        __builtin_prefetch(set[i]);
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        if (!valid[i]) {
-            out[i] = 0;
-            continue;
-        }
-        if (!key[i]) {
-            out[i] = sl__hmac_pseudo(h, ids[i].ptr, ids[i].len);
-            continue;
-        }
-        pentry *e = set[i];
-        int w = 0;
-        while (w < WAYS && e[w].key != key[i]) w++;
-        if (w < WAYS) {
-            out[i] = e[w].pseudo;
-            c->hits++;
-            continue;
-        }
-        out[i] = sl__hmac_pseudo(h, ids[i].ptr, ids[i].len);
-        set_put(e, key[i], out[i]);
-        c->misses++;
-        c->fills++;
-    }
-    /* between blocks: the sets of this block were taken with the old mask */
-    if (c->fills >= (c->mask + 1) * WAYS && c->mask + 1 < c->max_sets)
-        cache_grow(c);
-}
-
-/* Pseudonyms of ids[0..n) into out[0..n); out may overlay ids (the
- * operator converts its batch in place), so each block's ids are copied
- * out first. */
-static void pseudo_fill(sl__hmac *h, sl__pcache *cache, const sl_str *ids,
-                        const uint8_t *valid, int64_t *out, uint32_t n)
-{
-    sl_str id[BLOCK];
-    for (uint32_t i = 0; i < n; i += BLOCK) {
-        uint32_t m = n - i < BLOCK ? n - i : BLOCK;
-        memcpy(id, ids + i, m * sizeof *id);
-        if (cache) {
-            pseudo_block(h, cache, id, valid + i, out + i, m);
-            continue;
-        }
-        for (uint32_t k = 0; k < m; k++)
-            out[i + k] = valid[i + k] ? sl__hmac_pseudo(h, id[k].ptr, id[k].len) : 0;
-    }
-}
-
 sl_batch *sl__pseudo_batch(sl__hmac *h, sl__pcache *cache, const sl_batch *in,
                            int col, const sl_schema *out)
 {
@@ -272,7 +86,7 @@ sl_batch *sl__pseudo_batch(sl__hmac *h, sl__pcache *cache, const sl_batch *in,
     for (int c = 0; c < out->n; c++)
         if (c != col) sl__ops_copy_column(b, c, in, c, out->cols[c].type);
     memcpy(b->cols[col].valid, in->cols[col].valid, n);
-    pseudo_fill(h, cache, in->cols[col].data, in->cols[col].valid,
+    sl__pcache_pseudo(cache, h, in->cols[col].data, in->cols[col].valid,
                 b->cols[col].data, n);
     b->n = n;
     return b;
@@ -283,7 +97,7 @@ typedef struct {
     int col;
     const sl_schema *out;
     sl__hmac *h;
-    sl__pcache *cache;
+    sl__pcache *cache; /* the keyring's (borrowed), NULL: none */
 } pseudo_op;
 
 static void op_close(void *st)
@@ -291,7 +105,6 @@ static void op_close(void *st)
     pseudo_op *p = st;
     if (!p) return;
     sl__hmac_free(p->h);
-    sl__pcache_free(p->cache);
     free(p);
 }
 
@@ -314,7 +127,7 @@ static int op_open(void **st, const void *conf, const sl__opinfo *info,
         op_close(p);
         return SL_ECRYPTO;
     }
-    if (c->cache_bits > 0) p->cache = sl__pcache_new(c->cache_bits);
+    if (c->cache_bits > 0) p->cache = sl__hmac_cache(p->h);
     *st = p;
     return 0;
 }
@@ -331,8 +144,8 @@ static int op_batch(void *st, sl_batch *b, sl__out *out)
         sl__batch_free(b);
         return 0;
     }
-    pseudo_fill(p->h, p->cache, b->cols[p->col].data, b->cols[p->col].valid,
-                b->cols[p->col].data, b->n);
+    sl__pcache_pseudo(p->cache, p->h, b->cols[p->col].data,
+                      b->cols[p->col].valid, b->cols[p->col].data, b->n);
     sl__batch_retype(b, p->out);
     return sl__emit(out, b);
 }
@@ -414,7 +227,7 @@ typedef struct {
     int time_col;
     int nkeys;
     sl__hmac **h;       /* per key index, lazily */
-    sl__pcache **cache;
+    sl__pcache **cache; /* the keyring's (borrowed) */
     int64_t last_epoch; /* memo of the last period's key */
     int last_key;
     sl__ctx *ctx;
@@ -426,7 +239,6 @@ static void rot_close(void *st)
     if (!p) return;
     for (int i = 0; i < p->nkeys; i++) {
         sl__hmac_free(p->h[i]);
-        sl__pcache_free(p->cache[i]);
     }
     free(p->h);
     free(p->cache);
@@ -487,7 +299,7 @@ static int rot_ensure(rot_op *p, int k)
     char err[256];
     p->h[k] = sl__hmac_new_key(p->c->keys, k, err, sizeof err);
     if (!p->h[k]) return SL_ECRYPTO;
-    if (p->c->cache_bits > 0) p->cache[k] = sl__pcache_new(p->c->cache_bits);
+    if (p->c->cache_bits > 0) p->cache[k] = sl__hmac_cache(p->h[k]);
     return 0;
 }
 

@@ -1,0 +1,289 @@
+/* pcache.c — the pseudonym cache: raw subscriber id -> pseudonym under one
+ * key, shared by every task that pseudonymises under that key (the
+ * keyring owns one per key, keyring.c sl__keyring_pcache) and filled also
+ * by the lookup-table load, which computes the same pseudonyms. It only
+ * memoises a deterministic function (the first 64 bits of HMAC-SHA-256),
+ * so a lost, torn or evicted entry costs a MAC, never a wrong result.
+ *
+ * What it holds stays in memory: never snapshotted, logged or counted by
+ * id; after recovery it starts empty. An id of 1 to 18 digits (MSISDN,
+ * IMSI, IMEI) is kept as the number 10^len + value, which is exact
+ * (leading zeros and lengths stay apart) and never 0, the empty mark;
+ * other ids bypass the cache and cost a MAC each time.
+ *
+ * Layout: sets of one cache line (a sequence number, three keys, three
+ * pseudonyms), so a probe touches one line; a miss puts its entry first in
+ * its set and drops the oldest. The table starts at 2^10 sets and doubles
+ * each time the entries inserted since its creation reach one a set (an
+ * entry dropped and inserted again counts twice, so a cache that keeps
+ * dropping what it needs grows sooner), up to
+ * 2^bits / 4 sets (the default, bits 24, is 2^22 sets: 256 MiB holding
+ * 12.6 M ids, the reference job's 10 M subscribers). Tables of 2 MiB and
+ * more are mapped with transparent huge pages (sl__huge_alloc).
+ *
+ * Concurrency (readers many, writers rare):
+ * 1. A set is read without locks under its sequence number (a seqlock):
+ *    a reader takes an entry only if the number was even before and is
+ *    unchanged after it read key and pseudonym (set_get); all loads of the
+ *    entry are acquire loads, so the second read of the number cannot move
+ *    before them.
+ * 2. A writer makes the number odd with a compare-and-swap, moves the
+ *    entries with release stores and makes it even again (set_put); if
+ *    another writer holds the set it gives up, since the entry is only a
+ *    memo.
+ * 3. The table itself is swapped for a larger one only under the write
+ *    side of `lock`; every block of probes holds the read side
+ *    (sl__pcache_pseudo), so a table is never freed under a reader.
+ *    One grower at a time (`growing`) copies the old table into the new
+ *    one before taking the lock; entries put meanwhile are lost (misses
+ *    later). */
+#define _GNU_SOURCE /* PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/privacy.h"
+
+#define WAYS 3
+#define SETS_START_LOG2 10
+#define BLOCK 256
+
+typedef struct {
+    _Atomic uint64_t seq;       /* odd while a writer changes the set */
+    _Atomic uint64_t key[WAYS]; /* pack_id of the raw id; 0 = empty */
+    _Atomic uint64_t val[WAYS]; /* the pseudonym */
+    uint64_t pad;
+} pset;
+_Static_assert(sizeof(pset) == 64, "a set is one cache line");
+
+struct sl__pcache {
+    pthread_rwlock_t lock; /* read: a block of probes; write: the swap */
+    pset *sets;            /* mask + 1 sets, replaced under lock */
+    uint64_t mask;
+    size_t bytes;          /* of the mapping */
+    uint64_t max_sets;
+    _Atomic uint64_t fills; /* entries inserted since creation */
+    atomic_int growing;
+    _Atomic uint64_t hits, misses;
+};
+
+/* 10^len + value for ids of 1..18 digits, else 0 (not cached). Eight
+ * digits at a time where the byte order allows (as csv.c parses). */
+static inline uint64_t pack_id(const char *s, uint32_t len)
+{
+    static const uint64_t pow10[19] = {
+        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+        100000000000000000ULL, 1000000000000000000ULL};
+    if (len == 0 || len > 18) return 0;
+    uint64_t v = 0;
+    uint32_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        /* all eight bytes '0'..'9' */
+        if (((w & 0xF0F0F0F0F0F0F0F0ULL) |
+             (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) !=
+            0x3333333333333333ULL)
+            return 0;
+        w -= 0x3030303030303030ULL;
+        w = w * 10 + (w >> 8);
+        w = (((w & 0x000000FF000000FFULL) * 0x000F424000000064ULL) +
+             (((w >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL)) >> 32;
+        v = v * 100000000 + w;
+    }
+#endif
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9) return 0;
+        v = v * 10 + d;
+    }
+    return pow10[len] + v;
+}
+
+/* Invariant 1: 1 and the pseudonym if the set holds key, else 0. */
+static inline int set_get(pset *s, uint64_t key, int64_t *val)
+{
+    uint64_t s1 = atomic_load_explicit(&s->seq, memory_order_acquire);
+    if (s1 & 1) return 0;
+    for (int w = 0; w < WAYS; w++) {
+        if (atomic_load_explicit(&s->key[w], memory_order_acquire) != key) continue;
+        uint64_t v = atomic_load_explicit(&s->val[w], memory_order_acquire);
+        if (atomic_load_explicit(&s->seq, memory_order_relaxed) != s1) return 0;
+        *val = (int64_t)v;
+        return 1;
+    }
+    return 0;
+}
+
+/* Invariant 2: puts (key, val) first in the set, the oldest drops out;
+ * 0 if another writer holds the set (nothing put). */
+static int set_put(pset *s, uint64_t key, int64_t val)
+{
+    uint64_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    if ((q & 1) || !atomic_compare_exchange_strong_explicit(
+                       &s->seq, &q, q + 1, memory_order_acquire,
+                       memory_order_relaxed))
+        return 0;
+    for (int w = WAYS - 1; w > 0; w--) {
+        atomic_store_explicit(&s->key[w], atomic_load_explicit(
+            &s->key[w - 1], memory_order_relaxed), memory_order_release);
+        atomic_store_explicit(&s->val[w], atomic_load_explicit(
+            &s->val[w - 1], memory_order_relaxed), memory_order_release);
+    }
+    atomic_store_explicit(&s->key[0], key, memory_order_release);
+    atomic_store_explicit(&s->val[0], (uint64_t)val, memory_order_release);
+    atomic_store_explicit(&s->seq, q + 2, memory_order_release);
+    return 1;
+}
+
+static inline uint64_t set_of(uint64_t key, uint64_t mask)
+{
+    return sl__mix64(key) & mask;
+}
+
+sl__pcache *sl__pcache_new(int bits)
+{
+    if (bits < 2) bits = 2;
+    if (bits > 28) bits = 28;
+    sl__pcache *c = sl__xcalloc(1, sizeof *c);
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+    /* a grower must not wait for a gap between the tasks' blocks */
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    pthread_rwlock_init(&c->lock, &a);
+    pthread_rwlockattr_destroy(&a);
+    c->max_sets = ((uint64_t)1 << bits) / 4;
+    uint64_t sets = (uint64_t)1 << SETS_START_LOG2;
+    if (sets > c->max_sets) sets = c->max_sets;
+    c->mask = sets - 1;
+    c->bytes = sets * sizeof(pset);
+    c->sets = sl__huge_alloc(c->bytes); /* zero-filled: all empty */
+    return c;
+}
+
+void sl__pcache_free(sl__pcache *c)
+{
+    if (!c) return;
+    sl__huge_free(c->sets, c->bytes);
+    pthread_rwlock_destroy(&c->lock);
+    free(c);
+}
+
+void sl__pcache_stats(const sl__pcache *c, uint64_t *hits, uint64_t *misses)
+{
+    sl__pcache *m = (sl__pcache *)c; /* atomic loads need a non-const object */
+    if (hits) *hits = c ? atomic_load_explicit(&m->hits, memory_order_relaxed) : 0;
+    if (misses) *misses = c ? atomic_load_explicit(&m->misses, memory_order_relaxed) : 0;
+}
+
+size_t sl__pcache_bytes(sl__pcache *c)
+{
+    if (!c) return 0;
+    pthread_rwlock_rdlock(&c->lock);
+    size_t n = c->bytes;
+    pthread_rwlock_unlock(&c->lock);
+    return n;
+}
+
+/* Invariant 3. Called by at most one thread at a time (`growing`). */
+static void grow(sl__pcache *c)
+{
+    /* only a grower changes sets/mask, so reading them here needs no lock */
+    pset *old = c->sets;
+    uint64_t old_sets = c->mask + 1, nmask = old_sets * 2 - 1;
+    size_t nbytes = (nmask + 1) * sizeof(pset);
+    pset *ns = sl__huge_alloc(nbytes);
+    for (uint64_t i = 0; i < old_sets; i++) {
+        pset *o = &old[i];
+        uint64_t s1 = atomic_load_explicit(&o->seq, memory_order_acquire);
+        if (s1 & 1) continue;
+        uint64_t k[WAYS], v[WAYS];
+        for (int w = 0; w < WAYS; w++) {
+            k[w] = atomic_load_explicit(&o->key[w], memory_order_acquire);
+            v[w] = atomic_load_explicit(&o->val[w], memory_order_acquire);
+        }
+        if (atomic_load_explicit(&o->seq, memory_order_relaxed) != s1) continue;
+        for (int w = WAYS - 1; w >= 0; w--) /* oldest first keeps the order */
+            if (k[w]) set_put(&ns[set_of(k[w], nmask)], k[w], (int64_t)v[w]);
+    }
+    pthread_rwlock_wrlock(&c->lock);
+    c->sets = ns;
+    c->mask = nmask;
+    c->bytes = nbytes;
+    pthread_rwlock_unlock(&c->lock);
+    sl__huge_free(old, old_sets * sizeof(pset));
+}
+
+static void block(sl__pcache *c, sl__hmac *h, const sl_str *ids,
+                  const uint8_t *valid, int64_t *out, uint32_t n)
+{
+    uint64_t key[BLOCK];
+    pset *set[BLOCK];
+    uint64_t hits = 0, misses = 0, puts = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    pset *tab = c->sets;
+    uint64_t mask = c->mask;
+    bool may_grow = mask + 1 < c->max_sets;
+    for (uint32_t i = 0; i < n; i++) {
+        key[i] = valid[i] ? pack_id(ids[i].ptr, ids[i].len) : 0;
+        if (!key[i]) continue;
+        set[i] = &tab[set_of(key[i], mask)];
+        __builtin_prefetch(set[i]);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!valid[i]) {
+            out[i] = 0;
+            continue;
+        }
+        if (!key[i]) {
+            out[i] = sl__hmac_pseudo(h, ids[i].ptr, ids[i].len);
+            continue;
+        }
+        if (set_get(set[i], key[i], &out[i])) {
+            hits++;
+            continue;
+        }
+        out[i] = sl__hmac_pseudo(h, ids[i].ptr, ids[i].len);
+        misses++;
+        puts += (uint64_t)set_put(set[i], key[i], out[i]);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    if (hits) atomic_fetch_add_explicit(&c->hits, hits, memory_order_relaxed);
+    if (misses) atomic_fetch_add_explicit(&c->misses, misses, memory_order_relaxed);
+    if (!puts) return;
+    uint64_t f = atomic_fetch_add_explicit(&c->fills, puts, memory_order_relaxed) +
+                 puts;
+    if (may_grow && f >= mask + 1 &&
+        !atomic_exchange_explicit(&c->growing, 1, memory_order_acquire)) {
+        /* another grower may have finished since this block's probes */
+        pthread_rwlock_rdlock(&c->lock);
+        bool same = c->mask == mask;
+        pthread_rwlock_unlock(&c->lock);
+        if (same) grow(c);
+        atomic_store_explicit(&c->growing, 0, memory_order_release);
+    }
+}
+
+void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,
+                       const uint8_t *valid, int64_t *out, uint32_t n)
+{
+    sl_str id[BLOCK];
+    for (uint32_t i = 0; i < n; i += BLOCK) {
+        uint32_t m = n - i < BLOCK ? n - i : BLOCK;
+        /* out may overlay ids (in-place conversion): copy the block first */
+        memcpy(id, ids + i, m * sizeof *id);
+        if (c) {
+            block(c, h, id, valid + i, out + i, m);
+            continue;
+        }
+        for (uint32_t k = 0; k < m; k++)
+            out[i + k] = valid[i + k] ? sl__hmac_pseudo(h, id[k].ptr, id[k].len) : 0;
+    }
+}
