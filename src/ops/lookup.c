@@ -22,7 +22,12 @@
  * table whose key equals the row's key column, or NULLs when there is none,
  * when the key is NULL, and always for canary rows (which never touch real
  * data). A batch goes through in passes: hash every key and prefetch its
- * index slot, probe, then gather the payload one column at a time. Tables
+ * index slot, probe, then gather the payload one column at a time. A join
+ * that appends one 8-byte column of an INT64-keyed memory table (the
+ * reference job's birth date by pseudonym) probes the table's projection
+ * of that column instead (sl__table_proj: key and value in one slot), one
+ * cache line per row rather than two, unless a refreshed table has an
+ * overlay for the batch. Tables
  * are read-only, so every task shares one. The batch is extended in place
  * (sl__batch_extend) and gathered strings point into the table, which
  * outlives the job, so nothing of the input is copied. */
@@ -321,6 +326,7 @@ typedef struct {
     _Atomic uint64_t *hits, *misses; /* counters at /metrics, or NULL */
     sl_job *job;
     const sl_table *ov; /* the table's overlay for this batch, or NULL */
+    const sl__tproj *proj; /* one 8-byte column of a memory table: its projection */
 } lookup_op;
 
 static void lk_close(void *st)
@@ -384,6 +390,8 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
                                         "Lookups the row cache sent to RocksDB",
                                         lab);
         }
+    } else if (c->ncols == 1 && !p->str_key) {
+        p->proj = sl__table_proj(c->table, c->tcols[0]); /* NULL: not 8 bytes */
     }
     lk_reserve(p, info->batch_cap ? info->batch_cap : 1024);
     *st = p;
@@ -456,6 +464,28 @@ static void lk_probe(lookup_op *p, const sl_batch *b)
     }
 }
 
+/* The one appended column straight from the table's projection: hash and
+ * prefetch every key's slot, then probe; one cache line per row (the
+ * index slot and the row's value in one). */
+static void lk_proj(lookup_op *p, sl_batch *b, int oc)
+{
+    uint32_t n = b->n;
+    const uint8_t *kind = b->kind, *valid = b->cols[p->c.key_col].valid;
+    const int64_t *keys = b->cols[p->c.key_col].data;
+    uint8_t *ov = b->cols[oc].valid;
+    uint64_t *out = b->cols[oc].data;
+    for (uint32_t i = 0; i < n; i++) {
+        if (kind[i] != SL_KIND_DATA || !valid[i]) continue;
+        p->hash[i] = sl__table_hash_i64(keys[i]);
+        sl__tproj_prefetch(p->proj, p->hash[i]);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        out[i] = 0;
+        ov[i] = kind[i] == SL_KIND_DATA && valid[i] &&
+                sl__tproj_find(p->proj, keys[i], p->hash[i], &out[i]);
+    }
+}
+
 #define GATHER_AHEAD 16
 
 /* Pass 3: output column oc gets table column j (tc) of each matched row. */
@@ -510,6 +540,11 @@ static int lk_batch(void *st, sl_batch *b, sl__out *out)
         return 0;
     }
     lk_reserve(p, n);
+    if (p->proj && !sl__table_overlay(p->c.table)) {
+        sl__batch_extend(b, p->out);
+        lk_proj(p, b, p->nin);
+        return sl__emit(out, b);
+    }
     if (p->fetched) {
         int rc = lk_fetch(p, b);
         if (rc) {

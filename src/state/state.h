@@ -54,6 +54,19 @@ int sl__table_find_i64_h(const sl_table *t, int64_t key, uint64_t hash,
 int sl__table_find_str_h(const sl_table *t, const char *key, size_t len,
                          uint64_t hash, const sl_batch **chunk, uint32_t *row);
 
+/* A projection of an in-memory INT64-keyed table onto one of its 8-byte
+ * columns (INT64, TIMESTAMP, FLOAT64): key -> value with the value in the
+ * slot, one cache line a probe; rows whose value is NULL are left out, so
+ * a miss means "no row, or NULL". Built on first request, owned by the
+ * table (freed with it); the table must not change afterwards. NULL for a
+ * disk or STRING-keyed table or another column type. Thread-safe. */
+typedef struct sl__tproj sl__tproj;
+const sl__tproj *sl__table_proj(const sl_table *t, int col);
+void sl__tproj_prefetch(const sl__tproj *pj, uint64_t hash);
+/* hash: sl__table_hash_i64(key). 1 and *v = the value's 8 bytes if found. */
+int sl__tproj_find(const sl__tproj *pj, int64_t key, uint64_t hash, uint64_t *v);
+size_t sl__tproj_bytes(const sl__tproj *pj);
+
 /* ---- tables on the state backend ---------------------------------------- */
 /* As sl__table_new, on the backend sc names (NULL: memory). A RocksDB
  * table keeps its rows in a column family of the process's instance and

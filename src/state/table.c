@@ -20,7 +20,15 @@
  * 3. Slot key field: the key itself for INT64 tables, the key's hash for
  *    STRING tables (index_put, probe_*).
  * 4. A slot is free when its chunk field is 0, else it points to row `row`
- *    of chunk `chunk - 1`; so a zero-filled index is empty. */
+ *    of chunk `chunk - 1`; so a zero-filled index is empty.
+ * 5. A projection (sl__table_proj) of an 8-byte column holds, for every
+ *    key whose row has a non-NULL value there, the pair (key, value) in a
+ *    slot of its own open-addressing array (hashed as the index), so a join
+ *    reading only that column touches one cache line per probe; key 0 (the
+ *    free mark) is kept beside the array. Built once per column on first
+ *    request (proj_build, under proj_lock) from the finished table, which
+ *    therefore must not change afterwards (sl__table_append asserts it). */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +68,19 @@ struct sl_table {
     size_t nretired;
     void (*on_free)(void *); /* stops whatever refreshes the table */
     void *on_free_arg;
+    pthread_mutex_t proj_lock; /* builds of proj[] (invariant 5) */
+    _Atomic(sl__tproj *) proj[SL_MAX_COLS];
+};
+
+typedef struct {
+    uint64_t k, v;
+} pslot;
+
+struct sl__tproj {
+    pslot *s;
+    uint64_t mask;
+    bool zero;       /* key 0 has a non-NULL value: zero_v */
+    uint64_t zero_v;
 };
 
 static slot *slots_new(uint64_t n) { return sl__huge_alloc(n * sizeof(slot)); }
@@ -75,6 +96,7 @@ sl_table *sl__table_new(const sl_schema *s, int key_col)
     t->str_key = kt == SL_STRING;
     t->mask = 1023;
     t->slots = slots_new(t->mask + 1);
+    pthread_mutex_init(&t->proj_lock, NULL);
     return t;
 }
 
@@ -148,6 +170,12 @@ void sl_table_free(sl_table *t)
     for (size_t i = 0; i < t->nchunks; i++) sl__batch_free(t->chunks[i]);
     free(t->chunks);
     sl__huge_free(t->slots, (t->mask + 1) * sizeof(slot));
+    for (int c = 0; c < SL_MAX_COLS; c++) {
+        sl__tproj *pj = atomic_load(&t->proj[c]);
+        if (pj) sl__huge_free(pj->s, (pj->mask + 1) * sizeof(pslot));
+        free(pj);
+    }
+    pthread_mutex_destroy(&t->proj_lock);
     for (int c = 0; c < SL_MAX_COLS; c++) {
         if (!t->intern[c]) continue;
         sl__bmap_close(t->intern[c]);
@@ -374,6 +402,8 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
 {
     int rc = check_schema(t, b->schema, errstr, errstr_size);
     if (rc) return rc;
+    for (int c = 0; c < SL_MAX_COLS; c++) /* invariant 5 */
+        SL_ASSERT(!atomic_load_explicit(&t->proj[c], memory_order_relaxed));
     if (t->disk)
         return sl__dtab_append(t->disk, b, &t->stored, t->nulls, errstr,
                                errstr_size);
@@ -412,6 +442,81 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
     }
     free(rows);
     return 0;
+}
+
+/* ---- projections (invariant 5) ------------------------------------------ */
+static sl__tproj *proj_build(const sl_table *t, int col)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i <= t->mask; i++) n += t->slots[i].chunk != 0;
+    uint64_t size = 1024;
+    while (size * 3 < n * 4) size *= 2; /* load <= 3/4, as the index */
+    sl__tproj *pj = sl__xcalloc(1, sizeof *pj);
+    pj->mask = size - 1;
+    pj->s = sl__huge_alloc(size * sizeof(pslot)); /* zero-filled: empty */
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        const slot *s = &t->slots[i];
+        if (!s->chunk) continue;
+        const sl_batch *c = t->chunks[s->chunk - 1];
+        if (!c->cols[col].valid[s->row]) continue; /* NULL: a miss gives NULL */
+        uint64_t v;
+        memcpy(&v, (const char *)c->cols[col].data + 8 * (size_t)s->row, 8);
+        if (s->k == 0) {
+            pj->zero = true;
+            pj->zero_v = v;
+            continue;
+        }
+        uint64_t j = sl__table_hash_i64((int64_t)s->k) & pj->mask;
+        while (pj->s[j].k) j = (j + 1) & pj->mask;
+        pj->s[j] = (pslot){s->k, v};
+    }
+    return pj;
+}
+
+const sl__tproj *sl__table_proj(const sl_table *t, int col)
+{
+    if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n ||
+        col == t->key_col)
+        return NULL;
+    sl_type ty = t->schema->cols[col].type;
+    if (ty != SL_INT64 && ty != SL_TIMESTAMP && ty != SL_FLOAT64) return NULL;
+    sl_table *m = (sl_table *)t; /* a memo of the immutable table */
+    sl__tproj *pj = atomic_load_explicit(&m->proj[col], memory_order_acquire);
+    if (pj) return pj;
+    pthread_mutex_lock(&m->proj_lock);
+    pj = atomic_load_explicit(&m->proj[col], memory_order_acquire);
+    if (!pj) {
+        pj = proj_build(t, col);
+        atomic_store_explicit(&m->proj[col], pj, memory_order_release);
+    }
+    pthread_mutex_unlock(&m->proj_lock);
+    return pj;
+}
+
+void sl__tproj_prefetch(const sl__tproj *pj, uint64_t hash)
+{
+    __builtin_prefetch(&pj->s[hash & pj->mask]);
+}
+
+int sl__tproj_find(const sl__tproj *pj, int64_t key, uint64_t hash, uint64_t *v)
+{
+    if (key == 0) {
+        *v = pj->zero_v;
+        return pj->zero;
+    }
+    for (uint64_t i = hash & pj->mask;; i = (i + 1) & pj->mask) {
+        const pslot *s = &pj->s[i];
+        if (s->k == (uint64_t)key) {
+            *v = s->v;
+            return 1;
+        }
+        if (!s->k) return 0;
+    }
+}
+
+size_t sl__tproj_bytes(const sl__tproj *pj)
+{
+    return pj ? (pj->mask + 1) * sizeof(pslot) : 0;
 }
 
 /* ---- refreshed tables ---------------------------------------------------- */

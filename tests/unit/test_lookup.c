@@ -785,6 +785,78 @@ static void test_builder(void **state)
     sl_table_free(t);
 }
 
+/* A join appending one 8-byte column of an INT64-keyed memory table goes
+ * through the table's projection (key and value in one slot): random keys
+ * (0 among them, repeats where the last row wins, NULL values) joined
+ * against a brute-force model of the table, with NULL keys, unknown keys
+ * and canaries; and the projection is only offered where it applies. */
+static void test_join_projection(void **state)
+{
+    (void)state;
+    enum { ROWS = 3000, KEYS = 2000, N = 4000 };
+    unsigned seed = tu_seed("test_lookup projection");
+    uint64_t x = seed * 2654435761u + 7;
+    static int64_t key[ROWS], pop[ROWS];
+    static bool pop_null[ROWS];
+    sl_table *t = new_table(g_cells, 0);
+    assert_non_null(t);
+    sl_batch *b = sl__batch_new(g_cells, ROWS);
+    for (int i = 0; i < ROWS; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        key[i] = i == 7 ? 0 : (int64_t)sl__mix64((x >> 33) % KEYS); /* repeats */
+        pop[i] = (int64_t)(x >> 20);
+        pop_null[i] = (x >> 60) == 0;
+        sl_batch_i64(b, 0)[i] = key[i];
+        sl_batch_set_str(b, 1, (size_t)i, "a", 1);
+        if (pop_null[i]) sl_batch_valid(b, 2)[i] = 0;
+        else sl_batch_i64(b, 2)[i] = pop[i];
+    }
+    sl_batch_set_len(b, ROWS);
+    char err[256] = "";
+    assert_int_equal(sl__table_append(t, b, err, sizeof err), 0);
+    assert_int_equal(sl__table_seal(t, err, sizeof err), 0);
+    sl__batch_free(b);
+    bool memory = !sl__table_on_disk(t);
+    if (memory) {
+        assert_non_null(sl__table_proj(t, 2));
+        assert_ptr_equal(sl__table_proj(t, 2), sl__table_proj(t, 2)); /* once */
+        assert_null(sl__table_proj(t, 1)); /* a STRING column */
+        assert_null(sl__table_proj(t, 0)); /* the key */
+    }
+    sl__lookup_conf conf = {.key_col = 1, .table = t, .ncols = 1, .tcols = {2}};
+    harness hs;
+    harness_open(&hs, &conf);
+    static int64_t cells[N];
+    static const char *ids[N];
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        int r = (int)((x >> 33) % 10);
+        cells[i] = r == 0 ? -1 /* NULL key */
+                 : r == 1 ? (int64_t)((x >> 40) | 1) * 3 /* unknown (mostly) */
+                 : key[(x >> 33) % ROWS];
+        ids[i] = "4917";
+    }
+    cells[1] = 0; /* key 0, kept beside the slots */
+    cells[2] = key[ROWS - 1];
+    sl_batch *in = events_batch(cells, ids, N);
+    for (int i = 0; i < N; i += 97) sl_batch_kind(in)[i] = SL_KIND_CANARY;
+    assert_int_equal(sl__op_lookup.batch(hs.st, in, &hs.sink.out), 0);
+    assert_int_equal(hs.sink.n, 1);
+    sl_batch *o = hs.sink.got[0];
+    assert_int_equal(sl_batch_len(o), N);
+    for (int i = 0; i < N; i++) {
+        int last = -1; /* the model: the last row with the key */
+        for (int r = 0; cells[i] >= 0 && r < ROWS; r++)
+            if (key[r] == cells[i]) last = r;
+        bool want = i % 97 != 0 && last >= 0 && !pop_null[last];
+        assert_int_equal(sl_batch_valid(o, 4)[i], want);
+        if (want) assert_int_equal(sl_batch_i64(o, 4)[i], pop[last]);
+        if (cells[i] >= 0) assert_int_equal(sl_batch_i64(o, 1)[i], cells[i]);
+    }
+    harness_close(&hs);
+    sl_table_free(t);
+}
+
 /* Not a pass/fail test: join cost per row against a large INT64 table. */
 static void test_speed(void **state)
 {
@@ -836,6 +908,9 @@ int main(void)
         cmocka_unit_test(test_join_str_and_pseudo),
         cmocka_unit_test_setup_teardown(test_join_int, use_rocksdb, use_memory),
         cmocka_unit_test_setup_teardown(test_join_str_and_pseudo, use_rocksdb,
+                                        use_memory),
+        cmocka_unit_test(test_join_projection),
+        cmocka_unit_test_setup_teardown(test_join_projection, use_rocksdb,
                                         use_memory),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_job),
