@@ -5,7 +5,17 @@
  * copies between batches therefore reference instead of copying: a string
  * is copied only when it lies in the source batch's arena. Live batches are
  * counted process-wide, which is how tests assert that memory stays
- * bounded. */
+ * bounded.
+ *
+ * Freed batches are recycled: each thread keeps up to RECYCLE_MAX freed
+ * batches (without their arena's chunks) on a free list, and a new
+ * batch of the same byte size takes one from there instead of malloc,
+ * free and the page faults of fresh memory. A task runs on one worker
+ * thread at a time, so a task's batches mostly come back to its own list.
+ * A batch on a list counts as freed (live and flow counters); the lists
+ * are freed when their thread exits. Not under AddressSanitizer, whose
+ * use-after-free checks need the real free. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +133,79 @@ static size_t col_width(sl_type t)
 
 #define ROUND16(x) (((x) + 15) & ~(size_t)15)
 
+/* ---- per-thread free lists ------------------------------------------------ */
+#if defined(__SANITIZE_ADDRESS__)
+#define RECYCLE_MAX 0
+#else
+#define RECYCLE_MAX 16
+#endif
+#define RECYCLE_BYTES (4u << 20) /* larger batches go back to malloc */
+
+typedef struct {
+    sl_batch *b[RECYCLE_MAX + 1];
+    int n;
+    bool registered; /* with the key whose destructor frees the list */
+} recycle_list;
+
+static _Thread_local recycle_list tl_free;
+static pthread_key_t g_free_key;
+static pthread_once_t g_free_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t g_recycled; /* batches taken from a list */
+
+static void free_list(void *arg)
+{
+    recycle_list *l = arg;
+    while (l->n > 0) free(l->b[--l->n]);
+    l->registered = false; /* a batch freed later registers again */
+}
+
+static void free_key_init(void) { pthread_key_create(&g_free_key, free_list); }
+
+/* A batch of exactly `size` bytes from this thread's list, or NULL. */
+static sl_batch *recycle_take(size_t size)
+{
+    recycle_list *l = &tl_free;
+    for (int i = l->n - 1; i >= 0; i--) {
+        if (l->b[i]->bytes != size) continue;
+        sl_batch *b = l->b[i];
+        l->b[i] = l->b[--l->n];
+        atomic_fetch_add_explicit(&g_recycled, 1, memory_order_relaxed);
+        return b;
+    }
+    return NULL;
+}
+
+/* Keeps b (counters already decremented) if there is room; false if not. */
+static bool recycle_put(sl_batch *b)
+{
+    recycle_list *l = &tl_free;
+    if (RECYCLE_MAX == 0 || b->huge || b->bytes > RECYCLE_BYTES) return false;
+    if (!l->registered) {
+        pthread_once(&g_free_once, free_key_init);
+        if (pthread_setspecific(g_free_key, l) != 0) return false;
+        l->registered = true;
+    }
+    if (l->n >= RECYCLE_MAX) { /* make room: the oldest goes */
+        sl_batch *o = l->b[0];
+        memmove(l->b, l->b + 1, sizeof *l->b * (size_t)(RECYCLE_MAX - 1));
+        l->n--;
+        free(o);
+    }
+    /* its strings' chunks go: a kept chunk would count in every later
+     * user's sl__batch_mem (exchange byte caps) and lengthen
+     * sl__arena_owns for batches that hold no strings */
+    sl__arena_free(&b->arena);
+    l->b[l->n++] = b;
+    return true;
+}
+
+int sl__batch_recycle_max(void) { return RECYCLE_MAX; }
+
+uint64_t sl__batch_recycled(void)
+{
+    return atomic_load_explicit(&g_recycled, memory_order_relaxed);
+}
+
 static sl_batch *batch_new(const sl_schema *s, uint32_t cap, bool huge)
 {
     /* header, kinds, then per column data and validity, each 16-aligned
@@ -131,7 +214,8 @@ static sl_batch *batch_new(const sl_schema *s, uint32_t cap, bool huge)
     size_t size = head + ROUND16((size_t)cap);
     for (int i = 0; i < s->n; i++)
         size += ROUND16(col_width(s->cols[i].type) * cap) + ROUND16((size_t)cap);
-    sl_batch *b = huge ? sl__huge_alloc(size) : sl__xmalloc(size);
+    sl_batch *b = huge ? NULL : recycle_take(size);
+    if (!b) b = huge ? sl__huge_alloc(size) : sl__xmalloc(size);
     memset(b, 0, sizeof *b);
     b->schema = s;
     b->cap = cap;
@@ -180,6 +264,7 @@ void sl__batch_free(sl_batch *b)
     atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&g_bytes, b->bytes, memory_order_relaxed);
     if (!b->huge) atomic_fetch_sub_explicit(&g_flow, b->bytes, memory_order_relaxed);
+    if (recycle_put(b)) return;
     sl__arena_free(&b->arena);
     if (b->huge) sl__huge_free(b, b->bytes);
     else free(b);

@@ -110,6 +110,10 @@ size_t sl__batch_mem(const sl_batch *b);
 /* Bytes of non-huge batches alive now (and their peak when peak != NULL):
  * the in-flight batch memory that memory.batches.max.bytes caps. */
 uint64_t sl__batch_flow_bytes(uint64_t *peak);
+/* Batches taken from a thread's free list instead of allocated (batch.c). */
+uint64_t sl__batch_recycled(void);
+/* Freed batches a thread keeps for reuse (0 under AddressSanitizer). */
+int sl__batch_recycle_max(void);
 /* The same in its own mapping (sl__huge_alloc): for large, long-lived
  * batches probed at random, such as lookup-table chunks. */
 sl_batch *sl__batch_new_huge(const sl_schema *s, uint32_t cap);
