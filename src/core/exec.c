@@ -121,9 +121,28 @@ void sl__key_hashes(const sl_batch *b, const int *cols, int ncols, uint64_t *h)
         const uint8_t *ok = c->valid;
         switch (b->schema->cols[cols[k]].type) {
         case SL_STRING: {
+            /* Key strings mostly repeat by pointer (domain values, interned
+             * table strings, static labels): a small memo by address
+             * hashes each once per batch. A batch's strings do not change
+             * during the call, so an equal (pointer, length) is an equal
+             * string; the hash is the same as without the memo. */
+            struct { const char *p; uint32_t len; uint64_t h; } memo[64];
+            for (int i = 0; i < 64; i++) memo[i].p = (const char *)memo; /* no string */
             const sl_str *s = c->data;
             for (uint32_t r = 0; r < n; r++) {
-                uint64_t v = ok[r] ? sl__hash_bytes(s[r].ptr, s[r].len, 0) : 0;
+                uint64_t v = 0;
+                if (ok[r]) {
+                    uintptr_t q = (uintptr_t)s[r].ptr;
+                    unsigned i = (unsigned)((q >> 3) ^ (q >> 9)) & 63;
+                    if (memo[i].p == s[r].ptr && memo[i].len == s[r].len) {
+                        v = memo[i].h;
+                    } else {
+                        v = sl__hash_bytes(s[r].ptr, s[r].len, 0);
+                        memo[i].p = s[r].ptr;
+                        memo[i].len = s[r].len;
+                        memo[i].h = v;
+                    }
+                }
                 h[r] = sl__key_hash_step(h[r], v, k);
             }
             break;
