@@ -13,8 +13,10 @@
  *
  * Layout: sets of one cache line (a sequence number, three keys, three
  * pseudonyms), so a probe touches one line; a miss puts its entry first in
- * its set and drops the oldest. The table starts at 2^10 sets and doubles
- * each time the entries inserted since its creation reach one a set (an
+ * its set and drops the oldest. The table starts at 2^10 sets and grows
+ * fourfold (fresh pages are zeroed by the kernel: 4x growth zeroes 1.33x
+ * the final size on the way, doubling 2x) each time the entries inserted
+ * since its creation reach one a set (an
  * entry dropped and inserted again counts twice, so a cache that keeps
  * dropping what it needs grows sooner), up to
  * 2^bits / 4 sets (the default, bits 24, is 2^22 sets: 256 MiB holding
@@ -197,7 +199,9 @@ static void grow(sl__pcache *c)
 {
     /* only a grower changes sets/mask, so reading them here needs no lock */
     pset *old = c->sets;
-    uint64_t old_sets = c->mask + 1, nmask = old_sets * 2 - 1;
+    uint64_t old_sets = c->mask + 1, nsets = old_sets * 4;
+    if (nsets > c->max_sets) nsets = c->max_sets;
+    uint64_t nmask = nsets - 1;
     size_t nbytes = (nmask + 1) * sizeof(pset);
     pset *ns = sl__huge_alloc(nbytes);
     for (uint64_t i = 0; i < old_sets; i++) {

@@ -455,6 +455,13 @@ static sl__tproj *proj_build(const sl_table *t, int col)
     pj->mask = size - 1;
     pj->s = sl__huge_alloc(size * sizeof(pslot)); /* zero-filled: empty */
     for (uint64_t i = 0; i <= t->mask; i++) {
+        /* the rows lie at random in the chunks: fetch a few slots ahead */
+        const slot *a = &t->slots[(i + 16) & t->mask];
+        if (a->chunk) {
+            const sl_batch *ac = t->chunks[a->chunk - 1];
+            __builtin_prefetch((const char *)ac->cols[col].data + 8 * (size_t)a->row);
+            __builtin_prefetch(ac->cols[col].valid + a->row);
+        }
         const slot *s = &t->slots[i];
         if (!s->chunk) continue;
         const sl_batch *c = t->chunks[s->chunk - 1];
