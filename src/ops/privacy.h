@@ -67,8 +67,8 @@ sl_schema *sl__pseudo_schema(const sl_schema *in, int col, const char *out_col);
 
 /* A bounded raw id -> pseudonym cache (pcache.c: sets of one cache line,
  * 3 ways, the oldest entry of a set makes room), memory only: it is never
- * snapshotted and starts empty after recovery. It grows while ids keep
- * missing, up to 2^bits / 4 sets of 3 entries; ids other than 1..18
+ * snapshotted and starts empty after recovery. It grows while full sets
+ * keep dropping entries, up to 2^bits / 4 sets of 3 entries; ids other than 1..18
  * digits bypass it. Safe for any number of threads at once: reads take no
  * lock. The keyring owns one per key (sl__keyring_pcache), shared by every
  * task and by the table loads pseudonymising under that key. */
