@@ -39,7 +39,6 @@
  *    One grower at a time (`growing`) copies the old table into the new
  *    one before taking the lock; entries put meanwhile are lost (misses
  *    later). */
-#define _GNU_SOURCE /* PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -155,14 +154,9 @@ sl__pcache *sl__pcache_new(int bits)
     if (bits < 2) bits = 2;
     if (bits > 28) bits = 28;
     sl__pcache *c = sl__xcalloc(1, sizeof *c);
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
-    /* a grower must not wait for a gap between the tasks' blocks */
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-#endif
-    pthread_rwlock_init(&c->lock, &a);
-    pthread_rwlockattr_destroy(&a);
+    /* readers hold it for one block of probes, then decode, join and
+     * route for much longer, so a grower finds a gap soon */
+    pthread_rwlock_init(&c->lock, NULL);
     c->max_sets = ((uint64_t)1 << bits) / 4;
     uint64_t sets = (uint64_t)1 << SETS_START_LOG2;
     if (sets > c->max_sets) sets = c->max_sets;
