@@ -79,6 +79,7 @@ int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
     sl_batch *b = sl__batch_new(schema, LOAD_BATCH);
     char err[512] = "";
     int rc = 0, stalls = 0;
+    bool reserved = false;
     for (;;) {
         int part = 0;
         int r = vt->read(st, b, &part, err, sizeof err);
@@ -99,6 +100,15 @@ int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
             break;
         }
         stalls = 0;
+        if (!reserved && nh == 1 && b->n > 0 && vt->progress) {
+            /* size the shared pseudonym cache once for the whole input
+             * (rows so far x bytes left / bytes read), not by doublings */
+            int64_t off = 0, end = 0;
+            if (vt->progress(st, part, &off, &end) == 0 && off > 0 && end > off)
+                sl__pcache_reserve(sl__hmac_cache(h[0]),
+                                   (uint64_t)((double)b->n * (double)end / (double)off));
+            reserved = true;
+        }
         if (b->n == b->cap &&
             (rc = load_flush(t, b, h, nh, kc, tschema, errstr, errstr_size)))
             break;

@@ -190,13 +190,13 @@ size_t sl__pcache_bytes(sl__pcache *c)
     return n;
 }
 
-/* Invariant 3. Called by at most one thread at a time (`growing`). */
-static void grow(sl__pcache *c)
+/* Invariant 3: to nsets sets (> the current count, <= max_sets). Called
+ * by at most one thread at a time (`growing`). */
+static void grow(sl__pcache *c, uint64_t nsets)
 {
     /* only a grower changes sets/mask, so reading them here needs no lock */
     pset *old = c->sets;
-    uint64_t old_sets = c->mask + 1, nsets = old_sets * 2;
-    if (nsets > c->max_sets) nsets = c->max_sets;
+    uint64_t old_sets = c->mask + 1;
     uint64_t nmask = nsets - 1;
     size_t nbytes = (nmask + 1) * sizeof(pset);
     pset *ns = sl__huge_alloc(nbytes);
@@ -267,9 +267,23 @@ static void block(sl__pcache *c, sl__hmac *h, const sl_str *ids,
         pthread_rwlock_rdlock(&c->lock);
         bool same = c->mask == mask;
         pthread_rwlock_unlock(&c->lock);
-        if (same) grow(c);
+        if (same) grow(c, (mask + 1) * 2);
         atomic_store_explicit(&c->growing, 0, memory_order_release);
     }
+}
+
+void sl__pcache_reserve(sl__pcache *c, uint64_t n)
+{
+    if (!c) return;
+    uint64_t want = 1;
+    while (want < n && want < c->max_sets) want *= 2; /* one entry a set */
+    if (want > c->max_sets) want = c->max_sets;
+    if (atomic_exchange_explicit(&c->growing, 1, memory_order_acquire)) return;
+    pthread_rwlock_rdlock(&c->lock);
+    uint64_t sets = c->mask + 1;
+    pthread_rwlock_unlock(&c->lock);
+    if (want > sets) grow(c, want);
+    atomic_store_explicit(&c->growing, 0, memory_order_release);
 }
 
 void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,

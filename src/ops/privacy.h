@@ -78,6 +78,10 @@ sl__pcache *sl__pcache_new(int bits);
 void sl__pcache_free(sl__pcache *c);
 /* Cache statistics since creation (hits, misses), for tests and metrics. */
 void sl__pcache_stats(const sl__pcache *c, uint64_t *hits, uint64_t *misses);
+/* Grows the table at once to hold about n ids (one a set, within its
+ * bound), so a load of a known size does not double its way there
+ * (each doubling touches a fresh table). Never shrinks. */
+void sl__pcache_reserve(sl__pcache *c, uint64_t n);
 /* Bytes of the current table (0 for NULL). */
 size_t sl__pcache_bytes(sl__pcache *c);
 /* Pseudonyms under h of ids[0..n) into out[0..n) (0 for an invalid row),
