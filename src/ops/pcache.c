@@ -16,9 +16,10 @@
  * its set and drops the oldest. The table starts at 2^10 sets and doubles
  * each time it has dropped as many entries as 1/4 of its sets since the
  * last growth (a full set drops its oldest entry: at one entry a set on
- * average about 2 % of the entries do not fit, at two about 12 %; the
- * reference job's 1 M subscribers end in 2^20 sets, 64 MiB, with 2.9 % of
- * the events missing), up to
+ * average about 2 % of the entries do not fit, at two about 12 %), or
+ * at once to one id a set when a table load knows its size
+ * (sl__pcache_reserve: the reference job's 1 M subscribers take 2^20
+ * sets, 64 MiB, and 1.6 % of the events miss), up to
  * 2^bits / 4 sets (the default, bits 24, is 2^22 sets: 256 MiB holding
  * 12.6 M ids, the reference job's 10 M subscribers). Tables of 2 MiB and
  * more are mapped with transparent huge pages (sl__huge_alloc).
