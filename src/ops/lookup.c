@@ -52,7 +52,10 @@
  * go through that key's shared cache (sl__hmac_cache), so the
  * pseudonymise operators later find every known subscriber there instead
  * of computing its MAC again; under several keys (rotation) they do not,
- * so that the caches hold only the keys the events use. */
+ * so that the caches hold only the keys the events use, and neither does
+ * a table on disk (state.backend = rocksdb), whose point is to keep
+ * memory within state.memory.bound: the cache then holds only what the
+ * events bring, as before. */
 static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
                       int kc, const sl_schema *tschema, char *errstr,
                       size_t errstr_size)
@@ -60,7 +63,8 @@ static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
     if (b->n == 0) return 0;
     int rc = 0;
     for (int i = 0; i < nh && rc == 0; i++) {
-        sl_batch *p = sl__pseudo_batch(h[i], nh == 1 ? sl__hmac_cache(h[i]) : NULL,
+        bool fill = nh == 1 && !sl__table_on_disk(t);
+        sl_batch *p = sl__pseudo_batch(h[i], fill ? sl__hmac_cache(h[i]) : NULL,
                                        b, kc, tschema);
         rc = sl__table_append(t, p, errstr, errstr_size);
         sl__batch_free(p);
@@ -100,7 +104,8 @@ int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
             break;
         }
         stalls = 0;
-        if (!reserved && nh == 1 && b->n > 0 && vt->progress) {
+        if (!reserved && nh == 1 && !sl__table_on_disk(t) && b->n > 0 &&
+            vt->progress) {
             /* size the shared pseudonym cache once for the whole input
              * (rows so far x bytes left / bytes read), not by doublings */
             int64_t off = 0, end = 0;
