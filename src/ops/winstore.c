@@ -907,6 +907,27 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
 }
 
 /* ---- snapshots -------------------------------------------------------------- */
+/* Appends the groups of one window and key group kg that iterator it (seeked
+ * to the window's first key at or after kg) reads, in window.c's section
+ * format: key, then the states and (with TTL) the newest record's time.
+ * Groups expired at watermark wm are skipped; *ng counts those put. */
+static int put_groups(const win_op *op, sl__ks_iter *it, const uint8_t *end8,
+                      int32_t kg, int64_t wm, sl__buf *b, uint32_t *ng)
+{
+    for (; sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
+        if (kl < KEY_HEAD || memcmp(k, end8, 8) != 0 || key_kg(k) != kg) break;
+        const char *v = sl__ks_iter_value(it, &vl);
+        if (vl < 8) return SL_ECORRUPT;
+        if (op->ts_off && sl__ttl_expired(op, wm, value_ts(v, vl))) continue;
+        sl__buf_put_str(b, (const char *)k + KEY_HEAD, kl - KEY_HEAD);
+        sl__buf_put_str(b, v, op->ts_off ? vl : vl - 8);
+        (*ng)++;
+    }
+    return 0;
+}
+
 /* One iterator per open window, merged by key group: each key group's
  * section lists its windows by start, each window's groups by key, as
  * window.c's format wants. */
@@ -954,21 +975,7 @@ int sl__ws_snapshot(win_op *op, sl__snap_writer *sw, sl__buf *b, uint32_t magic)
             sl__buf_put_i64(b, op->wins[i]->start);
             ng_at = b->len;
             sl__buf_put_u32(b, 0);
-            for (; sl__ks_iter_valid(its[i]); sl__ks_iter_next(its[i])) {
-                size_t kl, vl;
-                const uint8_t *k = (const uint8_t *)sl__ks_iter_key(its[i], &kl);
-                if (kl < KEY_HEAD || memcmp(k, pre[i], 8) != 0 || key_kg(k) != kg) break;
-                const char *v = sl__ks_iter_value(its[i], &vl);
-                if (vl < 8) {
-                    rc = SL_ECORRUPT;
-                    break;
-                }
-                if (op->ts_off && sl__ttl_expired(op, op->wm, value_ts(v, vl))) continue;
-                sl__buf_put_str(b, (const char *)k + KEY_HEAD, kl - KEY_HEAD);
-                /* the states, then (with TTL) the newest record's time */
-                sl__buf_put_str(b, v, op->ts_off ? vl : vl - 8);
-                ng++;
-            }
+            rc = put_groups(op, its[i], pre[i], kg, op->wm, b, &ng);
             if (ng == 0) {
                 b->len = win_at;
                 continue;
@@ -1202,7 +1209,10 @@ static int import_key_group(win_op *op, const ws_ref *ref, int32_t kg, sl__buf *
     int rc = 0;
     for (uint32_t i = 0; i < ref->nwin && rc == 0; i++) {
         int64_t start = ref_start(ref, i), end;
-        if (__builtin_add_overflow(start, op->size, &end)) return SL_ECORRUPT;
+        if (__builtin_add_overflow(start, op->size, &end)) {
+            rc = SL_ECORRUPT;
+            break;
+        }
         uint8_t pre[KEY_HEAD];
         static const uint8_t none[1];
         make_key(pre, end, kg, none, 0);
@@ -1211,20 +1221,8 @@ static int import_key_group(win_op *op, const ws_ref *ref, int32_t kg, sl__buf *
         sl__buf_put_i64(b, start);
         ng_at = b->len;
         sl__buf_put_u32(b, 0);
-        for (sl__ks_iter_seek(it, pre, KEY_HEAD); sl__ks_iter_valid(it); sl__ks_iter_next(it)) {
-            size_t kl, vl;
-            const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
-            if (kl < KEY_HEAD || memcmp(k, pre, KEY_HEAD) != 0) break;
-            const char *v = sl__ks_iter_value(it, &vl);
-            if (vl < 8) {
-                rc = SL_ECORRUPT;
-                break;
-            }
-            if (op->ts_off && sl__ttl_expired(op, ref->wm, value_ts(v, vl))) continue;
-            sl__buf_put_str(b, (const char *)k + KEY_HEAD, kl - KEY_HEAD);
-            sl__buf_put_str(b, v, op->ts_off ? vl : vl - 8);
-            ng++;
-        }
+        sl__ks_iter_seek(it, pre, KEY_HEAD);
+        rc = put_groups(op, it, pre, kg, ref->wm, b, &ng);
         if (ng == 0) {
             b->len = win_at;
             continue;

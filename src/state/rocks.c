@@ -217,6 +217,21 @@ static void filters_free(void)
     }
 }
 
+/* Closes the process instance once its last user has gone (g.mu held,
+ * g.refs == 0); destroy also deletes its files. */
+static void g_close(bool destroy)
+{
+    rocksdb_close(g.db);
+    g.db = NULL;
+    if (destroy) {
+        char *err = NULL;
+        rocksdb_destroy_db(g.opts, g.dir, &err);
+        free(err);
+    }
+    filters_free();
+    db_free_opts();
+}
+
 static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
                       char *errstr, size_t errstr_size)
 {
@@ -265,12 +280,7 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
                 err ? err : "cannot create a column family");
         free(err);
         free(ks);
-        if (g.refs == 0) {
-            rocksdb_close(g.db);
-            g.db = NULL;
-            filters_free();
-            db_free_opts();
-        }
+        if (g.refs == 0) g_close(false);
         pthread_mutex_unlock(&g.mu);
         return NULL;
     }
@@ -295,15 +305,7 @@ void sl__ks_drop(sl__ks *ks)
     rocksdb_column_family_handle_destroy(ks->cf);
     if (ks->bbto) rocksdb_block_based_options_destroy(ks->bbto);
     free(ks);
-    if (--g.refs == 0) {
-        rocksdb_close(g.db);
-        g.db = NULL;
-        err = NULL;
-        rocksdb_destroy_db(g.opts, g.dir, &err);
-        free(err);
-        filters_free();
-        db_free_opts();
-    }
+    if (--g.refs == 0) g_close(true);
     pthread_mutex_unlock(&g.mu);
 }
 
@@ -776,12 +778,7 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
         rocksdb_options_destroy(own->opts);
         free(own);
         pthread_mutex_lock(&g.mu);
-        if (--g.refs == 0) {
-            rocksdb_close(g.db);
-            g.db = NULL;
-            filters_free();
-            db_free_opts();
-        }
+        if (--g.refs == 0) g_close(false);
         pthread_mutex_unlock(&g.mu);
         return NULL;
     }
@@ -843,15 +840,7 @@ static void ks_own_drop(sl__ks *ks)
     free(ks);
     if (ro) return;
     pthread_mutex_lock(&g.mu);
-    if (--g.refs == 0) {
-        rocksdb_close(g.db);
-        g.db = NULL;
-        char *err = NULL;
-        rocksdb_destroy_db(g.opts, g.dir, &err);
-        free(err);
-        filters_free();
-        db_free_opts();
-    }
+    if (--g.refs == 0) g_close(true);
     pthread_mutex_unlock(&g.mu);
 }
 
