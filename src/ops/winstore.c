@@ -415,16 +415,21 @@ uint64_t sl__ws_count_groups(const win_op *op, win *w)
 }
 
 /* ---- writing out -------------------------------------------------------- */
+/* Room for one more queued write or deletion. */
+static void ops_reserve(sl__winstore *ws)
+{
+    if (ws->nops < ws->cops) return;
+    ws->cops = ws->cops ? ws->cops * 2 : 256;
+    ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
+    ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
+    ws->kmerge = sl__xrealloc(ws->kmerge, ws->cops);
+}
+
 static void batch_add(win_op *op, int64_t end, const uint8_t *key, uint32_t len,
                       const uint8_t *grp)
 {
     sl__winstore *ws = op->ws;
-    if (ws->nops == ws->cops) {
-        ws->cops = ws->cops ? ws->cops * 2 : 256;
-        ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
-        ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
-        ws->kmerge = sl__xrealloc(ws->kmerge, ws->cops);
-    }
+    ops_reserve(ws);
     ws->kmerge[ws->nops] = (*grp_mark(op, (uint8_t *)grp) & MARK_PARTIAL) != 0;
     uint8_t head[KEY_HEAD];
     int32_t kg = sl__grp_kg(op, grp);
@@ -487,12 +492,7 @@ static int batch_write(win_op *op)
 static void batch_del(win_op *op, const uint8_t *key, size_t len)
 {
     sl__winstore *ws = op->ws;
-    if (ws->nops == ws->cops) {
-        ws->cops = ws->cops ? ws->cops * 2 : 256;
-        ws->koff = sl__xrealloc(ws->koff, ws->cops * sizeof *ws->koff);
-        ws->voff = sl__xrealloc(ws->voff, ws->cops * sizeof *ws->voff);
-        ws->kmerge = sl__xrealloc(ws->kmerge, ws->cops);
-    }
+    ops_reserve(ws);
     ws->koff[ws->nops] = ws->kb.len;
     sl__buf_put(&ws->kb, key, len);
     ws->kmerge[ws->nops] = 0;

@@ -190,6 +190,26 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* Locks g.mu and makes sure the process instance is open with sc's
+ * directory and bound (opening it for its first user). Returns 0 with g.mu
+ * held, or an error with g.mu released. */
+static int g_enter(const sl__state_conf *sc, char *errstr, size_t errstr_size)
+{
+    pthread_mutex_lock(&g.mu);
+    if (g.refs > 0 && (strcmp(g.dir, sc->dir) != 0 || g.bound != sc->memory_bound)) {
+        sl__err(errstr, errstr_size, SL_EINVAL, "state.rocksdb.dir: this process "
+                "already has RocksDB open at %s with state.memory.bound %lld; "
+                "one instance per process", g.dir, (long long)g.bound);
+        pthread_mutex_unlock(&g.mu);
+        return SL_EINVAL;
+    }
+    if (g.refs == 0 && db_open(sc, errstr, errstr_size)) {
+        pthread_mutex_unlock(&g.mu);
+        return SL_EIO;
+    }
+    return 0;
+}
+
 static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
                       char *errstr, size_t errstr_size);
 
@@ -235,17 +255,7 @@ static void g_close(bool destroy)
 static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
                       char *errstr, size_t errstr_size)
 {
-    pthread_mutex_lock(&g.mu);
-    if (g.refs > 0 && (strcmp(g.dir, sc->dir) != 0 || g.bound != sc->memory_bound)) {
-        sl__err(errstr, errstr_size, SL_EINVAL, "state.rocksdb.dir: this process "
-                "already has RocksDB open at %s with state.memory.bound %lld; "
-                "one instance per process", g.dir, (long long)g.bound);
-        pthread_mutex_unlock(&g.mu);
-        filter_free(flt);
-        return NULL;
-    }
-    if (g.refs == 0 && db_open(sc, errstr, errstr_size)) {
-        pthread_mutex_unlock(&g.mu);
+    if (g_enter(sc, errstr, errstr_size)) {
         filter_free(flt);
         return NULL;
     }
@@ -732,18 +742,7 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
                                      const char *v, size_t vl),
                         void *arg, char *errstr, size_t errstr_size)
 {
-    pthread_mutex_lock(&g.mu);
-    if (g.refs > 0 && (strcmp(g.dir, sc->dir) != 0 || g.bound != sc->memory_bound)) {
-        sl__err(errstr, errstr_size, SL_EINVAL, "state.rocksdb.dir: this process "
-                "already has RocksDB open at %s with state.memory.bound %lld; "
-                "one instance per process", g.dir, (long long)g.bound);
-        pthread_mutex_unlock(&g.mu);
-        return NULL;
-    }
-    if (g.refs == 0 && db_open(sc, errstr, errstr_size)) {
-        pthread_mutex_unlock(&g.mu);
-        return NULL;
-    }
+    if (g_enter(sc, errstr, errstr_size)) return NULL;
     g.refs++;
     pthread_mutex_unlock(&g.mu);
     struct ks_own *own = sl__xcalloc(1, sizeof *own);
