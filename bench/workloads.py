@@ -40,7 +40,7 @@ PROFILES = {
     "quick": dict(events=5_000_000, subscribers=1_000_000, cells=20_000, areas=400,
                   span_ms=600_000, sluice_runs=3, flink_runs=1),
     "full": dict(events=50_000_000, subscribers=10_000_000, cells=20_000, areas=400,
-                 span_ms=3_600_000, sluice_runs=3, flink_runs=3),
+                 span_ms=3_600_000, sluice_runs=3, flink_runs=1),
 }
 
 
