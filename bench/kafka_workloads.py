@@ -272,7 +272,10 @@ def side_by_side(W, P, dirs, telecom_gen_argv, log, peers):
             ks_runs(b, "TelecomAge", ["--topic", "telecom",
                                       "--subscribers", os.path.join(tdata, "subscribers.csv"),
                                       "--cells", os.path.join(tdata, "cells.csv"),
-                                      "--key-file", os.path.join(tdata, "keys.txt")], want)
+                                      "--key-file", os.path.join(tdata, "keys.txt"),
+                                      # the whole span: one stream thread may run that far
+                                      # ahead of the other (at full scale 10 min did not do)
+                                      "--skew-ms", str(P["span_ms"])], want)
         # (c) YSB from Kafka
         expected = W.rows_csv(os.path.join(dirs["ysb"], "expected.csv"))
         want = sluice_runs(c, lambda t: sluice_ysb_cmd(dirs["ysb"], B, "ysb", t, out),
