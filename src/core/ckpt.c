@@ -309,7 +309,9 @@ static int task_snapshot(task *t, uint64_t n)
     for (int i = 0; !wrc && i < t->nops; i++) {
         if (!t->vt[i]->snapshot) continue;
         if (t->vt[i]->snapshot_async && j->conf.checkpoint_async) {
-            sl__snap_deferred d = {0};
+            sl__snap_deferred d = {.ck_dir = pl->inflight_sp ? NULL : pl->ck_dir,
+                                   .ck_root = j->conf.checkpoint_dir,
+                                   .op_id = t->op_id[i]};
             wrc = t->vt[i]->snapshot_async(t->op[i], &d);
             if (wrc == 0) {
                 ck_item *it = job_item(jb, SL__SEC_OP, t->op_id[i], -1);
