@@ -81,6 +81,12 @@
 #include "core/store.h"
 #include "window_int.h"
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define sl__htole64(x) __builtin_bswap64(x)
+#else
+#define sl__htole64(x) (x)
+#endif
+
 #define CHAIN_MAGIC 0x43574c53u /* "SLWC" */
 #define DELTA_MAGIC 0x44574c53u /* "SLWD" */
 #define LOG_MAX ((size_t)4 << 20) /* log entries between checkpoints (64 MiB) */
@@ -103,8 +109,7 @@ struct sl__winchg {
     uint64_t seq;
     char id[40];
     struct delta *inflight;
-    sl__chlog_ent *spare; /* a reaped delta's log, reused */
-    size_t spare_cap;
+    struct delta *spare; /* the last delta, reaped: reused */
 };
 
 /* What the task hands to the writer, common to both kinds. */
@@ -128,6 +133,9 @@ typedef struct {
     size_t koff, soff;
 } dgrp;
 
+/* One delta, reused from checkpoint to checkpoint (its buffers keep their
+ * size: no fresh pages to fault in every second). The task fills the first
+ * part at the barrier; the writer owns the scratch part while in flight. */
 typedef struct delta {
     target t;
     const win_op *op; /* aggs, naggs, state_size, ts_off: fixed after open */
@@ -142,9 +150,28 @@ typedef struct delta {
     uint32_t nopen;
     int32_t *kgs;
     uint32_t nkgs;
+    size_t gcap, kcap, scap, rcap, ocap, kgcap;
     sl__buf opsec;
     atomic_int finished;
+    /* the writer's scratch */
+    sl__buf b;
+    uint64_t *vals;
+    size_t *start, *fill;
+    uint32_t *ix;
+    uint8_t *tmp;
+    size_t vcap, stcap, fcap, ixcap, tcap;
 } delta;
+
+/* *p holds at least need elements of size sz (grown by half again). */
+static void *grow(void *p, size_t *cap, size_t need, size_t sz)
+{
+    if (need <= *cap && p) return p;
+    size_t c = *cap + *cap / 2;
+    if (c < need) c = need;
+    if (c < 16) c = 16;
+    *cap = c;
+    return sl__xrealloc(p, c * sz);
+}
 
 /* ---- set up ----------------------------------------------------------------- */
 void sl__winchg_new(win_op *op)
@@ -181,6 +208,12 @@ static void delta_free(delta *d)
     free(d->open);
     free(d->kgs);
     sl__buf_free(&d->opsec);
+    sl__buf_free(&d->b);
+    free(d->vals);
+    free(d->start);
+    free(d->fill);
+    free(d->ix);
+    free(d->tmp);
     free(d);
 }
 
@@ -190,12 +223,8 @@ void sl__winchg_reap(win_op *op)
     if (!c || !c->inflight) return;
     delta *d = c->inflight;
     while (!atomic_load_explicit(&d->finished, memory_order_acquire)) sched_yield();
-    if (!c->spare && d->e) { /* the next delta's log: no regrowth */
-        c->spare = d->e;
-        c->spare_cap = d->ecap;
-        d->e = NULL;
-    }
-    delta_free(d);
+    delta_free(c->spare);
+    c->spare = d; /* the next barrier reuses it */
     c->inflight = NULL;
 }
 
@@ -206,7 +235,7 @@ void sl__winchg_free(win_op *op)
     sl__winchg_reap(op);
     for (size_t a = 0; a < op->naggs; a++) op->aggs[a].log = NULL;
     free(c->log.e);
-    free(c->spare);
+    delta_free(c->spare);
     free(c->files);
     free(c);
     op->chg = NULL;
@@ -273,7 +302,9 @@ int sl__winchg_begin(win_op *op, sl__snap_deferred *dd, struct sl__winchg_full *
         *full = f;
         return SL__SNAP_SYNC;
     }
-    delta *d = sl__xcalloc(1, sizeof *d);
+    delta *d = c->spare ? c->spare : sl__xcalloc(1, sizeof *d);
+    c->spare = NULL;
+    d->ng = d->nopen = d->nkgs = 0;
     target_init(&d->t, op, dd);
     d->op = op;
     for (size_t a = 0; a < op->naggs; a++) d->logged[a] = op->aggs[a].log != NULL;
@@ -281,16 +312,18 @@ int sl__winchg_begin(win_op *op, sl__snap_deferred *dd, struct sl__winchg_full *
     for (size_t i = 0; i < op->nw; i++) n += sl__bmap_count(&op->wins[i]->groups);
     uint32_t nd = op->chg_nd;
     d->nd = nd;
-    d->remap = sl__xcalloc((size_t)nd + 1, sizeof *d->remap);
+    d->remap = grow(d->remap, &d->rcap, (size_t)nd + 1, sizeof *d->remap);
+    memset(d->remap, 0, ((size_t)nd + 1) * sizeof *d->remap);
     size_t gcap = nd < n ? nd : (size_t)n;
-    d->g = sl__xmalloc((gcap ? gcap : 1) * sizeof *d->g);
+    d->g = grow(d->g, &d->gcap, gcap, sizeof *d->g);
     size_t ssz = op->state_size + (op->ts_off ? 8 : 0);
-    d->states = sl__xmalloc((gcap ? gcap : 1) * ssz);
-    size_t kcap = 256, klen = 0;
-    d->keys = sl__xmalloc(kcap);
+    d->states = grow(d->states, &d->scap, gcap * ssz, 1);
+    size_t klen = 0;
+    d->keys = grow(d->keys, &d->kcap, 256, 1);
     int32_t kgmax = op->key_groups > 1 ? op->key_groups : 1;
+    d->kgs = grow(d->kgs, &d->kgcap, (size_t)kgmax, sizeof *d->kgs);
     uint8_t *seen = sl__xcalloc((size_t)kgmax, 1);
-    d->open = sl__xmalloc((op->nw ? op->nw : 1) * sizeof *d->open);
+    d->open = grow(d->open, &d->ocap, op->nw, sizeof *d->open);
     for (size_t i = 0; i < op->nw; i++) {
         const sl__bmap *m = &op->wins[i]->groups;
         d->open[d->nopen++] = op->wins[i]->start;
@@ -310,10 +343,7 @@ int sl__winchg_begin(win_op *op, sl__snap_deferred *dd, struct sl__winchg_full *
             g->start = op->wins[i]->start;
             g->kg = kg;
             g->klen = len;
-            if (klen + len > kcap) {
-                while (klen + len > kcap) kcap *= 2;
-                d->keys = sl__xrealloc(d->keys, kcap);
-            }
+            if (klen + len > d->kcap) d->keys = grow(d->keys, &d->kcap, klen + len, 1);
             g->koff = klen;
             if (len) memcpy(d->keys + klen, key, len);
             klen += len;
@@ -323,17 +353,18 @@ int sl__winchg_begin(win_op *op, sl__snap_deferred *dd, struct sl__winchg_full *
             d->remap[di] = ++d->ng;
         }
     }
-    d->kgs = sl__xmalloc((size_t)kgmax * sizeof *d->kgs);
     for (int32_t k = 0; k < kgmax; k++)
         if (seen[k]) d->kgs[d->nkgs++] = k;
     free(seen);
-    /* the log moves to the writer; the task goes on with the spare one */
+    /* the log moves to the writer; the task goes on with the delta's old
+     * one (a swap: neither is allocated again) */
+    sl__chlog_ent *e = d->e;
+    size_t ecap = d->ecap;
     d->e = c->log.e;
     d->ne = c->log.n;
     d->ecap = c->log.cap;
-    c->log.e = c->spare;
-    c->log.cap = c->spare ? c->spare_cap : 0;
-    c->spare = NULL;
+    c->log.e = e;
+    c->log.cap = ecap;
     c->log.n = 0;
     op->chg_nd = 0;
     sl__win_snap_operator_bytes(op, &d->opsec);
@@ -498,33 +529,38 @@ static int delta_sections(delta *d, sl__snapfile *f)
     size_t na = op->naggs ? op->naggs : 1;
     /* the log's values by (group, aggregate): a counting sort */
     size_t nb = (size_t)d->ng * na + 1;
-    size_t *start = sl__xcalloc(nb + 1, sizeof *start);
+    d->start = grow(d->start, &d->stcap, nb + 1, sizeof *d->start);
+    size_t *start = d->start;
+    memset(start, 0, (nb + 1) * sizeof *start);
     for (size_t i = 0; i < d->ne; i++) {
         const sl__chlog_ent *e = &d->e[i];
         if (e->d == 0 || e->d > d->nd || !d->remap[e->d] || e->agg >= na) continue;
         start[(size_t)(d->remap[e->d] - 1) * na + e->agg + 1]++;
     }
     for (size_t i = 1; i <= nb; i++) start[i] += start[i - 1];
-    uint64_t *vals = sl__xmalloc((start[nb] ? start[nb] : 1) * sizeof *vals);
-    size_t *fill = sl__xmalloc(nb * sizeof *fill);
+    d->vals = grow(d->vals, &d->vcap, start[nb], sizeof *d->vals);
+    uint64_t *vals = d->vals;
+    d->fill = grow(d->fill, &d->fcap, nb, sizeof *d->fill);
+    size_t *fill = d->fill;
     memcpy(fill, start, nb * sizeof *fill);
     for (size_t i = 0; i < d->ne; i++) {
         const sl__chlog_ent *e = &d->e[i];
         if (e->d == 0 || e->d > d->nd || !d->remap[e->d] || e->agg >= na) continue;
-        vals[fill[(size_t)(d->remap[e->d] - 1) * na + e->agg]++] = e->k;
+        vals[fill[(size_t)(d->remap[e->d] - 1) * na + e->agg]++] = sl__htole64(e->k);
     }
-    free(fill);
-    uint32_t *ix = sl__xmalloc((d->ng ? d->ng : 1) * sizeof *ix);
+    d->ix = grow(d->ix, &d->ixcap, d->ng, sizeof *d->ix);
+    uint32_t *ix = d->ix;
     for (uint32_t i = 0; i < d->ng; i++) ix[i] = i;
     g_sort = d;
     qsort(ix, d->ng, sizeof *ix, dgrp_cmp);
-    sl__buf b = {0};
+    sl__buf b = d->b; /* its pages stay mapped from the last delta */
+    b.len = 0;
     put_head(&b, d);
     sl__buf_put_u32(&b, d->nopen);
     for (uint32_t i = 0; i < d->nopen; i++) sl__buf_put_i64(&b, d->open[i]);
     int rc = sl__snapfile_section(f, SL__SEC_OP, d->t.op_id, -1, b.p, b.len);
-    uint8_t *tmp = NULL;
-    size_t tcap = 0;
+    uint8_t *tmp = d->tmp;
+    size_t tcap = d->tcap;
     for (uint32_t i = 0; i < d->ng && rc == 0;) {
         uint32_t j = i;
         while (j < d->ng && d->g[ix[j]].kg == d->g[ix[i]].kg) j++;
@@ -540,7 +576,7 @@ static int delta_sections(delta *d, sl__snapfile *f)
                 if (d->logged[a]) {
                     size_t s0 = start[(size_t)ix[k] * na + a], s1 = start[(size_t)ix[k] * na + a + 1];
                     sl__buf_put_u32(&b, (uint32_t)(s1 - s0));
-                    for (size_t v = s0; v < s1; v++) sl__buf_put_u64(&b, vals[v]);
+                    sl__buf_put(&b, vals + s0, (s1 - s0) * 8); /* little-endian */
                     continue;
                 }
                 size_t n = sl__agg_serialized_size(&op->aggs[a], st);
@@ -558,11 +594,9 @@ static int delta_sections(delta *d, sl__snapfile *f)
         if (rc == 0 && i == 0) sl__crash_point("delta-write");
         i = j;
     }
-    free(tmp);
-    sl__buf_free(&b);
-    free(ix);
-    free(vals);
-    free(start);
+    d->tmp = tmp;
+    d->tcap = tcap;
+    d->b = b;
     return rc;
 }
 
