@@ -91,6 +91,9 @@
 #define DELTA_MAGIC 0x44574c53u /* "SLWD" */
 #define LOG_MAX ((size_t)4 << 20) /* log entries between checkpoints (64 MiB) */
 #define CHAIN_MAX 100             /* deltas after a full materialisation */
+#ifndef MATERIALISE_RATIO
+#define MATERIALISE_RATIO 1 /* a full one once the deltas reach its size times this */
+#endif
 
 typedef struct {
     char name[160];
@@ -265,7 +268,7 @@ static bool want_full(const win_op *op)
 {
     const sl__winchg *c = op->chg;
     return !c->active || c->nfiles == 0 || c->broken || op->chg_force || c->log.over ||
-           c->nfiles > CHAIN_MAX || c->delta_bytes >= c->full_bytes;
+           c->nfiles > CHAIN_MAX || c->delta_bytes >= MATERIALISE_RATIO * c->full_bytes;
 }
 
 /* The log starts (or restarts) empty with the chain; the caller clears
