@@ -486,7 +486,7 @@ int sl__winchg_write_full(struct sl__winchg_full *f, sl__snap_writer *w,
     fw.f = shared_create(t, name, err, sizeof err);
     int rc = fw.f ? sections(ud, &fw.w) : SL_EIO;
     sl__crash_point("materialise-write");
-    cfile cf;
+    cfile cf = {.size = 0};
     if (rc && fw.f) sl__snapfile_abort(fw.f);
     else if (rc == 0) rc = shared_close(t, fw.f, name, &cf, err, sizeof err);
     if (rc == 0) {
@@ -617,7 +617,7 @@ static int delta_write(void *ud, sl__snap_writer *w)
     snprintf(name, sizeof name, "%s-%" PRIu64 ".wd", c->id, ++c->seq);
     sl__snapfile *f = shared_create(&d->t, name, err, sizeof err);
     rc = f ? delta_sections(d, f) : SL_EIO;
-    cfile cf;
+    cfile cf = {.size = 0};
     if (rc && f) sl__snapfile_abort(f);
     else if (rc == 0) rc = shared_close(&d->t, f, name, &cf, err, sizeof err);
     if (rc == 0) {
