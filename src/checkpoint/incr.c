@@ -390,3 +390,50 @@ void sl__ck_incr_sizes(const char *ck, uint64_t *new_bytes, uint64_t *total)
     *new_bytes = s.new_bytes;
     *total = s.total;
 }
+
+/* ---- shared files of other state (winchg.c) --------------------------------- */
+int sl__ck_shared_publish(const char *root, const char *name, char *err, size_t errsz)
+{
+    char tmp[4400], dst[4400], shared[4200];
+    snprintf(shared, sizeof shared, "%s/shared", root);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", shared, name);
+    snprintf(dst, sizeof dst, "%s/%s", shared, name);
+    if (rename(tmp, dst) != 0 || fsync_path(shared) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return sl__err(err, errsz, SL_EIO, "checkpoint: cannot publish %s: %s", dst,
+                       strerror(e));
+    }
+    return 0;
+}
+
+int sl__ck_shared_list(const char *rdb, const sl__ck_shared *f, size_t n, uint32_t *crc,
+                       char *err, size_t errsz)
+{
+    if (sl__mkdirs(rdb))
+        return sl__err(err, errsz, SL_EIO, "checkpoint: cannot create %s: %s", rdb,
+                       strerror(errno));
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *mem = open_memstream(&text, &tlen);
+    if (!mem) return sl__err(err, errsz, SL_ENOMEM, "checkpoint: out of memory");
+    fprintf(mem, "sluice-rdb 1\n");
+    for (size_t i = 0; i < n; i++)
+        fprintf(mem, "sst %s %s %" PRIu64 " %d\n", f[i].name, f[i].name, f[i].size,
+                f[i].fresh ? 1 : 0);
+    fclose(mem);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/FILES", rdb);
+    FILE *out = fopen(path, "wb");
+    bool ok = out && fwrite(text, 1, tlen, out) == tlen && fflush(out) == 0 &&
+              fsync(fileno(out)) == 0;
+    int e = errno;
+    if (out && fclose(out) != 0) ok = false;
+    if (ok && fsync_path(rdb) != 0) ok = false;
+    *crc = (uint32_t)crc32(0, (const Bytef *)text, (uInt)tlen);
+    free(text);
+    if (!ok)
+        return sl__err(err, errsz, SL_EIO, "checkpoint: cannot write %s: %s", path,
+                       strerror(e ? e : EIO));
+    return 0;
+}

@@ -309,7 +309,9 @@ static int task_snapshot(task *t, uint64_t n)
     for (int i = 0; !wrc && i < t->nops; i++) {
         if (!t->vt[i]->snapshot) continue;
         if (t->vt[i]->snapshot_async && j->conf.checkpoint_async) {
-            sl__snap_deferred d = {0};
+            sl__snap_deferred d = {.ck_dir = pl->inflight_sp ? NULL : pl->ck_dir,
+                                   .ck_root = j->conf.checkpoint_dir,
+                                   .op_id = t->op_id[i]};
             wrc = t->vt[i]->snapshot_async(t->op[i], &d);
             if (wrc == 0) {
                 ck_item *it = job_item(jb, SL__SEC_OP, t->op_id[i], -1);
@@ -574,7 +576,12 @@ static void *coord_main(void *arg)
     uint64_t interval = (uint64_t)j->conf.checkpoint_interval_ms * 1000000ULL;
     pl->t_done = sl__clock();
     while (!atomic_load(&pl->done) && !atomic_load(&j->cancel)) {
+        /* 2 ms while a checkpoint is in flight or due soon (its completion
+         * is the sinks' commit latency); between checkpoints 10 ms, so an
+         * idle coordinator does not wake 500 times a second */
         struct timespec ts = {0, 2 * 1000000L};
+        if (!pl->inflight && sl__clock() - pl->t_done + 20000000ULL < interval)
+            ts.tv_nsec = 10 * 1000000L;
         nanosleep(&ts, NULL);
         if (pl->inflight) {
             if (atomic_load(&pl->acks) + atomic_load(&pl->fails) == pl->ntasks)

@@ -70,6 +70,12 @@ typedef struct sl__snap_writer sl__snap_writer;
 typedef struct sl__snap_deferred {
     int (*write)(void *ud, sl__snap_writer *w);
     void *ud;
+    /* Set by the runtime before snapshot_async: the in-flight checkpoint's
+     * directory (NULL for a savepoint, which must be self-contained) and
+     * the checkpoint root, for state that keeps files of its own in
+     * <root>/shared (incremental checkpoints); borrowed for the call only. */
+    const char *ck_dir, *ck_root;
+    uint32_t op_id;
 } sl__snap_deferred;
 #define SL__SNAP_SYNC 1 /* snapshot_async: take this one synchronously */
 int sl__snap_put(sl__snap_writer *w, int32_t key_group, const void *data,

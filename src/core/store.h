@@ -108,5 +108,20 @@ int sl__ck_incr_rebuild(const char *rdb, uint32_t files_crc, const char *dest,
 int sl__ck_incr_gc(const char *root);
 /* New and referenced bytes of checkpoint directory ck's RocksDB parts. */
 void sl__ck_incr_sizes(const char *ck, uint64_t *new_bytes, uint64_t *total);
+/* Files of <root>/shared/ written by other state than RocksDB (the
+ * changelog chains of in-memory window state, winchg.c). publish renames
+ * <root>/shared/<name>.tmp, already written and fsynced, to <name> and
+ * fsyncs the folder; list writes rdb/FILES (rdb = <root>/chk-N/rdb-X,
+ * created) naming the shared files n[0..k) with their sizes, fresh[i]
+ * when written for this checkpoint, so retention (sl__ck_incr_gc) and the
+ * sizes above count them like SST files; returns FILES' CRC-32 in *crc. */
+typedef struct {
+    char name[160];
+    uint64_t size;
+    bool fresh;
+} sl__ck_shared;
+int sl__ck_shared_publish(const char *root, const char *name, char *err, size_t errsz);
+int sl__ck_shared_list(const char *rdb, const sl__ck_shared *f, size_t n, uint32_t *crc,
+                       char *err, size_t errsz);
 
 #endif

@@ -423,6 +423,25 @@ static inline uint32_t row_at(const uint32_t *rows, uint32_t i)
 }
 
 /* The 64-bit value a distinct count keys numeric and bool inputs by. */
+/* Appends a value new to a set to the changelog (agg.h); cold path. */
+static void chlog_put(const sl__agg *a, const uint8_t *grp, uint64_t k)
+{
+    sl__chlog *l = a->log;
+    if (l->n == l->cap) {
+        if (l->over || l->cap >= l->max) {
+            l->over = true;
+            return;
+        }
+        size_t cap = l->cap ? l->cap * 2 : 4096;
+        if (cap > l->max) cap = l->max;
+        l->e = sl__xrealloc(l->e, cap * sizeof *l->e);
+        l->cap = cap;
+    }
+    uint32_t d;
+    memcpy(&d, grp + a->log_off, sizeof d);
+    l->e[l->n++] = (sl__chlog_ent){.d = d, .agg = a->log_idx, .k = k};
+}
+
 static inline uint64_t num_key(const struct sl__col *c, sl_type t, uint32_t r)
 {
     switch (t) {
@@ -468,8 +487,9 @@ static void add_distinct(const sl__agg *a, const sl_batch *b,
         }
         uint32_t r = row_at(rows, i);
         if (valid && !valid[r]) continue;
-        sl__set64_insert((sl__set64 *)(grp[i] + a->off),
-                         num_key(c, a->in_type, r));
+        uint64_t k = num_key(c, a->in_type, r);
+        if (sl__set64_insert((sl__set64 *)(grp[i] + a->off), k) && a->log)
+            chlog_put(a, grp[i], k); /* new to the set: one append */
     }
 }
 

@@ -78,6 +78,22 @@ size_t sl__dds_serialize(const sl__dds *d, uint8_t *out);
 /* Replaces d's contents; returns bytes read or SL_ECORRUPT. */
 int64_t sl__dds_deserialize(sl__dds *d, const uint8_t *in, size_t len);
 
+/* ---- changelog of exact distinct-count sets (winchg.c) --------------------- */
+/* While a window task's checkpoints are incremental, every value newly added
+ * to an exact integer distinct-count set is appended here: the group's
+ * dirty index (a u32 at log_off in its block, set before the add), the
+ * aggregate's index and the set key. The log has a hard cap: past it the
+ * entries stop and `over` says the next checkpoint must be a full one. */
+typedef struct {
+    uint32_t d, agg;
+    uint64_t k;
+} sl__chlog_ent;
+typedef struct sl__chlog {
+    sl__chlog_ent *e;
+    size_t n, cap, max;
+    bool over;
+} sl__chlog;
+
 /* ---- aggregates ------------------------------------------------------------ */
 typedef struct {
     sl_agg_kind kind;
@@ -90,6 +106,9 @@ typedef struct {
     double q, alpha;     /* APPROX_PERCENTILE */
     uint32_t off;     /* offset of the state in a group's block */
     uint32_t size;    /* bytes of state, a multiple of 8 */
+    sl__chlog *log;   /* exact integer COUNT_DISTINCT under incremental
+                       * checkpoints (winchg.c), else NULL */
+    uint32_t log_off, log_idx;
 } sl__agg;
 
 /* Resolves spec against the input schema; the state goes at offset `off`

@@ -382,6 +382,19 @@ static void window_free(win_op *op, win *w)
     free(w);
 }
 
+win *sl__win_get(win_op *op, int64_t start)
+{
+    return window_get(op, start);
+}
+
+void sl__win_drop(win_op *op, size_t i)
+{
+    window_free(op, op->wins[i]);
+    memmove(op->wins + i, op->wins + i + 1, (op->nw - i - 1) * sizeof *op->wins);
+    op->nw--;
+    op->last = NULL;
+}
+
 /* ---- late records ---------------------------------------------------------- */
 /* A bounded table of late counts by window end; when full, the oldest end
  * makes room (its count stays in st.late_pairs only). late_add is also how
@@ -684,6 +697,7 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
     win_op *op = st;
     op->started = true;
     if (op->imp) sl__ws_close_import(op); /* restore is over */
+    if (op->cimp) sl__winchg_imp_free(op);
     if (op->asnap) sl__winsnap_reap(op, false);
     int crc = emit_canaries(op, b, out);
     if (crc) {
@@ -724,11 +738,13 @@ static int win_batch_locked(void *st, sl_batch *b, sl__out *out)
             } else if (op->ts_off && sl__ttl_expired(op, op->wm, sl__grp_ts(op, g))) {
                 /* state.ttl.ms: an expired group starts afresh */
                 if (op->asnap) sl__winsnap_cow(op, g);
+                op->chg_force = true; /* a set shrank: no delta says so */
                 for (size_t a = 0; a < op->naggs; a++) sl__agg_state_free(&op->aggs[a], g);
                 memset(g, 0, op->state_size);
                 sl__grp_set_ts(op, g, SL_TS_MIN);
                 op->st.expired_groups++;
             }
+            if (op->chg) sl__winchg_touch(op, g); /* incremental checkpoints */
             op->pfresh[p] = fresh;
             op->pgrp[p] = g;
         }
@@ -851,6 +867,7 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
     win_op *op = st;
     op->started = true;
     if (op->imp) sl__ws_close_import(op); /* restore is over */
+    if (op->cimp) sl__winchg_imp_free(op);
     /* the same wm again: the runtime resumes a firing (SL__MORE) */
     if (wm < op->wm || (wm == op->wm && !op->ws_firing)) return 0;
     op->wm = wm;
@@ -894,6 +911,7 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
      * later than wm and the sweep drops only what its firing would */
     if (rc == 0 && op->ttl && wm >= op->next_sweep) {
         if (op->asnap) sl__winsnap_cow_all(op); /* the sweep moves groups */
+        op->chg_force = true; /* groups removed: the next checkpoint is full */
         sl__ws_sweep(op);
         if (__builtin_add_overflow(wm, op->ttl / 2 + 1, &op->next_sweep))
             op->next_sweep = SL_TS_MAX;
@@ -1352,6 +1370,7 @@ static int win_restore(void *st, int32_t kg, const void *data, size_t len)
         return SL_EINVAL;
     if (len && !data) return SL_EINVAL;
     if (kg >= 0 && sl__ws_is_ref(data, len)) return restore_ref(op, kg, data, len);
+    if (kg >= 0 && sl__winchg_is_ref(data, len)) return sl__winchg_restore(op, kg, data, len);
     sl__rbuf r = {.p = data, .len = len};
     int64_t wm;
     int rc = restore_header(op, &r, &wm);
@@ -1409,6 +1428,8 @@ static void win_close(void *st)
     win_op *op = st;
     if (!op) return;
     sl__winsnap_reap(op, true); /* the writer is done with it (ckpt.c stops first) */
+    sl__winchg_free(op);
+    sl__winchg_imp_free(op);
     if (op->qreg) sl__qs_unregister(op);
     pthread_mutex_destroy(&op->qlock);
     for (size_t i = 0; i < op->nw; i++) window_free(op, op->wins[i]);
@@ -1521,6 +1542,8 @@ static int win_open(void **stp, const void *confv, const sl__opinfo *info,
     op->pfresh = sl__xmalloc(op->pcap);
     op->ttl = sc ? sc->ttl_ms : 0;
     op->fp = definition_fp(op);
+    /* incremental checkpoints of memory state: a delta per checkpoint */
+    if (sc && sc->incremental && sc->backend == SL__STATE_MEMORY) sl__winchg_new(op);
     int wrc = sl__ws_open(op, sc, errstr, errsz);
     if (wrc) {
         win_close(op);

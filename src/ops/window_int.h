@@ -37,6 +37,8 @@ typedef struct {
 
 typedef struct sl__winstore sl__winstore;
 typedef struct sl__winsnap sl__winsnap;
+typedef struct sl__winchg sl__winchg;
+struct sl__winchg_full;
 
 #define SL__WIN_SNAP_MAGIC 0x4e574c53u /* "SLWN": window.c's state format */
 
@@ -107,6 +109,13 @@ typedef struct {
 
     /* the asynchronous snapshot in flight, or NULL (winsnap.c) */
     sl__winsnap *asnap;
+    /* incremental checkpoints of the memory state (winchg.c): NULL when
+     * off; chg_off is the offset of a group's dirty index (0: unchanged
+     * since the last checkpoint), chg_nd the last index given out */
+    struct sl__winchg *chg;
+    uint32_t chg_off, chg_nd;
+    bool chg_force;                 /* the next checkpoint is a full one */
+    struct sl__winchg_imp *cimp;    /* chain files read during restore */
     bool ws_firing;   /* wins[0] is part way through sl__ws_fire (SL__MORE) */
 } win_op;
 
@@ -199,6 +208,47 @@ extern void (*sl__winsnap_test_hook)(uint32_t i, uint32_t n);
 int sl__win_group_bytes(const win_op *op, const uint8_t *grp, char **buf, size_t *cap,
                         size_t *len);
 void sl__win_snap_operator_bytes(const win_op *op, sl__buf *b);
+
+/* ---- winchg.c: incremental (changelog) checkpoints of the memory state ---- */
+/* Turns them on for op (memory backend, state.checkpoints.incremental, every
+ * heap aggregate an exact integer distinct count): reserves the dirty index
+ * in the group block (op->grp_size grows). Call before any group exists. */
+void sl__winchg_new(win_op *op);
+void sl__winchg_free(win_op *op);
+/* A group about to change (win_batch_locked, pass 2): gets a dirty index. */
+static inline void sl__winchg_touch(win_op *op, uint8_t *grp)
+{
+    uint32_t d;
+    memcpy(&d, grp + op->chg_off, sizeof d);
+    if (d) return;
+    if (op->chg_nd == UINT32_MAX) {
+        op->chg_force = true;
+        return;
+    }
+    d = ++op->chg_nd;
+    memcpy(grp + op->chg_off, &d, sizeof d);
+}
+/* At a checkpoint's barrier (from sl__winsnap_begin): takes a delta and
+ * returns 0, or returns SL__SNAP_SYNC when this one must be a full
+ * materialisation (*full then says so with the chain to start). */
+int sl__winchg_begin(win_op *op, sl__snap_deferred *d, struct sl__winchg_full **full);
+/* The writer's part of a full materialisation: sections(ud, w) written into
+ * a new shared file, references into w. w NULL: abandoned. */
+int sl__winchg_write_full(struct sl__winchg_full *f, sl__snap_writer *w,
+                          int (*sections)(void *ud, sl__snap_writer *w), void *ud,
+                          const sl__buf *opsec);
+void sl__winchg_full_free(struct sl__winchg_full *f);
+/* Waits for the delta in flight and frees it. */
+void sl__winchg_reap(win_op *op);
+/* Restore: whether a section references a chain; restores key group kg
+ * from it (the chain's files read once per restore, op->cimp). */
+bool sl__winchg_is_ref(const void *data, size_t len);
+int sl__winchg_restore(win_op *op, int32_t kg, const void *data, size_t len);
+void sl__winchg_imp_free(win_op *op);
+/* window.c, for winchg.c: the open window of start (created if need be);
+ * frees wins[i] and removes it from the list. */
+win *sl__win_get(win_op *op, int64_t start);
+void sl__win_drop(win_op *op, size_t i);
 
 /* The current value of every open window for one key (sl__qs_fn), read
  * under op->qlock (winquery.c). */

@@ -35,9 +35,13 @@
  * 4. The writer never touches the snapshot after setting `finished`; the
  *    task frees it only after reading `finished` (acquire).
  *
+ * With incremental checkpoints (winchg.c) this is the full
+ * materialisation of a chain: the same sections, written into a shared
+ * file that the deltas after it build on (as->full); most checkpoints are
+ * deltas and never come here.
+ *
  * Not done here: the RocksDB backend (state.backend=rocksdb) snapshots
- * synchronously (winstore.c); unchanged groups are serialised again at every
- * checkpoint (no incremental snapshots of memory state).
+ * synchronously (winstore.c).
  */
 #include <sched.h>
 #include <stdatomic.h>
@@ -96,6 +100,7 @@ struct sl__winsnap {
     aref *refs;
     uint8_t *keys;
     sl__buf opsec;  /* the operator section, built at the barrier */
+    struct sl__winchg_full *full; /* a chain's full materialisation (winchg.c) */
     uint64_t delay_ns; /* SLUICE_TEST_SNAPSHOT_DELAY_US: per group, tests */
     atomic_int finished;
     bool shadow;      /* heap states are exact int sets: copy, not serialise */
@@ -138,6 +143,7 @@ static void snap_free(sl__winsnap *as)
     free(as->keys);
     sl__buf_free(&as->opsec);
     free(as->tmp);
+    sl__winchg_full_free(as->full);
     free(as);
 }
 
@@ -275,7 +281,7 @@ static int put_group(sl__winsnap *as, sl__buf *b, aref *r, uint32_t k)
     return 0;
 }
 
-static int write_sections(sl__winsnap *as, sl__snap_writer *w)
+static int write_sections(sl__winsnap *as, sl__snap_writer *w, bool opsec)
 {
     sref *s = sl__xmalloc((as->n ? as->n : 1) * sizeof *s);
     for (uint32_t i = 0; i < as->n; i++) {
@@ -302,17 +308,26 @@ static int write_sections(sl__winsnap *as, sl__snap_writer *w)
         if (rc == 0) rc = sl__snap_put(w, s[i].kg, b.p, b.len);
         i = j;
     }
-    if (rc == 0) rc = sl__snap_put(w, -1, as->opsec.p, as->opsec.len);
+    if (rc == 0 && opsec) rc = sl__snap_put(w, -1, as->opsec.p, as->opsec.len);
     sl__buf_free(&b);
     free(s);
     return rc;
+}
+
+static int chain_sections(void *ud, sl__snap_writer *w)
+{
+    return write_sections(ud, w, false);
 }
 
 /* sl__snap_deferred.write: the writer thread's part (invariant 4). */
 static int winsnap_write(void *ud, sl__snap_writer *w)
 {
     sl__winsnap *as = ud;
-    int rc = w ? write_sections(as, w) : 0;
+    int rc;
+    if (as->full) /* incremental: into a shared file, referenced from w */
+        rc = sl__winchg_write_full(as->full, w, chain_sections, as, &as->opsec);
+    else
+        rc = w ? write_sections(as, w, true) : 0;
     atomic_store_explicit(&as->finished, 1, memory_order_release);
     return rc;
 }
@@ -321,6 +336,12 @@ int sl__winsnap_begin(win_op *op, sl__snap_deferred *d)
 {
     if (op->ws) return SL__SNAP_SYNC; /* RocksDB: winstore.c's snapshot */
     sl__winsnap_reap(op, true); /* one checkpoint in flight (ckpt.c inv. 1) */
+    sl__winchg_reap(op);
+    struct sl__winchg_full *full = NULL;
+    if (op->chg) { /* incremental: a delta, unless a full one is due */
+        int crc = sl__winchg_begin(op, d, &full);
+        if (crc != SL__SNAP_SYNC) return crc;
+    }
     uint64_t n = 0, kbytes = 0;
     for (size_t i = 0; i < op->nw; i++) {
         const sl__bmap *m = &op->wins[i]->groups;
@@ -331,8 +352,13 @@ int sl__winsnap_begin(win_op *op, sl__snap_deferred *d)
             kbytes += len;
         }
     }
-    if (n >= UINT32_MAX) return SL__SNAP_SYNC;
+    if (n >= UINT32_MAX) {
+        if (full) op->chg_force = true; /* the chain restarts next time */
+        sl__winchg_full_free(full);
+        return SL__SNAP_SYNC;
+    }
     sl__winsnap *as = sl__xcalloc(1, sizeof *as);
+    as->full = full;
     as->op = op;
     as->wm = op->wm;
     as->t_begin = sl__clock();
@@ -363,6 +389,7 @@ int sl__winsnap_begin(win_op *op, sl__snap_deferred *d)
             if (len) memcpy(as->keys + koff, key, len);
             koff += len;
             grp_set_stamp(op, grp, (uint32_t)++k);
+            if (full) memset(grp + op->chg_off, 0, sizeof(uint32_t)); /* a new chain */
         }
     }
     sl__win_snap_operator_bytes(op, &as->opsec);

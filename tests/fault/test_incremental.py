@@ -76,3 +76,58 @@ def test_incremental_checkpoint_restores_elsewhere(dataset, tmp_path, procs, bac
     assert_rows(job.rows(), dataset.baseline,
                 f"incremental checkpoint at p=2 restored on {backend} at p={par} "
                 f"vs uninterrupted run")
+
+
+# ---- incremental checkpoints of in-memory window state (src/ops/winchg.c) ----
+def chain_files(job):
+    """(.wf, .wd) files of shared/ that the retained checkpoints list through
+    their rdb-m* parts (memory window state)."""
+    try:  # the job may be writing or retiring checkpoints meanwhile
+        listed, _ = listed_and_shared(job.ckdir)
+    except OSError:
+        return set(), set()
+    return ({f for f in listed if f.endswith(".wf")}, {f for f in listed if f.endswith(".wd")})
+
+
+def assert_memory_chain(job):
+    """The memory backend's checkpoints were deltas on a full
+    materialisation, and shared/ holds exactly what checkpoints list."""
+    full, deltas = chain_files(job)
+    assert full, "no checkpoint lists a full materialisation (.wf) of window state"
+    listed, shared = listed_and_shared(job.ckdir)
+    assert shared == listed, \
+        f"shared/ holds {len(shared - listed)} files no checkpoint lists " \
+        f"({sorted(shared - listed)[:3]}) and lacks {len(listed - shared)} listed ones"
+    return full, deltas
+
+
+@pytest.mark.parametrize("point", ["delta-write:2", "delta-write:5",
+                                   "materialise-write:2", "materialise-write:3"])
+def test_kill_during_a_memory_delta_or_materialisation(dataset, tmp_path, procs, point):
+    """state.backend = memory (incremental by default): SIGKILL while a
+    window task writes a delta into shared/, or a full materialisation;
+    the restart restores the last complete checkpoint (its chain) and ends
+    with exactly the rows of the uninterrupted run and the SQL reference;
+    the killed write's orphan is collected."""
+    job = Job(dataset, str(tmp_path / "job"), procs)
+    crash(job, point)
+    life = finish(job, f"memory incremental, killed at {point}")
+    if point.startswith("delta"):
+        assert life.restored() is not None, f"the last life did not restore: {life.describe()}"
+    full, deltas = assert_memory_chain(job)
+    assert deltas or point.startswith("materialise"), "no checkpoint used a delta"
+
+
+def test_memory_chain_restores_at_another_parallelism(dataset, tmp_path, procs):
+    """Deltas taken at parallelism 2 restore at parallelism 3 and into
+    RocksDB: the chain's key groups are rebuilt wherever they go now."""
+    job = Job(dataset, str(tmp_path / "job"), procs)
+    life = job.start("--parallelism", 2)
+    assert poll(lambda: len(chain_files(job)[1]) >= 2 or not life.running(), 20)
+    assert life.kill() == KILLED, f"the run ended too soon: {life.describe()}"
+    assert chain_files(job)[1], "no delta among the checkpoints"
+    expected = job.newest_checkpoint()
+    life = job.run("--parallelism", 3, "--set", "state.backend=rocksdb")
+    assert life.restored() == expected, f"expected checkpoint {expected}: {life.describe()}"
+    assert_rows(job.rows(), dataset.baseline,
+                "memory deltas at p=2 restored on rocksdb at p=3 vs uninterrupted run")
