@@ -287,6 +287,8 @@ void sl__pcache_reserve(sl__pcache *c, uint64_t n)
     atomic_store_explicit(&c->growing, 0, memory_order_release);
 }
 
+uint64_t sl__pcache_pack(const char *s, uint32_t len) { return pack_id(s, len); }
+
 void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,
                        const uint8_t *valid, int64_t *out, uint32_t n)
 {

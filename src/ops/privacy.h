@@ -88,6 +88,9 @@ size_t sl__pcache_bytes(sl__pcache *c);
  * through cache c (NULL: a MAC per row); out may overlay ids. */
 void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,
                        const uint8_t *valid, int64_t *out, uint32_t n);
+/* The exact number an id of 1..18 digits is kept under (10^len + value,
+ * never 0), 0 for any other id. */
+uint64_t sl__pcache_pack(const char *s, uint32_t len);
 /* The shared cache of key i of the keyring (i = -1: the current key),
  * created on first use with SL__PCACHE_BITS; owned by the keyring, freed
  * with it. NULL if there is no such key. */
@@ -95,6 +98,37 @@ sl__pcache *sl__keyring_pcache(const sl_keyring *k, int i);
 /* The cache of the keyring key h was made from (sl__hmac_new,
  * sl__hmac_new_key), NULL for a MAC from a raw key. */
 sl__pcache *sl__hmac_cache(const sl__hmac *h);
+
+/* The pseudonym-join memo (pjoin.c): raw id -> (pseudonym, one 8-byte
+ * value of a table pseudonymised under the same key), one cache line a
+ * probe, for a pseudonymise operator fused with the lookup join after it.
+ * Memory only, like the pseudonym cache. The load side: an sl__pjoin kept
+ * with the table (sl__table_set_ext, freed by sl__pjoin_free) logs the
+ * packed raw id of every stored row (sl__pjoin_log, rows whose id is
+ * valid, in append order). */
+typedef struct sl__pjoin sl__pjoin;
+typedef struct sl__pjidx sl__pjidx;
+sl__pjoin *sl__pjoin_new(const sl__pcache *under);
+void sl__pjoin_free(void *pj);
+void sl__pjoin_log(sl__pjoin *pj, const sl_str *ids, const uint8_t *valid,
+                   uint32_t n);
+/* The memo of table t's 8-byte column col for pseudonyms under the key
+ * whose cache is `under`, built on the first call (thread-safe); NULL if
+ * t has no log, was loaded under another key, has an overlay, already has
+ * a memo of another column, or col is not an 8-byte column. Owned by t. */
+const sl__pjidx *sl__pjoin_index(const sl_table *t, int col,
+                                 const sl__pcache *under);
+size_t sl__pjidx_entries(const sl__pjidx *x);
+size_t sl__pjidx_bytes(const sl__pjidx *x);
+/* b's column col holds raw ids (sl_str) and b already has the join's
+ * schema (sl__batch_extend) with the joined column at oc: col becomes the
+ * pseudonyms under h, in place (NULL id: NULL), and oc table t's column
+ * tcol of the row under each pseudonym (NULL when none, for a NULL id and
+ * for canary rows). Ids the memo lacks go through cache c and the table's
+ * index. Adds the memo's hits to *hits. t must have no overlay. */
+void sl__pjoin_batch(const sl__pjidx *x, sl__pcache *c, sl__hmac *h,
+                     const sl_table *t, int tcol, sl_batch *b, int col, int oc,
+                     uint64_t *hits);
 
 /* Converts `in` (column `col` STRING) into a new batch of schema `out`
  * (from sl__pseudo_schema) and in's capacity: every other
@@ -118,6 +152,12 @@ typedef struct {
     int col;                 /* STRING column of the input to replace */
     const sl_keyring *keys;  /* borrowed */
     int cache_bits;          /* log2 of the cache entries; 0 = no cache */
+    /* Set by sl_stream_lookup when a lookup join on the pseudonym follows
+     * at once (the fusion rule): its table, the one 8-byte column it
+     * appends and its output schema (the lookup node's). */
+    const sl_table *join_table; /* borrowed; NULL: not fused */
+    int join_tcol;
+    const sl_schema *join_out;  /* the job's */
 } sl__pseudo_conf;
 extern const sl__op_vt sl__op_pseudonymise;
 
@@ -137,6 +177,7 @@ typedef struct {
     const sl_table *table;   /* borrowed */
     int ncols;
     int tcols[SL_MAX_COLS];  /* table columns appended, in order */
+    bool fused;              /* the pseudonymise operator before it may join */
 } sl__lookup_conf;
 extern const sl__op_vt sl__op_lookup;
 

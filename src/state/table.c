@@ -68,6 +68,8 @@ struct sl_table {
     size_t nretired;
     void (*on_free)(void *); /* stops whatever refreshes the table */
     void *on_free_arg;
+    void *ext;                 /* the layer above's (sl__table_set_ext) */
+    void (*ext_free)(void *);
     pthread_mutex_t proj_lock; /* builds of proj[] (invariant 5) */
     _Atomic(sl__tproj *) proj[SL_MAX_COLS];
 };
@@ -164,6 +166,7 @@ void sl_table_free(sl_table *t)
     if (!t) return;
     sl__dtab_free(t->disk);
     if (t->on_free) t->on_free(t->on_free_arg);
+    if (t->ext_free) t->ext_free(t->ext);
     sl_table_free(atomic_load(&t->overlay));
     for (size_t i = 0; i < t->nretired; i++) sl_table_free(t->retired[i]);
     free(t->retired);
@@ -525,6 +528,50 @@ size_t sl__tproj_bytes(const sl__tproj *pj)
 {
     return pj ? (pj->mask + 1) * sizeof(pslot) : 0;
 }
+
+size_t sl__table_scan_i64(const sl_table *t, int col, uint64_t *pos,
+                          int64_t *key, size_t *ordinal, uint64_t *val,
+                          uint8_t *valid, size_t max)
+{
+    if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n) return 0;
+    sl_type ty = t->schema->cols[col].type;
+    if (ty != SL_INT64 && ty != SL_TIMESTAMP && ty != SL_FLOAT64) return 0;
+    /* the first stored row of each chunk (chunks fill in order) */
+    size_t *base = sl__xmalloc(sizeof *base * (t->nchunks ? t->nchunks : 1));
+    for (size_t c = 0, b = 0; c < t->nchunks; c++) {
+        base[c] = b;
+        b += t->chunks[c]->n;
+    }
+    size_t n = 0;
+    uint64_t i = *pos;
+    for (; i <= t->mask && n < max; i++) {
+        const slot *a = &t->slots[(i + 16) & t->mask]; /* as proj_build */
+        if (a->chunk) {
+            const sl_batch *ac = t->chunks[a->chunk - 1];
+            __builtin_prefetch((const char *)ac->cols[col].data + 8 * (size_t)a->row);
+            __builtin_prefetch(ac->cols[col].valid + a->row);
+        }
+        const slot *s = &t->slots[i];
+        if (!s->chunk) continue;
+        const sl_batch *c = t->chunks[s->chunk - 1];
+        key[n] = (int64_t)s->k;
+        ordinal[n] = base[s->chunk - 1] + s->row;
+        valid[n] = c->cols[col].valid[s->row];
+        memcpy(&val[n], (const char *)c->cols[col].data + 8 * (size_t)s->row, 8);
+        n++;
+    }
+    *pos = i;
+    free(base);
+    return n;
+}
+
+void sl__table_set_ext(sl_table *t, void *ext, void (*ext_free)(void *))
+{
+    t->ext = ext;
+    t->ext_free = ext_free;
+}
+
+void *sl__table_ext(const sl_table *t) { return t ? t->ext : NULL; }
 
 /* ---- refreshed tables ---------------------------------------------------- */
 sl_table *sl__table_overlay(const sl_table *t)
