@@ -106,14 +106,16 @@ int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
             break;
         }
         stalls = 0;
-        if (!reserved && nh == 1 && !sl__table_on_disk(t) && b->n > 0 &&
-            vt->progress) {
+        if (!reserved && !sl__table_on_disk(t) && b->n > 0 && vt->progress) {
             /* size the shared pseudonym cache once for the whole input
              * (rows so far x bytes left / bytes read), not by doublings */
             int64_t off = 0, end = 0;
-            if (vt->progress(st, part, &off, &end) == 0 && off > 0 && end > off)
-                sl__pcache_reserve(sl__hmac_cache(h[0]),
-                                   (uint64_t)((double)b->n * (double)end / (double)off));
+            if (vt->progress(st, part, &off, &end) == 0 && off > 0 && end > off) {
+                uint64_t rows = (uint64_t)((double)b->n * (double)end / (double)off);
+                if (nh == 1) sl__pcache_reserve(sl__hmac_cache(h[0]), rows);
+                /* the index too, at once (a copy of the rows per key) */
+                sl__table_reserve(t, rows * (uint64_t)(nh > 1 ? nh : 1));
+            }
             reserved = true;
         }
         if (b->n == b->cap &&

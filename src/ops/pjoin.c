@@ -18,9 +18,10 @@
  * row's packed raw id (sl__pcache_pack, 8 bytes a row) in an sl__pjoin
  * kept with the table (sl__table_set_ext); the first fused operator to
  * open asks for the memo of its column (sl__pjoin_index), which is built
- * once from the table's distinct keys (sl__table_scan_i64: the winning
- * row of every key, so duplicates resolve as the table does) and the
- * log, which is then freed. One column per table gets a memo; a join on
+ * once from the table's rows in append order (sl__table_read_i64; a
+ * later row of the same id replaces the earlier, as in the table) and
+ * the log, which is then freed; if two ids share a pseudonym (which the
+ * table's index conflates) there is no memo. One column per table gets a memo; a join on
  * another column of the same table runs unfused.
  *
  * Layout: buckets of one cache line holding two entries (packed id with
@@ -58,10 +59,13 @@ struct sl__pjoin {
     pthread_mutex_t lock;
     uint64_t *ids;           /* packed raw id of each stored row; 0 = none */
     size_t nids, cap;
+    size_t unpackable;       /* logged rows whose id is not 1..18 digits */
     bool done;               /* a build was tried (the log is gone) */
     int col;
     sl__pjidx *idx;          /* for column col, or NULL */
 };
+
+static void idx_free(sl__pjidx *x);
 
 sl__pjoin *sl__pjoin_new(const sl__pcache *under)
 {
@@ -76,8 +80,7 @@ void sl__pjoin_free(void *arg)
 {
     sl__pjoin *pj = arg;
     if (!pj) return;
-    if (pj->idx) sl__huge_free(pj->idx->b, (pj->idx->mask + 1) * sizeof(pjb));
-    free(pj->idx);
+    idx_free(pj->idx);
     free(pj->ids);
     pthread_mutex_destroy(&pj->lock);
     free(pj);
@@ -93,8 +96,12 @@ void sl__pjoin_log(sl__pjoin *pj, const sl_str *ids, const uint8_t *valid,
         pj->ids = sl__xrealloc(pj->ids, sizeof *pj->ids * pj->cap);
     }
     /* the table stores the rows with a key (invariant 1 of table.c) */
-    for (uint32_t i = 0; i < n; i++)
-        if (valid[i]) pj->ids[pj->nids++] = sl__pcache_pack(ids[i].ptr, ids[i].len);
+    for (uint32_t i = 0; i < n; i++) {
+        if (!valid[i]) continue;
+        uint64_t k = sl__pcache_pack(ids[i].ptr, ids[i].len);
+        pj->ids[pj->nids++] = k;
+        pj->unpackable += !k;
+    }
 }
 
 static inline uint64_t bucket_of(uint64_t key, uint64_t mask)
@@ -102,17 +109,19 @@ static inline uint64_t bucket_of(uint64_t key, uint64_t mask)
     return sl__mix64(key) & mask;
 }
 
+/* Puts key's entry, replacing an earlier one of the same key (a later
+ * row of the same id wins, as in the table). */
 static void put(sl__pjidx *x, uint64_t key, uint64_t bkt, uint64_t pseudo,
                 uint64_t val, bool valid)
 {
     for (uint64_t b = bkt;; b = (b + 1) & x->mask) {
         pjb *e = &x->b[b];
         for (int w = 0; w < 2; w++) {
-            if (e->key[w]) continue;
+            if (e->key[w] && (e->key[w] & KEY_MASK) != key) continue;
+            x->entries += !e->key[w];
             e->key[w] = key | (valid ? VALID_BIT : 0);
             e->pseudo[w] = pseudo;
             e->val[w] = valid ? val : 0;
-            x->entries++;
             return;
         }
     }
@@ -137,6 +146,22 @@ static inline int find(const sl__pjidx *x, uint64_t key, uint64_t bkt,
     }
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void idx_free(sl__pjidx *x)
+{
+    if (x) sl__huge_free(x->b, (x->mask + 1) * sizeof(pjb));
+    free(x);
+}
+
+/* From the stored rows in append order, read beside the log: sequential
+ * reads and one random write a row (prefetched a block ahead). NULL if
+ * two ids share a pseudonym (a 64-bit collision, or an id the memo cannot
+ * hold twice): the table conflates such rows, the memo would not. */
 static sl__pjidx *build(const sl__pjoin *pj, const sl_table *t, int col)
 {
     size_t n = sl_table_rows(t);
@@ -146,23 +171,33 @@ static sl__pjidx *build(const sl__pjoin *pj, const sl_table *t, int col)
     x->mask = nb - 1;
     x->b = sl__huge_alloc(nb * sizeof(pjb)); /* zero-filled: empty */
     int64_t key[BLOCK];
-    size_t ord[BLOCK];
-    uint64_t val[BLOCK], raw[BLOCK], bkt[BLOCK];
+    uint64_t val[BLOCK], bkt[BLOCK];
     uint8_t valid[BLOCK];
-    uint64_t pos = 0;
-    size_t m;
-    /* three passes a block, so that the misses of each overlap: the log
-     * at the rows' ordinals, then the buckets, then the writes */
-    while ((m = sl__table_scan_i64(t, col, &pos, key, ord, val, valid, BLOCK))) {
-        for (size_t i = 0; i < m; i++) __builtin_prefetch(&pj->ids[ord[i]]);
+    size_t ord = 0, m, nu = 0;
+    int64_t *other = sl__xmalloc(sizeof *other * (pj->unpackable + 1));
+    while ((m = sl__table_read_i64(t, col, &ord, key, val, valid, BLOCK))) {
+        const uint64_t *raw = pj->ids + (ord - m);
         for (size_t i = 0; i < m; i++) {
-            raw[i] = ord[i] < pj->nids ? pj->ids[ord[i]] : 0;
-            if (!raw[i]) continue;
+            if (!raw[i]) {
+                if (nu < pj->unpackable) other[nu++] = key[i];
+                continue;
+            }
             bkt[i] = bucket_of(raw[i], x->mask);
             __builtin_prefetch(&x->b[bkt[i]], 1);
         }
         for (size_t i = 0; i < m; i++)
             if (raw[i]) put(x, raw[i], bkt[i], (uint64_t)key[i], val[i], valid[i]);
+    }
+    /* every stored row's pseudonym is an entry's or an unpackable row's:
+     * as many distinct pseudonyms as entries plus distinct pseudonyms of
+     * the others means no entry shares its pseudonym */
+    qsort(other, nu, sizeof *other, cmp_i64);
+    size_t distinct = 0;
+    for (size_t i = 0; i < nu; i++) distinct += i == 0 || other[i] != other[i - 1];
+    free(other);
+    if (x->entries + distinct != n) {
+        idx_free(x);
+        return NULL;
     }
     return x;
 }

@@ -264,9 +264,8 @@ static uint64_t slot_hash(const sl_table *t, const slot *s)
     return t->str_key ? s->k : sl__table_hash_i64((int64_t)s->k);
 }
 
-static void grow(sl_table *t)
+static void rehash(sl_table *t, uint64_t nmask)
 {
-    uint64_t nmask = t->mask * 2 + 1;
     slot *ns = slots_new(nmask + 1);
     for (uint64_t i = 0; i <= t->mask; i++) {
         if (!t->slots[i].chunk) continue;
@@ -278,6 +277,8 @@ static void grow(sl_table *t)
     t->slots = ns;
     t->mask = nmask;
 }
+
+static void grow(sl_table *t) { rehash(t, t->mask * 2 + 1); }
 
 /* Points the key of row r of chunk ci at it, replacing an earlier row with
  * the same key (invariant 2). */
@@ -529,40 +530,41 @@ size_t sl__tproj_bytes(const sl__tproj *pj)
     return pj ? (pj->mask + 1) * sizeof(pslot) : 0;
 }
 
-size_t sl__table_scan_i64(const sl_table *t, int col, uint64_t *pos,
-                          int64_t *key, size_t *ordinal, uint64_t *val,
-                          uint8_t *valid, size_t max)
+size_t sl__table_read_i64(const sl_table *t, int col, size_t *ordinal,
+                          int64_t *key, uint64_t *val, uint8_t *valid, size_t max)
 {
     if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n) return 0;
     sl_type ty = t->schema->cols[col].type;
     if (ty != SL_INT64 && ty != SL_TIMESTAMP && ty != SL_FLOAT64) return 0;
-    /* the first stored row of each chunk (chunks fill in order) */
-    size_t *base = sl__xmalloc(sizeof *base * (t->nchunks ? t->nchunks : 1));
-    for (size_t c = 0, b = 0; c < t->nchunks; c++) {
-        base[c] = b;
-        b += t->chunks[c]->n;
-    }
-    size_t n = 0;
-    uint64_t i = *pos;
-    for (; i <= t->mask && n < max; i++) {
-        const slot *a = &t->slots[(i + 16) & t->mask]; /* as proj_build */
-        if (a->chunk) {
-            const sl_batch *ac = t->chunks[a->chunk - 1];
-            __builtin_prefetch((const char *)ac->cols[col].data + 8 * (size_t)a->row);
-            __builtin_prefetch(ac->cols[col].valid + a->row);
+    size_t n = 0, base = 0, at = *ordinal;
+    for (size_t c = 0; c < t->nchunks && n < max; c++) {
+        const sl_batch *ch = t->chunks[c];
+        if (at >= base + ch->n) {
+            base += ch->n;
+            continue;
         }
-        const slot *s = &t->slots[i];
-        if (!s->chunk) continue;
-        const sl_batch *c = t->chunks[s->chunk - 1];
-        key[n] = (int64_t)s->k;
-        ordinal[n] = base[s->chunk - 1] + s->row;
-        valid[n] = c->cols[col].valid[s->row];
-        memcpy(&val[n], (const char *)c->cols[col].data + 8 * (size_t)s->row, 8);
-        n++;
+        const int64_t *k = ch->cols[t->key_col].data;
+        const uint64_t *v = ch->cols[col].data;
+        const uint8_t *ok = ch->cols[col].valid;
+        for (uint32_t r = (uint32_t)(at - base); r < ch->n && n < max; r++, n++, at++) {
+            key[n] = k[r];
+            val[n] = v[r];
+            valid[n] = ok[r];
+        }
+        base += ch->n;
     }
-    *pos = i;
-    free(base);
+    *ordinal = at;
     return n;
+}
+
+void sl__table_reserve(sl_table *t, size_t n)
+{
+    if (!t || t->disk) return;
+    uint64_t want = t->mask + 1;
+    while (want * 3 < (uint64_t)n * 4) want *= 2; /* load <= 3/4, as index_put */
+    /* one rehash into the final size instead of a doubling per power of
+     * two on the way (each touching a fresh, zeroed table) */
+    if (want > t->mask + 1) rehash(t, want - 1);
 }
 
 void sl__table_set_ext(sl_table *t, void *ext, void (*ext_free)(void *))
