@@ -280,21 +280,28 @@ static void rehash(sl_table *t, uint64_t nmask)
 
 static void grow(sl_table *t) { rehash(t, t->mask * 2 + 1); }
 
+/* The slot key field (invariant 3) and hash of row r of chunk c. */
+static void row_key(const sl_table *t, const sl_batch *c, uint32_t r,
+                    uint64_t *k, uint64_t *h)
+{
+    if (t->str_key) {
+        const sl_str *ks = (const sl_str *)c->cols[t->key_col].data + r;
+        *k = *h = sl__table_hash_str(ks->ptr, ks->len);
+    } else {
+        *k = (uint64_t)((const int64_t *)c->cols[t->key_col].data)[r];
+        *h = sl__table_hash_i64((int64_t)*k);
+    }
+}
+
 /* Points the key of row r of chunk ci at it, replacing an earlier row with
- * the same key (invariant 2). */
-static void index_put(sl_table *t, uint32_t ci, uint32_t r)
+ * the same key (invariant 2); k and h from row_key. */
+static void index_put(sl_table *t, uint32_t ci, uint32_t r, uint64_t k,
+                      uint64_t h)
 {
     if ((t->nkeys + 1) * 4 > (t->mask + 1) * 3) grow(t);
     const sl_batch *c = t->chunks[ci];
-    uint64_t k, h;
-    const sl_str *ks = NULL;
-    if (t->str_key) {
-        ks = (const sl_str *)c->cols[t->key_col].data + r;
-        k = h = sl__table_hash_str(ks->ptr, ks->len);
-    } else {
-        k = (uint64_t)((const int64_t *)c->cols[t->key_col].data)[r];
-        h = sl__table_hash_i64((int64_t)k);
-    }
+    const sl_str *ks = t->str_key ? (const sl_str *)c->cols[t->key_col].data + r
+                                  : NULL;
     for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
         slot *s = &t->slots[i];
         if (!s->chunk) {
@@ -311,6 +318,23 @@ static void index_put(sl_table *t, uint32_t ci, uint32_t r)
         s->chunk = ci + 1; /* duplicate key: the last row wins */
         s->row = r;
         return;
+    }
+}
+
+/* Indexes rows [base, base + m) of chunk ci in blocks: hash and prefetch
+ * the slots of a block, then put them, so that the misses overlap. */
+#define PUT_BLOCK 64
+static void index_rows(sl_table *t, uint32_t ci, uint32_t base, uint32_t m)
+{
+    const sl_batch *c = t->chunks[ci];
+    uint64_t k[PUT_BLOCK], h[PUT_BLOCK];
+    for (uint32_t j0 = 0; j0 < m; j0 += PUT_BLOCK) {
+        uint32_t n = m - j0 < PUT_BLOCK ? m - j0 : PUT_BLOCK;
+        for (uint32_t j = 0; j < n; j++) {
+            row_key(t, c, base + j0 + j, &k[j], &h[j]);
+            __builtin_prefetch(&t->slots[h[j] & t->mask], 1);
+        }
+        for (uint32_t j = 0; j < n; j++) index_put(t, ci, base + j0 + j, k[j], h[j]);
     }
 }
 
@@ -441,8 +465,7 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
             for (uint32_t j = 0; j < m && !t->nulls[k]; j++)
                 t->nulls[k] = !c->cols[k].valid[base + j];
         t->stored += m;
-        for (uint32_t j = 0; j < m; j++)
-            index_put(t, (uint32_t)(t->nchunks - 1), base + j);
+        index_rows(t, (uint32_t)(t->nchunks - 1), base, m);
     }
     free(rows);
     return 0;
