@@ -65,7 +65,9 @@ static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
     sl__pjoin *pj = nh == 1 ? sl__table_ext(t) : NULL;
     if (pj) sl__pjoin_log(pj, b->cols[kc].data, b->cols[kc].valid, b->n);
     for (int i = 0; i < nh && rc == 0; i++) {
-        bool fill = nh == 1 && !sl__table_on_disk(t);
+        /* a logged load fills the cache later, and only if a join runs
+         * unfused (sl__pjoin_warm) */
+        bool fill = nh == 1 && !sl__table_on_disk(t) && !pj;
         sl_batch *p = sl__pseudo_batch(h[i], fill ? sl__hmac_cache(h[i]) : NULL,
                                        b, kc, tschema);
         rc = sl__table_append(t, p, errstr, errstr_size);
@@ -112,7 +114,8 @@ int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
             int64_t off = 0, end = 0;
             if (vt->progress(st, part, &off, &end) == 0 && off > 0 && end > off) {
                 uint64_t rows = (uint64_t)((double)b->n * (double)end / (double)off);
-                if (nh == 1) sl__pcache_reserve(sl__hmac_cache(h[0]), rows);
+                if (nh == 1 && !sl__table_ext(t))
+                    sl__pcache_reserve(sl__hmac_cache(h[0]), rows);
                 /* the index too, at once (a copy of the rows per key) */
                 sl__table_reserve(t, rows * (uint64_t)(nh > 1 ? nh : 1));
             }
@@ -232,7 +235,7 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
     }
     /* under one key, in memory: log the raw ids for the pseudonym-join
      * memo of a fused pseudonymise + lookup (pjoin.c) */
-    if (nh == 1 && !rot && !sl__table_on_disk(t))
+    if (nh == 1 && !rot && !sl__table_on_disk(t) && sl__hmac_cache(h[0]))
         sl__table_set_ext(t, sl__pjoin_new(sl__hmac_cache(h[0])), sl__pjoin_free);
     rc = sl__table_load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
     if (rc == 0) rc = sl__table_seal(t, errstr, errstr_size);
@@ -416,6 +419,9 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
     } else if (c->ncols == 1 && !p->str_key && !c->fused) {
         p->proj = sl__table_proj(c->table, c->tcols[0]); /* NULL: not 8 bytes */
     }
+    /* a join the pseudonymise before it did not take over (opened first,
+     * in the same task) gets the loaded ids' pseudonyms cached */
+    if (!sl__table_on_disk(c->table)) sl__pjoin_warm(c->table);
     lk_reserve(p, info->batch_cap ? info->batch_cap : 1024);
     *st = p;
     return 0;

@@ -289,6 +289,26 @@ void sl__pcache_reserve(sl__pcache *c, uint64_t n)
 
 uint64_t sl__pcache_pack(const char *s, uint32_t len) { return pack_id(s, len); }
 
+void sl__pcache_fill(sl__pcache *c, const uint64_t *keys, const int64_t *vals,
+                     uint32_t n)
+{
+    if (!c) return;
+    uint64_t puts = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    pset *tab = c->sets;
+    uint64_t mask = c->mask;
+    for (uint32_t i0 = 0; i0 < n; i0 += BLOCK) {
+        uint32_t m = n - i0 < BLOCK ? n - i0 : BLOCK;
+        for (uint32_t i = i0; i < i0 + m; i++)
+            if (keys[i]) __builtin_prefetch(&tab[set_of(keys[i], mask)], 1);
+        for (uint32_t i = i0; i < i0 + m; i++)
+            if (keys[i]) puts += set_put(&tab[set_of(keys[i], mask)], keys[i], vals[i]) > 0;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    /* counted as misses: entries the cache did not have, put from outside */
+    atomic_fetch_add_explicit(&c->misses, puts, memory_order_relaxed);
+}
+
 void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,
                        const uint8_t *valid, int64_t *out, uint32_t n)
 {

@@ -55,19 +55,20 @@ struct sl__pjidx {
 };
 
 struct sl__pjoin {
-    const sl__pcache *under; /* the key the table's pseudonyms are under */
+    sl__pcache *under;       /* the key the table's pseudonyms are under */
     pthread_mutex_t lock;
     uint64_t *ids;           /* packed raw id of each stored row; 0 = none */
     size_t nids, cap;
     size_t unpackable;       /* logged rows whose id is not 1..18 digits */
     bool done;               /* a build was tried (the log is gone) */
+    bool warmed;             /* the log filled `under` (sl__pjoin_warm) */
     int col;
     sl__pjidx *idx;          /* for column col, or NULL */
 };
 
 static void idx_free(sl__pjidx *x);
 
-sl__pjoin *sl__pjoin_new(const sl__pcache *under)
+sl__pjoin *sl__pjoin_new(sl__pcache *under)
 {
     sl__pjoin *pj = sl__xcalloc(1, sizeof *pj);
     pj->under = under;
@@ -206,7 +207,7 @@ const sl__pjidx *sl__pjoin_index(const sl_table *t, int col,
                                  const sl__pcache *under)
 {
     sl__pjoin *pj = sl__table_ext(t);
-    if (!pj || !under || pj->under != under || sl__table_overlay(t)) return NULL;
+    if (!pj || !under || pj->under != under) return NULL;
     const sl_schema *s = sl__table_schema(t);
     if (col < 0 || col >= s->n || col == sl__table_key_col(t) ||
         s->cols[sl__table_key_col(t)].type != SL_INT64)
@@ -229,6 +230,25 @@ const sl__pjidx *sl__pjoin_index(const sl_table *t, int col,
     const sl__pjidx *x = pj->col == col ? pj->idx : NULL;
     pthread_mutex_unlock(&pj->lock);
     return x;
+}
+
+void sl__pjoin_warm(const sl_table *t)
+{
+    sl__pjoin *pj = sl__table_ext(t);
+    if (!pj) return;
+    pthread_mutex_lock(&pj->lock);
+    if (!pj->done && !pj->warmed && pj->ids && pj->nids == sl__table_stored(t)) {
+        pj->warmed = true;
+        sl__pcache_reserve(pj->under, pj->nids);
+        int kc = sl__table_key_col(t);
+        int64_t key[BLOCK];
+        uint64_t val[BLOCK];
+        uint8_t valid[BLOCK];
+        size_t ord = 0, m;
+        while ((m = sl__table_read_i64(t, kc, &ord, key, val, valid, BLOCK)))
+            sl__pcache_fill(pj->under, pj->ids + (ord - m), key, (uint32_t)m);
+    }
+    pthread_mutex_unlock(&pj->lock);
 }
 
 size_t sl__pjidx_entries(const sl__pjidx *x) { return x ? x->entries : 0; }
@@ -265,9 +285,28 @@ static void block_miss(sl__pcache *c, sl__hmac *h, const sl_table *t,
     }
 }
 
+/* A refreshed table's changed rows win over the loaded ones (as
+ * lookup.c's probe: overlay first): the rows' pseudonyms stay, their
+ * values are replaced where the overlay has the key. */
+static void overlay(const sl_table *ov, int tcol, const int64_t *out,
+                    const uint8_t *valid, const uint8_t *kind, uint64_t *val,
+                    uint8_t *vvalid, uint32_t n)
+{
+    for (uint32_t r = 0; r < n; r++) {
+        const sl_batch *ch = NULL;
+        uint32_t row = 0;
+        if (!valid[r] || kind[r] != SL_KIND_DATA ||
+            !sl__table_find_i64(ov, out[r], &ch, &row))
+            continue;
+        vvalid[r] = ch->cols[tcol].valid[row];
+        val[r] = 0;
+        if (vvalid[r]) memcpy(&val[r], (const char *)ch->cols[tcol].data + 8 * (size_t)row, 8);
+    }
+}
+
 void sl__pjoin_batch(const sl__pjidx *x, sl__pcache *c, sl__hmac *h,
-                     const sl_table *t, int tcol, sl_batch *b, int col, int oc,
-                     uint64_t *hits)
+                     const sl_table *t, const sl_table *ov, int tcol,
+                     sl_batch *b, int col, int oc, uint64_t *hits)
 {
     uint32_t n = b->n;
     const sl_str *ids = b->cols[col].data;
@@ -309,5 +348,6 @@ void sl__pjoin_batch(const sl__pjidx *x, sl__pcache *c, sl__hmac *h,
         if (nmiss)
             block_miss(c, h, t, tcol, id, miss, nmiss, i0, kind, out, val, vvalid);
     }
+    if (ov) overlay(ov, tcol, out, valid, kind, val, vvalid, n);
     if (hits) *hits += nhit;
 }

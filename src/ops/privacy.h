@@ -91,6 +91,11 @@ void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,
 /* The exact number an id of 1..18 digits is kept under (10^len + value,
  * never 0), 0 for any other id. */
 uint64_t sl__pcache_pack(const char *s, uint32_t len);
+/* Puts (keys[i], vals[i]) for every i with keys[i] != 0: packed ids
+ * (sl__pcache_pack) whose pseudonyms are known (a table load's log,
+ * sl__pjoin_warm). Counted as misses. */
+void sl__pcache_fill(sl__pcache *c, const uint64_t *keys, const int64_t *vals,
+                     uint32_t n);
 /* The shared cache of key i of the keyring (i = -1: the current key),
  * created on first use with SL__PCACHE_BITS; owned by the keyring, freed
  * with it. NULL if there is no such key. */
@@ -108,27 +113,35 @@ sl__pcache *sl__hmac_cache(const sl__hmac *h);
  * valid, in append order). */
 typedef struct sl__pjoin sl__pjoin;
 typedef struct sl__pjidx sl__pjidx;
-sl__pjoin *sl__pjoin_new(const sl__pcache *under);
+sl__pjoin *sl__pjoin_new(sl__pcache *under);
 void sl__pjoin_free(void *pj);
 void sl__pjoin_log(sl__pjoin *pj, const sl_str *ids, const uint8_t *valid,
                    uint32_t n);
 /* The memo of table t's 8-byte column col for pseudonyms under the key
  * whose cache is `under`, built on the first call (thread-safe); NULL if
- * t has no log, was loaded under another key, has an overlay, already has
- * a memo of another column, or col is not an 8-byte column. Owned by t. */
+ * t has no log, was loaded under another key, already has a memo of
+ * another column, or col is not an 8-byte column. Owned by t; it holds
+ * the loaded rows, never an overlay's (sl__pjoin_batch applies those). */
 const sl__pjidx *sl__pjoin_index(const sl_table *t, int col,
                                  const sl__pcache *under);
+/* Fills the cache of the table's key from its log (raw ids beside the
+ * rows' pseudonyms), unless a memo has consumed the log or it was filled
+ * already: a join that runs unfused (lookup.c) still finds every loaded
+ * subscriber's pseudonym cached, as when loads filled the cache. */
+void sl__pjoin_warm(const sl_table *t);
 size_t sl__pjidx_entries(const sl__pjidx *x);
 size_t sl__pjidx_bytes(const sl__pjidx *x);
 /* b's column col holds raw ids (sl_str) and b already has the join's
  * schema (sl__batch_extend) with the joined column at oc: col becomes the
  * pseudonyms under h, in place (NULL id: NULL), and oc table t's column
  * tcol of the row under each pseudonym (NULL when none, for a NULL id and
- * for canary rows). Ids the memo lacks go through cache c and the table's
- * index. Adds the memo's hits to *hits. t must have no overlay. */
+ * for canary rows), taken from overlay ov (t's changed rows, loaded once
+ * for the batch; NULL: none) where it has the pseudonym. Ids the memo
+ * lacks go through cache c and the table's index. Adds the memo's hits
+ * to *hits (NULL: not counted). */
 void sl__pjoin_batch(const sl__pjidx *x, sl__pcache *c, sl__hmac *h,
-                     const sl_table *t, int tcol, sl_batch *b, int col, int oc,
-                     uint64_t *hits);
+                     const sl_table *t, const sl_table *ov, int tcol,
+                     sl_batch *b, int col, int oc, uint64_t *hits);
 
 /* Converts `in` (column `col` STRING) into a new batch of schema `out`
  * (from sl__pseudo_schema) and in's capacity: every other

@@ -159,12 +159,13 @@ static int op_batch(void *st, sl_batch *b, sl__out *out)
         return 0;
     }
     /* fused: the batch leaves joined, in the lookup's schema, which the
-     * lookup passes on as it is; a table with changed rows (an overlay)
-     * joins unfused, since the memo knows only the loaded rows */
-    if (p->pj && !sl__table_overlay(p->jt)) {
+     * lookup passes on as it is; a refreshed table's changed rows (its
+     * overlay, loaded once per batch so a batch sees one version) win
+     * over the memo's loaded ones */
+    if (p->pj) {
         sl__batch_extend(b, p->jout);
-        sl__pjoin_batch(p->pj, p->cache, p->h, p->jt, p->jtcol, b, p->col,
-                        p->jout->n - 1, NULL);
+        sl__pjoin_batch(p->pj, p->cache, p->h, p->jt, sl__table_overlay(p->jt),
+                        p->jtcol, b, p->col, p->jout->n - 1, NULL);
         return sl__emit(out, b);
     }
     sl__pcache_pseudo(p->cache, p->h, b->cols[p->col].data,

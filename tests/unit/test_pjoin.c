@@ -385,40 +385,57 @@ static void test_other_key(void **state)
 }
 
 /* Changed rows (a refreshed table's overlay) after the memo was built:
- * that batch joins unfused and sees the change. */
+ * the fused join sees the change (the overlay wins, as in lookup.c), and
+ * so does the unfused one. */
 static void test_overlay(void **state)
 {
     (void)state;
     if (!have_file_source()) skip();
     sl_table *t = load(g_keys);
-    int k = 0;
+    int k = 0, k2;
     while (g_null[g_last[k]] || sl__pcache_pack(g_id[k], (uint32_t)strlen(g_id[k])) == 0)
         k++;
-    chain c;
-    chain_open(&c, g_keys, t, true);
+    for (k2 = k + 1; g_null[g_last[k2]] || !strcmp(g_id[k2], g_id[k]); k2++) {}
+    chain f, u;
+    chain_open(&f, g_keys, t, true);
+    chain_open(&u, g_keys, t, false);
     static events e;
     memset(&e, 0, sizeof e);
-    for (int i = 0; i < 4; i++) snprintf(e.id[i], sizeof e.id[i], "%s", g_id[k]);
-    assert_true(chain_batch(&c, events_batch(&e, 0, 2)));
-    /* the overlay: the same id with score 42 */
+    snprintf(e.id[0], sizeof e.id[0], "%s", g_id[k]);
+    snprintf(e.id[1], sizeof e.id[1], "%s", g_id[k]);
+    snprintf(e.id[2], sizeof e.id[2], "%s", g_id[k2]);
+    snprintf(e.id[3], sizeof e.id[3], "777000111"); /* only in the overlay */
+    assert_true(chain_batch(&f, events_batch(&e, 0, 1)));
+    /* the overlay: id k with score 42, a new id with 7 */
     sl_schema *ts = sl__pseudo_schema(g_subs, 0, "msisdn");
-    sl_batch *raw = sl__batch_new(g_subs, 1);
+    sl_batch *raw = sl__batch_new(g_subs, 2);
     sl_batch_set_str(raw, 0, 0, g_id[k], strlen(g_id[k]));
     sl_batch_i64(raw, 1)[0] = 42;
-    sl_batch_set_str(raw, 2, 0, "F", 1);
-    sl_batch_set_len(raw, 1);
+    sl_batch_set_str(raw, 0, 1, "777000111", 9);
+    sl_batch_i64(raw, 1)[1] = 7;
+    for (int i = 0; i < 2; i++) sl_batch_set_str(raw, 2, (size_t)i, "F", 1);
+    sl_batch_set_len(raw, 2);
     sl__hmac *h = sl__hmac_new(g_keys, NULL, 0);
     sl_batch *p = sl__pseudo_batch(h, NULL, raw, 0, ts);
     sl_table *ov = sl__table_new(ts, 0);
     assert_int_equal(sl__table_append(ov, p, NULL, 0), 0);
     sl__table_set_overlay(t, ov);
-    assert_false(chain_batch(&c, events_batch(&e, 2, 2)));
-    assert_int_equal(c.out.n, 2);
-    assert_int_equal(sl_batch_i64(c.out.got[0], 3)[0], g_score[g_last[k]]);
-    assert_int_equal(sl_batch_i64(c.out.got[1], 3)[0], 42);
-    assert_int_equal(sl_batch_i64(c.out.got[1], 3)[1], 42);
-    assert_null(sl__pjoin_index(t, 1, sl__keyring_pcache(g_keys, -1)));
-    chain_close(&c);
+    assert_true(chain_batch(&f, events_batch(&e, 1, 3))); /* still fused */
+    assert_false(chain_batch(&u, events_batch(&e, 1, 3)));
+    const int64_t want[3] = {42, g_score[g_last[k2]], 7};
+    for (int v = 0; v < 2; v++) {
+        const sl_batch *o = v ? u.out.got[0] : f.out.got[1];
+        assert_int_equal(sl_batch_len(o), 3);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(sl_batch_valid(o, 3)[i], 1);
+            assert_int_equal(sl_batch_i64(o, 3)[i], want[i]);
+            assert_int_equal(sl_batch_i64(o, 1)[i],
+                             sl_keyring_pseudonym(g_keys, e.id[1 + i], strlen(e.id[1 + i])));
+        }
+    }
+    assert_int_equal(sl_batch_i64(f.out.got[0], 3)[0], g_score[g_last[k]]);
+    chain_close(&f);
+    chain_close(&u);
     sl__hmac_free(h);
     sl__batch_free(raw);
     sl__batch_free(p);
