@@ -27,7 +27,10 @@
  * reference job's birth date by pseudonym) probes the table's projection
  * of that column instead (sl__table_proj: key and value in one slot), one
  * cache line per row rather than two, unless a refreshed table has an
- * overlay for the batch. Tables
+ * overlay for the batch. A join on the pseudonym made by the pseudonymise
+ * operator right before it may be fused with that operator (the rule is
+ * in sl_stream_lookup): the batch then arrives joined, in this operator's
+ * output schema, and passes on as it is (pjoin.c). Tables
  * are read-only, so every task shares one. The batch is extended in place
  * (sl__batch_extend) and gathered strings point into the table, which
  * outlives the job, so nothing of the input is copied. */

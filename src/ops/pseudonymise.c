@@ -15,7 +15,12 @@
  * computed once in the process, not once per task. The cache is memory
  * only: it is never snapshotted or logged, and a process restarted from a
  * checkpoint starts with it empty and refills it, which changes speed, never results. Canary rows are
- * pseudonymised like data; a NULL id gives a NULL pseudonym. */
+ * pseudonymised like data; a NULL id gives a NULL pseudonym.
+ *
+ * Fused with the lookup join after it (sl_stream_lookup sets join_* in
+ * the configuration), the operator also joins: through the table's
+ * pseudonym-join memo (pjoin.c), one probe a row gives the pseudonym and
+ * the joined value, and the batch leaves in the lookup's output schema. */
 #include <stdlib.h>
 #include <string.h>
 
