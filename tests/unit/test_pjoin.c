@@ -80,7 +80,7 @@ static int setup(void **state)
     for (int i = 0; i < NSUB; i++) {
         int kind = (int)(rnd(&s) % 20);
         if (i > 10 && kind == 0) /* a duplicate of an earlier id */
-            snprintf(g_id[i], sizeof g_id[i], "%s", g_id[rnd(&s) % (uint64_t)i]);
+            memcpy(g_id[i], g_id[rnd(&s) % (uint64_t)i], sizeof g_id[i]);
         else if (kind == 1)
             snprintf(g_id[i], sizeof g_id[i], "imsi-%d", i);
         else if (kind == 2)
