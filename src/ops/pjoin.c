@@ -179,11 +179,11 @@ static sl__pjidx *build(const sl__pjoin *pj, const sl_table *t, int col)
     while ((m = sl__table_read_i64(t, col, &ord, key, val, valid, BLOCK))) {
         const uint64_t *raw = pj->ids + (ord - m);
         for (size_t i = 0; i < m; i++) {
+            bkt[i] = bucket_of(raw[i], x->mask);
             if (!raw[i]) {
                 if (nu < pj->unpackable) other[nu++] = key[i];
                 continue;
             }
-            bkt[i] = bucket_of(raw[i], x->mask);
             __builtin_prefetch(&x->b[bkt[i]], 1);
         }
         for (size_t i = 0; i < m; i++)
@@ -323,9 +323,8 @@ void sl__pjoin_batch(const sl__pjidx *x, sl__pcache *c, sl__hmac *h,
         memcpy(id, ids + i0, m * sizeof *id);
         for (uint32_t k = 0; k < m; k++) {
             key[k] = valid[i0 + k] ? sl__pcache_pack(id[k].ptr, id[k].len) : 0;
-            if (!key[k]) continue;
             bkt[k] = bucket_of(key[k], x->mask);
-            __builtin_prefetch(&x->b[bkt[k]]);
+            if (key[k]) __builtin_prefetch(&x->b[bkt[k]]);
         }
         uint32_t nmiss = 0;
         for (uint32_t k = 0; k < m; k++) {
