@@ -27,7 +27,10 @@
  * reference job's birth date by pseudonym) probes the table's projection
  * of that column instead (sl__table_proj: key and value in one slot), one
  * cache line per row rather than two, unless a refreshed table has an
- * overlay for the batch. Tables
+ * overlay for the batch. A join on the pseudonym made by the pseudonymise
+ * operator right before it may be fused with that operator (the rule is
+ * in sl_stream_lookup): the batch then arrives joined, in this operator's
+ * output schema, and passes on as it is (pjoin.c). Tables
  * are read-only, so every task shares one. The batch is extended in place
  * (sl__batch_extend) and gathered strings point into the table, which
  * outlives the job, so nothing of the input is copied. */
@@ -62,8 +65,12 @@ static int load_flush(sl_table *t, sl_batch *b, sl__hmac *const *h, int nh,
 {
     if (b->n == 0) return 0;
     int rc = 0;
+    sl__pjoin *pj = nh == 1 ? sl__table_ext(t) : NULL;
+    if (pj) sl__pjoin_log(pj, b->cols[kc].data, b->cols[kc].valid, b->n);
     for (int i = 0; i < nh && rc == 0; i++) {
-        bool fill = nh == 1 && !sl__table_on_disk(t);
+        /* a logged load fills the cache later, and only if a join runs
+         * unfused (sl__pjoin_warm) */
+        bool fill = nh == 1 && !sl__table_on_disk(t) && !pj;
         sl_batch *p = sl__pseudo_batch(h[i], fill ? sl__hmac_cache(h[i]) : NULL,
                                        b, kc, tschema);
         rc = sl__table_append(t, p, errstr, errstr_size);
@@ -104,14 +111,17 @@ int sl__table_load_all(const sl__source_vt *vt, void *st, sl_table *t,
             break;
         }
         stalls = 0;
-        if (!reserved && nh == 1 && !sl__table_on_disk(t) && b->n > 0 &&
-            vt->progress) {
+        if (!reserved && !sl__table_on_disk(t) && b->n > 0 && vt->progress) {
             /* size the shared pseudonym cache once for the whole input
              * (rows so far x bytes left / bytes read), not by doublings */
             int64_t off = 0, end = 0;
-            if (vt->progress(st, part, &off, &end) == 0 && off > 0 && end > off)
-                sl__pcache_reserve(sl__hmac_cache(h[0]),
-                                   (uint64_t)((double)b->n * (double)end / (double)off));
+            if (vt->progress(st, part, &off, &end) == 0 && off > 0 && end > off) {
+                uint64_t rows = (uint64_t)((double)b->n * (double)end / (double)off);
+                if (nh == 1 && !sl__table_ext(t))
+                    sl__pcache_reserve(sl__hmac_cache(h[0]), rows);
+                /* the index too, at once (a copy of the rows per key) */
+                sl__table_reserve(t, rows * (uint64_t)(nh > 1 ? nh : 1));
+            }
             reserved = true;
         }
         if (b->n == b->cap &&
@@ -226,6 +236,10 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
         rc = SL_EIO;
         goto out;
     }
+    /* under one key, in memory: log the raw ids for the pseudonym-join
+     * memo of a fused pseudonymise + lookup (pjoin.c) */
+    if (nh == 1 && !rot && !sl__table_on_disk(t) && sl__hmac_cache(h[0]))
+        sl__table_set_ext(t, sl__pjoin_new(sl__hmac_cache(h[0])), sl__pjoin_free);
     rc = sl__table_load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
     if (rc == 0) rc = sl__table_seal(t, errstr, errstr_size);
     /* An empty table is a misconfiguration far more often than a wish (a
@@ -405,9 +419,12 @@ static int lk_open(void **st, const void *conf, const sl__opinfo *info,
                                         "Lookups the row cache sent to RocksDB",
                                         lab);
         }
-    } else if (c->ncols == 1 && !p->str_key) {
+    } else if (c->ncols == 1 && !p->str_key && !c->fused) {
         p->proj = sl__table_proj(c->table, c->tcols[0]); /* NULL: not 8 bytes */
     }
+    /* a join the pseudonymise before it did not take over (opened first,
+     * in the same task) gets the loaded ids' pseudonyms cached */
+    if (!sl__table_on_disk(c->table)) sl__pjoin_warm(c->table);
     lk_reserve(p, info->batch_cap ? info->batch_cap : 1024);
     *st = p;
     return 0;
@@ -554,7 +571,12 @@ static int lk_batch(void *st, sl_batch *b, sl__out *out)
         sl__batch_free(b);
         return 0;
     }
+    /* joined already by the pseudonymise operator fused with this one */
+    if (b->schema == p->out) return sl__emit(out, b);
     lk_reserve(p, n);
+    if (p->c.fused && !p->proj && p->c.ncols == 1 && !p->str_key &&
+        !sl__table_on_disk(p->c.table)) /* the fused one did not join: once */
+        p->proj = sl__table_proj(p->c.table, p->c.tcols[0]);
     if (p->proj && !sl__table_overlay(p->c.table)) {
         sl__batch_extend(b, p->out);
         lk_proj(p, b, p->nin);
@@ -646,7 +668,24 @@ sl_stream *sl_stream_lookup(sl_stream *s, const char *key_col,
         sl_schema_free(out);
         return NULL;
     }
+    /* The fusion rule: a join on the pseudonym a pseudonymise operator
+     * has just made, of one 8-byte column of a memory table keyed by
+     * pseudonyms, lets that operator join through the table's
+     * pseudonym-join memo (pjoin.c), one probe a row for both. Whether
+     * the memo exists (the table loaded under the operator's key) is
+     * known when the operators open; until then both stay as they are. */
+    sl__pseudo_conf *pc = sl__stream_op_conf(s, &sl__op_pseudonymise);
+    bool fuse = pc && pc->col == kc && !pc->join_table && conf->ncols == 1 &&
+                in->cols[kc].type == SL_INT64 && !sl__table_on_disk(t) &&
+                sl__table_ext(t);
+    conf->fused = fuse;
+    int tcol = conf->tcols[0];
     sl_stream *r = sl__stream_add_op(s, &sl__op_lookup, conf, out);
     sl_schema_free(out);
+    if (r && fuse) {
+        pc->join_table = t;
+        pc->join_tcol = tcol;
+        pc->join_out = sl_stream_schema(r);
+    }
     return r;
 }

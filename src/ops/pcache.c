@@ -70,43 +70,6 @@ struct sl__pcache {
     _Atomic uint64_t hits, misses;
 };
 
-/* 10^len + value for ids of 1..18 digits, else 0 (not cached). Eight
- * digits at a time where the byte order allows (as csv.c parses). */
-static inline uint64_t pack_id(const char *s, uint32_t len)
-{
-    static const uint64_t pow10[19] = {
-        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-        100000000000000000ULL, 1000000000000000000ULL};
-    if (len == 0 || len > 18) return 0;
-    uint64_t v = 0;
-    uint32_t i = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        /* all eight bytes '0'..'9' */
-        if (((w & 0xF0F0F0F0F0F0F0F0ULL) |
-             (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) !=
-            0x3333333333333333ULL)
-            return 0;
-        w -= 0x3030303030303030ULL;
-        w = w * 10 + (w >> 8);
-        w = (((w & 0x000000FF000000FFULL) * 0x000F424000000064ULL) +
-             (((w >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL)) >> 32;
-        v = v * 100000000 + w;
-    }
-#endif
-    for (; i < len; i++) {
-        unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9) return 0;
-        v = v * 10 + d;
-    }
-    return pow10[len] + v;
-}
-
 /* Invariant 1: 1 and the pseudonym if the set holds key, else 0. */
 static inline int set_get(pset *s, uint64_t key, int64_t *val)
 {
@@ -234,7 +197,7 @@ static void block(sl__pcache *c, sl__hmac *h, const sl_str *ids,
     uint64_t mask = c->mask;
     bool may_grow = mask + 1 < c->max_sets;
     for (uint32_t i = 0; i < n; i++) {
-        key[i] = valid[i] ? pack_id(ids[i].ptr, ids[i].len) : 0;
+        key[i] = valid[i] ? sl__pcache_pack(ids[i].ptr, ids[i].len) : 0;
         if (!key[i]) continue;
         set[i] = &tab[set_of(key[i], mask)];
         __builtin_prefetch(set[i]);
@@ -285,6 +248,26 @@ void sl__pcache_reserve(sl__pcache *c, uint64_t n)
     pthread_rwlock_unlock(&c->lock);
     if (want > sets) grow(c, want);
     atomic_store_explicit(&c->growing, 0, memory_order_release);
+}
+
+void sl__pcache_fill(sl__pcache *c, const uint64_t *keys, const int64_t *vals,
+                     uint32_t n)
+{
+    if (!c) return;
+    uint64_t puts = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    pset *tab = c->sets;
+    uint64_t mask = c->mask;
+    for (uint32_t i0 = 0; i0 < n; i0 += BLOCK) {
+        uint32_t m = n - i0 < BLOCK ? n - i0 : BLOCK;
+        for (uint32_t i = i0; i < i0 + m; i++)
+            if (keys[i]) __builtin_prefetch(&tab[set_of(keys[i], mask)], 1);
+        for (uint32_t i = i0; i < i0 + m; i++)
+            if (keys[i]) puts += set_put(&tab[set_of(keys[i], mask)], keys[i], vals[i]) > 0;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    /* counted as misses: entries the cache did not have, put from outside */
+    atomic_fetch_add_explicit(&c->misses, puts, memory_order_relaxed);
 }
 
 void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,

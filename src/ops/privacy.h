@@ -10,6 +10,8 @@
 #ifndef SL_OPS_PRIVACY_H
 #define SL_OPS_PRIVACY_H
 
+#include <string.h>
+
 #include "core/runtime.h"
 
 /* ---- keyring ------------------------------------------------------------- */
@@ -88,6 +90,49 @@ size_t sl__pcache_bytes(sl__pcache *c);
  * through cache c (NULL: a MAC per row); out may overlay ids. */
 void sl__pcache_pseudo(sl__pcache *c, sl__hmac *h, const sl_str *ids,
                        const uint8_t *valid, int64_t *out, uint32_t n);
+/* The exact number an id of 1..18 digits is kept under: 10^len + value
+ * (never 0), else 0 (not cached). Eight digits at a time where the byte
+ * order allows (as csv.c parses). Inline: it runs once per event. */
+static inline uint64_t sl__pcache_pack(const char *s, uint32_t len)
+{
+    static const uint64_t pow10[19] = {
+        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+        100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+        100000000000000000ULL, 1000000000000000000ULL};
+    if (len == 0 || len > 18) return 0;
+    uint64_t v = 0;
+    uint32_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        /* all eight bytes '0'..'9' */
+        if (((w & 0xF0F0F0F0F0F0F0F0ULL) |
+             (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) !=
+            0x3333333333333333ULL)
+            return 0;
+        w -= 0x3030303030303030ULL;
+        w = w * 10 + (w >> 8);
+        w = (((w & 0x000000FF000000FFULL) * 0x000F424000000064ULL) +
+             (((w >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL)) >> 32;
+        v = v * 100000000 + w;
+    }
+#endif
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9) return 0;
+        v = v * 10 + d;
+    }
+    return pow10[len] + v;
+}
+
+/* Puts (keys[i], vals[i]) for every i with keys[i] != 0: packed ids
+ * (sl__pcache_pack) whose pseudonyms are known (a table load's log,
+ * sl__pjoin_warm). Counted as misses. */
+void sl__pcache_fill(sl__pcache *c, const uint64_t *keys, const int64_t *vals,
+                     uint32_t n);
 /* The shared cache of key i of the keyring (i = -1: the current key),
  * created on first use with SL__PCACHE_BITS; owned by the keyring, freed
  * with it. NULL if there is no such key. */
@@ -95,6 +140,45 @@ sl__pcache *sl__keyring_pcache(const sl_keyring *k, int i);
 /* The cache of the keyring key h was made from (sl__hmac_new,
  * sl__hmac_new_key), NULL for a MAC from a raw key. */
 sl__pcache *sl__hmac_cache(const sl__hmac *h);
+
+/* The pseudonym-join memo (pjoin.c): raw id -> (pseudonym, one 8-byte
+ * value of a table pseudonymised under the same key), one cache line a
+ * probe, for a pseudonymise operator fused with the lookup join after it.
+ * Memory only, like the pseudonym cache. The load side: an sl__pjoin kept
+ * with the table (sl__table_set_ext, freed by sl__pjoin_free) logs the
+ * packed raw id of every stored row (sl__pjoin_log, rows whose id is
+ * valid, in append order). */
+typedef struct sl__pjoin sl__pjoin;
+typedef struct sl__pjidx sl__pjidx;
+sl__pjoin *sl__pjoin_new(sl__pcache *under);
+void sl__pjoin_free(void *pj);
+void sl__pjoin_log(sl__pjoin *pj, const sl_str *ids, const uint8_t *valid,
+                   uint32_t n);
+/* The memo of table t's 8-byte column col for pseudonyms under the key
+ * whose cache is `under`, built on the first call (thread-safe); NULL if
+ * t has no log, was loaded under another key, already has a memo of
+ * another column, or col is not an 8-byte column. Owned by t; it holds
+ * the loaded rows, never an overlay's (sl__pjoin_batch applies those). */
+const sl__pjidx *sl__pjoin_index(const sl_table *t, int col,
+                                 const sl__pcache *under);
+/* Fills the cache of the table's key from its log (raw ids beside the
+ * rows' pseudonyms), unless a memo has consumed the log or it was filled
+ * already: a join that runs unfused (lookup.c) still finds every loaded
+ * subscriber's pseudonym cached, as when loads filled the cache. */
+void sl__pjoin_warm(const sl_table *t);
+size_t sl__pjidx_entries(const sl__pjidx *x);
+size_t sl__pjidx_bytes(const sl__pjidx *x);
+/* b's column col holds raw ids (sl_str) and b already has the join's
+ * schema (sl__batch_extend) with the joined column at oc: col becomes the
+ * pseudonyms under h, in place (NULL id: NULL), and oc table t's column
+ * tcol of the row under each pseudonym (NULL when none, for a NULL id and
+ * for canary rows), taken from overlay ov (t's changed rows, loaded once
+ * for the batch; NULL: none) where it has the pseudonym. Ids the memo
+ * lacks go through cache c and the table's index. Adds the memo's hits
+ * to *hits (NULL: not counted). */
+void sl__pjoin_batch(const sl__pjidx *x, sl__pcache *c, sl__hmac *h,
+                     const sl_table *t, const sl_table *ov, int tcol,
+                     sl_batch *b, int col, int oc, uint64_t *hits);
 
 /* Converts `in` (column `col` STRING) into a new batch of schema `out`
  * (from sl__pseudo_schema) and in's capacity: every other
@@ -118,6 +202,12 @@ typedef struct {
     int col;                 /* STRING column of the input to replace */
     const sl_keyring *keys;  /* borrowed */
     int cache_bits;          /* log2 of the cache entries; 0 = no cache */
+    /* Set by sl_stream_lookup when a lookup join on the pseudonym follows
+     * at once (the fusion rule): its table, the one 8-byte column it
+     * appends and its output schema (the lookup node's). */
+    const sl_table *join_table; /* borrowed; NULL: not fused */
+    int join_tcol;
+    const sl_schema *join_out;  /* the job's */
 } sl__pseudo_conf;
 extern const sl__op_vt sl__op_pseudonymise;
 
@@ -137,6 +227,7 @@ typedef struct {
     const sl_table *table;   /* borrowed */
     int ncols;
     int tcols[SL_MAX_COLS];  /* table columns appended, in order */
+    bool fused;              /* the pseudonymise operator before it may join */
 } sl__lookup_conf;
 extern const sl__op_vt sl__op_lookup;
 

@@ -15,11 +15,17 @@
  * computed once in the process, not once per task. The cache is memory
  * only: it is never snapshotted or logged, and a process restarted from a
  * checkpoint starts with it empty and refills it, which changes speed, never results. Canary rows are
- * pseudonymised like data; a NULL id gives a NULL pseudonym. */
+ * pseudonymised like data; a NULL id gives a NULL pseudonym.
+ *
+ * Fused with the lookup join after it (sl_stream_lookup sets join_* in
+ * the configuration), the operator also joins: through the table's
+ * pseudonym-join memo (pjoin.c), one probe a row gives the pseudonym and
+ * the joined value, and the batch leaves in the lookup's output schema. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/privacy.h"
+#include "state/state.h"
 
 #define CACHE_BITS_DEFAULT SL__PCACHE_BITS
 
@@ -98,6 +104,11 @@ typedef struct {
     const sl_schema *out;
     sl__hmac *h;
     sl__pcache *cache; /* the keyring's (borrowed), NULL: none */
+    /* fused with the lookup join after it (sl__pseudo_conf.join_*) */
+    const sl__pjidx *pj; /* the table's memo, NULL: not fused */
+    const sl_table *jt;
+    int jtcol;
+    const sl_schema *jout;
 } pseudo_op;
 
 static void op_close(void *st)
@@ -128,6 +139,14 @@ static int op_open(void **st, const void *conf, const sl__opinfo *info,
         return SL_ECRYPTO;
     }
     if (c->cache_bits > 0) p->cache = sl__hmac_cache(p->h);
+    /* the memo exists only for a table loaded under this very key (its
+     * cache is the key's identity); otherwise the lookup joins as usual */
+    if (c->join_table && p->cache &&
+        (p->pj = sl__pjoin_index(c->join_table, c->join_tcol, p->cache))) {
+        p->jt = c->join_table;
+        p->jtcol = c->join_tcol;
+        p->jout = c->join_out;
+    }
     *st = p;
     return 0;
 }
@@ -143,6 +162,16 @@ static int op_batch(void *st, sl_batch *b, sl__out *out)
     if (b->n == 0) {
         sl__batch_free(b);
         return 0;
+    }
+    /* fused: the batch leaves joined, in the lookup's schema, which the
+     * lookup passes on as it is; a refreshed table's changed rows (its
+     * overlay, loaded once per batch so a batch sees one version) win
+     * over the memo's loaded ones */
+    if (p->pj) {
+        sl__batch_extend(b, p->jout);
+        sl__pjoin_batch(p->pj, p->cache, p->h, p->jt, sl__table_overlay(p->jt),
+                        p->jtcol, b, p->col, p->jout->n - 1, NULL);
+        return sl__emit(out, b);
     }
     sl__pcache_pseudo(p->cache, p->h, b->cols[p->col].data,
                       b->cols[p->col].valid, b->cols[p->col].data, b->n);

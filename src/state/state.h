@@ -67,6 +67,23 @@ void sl__tproj_prefetch(const sl__tproj *pj, uint64_t hash);
 int sl__tproj_find(const sl__tproj *pj, int64_t key, uint64_t hash, uint64_t *v);
 size_t sl__tproj_bytes(const sl__tproj *pj);
 
+/* Reads the stored rows of an in-memory INT64-keyed table in append
+ * order (duplicates of a key included), from ordinal *ordinal on, up to
+ * max at a time: each row's key and its 8-byte value of column col with
+ * its validity. Returns how many were read (0 at the end) and advances
+ * *ordinal. The table must not change meanwhile. */
+size_t sl__table_read_i64(const sl_table *t, int col, size_t *ordinal,
+                          int64_t *key, uint64_t *val, uint8_t *valid, size_t max);
+/* Grows a memory table's index at once to hold n keys, so that a load of
+ * a known size does not double its way there. Never shrinks. */
+void sl__table_reserve(sl_table *t, size_t n);
+
+/* One object of the layer above kept with the table and freed with it by
+ * ext_free (lookup.c keeps its pseudonym-join memo there, pjoin.c); the
+ * table never reads it. Set once, before the table is shared. */
+void sl__table_set_ext(sl_table *t, void *ext, void (*ext_free)(void *));
+void *sl__table_ext(const sl_table *t);
+
 /* ---- tables on the state backend ---------------------------------------- */
 /* As sl__table_new, on the backend sc names (NULL: memory). A RocksDB
  * table keeps its rows in a column family of the process's instance and

@@ -68,6 +68,8 @@ struct sl_table {
     size_t nretired;
     void (*on_free)(void *); /* stops whatever refreshes the table */
     void *on_free_arg;
+    void *ext;                 /* the layer above's (sl__table_set_ext) */
+    void (*ext_free)(void *);
     pthread_mutex_t proj_lock; /* builds of proj[] (invariant 5) */
     _Atomic(sl__tproj *) proj[SL_MAX_COLS];
 };
@@ -164,6 +166,7 @@ void sl_table_free(sl_table *t)
     if (!t) return;
     sl__dtab_free(t->disk);
     if (t->on_free) t->on_free(t->on_free_arg);
+    if (t->ext_free) t->ext_free(t->ext);
     sl_table_free(atomic_load(&t->overlay));
     for (size_t i = 0; i < t->nretired; i++) sl_table_free(t->retired[i]);
     free(t->retired);
@@ -261,9 +264,8 @@ static uint64_t slot_hash(const sl_table *t, const slot *s)
     return t->str_key ? s->k : sl__table_hash_i64((int64_t)s->k);
 }
 
-static void grow(sl_table *t)
+static void rehash(sl_table *t, uint64_t nmask)
 {
-    uint64_t nmask = t->mask * 2 + 1;
     slot *ns = slots_new(nmask + 1);
     for (uint64_t i = 0; i <= t->mask; i++) {
         if (!t->slots[i].chunk) continue;
@@ -276,21 +278,30 @@ static void grow(sl_table *t)
     t->mask = nmask;
 }
 
+static void grow(sl_table *t) { rehash(t, t->mask * 2 + 1); }
+
+/* The slot key field (invariant 3) and hash of row r of chunk c. */
+static void row_key(const sl_table *t, const sl_batch *c, uint32_t r,
+                    uint64_t *k, uint64_t *h)
+{
+    if (t->str_key) {
+        const sl_str *ks = (const sl_str *)c->cols[t->key_col].data + r;
+        *k = *h = sl__table_hash_str(ks->ptr, ks->len);
+    } else {
+        *k = (uint64_t)((const int64_t *)c->cols[t->key_col].data)[r];
+        *h = sl__table_hash_i64((int64_t)*k);
+    }
+}
+
 /* Points the key of row r of chunk ci at it, replacing an earlier row with
- * the same key (invariant 2). */
-static void index_put(sl_table *t, uint32_t ci, uint32_t r)
+ * the same key (invariant 2); k and h from row_key. */
+static void index_put(sl_table *t, uint32_t ci, uint32_t r, uint64_t k,
+                      uint64_t h)
 {
     if ((t->nkeys + 1) * 4 > (t->mask + 1) * 3) grow(t);
     const sl_batch *c = t->chunks[ci];
-    uint64_t k, h;
-    const sl_str *ks = NULL;
-    if (t->str_key) {
-        ks = (const sl_str *)c->cols[t->key_col].data + r;
-        k = h = sl__table_hash_str(ks->ptr, ks->len);
-    } else {
-        k = (uint64_t)((const int64_t *)c->cols[t->key_col].data)[r];
-        h = sl__table_hash_i64((int64_t)k);
-    }
+    const sl_str *ks = t->str_key ? (const sl_str *)c->cols[t->key_col].data + r
+                                  : NULL;
     for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
         slot *s = &t->slots[i];
         if (!s->chunk) {
@@ -307,6 +318,23 @@ static void index_put(sl_table *t, uint32_t ci, uint32_t r)
         s->chunk = ci + 1; /* duplicate key: the last row wins */
         s->row = r;
         return;
+    }
+}
+
+/* Indexes rows [base, base + m) of chunk ci in blocks: hash and prefetch
+ * the slots of a block, then put them, so that the misses overlap. */
+#define PUT_BLOCK 64
+static void index_rows(sl_table *t, uint32_t ci, uint32_t base, uint32_t m)
+{
+    const sl_batch *c = t->chunks[ci];
+    uint64_t k[PUT_BLOCK], h[PUT_BLOCK];
+    for (uint32_t j0 = 0; j0 < m; j0 += PUT_BLOCK) {
+        uint32_t n = m - j0 < PUT_BLOCK ? m - j0 : PUT_BLOCK;
+        for (uint32_t j = 0; j < n; j++) {
+            row_key(t, c, base + j0 + j, &k[j], &h[j]);
+            __builtin_prefetch(&t->slots[h[j] & t->mask], 1);
+        }
+        for (uint32_t j = 0; j < n; j++) index_put(t, ci, base + j0 + j, k[j], h[j]);
     }
 }
 
@@ -437,8 +465,7 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
             for (uint32_t j = 0; j < m && !t->nulls[k]; j++)
                 t->nulls[k] = !c->cols[k].valid[base + j];
         t->stored += m;
-        for (uint32_t j = 0; j < m; j++)
-            index_put(t, (uint32_t)(t->nchunks - 1), base + j);
+        index_rows(t, (uint32_t)(t->nchunks - 1), base, m);
     }
     free(rows);
     return 0;
@@ -525,6 +552,51 @@ size_t sl__tproj_bytes(const sl__tproj *pj)
 {
     return pj ? (pj->mask + 1) * sizeof(pslot) : 0;
 }
+
+size_t sl__table_read_i64(const sl_table *t, int col, size_t *ordinal,
+                          int64_t *key, uint64_t *val, uint8_t *valid, size_t max)
+{
+    if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n) return 0;
+    sl_type ty = t->schema->cols[col].type;
+    if (ty != SL_INT64 && ty != SL_TIMESTAMP && ty != SL_FLOAT64) return 0;
+    size_t n = 0, base = 0, at = *ordinal;
+    for (size_t c = 0; c < t->nchunks && n < max; c++) {
+        const sl_batch *ch = t->chunks[c];
+        if (at >= base + ch->n) {
+            base += ch->n;
+            continue;
+        }
+        const int64_t *k = ch->cols[t->key_col].data;
+        const uint64_t *v = ch->cols[col].data;
+        const uint8_t *ok = ch->cols[col].valid;
+        for (uint32_t r = (uint32_t)(at - base); r < ch->n && n < max; r++, n++, at++) {
+            key[n] = k[r];
+            val[n] = v[r];
+            valid[n] = ok[r];
+        }
+        base += ch->n;
+    }
+    *ordinal = at;
+    return n;
+}
+
+void sl__table_reserve(sl_table *t, size_t n)
+{
+    if (!t || t->disk) return;
+    uint64_t want = t->mask + 1;
+    while (want * 3 < (uint64_t)n * 4) want *= 2; /* load <= 3/4, as index_put */
+    /* one rehash into the final size instead of a doubling per power of
+     * two on the way (each touching a fresh, zeroed table) */
+    if (want > t->mask + 1) rehash(t, want - 1);
+}
+
+void sl__table_set_ext(sl_table *t, void *ext, void (*ext_free)(void *))
+{
+    t->ext = ext;
+    t->ext_free = ext_free;
+}
+
+void *sl__table_ext(const sl_table *t) { return t ? t->ext : NULL; }
 
 /* ---- refreshed tables ---------------------------------------------------- */
 sl_table *sl__table_overlay(const sl_table *t)
