@@ -126,6 +126,28 @@ static inline bool eq_bytes(const char *a, const char *b, size_t n)
     return memcmp(a, b, n) == 0;
 }
 
+/* "YYYY-MM-DD" exactly, as epoch milliseconds: what sl__parse_ts gives
+ * for such a date (impossible dates such as 2026-02-30 rejected alike),
+ * without its general scan. False: not this form, or not a date. */
+static bool fast_date(const char *s, int64_t *out)
+{
+    if (s[4] != '-' || s[7] != '-') return false;
+    unsigned v[8];
+    static const unsigned at[8] = {0, 1, 2, 3, 5, 6, 8, 9};
+    for (int i = 0; i < 8; i++) {
+        v[i] = (unsigned)(unsigned char)s[at[i]] - '0';
+        if (v[i] > 9) return false;
+    }
+    const int64_t y = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3];
+    const unsigned m = v[4] * 10 + v[5], d = v[6] * 10 + v[7];
+    static const unsigned dim[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || d < 1) return false;
+    const bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    if (d > dim[m] + (m == 2 && leap)) return false;
+    *out = sl__days_from_civil(y, m, d) * 86400000;
+    return true;
+}
+
 static inline int dec_value(const sl__dec_types *t, int col, const char *v,
                             size_t len, bool quoted, bool stable, sl_batch *b,
                             uint32_t row)
@@ -144,8 +166,9 @@ static inline int dec_value(const sl__dec_types *t, int col, const char *v,
         break;
     }
     case SL_TIMESTAMP: {
-        int64_t x; /* epoch ms, else ISO-8601 */
-        if (!parse_int(v, len, &x) && (v[0] == '+' || sl__parse_ts(v, len, &x) != 0))
+        int64_t x; /* epoch ms, else ISO-8601 (a plain date the quick way) */
+        if (!(len == 10 && fast_date(v, &x)) && !parse_int(v, len, &x) &&
+            (v[0] == '+' || sl__parse_ts(v, len, &x) != 0))
             return SL__CONV_BAD;
         ((int64_t *)c->data)[row] = x;
         break;

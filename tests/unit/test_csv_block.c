@@ -432,6 +432,47 @@ static void test_one_column(void **state)
     sl_schema_free(s);
 }
 
+/* Plain dates (YYYY-MM-DD) take a quick path in the TIMESTAMP conversion:
+ * every year, month 00..13 and day 00..32 of a range of years (and the
+ * leap-year rules' edges) against sl__parse_ts itself, and broken forms. */
+static void test_dates(void **state)
+{
+    fx *f = *state;
+    sl_batch *b = sl__batch_new(f->s, 1);
+    static const int years[] = {0, 1, 4, 100, 400, 1600, 1700, 1899, 1900, 1904, 1970,
+                                1999, 2000, 2001, 2024, 2026, 2100, 2400, 9999};
+    int checked = 0;
+    for (size_t yi = 0; yi < sizeof years / sizeof years[0]; yi++) {
+        for (int m = 0; m <= 13; m++) {
+            for (int d = 0; d <= 32; d++) {
+                char t[16];
+                snprintf(t, sizeof t, "%04d-%02d-%02d", years[yi], m, d);
+                int64_t want = 0, got = 0;
+                int prc = sl__parse_ts(t, 10, &want);
+                int rc = sl__dec_value(&f->d.t, 0, t, 10, false, false, b, 0);
+                assert_int_equal(rc == SL__CONV_OK, prc == 0);
+                if (prc == 0) {
+                    got = ((int64_t *)b->cols[0].data)[0];
+                    assert_int_equal(got, want);
+                    checked++;
+                }
+            }
+        }
+    }
+    /* 19 years, 8 of them leap years: 0, 4, 400, 1600, 1904, 2000, 2024, 2400 */
+    assert_int_equal(checked, 19 * 365 + 8);
+    static const char *const bad[] = {"2026-1-05x", "2026/01/05", "2026-01-5 ", "20a6-01-05",
+                                      "2026-0a-05", "2026-01-0a", "+026-01-05", "2026-02-29"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t want;
+        int prc = sl__parse_ts(bad[i], 10, &want);
+        int rc = sl__dec_value(&f->d.t, 0, bad[i], 10, false, false, b, 0);
+        assert_int_equal(rc == SL__CONV_OK, prc == 0);
+        assert_int_not_equal(rc, SL__CONV_OK);
+    }
+    sl__batch_free(b);
+}
+
 /* Random documents of valid and broken lines, decoded both ways. */
 static void test_differential(void **state)
 {
@@ -485,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_boundaries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapping, setup, teardown),
         cmocka_unit_test(test_one_column),
+        cmocka_unit_test_setup_teardown(test_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_differential, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
