@@ -843,15 +843,12 @@ uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
             const uint32_t *ps = E + f - 1;
             const uint32_t *pe = f == nf - 1 ? L : E + f;
             const uint32_t es = f == nf - 1 ? 1 : unf;
-#define FIELD(r, st, n)                                                       \
-    const uint32_t st = ps[(size_t)(r) * unf] + 1,                            \
-                   n = pe[(size_t)(r) * es] - st
             if (kind == KIND_NULL) {
                 memset(valid, 0, lim);
             } else if (kind == KIND_INT) {
                 int64_t *out = (int64_t *)c->data + base;
                 for (uint32_t r = 0; r < lim; r++) {
-                    FIELD(r, st, n);
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
                     if (n == 0) {
                         valid[r] = 0;
                         continue;
@@ -870,7 +867,7 @@ uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
                 const int nd = ci->ndomain;
                 sl_str *out = (sl_str *)c->data + base;
                 for (uint32_t r = 0; r < lim; r++) {
-                    FIELD(r, st, n);
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
                     if (n == 0) {
                         valid[r] = 0;
                         continue;
@@ -889,16 +886,14 @@ uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
             } else if (kind == KIND_STR) {
                 size_t total = 0;
                 for (uint32_t r = 0; r < lim; r++) {
-                    FIELD(r, st, n);
-                    (void)st;
-                    total += n;
+                    total += pe[(size_t)r * es] - (ps[(size_t)r * unf] + 1);
                 }
                 /* one allocation for the column, 16 spare bytes so short
                  * values copy as one 16-byte move */
                 char *dst = sl__arena_alloc(&b->arena, total + 16);
                 sl_str *out = (sl_str *)c->data + base;
                 for (uint32_t r = 0; r < lim; r++) {
-                    FIELD(r, st, n);
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
                     if (n == 0) {
                         valid[r] = 0;
                         continue;
@@ -911,7 +906,7 @@ uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
                 }
             } else { /* floats, booleans: the general conversion */
                 for (uint32_t r = 0; r < lim; r++) {
-                    FIELD(r, st, n);
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
                     if (n == 0) {
                         valid[r] = 0;
                         continue;
@@ -923,7 +918,6 @@ uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
                     }
                 }
             }
-#undef FIELD
         }
     }
     if (lim == 0) return 0;
