@@ -126,8 +126,6 @@ static inline bool eq_bytes(const char *a, const char *b, size_t n)
     return memcmp(a, b, n) == 0;
 }
 
-static inline bool fast_int(const char *s, size_t n, const char *lo, int64_t *out);
-
 /* "YYYY-MM-DD" exactly, as epoch milliseconds: what sl__parse_ts gives
  * for such a date (impossible dates such as 2026-02-30 rejected alike),
  * without its general scan. False: not this form, or not a date. */
@@ -162,15 +160,14 @@ static inline int dec_value(const sl__dec_types *t, int col, const char *v,
     }
     switch (ci->type) {
     case SL_INT64: {
-        int64_t x; /* up to 18 digits 8 at a time, else digit by digit */
-        if (!fast_int(v, len, v, &x) && !parse_int(v, len, &x)) return SL__CONV_BAD;
+        int64_t x;
+        if (!parse_int(v, len, &x)) return SL__CONV_BAD;
         ((int64_t *)c->data)[row] = x;
         break;
     }
     case SL_TIMESTAMP: {
         int64_t x; /* epoch ms, else ISO-8601 (a plain date the quick way) */
-        if (!fast_int(v, len, v, &x) && !(len == 10 && fast_date(v, &x)) &&
-            !parse_int(v, len, &x) &&
+        if (!(len == 10 && fast_date(v, &x)) && !parse_int(v, len, &x) &&
             (v[0] == '+' || sl__parse_ts(v, len, &x) != 0))
             return SL__CONV_BAD;
         ((int64_t *)c->data)[row] = x;
