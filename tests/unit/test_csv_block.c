@@ -500,7 +500,7 @@ static void test_differential(void **state)
             for (int c = 0; c < nf; c++) {
                 int pick = noise ? (int)(RND() % 8) : (int)(RND() % 3);
                 if (!noise && c == 6) pick = (int)(RND() % 2);
-                const char *v = vals[c][pick];
+                const char *v = vals[c % 7][pick]; /* an 8th field repeats the first */
                 if (!noise && c == 0) v = RND() % 2 ? "1767571200000" : "17";
                 n += (size_t)snprintf(text + n, 512, "%s%s", c ? "," : "", v);
             }
