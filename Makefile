@@ -22,6 +22,7 @@ UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 # the decoders' scalar (non-SIMD) paths, tested on x86-64 too (issue 10)
 UNIT_BIN  += $(B)/tests/test_decode_paths_scalar
+UNIT_BIN  += $(B)/tests/test_csv_block_scalar
 
 
 .PHONY: print-libs
@@ -58,6 +59,10 @@ $(B)/tests/%: tests/unit/%.c $(B)/libsluice.a tests/unit/testutil.h
 $(B)/tests/test_decode_paths_scalar: tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c src/io/binrec.c $(B)/libsluice.a tests/unit/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DSL_NO_SIMD -Wno-unused-parameter -o $@ tests/unit/test_decode_paths.c src/io/csv.c src/io/jsonl.c src/io/binrec.c $(B)/libsluice.a $(LDLIBS) -lcmocka
+
+$(B)/tests/test_csv_block_scalar: tests/unit/test_csv_block.c src/io/csv.c $(B)/libsluice.a tests/unit/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSL_NO_SIMD -Wno-unused-parameter -o $@ tests/unit/test_csv_block.c src/io/csv.c $(B)/libsluice.a $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail

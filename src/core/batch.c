@@ -288,22 +288,90 @@ void sl__batch_stats(uint64_t *live, uint64_t *peak, uint64_t *bytes_live)
 
 void sl__batch_stats_reset_peak(void) { atomic_store(&g_peak, atomic_load(&g_live)); }
 
+/* True if p[0..n) are all v (a word at a time). */
+static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
+{
+    const uint64_t w = 0x0101010101010101ULL * v;
+    size_t i = 0;
+    uint64_t diff = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        diff |= x ^ w;
+    }
+    for (; i < n; i++) diff |= (uint64_t)(p[i] ^ v);
+    return diff == 0;
+}
+
+/* The address ranges of an arena's chunks, for an inline ownership test
+ * of many strings (sl__arena_owns walks the list per call). */
+#define OWN_MAX 8
+typedef struct {
+    uintptr_t lo[OWN_MAX];
+    size_t size[OWN_MAX];
+    int n; /* -1: more chunks than OWN_MAX, ask sl__arena_owns */
+} own_ranges;
+
+static void own_init(own_ranges *o, const sl__arena *a)
+{
+    o->n = 0;
+    for (const sl__chunk *c = a->head; c; c = c->next) {
+        if (o->n == OWN_MAX) {
+            o->n = -1;
+            return;
+        }
+        o->lo[o->n] = (uintptr_t)c->data;
+        o->size[o->n++] = c->size;
+    }
+}
+
+static inline bool own_has(const own_ranges *o, const sl__arena *a, const void *p)
+{
+    if (o->n < 0) return sl__arena_owns(a, p);
+    uintptr_t q = (uintptr_t)p;
+    for (int i = 0; i < o->n; i++)
+        if (q - o->lo[i] < o->size[i]) return true;
+    return false;
+}
+
+/* Copies rows (all of src when NULL) to the end of dst, a column at a
+ * time: a column whose rows are all valid (the usual case) is marked
+ * valid with one memset instead of a gather, and a string is copied only
+ * when it lies in src's arena, tested against the arena's chunk ranges
+ * taken once per call. */
 void sl__batch_append(sl_batch *dst, const sl_batch *src, const uint32_t *rows,
                       uint32_t n)
 {
     const sl_schema *s = src->schema;
     uint32_t base = dst->n;
     SL_ASSERT(base + n <= dst->cap);
-    for (uint32_t i = 0; i < n; i++) dst->kind[base + i] = src->kind[rows ? rows[i] : i];
+    if (n == 0) return;
+    uint32_t sn = n; /* src's rows [0, sn) hold every row read */
+    if (rows) {
+        sn = 0;
+        for (uint32_t i = 0; i < n; i++) sn = rows[i] >= sn ? rows[i] + 1 : sn;
+    }
+    if (all_bytes(src->kind, sn, SL_KIND_DATA))
+        memset(dst->kind + base, SL_KIND_DATA, n);
+    else if (!rows)
+        memcpy(dst->kind + base, src->kind, n);
+    else
+        for (uint32_t i = 0; i < n; i++) dst->kind[base + i] = src->kind[rows[i]];
+    own_ranges own;
+    own_init(&own, &src->arena);
     for (int c = 0; c < s->n; c++) {
         const uint8_t *sv = src->cols[c].valid;
         uint8_t *dv = dst->cols[c].valid + base;
-        for (uint32_t i = 0; i < n; i++) dv[i] = sv[rows ? rows[i] : i];
+        const bool all_valid = all_bytes(sv, sn, 1);
+        if (all_valid) memset(dv, 1, n);
+        else if (!rows) memcpy(dv, sv, n);
+        else for (uint32_t i = 0; i < n; i++) dv[i] = sv[rows[i]];
         switch (s->cols[c].type) {
         case SL_BOOL: {
             const uint8_t *sd = src->cols[c].data;
             uint8_t *dd = (uint8_t *)dst->cols[c].data + base;
-            for (uint32_t i = 0; i < n; i++) dd[i] = sd[rows ? rows[i] : i];
+            if (!rows) memcpy(dd, sd, n);
+            else for (uint32_t i = 0; i < n; i++) dd[i] = sd[rows[i]];
             break;
         }
         case SL_STRING: {
@@ -311,8 +379,8 @@ void sl__batch_append(sl_batch *dst, const sl_batch *src, const uint32_t *rows,
             sl_str *dd = (sl_str *)dst->cols[c].data + base;
             for (uint32_t i = 0; i < n; i++) {
                 uint32_t r = rows ? rows[i] : i;
-                sl_str v = sv[r] ? sd[r] : (sl_str){"", 0}; /* NULL: no bytes */
-                if (v.len && sl__arena_owns(&src->arena, v.ptr)) {
+                sl_str v = all_valid || sv[r] ? sd[r] : (sl_str){"", 0}; /* NULL: no bytes */
+                if (v.len && own.n != 0 && own_has(&own, &src->arena, v.ptr)) {
                     char *p = sl__arena_alloc(&dst->arena, v.len);
                     memcpy(p, v.ptr, v.len);
                     v.ptr = p;

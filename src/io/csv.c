@@ -1,5 +1,6 @@
 /* csv.c — decodes one CSV record (RFC 4180: quoted fields, "" escapes,
- * configurable delimiter) into one batch row, maps header lines to schema
+ * configurable delimiter) into one batch row, or a block of unquoted
+ * records into rows a column at a time, maps header lines to schema
  * columns, and holds the typed text conversion shared with the JSON Lines
  * decoder (sl__dec_value).
  *
@@ -125,6 +126,28 @@ static inline bool eq_bytes(const char *a, const char *b, size_t n)
     return memcmp(a, b, n) == 0;
 }
 
+/* "YYYY-MM-DD" exactly, as epoch milliseconds: what sl__parse_ts gives
+ * for such a date (impossible dates such as 2026-02-30 rejected alike),
+ * without its general scan. False: not this form, or not a date. */
+static bool fast_date(const char *s, int64_t *out)
+{
+    if (s[4] != '-' || s[7] != '-') return false;
+    unsigned v[8];
+    static const unsigned at[8] = {0, 1, 2, 3, 5, 6, 8, 9};
+    for (int i = 0; i < 8; i++) {
+        v[i] = (unsigned)(unsigned char)s[at[i]] - '0';
+        if (v[i] > 9) return false;
+    }
+    const int64_t y = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3];
+    const unsigned m = v[4] * 10 + v[5], d = v[6] * 10 + v[7];
+    static const unsigned dim[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || d < 1) return false;
+    const bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    if (d > dim[m] + (m == 2 && leap)) return false;
+    *out = sl__days_from_civil(y, m, d) * 86400000;
+    return true;
+}
+
 static inline int dec_value(const sl__dec_types *t, int col, const char *v,
                             size_t len, bool quoted, bool stable, sl_batch *b,
                             uint32_t row)
@@ -143,8 +166,9 @@ static inline int dec_value(const sl__dec_types *t, int col, const char *v,
         break;
     }
     case SL_TIMESTAMP: {
-        int64_t x; /* epoch ms, else ISO-8601 */
-        if (!parse_int(v, len, &x) && (v[0] == '+' || sl__parse_ts(v, len, &x) != 0))
+        int64_t x; /* epoch ms, else ISO-8601 (a plain date the quick way) */
+        if (!(len == 10 && fast_date(v, &x)) && !parse_int(v, len, &x) &&
+            (v[0] == '+' || sl__parse_ts(v, len, &x) != 0))
             return SL__CONV_BAD;
         ((int64_t *)c->data)[row] = x;
         break;
@@ -516,8 +540,10 @@ static inline uint64_t eight_digits(uint64_t v)
 }
 
 /* 1..18 digits with an optional '-'; false sends the field to the general
- * conversion (ISO times, '+', overflow, errors). */
-static inline bool fast_int(const char *s, size_t n, int64_t *out)
+ * conversion (ISO times, '+', overflow, errors). Bytes from `lo` up to the
+ * field are readable: a run of fewer than 8 digits is then read as one
+ * 8-byte word ending at the field's end, its leading bytes made '0'. */
+static inline bool fast_int(const char *s, size_t n, const char *lo, int64_t *out)
 {
     bool neg = n > 0 && s[0] == '-';
     s += neg;
@@ -527,6 +553,16 @@ static inline bool fast_int(const char *s, size_t n, int64_t *out)
                                       1000000, 10000000};
     uint64_t v = 0;
     const char *d0 = s, *e = s + n;
+    if (n < 8 && (size_t)(e - lo) >= 8) {
+        uint64_t x;
+        memcpy(&x, e - 8, 8);
+        uint64_t keep = ~0ULL << (8 * (8 - n));
+        x = (x & keep) | (0x3030303030303030ULL & ~keep);
+        if (!is_eight_digits(x)) return false;
+        v = eight_digits(x);
+        *out = neg ? -(int64_t)v : (int64_t)v;
+        return true;
+    }
     while (n >= 8) {
         uint64_t x;
         memcpy(&x, s, 8);
@@ -580,7 +616,7 @@ int sl__csv_decode(const sl__csv_dec *d, const char *line, size_t len,
         }
         if (kind == KIND_INT) {
             int64_t x;
-            if (fast_int(v, n, &x)) {
+            if (fast_int(v, n, line, &x)) {
                 ((int64_t *)c->data)[row] = x;
                 c->valid[row] = 1;
                 continue;
@@ -615,4 +651,280 @@ int sl__csv_decode(const sl__csv_dec *d, const char *line, size_t len,
     b->kind[row] = SL_KIND_DATA;
     b->n = row + 1;
     return 0;
+}
+
+/* ---- block decoding ------------------------------------------------------ */
+
+void sl__csv_block_free(sl__csv_block *k)
+{
+    free(k->ends);
+    free(k->starts);
+    memset(k, 0, sizeof *k);
+}
+
+/* ends: one leading slot (the "newline before the buffer", -1), rows x nf
+ * structural positions and a 64-slot margin for the last 64-byte step;
+ * starts: here the end of each row's last field (before a '\r'). */
+static void block_reserve(sl__csv_block *k, size_t rows, int nf)
+{
+    if (rows <= k->cap && nf == k->nfield) return;
+    if (rows < k->cap) rows = k->cap;
+    free(k->ends);
+    free(k->starts);
+    k->ends = sl__xmalloc((rows * (size_t)nf + 65) * sizeof(uint32_t));
+    k->starts = sl__xmalloc((rows + 1) * sizeof(uint32_t));
+    k->cap = rows;
+    k->nfield = nf;
+}
+
+/* Bit i set where p[i] is the delimiter, a newline or a quote, for i < n
+ * (n <= 64). */
+typedef struct {
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+    __m128i d, n, q;
+#else
+    uint64_t d, n, q;
+#endif
+} block_pat;
+
+static inline void block_pat_init(block_pat *p, char delim)
+{
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+    p->d = _mm_set1_epi8(delim);
+    p->n = _mm_set1_epi8('\n');
+    p->q = _mm_set1_epi8('"');
+#else
+    const uint64_t ones = 0x0101010101010101ULL;
+    p->d = ones * (uint8_t)delim;
+    p->n = ones * (uint8_t)'\n';
+    p->q = ones * (uint8_t)'"';
+#endif
+}
+
+static inline void block_masks(const block_pat *pt, char delim, const char *p,
+                               size_t n, uint64_t *md, uint64_t *mn, uint64_t *mq)
+{
+    uint64_t d = 0, nl = 0, q = 0;
+    size_t i = 0;
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+    for (; i + 16 <= n; i += 16) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        d |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, pt->d)) << i;
+        nl |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, pt->n)) << i;
+        q |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, pt->q)) << i;
+    }
+#else
+    /* 0x80 in each matching byte (zero_bytes), gathered to 8 bits */
+    const uint64_t gather = 0x0102040810204080ULL;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        d |= ((zero_bytes(x ^ pt->d) >> 7) * gather >> 56) << i;
+        nl |= ((zero_bytes(x ^ pt->n) >> 7) * gather >> 56) << i;
+        q |= ((zero_bytes(x ^ pt->q) >> 7) * gather >> 56) << i;
+    }
+#endif
+    for (; i < n; i++) {
+        d |= (uint64_t)(p[i] == delim) << i;
+        nl |= (uint64_t)(p[i] == '\n') << i;
+        q |= (uint64_t)(p[i] == '"') << i;
+    }
+    *md = d;
+    *mn = nl;
+    *mq = q;
+}
+
+/* Pass 1: the structural index. Every delimiter and newline position goes
+ * to E[0..] in order; at each newline, its line must have been given
+ * exactly nf positions (so the line has nf fields), which is one
+ * comparison a line instead of a branch a field. L[r] is the end of row
+ * r's last field (before a '\r'). Bytes go 64 at a time. Returns the rows:
+ * complete lines with nf fields, up to the first line that is not, one
+ * with a quote, or an empty one (it and later ones are left out). */
+static uint32_t block_index(const char *buf, size_t len, char delim, int nf,
+                            uint32_t room, sl__csv_block *k)
+{
+    uint32_t *E = k->ends + 1, *L = k->starts;
+    const uint32_t unf = (uint32_t)nf, kmax = room * unf;
+    uint32_t row = 0, kk = 0, lstart = 0;
+    block_pat pt;
+    block_pat_init(&pt, delim);
+    k->ends[0] = UINT32_MAX; /* start of row 0 = E[-1] + 1 = 0 */
+    for (size_t i = 0; i < len && kk < kmax; i += 64) {
+        const size_t n = len - i < 64 ? len - i : 64;
+        uint64_t md, mn, mq;
+        block_masks(&pt, delim, buf + i, n, &md, &mn, &mq);
+        uint64_t m = md | mn;
+        if (mq) { /* up to the quote: its line is not taken */
+            const uint64_t below = (mq & (0 - mq)) - 1;
+            m &= below;
+            mn &= below;
+        }
+        for (; mn != 0; mn &= mn - 1) {
+            const uint64_t upto = mn ^ (mn - 1); /* through this newline */
+            for (uint64_t t = m & upto; t != 0; t &= t - 1)
+                E[kk++] = (uint32_t)i + (uint32_t)__builtin_ctzll(t);
+            m &= ~upto;
+            if (kk != (row + 1) * unf) return row; /* wrong field count */
+            const uint32_t nl = E[kk - 1];
+            uint32_t end = nl;
+            if (end > lstart && buf[end - 1] == '\r') end--;
+            if (end == lstart) return row; /* empty line */
+            L[row++] = end;
+            lstart = nl + 1;
+            if (row == room) return row;
+        }
+        for (; m != 0; m &= m - 1) /* the line the next step ends */
+            E[kk++] = (uint32_t)i + (uint32_t)__builtin_ctzll(m);
+        if (mq) return row;
+    }
+    return row;
+}
+
+/* A run of 1..16 digits with an optional '-' ending at e, as one or two
+ * 8-byte words read backwards from e (the bytes from `lo` on are
+ * readable; e - lo >= 16 is checked by the caller). False: not such a run
+ * (a '+', more digits, a non-digit): the general conversion decides. */
+static inline bool digit_run(const char *s, size_t n, int64_t *out)
+{
+    const char *e = s + n;
+    const bool neg = s[0] == '-';
+    n -= neg;
+    if (n - 1 >= 16) return false; /* 0 or more than 16 digits */
+    uint64_t lo8, hi8 = 0x3030303030303030ULL;
+    memcpy(&lo8, e - 8, 8);
+    if (n < 8) {
+        const uint64_t keep = ~0ULL << (8 * (8 - n));
+        lo8 = (lo8 & keep) | (0x3030303030303030ULL & ~keep);
+    } else if (n > 8) {
+        memcpy(&hi8, e - 16, 8);
+        const uint64_t keep = ~0ULL << (8 * (16 - n));
+        hi8 = (hi8 & keep) | (0x3030303030303030ULL & ~keep);
+    }
+    if (!is_eight_digits(lo8) || !is_eight_digits(hi8)) return false;
+    const uint64_t v = eight_digits(hi8) * 100000000 + eight_digits(lo8);
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return true;
+}
+
+uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
+                              const char *buf, size_t len, sl_batch *b,
+                              size_t *used, bool *failed)
+{
+    const int nf = d->nfield;
+    const char delim = d->delim;
+    *used = 0;
+    *failed = false;
+    if (!FAST_PATH || nf < 1 || nf > FAST_MAX_FIELDS || b->n >= b->cap ||
+        delim == '"' || delim == '\n' || delim == '\r')
+        return 0;
+    if (len > UINT32_MAX - 16) len = UINT32_MAX - 16;
+    const uint32_t room = b->cap - b->n;
+    block_reserve(k, room, nf);
+    const uint32_t rows = block_index(buf, len, delim, nf, room, k);
+    if (rows == 0) return 0;
+
+    /* Pass 2: one loop per field. Conversions that can fail run first; a
+     * failure at row r limits the later loops to rows before r, and the
+     * string copies run last, so nothing is copied for discarded rows. */
+    const uint32_t *E = k->ends + 1, *L = k->starts;
+    const uint32_t base = b->n, unf = (uint32_t)nf;
+    uint32_t lim = rows;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int f = 0; f < nf; f++) {
+            const uint8_t kind = d->field_kind[f];
+            if (kind == KIND_SKIP || (pass == 0) == (kind == KIND_STR || kind == KIND_NULL))
+                continue;
+            const int col = d->field_col[f];
+            struct sl__col *c = &b->cols[col];
+            uint8_t *valid = c->valid + base;
+            /* field f of row r: [E[r*nf + f - 1] + 1, end), where end is
+             * E[r*nf + f], or L[r] for the last field */
+            const uint32_t *ps = E + f - 1;
+            const uint32_t *pe = f == nf - 1 ? L : E + f;
+            const uint32_t es = f == nf - 1 ? 1 : unf;
+            if (kind == KIND_NULL) {
+                memset(valid, 0, lim);
+            } else if (kind == KIND_INT) {
+                int64_t *out = (int64_t *)c->data + base;
+                for (uint32_t r = 0; r < lim; r++) {
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
+                    if (n == 0) {
+                        valid[r] = 0;
+                        continue;
+                    }
+                    valid[r] = 1;
+                    if (st + n >= 16 && digit_run(buf + st, n, &out[r])) continue;
+                    if (dec_value(&d->t, col, buf + st, n, false, false, b,
+                                  base + r) != SL__CONV_OK) {
+                        lim = r;
+                        *failed = true;
+                    }
+                }
+            } else if (kind == KIND_DOM) {
+                const struct sl__colinfo *ci = &d->t.schema->cols[col];
+                const uint32_t *dl = d->t.dom_len[col];
+                const int nd = ci->ndomain;
+                sl_str *out = (sl_str *)c->data + base;
+                for (uint32_t r = 0; r < lim; r++) {
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
+                    if (n == 0) {
+                        valid[r] = 0;
+                        continue;
+                    }
+                    const char *v = buf + st;
+                    int j = 0;
+                    while (j < nd && !(dl[j] == n && eq_bytes(ci->domain[j], v, n))) j++;
+                    if (j == nd) {
+                        lim = r;
+                        *failed = true;
+                        break;
+                    }
+                    out[r] = (sl_str){ci->domain[j], n};
+                    valid[r] = 1;
+                }
+            } else if (kind == KIND_STR) {
+                size_t total = 0;
+                for (uint32_t r = 0; r < lim; r++) {
+                    total += pe[(size_t)r * es] - (ps[(size_t)r * unf] + 1);
+                }
+                /* one allocation for the column, 16 spare bytes so short
+                 * values copy as one 16-byte move */
+                char *dst = sl__arena_alloc(&b->arena, total + 16);
+                sl_str *out = (sl_str *)c->data + base;
+                for (uint32_t r = 0; r < lim; r++) {
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
+                    if (n == 0) {
+                        valid[r] = 0;
+                        continue;
+                    }
+                    if (n <= 16 && (size_t)st + 16 <= len) memcpy(dst, buf + st, 16);
+                    else memcpy(dst, buf + st, n);
+                    out[r] = (sl_str){dst, n};
+                    valid[r] = 1;
+                    dst += n;
+                }
+            } else { /* floats, booleans: the general conversion */
+                for (uint32_t r = 0; r < lim; r++) {
+                    const uint32_t st = ps[(size_t)r * unf] + 1, n = pe[(size_t)r * es] - st;
+                    if (n == 0) {
+                        valid[r] = 0;
+                        continue;
+                    }
+                    if (dec_value(&d->t, col, buf + st, n, false, false, b,
+                                  base + r) != SL__CONV_OK) {
+                        lim = r;
+                        *failed = true;
+                    }
+                }
+            }
+        }
+    }
+    if (lim == 0) return 0;
+    for (uint64_t m = d->unmapped; m != 0; m &= m - 1)
+        memset(b->cols[__builtin_ctzll(m)].valid + base, 0, lim);
+    memset(b->kind + base, SL_KIND_DATA, lim);
+    b->n = base + lim;
+    *used = (size_t)E[lim * unf - 1] + 1;
+    return lim;
 }

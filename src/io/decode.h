@@ -71,6 +71,33 @@ int sl__csv_set_header(sl__csv_dec *d, const char *line, size_t len);
 int sl__csv_decode(const sl__csv_dec *d, const char *line, size_t len,
                    sl_batch *b, char *reason, size_t reason_size);
 
+/* Block decoding: the complete, unquoted records of a buffer at once, in
+ * two passes (a structural index of delimiters and newlines, then one
+ * conversion loop per column), into rows b->n.. of b. The scratch holds the
+ * index; it belongs to the caller (one per thread), the decoder stays
+ * immutable. */
+typedef struct {
+    uint32_t *ends;   /* field ends, rows x nfield, offsets into buf */
+    uint32_t *starts; /* line starts, rows + 1 */
+    size_t cap;       /* rows the arrays hold */
+    int nfield;
+} sl__csv_block;
+
+void sl__csv_block_free(sl__csv_block *k);
+/* Decodes the lines of buf[0..len) from its start, each ending in '\n'
+ * (a '\r' before it is dropped), into at most b->cap - b->n rows, and stops
+ * before the first line it does not decode to exactly what sl__csv_decode
+ * would: a quote, a wrong field count, an empty line, a value whose
+ * conversion fails, or bytes after the last newline. The caller gives that
+ * line to sl__csv_decode (which reports it) and may call again after it.
+ * Returns the rows appended (one per line consumed); *used is the bytes
+ * consumed (whole lines). *failed is set when a conversion failed: work
+ * past that line was done and discarded, so a caller that sees it often
+ * should decode line by line for a while (bounds the cost of bad input). */
+uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
+                              const char *buf, size_t len, sl_batch *b,
+                              size_t *used, bool *failed);
+
 /* ---- JSON Lines --------------------------------------------------------- */
 typedef struct {
     sl__dec_types t;

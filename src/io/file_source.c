@@ -263,6 +263,8 @@ typedef struct {
     uint64_t last_scan;
     sl__json_dec json;
     sl__bin_dec bin;
+    sl__csv_block blk; /* scratch of sl__csv_decode_block */
+    bool blk_off;      /* decode line by line until this read returns */
     char *mask;
     size_t mask_cap;
     char reason[128];
@@ -326,6 +328,7 @@ static void fs_close(void *st)
     free(s->mask);
     free(s->source);
     sl__json_close(&s->json);
+    sl__csv_block_free(&s->blk);
     sl__bin_close(&s->bin);
     free(s);
 }
@@ -616,6 +619,7 @@ static void decode(fs_src *s, sl_batch *out, int *bad)
     }
     const bool csv = c->format == FMT_CSV;
     char *buf = s->buf;
+    bool block_next = true; /* after a block, the line it stopped at */
     while (out->n < out->cap && s->pos < s->len) {
         size_t start = s->pos, avail = s->len - start;
         if (p->skipping) { /* the rest of a line that was too long */
@@ -629,6 +633,21 @@ static void decode(fs_src *s, sl_batch *out, int *bad)
             consume(s, p, (size_t)(nl - buf) + 1, 1);
             continue;
         }
+        /* The common case, whole unquoted lines, goes a block at a time;
+         * line 1 (byte order mark, header) and lines before a seek target
+         * go line by line, as does every line the block stopped at. */
+        if (csv && block_next && !s->blk_off && !p->need_header &&
+            p->line_no > 1 && p->off >= p->skip_to) {
+            size_t used;
+            bool failed;
+            uint32_t got = sl__csv_decode_block(&p->csv, &s->blk, buf + start,
+                                                avail, out, &used, &failed);
+            if (got > 0) consume(s, p, start + used, (int)got);
+            s->blk_off = failed;
+            block_next = false;
+            continue;
+        }
+        block_next = true;
         char *nl = memchr(buf + start, '\n', avail);
         size_t end, next;
         if (nl != NULL) {
@@ -741,6 +760,7 @@ static int fs_read(void *st, sl_batch *out, int *part, char *err, size_t esz)
     const fs_conf *c = s->c;
     int idle = 0; /* partitions visited in a row without new bytes */
     *part = s->act >= 0 ? s->act : 0;
+    s->blk_off = false;
     if (s->np == 0) return SL_EEOF;
     if (out->n >= out->cap) return 0;
     for (;;) {

@@ -362,7 +362,7 @@ int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
         if (col >= 0) {
             hint = col + 1;
             seen |= 1ULL << col;
-            if (isnull) {
+            if (isnull || (d->t.skip >> col & 1)) { /* skip: unread VARCHAR */
                 b->cols[col].valid[row] = 0;
             } else {
                 int rc = sl__dec_value(&d->t, col, v0, (size_t)(v1 - v0),

@@ -1,6 +1,8 @@
 /* fuzz_decode.c — libFuzzer target for the CSV and JSON Lines decoders: any
  * input line must be decoded or rejected with a reason, never crash, leak
- * or read out of bounds. The first byte picks the decoder and the header. */
+ * or read out of bounds. The first byte picks the decoder and the header.
+ * The CSV block decoder runs on the whole input as well, and every line it
+ * takes must decode to the same values with the line decoder. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,49 @@ static sl_schema *schema(void)
     sl_schema_add(s, "rate", SL_FLOAT64);
     sl_schema_add(s, "ok", SL_BOOL);
     return s;
+}
+
+/* The block decoder on text; the lines it consumed, replayed through the
+ * line decoder, must give the same rows. */
+static void block_vs_lines(const sl__csv_dec *d, const sl_schema *s, const char *text,
+                           size_t len)
+{
+    sl_batch *bb = sl__batch_new(s, 64), *lb = sl__batch_new(s, 64);
+    sl__csv_block k = {0};
+    size_t used;
+    bool failed;
+    uint32_t got = sl__csv_decode_block(d, &k, text, len, bb, &used, &failed);
+    SL_ASSERT(used <= len && bb->n == got);
+    char reason[128];
+    for (const char *p = text, *e = text + used; p < e;) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        SL_ASSERT(nl != NULL);
+        size_t n = (size_t)(nl - p);
+        if (n > 0 && p[n - 1] == '\r') n--;
+        SL_ASSERT(sl__csv_decode(d, p, n, lb, reason, sizeof reason) == 0);
+        p = nl + 1;
+    }
+    SL_ASSERT(lb->n == got);
+    for (uint32_t r = 0; r < got; r++) {
+        SL_ASSERT(bb->kind[r] == lb->kind[r]);
+        for (int c = 0; c < s->n; c++) {
+            SL_ASSERT(bb->cols[c].valid[r] == lb->cols[c].valid[r]);
+            if (!bb->cols[c].valid[r]) continue;
+            if (s->cols[c].type == SL_STRING) {
+                const sl_str *x = (const sl_str *)bb->cols[c].data + r;
+                const sl_str *y = (const sl_str *)lb->cols[c].data + r;
+                SL_ASSERT(x->len == y->len && memcmp(x->ptr, y->ptr, x->len) == 0);
+            } else if (s->cols[c].type == SL_BOOL) {
+                SL_ASSERT(((uint8_t *)bb->cols[c].data)[r] == ((uint8_t *)lb->cols[c].data)[r]);
+            } else {
+                SL_ASSERT(memcmp((int64_t *)bb->cols[c].data + r,
+                                 (int64_t *)lb->cols[c].data + r, 8) == 0);
+            }
+        }
+    }
+    sl__csv_block_free(&k);
+    sl__batch_free(bb);
+    sl__batch_free(lb);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -49,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (sl__csv_decode(&d, line, len, b, reason, sizeof reason) == SL__DEC_MORE) {
             /* a quoted field continues: feed the rest again as more lines */
         }
+        block_vs_lines(&d, s, line, len);
         sl__csv_close(&d);
     }
     SL_ASSERT(b->n <= 1);

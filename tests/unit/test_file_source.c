@@ -671,18 +671,37 @@ static void test_chunking_property(void **state)
     size_t cap = 1 << 20, len = 0;
     char *text = malloc(cap);
     len += (size_t)sprintf(text, "ts,msisdn,event_type,cell_id\n");
+    /* the expectation, built here as the text is: the rows (cell_id, the
+     * msisdn's text) and the dead letters */
+    static int64_t ec[MAXR];
+    static char en[MAXR][400];
+    int ne = 0;
+    uint64_t edead = 0;
     for (int i = 0; i < 3000; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         const char *eol = (x & 1) ? "\r\n" : "\n";
         switch ((x >> 8) % 8) {
         case 0: len += (size_t)sprintf(text + len, "%s", eol); break;
-        case 1: len += (size_t)sprintf(text + len, "%d,x,SMS_LOST,%d%s", i, i, eol); break;
+        case 1:
+            len += (size_t)sprintf(text + len, "%d,x,SMS_LOST,%d%s", i, i, eol);
+            edead++;
+            break;
         case 2:
             len += (size_t)sprintf(text + len, "%d,\"multi%s line, \"\"q\"\"\",SMS_SENT,%d%s",
                                    i, eol, i, eol);
+            ec[ne] = i;
+            snprintf(en[ne++], sizeof en[0], "multi%s line, \"q\"", eol);
             break;
         default: {
             int pad = (int)((x >> 20) % 300);
+            ec[ne] = i;
+            snprintf(en[ne++], sizeof en[0], "%.*s", pad,
+                     "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                     "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                     "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                     "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                     "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                     "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
             len += (size_t)sprintf(text + len, "%d,%.*s,CALL_PLACED,%d%s", i, pad,
                                    "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
                                    "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
@@ -695,6 +714,8 @@ static void test_chunking_property(void **state)
         }
     }
     len += (size_t)sprintf(text + len, "9999,last,SMS_SENT,9999");
+    ec[ne] = 9999;
+    snprintf(en[ne++], sizeof en[0], "last");
     char path[256];
     put(f, "r.csv", text, path, sizeof path);
     free(text);
@@ -714,6 +735,14 @@ static void test_chunking_property(void **state)
         assert_memory_equal(n1[i].ptr, n2[i].ptr, n1[i].len);
     }
     assert_int_equal(c1[r1 - 1], 9999);
+    /* and both equal the generator's expectation, row by row */
+    assert_int_equal(r1, ne);
+    assert_int_equal(d1, edead);
+    for (int i = 0; i < ne; i++) {
+        assert_int_equal(c1[i], ec[i]);
+        assert_int_equal(n1[i].len, strlen(en[i]));
+        assert_memory_equal(n1[i].ptr, en[i], n1[i].len);
+    }
     free(a1);
     free(a2);
 }
