@@ -630,6 +630,22 @@ static const char *merge_name(void *state)
     return "sluice.window";
 }
 
+/* A merge operator calling m (NULL, or m->fn NULL: none); it owns m->arg
+ * from here on, freeing it with m->arg_free when RocksDB destroys it. */
+static rocksdb_mergeoperator_t *merge_op_new(const sl__ks_merger *m)
+{
+    if (!m || !m->fn) {
+        if (m && m->arg_free) m->arg_free(m->arg);
+        return NULL;
+    }
+    ks_merge *km = sl__xcalloc(1, sizeof *km);
+    km->fn = m->fn;
+    km->arg = m->arg;
+    km->arg_free = m->arg_free;
+    return rocksdb_mergeoperator_create(km, merge_destroy, merge_full, merge_partial,
+                                        merge_value_free, merge_name);
+}
+
 sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
                             bool (*drop)(void *arg, const char *k, size_t kl,
                                          const char *v, size_t vl),
@@ -643,12 +659,8 @@ sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
         f->arg = arg;
         f->f = rocksdb_compactionfilter_create(f, filter_noop, filter_fn, filter_name);
     }
-    ks_merge *m = sl__xcalloc(1, sizeof *m);
-    m->fn = merge;
-    m->arg = marg;
-    m->arg_free = marg_free;
-    f->mo = rocksdb_mergeoperator_create(m, merge_destroy, merge_full, merge_partial,
-                                         merge_value_free, merge_name);
+    sl__ks_merger m = {.fn = merge, .arg = marg, .arg_free = marg_free};
+    f->mo = merge_op_new(&m);
     return ks_open(sc, false, f, errstr, errstr_size); /* owns f */
 }
 
@@ -740,9 +752,14 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
                         int64_t wbuf,
                         bool (*drop)(void *arg, const char *k, size_t kl,
                                      const char *v, size_t vl),
-                        void *arg, char *errstr, size_t errstr_size)
+                        void *arg, const sl__ks_merger *merge, char *errstr,
+                        size_t errstr_size)
 {
-    if (g_enter(sc, errstr, errstr_size)) return NULL;
+    rocksdb_mergeoperator_t *mo = merge_op_new(merge);
+    if (g_enter(sc, errstr, errstr_size)) {
+        if (mo) rocksdb_mergeoperator_destroy(mo);
+        return NULL;
+    }
     g.refs++;
     pthread_mutex_unlock(&g.mu);
     struct ks_own *own = sl__xcalloc(1, sizeof *own);
@@ -760,6 +777,9 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
                                                       filter_name);
         rocksdb_options_set_compaction_filter(own->opts, own->flt->f);
     }
+    /* merge operands (blind writes) in the instance, or in the checkpoint
+     * it opens: the options own the operator from here on */
+    if (mo) rocksdb_options_set_merge_operator(own->opts, mo);
     if (fresh) sl__rmtree(dir); /* what a killed run left */
     /* an existing instance (a checkpoint's files) must be there whole */
     rocksdb_options_set_create_if_missing(own->opts, fresh);
@@ -790,13 +810,16 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
     return ks;
 }
 
-sl__ks *sl__ks_open_ro(const char *dir, char *errstr, size_t errstr_size)
+sl__ks *sl__ks_open_ro(const char *dir, const sl__ks_merger *merge, char *errstr,
+                       size_t errstr_size)
 {
     struct ks_own *own = sl__xcalloc(1, sizeof *own);
     own->ro = own->keep = true;
     snprintf(own->dir, sizeof own->dir, "%s", dir);
     own->opts = rocksdb_options_create();
     rocksdb_options_set_info_log_level(own->opts, 3);
+    rocksdb_mergeoperator_t *mo = merge_op_new(merge);
+    if (mo) rocksdb_options_set_merge_operator(own->opts, mo); /* owned by opts */
     char *err = NULL;
     const char *names[1] = {"default"};
     const rocksdb_options_t *cfo[1] = {own->opts};
