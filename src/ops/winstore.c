@@ -32,6 +32,10 @@
  * (sl__ws_load), or, in blind mode (no TTL: can_write_blind), starts an
  * empty group marked partial, written later as a merge operand that
  * RocksDB folds into the stored value with sl__agg_merge (merge_group).
+ * Every open of the window's instances sets that merge operator (the
+ * task's own, one adopted from a checkpoint, a checkpoint opened read-only
+ * by import_open), so merge operands survive incremental checkpoints and
+ * every restore path.
  *
  * Invariants:
  * 1. A group is either in its window's map or only in the store; where
