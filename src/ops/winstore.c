@@ -339,19 +339,22 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     atomic_init(&ws->wm, SL_TS_MIN);
     ws->ttl = op->ttl;
     int ntasks = op->ctx && op->ctx->ntasks > 0 ? op->ctx->ntasks : 1;
-    ws->budget = (size_t)(sc->memory_bound / 8 / ntasks);
+    /* the cache's share is 1/8, split between the window tasks; an
+     * eviction rebuilds the map (EVICT_KEEP of the budget) beside the old
+     * one, so the budget is the share less that: the peak fits the share */
+    int64_t shares = sl__state_shares(sc->memory_bound);
+    ws->budget = (size_t)((double)(shares / 8 / ntasks) / (1.0 + EVICT_KEEP));
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
     /* a flush writes one memtable (1/32 of the bound, at most 32 MiB:
      * rocks.c); twice that, to be safe */
-    ws->reserve = (uint64_t)(sc->memory_bound / 16 < (64 << 20) ? sc->memory_bound / 16
-                                                                  : (64 << 20));
+    ws->reserve = (uint64_t)(shares / 16 < (64 << 20) ? shares / 16 : (64 << 20));
     char msg[512];
     if (sc->incremental) {
         ws->own = true;
         ws->sc = *sc;
-        ws->wbuf = sc->memory_bound / 16 / ntasks;
+        ws->wbuf = shares / 16 / ntasks;
         static _Atomic unsigned seq;
         snprintf(ws->odir, sizeof ws->odir, "%s/win-%d-%d-%u", sc->dir,
                  op->ctx ? op->ctx->stage : 0, op->ctx ? op->ctx->task : 0,

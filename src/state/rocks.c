@@ -111,9 +111,14 @@ static void sweep_own_dirs(const char *dir)
 }
 
 /* Opens the process's instance; g.mu held. */
+int64_t sl__state_shares(int64_t bound)
+{
+    return bound - SL__STATE_RESERVE > bound / 2 ? bound - SL__STATE_RESERVE : bound / 2;
+}
+
 static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
 {
-    int64_t b = sc->memory_bound;
+    int64_t b = sl__state_shares(sc->memory_bound);
 #ifdef M_ARENA_MAX
     if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
 #endif
@@ -186,7 +191,7 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     rocksdb_writeoptions_disable_WAL(g.wo, 1);
     g.ro = rocksdb_readoptions_create();
     snprintf(g.dir, sizeof g.dir, "%s", sc->dir);
-    g.bound = b;
+    g.bound = sc->memory_bound;
     return 0;
 }
 
@@ -453,7 +458,7 @@ void sl__ks_trim(void)
 int64_t sl__ks_row_cache_bytes(void)
 {
     pthread_mutex_lock(&g.mu);
-    int64_t b = g.refs > 0 ? g.bound / 4 : 0;
+    int64_t b = g.refs > 0 ? sl__state_shares(g.bound) / 4 : 0;
     pthread_mutex_unlock(&g.mu);
     return b;
 }
@@ -765,7 +770,7 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
     struct ks_own *own = sl__xcalloc(1, sizeof *own);
     snprintf(own->dir, sizeof own->dir, "%s", dir);
     own->opts = rocksdb_options_create_copy(g.opts); /* g.cache, g.bbto */
-    if (wbuf < (1 << 20)) wbuf = 1 << 20;
+    if (wbuf < (256 << 10)) wbuf = 256 << 10;
     rocksdb_options_set_db_write_buffer_size(own->opts, (size_t)wbuf);
     rocksdb_options_set_write_buffer_size(own->opts, (size_t)(wbuf / 2));
     rocksdb_options_set_max_background_jobs(own->opts, 1);

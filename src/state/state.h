@@ -198,6 +198,14 @@ int sl__table_fetch_cached(const sl_table *t, sl__rowcache *c,
  * batched multi-get of keys sorted in key order: fn(arg, i, value, vlen)
  * for every key i found, value borrowed for the call only. */
 int64_t sl__ks_row_cache_bytes(void);
+/* The part of a state.memory.bound that is split into shares (block
+ * cache, row caches, write buffers, window caches): the bound less
+ * SL__STATE_RESERVE, what the process needs beyond the shares whatever
+ * the bound (blocks in flight in reads and compactions, iterators, write
+ * batches, and glibc's slack from RocksDB's churn: measured, see
+ * docs/state.md "Memory tuning"). */
+#define SL__STATE_RESERVE ((int64_t)4 << 20)
+int64_t sl__state_shares(int64_t bound);
 int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
                             const size_t *klen,
                             void (*fn)(void *arg, size_t i, const char *v,
