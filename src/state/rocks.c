@@ -2,7 +2,10 @@
  * instance per process under state.rocksdb.dir, one column family per
  * state (a lookup table today), all sharing one LRU block cache and one
  * total write-buffer size (db_write_buffer_size) so that the memory RocksDB
- * uses stays under state.memory.bound however large the state grows:
+ * uses stays under state.memory.bound however large the state grows. The
+ * shares below are of the bound less SL__STATE_RESERVE (4 MiB, at most half
+ * the bound: sl__state_shares), what the process needs beyond them
+ * whatever the bound (blocks in flight, iterators, glibc's slack):
  *
  *   row caches          1/4 of the bound: hot lookup-table rows in front
  *                       of RocksDB, per task (rowcache.c, tabledisk.c)
