@@ -347,7 +347,7 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
-    /* a flush writes one memtable (1/32 of the bound, at most 32 MiB:
+    /* a flush writes one memtable (1/32 of the shares, at most 32 MiB:
      * rocks.c); twice that, to be safe */
     ws->reserve = (uint64_t)(shares / 16 < (64 << 20) ? shares / 16 : (64 << 20));
     char msg[512];
@@ -408,7 +408,8 @@ void sl__ws_close(win_op *op)
             op->ctx ? op->ctx->task : 0, (unsigned long long)ws->peak_disk,
             (unsigned long long)ws->writeouts, (unsigned long long)ws->written, ws->budget,
             (unsigned long long)ws->evicted, (unsigned long long)ws->loads,
-            (unsigned long long)ws->blind_writes, (unsigned long long)ws->hits, (unsigned long long)ws->peak_readers,
+            (unsigned long long)ws->blind_writes, (unsigned long long)ws->hits,
+            (unsigned long long)ws->peak_readers,
             (unsigned long long)ws->peak_memtables, (unsigned long long)ws->peak_cache,
             (unsigned long long)ws->peak_pinned);
     char msg[64];

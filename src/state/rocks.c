@@ -113,12 +113,12 @@ static void sweep_own_dirs(const char *dir)
     closedir(d);
 }
 
-/* Opens the process's instance; g.mu held. */
 int64_t sl__state_shares(int64_t bound)
 {
     return bound - SL__STATE_RESERVE > bound / 2 ? bound - SL__STATE_RESERVE : bound / 2;
 }
 
+/* Opens the process's instance; g.mu held. */
 static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
 {
     int64_t b = sl__state_shares(sc->memory_bound);
