@@ -438,7 +438,9 @@ uint64_t sl__ks_disk_bytes(sl__ks *ks)
 
 uint64_t sl__ks_property(sl__ks *ks, const char *name)
 {
-    char *v = ks ? rocksdb_property_value_cf(g.db, ks->cf, name)
+    /* ks->db: a window task's own instance is not g.db, and its column
+     * family handle read through g.db raced with its flushes (a crash) */
+    char *v = ks ? rocksdb_property_value_cf(ks->db, ks->cf, name)
                  : rocksdb_property_value(g.db, name);
     uint64_t n = v ? strtoull(v, NULL, 10) : 0;
     free(v);
