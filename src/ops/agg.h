@@ -276,6 +276,8 @@ void sl__window_stats_get(const void *st, sl__window_stats *out);
  * the TTL filter). For tests. */
 uint64_t sl__window_store_keys(const void *st);
 int sl__window_store_compact(const void *st);
+/* Groups the window wrote to RocksDB as merge operands (blind writes). */
+uint64_t sl__window_store_blind_writes(const void *st);
 /* Late records counted against the window ending at window_end. Only the
  * most recent 64 window ends are kept (older ones are folded into
  * late_pairs only): a bounded table for the stats, not a ledger. */

@@ -32,6 +32,10 @@
  * (sl__ws_load), or, in blind mode (no TTL: can_write_blind), starts an
  * empty group marked partial, written later as a merge operand that
  * RocksDB folds into the stored value with sl__agg_merge (merge_group).
+ * Every open of the window's instances sets that merge operator (the
+ * task's own, one adopted from a checkpoint, a checkpoint opened read-only
+ * by import_open), so merge operands survive incremental checkpoints and
+ * every restore path.
  *
  * Invariants:
  * 1. A group is either in its window's map or only in the store; where
@@ -102,6 +106,7 @@ struct sl__winstore {
     uint64_t peak_disk;   /* largest SST size seen after a write-out */
     uint64_t writeouts, written; /* evictions from the cache, bytes */
     uint64_t evicted, loads, hits; /* groups evicted; read back; found cached */
+    uint64_t blind_writes; /* groups written as merge operands */
     /* incremental checkpoints (state.checkpoints.incremental): the store
      * is an instance of its own in odir, named id in <checkpoint.dir>/shared */
     bool own;
@@ -230,10 +235,14 @@ static bool ttl_drop(void *arg, const char *k, size_t kl, const char *v, size_t 
 
 /* The merge operator's view of the window (blind mode): RocksDB may call
  * it from its own threads, and after the window closed (a compaction in
- * flight), so it holds op under a lock and sl__ws_close takes op away. */
+ * flight), so it holds op under a lock and sl__ws_close takes op away.
+ * Every instance opened with it (the task's, one adopted from a
+ * checkpoint, a checkpoint opened read-only) holds a reference, and so
+ * does its owner until it takes op away (merger_take). */
 typedef struct ws_merger {
     pthread_mutex_t mu;
     win_op *op; /* NULL once closed */
+    _Atomic int refs;
 } ws_merger;
 
 /* Folds a group's stored value and the parts written after it (merge
@@ -269,18 +278,57 @@ static int merge_group(void *arg, const char *base, size_t blen, const char *con
 static void merger_free(void *arg)
 {
     ws_merger *m = arg;
+    if (atomic_fetch_sub(&m->refs, 1) != 1) return;
     pthread_mutex_destroy(&m->mu);
     free(m);
+}
+
+/* Whether every aggregate's states merge (a UDAF may not). */
+static bool can_merge(const win_op *op)
+{
+    for (size_t a = 0; a < op->naggs; a++)
+        if (op->aggs[a].kind == SL_AGG_UDAF && !op->aggs[a].udaf->merge) return false;
+    return true;
+}
+
+/* A merger of op, one reference held by the caller; NULL when op's states
+ * do not merge (then nothing is ever written as a merge operand). */
+static ws_merger *merger_new(win_op *op)
+{
+    if (!can_merge(op)) return NULL;
+    ws_merger *m = sl__xcalloc(1, sizeof *m);
+    pthread_mutex_init(&m->mu, NULL);
+    m->op = op;
+    atomic_init(&m->refs, 1);
+    return m;
+}
+
+/* The merge operator of an open, holding a new reference on m; every
+ * open of a window's RocksDB instance gets one, read-only opens included,
+ * since any instance or checkpoint may hold merge operands. */
+static sl__ks_merger merger_ref(ws_merger *m)
+{
+    if (!m) return (sl__ks_merger){0};
+    atomic_fetch_add(&m->refs, 1);
+    return (sl__ks_merger){.fn = merge_group, .arg = m, .arg_free = merger_free};
+}
+
+/* Takes op away from m (RocksDB may still hold it) and drops the owner's
+ * reference. */
+static void merger_take(ws_merger *m)
+{
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->op = NULL;
+    pthread_mutex_unlock(&m->mu);
+    merger_free(m);
 }
 
 /* Blind writes need every aggregate's states to merge, and no TTL (an
  * expired stored part must not join a fresh group). */
 static bool can_write_blind(const win_op *op)
 {
-    if (op->ttl) return false;
-    for (size_t a = 0; a < op->naggs; a++)
-        if (op->aggs[a].kind == SL_AGG_UDAF && !op->aggs[a].udaf->merge) return false;
-    return true;
+    return !op->ttl && can_merge(op);
 }
 
 int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz)
@@ -291,19 +339,22 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     atomic_init(&ws->wm, SL_TS_MIN);
     ws->ttl = op->ttl;
     int ntasks = op->ctx && op->ctx->ntasks > 0 ? op->ctx->ntasks : 1;
-    ws->budget = (size_t)(sc->memory_bound / 8 / ntasks);
+    /* the cache's share is 1/8, split between the window tasks; an
+     * eviction rebuilds the map (EVICT_KEEP of the budget) beside the old
+     * one, so the budget is the share less that: the peak fits the share */
+    int64_t shares = sl__state_shares(sc->memory_bound);
+    ws->budget = (size_t)((double)(shares / 8 / ntasks) / (1.0 + EVICT_KEEP));
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
-    /* a flush writes one memtable (1/32 of the bound, at most 32 MiB:
+    /* a flush writes one memtable (1/32 of the shares, at most 32 MiB:
      * rocks.c); twice that, to be safe */
-    ws->reserve = (uint64_t)(sc->memory_bound / 16 < (64 << 20) ? sc->memory_bound / 16
-                                                                  : (64 << 20));
+    ws->reserve = (uint64_t)(shares / 16 < (64 << 20) ? shares / 16 : (64 << 20));
     char msg[512];
     if (sc->incremental) {
         ws->own = true;
         ws->sc = *sc;
-        ws->wbuf = sc->memory_bound / 16 / ntasks;
+        ws->wbuf = shares / 16 / ntasks;
         static _Atomic unsigned seq;
         snprintf(ws->odir, sizeof ws->odir, "%s/win-%d-%d-%u", sc->dir,
                  op->ctx ? op->ctx->stage : 0, op->ctx ? op->ctx->task : 0,
@@ -319,20 +370,22 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
                  (unsigned long long)r[1]);
         ws->nkgs = op->key_groups > 1 ? (uint32_t)op->key_groups : 1;
         ws->kgs = sl__xcalloc(ws->nkgs, 1);
+        /* merge-aware, as are its checkpoints' opens (adopt, import_open) */
+        ws->blind = can_write_blind(op);
+        ws->merger = merger_new(op);
+        sl__ks_merger m = merger_ref(ws->merger);
         ws->ks = sl__ks_open_own(sc, ws->odir, true, ws->wbuf, op->ttl ? ttl_drop : NULL,
-                                 ws, msg, sizeof msg);
+                                 ws, &m, msg, sizeof msg);
     } else if ((ws->blind = can_write_blind(op))) {
-        /* blind writes on the process's instance only: an incremental
-         * checkpoint's own instance and its restore know no merge operands */
-        ws->merger = sl__xcalloc(1, sizeof *ws->merger);
-        pthread_mutex_init(&ws->merger->mu, NULL);
-        ws->merger->op = op;
-        ws->ks = sl__ks_open_merging(sc, NULL, NULL, merge_group, ws->merger, merger_free,
-                                     msg, sizeof msg);
+        ws->merger = merger_new(op);
+        sl__ks_merger m = merger_ref(ws->merger);
+        ws->ks = sl__ks_open_merging(sc, NULL, NULL, m.fn, m.arg, m.arg_free, msg,
+                                     sizeof msg);
     } else {
         ws->ks = sl__ks_open_filtered(sc, op->ttl ? ttl_drop : NULL, ws, msg, sizeof msg);
     }
     if (!ws->ks) {
+        merger_take(ws->merger);
         free(ws->kgs);
         free(ws);
         return sl__err(errstr, errsz, SL_EIO, "window: %s", msg);
@@ -348,22 +401,20 @@ void sl__ws_close(win_op *op)
     if (!ws) return;
     sl__log(SL__LOG_INFO, "window", "window state on RocksDB",
             "task=%d peak_sst_bytes=%llu cache_writeouts=%llu bytes_written=%llu "
-            "cache_budget=%zu groups_evicted=%llu groups_read_back=%llu cache_hits=%llu "
+            "cache_budget=%zu groups_evicted=%llu groups_read_back=%llu "
+            "groups_written_blind=%llu cache_hits=%llu "
             "peak_table_readers=%llu peak_memtables=%llu peak_block_cache=%llu "
             "peak_pinned=%llu",
             op->ctx ? op->ctx->task : 0, (unsigned long long)ws->peak_disk,
             (unsigned long long)ws->writeouts, (unsigned long long)ws->written, ws->budget,
             (unsigned long long)ws->evicted, (unsigned long long)ws->loads,
-            (unsigned long long)ws->hits, (unsigned long long)ws->peak_readers,
+            (unsigned long long)ws->blind_writes, (unsigned long long)ws->hits,
+            (unsigned long long)ws->peak_readers,
             (unsigned long long)ws->peak_memtables, (unsigned long long)ws->peak_cache,
             (unsigned long long)ws->peak_pinned);
     char msg[64];
     (void)sl__ks_iter_free(ws->fit, msg, sizeof msg); /* a firing cut short */
-    if (ws->merger) { /* RocksDB frees it when it lets go of the operator */
-        pthread_mutex_lock(&ws->merger->mu);
-        ws->merger->op = NULL;
-        pthread_mutex_unlock(&ws->merger->mu);
-    }
+    merger_take(ws->merger); /* RocksDB frees it when it lets go of it too */
     sl__ks_drop(ws->ks);
     free(ws->inh);
     free(ws->adopted);
@@ -382,6 +433,12 @@ uint64_t sl__window_store_keys(const void *st)
 {
     const win_op *op = st;
     return op->ws ? sl__ks_count(op->ws->ks) : 0;
+}
+
+uint64_t sl__window_store_blind_writes(const void *st)
+{
+    const win_op *op = st;
+    return op->ws ? op->ws->blind_writes : 0;
 }
 
 int sl__window_store_compact(const void *st)
@@ -431,6 +488,7 @@ static void batch_add(win_op *op, int64_t end, const uint8_t *key, uint32_t len,
     sl__winstore *ws = op->ws;
     ops_reserve(ws);
     ws->kmerge[ws->nops] = (*grp_mark(op, (uint8_t *)grp) & MARK_PARTIAL) != 0;
+    ws->blind_writes += ws->kmerge[ws->nops];
     uint8_t head[KEY_HEAD];
     int32_t kg = sl__grp_kg(op, grp);
     make_key(head, end, kg, key, 0);
@@ -1157,12 +1215,14 @@ static int64_t ref_start(const ws_ref *ref, uint32_t i)
 struct sl__ws_import {
     char rdb[4400], tmp[4500];
     sl__ks *ks;
+    ws_merger *merger; /* the checkpoint may hold merge operands */
 };
 
 void sl__ws_close_import(win_op *op)
 {
     struct sl__ws_import *im = op->imp;
     if (!im) return;
+    merger_take(im->merger);
     sl__ks_drop(im->ks);
     sl__rmtree(im->tmp);
     free(im);
@@ -1187,8 +1247,12 @@ static int import_open(win_op *op, const ws_ref *ref, char *msg, size_t msz)
              atomic_fetch_add(&seq, 1));
     sl__rmtree(im->tmp);
     int rc = sl__ck_incr_rebuild(ref->rdb, ref->crc, im->tmp, NULL, NULL, msg, msz);
-    if (rc == 0 && !(im->ks = sl__ks_open_ro(im->tmp, msg, msz))) rc = SL_EIO;
+    im->merger = merger_new(op); /* op, not op->ws: the memory backend reads too */
+    sl__ks_merger m = merger_ref(im->merger);
+    if (rc == 0 && !(im->ks = sl__ks_open_ro(im->tmp, &m, msg, msz))) rc = SL_EIO;
+    else if (rc && m.arg_free) m.arg_free(m.arg);
     if (rc) {
+        merger_take(im->merger);
         sl__rmtree(im->tmp);
         free(im);
         return rc;
@@ -1253,9 +1317,11 @@ static int adopt(win_op *op, const ws_ref *ref, char *msg, size_t msz)
     size_t ninh = 0;
     sl__ks *ks = NULL;
     int rc = sl__ck_incr_rebuild(ref->rdb, ref->crc, dir, &inh, &ninh, msg, msz);
+    sl__ks_merger m = merger_ref(ws->merger);
     if (rc == 0 && !(ks = sl__ks_open_own(&ws->sc, dir, false, ws->wbuf,
-                                          op->ttl ? ttl_drop : NULL, ws, msg, msz)))
+                                          op->ttl ? ttl_drop : NULL, ws, &m, msg, msz)))
         rc = SL_EIO;
+    else if (rc && m.arg_free) m.arg_free(m.arg);
     if (rc) {
         free(inh);
         sl__rmtree(dir);

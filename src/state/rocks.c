@@ -2,7 +2,10 @@
  * instance per process under state.rocksdb.dir, one column family per
  * state (a lookup table today), all sharing one LRU block cache and one
  * total write-buffer size (db_write_buffer_size) so that the memory RocksDB
- * uses stays under state.memory.bound however large the state grows:
+ * uses stays under state.memory.bound however large the state grows. The
+ * shares below are of the bound less SL__STATE_RESERVE (4 MiB, at most half
+ * the bound: sl__state_shares), what the process needs beyond them
+ * whatever the bound (blocks in flight, iterators, glibc's slack):
  *
  *   row caches          1/4 of the bound: hot lookup-table rows in front
  *                       of RocksDB, per task (rowcache.c, tabledisk.c)
@@ -110,10 +113,15 @@ static void sweep_own_dirs(const char *dir)
     closedir(d);
 }
 
+int64_t sl__state_shares(int64_t bound)
+{
+    return bound - SL__STATE_RESERVE > bound / 2 ? bound - SL__STATE_RESERVE : bound / 2;
+}
+
 /* Opens the process's instance; g.mu held. */
 static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
 {
-    int64_t b = sc->memory_bound;
+    int64_t b = sl__state_shares(sc->memory_bound);
 #ifdef M_ARENA_MAX
     if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
 #endif
@@ -186,7 +194,7 @@ static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
     rocksdb_writeoptions_disable_WAL(g.wo, 1);
     g.ro = rocksdb_readoptions_create();
     snprintf(g.dir, sizeof g.dir, "%s", sc->dir);
-    g.bound = b;
+    g.bound = sc->memory_bound;
     return 0;
 }
 
@@ -430,7 +438,9 @@ uint64_t sl__ks_disk_bytes(sl__ks *ks)
 
 uint64_t sl__ks_property(sl__ks *ks, const char *name)
 {
-    char *v = ks ? rocksdb_property_value_cf(g.db, ks->cf, name)
+    /* ks->db: a window task's own instance is not g.db, and its column
+     * family handle read through g.db raced with its flushes (a crash) */
+    char *v = ks ? rocksdb_property_value_cf(ks->db, ks->cf, name)
                  : rocksdb_property_value(g.db, name);
     uint64_t n = v ? strtoull(v, NULL, 10) : 0;
     free(v);
@@ -453,7 +463,7 @@ void sl__ks_trim(void)
 int64_t sl__ks_row_cache_bytes(void)
 {
     pthread_mutex_lock(&g.mu);
-    int64_t b = g.refs > 0 ? g.bound / 4 : 0;
+    int64_t b = g.refs > 0 ? sl__state_shares(g.bound) / 4 : 0;
     pthread_mutex_unlock(&g.mu);
     return b;
 }
@@ -630,6 +640,22 @@ static const char *merge_name(void *state)
     return "sluice.window";
 }
 
+/* A merge operator calling m (NULL, or m->fn NULL: none); it owns m->arg
+ * from here on, freeing it with m->arg_free when RocksDB destroys it. */
+static rocksdb_mergeoperator_t *merge_op_new(const sl__ks_merger *m)
+{
+    if (!m || !m->fn) {
+        if (m && m->arg_free) m->arg_free(m->arg);
+        return NULL;
+    }
+    ks_merge *km = sl__xcalloc(1, sizeof *km);
+    km->fn = m->fn;
+    km->arg = m->arg;
+    km->arg_free = m->arg_free;
+    return rocksdb_mergeoperator_create(km, merge_destroy, merge_full, merge_partial,
+                                        merge_value_free, merge_name);
+}
+
 sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
                             bool (*drop)(void *arg, const char *k, size_t kl,
                                          const char *v, size_t vl),
@@ -643,12 +669,8 @@ sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
         f->arg = arg;
         f->f = rocksdb_compactionfilter_create(f, filter_noop, filter_fn, filter_name);
     }
-    ks_merge *m = sl__xcalloc(1, sizeof *m);
-    m->fn = merge;
-    m->arg = marg;
-    m->arg_free = marg_free;
-    f->mo = rocksdb_mergeoperator_create(m, merge_destroy, merge_full, merge_partial,
-                                         merge_value_free, merge_name);
+    sl__ks_merger m = {.fn = merge, .arg = marg, .arg_free = marg_free};
+    f->mo = merge_op_new(&m);
     return ks_open(sc, false, f, errstr, errstr_size); /* owns f */
 }
 
@@ -740,15 +762,20 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
                         int64_t wbuf,
                         bool (*drop)(void *arg, const char *k, size_t kl,
                                      const char *v, size_t vl),
-                        void *arg, char *errstr, size_t errstr_size)
+                        void *arg, const sl__ks_merger *merge, char *errstr,
+                        size_t errstr_size)
 {
-    if (g_enter(sc, errstr, errstr_size)) return NULL;
+    rocksdb_mergeoperator_t *mo = merge_op_new(merge);
+    if (g_enter(sc, errstr, errstr_size)) {
+        if (mo) rocksdb_mergeoperator_destroy(mo);
+        return NULL;
+    }
     g.refs++;
     pthread_mutex_unlock(&g.mu);
     struct ks_own *own = sl__xcalloc(1, sizeof *own);
     snprintf(own->dir, sizeof own->dir, "%s", dir);
     own->opts = rocksdb_options_create_copy(g.opts); /* g.cache, g.bbto */
-    if (wbuf < (1 << 20)) wbuf = 1 << 20;
+    if (wbuf < (256 << 10)) wbuf = 256 << 10;
     rocksdb_options_set_db_write_buffer_size(own->opts, (size_t)wbuf);
     rocksdb_options_set_write_buffer_size(own->opts, (size_t)(wbuf / 2));
     rocksdb_options_set_max_background_jobs(own->opts, 1);
@@ -760,6 +787,9 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
                                                       filter_name);
         rocksdb_options_set_compaction_filter(own->opts, own->flt->f);
     }
+    /* merge operands (blind writes) in the instance, or in the checkpoint
+     * it opens: the options own the operator from here on */
+    if (mo) rocksdb_options_set_merge_operator(own->opts, mo);
     if (fresh) sl__rmtree(dir); /* what a killed run left */
     /* an existing instance (a checkpoint's files) must be there whole */
     rocksdb_options_set_create_if_missing(own->opts, fresh);
@@ -790,13 +820,16 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
     return ks;
 }
 
-sl__ks *sl__ks_open_ro(const char *dir, char *errstr, size_t errstr_size)
+sl__ks *sl__ks_open_ro(const char *dir, const sl__ks_merger *merge, char *errstr,
+                       size_t errstr_size)
 {
     struct ks_own *own = sl__xcalloc(1, sizeof *own);
     own->ro = own->keep = true;
     snprintf(own->dir, sizeof own->dir, "%s", dir);
     own->opts = rocksdb_options_create();
     rocksdb_options_set_info_log_level(own->opts, 3);
+    rocksdb_mergeoperator_t *mo = merge_op_new(merge);
+    if (mo) rocksdb_options_set_merge_operator(own->opts, mo); /* owned by opts */
     char *err = NULL;
     const char *names[1] = {"default"};
     const rocksdb_options_t *cfo[1] = {own->opts};

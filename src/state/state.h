@@ -215,6 +215,14 @@ int sl__table_fetch_cached(const sl_table *t, sl__rowcache *c,
  * batched multi-get of keys sorted in key order: fn(arg, i, value, vlen)
  * for every key i found, value borrowed for the call only. */
 int64_t sl__ks_row_cache_bytes(void);
+/* The part of a state.memory.bound that is split into shares (block
+ * cache, row caches, write buffers, window caches): the bound less
+ * SL__STATE_RESERVE, what the process needs beyond the shares whatever
+ * the bound (blocks in flight in reads and compactions, iterators, write
+ * batches, and glibc's slack from RocksDB's churn: measured, see
+ * docs/state.md "Memory tuning"). */
+#define SL__STATE_RESERVE ((int64_t)4 << 20)
+int64_t sl__state_shares(int64_t bound);
 int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
                             const size_t *klen,
                             void (*fn)(void *arg, size_t i, const char *v,
@@ -240,6 +248,14 @@ typedef int (*sl__ks_merge_fn)(void *arg, const char *base, size_t blen,
  * with .merge are folded into the key's value by merge when it is read
  * or compacted. marg_free(marg) runs when RocksDB lets go of the operator
  * (it may outlive sl__ks_drop: marg must stay safe to call until then). */
+/* A merge operator for an instance of its own (sl__ks_open_own,
+ * sl__ks_open_ro): fn(arg, ...) as above; arg_free(arg), when not NULL,
+ * runs when RocksDB lets go of the operator, or when the open fails. */
+typedef struct {
+    sl__ks_merge_fn fn;
+    void *arg;
+    void (*arg_free)(void *arg);
+} sl__ks_merger;
 sl__ks *sl__ks_open_merging(const sl__state_conf *sc,
                             bool (*drop)(void *arg, const char *k, size_t kl,
                                          const char *v, size_t vl),
@@ -275,16 +291,20 @@ uint64_t sl__ks_count(sl__ks *ks);
 /* ---- a state in a RocksDB instance of its own (incremental checkpoints) -- */
 /* Opens (creating) the instance in dir, emptied first when fresh; it shares
  * the process instance's block cache and options (and holds a reference on
- * it), with wbuf bytes of write buffers; drop as sl__ks_open_filtered.
+ * it), with wbuf bytes of write buffers; drop as sl__ks_open_filtered;
+ * merge (or NULL) as sl__ks_open_merging, taken over even on failure.
  * sl__ks_drop closes it and removes dir unless sl__ks_keep_files. */
 sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
                         int64_t wbuf,
                         bool (*drop)(void *arg, const char *k, size_t kl,
                                      const char *v, size_t vl),
-                        void *arg, char *errstr, size_t errstr_size);
+                        void *arg, const sl__ks_merger *merge, char *errstr,
+                        size_t errstr_size);
 /* Opens a RocksDB checkpoint's files in dir read-only (its default column
- * family); sl__ks_drop closes it and leaves the files. */
-sl__ks *sl__ks_open_ro(const char *dir, char *errstr, size_t errstr_size);
+ * family), with merge (or NULL) to fold the merge operands they hold;
+ * sl__ks_drop closes it and leaves the files. */
+sl__ks *sl__ks_open_ro(const char *dir, const sl__ks_merger *merge, char *errstr,
+                       size_t errstr_size);
 void sl__ks_keep_files(sl__ks *ks);
 /* A RocksDB checkpoint of an own instance into dir (which must not exist,
  * on the same file system for hard links): memtables flushed, SST files

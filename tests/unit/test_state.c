@@ -468,7 +468,7 @@ static void test_cache_fresh_and_bounded(void **state)
     /* the budget: a table whose rows would need more than what is left
      * gets the rest, no more; a table after it gets nothing */
     int64_t total = sl__ks_row_cache_bytes();
-    assert_int_equal(total, sc.memory_bound / 4);
+    assert_int_equal(total, sl__state_shares(sc.memory_bound) / 4);
     sl_schema *ws = table_schema(SL_INT64);
     sl_table *big = sl__table_new_on(ws, 0, &sc, err, sizeof err);
     sl_table *late = sl__table_new_on(ws, 0, &sc, err, sizeof err);
