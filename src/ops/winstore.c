@@ -343,7 +343,7 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
      * eviction rebuilds the map (EVICT_KEEP of the budget) beside the old
      * one, so the budget is the share less that: the peak fits the share */
     int64_t shares = sl__state_shares(sc->memory_bound);
-    ws->budget = (size_t)((double)(shares / 8 / ntasks) / (1.0 + EVICT_KEEP));
+    ws->budget = (size_t)((double)shares / 8.0 / ntasks / (1.0 + EVICT_KEEP));
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
@@ -1247,10 +1247,11 @@ static int import_open(win_op *op, const ws_ref *ref, char *msg, size_t msz)
              atomic_fetch_add(&seq, 1));
     sl__rmtree(im->tmp);
     int rc = sl__ck_incr_rebuild(ref->rdb, ref->crc, im->tmp, NULL, NULL, msg, msz);
-    im->merger = merger_new(op); /* op, not op->ws: the memory backend reads too */
-    sl__ks_merger m = merger_ref(im->merger);
-    if (rc == 0 && !(im->ks = sl__ks_open_ro(im->tmp, &m, msg, msz))) rc = SL_EIO;
-    else if (rc && m.arg_free) m.arg_free(m.arg);
+    if (rc == 0) {
+        im->merger = merger_new(op); /* op, not op->ws: the memory backend reads too */
+        sl__ks_merger m = merger_ref(im->merger); /* the open takes it, failed or not */
+        if (!(im->ks = sl__ks_open_ro(im->tmp, &m, msg, msz))) rc = SL_EIO;
+    }
     if (rc) {
         merger_take(im->merger);
         sl__rmtree(im->tmp);
