@@ -105,7 +105,10 @@ int sl__canary_sweep(sl__canaries *c, uint64_t now)
     int missing = 0;
     for (unsigned slot = 1; slot <= 255; slot++) {
         uint64_t inj = atomic_load(&c->s[slot].inject_ns);
-        if (!inj || atomic_load(&c->s[slot].seen_ns) || now - inj < c->timeout_ns) continue;
+        /* inj > now: injected after the caller read its clock (a source
+         * thread races the sweep); it is not late, and now - inj would wrap */
+        if (!inj || atomic_load(&c->s[slot].seen_ns) || inj > now || now - inj < c->timeout_ns)
+            continue;
         if (!atomic_compare_exchange_strong(&c->s[slot].inject_ns, &inj, 0)) continue;
         atomic_fetch_add(&c->missing, 1);
         sl__log(SL__LOG_WARN, "canary", "canary missing: not seen at the sink in time",
