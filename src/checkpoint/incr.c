@@ -115,6 +115,26 @@ static const char *inherited(const sl__ck_inherit *inh, size_t n, const char *na
     return NULL;
 }
 
+/* Writes text as rdb/FILES, durably (file and directory synced); *crc is the
+ * CRC of text, which the manifest records. */
+static int write_files(const char *rdb, const char *text, size_t tlen, uint32_t *crc,
+                       char *err, size_t errsz)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/FILES", rdb);
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(text, 1, tlen, f) == tlen && fflush(f) == 0 &&
+              fsync(fileno(f)) == 0;
+    int e = errno;
+    if (f && fclose(f) != 0) ok = false;
+    if (ok && fsync_path(rdb) != 0) ok = false;
+    *crc = (uint32_t)crc32(0, (const Bytef *)text, (uInt)tlen);
+    if (!ok)
+        return sl__err(err, errsz, SL_EIO, "checkpoint: cannot write %s: %s", path,
+                       strerror(e ? e : EIO));
+    return 0;
+}
+
 int sl__ck_incr_put(const char *cut, const char *root, const char *rdb, const char *id,
                     const sl__ck_inherit *inh, size_t ninh, uint64_t *new_bytes,
                     uint64_t *total_bytes, uint32_t *files_crc, char *err, size_t errsz)
@@ -179,18 +199,7 @@ int sl__ck_incr_put(const char *cut, const char *root, const char *rdb, const ch
     if (rc == 0 && any_new_sst && fsync_path(shared) != 0)
         rc = sl__err(err, errsz, SL_EIO, "checkpoint: cannot sync %s: %s", shared,
                      strerror(errno));
-    if (rc == 0) {
-        snprintf(dst, sizeof dst, "%s/FILES", rdb);
-        FILE *f = fopen(dst, "wb");
-        bool ok = f && fwrite(text, 1, tlen, f) == tlen && fflush(f) == 0 &&
-                  fsync(fileno(f)) == 0;
-        int e2 = errno;
-        if (f && fclose(f) != 0) ok = false;
-        if (!ok || fsync_path(rdb) != 0)
-            rc = sl__err(err, errsz, SL_EIO, "checkpoint: cannot write %s: %s", dst,
-                         strerror(e2 ? e2 : EIO));
-        *files_crc = (uint32_t)crc32(0, (const Bytef *)text, (uInt)tlen);
-    }
+    if (rc == 0) rc = write_files(rdb, text, tlen, files_crc, err, errsz);
     free(text);
     return rc;
 }
@@ -422,18 +431,7 @@ int sl__ck_shared_list(const char *rdb, const sl__ck_shared *f, size_t n, uint32
         fprintf(mem, "sst %s %s %" PRIu64 " %d\n", f[i].name, f[i].name, f[i].size,
                 f[i].fresh ? 1 : 0);
     fclose(mem);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/FILES", rdb);
-    FILE *out = fopen(path, "wb");
-    bool ok = out && fwrite(text, 1, tlen, out) == tlen && fflush(out) == 0 &&
-              fsync(fileno(out)) == 0;
-    int e = errno;
-    if (out && fclose(out) != 0) ok = false;
-    if (ok && fsync_path(rdb) != 0) ok = false;
-    *crc = (uint32_t)crc32(0, (const Bytef *)text, (uInt)tlen);
+    int rc = write_files(rdb, text, tlen, crc, err, errsz);
     free(text);
-    if (!ok)
-        return sl__err(err, errsz, SL_EIO, "checkpoint: cannot write %s: %s", path,
-                       strerror(e ? e : EIO));
-    return 0;
+    return rc;
 }
