@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,6 +355,50 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Shared files written outside a checkpoint (a chain's compaction in
+ * winchg.c): names retention leaves alone, with or without ".tmp". */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **held;
+static size_t nheld, capheld;
+
+void sl__ck_shared_hold(const char *name)
+{
+    pthread_mutex_lock(&held_lock);
+    if (nheld == capheld)
+        held = sl__xrealloc(held, (capheld = capheld ? 2 * capheld : 8) * sizeof *held);
+    held[nheld++] = sl__xstrdup(name);
+    pthread_mutex_unlock(&held_lock);
+}
+
+void sl__ck_shared_release(const char *name)
+{
+    pthread_mutex_lock(&held_lock);
+    for (size_t i = 0; i < nheld; i++)
+        if (strcmp(held[i], name) == 0) {
+            free(held[i]);
+            held[i] = held[--nheld];
+            break;
+        }
+    if (nheld == 0) { /* nothing left: no leak at exit */
+        free(held);
+        held = NULL;
+        capheld = 0;
+    }
+    pthread_mutex_unlock(&held_lock);
+}
+
+static bool is_held(const char *name)
+{
+    size_t n = strlen(name);
+    if (n > 4 && strcmp(name + n - 4, ".tmp") == 0) n -= 4;
+    bool yes = false;
+    pthread_mutex_lock(&held_lock);
+    for (size_t i = 0; i < nheld && !yes; i++)
+        yes = strlen(held[i]) == n && strncmp(held[i], name, n) == 0;
+    pthread_mutex_unlock(&held_lock);
+    return yes;
+}
+
 int sl__ck_incr_gc(const char *root)
 {
     char shared[4200];
@@ -380,6 +425,7 @@ int sl__ck_incr_gc(const char *root)
         if (e->d_name[0] == '.') continue;
         const char *key = e->d_name;
         if (s.n && bsearch(&key, s.names, s.n, sizeof *s.names, str_cmp)) continue;
+        if (is_held(e->d_name)) continue;
         char p[4400];
         snprintf(p, sizeof p, "%s/%s", shared, e->d_name);
         if (unlink(p) == 0) removed++;

@@ -123,5 +123,10 @@ typedef struct {
 int sl__ck_shared_publish(const char *root, const char *name, char *err, size_t errsz);
 int sl__ck_shared_list(const char *rdb, const sl__ck_shared *f, size_t n, uint32_t *crc,
                        char *err, size_t errsz);
+/* A shared file written outside a checkpoint (a chain's compaction) is
+ * held from sl__ck_incr_gc, as <name> and <name>.tmp, until released: once
+ * a checkpoint lists it, or after it is deleted. Process-wide. */
+void sl__ck_shared_hold(const char *name);
+void sl__ck_shared_release(const char *name);
 
 #endif

@@ -60,6 +60,12 @@
  *    so other parallelism and the RocksDB backend work as with full
  *    snapshots.
  *
+ * 5. A compaction (compact_main, a thread of its own) reads only files that
+ *    were complete when it started and writes one new file under a name no
+ *    other file has (seq), held from retention until a checkpoint lists it
+ *    or it is deleted; the chain takes it on only in the writer (compact_adopt)
+ *    and only if the chain still begins with the file it began with.
+ *
  * Not done here: other operators' state and aggregates whose states own
  * other heap memory (strings, HyperLogLog, sketches) stay full snapshots;
  * savepoints are always full and self-contained (winsnap.c).
@@ -67,13 +73,16 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,6 +100,7 @@
 #define DELTA_MAGIC 0x44574c53u /* "SLWD" */
 #define LOG_MAX ((size_t)4 << 20) /* log entries between checkpoints (64 MiB) */
 #define CHAIN_MAX 100             /* deltas after a full materialisation */
+#define COMPACT_NICE 10           /* the compaction thread's nice value */
 #ifndef MATERIALISE_RATIO
 #define MATERIALISE_RATIO 1 /* a full one once the deltas reach its size times this */
 #endif
@@ -113,6 +123,7 @@ struct sl__winchg {
     char id[40];
     struct delta *inflight;
     struct delta *spare; /* the last delta, reaped: reused */
+    struct compaction *comp; /* task only: the chain's compaction, running */
 };
 
 /* What the task hands to the writer, common to both kinds. */
@@ -143,6 +154,7 @@ typedef struct delta {
     target t;
     const win_op *op; /* aggs, naggs, state_size, ts_off: fixed after open */
     bool logged[64];  /* per aggregate: values come from the log */
+    struct compaction *adopt; /* a finished compaction the chain takes on */
     uint32_t ng, nd;
     dgrp *g;
     uint8_t *keys, *states;
@@ -231,11 +243,15 @@ void sl__winchg_reap(win_op *op)
     c->inflight = NULL;
 }
 
+static void compact_cancel(struct compaction *k);
+
 void sl__winchg_free(win_op *op)
 {
     sl__winchg *c = op->chg;
     if (!c) return;
     sl__winchg_reap(op);
+    compact_cancel(c->comp); /* closing: not needed any more */
+    c->comp = NULL;
     for (size_t a = 0; a < op->naggs; a++) op->aggs[a].log = NULL;
     free(c->log.e);
     delta_free(c->spare);
@@ -264,11 +280,21 @@ static void target_init(target *t, win_op *op, const sl__snap_deferred *d)
     t->wm = op->wm;
 }
 
-static bool want_full(const win_op *op)
+/* A full materialisation the task takes at the barrier (winsnap.c's
+ * copy-on-write): no chain yet, one that no delta can continue, or one a
+ * compaction did not shorten in time. */
+static bool need_full(const win_op *op)
 {
     const sl__winchg *c = op->chg;
     return !c->active || c->nfiles == 0 || c->broken || op->chg_force || c->log.over ||
-           c->nfiles > CHAIN_MAX || c->delta_bytes >= MATERIALISE_RATIO * c->full_bytes;
+           c->nfiles > CHAIN_MAX;
+}
+
+/* The chain has grown enough to be folded into a new full materialisation,
+ * which a compaction does from the files, off the task. */
+static bool want_compact(const sl__winchg *c)
+{
+    return c->nfiles >= CHAIN_MAX / 2 || c->delta_bytes >= MATERIALISE_RATIO * c->full_bytes;
 }
 
 /* The log starts (or restarts) empty with the chain; the caller clears
@@ -292,13 +318,17 @@ static void start_chain(win_op *op)
 }
 
 static int delta_write(void *ud, sl__snap_writer *w);
+static struct compaction *compact_settle(win_op *op, bool full);
+static void compact_start(win_op *op, const sl__snap_deferred *dd);
 
 int sl__winchg_begin(win_op *op, sl__snap_deferred *dd, struct sl__winchg_full **full)
 {
     sl__winchg *c = op->chg;
     *full = NULL;
     if (!dd->ck_dir || !dd->ck_root || !*dd->ck_root) return SL__SNAP_SYNC; /* savepoint */
-    if (want_full(op)) {
+    bool cow = need_full(op);
+    struct compaction *adopt = compact_settle(op, cow);
+    if (cow) {
         struct sl__winchg_full *f = sl__xcalloc(1, sizeof *f);
         target_init(&f->t, op, dd);
         start_chain(op);
@@ -308,6 +338,7 @@ int sl__winchg_begin(win_op *op, sl__snap_deferred *dd, struct sl__winchg_full *
     delta *d = c->spare ? c->spare : sl__xcalloc(1, sizeof *d);
     c->spare = NULL;
     d->ng = d->nopen = d->nkgs = 0;
+    d->adopt = adopt;
     target_init(&d->t, op, dd);
     d->op = op;
     for (size_t a = 0; a < op->naggs; a++) d->logged[a] = op->aggs[a].log != NULL;
@@ -372,6 +403,8 @@ int sl__winchg_begin(win_op *op, sl__snap_deferred *dd, struct sl__winchg_full *
     op->chg_nd = 0;
     sl__win_snap_operator_bytes(op, &d->opsec);
     atomic_init(&d->finished, 0);
+    /* the chain as it stands (before this delta): a compaction's input */
+    if (!c->comp && !adopt && want_compact(c)) compact_start(op, dd);
     c->inflight = d;
     dd->write = delta_write;
     dd->ud = d;
@@ -429,7 +462,7 @@ static int shared_close(const target *t, sl__snapfile *f, const char *name, cfil
 
 /* The reference sections for kgs[0..n), the operator section, FILES. */
 static int put_refs(const target *t, sl__snap_writer *w, const int32_t *kgs, uint32_t n,
-                    const sl__buf *opsec, char *err, size_t errsz)
+                    const sl__buf *opsec, bool adopted, char *err, size_t errsz)
 {
     const sl__winchg *c = t->c;
     sl__buf b = {0};
@@ -455,7 +488,7 @@ static int put_refs(const target *t, sl__snap_writer *w, const int32_t *kgs, uin
         for (size_t k = 0; k < c->nfiles; k++) {
             snprintf(l[k].name, sizeof l[k].name, "%s", c->files[k].name);
             l[k].size = c->files[k].size;
-            l[k].fresh = k + 1 == c->nfiles;
+            l[k].fresh = k + 1 == c->nfiles || (adopted && k == 0);
         }
         uint32_t crc;
         rc = sl__ck_shared_list(t->rdb, l, c->nfiles, &crc, err, errsz);
@@ -494,7 +527,7 @@ int sl__winchg_write_full(struct sl__winchg_full *f, sl__snap_writer *w,
         chain_push(c, &cf);
         c->full_bytes = cf.size;
         c->delta_bytes = 0;
-        rc = put_refs(t, w, fw.kgs, fw.nkgs, opsec, err, sizeof err);
+        rc = put_refs(t, w, fw.kgs, fw.nkgs, opsec, false, err, sizeof err);
     }
     if (rc == 0) c->broken = false;
     else
@@ -603,6 +636,11 @@ static int delta_sections(delta *d, sl__snapfile *f)
     return rc;
 }
 
+struct compaction;
+static void compact_adopt(sl__winchg *c, struct compaction *k);
+static void compact_discard(struct compaction *k);
+static void compact_free(struct compaction *k);
+
 static int delta_write(void *ud, sl__snap_writer *w)
 {
     delta *d = ud;
@@ -611,8 +649,11 @@ static int delta_write(void *ud, sl__snap_writer *w)
     char name[160], err[1024] = "";
     if (!w) {
         c->broken = true; /* abandoned: the next checkpoint is a full one */
+        compact_discard(d->adopt);
+        d->adopt = NULL;
         goto out;
     }
+    if (d->adopt) compact_adopt(c, d->adopt);
     uint64_t t0 = sl__clock();
     snprintf(name, sizeof name, "%s-%" PRIu64 ".wd", c->id, ++c->seq);
     sl__snapfile *f = shared_create(&d->t, name, err, sizeof err);
@@ -623,7 +664,12 @@ static int delta_write(void *ud, sl__snap_writer *w)
     if (rc == 0) {
         chain_push(c, &cf);
         c->delta_bytes += cf.size;
-        rc = put_refs(&d->t, w, d->kgs, d->nkgs, &d->opsec, err, sizeof err);
+        rc = put_refs(&d->t, w, d->kgs, d->nkgs, &d->opsec, d->adopt != NULL, err,
+                      sizeof err);
+    }
+    if (d->adopt) { /* listed now (or, on failure, collected as an orphan) */
+        compact_free(d->adopt);
+        d->adopt = NULL;
     }
     if (rc) {
         c->broken = true;
@@ -843,6 +889,179 @@ static int apply_groups(win_op *s, int32_t kg, const isec *sec)
         if (s->ts_off) sl__grp_set_ts(s, g, sl__rbuf_i64(&r));
     }
     return r.err || r.off != r.len ? SL_ECORRUPT : 0;
+}
+
+/* ---- compaction (its own thread) ---------------------------------------------- */
+/* A chain that has grown is folded into a new full materialisation by a
+ * thread of its own, off the task, as Flink's changelog backend
+ * materialises in the background: the chain's files as they stood at a
+ * barrier are read back one at a time and applied to a scratch instance as
+ * a restore applies them (sl__winchg_restore), and the scratch's
+ * synchronous snapshot (the state at that barrier) is written as <name>,
+ * held from retention (sl__ck_shared_hold) until a checkpoint lists it.
+ * At a later barrier the task hands a finished one to the writer
+ * (compact_settle, d->adopt), which makes the chain that file plus the
+ * deltas written since (compact_adopt). The task copies no group for it:
+ * copy-on-write (winsnap.c) of a real-time window's state, whose groups
+ * are all hot, meant a burst of copies right after the barrier, the tail of
+ * the pipeline latency. While it runs only `done` and `cancel` are shared;
+ * the rest is the thread's until `done`, then the task's and the writer's. */
+typedef struct compaction {
+    pthread_t th;
+    target t;
+    win_op *s; /* the scratch instance, made by the task */
+    cfile *files;
+    size_t n;
+    char name[160];
+    cfile out;
+    bool published;
+    int rc;
+    uint64_t ns;
+    atomic_int done, cancel;
+} compaction;
+
+static void *compact_main(void *arg)
+{
+    compaction *k = arg;
+    /* below the pipeline's threads: nobody waits for it (the task takes it
+     * on whenever it is done), so it only takes CPU they leave; Linux sets
+     * a thread's nice value through its thread id */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), COMPACT_NICE);
+    uint64_t t0 = sl__clock();
+    char err[1024] = "";
+    win_op *s = k->s;
+    int rc = 0;
+    for (size_t i = 0; i < k->n && rc == 0; i++) {
+        if (atomic_load(&k->cancel)) {
+            rc = SL_ECANCELED;
+            break;
+        }
+        char path[PATH_MAX + 200];
+        snprintf(path, sizeof path, "%s/shared/%s", k->t.root, k->files[i].name);
+        ifile *f;
+        if ((rc = load(s, path, k->files[i].size, &f))) break;
+        if (i > 0) {
+            const isec *open = find_sec(f, -1);
+            rc = open ? apply_open(s, open) : SL_ECORRUPT;
+        }
+        for (size_t j = 0; j < f->n && rc == 0; j++) {
+            const isec *sec = &f->s[j];
+            if (sec->kg < 0) continue;
+            rc = i == 0 ? sl__window_vt.restore(s, sec->kg, sec->data, sec->len)
+                        : apply_groups(s, sec->kg, sec);
+        }
+        sl__winchg_imp_free(s); /* one file in memory at a time */
+    }
+    if (rc == 0 && sl__fault("compact")) rc = SL_EIO; /* test hook: a failed compaction */
+    fwd_writer fw = {.w = {.put = fwd_put}, .id = k->t.op_id};
+    if (rc == 0 && !(fw.f = shared_create(&k->t, k->name, err, sizeof err))) rc = SL_EIO;
+    if (rc == 0) rc = sl__window_vt.snapshot(s, &fw.w);
+    sl__crash_point("materialise-write");
+    if (rc && fw.f) sl__snapfile_abort(fw.f);
+    else if (rc == 0) rc = shared_close(&k->t, fw.f, k->name, &k->out, err, sizeof err);
+    k->published = rc == 0;
+    free(fw.kgs);
+    sl__winchg_imp_free(s);
+    scratch_free(s);
+    k->s = NULL;
+    k->rc = rc;
+    k->ns = sl__clock() - t0;
+    if (rc == 0)
+        sl__log(SL__LOG_INFO, "window", "chain compacted into a full materialisation",
+                "task=%d files=%zu bytes=%" PRIu64 " ms=%.1f", k->t.task, k->n, k->out.size,
+                (double)k->ns / 1e6);
+    else if (rc != SL_ECANCELED)
+        sl__log(SL__LOG_WARN, "window", "compacting the chain failed; it goes on as it is",
+                "task=%d error=\"%s\"", k->t.task, err[0] ? err : sl_strerror(rc));
+    atomic_store_explicit(&k->done, 1, memory_order_release);
+    return NULL;
+}
+
+static void compact_free(compaction *k)
+{
+    if (!k) return;
+    sl__ck_shared_release(k->name);
+    if (k->s) {
+        sl__winchg_imp_free(k->s);
+        scratch_free(k->s);
+    }
+    free(k->files);
+    free(k);
+}
+
+/* A compaction not taken on: its file deleted, its name released. */
+static void compact_discard(compaction *k)
+{
+    if (!k) return;
+    if (k->published) {
+        char path[PATH_MAX + 200];
+        snprintf(path, sizeof path, "%s/shared/%s", k->t.root, k->name);
+        unlink(path);
+    }
+    compact_free(k);
+}
+
+/* Task, at close: stops a running compaction and deletes what it wrote. */
+static void compact_cancel(compaction *k)
+{
+    if (!k) return;
+    atomic_store(&k->cancel, 1);
+    pthread_join(k->th, NULL);
+    compact_discard(k);
+}
+
+/* Task, at a barrier with no checkpoint in flight (the chain is the
+ * task's): starts folding the chain as it stands. */
+static void compact_start(win_op *op, const sl__snap_deferred *dd)
+{
+    sl__winchg *c = op->chg;
+    compaction *k = sl__xcalloc(1, sizeof *k);
+    target_init(&k->t, op, dd);
+    k->n = c->nfiles;
+    k->files = sl__xmalloc(k->n * sizeof *k->files);
+    memcpy(k->files, c->files, k->n * sizeof *k->files);
+    snprintf(k->name, sizeof k->name, "%s-%" PRIu64 ".wf", c->id, ++c->seq);
+    sl__ck_shared_hold(k->name);
+    k->s = scratch_new(op);
+    atomic_init(&k->done, 0);
+    atomic_init(&k->cancel, 0);
+    if (pthread_create(&k->th, NULL, compact_main, k) != 0) {
+        compact_free(k); /* no thread: the chain goes on, tried again next time */
+        return;
+    }
+    c->comp = k;
+}
+
+/* Task, at a barrier after reaping: a finished compaction to take on, or
+ * NULL. One the chain has moved away from (a full materialisation since,
+ * or `full` now) is discarded; a running one is cancelled if `full`. */
+static compaction *compact_settle(win_op *op, bool full)
+{
+    sl__winchg *c = op->chg;
+    compaction *k = c->comp;
+    if (!k) return NULL;
+    if (full) atomic_store(&k->cancel, 1);
+    if (!atomic_load_explicit(&k->done, memory_order_acquire)) return NULL;
+    pthread_join(k->th, NULL);
+    c->comp = NULL;
+    if (k->rc == 0 && !atomic_load(&k->cancel) && c->nfiles >= k->n &&
+        strcmp(c->files[0].name, k->files[0].name) == 0)
+        return k;
+    compact_discard(k);
+    return NULL;
+}
+
+/* Writer: the chain becomes the compaction's file plus the deltas after
+ * the files it folded. */
+static void compact_adopt(sl__winchg *c, compaction *k)
+{
+    size_t rest = c->nfiles - k->n;
+    memmove(c->files + 1, c->files + k->n, rest * sizeof *c->files);
+    c->files[0] = k->out;
+    c->nfiles = rest + 1;
+    c->full_bytes = k->out.size;
+    c->delta_bytes = 0;
+    for (size_t i = 1; i < c->nfiles; i++) c->delta_bytes += c->files[i].size;
 }
 
 typedef struct {

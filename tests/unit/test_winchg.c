@@ -21,6 +21,7 @@
 #include "core/snap.h"
 #include "core/store.h"
 #include "ops/agg.h"
+#include "ops/window_int.h"
 
 sl__snap_writer *sl__snap_writer_mem(void);
 int sl__snap_writer_mem_next(sl__snap_writer *w, size_t *i, int32_t *kg,
@@ -256,6 +257,17 @@ static int count_shared(const char *suffix)
     return n;
 }
 
+/* Whether chk-n's chain begins with a full materialisation new in chk-n
+ * (FILES: "sst NAME SHARED SIZE NEW" lines, the chain's first file first). */
+static bool listed_new_full(int n)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof cmd,
+             "awk '$1==\"sst\"{print $2, $5; exit}' %s/chk-%d/rdb-*/FILES | grep -q '\\.wf 1$'",
+             root, n);
+    return system(cmd) == 0;
+}
+
 /* The shared files on disk are exactly those the chk-dirs list. */
 static void assert_shared_is_listed(void)
 {
@@ -378,22 +390,20 @@ static void materialisation_and_retention(void **state)
     wop *both[] = {&a, &ref};
     feed_random(both, 2, 20000, KEYS, 1000000);
     uint64_t nb, tb, full_bytes = 0;
-    sl__snap_writer *sw[16] = {0};
+    sl__snap_writer *sw[40] = {0};
     int n = 0, fulls = 0;
-    /* deltas of ~1/4 of the first state each: a new full one once they
-     * reach its size (the fifth checkpoint at the latest) */
-    for (n = 1; n <= 8; n++) {
-        int wf = n == 1 ? 0 : count_shared(".wf");
+    /* deltas of ~1/4 of the first state each: once they reach its size a
+     * compaction folds the chain, and a later checkpoint lists its file */
+    for (n = 1; n < 40; n++) {
         sw[n] = checkpoint(&a, n, &nb, &tb);
         if (n == 1) full_bytes = nb;
-        bool full = nb == tb; /* a full one references only itself */
-        fulls += full;
-        if (n > 1 && full) assert_int_equal(count_shared(".wf"), wf + 1);
-        if (n == 6) break;
+        fulls += listed_new_full(n);
+        if (fulls == 2) break;
         feed_random(both, 2, 5000, KEYS, 1000000);
+        usleep(20000); /* the compaction's thread runs meanwhile */
     }
     assert_true(full_bytes > 0);
-    assert_true(fulls >= 2); /* the first one and at least one more */
+    assert_int_equal(fulls, 2); /* the first one and a compacted one */
     /* a restore of the newest gives the uninterrupted run's rows */
     wop r;
     wop_open(&r, NULL, 0, 1);
@@ -407,11 +417,107 @@ static void materialisation_and_retention(void **state)
     assert_same_rows(&ref.sink, sr, 1, "restored after a second materialisation");
     /* retention of the newest only: shared/ holds exactly what it lists,
      * and the chain before its full materialisation is gone */
+    for (int i = 0; i < 3; i++) wop_close(all[i]); /* a compaction running is dropped */
     sl__ck_retain(root, 1, (uint64_t)n);
     assert_shared_is_listed();
     assert_int_equal(count_shared(".wf"), 1);
     for (int i = 1; i <= n; i++) sl__snap_writer_free(sw[i]);
-    for (int i = 0; i < 3; i++) wop_close(all[i]);
+    sl__rmtree(base);
+}
+
+/* When the deltas outgrow the full materialisation, a compaction folds the
+ * chain into a new one on a thread of its own, from the files, and a later
+ * checkpoint's chain begins with it: at no barrier after the first does the
+ * task keep a copy-on-write snapshot, and each checkpoint, the one that
+ * takes the compacted file on included, restores to the rows of a
+ * synchronous snapshot at its barrier. A compaction that fails
+ * (SLUICE_FAULT=compact) changes nothing: the chain goes on and a later
+ * compaction is taken on. Closing drops a compaction still running, and
+ * retention then leaves exactly what the retained checkpoint lists. */
+static void compaction_off_the_task(void **state)
+{
+    (void)state;
+    rng = tu_seed("compaction_off_the_task") * 2654435761u + 11;
+    char base[] = "/tmp/sluice-test-winchg-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    snprintf(root, sizeof root, "%s/ck", base);
+    static sl__state_conf ms;
+    ms = (sl__state_conf){.backend = SL__STATE_MEMORY, .incremental = true};
+    wop a, ref;
+    wop_open(&a, &ms, 0, 1);
+    wop_open(&ref, NULL, 0, 1);
+    wop *both[] = {&a, &ref};
+    feed_random(both, 2, 20000, KEYS, 1000000);
+    uint64_t nb, tb;
+    sl__snap_writer *first = checkpoint(&a, 1, &nb, &tb);
+    sl__snap_writer_free(first);
+    int adopted = 0, n;
+    /* each checkpoint's sections and a synchronous snapshot at its barrier:
+     * the first adoption's, and the last before the second */
+    sl__snap_writer *cur = NULL, *cur_sync = NULL, *comp = NULL, *comp_sync = NULL;
+    for (n = 2; n <= 60 && adopted < 2; n++) {
+        feed_random(both, 2, 5000, KEYS, 1000000);
+        usleep(20000); /* the compaction's thread runs meanwhile */
+        char dir[400];
+        snprintf(dir, sizeof dir, "%s/chk-%d", root, n);
+        assert_int_equal(sl__mkdirs(dir), 0);
+        sl__snap_deferred d = {.ck_dir = dir, .ck_root = root, .op_id = 7};
+        assert_int_equal(sl__window_vt.snapshot_async(a.st, &d), 0);
+        assert_null(((win_op *)a.st)->asnap); /* no copy-on-write snapshot */
+        sl__snap_writer *sync = sl__snap_writer_mem();
+        assert_int_equal(sl__window_vt.snapshot(a.st, sync), 0);
+        feed_random(both, 2, 1000, KEYS, 1000000); /* the task goes on */
+        sl__snap_writer *sw = sl__snap_writer_mem();
+        assert_int_equal(d.write(d.ud, sw), 0);
+        sl__ck_incr_sizes(dir, &nb, &tb);
+        char mf[500];
+        snprintf(mf, sizeof mf, "%s/MANIFEST", dir);
+        FILE *f = fopen(mf, "w");
+        assert_non_null(f);
+        fclose(f);
+        bool took = listed_new_full(n);
+        printf("  checkpoint %d: %s, %" PRIu64 " new bytes of %" PRIu64 "\n", n,
+               took ? "the chain begins with a compacted full file" : "delta", nb, tb);
+        if (took && ++adopted == 1) {
+            comp = sw;
+            comp_sync = sync;
+            setenv("SLUICE_FAULT", "compact", 1); /* the next one fails */
+            continue;
+        }
+        if (adopted == 2) {
+            sl__snap_writer_free(sw);
+            sl__snap_writer_free(sync);
+            break;
+        }
+        if (cur) sl__snap_writer_free(cur);
+        if (cur_sync) sl__snap_writer_free(cur_sync);
+        cur = sw;
+        cur_sync = sync;
+    }
+    unsetenv("SLUICE_FAULT");
+    assert_int_equal(adopted, 2);
+    assert_non_null(cur); /* a checkpoint between the two: the failed one's time */
+    wop r, q, rc, qc;
+    wop_open(&r, NULL, 0, 1);
+    wop_open(&q, NULL, 0, 1);
+    wop_open(&rc, NULL, 0, 1);
+    wop_open(&qc, NULL, 0, 1);
+    wop *r1[] = {&r}, *q1[] = {&q}, *rc1[] = {&rc}, *qc1[] = {&qc};
+    restore(r1, 1, cur);
+    restore(q1, 1, cur_sync);
+    restore(rc1, 1, comp);
+    restore(qc1, 1, comp_sync);
+    sl__snap_writer *done[] = {cur, cur_sync, comp, comp_sync};
+    for (int i = 0; i < 4; i++) sl__snap_writer_free(done[i]);
+    wop *all[] = {&a, &ref, &r, &q, &rc, &qc};
+    for (int i = 0; i < 6; i++) fire_all(all[i]);
+    const tu_sink *sa[] = {&a.sink}, *sr[] = {&r.sink}, *src[] = {&rc.sink};
+    assert_same_rows(&ref.sink, sa, 1, "the checkpointed run");
+    assert_same_rows(&qc.sink, src, 1, "the chain that took a compacted file on, restored");
+    assert_same_rows(&q.sink, sr, 1, "a chain while a compaction failed, restored");
+    for (int i = 0; i < 6; i++) wop_close(all[i]);
+    sl__ck_retain(root, 1, (uint64_t)n);
+    assert_shared_is_listed();
     sl__rmtree(base);
 }
 
@@ -420,6 +526,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(deltas_restore_exactly),
         cmocka_unit_test(materialisation_and_retention),
+        cmocka_unit_test(compaction_off_the_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
