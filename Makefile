@@ -52,7 +52,7 @@ $(B)/$(SONAME): $(LIB_OBJ)
 $(B)/sluice: $(CLI_OBJ) $(B)/libsluice.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libsluice.a $(LDLIBS)
 
-$(B)/tests/%: tests/unit/%.c $(B)/libsluice.a tests/unit/testutil.h
+$(B)/tests/%: tests/unit/%.c $(B)/libsluice.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(B)/libsluice.a $(LDLIBS) -lcmocka
 

@@ -11,7 +11,7 @@
  * every restore path must fold into the stored groups); and
  * retention leaves in shared/ exactly the files the retained checkpoint
  * lists. The input is random with the seed from the commit. */
-#include "testutil.h"
+#include "winfix.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -21,75 +21,13 @@
 
 #include "core/snap.h"
 #include "core/store.h"
-#include "ops/agg.h"
 
 sl__snap_writer *sl__snap_writer_mem(void);
 int sl__snap_writer_mem_next(sl__snap_writer *w, size_t *i, int32_t *kg,
                              const void **data, size_t *len);
 void sl__snap_writer_free(sl__snap_writer *w);
 
-enum { C_TS, C_K, C_U };
-#define G 8
 #define KEYS 60000
-
-static const sl_agg_spec AGGS[] = {
-    {.kind = SL_AGG_COUNT, .as = "events"},
-    {.kind = SL_AGG_COUNT_DISTINCT, .col = "u", .as = "subscribers"},
-    {.kind = SL_AGG_SUM, .col = "u", .as = "total"},
-};
-
-typedef struct {
-    sl_schema *in, *out;
-    void *conf, *st;
-    int key_cols[1];
-    sl__opinfo info;
-    sl__ctx ctx;
-    tu_sink sink;
-} wop;
-
-static void wop_open(wop *w, const sl__state_conf *sc, int task)
-{
-    memset(w, 0, sizeof *w);
-    w->in = sl_schema_new();
-    sl_schema_add(w->in, "ts", SL_TIMESTAMP);
-    sl_schema_add(w->in, "k", SL_STRING);
-    sl_schema_add(w->in, "u", SL_INT64);
-    static const char *const keys[] = {"k", NULL};
-    sl_window_spec spec = {.size_ms = 1000000};
-    char err[256];
-    if (sl__window_conf_new(&w->conf, &w->out, w->in, keys, "ts", &spec, AGGS,
-                            sizeof AGGS / sizeof AGGS[0], err, sizeof err))
-        fail_msg("conf: %s", err);
-    w->key_cols[0] = C_K;
-    w->info = (sl__opinfo){.in = w->in, .out = w->out, .time_col = C_TS,
-                           .key_cols = w->key_cols, .nkey = 1, .batch_cap = 1024};
-    w->ctx = tu_ctx();
-    w->ctx.key_groups = G;
-    w->ctx.ntasks = 4; /* a cache of 1/32 of the bound: it spills */
-    w->ctx.task = task;
-    w->ctx.state = sc;
-    tu_sink_init(&w->sink, 1024);
-    if (sl__window_vt.open(&w->st, w->conf, &w->info, &w->ctx, err, sizeof err))
-        fail_msg("open: %s", err);
-}
-
-static void wop_close(wop *w)
-{
-    sl__window_vt.close(w->st);
-    sl__window_vt.conf_free(w->conf);
-    tu_sink_free(&w->sink);
-    sl_schema_free(w->out);
-    sl_schema_free(w->in);
-}
-
-static uint64_t rng;
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 /* n records of keys [0, nkeys), times within the first window. */
 static void feed_random(wop **ws, int nw, size_t n, uint64_t nkeys)
@@ -122,50 +60,10 @@ static void feed_random(wop **ws, int nw, size_t n, uint64_t nkeys)
     }
 }
 
-/* Every output row as text, sorted. */
-static char **rows_of(const tu_sink *s, size_t *n)
-{
-    char **r = NULL;
-    *n = 0;
-    for (int bi = 0; bi < s->n; bi++) {
-        const sl_batch *b = s->got[bi];
-        for (uint32_t i = 0; i < b->n; i++) {
-            if (b->kind[i] != SL_KIND_DATA) continue;
-            sl_str k = ((const sl_str *)b->cols[2].data)[i];
-            char line[128];
-            snprintf(line, sizeof line, "%" PRId64 "|%.*s|%" PRId64 "|%" PRId64 "|%" PRId64,
-                     ((const int64_t *)b->cols[0].data)[i], (int)k.len, k.ptr,
-                     ((const int64_t *)b->cols[3].data)[i],
-                     ((const int64_t *)b->cols[4].data)[i],
-                     ((const int64_t *)b->cols[5].data)[i]);
-            r = realloc(r, (*n + 1) * sizeof *r);
-            r[(*n)++] = strdup(line);
-        }
-    }
-    return r;
-}
-
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void assert_same_output(const tu_sink *want, const tu_sink *got, const char *what)
 {
-    size_t nw, ng;
-    char **w = rows_of(want, &nw), **g = rows_of(got, &ng);
-    qsort(w, nw, sizeof *w, str_cmp);
-    qsort(g, ng, sizeof *g, str_cmp);
-    for (size_t i = 0; i < nw && i < ng; i++)
-        if (strcmp(w[i], g[i]) != 0)
-            fail_msg("%s: row %zu differs:\n  uninterrupted %s\n  restored      %s", what, i,
-                     w[i], g[i]);
-    if (nw != ng) fail_msg("%s: %zu rows, the uninterrupted run %zu", what, ng, nw);
-    printf("  %s: %zu rows, as the uninterrupted run\n", what, ng);
-    for (size_t i = 0; i < nw; i++) free(w[i]);
-    for (size_t i = 0; i < ng; i++) free(g[i]);
-    free(w);
-    free(g);
+    const tu_sink *g[] = {got};
+    assert_same_rows(want, g, 1, what);
 }
 
 static char root[300];
@@ -207,16 +105,6 @@ static void restore(wop *w, sl__snap_writer *sw)
     assert_true(refs > 0);
 }
 
-/* The shared files on disk are exactly those chk-dirs list. */
-static void assert_shared_is_listed(void)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && cat chk-*/rdb-*/FILES | awk '$1==\"sst\"{print $3}' | sort -u > "
-             "listed && ls shared | sort > present && cmp -s listed present", root);
-    assert_int_equal(system(cmd), 0);
-}
-
 static void incremental_sizes_and_restores(void **state)
 {
     (void)state;
@@ -231,8 +119,8 @@ static void incremental_sizes_and_restores(void **state)
     rs2 = rs3 = rs;
 
     wop a, ref;
-    wop_open(&a, &rs, 0);
-    wop_open(&ref, NULL, 0);
+    wop_open(&a, &rs, 0, 4);
+    wop_open(&ref, NULL, 0, 4);
     wop *both[] = {&a, &ref};
     feed_random(both, 2, 240000, KEYS); /* ~60 k groups of ~4 distinct each */
     uint64_t nb1, tb1, nb2, tb2, nb3, tb3;
@@ -256,16 +144,16 @@ static void incremental_sizes_and_restores(void **state)
 
     /* retention keeps chk-3 only: shared/ holds exactly its files */
     sl__ck_retain(root, 1, 3);
-    assert_shared_is_listed();
+    assert_shared_is_listed_in(root);
     char p[500];
     snprintf(p, sizeof p, "%s/chk-1", root);
     assert_int_equal(access(p, F_OK), -1);
 
     /* restores of checkpoint 3, then the rest of the input everywhere */
     wop same, mem, other;
-    wop_open(&same, &rs2, 0); /* the same task: opens the checkpoint */
-    wop_open(&mem, NULL, 0);  /* the memory backend */
-    wop_open(&other, &rs3, 1); /* another task: reads key groups out */
+    wop_open(&same, &rs2, 0, 4); /* the same task: opens the checkpoint */
+    wop_open(&mem, NULL, 0, 4);  /* the memory backend */
+    wop_open(&other, &rs3, 1, 4); /* another task: reads key groups out */
     restore(&same, s3);
     restore(&mem, s3);
     restore(&other, s3);
@@ -294,7 +182,7 @@ static void incremental_sizes_and_restores(void **state)
     static sl__state_conf rs4;
     rs4 = rs;
     wop solo;
-    wop_open(&solo, &rs4, 0);
+    wop_open(&solo, &rs4, 0, 4);
     restore(&solo, s3);
     rng = rng3;
     wop *one[] = {&solo};

@@ -10,7 +10,7 @@
  * the same barrier; when the deltas outgrow the full one, a new full one is
  * taken and retention leaves in shared/ exactly the files the retained
  * checkpoint lists. The input is random with the seed from the commit. */
-#include "testutil.h"
+#include "winfix.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -20,7 +20,6 @@
 
 #include "core/snap.h"
 #include "core/store.h"
-#include "ops/agg.h"
 #include "ops/window_int.h"
 
 sl__snap_writer *sl__snap_writer_mem(void);
@@ -29,68 +28,7 @@ int sl__snap_writer_mem_next(sl__snap_writer *w, size_t *i, int32_t *kg,
 void sl__snap_writer_free(sl__snap_writer *w);
 int sl__group_task(int g, int groups, int ntasks);
 
-enum { C_TS, C_K, C_U };
-#define G 8
 #define KEYS 2000
-
-static const sl_agg_spec AGGS[] = {
-    {.kind = SL_AGG_COUNT, .as = "events"},
-    {.kind = SL_AGG_COUNT_DISTINCT, .col = "u", .as = "subscribers"},
-    {.kind = SL_AGG_SUM, .col = "u", .as = "total"},
-};
-
-typedef struct {
-    sl_schema *in, *out;
-    void *conf, *st;
-    int key_cols[1];
-    sl__opinfo info;
-    sl__ctx ctx;
-    tu_sink sink;
-} wop;
-
-static void wop_open(wop *w, const sl__state_conf *sc, int task, int ntasks)
-{
-    memset(w, 0, sizeof *w);
-    w->in = sl_schema_new();
-    sl_schema_add(w->in, "ts", SL_TIMESTAMP);
-    sl_schema_add(w->in, "k", SL_STRING);
-    sl_schema_add(w->in, "u", SL_INT64);
-    static const char *const keys[] = {"k", NULL};
-    sl_window_spec spec = {.size_ms = 1000000};
-    char err[256];
-    if (sl__window_conf_new(&w->conf, &w->out, w->in, keys, "ts", &spec, AGGS,
-                            sizeof AGGS / sizeof AGGS[0], err, sizeof err))
-        fail_msg("conf: %s", err);
-    w->key_cols[0] = C_K;
-    w->info = (sl__opinfo){.in = w->in, .out = w->out, .time_col = C_TS,
-                           .key_cols = w->key_cols, .nkey = 1, .batch_cap = 1024};
-    w->ctx = tu_ctx();
-    w->ctx.key_groups = G;
-    w->ctx.ntasks = ntasks;
-    w->ctx.task = task;
-    w->ctx.state = sc;
-    tu_sink_init(&w->sink, 1024);
-    if (sl__window_vt.open(&w->st, w->conf, &w->info, &w->ctx, err, sizeof err))
-        fail_msg("open: %s", err);
-}
-
-static void wop_close(wop *w)
-{
-    sl__window_vt.close(w->st);
-    sl__window_vt.conf_free(w->conf);
-    tu_sink_free(&w->sink);
-    sl_schema_free(w->out);
-    sl_schema_free(w->in);
-}
-
-static uint64_t rng;
-static uint64_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 /* n records of keys [0, nkeys), values [0, nvals), times within the first
  * window. */
@@ -137,67 +75,6 @@ static void feed_random(wop **ws, int nw, size_t n, uint64_t nkeys, uint64_t nva
         }
         done += m;
     }
-}
-
-static char **rows_of(const tu_sink *s, size_t *n)
-{
-    char **r = NULL;
-    *n = 0;
-    for (int bi = 0; bi < s->n; bi++) {
-        const sl_batch *b = s->got[bi];
-        for (uint32_t i = 0; i < b->n; i++) {
-            if (b->kind[i] != SL_KIND_DATA) continue;
-            sl_str k = ((const sl_str *)b->cols[2].data)[i];
-            char line[128];
-            snprintf(line, sizeof line, "%" PRId64 "|%.*s|%" PRId64 "|%" PRId64 "|%" PRId64,
-                     ((const int64_t *)b->cols[0].data)[i], (int)k.len, k.ptr,
-                     ((const int64_t *)b->cols[3].data)[i],
-                     ((const int64_t *)b->cols[4].data)[i],
-                     ((const int64_t *)b->cols[5].data)[i]);
-            r = realloc(r, (*n + 1) * sizeof *r);
-            r[(*n)++] = strdup(line);
-        }
-    }
-    return r;
-}
-
-static int str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The rows of several sinks together (tasks of one run), sorted. */
-static char **rows_all(const tu_sink *const *s, int ns, size_t *n)
-{
-    char **all = NULL;
-    *n = 0;
-    for (int i = 0; i < ns; i++) {
-        size_t k;
-        char **r = rows_of(s[i], &k);
-        all = realloc(all, (*n + k + 1) * sizeof *all);
-        memcpy(all + *n, r, k * sizeof *r);
-        *n += k;
-        free(r);
-    }
-    qsort(all, *n, sizeof *all, str_cmp);
-    return all;
-}
-
-static void assert_same_rows(const tu_sink *want, const tu_sink *const *got, int ng,
-                             const char *what)
-{
-    size_t nw, nn;
-    char **w = rows_all(&want, 1, &nw), **g = rows_all(got, ng, &nn);
-    for (size_t i = 0; i < nw && i < nn; i++)
-        if (strcmp(w[i], g[i]) != 0)
-            fail_msg("%s: row %zu differs:\n  uninterrupted %s\n  restored      %s", what, i,
-                     w[i], g[i]);
-    if (nw != nn) fail_msg("%s: %zu rows, the uninterrupted run %zu", what, nn, nw);
-    printf("  %s: %zu rows, as the uninterrupted run\n", what, nn);
-    for (size_t i = 0; i < nw; i++) free(w[i]);
-    for (size_t i = 0; i < nn; i++) free(g[i]);
-    free(w);
-    free(g);
 }
 
 static char root[300];
@@ -266,17 +143,6 @@ static bool listed_new_full(int n)
              "awk '$1==\"sst\"{print $2, $5; exit}' %s/chk-%d/rdb-*/FILES | grep -q '\\.wf 1$'",
              root, n);
     return system(cmd) == 0;
-}
-
-/* The shared files on disk are exactly those the chk-dirs list. */
-static void assert_shared_is_listed(void)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && cat chk-*/rdb-*/FILES | awk '$1==\"sst\"{print $3}' | sort -u > "
-             "../listed && ls shared | sort > ../present && cmp -s ../listed ../present",
-             root);
-    assert_int_equal(system(cmd), 0);
 }
 
 static void fire_all(wop *w)
@@ -419,7 +285,7 @@ static void materialisation_and_retention(void **state)
      * and the chain before its full materialisation is gone */
     for (int i = 0; i < 3; i++) wop_close(all[i]); /* a compaction running is dropped */
     sl__ck_retain(root, 1, (uint64_t)n);
-    assert_shared_is_listed();
+    assert_shared_is_listed_in(root);
     assert_int_equal(count_shared(".wf"), 1);
     for (int i = 1; i <= n; i++) sl__snap_writer_free(sw[i]);
     sl__rmtree(base);
@@ -517,7 +383,7 @@ static void compaction_off_the_task(void **state)
     assert_same_rows(&q.sink, sr, 1, "a chain while a compaction failed, restored");
     for (int i = 0; i < 6; i++) wop_close(all[i]);
     sl__ck_retain(root, 1, (uint64_t)n);
-    assert_shared_is_listed();
+    assert_shared_is_listed_in(root);
     sl__rmtree(base);
 }
 
