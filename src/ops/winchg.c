@@ -909,7 +909,11 @@ static int apply_groups(win_op *s, int32_t kg, const isec *sec)
 typedef struct compaction {
     pthread_t th;
     target t;
-    win_op *s; /* the scratch instance, made by the task */
+    /* the operator's fixed configuration, copied by the task */
+    const sl__agg *aggs; /* read only: kind, off, in_type */
+    size_t naggs, grp_size;
+    bool logged[64], ts;
+    uint64_t fp;
     cfile *files;
     size_t n;
     char name[160];
@@ -920,6 +924,282 @@ typedef struct compaction {
     atomic_int done, cancel;
 } compaction;
 
+/* ---- the merge: the chain's sections of one key group, no set rebuilt ---- */
+/* Every value a delta logs is new to its set (within a window a set only
+ * grows and the log holds only first insertions), so a group's set is the
+ * full file's values followed by each delta's: a concatenation. Its other
+ * states and its time are the newest file's. A group is found by its
+ * window start and key in a map; windows not open at the last barrier are
+ * dropped; the groups go out in window.c's order (invariant 7), the bytes
+ * of sl__win_group_bytes. */
+typedef struct {
+    uint32_t g, a; /* group (the map's insertion index), aggregate */
+    const uint8_t *p;
+    uint32_t n; /* values (8 bytes, little-endian) at p */
+} mrun;
+
+typedef struct {
+    const uint8_t *p;
+    uint32_t len; /* a serialised state */
+} mst;
+
+typedef struct {
+    const compaction *k;
+    sl__bmap m; /* key: u64 big-endian start ^ sign bit, then the key bytes;
+                 * value: const uint8_t *ts, naggs x mst, u32 group index */
+    mrun *runs;
+    size_t nruns, capruns;
+    uint8_t *grp;  /* a group, to measure the full's fixed states */
+    uint8_t *mkey; /* the map key being built */
+    size_t mkcap;
+    uint32_t *ord;
+    size_t ordcap;
+    sl__buf out, gb;
+} merger;
+
+static void *m_group(merger *mg, int64_t start, const uint8_t *key, uint32_t klen,
+                     uint32_t *gi)
+{
+    if ((size_t)klen + 8 > mg->mkcap)
+        mg->mkey = sl__xrealloc(mg->mkey, mg->mkcap = (size_t)klen + 64);
+    uint64_t u = (uint64_t)start ^ ((uint64_t)1 << 63);
+    for (int i = 0; i < 8; i++) mg->mkey[i] = (uint8_t)(u >> (56 - 8 * i));
+    if (klen) memcpy(mg->mkey + 8, key, klen);
+    *gi = sl__bmap_count(&mg->m);
+    bool fresh;
+    void *v = sl__bmap_upsert(&mg->m, mg->mkey, (size_t)klen + 8,
+                              sl__hash_bytes(mg->mkey, (size_t)klen + 8, 0), &fresh);
+    /* the group's index (insertion order) is kept after its states */
+    uint8_t *ix = (uint8_t *)v + 8 + mg->k->naggs * sizeof(mst);
+    if (fresh) memcpy(ix, gi, sizeof *gi);
+    else memcpy(gi, ix, sizeof *gi);
+    return v;
+}
+
+static void m_run(merger *mg, uint32_t g, uint32_t a, const uint8_t *p, uint32_t n)
+{
+    if (!n) return;
+    if (mg->nruns == mg->capruns)
+        mg->runs = sl__xrealloc(mg->runs, (mg->capruns = mg->capruns ? 2 * mg->capruns : 1024) *
+                                              sizeof *mg->runs);
+    mg->runs[mg->nruns++] = (mrun){.g = g, .a = a, .p = p, .n = n};
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* The full file's section of the key group (window.c's format). */
+static int m_full(merger *mg, const isec *sec, int64_t *wm)
+{
+    const compaction *k = mg->k;
+    sl__rbuf r = {.p = sec->data, .len = sec->len};
+    uint32_t magic = sl__rbuf_u32(&r);
+    uint64_t fp = sl__rbuf_u64(&r);
+    *wm = sl__rbuf_i64(&r);
+    if (r.err || magic != SL__WIN_SNAP_MAGIC || fp != k->fp) return SL_ECORRUPT;
+    uint32_t nwin = sl__rbuf_u32(&r);
+    for (uint32_t wi = 0; wi < nwin && !r.err; wi++) {
+        int64_t start = sl__rbuf_i64(&r);
+        uint32_t ng = sl__rbuf_u32(&r);
+        for (uint32_t gi = 0; gi < ng && !r.err; gi++) {
+            uint32_t klen, slen, g;
+            const uint8_t *key = (const uint8_t *)sl__rbuf_str(&r, &klen);
+            const uint8_t *sb = (const uint8_t *)sl__rbuf_str(&r, &slen);
+            if (r.err) break;
+            uint8_t *v = m_group(mg, start, key, klen, &g);
+            mst *st = (mst *)(v + 8);
+            size_t off = 0;
+            for (size_t a = 0; a < k->naggs; a++) {
+                if (k->logged[a]) {
+                    if (slen - off < 8) return SL_ECORRUPT;
+                    uint64_t n = le64(sb + off);
+                    if (n > (slen - off - 8) / 8) return SL_ECORRUPT;
+                    m_run(mg, g, (uint32_t)a, sb + off + 8, (uint32_t)n);
+                    off += 8 + 8 * (size_t)n;
+                    continue;
+                }
+                int64_t used = sl__agg_deserialize(&k->aggs[a], mg->grp, sb + off, slen - off);
+                sl__agg_state_free(&k->aggs[a], mg->grp);
+                if (used < 0) return SL_ECORRUPT;
+                st[a] = (mst){.p = sb + off, .len = (uint32_t)used};
+                off += (size_t)used;
+            }
+            if (k->ts) {
+                if (slen - off < 8) return SL_ECORRUPT;
+                const uint8_t *ts = sb + off;
+                memcpy(v, &ts, sizeof ts);
+                off += 8;
+            }
+            if (off != slen) return SL_ECORRUPT;
+        }
+    }
+    return r.err || r.off != r.len ? SL_ECORRUPT : 0;
+}
+
+/* A delta's section of the key group (delta_sections' format). */
+static int m_delta(merger *mg, const isec *sec)
+{
+    const compaction *k = mg->k;
+    sl__rbuf r = {.p = sec->data, .len = sec->len};
+    uint32_t magic = sl__rbuf_u32(&r);
+    uint64_t fp = sl__rbuf_u64(&r);
+    (void)sl__rbuf_i64(&r);
+    if (r.err || magic != DELTA_MAGIC || fp != k->fp) return SL_ECORRUPT;
+    uint32_t ng = sl__rbuf_u32(&r);
+    for (uint32_t i = 0; i < ng && !r.err; i++) {
+        int64_t start = sl__rbuf_i64(&r);
+        uint32_t klen, g;
+        const uint8_t *key = (const uint8_t *)sl__rbuf_str(&r, &klen);
+        if (r.err) break;
+        uint8_t *v = m_group(mg, start, key, klen, &g);
+        mst *st = (mst *)(v + 8);
+        for (size_t a = 0; a < k->naggs && !r.err; a++) {
+            if (k->logged[a]) {
+                uint32_t n = sl__rbuf_u32(&r);
+                if (r.err || n > (r.len - r.off) / 8) return SL_ECORRUPT;
+                m_run(mg, g, (uint32_t)a, sl__rbuf_bytes(&r, (size_t)n * 8), n);
+                continue;
+            }
+            uint32_t slen;
+            const uint8_t *sb = (const uint8_t *)sl__rbuf_str(&r, &slen);
+            st[a] = (mst){.p = sb, .len = slen};
+        }
+        if (k->ts) {
+            const uint8_t *ts = sl__rbuf_bytes(&r, 8);
+            memcpy(v, &ts, sizeof ts);
+        }
+    }
+    return r.err || r.off != r.len ? SL_ECORRUPT : 0;
+}
+
+static _Thread_local const sl__bmap *g_mord; /* qsort has no context argument */
+
+static int mord_cmp(const void *x, const void *y)
+{
+    const uint8_t *ka, *kb;
+    uint32_t la, lb;
+    sl__bmap_at(g_mord, *(const uint32_t *)x, &ka, &la);
+    sl__bmap_at(g_mord, *(const uint32_t *)y, &kb, &lb);
+    int c = memcmp(ka, kb, la < lb ? la : lb);
+    if (c) return c;
+    return (la > lb) - (la < lb);
+}
+
+static int64_t mkey_start(const uint8_t *mk)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u = u << 8 | mk[i];
+    return (int64_t)(u ^ ((uint64_t)1 << 63));
+}
+
+/* The merged key group as a section of the new full file. */
+static int m_emit(merger *mg, int32_t kg, int64_t wm, const int64_t *open, uint32_t nopen,
+                  sl__snapfile *f)
+{
+    const compaction *k = mg->k;
+    uint32_t ng = sl__bmap_count(&mg->m);
+    /* the runs by (group, aggregate), file order kept: a counting sort */
+    size_t nb = (size_t)ng * k->naggs;
+    size_t *cnt = sl__xcalloc(nb + 1, sizeof *cnt);
+    for (size_t i = 0; i < mg->nruns; i++) cnt[(size_t)mg->runs[i].g * k->naggs + mg->runs[i].a + 1]++;
+    for (size_t i = 1; i <= nb; i++) cnt[i] += cnt[i - 1];
+    mrun *sorted = sl__xmalloc((mg->nruns ? mg->nruns : 1) * sizeof *sorted);
+    size_t *fill = sl__xmalloc((nb ? nb : 1) * sizeof *fill);
+    memcpy(fill, cnt, nb * sizeof *fill);
+    for (size_t i = 0; i < mg->nruns; i++)
+        sorted[fill[(size_t)mg->runs[i].g * k->naggs + mg->runs[i].a]++] = mg->runs[i];
+    free(fill);
+    /* the groups of the windows still open, in window.c's order */
+    if (ng > mg->ordcap) mg->ord = sl__xrealloc(mg->ord, (mg->ordcap = ng) * sizeof *mg->ord);
+    uint32_t no = 0;
+    for (uint32_t g = 0; g < ng; g++) {
+        const uint8_t *mk;
+        sl__bmap_at(&mg->m, g, &mk, NULL);
+        int64_t start = mkey_start(mk);
+        bool is_open = false;
+        for (uint32_t i = 0; i < nopen && !is_open; i++) is_open = open[i] == start;
+        if (is_open) mg->ord[no++] = g;
+    }
+    g_mord = &mg->m;
+    qsort(mg->ord, no, sizeof *mg->ord, mord_cmp);
+    int rc = 0;
+    if (no) {
+        sl__buf *b = &mg->out;
+        b->len = 0;
+        sl__buf_put_u32(b, SL__WIN_SNAP_MAGIC);
+        sl__buf_put_u64(b, k->fp);
+        sl__buf_put_i64(b, wm);
+        uint32_t nwin = 0;
+        int64_t prev = 0;
+        for (uint32_t i = 0; i < no; i++) {
+            const uint8_t *mk;
+            sl__bmap_at(&mg->m, mg->ord[i], &mk, NULL);
+            int64_t st = mkey_start(mk);
+            nwin += i == 0 || st != prev;
+            prev = st;
+        }
+        sl__buf_put_u32(b, nwin);
+        for (uint32_t i = 0; i < no && rc == 0;) {
+            const uint8_t *mk;
+            sl__bmap_at(&mg->m, mg->ord[i], &mk, NULL);
+            int64_t start = mkey_start(mk);
+            uint32_t j = i;
+            for (;; j++) {
+                if (j == no) break;
+                const uint8_t *mj;
+                sl__bmap_at(&mg->m, mg->ord[j], &mj, NULL);
+                if (mkey_start(mj) != start) break;
+            }
+            sl__buf_put_i64(b, start);
+            sl__buf_put_u32(b, j - i);
+            for (; i < j && rc == 0; i++) {
+                uint32_t g = mg->ord[i], klen;
+                const uint8_t *key;
+                const uint8_t *v = sl__bmap_at(&mg->m, g, &key, &klen);
+                const mst *st = (const mst *)(v + 8);
+                sl__buf *gb = &mg->gb;
+                gb->len = 0;
+                for (size_t a = 0; a < k->naggs; a++) {
+                    if (!k->logged[a]) {
+                        if (!st[a].p) rc = SL_ECORRUPT; /* a state no file gave */
+                        else sl__buf_put(gb, st[a].p, st[a].len);
+                        continue;
+                    }
+                    size_t r0 = cnt[(size_t)g * k->naggs + a], r1 = cnt[(size_t)g * k->naggs + a + 1];
+                    uint64_t n = 0;
+                    for (size_t q = r0; q < r1; q++) n += sorted[q].n;
+                    sl__buf_put_u64(gb, n);
+                    for (size_t q = r0; q < r1; q++)
+                        sl__buf_put(gb, sorted[q].p, (size_t)sorted[q].n * 8);
+                }
+                if (k->ts) {
+                    const uint8_t *ts;
+                    memcpy(&ts, v, sizeof ts);
+                    if (!ts) rc = SL_ECORRUPT;
+                    else sl__buf_put(gb, ts, 8);
+                }
+                if (gb->len > UINT32_MAX) rc = SL_EINVAL;
+                sl__buf_put_str(b, (const char *)key + 8, klen - 8);
+                sl__buf_put_str(b, (const char *)gb->p, gb->len);
+            }
+        }
+        if (rc == 0) rc = sl__snapfile_section(f, SL__SEC_OP, k->t.op_id, kg, b->p, b->len);
+    }
+    free(sorted);
+    free(cnt);
+    return rc;
+}
+
+static int kg_cmp(const void *x, const void *y)
+{
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
 static void *compact_main(void *arg)
 {
     compaction *k = arg;
@@ -929,41 +1209,81 @@ static void *compact_main(void *arg)
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), COMPACT_NICE);
     uint64_t t0 = sl__clock();
     char err[1024] = "";
-    win_op *s = k->s;
-    int rc = 0;
+    /* every file of the chain, read once (a restore reads them the same) */
+    win_op holder = {0}; /* load() keeps the files in holder.cimp */
+    ifile **fl = sl__xcalloc(k->n ? k->n : 1, sizeof *fl);
+    int rc = k->n >= 2 ? 0 : SL_EINVAL;
     for (size_t i = 0; i < k->n && rc == 0; i++) {
+        char path[PATH_MAX + 200];
+        snprintf(path, sizeof path, "%s/shared/%s", k->t.root, k->files[i].name);
+        rc = load(&holder, path, k->files[i].size, &fl[i]);
+    }
+    for (size_t i = 0; i < k->n && rc == 0; i++) fl[i] = &holder.cimp->f[i]; /* load grows f */
+    /* the last delta: the barrier's watermark and open windows */
+    int64_t wm = 0;
+    uint32_t nopen = 0;
+    int64_t *open = NULL;
+    const isec *last = rc == 0 ? find_sec(fl[k->n - 1], -1) : NULL;
+    if (rc == 0 && !last) rc = SL_ECORRUPT;
+    if (rc == 0) {
+        sl__rbuf r = {.p = last->data, .len = last->len};
+        uint32_t magic = sl__rbuf_u32(&r);
+        (void)sl__rbuf_u64(&r);
+        wm = sl__rbuf_i64(&r);
+        nopen = sl__rbuf_u32(&r);
+        if (r.err || magic != DELTA_MAGIC || nopen > (r.len - r.off) / 8) rc = SL_ECORRUPT;
+        open = sl__xmalloc((nopen ? nopen : 1) * sizeof *open);
+        for (uint32_t i = 0; i < nopen && rc == 0; i++) open[i] = sl__rbuf_i64(&r);
+    }
+    /* the key groups: any file's */
+    int32_t *kgs = NULL;
+    size_t nkg = 0, capkg = 0;
+    for (size_t i = 0; i < k->n && rc == 0; i++)
+        for (size_t j = 0; j < fl[i]->n; j++) {
+            int32_t kg = fl[i]->s[j].kg;
+            bool seen = kg < 0;
+            for (size_t q = 0; q < nkg && !seen; q++) seen = kgs[q] == kg;
+            if (seen) continue;
+            if (nkg == capkg) kgs = sl__xrealloc(kgs, (capkg = capkg ? 2 * capkg : 64) * sizeof *kgs);
+            kgs[nkg++] = kg;
+        }
+    if (nkg > 1) qsort(kgs, nkg, sizeof *kgs, kg_cmp);
+    if (rc == 0 && sl__fault("compact")) rc = SL_EIO; /* test hook: a failed compaction */
+    sl__snapfile *f = NULL;
+    if (rc == 0 && !(f = shared_create(&k->t, k->name, err, sizeof err))) rc = SL_EIO;
+    merger mg = {.k = k};
+    sl__bmap_init(&mg.m, 8 + k->naggs * sizeof(mst) + sizeof(uint32_t));
+    mg.grp = sl__xcalloc(1, k->grp_size ? k->grp_size : 1);
+    for (size_t q = 0; q < nkg && rc == 0; q++) {
         if (atomic_load(&k->cancel)) {
             rc = SL_ECANCELED;
             break;
         }
-        char path[PATH_MAX + 200];
-        snprintf(path, sizeof path, "%s/shared/%s", k->t.root, k->files[i].name);
-        ifile *f;
-        if ((rc = load(s, path, k->files[i].size, &f))) break;
-        if (i > 0) {
-            const isec *open = find_sec(f, -1);
-            rc = open ? apply_open(s, open) : SL_ECORRUPT;
-        }
-        for (size_t j = 0; j < f->n && rc == 0; j++) {
-            const isec *sec = &f->s[j];
-            if (sec->kg < 0) continue;
-            rc = i == 0 ? sl__window_vt.restore(s, sec->kg, sec->data, sec->len)
-                        : apply_groups(s, sec->kg, sec);
-        }
-        sl__winchg_imp_free(s); /* one file in memory at a time */
+        int32_t kg = kgs[q];
+        sl__bmap_clear(&mg.m);
+        mg.nruns = 0;
+        int64_t fwm = 0;
+        const isec *sec = find_sec(fl[0], kg);
+        if (sec) rc = m_full(&mg, sec, &fwm);
+        for (size_t i = 1; i < k->n && rc == 0; i++)
+            if ((sec = find_sec(fl[i], kg))) rc = m_delta(&mg, sec);
+        if (rc == 0) rc = m_emit(&mg, kg, wm, open, nopen, f);
     }
-    if (rc == 0 && sl__fault("compact")) rc = SL_EIO; /* test hook: a failed compaction */
-    fwd_writer fw = {.w = {.put = fwd_put}, .id = k->t.op_id};
-    if (rc == 0 && !(fw.f = shared_create(&k->t, k->name, err, sizeof err))) rc = SL_EIO;
-    if (rc == 0) rc = sl__window_vt.snapshot(s, &fw.w);
     sl__crash_point("materialise-write");
-    if (rc && fw.f) sl__snapfile_abort(fw.f);
-    else if (rc == 0) rc = shared_close(&k->t, fw.f, k->name, &k->out, err, sizeof err);
+    if (rc && f) sl__snapfile_abort(f);
+    else if (rc == 0) rc = shared_close(&k->t, f, k->name, &k->out, err, sizeof err);
     k->published = rc == 0;
-    free(fw.kgs);
-    sl__winchg_imp_free(s);
-    scratch_free(s);
-    k->s = NULL;
+    sl__bmap_close(&mg.m);
+    free(mg.runs);
+    free(mg.grp);
+    free(mg.mkey);
+    free(mg.ord);
+    sl__buf_free(&mg.out);
+    sl__buf_free(&mg.gb);
+    free(kgs);
+    free(open);
+    free(fl);
+    sl__winchg_imp_free(&holder);
     k->rc = rc;
     k->ns = sl__clock() - t0;
     if (rc == 0)
@@ -981,10 +1301,6 @@ static void compact_free(compaction *k)
 {
     if (!k) return;
     sl__ck_shared_release(k->name);
-    if (k->s) {
-        sl__winchg_imp_free(k->s);
-        scratch_free(k->s);
-    }
     free(k->files);
     free(k);
 }
@@ -1022,7 +1338,12 @@ static void compact_start(win_op *op, const sl__snap_deferred *dd)
     memcpy(k->files, c->files, k->n * sizeof *k->files);
     snprintf(k->name, sizeof k->name, "%s-%" PRIu64 ".wf", c->id, ++c->seq);
     sl__ck_shared_hold(k->name);
-    k->s = scratch_new(op);
+    k->aggs = op->aggs;
+    k->naggs = op->naggs;
+    k->grp_size = op->grp_size;
+    k->ts = op->ts_off != 0;
+    k->fp = op->fp;
+    for (size_t a = 0; a < op->naggs; a++) k->logged[a] = op->aggs[a].log != NULL;
     atomic_init(&k->done, 0);
     atomic_init(&k->cancel, 0);
     if (pthread_create(&k->th, NULL, compact_main, k) != 0) {

@@ -300,15 +300,14 @@ static void materialisation_and_retention(void **state)
  * (SLUICE_FAULT=compact) changes nothing: the chain goes on and a later
  * compaction is taken on. Closing drops a compaction still running, and
  * retention then leaves exactly what the retained checkpoint lists. */
-static void compaction_off_the_task(void **state)
+static void compaction_case(int64_t ttl_ms)
 {
-    (void)state;
-    rng = tu_seed("compaction_off_the_task") * 2654435761u + 11;
+    rng = tu_seed("compaction_off_the_task") * 2654435761u + 11 + (uint64_t)ttl_ms;
     char base[] = "/tmp/sluice-test-winchg-XXXXXX";
     assert_non_null(mkdtemp(base));
     snprintf(root, sizeof root, "%s/ck", base);
     static sl__state_conf ms;
-    ms = (sl__state_conf){.backend = SL__STATE_MEMORY, .incremental = true};
+    ms = (sl__state_conf){.backend = SL__STATE_MEMORY, .incremental = true, .ttl_ms = ttl_ms};
     wop a, ref;
     wop_open(&a, &ms, 0, 1);
     wop_open(&ref, NULL, 0, 1);
@@ -363,11 +362,13 @@ static void compaction_off_the_task(void **state)
     unsetenv("SLUICE_FAULT");
     assert_int_equal(adopted, 2);
     assert_non_null(cur); /* a checkpoint between the two: the failed one's time */
+    static sl__state_conf rconf; /* the same definition (TTL), restored into memory */
+    rconf = (sl__state_conf){.backend = SL__STATE_MEMORY, .ttl_ms = ttl_ms};
     wop r, q, rc, qc;
-    wop_open(&r, NULL, 0, 1);
-    wop_open(&q, NULL, 0, 1);
-    wop_open(&rc, NULL, 0, 1);
-    wop_open(&qc, NULL, 0, 1);
+    wop_open(&r, &rconf, 0, 1);
+    wop_open(&q, &rconf, 0, 1);
+    wop_open(&rc, &rconf, 0, 1);
+    wop_open(&qc, &rconf, 0, 1);
     wop *r1[] = {&r}, *q1[] = {&q}, *rc1[] = {&rc}, *qc1[] = {&qc};
     restore(r1, 1, cur);
     restore(q1, 1, cur_sync);
@@ -387,12 +388,27 @@ static void compaction_off_the_task(void **state)
     sl__rmtree(base);
 }
 
+static void compaction_off_the_task(void **state)
+{
+    (void)state;
+    compaction_case(0);
+}
+
+/* The same with state.ttl.ms (groups carry their newest time; none
+ * expires within the test's hour): the compacted groups keep it. */
+static void compaction_with_ttl(void **state)
+{
+    (void)state;
+    compaction_case(3600 * 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(deltas_restore_exactly),
         cmocka_unit_test(materialisation_and_retention),
         cmocka_unit_test(compaction_off_the_task),
+        cmocka_unit_test(compaction_with_ttl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
