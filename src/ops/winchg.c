@@ -895,9 +895,8 @@ static int apply_groups(win_op *s, int32_t kg, const isec *sec)
 /* A chain that has grown is folded into a new full materialisation by a
  * thread of its own, off the task, as Flink's changelog backend
  * materialises in the background: the chain's files as they stood at a
- * barrier are read back one at a time and applied to a scratch instance as
- * a restore applies them (sl__winchg_restore), and the scratch's
- * synchronous snapshot (the state at that barrier) is written as <name>,
+ * barrier are merged key group by key group (m_full, m_delta, m_emit) into
+ * what a synchronous snapshot at that barrier holds, written as <name> and
  * held from retention (sl__ck_shared_hold) until a checkpoint lists it.
  * At a later barrier the task hands a finished one to the writer
  * (compact_settle, d->adopt), which makes the chain that file plus the
