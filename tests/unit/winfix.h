@@ -26,18 +26,12 @@ static const sl_agg_spec WF_AGGS[] = {
     {.kind = SL_AGG_SUM, .col = "u", .as = "total"},
 };
 
-typedef struct {
-    sl_schema *in, *out;
-    void *conf, *st;
-    int key_cols[1];
-    sl__opinfo info;
-    sl__ctx ctx;
-    tu_sink sink;
-} wop;
+typedef tu_op wop; /* vt = &sl__window_vt */
 
 static inline void wop_open(wop *w, const sl__state_conf *sc, int task, int ntasks)
 {
     memset(w, 0, sizeof *w);
+    w->vt = &sl__window_vt;
     w->in = sl_schema_new();
     sl_schema_add(w->in, "ts", SL_TIMESTAMP);
     sl_schema_add(w->in, "k", SL_STRING);
@@ -61,14 +55,7 @@ static inline void wop_open(wop *w, const sl__state_conf *sc, int task, int ntas
         fail_msg("open: %s", err);
 }
 
-static inline void wop_close(wop *w)
-{
-    sl__window_vt.close(w->st);
-    sl__window_vt.conf_free(w->conf);
-    tu_sink_free(&w->sink);
-    sl_schema_free(w->out);
-    sl_schema_free(w->in);
-}
+static inline void wop_close(wop *w) { tu_op_close(w); }
 
 static uint64_t rng; /* xorshift; the tests seed it with tu_seed */
 static inline uint64_t rnd(void)
