@@ -102,7 +102,16 @@ uint32_t sl__csv_decode_block(const sl__csv_dec *d, sl__csv_block *k,
 typedef struct {
     sl__dec_types t;
     uint32_t name_len[SL_MAX_COLS];
+    /* Lines of at most SL__JSON_FAST_MAX bytes without a backslash or a
+     * control byte go through a structural pass (a bitmap of the line's
+     * quotes, SSE2/AVX2) and a parser that jumps from quote to quote; any
+     * other line, and any line that pass does not accept as a valid row,
+     * goes through the byte-at-a-time parser, which alone writes reasons.
+     * `general_only` (tests, fuzzing) skips the structural pass. */
+    bool general_only;
+    bool avx2; /* the CPU has AVX2 (checked once, at init) */
 } sl__json_dec;
+#define SL__JSON_FAST_MAX 2048
 
 void sl__json_init(sl__json_dec *d, const sl_schema *s);
 void sl__json_close(sl__json_dec *d);
