@@ -121,6 +121,12 @@ void sl__json_close(sl__json_dec *d);
  * "parse_error:<col>" or "unknown_value:<col>". */
 int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
                     sl_batch *b, char *reason, size_t reason_size);
+/* The structural route alone (sl__json_decode tries it first): true and
+ * row b->n appended, or false and nothing appended (the line has escapes,
+ * control bytes, is longer than SL__JSON_FAST_MAX or is bad in any way).
+ * For tests: whatever it appends equals what the general parser would. */
+bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
+                          sl_batch *b);
 
 /* ---- fixed-width binary records (binrec.c) ------------------------------ */
 typedef struct {

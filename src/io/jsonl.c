@@ -8,7 +8,7 @@
  * STRING column and a string may feed a numeric one when its text parses.
  * String bodies are scanned 16 bytes a step with SSE2 where the compiler
  * targets it (always on x86-64; SL_NO_SIMD turns it off), else 8 bytes a step in a 64-bit word.
- * Most lines take a faster route first (json_fast): one pass over the
+ * Most lines take a faster route first (sl__json_decode_fast): one pass over the
  * whole line builds a bitmap of its quotes (64 bytes a step: SSE2, or AVX2
  * when the CPU has it, chosen once at init) and checks it holds no
  * backslash and no control byte; the parser then jumps from quote to
@@ -398,7 +398,8 @@ static inline const char *sp(const char *p)
     return p;
 }
 
-static bool json_fast(const sl__json_dec *d, const char *line, size_t len, sl_batch *b)
+bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
+                          sl_batch *b)
 {
     uint64_t q[QWORDS];
     if (len > SL__JSON_FAST_MAX) return false;
@@ -506,7 +507,7 @@ static int json_general(const sl__json_dec *d, const char *line, size_t len,
 int sl__json_decode(const sl__json_dec *d, const char *line, size_t len,
                     sl_batch *b, char *reason, size_t reason_size)
 {
-    if (!d->general_only && json_fast(d, line, len, b)) return 0;
+    if (!d->general_only && sl__json_decode_fast(d, line, len, b)) return 0;
     return json_general(d, line, len, b, reason, reason_size);
 }
 

@@ -95,6 +95,204 @@ static void test_json_strings(void **state)
 }
 
 /* ---- CSV field splitting ------------------------------------------------- */
+/* ---- JSON: the structural route against the general parser --------------- */
+
+static sl_schema *route_schema(void)
+{
+    static const char *const kinds[] = {"view", "click", NULL};
+    sl_schema *s = sl_schema_new();
+    sl_schema_add(s, "user_id", SL_STRING);
+    sl_schema_add(s, "ad_id", SL_STRING);
+    sl_schema_set_domain(s, sl_schema_add(s, "event_type", SL_STRING), kinds);
+    sl_schema_add(s, "event_time", SL_TIMESTAMP);
+    sl_schema_add(s, "n", SL_INT64);
+    sl_schema_add(s, "x", SL_FLOAT64);
+    sl_schema_add(s, "ok", SL_BOOL);
+    return s;
+}
+
+/* Row r of a and row q of b hold the same values. */
+static void assert_same_row(const sl_schema *s, const sl_batch *a, uint32_t r,
+                            const sl_batch *b, uint32_t q)
+{
+    assert_int_equal(a->kind[r], b->kind[q]);
+    for (int c = 0; c < s->n; c++) {
+        assert_int_equal(a->cols[c].valid[r], b->cols[c].valid[q]);
+        if (!a->cols[c].valid[r]) continue;
+        switch (s->cols[c].type) {
+        case SL_STRING: {
+            const sl_str *x = (const sl_str *)a->cols[c].data + r;
+            const sl_str *y = (const sl_str *)b->cols[c].data + q;
+            assert_int_equal(x->len, y->len);
+            assert_memory_equal(x->ptr, y->ptr, x->len);
+            break;
+        }
+        case SL_BOOL:
+            assert_int_equal(((uint8_t *)a->cols[c].data)[r], ((uint8_t *)b->cols[c].data)[q]);
+            break;
+        default:
+            assert_memory_equal((int64_t *)a->cols[c].data + r, (int64_t *)b->cols[c].data + q, 8);
+        }
+    }
+}
+
+/* Plain lines take the structural route and give exactly the expected
+ * values: a string body of every length 0..300 (its closing quote at every
+ * offset of the 64-byte blocks, lines past one block), spaces around every
+ * token, non-ASCII bytes, and the longest line the route takes. */
+static void route_values(sl__json_dec *d, sl_batch *b)
+{
+    char line[SL__JSON_FAST_MAX + 64], body[400];
+    for (size_t n = 0; n <= 300; n++) {
+        for (size_t i = 0; i < n; i++)
+            body[i] = i % 7 == 3 ? (char)(0x80 + i % 0x7F) : (char)('a' + i % 26);
+        body[n] = 0;
+        sl__batch_clear(b);
+        int k = snprintf(line, sizeof line,
+                         "%*s{ \"ad_id\" :\"%s\",\"event_type\": \"click\" , "
+                         "\"event_time\":\"%zu\",\"zz\":[1],\"n\":-%zu,\"x\":1.5e1,"
+                         "\"ok\":false,\"user_id\":null}%*s",
+                         (int)(n % 3), "", body, 1700000000000 + n, n, (int)(n % 5), "");
+        if (n % 11 == 0) { /* the unknown key's array refuses the route */
+            assert_false(sl__json_decode_fast(d, line, (size_t)k, b));
+            assert_int_equal(b->n, 0);
+            continue;
+        }
+        memmove(strstr(line, "\"zz\":[1],"), strstr(line, "\"zz\":[1],") + 9,
+                strlen(strstr(line, "\"zz\":[1],") + 9) + 1);
+        k -= 9;
+        assert_true(sl__json_decode_fast(d, line, (size_t)k, b));
+        assert_int_equal(b->n, 1);
+        assert_str(b, 1, 0, body, n);
+        assert_str(b, 2, 0, "click", 5);
+        assert_int_equal(((int64_t *)b->cols[3].data)[0], 1700000000000 + (int64_t)n);
+        assert_int_equal(((int64_t *)b->cols[4].data)[0], -(int64_t)n);
+        assert_true(((double *)b->cols[5].data)[0] == 15.0);
+        assert_int_equal(b->cols[6].valid[0], 1);
+        assert_int_equal(((uint8_t *)b->cols[6].data)[0], 0);
+        assert_int_equal(b->cols[0].valid[0], 0);
+    }
+    /* the longest line the route takes, and one byte more */
+    for (size_t len = SL__JSON_FAST_MAX; len <= SL__JSON_FAST_MAX + 1; len++) {
+        sl__batch_clear(b);
+        size_t pad = len - strlen("{\"ad_id\":\"\"}");
+        int k = snprintf(line, sizeof line, "{\"ad_id\":\"%0*d\"}", (int)pad, 7);
+        assert_int_equal((size_t)k, len);
+        assert_int_equal(sl__json_decode_fast(d, line, len, b), len == SL__JSON_FAST_MAX);
+        char reason[64];
+        sl__batch_clear(b);
+        assert_int_equal(sl__json_decode(d, line, len, b, reason, sizeof reason), 0);
+        assert_int_equal(((sl_str *)b->cols[1].data)[0].len, pad);
+    }
+}
+
+/* Lines the route must hand to the general parser: escapes, control bytes
+ * (tab, CR), and every kind of bad line. */
+static void route_refusals(sl__json_dec *d, sl_batch *b)
+{
+    static const char *const lines[] = {
+        "{\"ad_id\":\"a\\\"b\"}", "{\"ad_id\":\"\\u0041\"}", "{\"a\\u0064_id\":\"x\"}",
+        "{\"ad_id\":\t\"x\"}", "{\"ad_id\":\"x\"}\r", "{\"ad_id\":\"x\tz\"}",
+        "", " ", "}", "{", "{\"n\":1", "{\"n\":1}x", "{\"n\":1,}", "{n:1}", "{\"n\" 1}",
+        "{\"n\":01}", "{\"n\":1.}", "{\"n\":-}", "{\"n\":tru}", "{\"n\":nul}",
+        "{\"ad_id\":\"abc}", "{\"ad_id\":\"abc\"", "{\"ad_id\":\"abc\" \"n\":1}",
+        "{\"n\":{\"a\":1}}", "{\"q\":[1]}", "{\"n\":1.5}", "{\"n\":\"12a\"}",
+        "{\"event_time\":\"yesterday\"}", "{\"ok\":\"maybe\"}", "{\"x\":true}",
+        "{\"event_type\":\"purchase\"}", "{\"ad_id\":\"x\"}}", "{}}", "{\"\":}",
+        "{\"n\":1}{\"n\":2}", "[{\"n\":1}]", "{\"n\":1 }x ", "{\"n\":1;\"x\":2}",
+        "{\"n\":1,,\"x\":2}", "{\"n\"::1}", "{,\"n\":1}", "{\"n\":1 \"x\":2}",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        sl__batch_clear(b);
+        if (sl__json_decode_fast(d, lines[i], strlen(lines[i]), b))
+            fail_msg("the structural route took: %s", lines[i]);
+        assert_int_equal(b->n, 0);
+    }
+}
+
+/* Random edits of plain lines (quotes, braces, colons, commas, spaces,
+ * backslashes, control and non-ASCII bytes): the default decoder (route
+ * first) and a general-only one return the same code, the same reason and
+ * the same row. Fixed seed: the same lines every run. */
+static void route_differential(sl__json_dec *d, sl__json_dec *g, sl_batch *b1, sl_batch *b2)
+{
+    static const char *const seeds[] = {
+        "{\"user_id\": \"ef0fd967-c327-aa06-52e7-486c5d83a140\", \"ad_id\": "
+        "\"be112bc1-cfc2-6411-c949-7dc4f3dfe94b\", \"event_type\": \"view\", "
+        "\"event_time\": \"1699999999603\", \"ip_address\": \"10.0.217.239\"}",
+        "{\"n\":-42,\"x\":1.5e2,\"ok\":true,\"event_time\":1767571200000,\"ad_id\":null}",
+        "{ }"};
+    static const char alphabet[] = "\",\\{}[]:;/#'0123456789-+.eEtrufalsn \t\r\x01vw_\xC3\xFF";
+    uint64_t x = 0x2545F4914F6CDD1DULL;
+    char buf[512], r1[128], r2[128];
+    long taken = 0;
+    for (int it = 0; it < 60000; it++) {
+        const char *sd = seeds[it % 3];
+        size_t n = strlen(sd);
+        memcpy(buf, sd, n);
+        for (int e = 0; e < it % 4; e++) { /* a quarter of the lines stay intact */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = n ? (size_t)(x >> 8) % n : 0;
+            char ch = alphabet[(x >> 40) % (sizeof alphabet - 1)];
+            switch ((x >> 20) % 3) {
+            case 0: if (n) buf[at] = ch; break;
+            case 1: if (n < sizeof buf - 1) { memmove(buf + at + 1, buf + at, n - at); buf[at] = ch; n++; } break;
+            default: if (n) { memmove(buf + at, buf + at + 1, n - at - 1); n--; } break;
+            }
+        }
+        char *line = malloc(n ? n : 1); /* exact size: ASan sees any overread */
+        memcpy(line, buf, n);
+        if (b1->n == b1->cap) { sl__batch_clear(b1); sl__batch_clear(b2); }
+        r1[0] = r2[0] = 0;
+        const uint32_t row = b1->n;
+        int rc1 = sl__json_decode(d, line, n, b1, r1, sizeof r1);
+        int rc2 = sl__json_decode(g, line, n, b2, r2, sizeof r2);
+        if (rc1 != rc2 || strcmp(r1, r2) != 0)
+            fail_msg("line %.*s: %d %s vs general %d %s", (int)n, line, rc1, r1, rc2, r2);
+        assert_int_equal(b1->n, b2->n);
+        if (rc1 == 0) assert_same_row(d->t.schema, b1, row, b2, row);
+        sl__batch_clear(b2); /* probe the route alone on a scratch batch */
+        if (sl__json_decode_fast(d, line, n, b2)) taken++;
+        sl__batch_clear(b2);
+        for (uint32_t r = 0; r < b1->n; r++) /* keep b2 row-aligned with b1 */
+            assert_int_equal(sl__json_decode(g, "{}", 2, b2, r2, sizeof r2), 0);
+        free(line);
+    }
+    /* the intact quarter, at least, went the structural way */
+    assert_true(taken >= 15000);
+}
+
+static void test_json_route(void **state)
+{
+    (void)state;
+    sl_schema *s = route_schema();
+    sl__json_dec d, g;
+    sl__json_init(&d, s);
+    sl__json_init(&g, s);
+    g.general_only = true;
+    sl_batch *b1 = sl__batch_new(s, 64), *b2 = sl__batch_new(s, 64);
+    const bool avx2 = d.avx2;
+    for (int pass = 0; pass < 2; pass++) { /* AVX2 if the CPU has it, then SSE2/word */
+        if (pass == 1) {
+            if (!avx2) break;
+            d.avx2 = false;
+        }
+        route_values(&d, b1);
+        route_refusals(&d, b1);
+        sl__batch_clear(b1);
+        sl__batch_clear(b2);
+        route_differential(&d, &g, b1, b2);
+        sl__batch_clear(b1);
+        sl__batch_clear(b2);
+    }
+    printf("json structural route: %s\n", avx2 ? "AVX2 and SSE2/word tested" : "SSE2/word tested");
+    sl__batch_free(b1);
+    sl__batch_free(b2);
+    sl__json_close(&d);
+    sl__json_close(&g);
+    sl_schema_free(s);
+}
+
 static void test_csv_offsets(void **state)
 {
     (void)state;
@@ -330,6 +528,7 @@ int main(void)
 #endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_strings),
+        cmocka_unit_test(test_json_route),
         cmocka_unit_test(test_csv_offsets),
         cmocka_unit_test(test_project_csv),
         cmocka_unit_test(test_project_json),
