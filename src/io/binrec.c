@@ -31,6 +31,8 @@
 
 enum { BIN_DEFAULT_WIDTH = 16, BIN_MAX_WIDTH = 4096 };
 
+static void build_plan(sl__bin_dec *d);
+
 static uint32_t fixed_width(sl_type t)
 {
     switch (t) {
@@ -113,7 +115,37 @@ int sl__bin_init(sl__bin_dec *d, const sl_schema *s, const char *widths,
         return sl__err(err, esz, SL_EINVAL,
                        "file source: format 'binary' needs at least one column");
     }
+    build_plan(d);
     return 0;
+}
+
+/* Conversions of the decode plan. */
+enum { BIN_I64, BIN_F64, BIN_BOOL, BIN_STR, BIN_STR_DOMAIN, BIN_STR_UNREAD, BIN_BAD };
+
+/* One step per column, in record order, each with its conversion; a
+ * VARCHAR that projection pushdown leaves unread is only checked. */
+static void build_plan(sl__bin_dec *d)
+{
+    const sl_schema *s = d->t.schema;
+    d->nstep = s->n;
+    for (int c = 0; c < s->n; c++) {
+        struct sl__bin_step *st = &d->step[c];
+        st->col = (uint8_t)c;
+        st->off = d->off[c];
+        st->width = d->width[c];
+        switch (s->cols[c].type) {
+        case SL_INT64:
+        case SL_TIMESTAMP: st->op = BIN_I64; break;
+        case SL_FLOAT64: st->op = BIN_F64; break;
+        case SL_BOOL: st->op = BIN_BOOL; break;
+        case SL_STRING:
+            st->op = d->t.dom_len[c] != NULL ? BIN_STR_DOMAIN
+                     : (d->t.skip >> c & 1)  ? BIN_STR_UNREAD
+                                             : BIN_STR;
+            break;
+        default: st->op = BIN_BAD; break;
+        }
+    }
 }
 
 void sl__bin_project(sl__bin_dec *d, uint64_t used)
@@ -130,6 +162,7 @@ void sl__bin_project(sl__bin_dec *d, uint64_t used)
     }
     d->copy_lo = lo < hi ? lo : 0;
     d->copy_hi = lo < hi ? hi : 0;
+    build_plan(d);
 }
 
 void sl__bin_close(sl__bin_dec *d)
@@ -202,6 +235,30 @@ static inline bool str_len(const unsigned char *v, uint32_t w, size_t *len)
     return rest == 0;
 }
 
+/* str_len's verdict alone, for a VARCHAR that is checked but not read:
+ * the bytes that are not NUL must be a prefix of the field. */
+static inline bool pad_ok(const unsigned char *v, uint32_t w)
+{
+#if defined(__SSE2__) && !defined(SL_NO_SIMD)
+    if (w >= 16 && w <= 64) {
+        const __m128i zero = _mm_setzero_si128();
+        uint64_t z = 0;
+        uint32_t i = 0;
+        for (; i + 16 <= w; i += 16)
+            z |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(
+                     _mm_loadu_si128((const __m128i *)(const void *)(v + i)), zero)) << i;
+        if (i < w)
+            z |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(
+                     _mm_loadu_si128((const __m128i *)(const void *)(v + w - 16)), zero))
+                 << (w - 16);
+        const uint64_t text = ~z & (w == 64 ? ~0ULL : (1ULL << w) - 1);
+        return (text & (text + 1)) == 0; /* ones from bit 0 up, then none */
+    }
+#endif
+    size_t n;
+    return str_len(v, w, &n);
+}
+
 static int fail(char *reason, size_t rsz, const char *what, const char *col)
 {
     snprintf(reason, rsz, "%s:%s", what, col);
@@ -218,18 +275,18 @@ int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
      * sl__bin_project) in the batch's arena: STRING values point into it
      * (one allocation per record instead of one per string). */
     const char *copy = NULL;
-    for (int c = 0; c < s->n; c++) {
-        const unsigned char *v = r + d->off[c];
-        struct sl__col *col = &b->cols[c];
-        switch (s->cols[c].type) {
-        case SL_INT64:
-        case SL_TIMESTAMP: {
+    for (int k = 0; k < d->nstep; k++) {
+        const struct sl__bin_step *st = &d->step[k];
+        const unsigned char *v = r + st->off;
+        struct sl__col *col = &b->cols[st->col];
+        switch (st->op) {
+        case BIN_I64: {
             int64_t x = (int64_t)load_le64(v);
             ((int64_t *)col->data)[row] = x;
             col->valid[row] = x != INT64_MIN;
             break;
         }
-        case SL_FLOAT64: {
+        case BIN_F64: {
             uint64_t u = load_le64(v);
             double x;
             memcpy(&x, &u, sizeof x);
@@ -237,47 +294,165 @@ int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
             col->valid[row] = !isnan(x);
             break;
         }
-        case SL_BOOL:
+        case BIN_BOOL:
             if (v[0] > 1 && v[0] != 0xFF)
-                return fail(reason, rsz, "parse_error", s->cols[c].name);
+                return fail(reason, rsz, "parse_error", s->cols[st->col].name);
             ((uint8_t *)col->data)[row] = v[0] == 1;
             col->valid[row] = v[0] != 0xFF;
             break;
-        case SL_STRING: {
+        case BIN_STR_UNREAD: /* checked, never read: NULL */
+            if (!pad_ok(v, st->width))
+                return fail(reason, rsz, "parse_error", s->cols[st->col].name);
+            col->valid[row] = 0;
+            break;
+        case BIN_STR: {
             size_t n;
-            if (!str_len(v, d->width[c], &n))
-                return fail(reason, rsz, "parse_error", s->cols[c].name);
-            if (n == 0 || (d->t.skip >> c & 1)) { /* skip: never read */
+            if (!str_len(v, st->width, &n))
+                return fail(reason, rsz, "parse_error", s->cols[st->col].name);
+            if (n == 0) {
                 col->valid[row] = 0;
                 break;
             }
-            if (d->t.dom_len[c] == NULL) {
-                if (copy == NULL) { /* the span of the columns read */
-                    const uint32_t span = d->copy_hi - d->copy_lo;
-                    char *m = sl__arena_alloc(&b->arena, span);
-                    memcpy(m, rec + d->copy_lo, span);
-                    copy = m;
-                }
-                ((sl_str *)col->data)[row] =
-                    (sl_str){copy + (d->off[c] - d->copy_lo), (uint32_t)n};
-                col->valid[row] = 1;
+            if (copy == NULL) { /* the span of the columns read */
+                const uint32_t span = d->copy_hi - d->copy_lo;
+                char *m = sl__arena_alloc(&b->arena, span);
+                memcpy(m, rec + d->copy_lo, span);
+                copy = m;
+            }
+            ((sl_str *)col->data)[row] =
+                (sl_str){copy + (st->off - d->copy_lo), (uint32_t)n};
+            col->valid[row] = 1;
+            break;
+        }
+        case BIN_STR_DOMAIN: {
+            size_t n;
+            if (!str_len(v, st->width, &n))
+                return fail(reason, rsz, "parse_error", s->cols[st->col].name);
+            if (n == 0) {
+                col->valid[row] = 0;
                 break;
             }
-            int rc = sl__dec_value(&d->t, c, (const char *)v, n, true, false,
+            int rc = sl__dec_value(&d->t, st->col, (const char *)v, n, true, false,
                                    b, row);
             if (rc != SL__CONV_OK)
                 return fail(reason, rsz,
                             rc == SL__CONV_BAD ? "parse_error" : "unknown_value",
-                            s->cols[c].name);
+                            s->cols[st->col].name);
             break;
         }
         default:
-            return fail(reason, rsz, "parse_error", s->cols[c].name);
+            return fail(reason, rsz, "parse_error", s->cols[st->col].name);
         }
     }
     b->kind[row] = SL_KIND_DATA;
     b->n = row + 1;
     return 0;
+}
+
+/* Column at a time: each step's conversion runs over all records in one
+ * loop. A record a step rejects ends the block there (m shrinks); steps
+ * already run wrote rows past it, which stay above b->n and are written
+ * again later. */
+uint32_t sl__bin_decode_block(const sl__bin_dec *d, const char *buf, uint32_t nrec,
+                              sl_batch *b)
+{
+    const uint32_t row0 = b->n, R = d->size;
+    uint32_t m = nrec;
+    if (m > b->cap - row0) m = b->cap - row0;
+    const uint32_t span = d->copy_hi - d->copy_lo;
+    char *copy = NULL;
+    for (int k = 0; k < d->nstep && copy == NULL; k++)
+        if (d->step[k].op == BIN_STR && span > 0 && m > 0) {
+            copy = sl__arena_alloc(&b->arena, (size_t)span * m);
+            for (uint32_t i = 0; i < m; i++)
+                memcpy(copy + (size_t)i * span, buf + (size_t)i * R + d->copy_lo, span);
+        }
+    for (int k = 0; k < d->nstep && m > 0; k++) {
+        const struct sl__bin_step *st = &d->step[k];
+        const unsigned char *v = (const unsigned char *)buf + st->off;
+        struct sl__col *col = &b->cols[st->col];
+        uint8_t *valid = col->valid + row0;
+        const uint32_t w = st->width;
+        switch (st->op) {
+        case BIN_I64: {
+            int64_t *out = (int64_t *)col->data + row0;
+            for (uint32_t i = 0; i < m; i++, v += R) {
+                const int64_t x = (int64_t)load_le64(v);
+                out[i] = x;
+                valid[i] = x != INT64_MIN;
+            }
+            break;
+        }
+        case BIN_F64: {
+            double *out = (double *)col->data + row0;
+            for (uint32_t i = 0; i < m; i++, v += R) {
+                const uint64_t u = load_le64(v);
+                double x;
+                memcpy(&x, &u, sizeof x);
+                out[i] = x;
+                valid[i] = !isnan(x);
+            }
+            break;
+        }
+        case BIN_BOOL: {
+            uint8_t *out = (uint8_t *)col->data + row0;
+            for (uint32_t i = 0; i < m; i++, v += R) {
+                if (v[0] > 1 && v[0] != 0xFF) {
+                    m = i;
+                    break;
+                }
+                out[i] = v[0] == 1;
+                valid[i] = v[0] != 0xFF;
+            }
+            break;
+        }
+        case BIN_STR_UNREAD:
+            for (uint32_t i = 0; i < m; i++, v += R) {
+                if (!pad_ok(v, w)) {
+                    m = i;
+                    break;
+                }
+                valid[i] = 0;
+            }
+            break;
+        case BIN_STR: {
+            sl_str *out = (sl_str *)col->data + row0;
+            const char *at = copy + (st->off - d->copy_lo);
+            for (uint32_t i = 0; i < m; i++, v += R, at += span) {
+                size_t n;
+                if (!str_len(v, w, &n)) {
+                    m = i;
+                    break;
+                }
+                out[i] = (sl_str){at, (uint32_t)n};
+                valid[i] = n != 0;
+            }
+            break;
+        }
+        case BIN_STR_DOMAIN:
+            for (uint32_t i = 0; i < m; i++, v += R) {
+                size_t n;
+                if (!str_len(v, w, &n)) {
+                    m = i;
+                    break;
+                }
+                if (n == 0) {
+                    valid[i] = 0;
+                } else if (sl__dec_value(&d->t, st->col, (const char *)v, n, true, false,
+                                         b, row0 + i) != SL__CONV_OK) {
+                    m = i;
+                    break;
+                }
+            }
+            break;
+        default:
+            m = 0;
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < m; i++) b->kind[row0 + i] = SL_KIND_DATA;
+    b->n = row0 + m;
+    return m;
 }
 
 size_t sl__bin_payload(const sl__bin_dec *d, const char *rec, size_t n,

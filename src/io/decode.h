@@ -135,6 +135,13 @@ typedef struct {
     uint32_t width[SL_MAX_COLS]; /* its width in bytes */
     uint32_t size;               /* bytes per record */
     uint32_t copy_lo, copy_hi;   /* bytes of the STRING columns read, copied */
+    /* The decode plan (sl__bin_init, sl__bin_project): one step per
+     * column, its conversion chosen once instead of per record. */
+    struct sl__bin_step {
+        uint8_t op, col;
+        uint32_t off, width;
+    } step[SL_MAX_COLS];
+    int nstep;
 } sl__bin_dec;
 
 /* `widths`: NULL or "col:bytes,..." for STRING columns (default 16 bytes).
@@ -148,6 +155,12 @@ void sl__bin_project(sl__bin_dec *d, uint64_t used);
  */
 int sl__bin_decode(const sl__bin_dec *d, const char *rec, sl_batch *b,
                    char *reason, size_t rsz);
+/* Decodes up to nrec consecutive records at buf (at most b->cap - b->n)
+ * into rows b->n.., a column at a time, and stops before the first record
+ * sl__bin_decode would reject (the caller hands that one to it for the
+ * reason). Returns the records appended; they equal sl__bin_decode's. */
+uint32_t sl__bin_decode_block(const sl__bin_dec *d, const char *buf, uint32_t nrec,
+                              sl_batch *b);
 /* Writes n bytes of a record as hex into out (size >= 2n + 1) with the bytes
  * of identifier columns masked as '*'; for dead letters. Returns 2n. */
 size_t sl__bin_payload(const sl__bin_dec *d, const char *rec, size_t n,

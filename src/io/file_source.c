@@ -578,8 +578,19 @@ static size_t count_nl(const char *a, size_t n)
 static void decode_binary(fs_src *s, fs_part *p, sl_batch *out, int *bad)
 {
     const size_t R = s->bin.size;
+    bool block_next = true; /* after a block, the record it stopped at */
     while (out->n < out->cap && s->pos < s->len) {
         size_t avail = s->len - s->pos, n = avail < R ? avail : R;
+        if (block_next && avail >= R && p->off >= p->skip_to) {
+            const size_t whole = avail / R;
+            const uint32_t got = sl__bin_decode_block(
+                &s->bin, s->buf + s->pos, whole > UINT32_MAX ? UINT32_MAX : (uint32_t)whole,
+                out);
+            consume(s, p, s->pos + got * R, (int)got);
+            block_next = false;
+            continue;
+        }
+        block_next = true;
         const char *rec = s->buf + s->pos;
         const char *why = NULL;
         if (avail < R) {
