@@ -375,22 +375,26 @@ __attribute__((target("avx2"))) static bool quote_bits_avx2(const char *s, size_
 }
 #endif
 
-/* Offset of the first quote at or after pos, or SIZE_MAX. */
-static inline size_t next_quote(const uint64_t *q, size_t nw, size_t pos)
+/* The quotes of a line in order: the bitmap read word by word, each
+ * quote taken (and cleared) once. */
+typedef struct {
+    const uint64_t *q;
+    size_t nw, w;
+    uint64_t cur;
+} quote_iter;
+
+/* Offset of the next quote, or SIZE_MAX when none is left. */
+static inline size_t next_quote(quote_iter *it)
 {
-    size_t w = pos >> 6;
-    if (w >= nw) return SIZE_MAX;
-    uint64_t m = q[w] & (~0ULL << (pos & 63));
-    while (m == 0) {
-        if (++w >= nw) return SIZE_MAX;
-        m = q[w];
+    while (it->cur == 0) {
+        if (++it->w >= it->nw) return SIZE_MAX;
+        it->cur = it->q[it->w];
     }
-    return w * 64 + (size_t)__builtin_ctzll(m);
+    const size_t at = it->w * 64 + (size_t)__builtin_ctzll(it->cur);
+    it->cur &= it->cur - 1;
+    return at;
 }
 
-/* Decodes line into row b->n as the general parser would, or returns
- * false (row not committed; values it stored are overwritten by the
- * general parser, arena bytes it took stay with the batch). */
 /* Skips spaces; the caller guarantees a byte that is not one follows. */
 static inline const char *sp(const char *p)
 {
@@ -398,6 +402,9 @@ static inline const char *sp(const char *p)
     return p;
 }
 
+/* Decodes line into row b->n as the general parser would, or returns
+ * false (row not committed; values it stored are overwritten by the
+ * general parser, arena bytes it took stay with the batch). */
 bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
                           sl_batch *b)
 {
@@ -411,44 +418,55 @@ bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
 #endif
     /* The line holds no control byte, so its white space is spaces; the
      * last byte that is not one must close the object. It is then a
-     * sentinel that stops every space skip (sp) inside the line. */
+     * sentinel that stops every space skip (sp) inside the line, and no
+     * quote lies at or after it. */
     size_t e = len;
     while (e > 0 && line[e - 1] == ' ') e--;
     if (e < 2 || line[e - 1] != '}') return false;
-    const size_t nw = (len + 63) / 64;
+    quote_iter it = {q, (len + 63) / 64, 0, q[0]};
     const sl_schema *s = d->t.schema;
     const char *p = line, *end = line + e;
     const uint32_t row = b->n;
     uint64_t seen = 0;
     int hint = 0;
     p = sp(p);
-    if (p >= end || *p != '{') return false;
+    if (*p != '{') return false;
     p = sp(p + 1);
-    if (p < end && *p == '}') {
+    if (*p == '}') {
         p++;
         goto done;
     }
     for (;;) {
-        if (p >= end || *p != '"') return false;
-        const char *k0 = p + 1;
-        size_t qe = next_quote(q, nw, (size_t)(k0 - line));
-        if (qe == SIZE_MAX) return false;
-        const int col = find_col(d, k0, (size_t)(line + qe - k0), hint);
-        p = sp(line + qe + 1);
-        if (p >= end || *p != ':') return false;
+        /* key: the next two quotes, the first one here */
+        const size_t k0 = next_quote(&it);
+        if (line + k0 != p) return false; /* also SIZE_MAX: no quote left */
+        const size_t k1 = next_quote(&it);
+        if (k1 == SIZE_MAX) return false;
+        const size_t kn = k1 - k0 - 1;
+        int col;
+        if (hint < s->n && d->name_len[hint] == kn &&
+            same_bytes(s->cols[hint].name, p + 1, kn))
+            col = hint;
+        else
+            col = find_col(d, p + 1, kn, hint);
+        p = sp(line + k1 + 1);
+        if (*p != ':') return false;
         p = sp(p + 1);
-        if (p >= end) return false;
+        /* value */
         const char *v0 = p, *v1;
         bool quoted = false, isnull = false;
         switch (*p) {
-        case '"':
+        case '"': {
+            const size_t a0 = next_quote(&it);
+            if (line + a0 != p) return false;
+            const size_t a1 = next_quote(&it);
+            if (a1 == SIZE_MAX) return false;
             v0 = p + 1;
-            qe = next_quote(q, nw, (size_t)(v0 - line));
-            if (qe == SIZE_MAX) return false;
-            v1 = line + qe;
+            v1 = line + a1;
             p = v1 + 1;
             quoted = true;
             break;
+        }
         case 't':
             if (end - p < 4 || memcmp(p, "true", 4) != 0) return false;
             p += 4;
@@ -476,21 +494,28 @@ bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
             seen |= 1ULL << col;
             if (isnull || (d->t.skip >> col & 1)) {
                 b->cols[col].valid[row] = 0;
+            } else if (quoted && v1 > v0 && s->cols[col].type == SL_STRING &&
+                       d->t.dom_len[col] == NULL) { /* the common text value */
+                const size_t n = (size_t)(v1 - v0);
+                char *m = sl__arena_alloc(&b->arena, n);
+                memcpy(m, v0, n);
+                ((sl_str *)b->cols[col].data)[row] = (sl_str){m, (uint32_t)n};
+                b->cols[col].valid[row] = 1;
             } else if (sl__dec_value(&d->t, col, v0, (size_t)(v1 - v0), quoted,
                                      false, b, row) != SL__CONV_OK) {
                 return false;
             }
         }
         p = sp(p);
-        if (p >= end) return false;
-        if (*p == '}') {
-            p++;
-            break;
+        if (*p == ',') {
+            p = sp(p + 1);
+            continue;
         }
-        if (*p != ',') return false;
-        p = sp(p + 1);
+        if (*p != '}') return false;
+        p++;
+        break;
     }
-done: /* the '}' consumed was the sentinel: only spaces follow */
+done: /* the '}' consumed must be the sentinel: only spaces follow */
     if (p != end) return false;
     for (int c = 0; c < s->n; c++)
         if (!(seen >> c & 1)) b->cols[c].valid[row] = 0;
