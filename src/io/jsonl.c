@@ -300,8 +300,9 @@ enum { QWORDS = SL__JSON_FAST_MAX / 64 };
 
 /* q[w] bit i: byte 64w + i of the line is a quote. Returns false if the
  * line holds a backslash or a control byte (the general parser's cases).
- * The last partial block is read from a copy padded with spaces, so no
- * byte past the line is touched. */
+ * The last partial block is the line's last 64 bytes, its mask shifted
+ * down (or, in a line shorter than 64 bytes, a copy padded with spaces),
+ * so no byte past the line is touched. */
 #if defined(__SSE2__) && !defined(SL_NO_SIMD)
 static inline uint64_t block_sse2(const char *p, uint64_t *bad)
 {
@@ -336,7 +337,9 @@ static bool quote_bits(const char *s, size_t len, uint64_t *q)
     uint64_t bad = 0;
     size_t i = 0, w = 0;
     for (; i + 64 <= len; i += 64) q[w++] = block_sse2(s + i, &bad);
-    if (i < len) {
+    if (i < len && len >= 64) { /* the last 64 bytes, overlapping: no copy */
+        q[w] = block_sse2(s + len - 64, &bad) >> (64 - (len - i));
+    } else if (i < len) {
         char t[64];
         memset(t, ' ', sizeof t);
         memcpy(t, s + i, len - i);
@@ -356,7 +359,11 @@ __attribute__((target("avx2"))) static bool quote_bits_avx2(const char *s, size_
     size_t i = 0, w = 0;
     while (i < len) {
         const char *p = s + i;
-        if (len - i < 64) {
+        unsigned shift = 0;
+        if (len - i < 64 && len >= 64) { /* the last 64 bytes, overlapping */
+            shift = (unsigned)(64 - (len - i));
+            p = s + len - 64;
+        } else if (len - i < 64) {
             memset(t, ' ', sizeof t);
             memcpy(t, s + i, len - i);
             p = t;
@@ -367,8 +374,9 @@ __attribute__((target("avx2"))) static bool quote_bits_avx2(const char *s, size_
             _mm256_or_si256(_mm256_cmpeq_epi8(x0, bs), _mm256_cmpeq_epi8(x1, bs)),
             _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_max_epu8(x0, ctl), ctl),
                             _mm256_cmpeq_epi8(_mm256_max_epu8(x1, ctl), ctl))));
-        q[w++] = (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(x0, quote)) |
-                 (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(x1, quote)) << 32;
+        q[w++] = ((uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(x0, quote)) |
+                  (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(x1, quote)) << 32) >>
+                 shift;
         i += 64;
     }
     return _mm256_testz_si256(bad, bad) != 0;
