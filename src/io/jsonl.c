@@ -412,6 +412,26 @@ static inline const char *sp(const char *p)
     return p;
 }
 
+/* 1..18 decimal digits after an optional '-': the value parse_int (the
+ * shared conversion's first choice for INT64 and TIMESTAMP, after a
+ * YYYY-MM-DD date, which has dashes) gives, without the call. False for
+ * anything else, which the shared conversion then handles. */
+static inline bool digits_i64(const char *v, size_t n, int64_t *out)
+{
+    const bool neg = n > 0 && v[0] == '-';
+    v += neg;
+    n -= neg;
+    if (n == 0 || n > 18) return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned dg = (unsigned)(unsigned char)v[i] - '0';
+        if (dg > 9) return false;
+        x = x * 10 + dg;
+    }
+    *out = neg ? -(int64_t)x : (int64_t)x;
+    return true;
+}
+
 /* Decodes line into row b->n as the general parser would, or returns
  * false (row not committed; values it stored are overwritten by the
  * general parser, arena bytes it took stay with the batch). */
@@ -511,6 +531,10 @@ bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
                 memcpy(m, v0, n);
                 ((sl_str *)b->cols[col].data)[row] = (sl_str){m, (uint32_t)n};
                 b->cols[col].valid[row] = 1;
+            } else if ((s->cols[col].type == SL_TIMESTAMP || s->cols[col].type == SL_INT64) &&
+                       digits_i64(v0, (size_t)(v1 - v0),
+                                  &((int64_t *)b->cols[col].data)[row])) {
+                b->cols[col].valid[row] = 1; /* epoch ms or a count, as text or number */
             } else if (sl__dec_value(&d->t, col, v0, (size_t)(v1 - v0), quoted,
                                      false, b, row) != SL__CONV_OK) {
                 return false;
