@@ -86,10 +86,16 @@ typedef struct {
     void (*ud_free)(void *); /* frees ud with the conf, or NULL */
 } filter_conf;
 
+/* A run of kept rows: len rows from row `from` move to row `to`. */
+typedef struct {
+    uint32_t from, to, len;
+} run;
+
 typedef struct {
     const filter_conf *c;
     uint8_t *keep;
     uint32_t *rows;
+    run *runs;
     uint32_t cap;
 } filter_op;
 
@@ -103,20 +109,68 @@ static int filter_open(void **st, const void *conf, const sl__opinfo *info,
     return 0;
 }
 
-/* Keeps the selected rows of b, compacting it in place (strings stay in the
- * batch's arena, so only the references move). */
-static void compact(sl_batch *b, const uint32_t *rows, uint32_t n)
+/* Whether v[0..n) is all zero: a column with no value in the batch (a
+ * VARCHAR projection pushdown left unread) needs no compaction at all. */
+static bool all_zero(const uint8_t *v, uint32_t n)
 {
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        if (w != 0) return false;
+    }
+    for (; i < n; i++)
+        if (v[i] != 0) return false;
+    return true;
+}
+
+/* Moves the rows of runs[k] = (from, to, len), elements of `size` bytes:
+ * a filter that keeps most rows moves a few long runs. */
+static void move_runs(void *base, size_t size, const run *runs, uint32_t nrun)
+{
+    char *d = base;
+    for (uint32_t k = 0; k < nrun; k++)
+        if (runs[k].from != runs[k].to)
+            memmove(d + (size_t)runs[k].to * size, d + (size_t)runs[k].from * size,
+                    (size_t)runs[k].len * size);
+}
+
+/* Keeps the selected rows of b, compacting it in place (strings stay in the
+ * batch's arena, so only the references move). When the kept rows form
+ * long runs (a filter that drops few rows) whole runs are moved, else row
+ * by row; columns without a value in the batch are left as they are. */
+static void compact(sl_batch *b, const uint32_t *rows, uint32_t n, run *runs)
+{
+    uint32_t nrun = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (nrun > 0 && runs[nrun - 1].from + runs[nrun - 1].len == rows[i])
+            runs[nrun - 1].len++;
+        else
+            runs[nrun++] = (run){rows[i], i, 1};
+    }
+    const bool by_run = nrun * 8 <= n; /* runs of 8 rows or more on average */
     for (int c = 0; c < b->schema->n; c++) {
         uint8_t *v = b->cols[c].valid;
-        for (uint32_t i = 0; i < n; i++) v[i] = v[rows[i]];
+        if (all_zero(v, b->n)) continue; /* stays all NULL */
+        size_t size;
         switch (b->schema->cols[c].type) {
-        case SL_BOOL: {
+        case SL_BOOL: size = 1; break;
+        case SL_STRING: size = sizeof(sl_str); break;
+        default: size = 8; break;
+        }
+        if (by_run) {
+            move_runs(v, 1, runs, nrun);
+            move_runs(b->cols[c].data, size, runs, nrun);
+            continue;
+        }
+        for (uint32_t i = 0; i < n; i++) v[i] = v[rows[i]];
+        switch (size) {
+        case 1: {
             uint8_t *d = b->cols[c].data;
             for (uint32_t i = 0; i < n; i++) d[i] = d[rows[i]];
             break;
         }
-        case SL_STRING: {
+        case sizeof(sl_str): {
             sl_str *d = b->cols[c].data;
             for (uint32_t i = 0; i < n; i++) d[i] = d[rows[i]];
             break;
@@ -140,6 +194,7 @@ static int filter_batch(void *st, sl_batch *b, sl__out *out)
         f->cap = b->n;
         f->keep = sl__xrealloc(f->keep, f->cap);
         f->rows = sl__xrealloc(f->rows, sizeof(uint32_t) * f->cap);
+        f->runs = sl__xrealloc(f->runs, sizeof(run) * f->cap);
     }
     memset(f->keep, 0, b->n);
     f->c->fn(b, f->keep, f->c->ud);
@@ -150,7 +205,7 @@ static int filter_batch(void *st, sl_batch *b, sl__out *out)
         sl__batch_free(b);
         return 0;
     }
-    if (n < b->n) compact(b, f->rows, n);
+    if (n < b->n) compact(b, f->rows, n, f->runs);
     return sl__emit(out, b);
 }
 
@@ -159,6 +214,7 @@ static void filter_close(void *st)
     filter_op *f = st;
     free(f->keep);
     free(f->rows);
+    free(f->runs);
     free(f);
 }
 
