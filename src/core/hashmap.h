@@ -102,6 +102,10 @@ void *sl__bmap_upsert(sl__bmap *m, const void *key, size_t len, uint64_t h,
                       bool *is_new);
 
 static inline uint32_t sl__bmap_count(const sl__bmap *m) { return m->n; }
+/* Sizes an empty map's slot table for n entries, so the first n inserts
+ * never rehash (a window's map, sized like the window before it). A map
+ * with entries is left as it is. */
+void sl__bmap_reserve(sl__bmap *m, uint32_t n);
 /* Entry i (0 <= i < count) in insertion order: returns its value and sets
  * *key / *len (either may be NULL) to the map's copy of the key. */
 void *sl__bmap_at(const sl__bmap *m, uint32_t i, const uint8_t **key,
