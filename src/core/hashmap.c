@@ -55,7 +55,7 @@ static void set_grow(sl__set64 *s)
     s->lg = lg;
 }
 
-int sl__set64_insert(sl__set64 *s, uint64_t k)
+int sl__set64_insert_any(sl__set64 *s, uint64_t k)
 {
     if (k == 0) {
         int fresh = !s->has_zero;
@@ -67,8 +67,7 @@ int sl__set64_insert(sl__set64 *s, uint64_t k)
         while (i < s->n && s->small[i] < k) i++;
         if (i < s->n && s->small[i] == k) return 0;
         if (s->n < SL__SET64_SMALL) {
-            /* at most 3 keys move: a loop, not a call to memmove */
-            for (uint32_t j = s->n; j > i; j--) s->small[j] = s->small[j - 1];
+            memmove(&s->small[i + 1], &s->small[i], (s->n - i) * sizeof *s->small);
             s->small[i] = k;
             s->n++;
             return 1;

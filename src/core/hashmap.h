@@ -36,8 +36,25 @@ void sl__set64_init(sl__set64 *s);
 void sl__set64_close(sl__set64 *s);
 /* Removes every key and frees the slots. */
 void sl__set64_clear(sl__set64 *s);
-/* Adds k; returns 1 if it was new, 0 if it was there already. */
-int sl__set64_insert(sl__set64 *s, uint64_t k);
+/* Adds k; returns 1 if it was new, 0 if it was there already. The inline
+ * part handles a small set with room (most sets of a window, and no call
+ * in the per-record loop); the rest is sl__set64_insert_any. */
+int sl__set64_insert_any(sl__set64 *s, uint64_t k);
+static inline int sl__set64_insert(sl__set64 *s, uint64_t k)
+{
+    const uint32_t n = s->n;
+    if (s->lg || k == 0 || n == SL__SET64_SMALL) return sl__set64_insert_any(s, k);
+    for (uint32_t j = 0; j < n; j++)
+        if (s->small[j] == k) return 0;
+    uint32_t j = n; /* insertion keeps the inline keys ascending */
+    while (j > 0 && s->small[j - 1] > k) {
+        s->small[j] = s->small[j - 1];
+        j--;
+    }
+    s->small[j] = k;
+    s->n = n + 1;
+    return 1;
+}
 bool sl__set64_contains(const sl__set64 *s, uint64_t k);
 static inline uint64_t sl__set64_count(const sl__set64 *s)
 {
