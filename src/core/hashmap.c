@@ -55,7 +55,7 @@ static void set_grow(sl__set64 *s)
     s->lg = lg;
 }
 
-int sl__set64_insert(sl__set64 *s, uint64_t k)
+int sl__set64_insert_any(sl__set64 *s, uint64_t k)
 {
     if (k == 0) {
         int fresh = !s->has_zero;
@@ -216,11 +216,27 @@ static inline entry_hdr *bmap_entry(const sl__bmap *m, uint32_t i)
     return (entry_hdr *)(m->chunks[c] + off * m->stride);
 }
 
+/* Keys of 8 bytes or more compared a word at a time, the last word
+ * overlapping the one before: window keys are short, and a call to memcmp
+ * cost more than the comparison (bench/RESULTS.md). */
+static inline bool key_eq(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    uint64_t x, y;
+    if (len < 8) return len == 0 || memcmp(a, b, len) == 0;
+    for (size_t i = 0; i + 8 < len; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) return false;
+    }
+    memcpy(&x, a + len - 8, 8);
+    memcpy(&y, b + len - 8, 8);
+    return x == y;
+}
+
 static inline bool entry_eq(const entry_hdr *e, const void *key, size_t len,
                             uint64_t h)
 {
-    return e->hash == h && e->len == len &&
-           (len == 0 || memcmp(e->key, key, len) == 0);
+    return e->hash == h && e->len == len && key_eq(e->key, key, len);
 }
 
 void sl__bmap_prefetch_entry(const sl__bmap *m, uint64_t h)
@@ -266,6 +282,16 @@ static void bmap_grow(sl__bmap *m)
     free(m->slots);
     m->slots = slots;
     m->mask = (uint32_t)mask;
+}
+
+void sl__bmap_reserve(sl__bmap *m, uint32_t n)
+{
+    if (m->n || m->slots) return;
+    size_t cap = BMAP_MIN_SLOTS;
+    while ((uint64_t)n * 4 > (uint64_t)cap * 3) cap *= 2;
+    m->slots = sl__xcalloc(cap, sizeof *m->slots);
+    m->mask = (uint32_t)(cap - 1);
+    m->mem += cap * sizeof *m->slots;
 }
 
 static const uint8_t *bmap_copy_key(sl__bmap *m, entry_hdr *e, const void *key,

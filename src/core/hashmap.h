@@ -36,8 +36,25 @@ void sl__set64_init(sl__set64 *s);
 void sl__set64_close(sl__set64 *s);
 /* Removes every key and frees the slots. */
 void sl__set64_clear(sl__set64 *s);
-/* Adds k; returns 1 if it was new, 0 if it was there already. */
-int sl__set64_insert(sl__set64 *s, uint64_t k);
+/* Adds k; returns 1 if it was new, 0 if it was there already. The inline
+ * part handles a small set with room (most sets of a window, and no call
+ * in the per-record loop); the rest is sl__set64_insert_any. */
+int sl__set64_insert_any(sl__set64 *s, uint64_t k);
+static inline int sl__set64_insert(sl__set64 *s, uint64_t k)
+{
+    const uint32_t n = s->n;
+    if (s->lg || k == 0 || n == SL__SET64_SMALL) return sl__set64_insert_any(s, k);
+    for (uint32_t j = 0; j < n; j++)
+        if (s->small[j] == k) return 0;
+    uint32_t j = n; /* insertion keeps the inline keys ascending */
+    while (j > 0 && s->small[j - 1] > k) {
+        s->small[j] = s->small[j - 1];
+        j--;
+    }
+    s->small[j] = k;
+    s->n = n + 1;
+    return 1;
+}
 bool sl__set64_contains(const sl__set64 *s, uint64_t k);
 static inline uint64_t sl__set64_count(const sl__set64 *s)
 {
@@ -102,6 +119,10 @@ void *sl__bmap_upsert(sl__bmap *m, const void *key, size_t len, uint64_t h,
                       bool *is_new);
 
 static inline uint32_t sl__bmap_count(const sl__bmap *m) { return m->n; }
+/* Sizes an empty map's slot table for n entries, so the first n inserts
+ * never rehash (a window's map, sized like the window before it). A map
+ * with entries is left as it is. */
+void sl__bmap_reserve(sl__bmap *m, uint32_t n);
 /* Entry i (0 <= i < count) in insertion order: returns its value and sets
  * *key / *len (either may be NULL) to the map's copy of the key. */
 void *sl__bmap_at(const sl__bmap *m, uint32_t i, const uint8_t **key,

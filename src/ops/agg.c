@@ -416,6 +416,21 @@ void sl__agg_state_free(const sl__agg *a, uint8_t *grp)
     memset(st, 0, a->size);
 }
 
+void sl__agg_states_free(const sl__agg *a, const sl__bmap *m)
+{
+    const uint32_t n = sl__bmap_count(m);
+    if (a->kind == SL_AGG_COUNT_DISTINCT && !is_distinct_str(a)) {
+        /* most sets of a window are small and inline: nothing to free */
+        for (uint32_t g = 0; g < n; g++) {
+            const sl__set64 *s =
+                (const sl__set64 *)((uint8_t *)sl__bmap_at(m, g, NULL, NULL) + a->off);
+            if (s->lg) free(s->slots);
+        }
+        return;
+    }
+    for (uint32_t g = 0; g < n; g++) sl__agg_state_free(a, sl__bmap_at(m, g, NULL, NULL));
+}
+
 /* ---- add ---------------------------------------------------------------------- */
 static inline uint32_t row_at(const uint32_t *rows, uint32_t i)
 {

@@ -125,6 +125,9 @@ const char *sl__agg_kind_name(sl_agg_kind kind);
 /* Every function below takes `grp`, the base of a group's state block. */
 void sl__agg_state_init(const sl__agg *a, uint8_t *grp); /* zero-fills */
 void sl__agg_state_free(const sl__agg *a, uint8_t *grp); /* back to empty */
+/* Releases a's states in every value of m (groups of a window about to be
+ * freed; the states are left as they are, not emptied). */
+void sl__agg_states_free(const sl__agg *a, const sl__bmap *m);
 /* Whether states of this aggregate own heap memory. */
 bool sl__agg_has_heap(const sl__agg *a);
 /* Adds n values of the batch: value i is row rows[i] (rows NULL: row i) and
@@ -167,6 +170,12 @@ typedef struct {
  * big-endian with the sign bit flipped, doubles order-preserving, bools as a
  * byte, strings with 0x00 escaped as 0x00 0xff and ended by 0x00 0x00. */
 size_t sl__wkey_encode(const sl__wkey *k, const sl_batch *b, uint32_t r, uint8_t *p);
+/* The same encoding for rows rows[0..n) of b, a column at a time: row j's
+ * key at out + off[j], its length to len[j]. Row j's room, up to off[j+1],
+ * must hold its longest encoding (per column 1 byte, 8 for an integer or
+ * double, 1 for a bool, 2 * length + 2 for a string) plus 8 bytes. */
+void sl__wkey_encode_rows(const sl__wkey *k, const sl_batch *b, const uint32_t *rows,
+                          uint32_t n, uint8_t *out, const uint32_t *off, uint32_t *len);
 /* Writes the key into output columns 2.. of row `row` of ob (strings in
  * ob's arena). */
 void sl__wkey_decode(const sl__wkey *k, const uint8_t *key, uint32_t len,

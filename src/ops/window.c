@@ -35,7 +35,7 @@
  *    watermark (win_restore answers SL_ESTATE after).
  * 5. Output order is deterministic: windows by start, then groups by their
  *    encoded key, whose bytes sort like the key values (NULL first, numbers
- *    ascending, strings bytewise) — see encode_key and fire_window. It
+ *    ascending, strings bytewise) — see sl__wkey_encode and fire_window. It
  *    depends on the set of groups only, so it survives a restore. (A fold
  *    window hands the sorted groups to sl__fold_fire, kanon.c, instead.)
  * 6. Every group's block ends with its key group, set once when the group is
@@ -328,12 +328,6 @@ sl_stream *sl_stream_window(sl_stream *s, const sl_window_spec *w,
 
 /* ---- keys ---------------------------------------------------------------- */
 /* Group keys are encoded, decoded, hashed and sorted by winkey.c. */
-static size_t encode_key(const win_op *op, const sl_batch *b, uint32_t r,
-                         uint8_t *p)
-{
-    return sl__wkey_encode(&op->kl, b, r, p);
-}
-
 static void decode_key(win_op *op, const uint8_t *key, uint32_t klen, sl_batch *ob,
                        uint32_t row)
 {
@@ -363,6 +357,7 @@ static win *window_get(win_op *op, int64_t start)
     if (__builtin_add_overflow(w->end, op->lateness, &w->fire))
         w->fire = SL_TS_MAX;
     sl__bmap_init(&w->groups, op->grp_size);
+    sl__bmap_reserve(&w->groups, op->grp_hint);
     memmove(&op->wins[lo + 1], &op->wins[lo],
             (op->nw - lo) * sizeof *op->wins);
     op->wins[lo] = w;
@@ -374,10 +369,10 @@ static void window_free(win_op *op, win *w)
 {
     for (size_t i = 0; op->heap && i < op->naggs; i++) {
         if (!sl__agg_has_heap(&op->aggs[i])) continue;
-        for (uint32_t g = 0; g < sl__bmap_count(&w->groups); g++)
-            sl__agg_state_free(&op->aggs[i], sl__bmap_at(&w->groups, g, NULL, NULL));
+        sl__agg_states_free(&op->aggs[i], &w->groups);
     }
     op->ngroups -= sl__bmap_count(&w->groups);
+    op->grp_hint = sl__bmap_count(&w->groups);
     sl__bmap_close(&w->groups);
     free(w);
 }
@@ -573,35 +568,14 @@ static void grow_rows(win_op *op, size_t n)
     op->latest = sl__xrealloc(op->latest, n * sizeof *op->latest);
 }
 
-/* Pass 1: classifies the rows, encodes and hashes the keys of live ones. */
+/* Pass 1: classifies the rows, then encodes (a column at a time) and
+ * hashes the keys of live ones. */
 static uint32_t prepare_rows(win_op *op, const sl_batch *b)
 {
     const int64_t *ts = b->cols[op->time_col].data;
     const uint8_t *tv = b->cols[op->time_col].valid;
-    size_t kused = 0;
     uint32_t m = 0;
     grow_rows(op, b->n);
-    /* room for the longest encoding of every key (a string's bytes may all
-     * be escaped NULs), plus encode_key's 8 bytes of slack */
-    size_t need = 8;
-    for (int k = 0; k < op->nkey; k++) {
-        int c = op->key_cols[k];
-        switch (op->in->cols[c].type) {
-        case SL_STRING: {
-            const sl_str *v = b->cols[c].data;
-            const uint8_t *ok = b->cols[c].valid;
-            need += 3 * (size_t)b->n;
-            for (uint32_t i = 0; i < b->n; i++) need += !ok || ok[i] ? 2 * (size_t)v[i].len : 0;
-            break;
-        }
-        case SL_BOOL: need += 2 * (size_t)b->n; break;
-        default: need += 9 * (size_t)b->n; break;
-        }
-    }
-    if (need > op->kcap) {
-        op->kcap = need * 2 > 4096 ? need * 2 : 4096;
-        op->kbuf = sl__xrealloc(op->kbuf, op->kcap);
-    }
     for (uint32_t i = 0; i < b->n; i++) {
         if (b->kind && b->kind[i] != SL_KIND_DATA) {
             forward_canary(op, b, i);
@@ -617,17 +591,51 @@ static uint32_t prepare_rows(win_op *op, const sl_batch *b)
             dead_letter(op, b, i, "time_out_of_range");
             continue;
         }
-        size_t len = encode_key(op, b, i, op->kbuf + kused);
-        op->koff[m] = (uint32_t)kused;
-        op->klen[m] = (uint32_t)len;
-        op->kh[m] = !op->kl.rowhash
-                        ? sl__wkey_hash(&op->kl, op->kbuf + kused, len)
-                        : sl__wkey_mix(b->khash ? b->khash[i]
-                                                : sl__key_hash(b, op->key_cols, op->nkey, i));
-        op->live[m] = i;
-        kused += len;
-        m++;
+        op->live[m++] = i;
     }
+    /* Each live row's room (kh holds it for now): its longest encoding (a
+     * string's bytes may all be escaped NULs) plus 8 bytes the encoder may
+     * write past a value; a NULL's length is not set, so it must not count. */
+    uint64_t fixed = 8;
+    for (int k = 0; k < op->nkey; k++)
+        switch (op->in->cols[op->key_cols[k]].type) {
+        case SL_STRING: fixed += 3; break;
+        case SL_BOOL: fixed += 2; break;
+        default: fixed += 9; break;
+        }
+    for (uint32_t j = 0; j < m; j++) op->kh[j] = fixed;
+    for (int k = 0; k < op->nkey; k++) {
+        int c = op->key_cols[k];
+        if (op->in->cols[c].type != SL_STRING) continue;
+        const sl_str *v = b->cols[c].data;
+        const uint8_t *ok = b->cols[c].valid;
+        if (!ok)
+            for (uint32_t j = 0; j < m; j++) op->kh[j] += 2 * (uint64_t)v[op->live[j]].len;
+        else
+            for (uint32_t j = 0; j < m; j++) {
+                uint32_t r = op->live[j];
+                op->kh[j] += 2 * (uint64_t)v[r].len & -(uint64_t)(ok[r] != 0);
+            }
+    }
+    uint64_t need = 0;
+    for (uint32_t j = 0; j < m; j++) {
+        op->koff[j] = (uint32_t)need;
+        need += op->kh[j];
+    }
+    SL_ASSERT(need <= UINT32_MAX); /* koff is 32 bits */
+    if (need > op->kcap) {
+        op->kcap = need * 2 > 4096 ? need * 2 : 4096;
+        op->kbuf = sl__xrealloc(op->kbuf, op->kcap);
+    }
+    sl__wkey_encode_rows(&op->kl, b, op->live, m, op->kbuf, op->koff, op->klen);
+    if (!op->kl.rowhash)
+        for (uint32_t j = 0; j < m; j++)
+            op->kh[j] = sl__wkey_hash(&op->kl, op->kbuf + op->koff[j], op->klen[j]);
+    else if (b->khash)
+        for (uint32_t j = 0; j < m; j++) op->kh[j] = sl__wkey_mix(b->khash[op->live[j]]);
+    else
+        for (uint32_t j = 0; j < m; j++)
+            op->kh[j] = sl__wkey_mix(sl__key_hash(b, op->key_cols, op->nkey, op->live[j]));
     return m;
 }
 
@@ -933,7 +941,7 @@ static int win_watermark_locked(void *st, int64_t wm, sl__out *out)
  *   key group section (0 <= kg < G): the open windows' groups of that kg
  *     u32 nwin, then per window in ascending start:
  *       i64 start, u32 ngroups (>= 1), then per group in ascending key
- *       bytes: u32 klen, the encoded key (encode_key), u32 slen, and slen
+ *       bytes: u32 klen, the encoded key (sl__wkey_encode), u32 slen, and slen
  *       bytes: each aggregate's sl__agg_serialize in definition order
  *   operator section (kg -1):
  *     u64 late_records, late_pairs, canaries, null_time, bad_time,

@@ -76,6 +76,8 @@ typedef struct {
     win **wins; /* open windows, invariant 1 */
     size_t nw, capw;
     win *last; /* the window found last: rows of a batch cluster */
+    uint32_t grp_hint; /* groups of the window freed last: a new window's
+                        * map is sized for as many (no rehash as it fills) */
 
     /* per-batch scratch, grown on demand and reused */
     uint8_t *kbuf;

@@ -35,6 +35,71 @@ static inline uint64_t get_be64(const uint8_t *p)
 #endif
 }
 
+/* One value's encoding at p (after its presence byte); each returns the
+ * end. A string's last bytes may be stored as a whole word: up to 8 bytes
+ * past the end are written. */
+static inline uint8_t *enc_str(uint8_t *p, const uint8_t *src, uint32_t len)
+{
+    uint32_t i = 0;
+    for (; i + 8 <= len; i += 8) { /* words without a NUL: copied whole */
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        if ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) break;
+        memcpy(p, &w, 8);
+        p += 8;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint32_t t = len - i; /* the last 1..7 bytes in one load and store,
+                           * unless they hold a NUL (the caller's
+                           * buffer has 8 bytes of slack) */
+    if (t > 0 && t < 8) {
+        uint64_t w;
+        if (len >= 8) {
+            memcpy(&w, src + len - 8, 8);
+            w >>= 8 * (8 - t);
+        } else if (t >= 4) {
+            uint32_t lo, hi;
+            memcpy(&lo, src, 4);
+            memcpy(&hi, src + t - 4, 4);
+            w = lo | (uint64_t)hi << (8 * (t - 4));
+        } else {
+            w = src[0] | (uint64_t)src[t / 2] << (8 * (t / 2)) |
+                (uint64_t)src[t - 1] << (8 * (t - 1));
+        }
+        uint64_t x = w | ~((1ULL << (8 * t)) - 1);
+        if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) {
+            memcpy(p, &w, 8);
+            p += t;
+            i = len;
+        }
+    }
+#endif
+    for (; i < len; i++) {
+        *p++ = src[i];
+        if (src[i] == 0) *p++ = 0xff;
+    }
+    *p++ = 0;
+    *p++ = 0;
+    return p;
+}
+
+static inline uint8_t *enc_f64(uint8_t *p, double d)
+{
+    uint64_t u;
+    if (d == 0) d = 0; /* -0.0 groups with 0.0 */
+    memcpy(&u, &d, sizeof u);
+    if (d != d) u = 0x7ff8000000000000ULL;
+    u = (u >> 63) ? ~u : u | ((uint64_t)1 << 63);
+    put_be64(p, u);
+    return p + 8;
+}
+
+static inline uint8_t *enc_i64(uint8_t *p, int64_t v)
+{
+    put_be64(p, (uint64_t)v ^ ((uint64_t)1 << 63));
+    return p + 8;
+}
+
 size_t sl__wkey_encode(const sl__wkey *op, const sl_batch *b, uint32_t r, uint8_t *p)
 {
     uint8_t *start = p;
@@ -47,71 +112,65 @@ size_t sl__wkey_encode(const sl__wkey *op, const sl_batch *b, uint32_t r, uint8_
         *p++ = 1;
         switch (op->in->cols[op->cols[k]].type) {
         case SL_STRING: {
-            const uint8_t *src = (const uint8_t *)((const sl_str *)c->data)[r].ptr;
-            uint32_t len = ((const sl_str *)c->data)[r].len, i = 0;
-            for (; i + 8 <= len; i += 8) { /* words without a NUL: copied whole */
-                uint64_t w;
-                memcpy(&w, src + i, 8);
-                if ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL) break;
-                memcpy(p, &w, 8);
-                p += 8;
-            }
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            uint32_t t = len - i; /* the last 1..7 bytes in one load and store,
-                                   * unless they hold a NUL (the caller's
-                                   * buffer has 8 bytes of slack) */
-            if (t > 0 && t < 8) {
-                uint64_t w;
-                if (len >= 8) {
-                    memcpy(&w, src + len - 8, 8);
-                    w >>= 8 * (8 - t);
-                } else if (t >= 4) {
-                    uint32_t lo, hi;
-                    memcpy(&lo, src, 4);
-                    memcpy(&hi, src + t - 4, 4);
-                    w = lo | (uint64_t)hi << (8 * (t - 4));
-                } else {
-                    w = src[0] | (uint64_t)src[t / 2] << (8 * (t / 2)) |
-                        (uint64_t)src[t - 1] << (8 * (t - 1));
-                }
-                uint64_t x = w | ~((1ULL << (8 * t)) - 1);
-                if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) {
-                    memcpy(p, &w, 8);
-                    p += t;
-                    i = len;
-                }
-            }
-#endif
-            for (; i < len; i++) {
-                *p++ = src[i];
-                if (src[i] == 0) *p++ = 0xff;
-            }
-            *p++ = 0;
-            *p++ = 0;
+            const sl_str *v = &((const sl_str *)c->data)[r];
+            p = enc_str(p, (const uint8_t *)v->ptr, v->len);
             break;
         }
-        case SL_BOOL:
-            *p++ = ((const uint8_t *)c->data)[r] != 0;
-            break;
-        case SL_FLOAT64: {
-            double d = ((const double *)c->data)[r];
-            uint64_t u;
-            if (d == 0) d = 0; /* -0.0 groups with 0.0 */
-            memcpy(&u, &d, sizeof u);
-            if (d != d) u = 0x7ff8000000000000ULL;
-            u = (u >> 63) ? ~u : u | ((uint64_t)1 << 63);
-            put_be64(p, u);
-            p += 8;
-            break;
-        }
-        default:
-            put_be64(p, (uint64_t)((const int64_t *)c->data)[r] ^
-                            ((uint64_t)1 << 63));
-            p += 8;
-            break;
+        case SL_BOOL: *p++ = ((const uint8_t *)c->data)[r] != 0; break;
+        case SL_FLOAT64: p = enc_f64(p, ((const double *)c->data)[r]); break;
+        default: p = enc_i64(p, ((const int64_t *)c->data)[r]); break;
         }
     }
     return (size_t)(p - start);
+}
+
+/* Column by column: the column's type, data and validity are looked up
+ * once per batch rather than once per value, and each type has its own
+ * loop. */
+void sl__wkey_encode_rows(const sl__wkey *op, const sl_batch *b, const uint32_t *rows,
+                          uint32_t n, uint8_t *out, const uint32_t *off, uint32_t *len)
+{
+    for (uint32_t j = 0; j < n; j++) len[j] = 0;
+    for (int k = 0; k < op->nkey; k++) {
+        const struct sl__col *c = &b->cols[op->cols[k]];
+        const uint8_t *ok = c->valid;
+#define ROWS_LOOP(ENC)                                                         \
+    for (uint32_t j = 0; j < n; j++) {                                         \
+        uint32_t r = rows[j];                                                  \
+        uint8_t *p = out + off[j] + len[j];                                    \
+        if (ok && !ok[r]) {                                                    \
+            *p = 0;                                                            \
+            len[j]++;                                                          \
+            continue;                                                          \
+        }                                                                      \
+        *p++ = 1;                                                              \
+        ENC;                                                                   \
+        len[j] = (uint32_t)(p - (out + off[j]));                               \
+    }
+        switch (op->in->cols[op->cols[k]].type) {
+        case SL_STRING: {
+            const sl_str *v = c->data;
+            ROWS_LOOP(p = enc_str(p, (const uint8_t *)v[r].ptr, v[r].len))
+            break;
+        }
+        case SL_BOOL: {
+            const uint8_t *v = c->data;
+            ROWS_LOOP(*p++ = v[r] != 0)
+            break;
+        }
+        case SL_FLOAT64: {
+            const double *v = c->data;
+            ROWS_LOOP(p = enc_f64(p, v[r]))
+            break;
+        }
+        default: {
+            const int64_t *v = c->data;
+            ROWS_LOOP(p = enc_i64(p, v[r]))
+            break;
+        }
+        }
+#undef ROWS_LOOP
+    }
 }
 
 /* The key is copied once into the batch's arena and its strings point
