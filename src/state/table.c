@@ -430,7 +430,7 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
 }
 
 /* ---- projections (invariant 5) ------------------------------------------ */
-static sl__tproj *proj_build(const sl_table *t, int col)
+sl__tproj *sl__table_proj_build(const sl_table *t, int col)
 {
     uint64_t n = 0;
     for (uint64_t i = 0; i <= t->mask; i++) n += t->slots[i].chunk != 0;
@@ -467,22 +467,33 @@ static sl__tproj *proj_build(const sl_table *t, int col)
 
 const sl__tproj *sl__table_proj(const sl_table *t, int col)
 {
-    if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n ||
-        col == t->key_col)
-        return NULL;
-    sl_type ty = t->schema->cols[col].type;
-    if (ty != SL_INT64 && ty != SL_TIMESTAMP && ty != SL_FLOAT64) return NULL;
+    if (!sl__table_proj_col(t, col)) return NULL;
     sl_table *m = (sl_table *)t; /* a memo of the immutable table */
     sl__tproj *pj = atomic_load_explicit(&m->proj[col], memory_order_acquire);
     if (pj) return pj;
     pthread_mutex_lock(&m->proj_lock);
     pj = atomic_load_explicit(&m->proj[col], memory_order_acquire);
     if (!pj) {
-        pj = proj_build(t, col);
+        pj = sl__table_proj_build(t, col);
         atomic_store_explicit(&m->proj[col], pj, memory_order_release);
     }
     pthread_mutex_unlock(&m->proj_lock);
     return pj;
+}
+
+bool sl__table_proj_col(const sl_table *t, int col)
+{
+    if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n ||
+        col == t->key_col)
+        return false;
+    sl_type ty = t->schema->cols[col].type;
+    return ty == SL_INT64 || ty == SL_TIMESTAMP || ty == SL_FLOAT64;
+}
+
+void sl__tproj_free(sl__tproj *pj)
+{
+    if (pj) sl__huge_free(pj->s, (pj->mask + 1) * sizeof(pslot));
+    free(pj);
 }
 
 void sl__tproj_prefetch(const sl__tproj *pj, uint64_t hash)

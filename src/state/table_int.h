@@ -64,5 +64,10 @@ slot *sl__table_slots_new(uint64_t n);
 /* The table's copy of string v of column c (shared while the column has
  * few distinct values, else in chunk's arena). */
 sl_str sl__table_intern(sl_table *t, int c, sl_batch *chunk, sl_str v);
+/* Whether column col may have a projection (invariant 5 of table.c). */
+bool sl__table_proj_col(const sl_table *t, int col);
+/* A new projection of col built from the finished table (not attached). */
+sl__tproj *sl__table_proj_build(const sl_table *t, int col);
+void sl__tproj_free(sl__tproj *pj);
 
 #endif

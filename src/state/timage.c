@@ -238,6 +238,22 @@ int sl__timage_write(const sl_table *t, const char *path, const char *ident,
             }
         }
     }
+    /* the projections a join may read (invariant 5 of table.c): built
+     * here if the table has none yet, so that a restart reads them in
+     * sequence instead of gathering them at random from the chunks */
+    uint32_t nproj = 0;
+    for (int c = 0; c < t->schema->n; c++) nproj += sl__table_proj_col(t, c);
+    put_u32(&w, nproj);
+    for (int c = 0; c < t->schema->n && !w.err; c++) {
+        if (!sl__table_proj_col(t, c)) continue;
+        sl__tproj *have = atomic_load(&((sl_table *)t)->proj[c]);
+        sl__tproj *pj = have ? have : sl__table_proj_build(t, c);
+        uint64_t f[3] = {pj->mask, pj->zero, pj->zero_v};
+        put_u32(&w, (uint32_t)c);
+        put(&w, f, sizeof f);
+        put(&w, pj->s, (pj->mask + 1) * sizeof(pslot));
+        if (!have) sl__tproj_free(pj);
+    }
     h.body_len = w.len - h.ident_len;
     h.body_hash = w.h;
     h.header_hash = sl__timage_hash(&h, offsetof(img_header, header_hash), 0);
@@ -353,6 +369,23 @@ static bool read_body(rd *r, sl_table *t, const img_table *it)
             }
             if (!ok) return false;
         }
+    }
+    uint32_t nproj = get_u32(r);
+    for (uint32_t i = 0; i < nproj && !r->err; i++) {
+        uint32_t c = get_u32(r);
+        uint64_t f[3];
+        if (!get(r, f, sizeof f) || c >= (uint32_t)t->schema->n ||
+            !sl__table_proj_col(t, (int)c) || atomic_load(&t->proj[c]) ||
+            f[0] >= (1ULL << 40) || ((f[0] + 1) & f[0]) ||
+            (f[0] + 1) * sizeof(pslot) > r->left)
+            return false;
+        sl__tproj *pj = sl__xcalloc(1, sizeof *pj);
+        pj->mask = f[0];
+        pj->zero = f[1] != 0;
+        pj->zero_v = f[2];
+        pj->s = sl__huge_alloc((pj->mask + 1) * sizeof(pslot));
+        atomic_store(&t->proj[c], pj); /* freed with the table from here on */
+        if (!get(r, pj->s, (pj->mask + 1) * sizeof(pslot))) return false;
     }
     /* every slot must point at a stored row (a corrupt one would be caught
      * by the hash, but the hash is not a proof) */
