@@ -429,7 +429,7 @@ sl_table *sl__timage_read(const char *path, const char *ident,
     if (!bad) {
         id = sl__xmalloc(idl + 1);
         rd r = {.f = f, .left = h.ident_len + h.body_len};
-        img_table it;
+        img_table it = {0};
         if (!get(&r, id, idl) || memcmp(id, ident, idl))
             bad = "source, schema or keys changed";
         else if (!get(&r, &it, sizeof it) || it.ncols != (uint32_t)schema->n ||
