@@ -105,8 +105,12 @@ int sl__limg_prepare(sl__limg *li, const sl__state_conf *sc, const char *connect
     size_t len = 0;
     char *id = NULL;
     cat(&id, &len, "sluice table image\nconnector=%s\n", connector);
+    /* the path as given is left out: the same file reached another way
+     * (a relative path from another directory, a symlink) is the same
+     * source, named below by its resolved path */
     for (size_t i = 0; conf && conf[i] && conf[i + 1]; i += 2)
-        cat(&id, &len, "conf.%s=%s\n", conf[i], conf[i + 1]);
+        if (strcmp(conf[i], "path") != 0)
+            cat(&id, &len, "conf.%s=%s\n", conf[i], conf[i + 1]);
     cat(&id, &len, "file=%s\nsize=%lld\nmtime=%lld.%09ld\ncontent=%016llx\n", real,
         (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec,
         (unsigned long long)fh);
