@@ -57,6 +57,7 @@ typedef struct {
     int64_t cluster_session_timeout_ms, cluster_txn_timeout_ms;
     int64_t cluster_replication_factor; /* -1 = the brokers' default */
     bool checkpoint_async;    /* operators' snapshots written in the background */
+    bool table_images;        /* table.images (sl__state_conf.table_image_dir) */
 } sl__job_conf;
 
 struct sl_job {

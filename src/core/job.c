@@ -151,6 +151,12 @@ static const sl__conf_def job_conf_defs[] = {
      .desc = "window state is snapshotted asynchronously (copy-on-write): a "
              "task pauses only to note its groups at a barrier (false: it "
              "serialises them before going on; docs/checkpoints.md)"},
+    {.key = "table.images", .type = SL_CONF_BOOL, .def = "true",
+     .offset = OFF(table_images),
+     .desc = "with checkpoint.dir set, file lookup tables kept in memory are "
+             "written once as a binary image under <checkpoint.dir>/shared/tables "
+             "and read back from it while the file, schema and keys are the "
+             "same (docs/state.md)"},
     {0}};
 #undef OFF
 
@@ -507,4 +513,8 @@ void sl__job_state_conf(const sl_job *j, sl__state_conf *out)
         snprintf(out->dir, sizeof out->dir, "%s/rocksdb",
                  j->conf.output_dir && *j->conf.output_dir ? j->conf.output_dir
                                                            : ".");
+    out->table_image_dir[0] = 0;
+    if (j->conf.table_images && j->conf.checkpoint_dir && *j->conf.checkpoint_dir)
+        snprintf(out->table_image_dir, sizeof out->table_image_dir,
+                 "%s/shared/tables", j->conf.checkpoint_dir);
 }

@@ -346,6 +346,9 @@ typedef struct sl__state_conf {
     int64_t memory_bound; /* bytes */
     int64_t ttl_ms;       /* state.ttl.ms: 0 = state never expires */
     bool incremental;     /* state.checkpoints.incremental (rocksdb) */
+    /* where memory tables keep their images (<checkpoint.dir>/shared/tables;
+     * "" = none): src/state/timage.c, src/ops/limage.c */
+    char table_image_dir[1024];
 } sl__state_conf;
 enum { SL__STATE_MEMORY = 0, SL__STATE_ROCKSDB = 1 };
 void sl__job_state_conf(const sl_job *job, sl__state_conf *out);

@@ -202,6 +202,8 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
     sl_table *t = NULL;
     int nh = 0, nkeys = sl__keyring_nkeys(pseudo);
     sl__hmac **h = sl__xcalloc(nkeys > 0 ? (size_t)nkeys : 1, sizeof *h);
+    int *kidx = sl__xcalloc(nkeys > 0 ? (size_t)nkeys : 1, sizeof *kidx);
+    sl__limg li = {0};
     sl_schema *tschema = pseudo ? sl__pseudo_schema(schema, kc, key_col)
                                 : sl__schema_copy(schema);
     int nparts = vt->partitions(sconf);
@@ -214,34 +216,47 @@ static sl_table *table_load(const char *connector, const sl_schema *schema,
                      path ? path : "(no path)");
         goto out;
     }
+    if (pseudo && !rot) kidx[nh] = nkeys - 1; /* the current key */
     if (pseudo && !rot && !(h[nh++] = sl__hmac_new(pseudo, errstr, errstr_size))) {
         rc = SL_ECRYPTO;
         goto out;
     }
     for (int i = 0; rot && i < nkeys; i++) { /* every key of the domain */
         if (!sl__keyring_in_domain(pseudo, i, rot->domain)) continue;
+        kidx[nh] = i;
         if (!(h[nh++] = sl__hmac_new_key(pseudo, i, errstr, errstr_size))) {
             rc = SL_ECRYPTO;
             goto out;
         }
     }
-    rc = vt->open(&st, sconf, schema, parts, nparts, &ctx, err, sizeof err);
-    if (rc) {
-        sl__err(errstr, errstr_size, rc, "table: %s", err[0] ? err : sl_strerror(rc));
-        st = NULL;
-        goto out;
-    }
-    t = sl__table_new_on(tschema, kc, sc, errstr, errstr_size);
+    /* a table that is not refreshed may come from its image (limage.c):
+     * no parse, no MACs, no index build; it then has no pseudonym-join
+     * memo (that needs the raw ids, which the image never holds), so a
+     * join against it runs unfused */
+    if (ro.interval_ms <= 0)
+        sl__limg_prepare(&li, sc, connector, conf, schema, kc, tschema, pseudo,
+                         kidx, h, nh);
+    t = sl__limg_open(&li, tschema, kc);
     if (!t) {
-        rc = SL_EIO;
-        goto out;
+        rc = vt->open(&st, sconf, schema, parts, nparts, &ctx, err, sizeof err);
+        if (rc) {
+            sl__err(errstr, errstr_size, rc, "table: %s", err[0] ? err : sl_strerror(rc));
+            st = NULL;
+            goto out;
+        }
+        t = sl__table_new_on(tschema, kc, sc, errstr, errstr_size);
+        if (!t) {
+            rc = SL_EIO;
+            goto out;
+        }
+        /* under one key, in memory: log the raw ids for the pseudonym-join
+         * memo of a fused pseudonymise + lookup (pjoin.c) */
+        if (nh == 1 && !rot && !sl__table_on_disk(t) && sl__hmac_cache(h[0]))
+            sl__table_set_ext(t, sl__pjoin_new(sl__hmac_cache(h[0])), sl__pjoin_free);
+        rc = sl__table_load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
+        if (rc == 0) rc = sl__table_seal(t, errstr, errstr_size);
+        if (rc == 0 && sl_table_rows(t) > 0) sl__limg_save(&li, t);
     }
-    /* under one key, in memory: log the raw ids for the pseudonym-join
-     * memo of a fused pseudonymise + lookup (pjoin.c) */
-    if (nh == 1 && !rot && !sl__table_on_disk(t) && sl__hmac_cache(h[0]))
-        sl__table_set_ext(t, sl__pjoin_new(sl__hmac_cache(h[0])), sl__pjoin_free);
-    rc = sl__table_load_all(vt, st, t, schema, h, nh, kc, tschema, errstr, errstr_size);
-    if (rc == 0) rc = sl__table_seal(t, errstr, errstr_size);
     /* An empty table is a misconfiguration far more often than a wish (a
      * wrong path or pattern, or every record bad), and every join against
      * it would silently give NULLs. */
@@ -264,6 +279,8 @@ out:
     free(parts);
     for (int i = 0; i < nh; i++) sl__hmac_free(h[i]);
     free(h);
+    free(kidx);
+    sl__limg_close(&li);
     sl_schema_free(tschema);
     free(kv);
     if (rc) {

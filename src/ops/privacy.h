@@ -333,4 +333,24 @@ extern const sl__op_vt sl__op_dp_noise;
 sl__hmac *sl__blur_mac(const sl_keyring *keys, char *errstr, size_t errstr_size);
 int64_t sl__blur_noise(sl__hmac *mac, int64_t sub, int64_t bucket, int64_t bound);
 
+/* ---- lookup table images (limage.c) ------------------------------------- */
+/* Whether a table may come from its image, and the identity it must have. */
+typedef struct {
+    char *ident;        /* NULL: this table has no image */
+    char path[1200], dir[1100], src[4096];
+} sl__limg;
+/* Fills li for a table of `connector` with options conf (source schema,
+ * key column kc, table schema; for a pseudonymised table the nh MAC
+ * contexts h[] made from keys' keys kidx[]). Returns 1 if the table has
+ * an image path (li->ident set), 0 if not; never fails. */
+int sl__limg_prepare(sl__limg *li, const sl__state_conf *sc, const char *connector,
+                     const char *const *conf, const sl_schema *schema, int kc,
+                     const sl_schema *tschema, const sl_keyring *keys,
+                     const int *kidx, sl__hmac *const *h, int nh);
+/* The table from the image if it matches (logged either way), else NULL. */
+sl_table *sl__limg_open(sl__limg *li, const sl_schema *tschema, int kc);
+/* Writes the loaded table's image (a failure is logged, not returned). */
+void sl__limg_save(sl__limg *li, const sl_table *t);
+void sl__limg_close(sl__limg *li);
+
 #endif

@@ -167,6 +167,24 @@ void sl__table_on_free(sl_table *t, void (*fn)(void *), void *arg);
  * a lookup in t (overlay first) finds now. */
 size_t sl__table_changes(const sl_table *fresh, const sl_table *t);
 
+/* ---- table images (timage.c) -------------------------------------------- */
+/* A 64-bit hash of n bytes chained from seed (four lanes, for checksums
+ * of large inputs; not for hash tables or security). */
+uint64_t sl__timage_hash(const void *p, size_t n, uint64_t seed);
+/* Writes the binary image of loaded in-memory table t to path (temp file,
+ * fsync, rename) with the caller's identity text. SL_EINVAL if t is not an
+ * in-memory table without overlay or still has a STRING identifier column
+ * (raw ids are never written); SL_EIO on a write error. */
+int sl__timage_write(const sl_table *t, const char *path, const char *ident,
+                     char *errstr, size_t errstr_size);
+/* The table in the image at path if it is whole (hash), of this version
+ * and was written with exactly `ident` for this schema and key column;
+ * else NULL and `why` says what did not match ("no image", "source,
+ * schema or keys changed", "corrupt ..."). */
+sl_table *sl__timage_read(const char *path, const char *ident,
+                          const sl_schema *schema, int key_col, char *why,
+                          size_t why_size);
+
 /* ---- the row cache in front of a disk table (rowcache.c) ----------------- */
 /* A bounded 4-way set-associative cache of encoded rows (key bytes, value
  * bytes), one per disk table, safe from many threads at once (sharded

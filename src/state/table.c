@@ -36,56 +36,14 @@
 #include "core/hashmap.h"
 #include "state/dtab.h"
 #include "state/state.h"
+#include "state/table_int.h"
 
 #define STR_SEED 0x7461626c65ULL
-#define INTERN_SEED 0x696e7465726eULL
-#define INTERN_MAX 65536 /* distinct values shared per STRING column */
+#define INTERN_SEED SL__TABLE_INTERN_SEED
+#define INTERN_MAX SL__TABLE_INTERN_MAX
 
-typedef struct {
-    uint64_t k;     /* INT64 key, or the hash of a STRING key */
-    uint32_t chunk; /* chunk index + 1; 0 = free slot */
-    uint32_t row;   /* row in the chunk */
-} slot;
-
-struct sl_table {
-    sl_schema *schema;
-    int key_col;
-    bool str_key;
-    sl_batch **chunks;
-    size_t nchunks, chunks_cap;
-    size_t stored, nkeys;
-    slot *slots;
-    uint64_t mask; /* slots: mask + 1 entries */
-    bool nulls[SL_MAX_COLS]; /* a stored row is NULL in that column */
-    sl__bmap *intern[SL_MAX_COLS]; /* STRING column: value -> shared copy */
-    sl__dtab *disk; /* state.backend = rocksdb: the rows (no chunks, no slots used) */
-    /* Rows changed since the load (a refreshed table): probed before this
-     * table. Replaced whole, never changed in place; replaced overlays are
-     * kept until the table is freed, since batches in flight may point
-     * into them. */
-    _Atomic(sl_table *) overlay;
-    sl_table **retired;
-    size_t nretired;
-    void (*on_free)(void *); /* stops whatever refreshes the table */
-    void *on_free_arg;
-    void *ext;                 /* the layer above's (sl__table_set_ext) */
-    void (*ext_free)(void *);
-    pthread_mutex_t proj_lock; /* builds of proj[] (invariant 5) */
-    _Atomic(sl__tproj *) proj[SL_MAX_COLS];
-};
-
-typedef struct {
-    uint64_t k, v;
-} pslot;
-
-struct sl__tproj {
-    pslot *s;
-    uint64_t mask;
-    bool zero;       /* key 0 has a non-NULL value: zero_v */
-    uint64_t zero_v;
-};
-
-static slot *slots_new(uint64_t n) { return sl__huge_alloc(n * sizeof(slot)); }
+slot *sl__table_slots_new(uint64_t n) { return sl__huge_alloc(n * sizeof(slot)); }
+static slot *slots_new(uint64_t n) { return sl__table_slots_new(n); }
 
 sl_table *sl__table_new(const sl_schema *s, int key_col)
 {
@@ -361,7 +319,7 @@ static int check_schema(const sl_table *t, const sl_schema *s, char *errstr,
  * values while the column has at most INTERN_MAX distinct ones (areas,
  * genders: a join's strings then stay in a few cache lines), else a copy
  * in chunk's arena. */
-static sl_str intern(sl_table *t, int c, sl_batch *chunk, sl_str v)
+sl_str sl__table_intern(sl_table *t, int c, sl_batch *chunk, sl_str v)
 {
     if (v.len == 0) return (sl_str){"", 0};
     sl__bmap *m = t->intern[c];
@@ -411,7 +369,7 @@ static void chunk_append(sl_table *t, sl_batch *dst, const sl_batch *src,
             const sl_str *sd = src->cols[c].data;
             sl_str *dd = (sl_str *)dst->cols[c].data + base;
             for (uint32_t i = 0; i < m; i++)
-                dd[i] = intern(t, c, dst, sv[rows[i]] ? sd[rows[i]] : (sl_str){"", 0});
+                dd[i] = sl__table_intern(t, c, dst, sv[rows[i]] ? sd[rows[i]] : (sl_str){"", 0});
             break;
         }
         default: {
@@ -472,7 +430,7 @@ int sl__table_append(sl_table *t, const sl_batch *b, char *errstr,
 }
 
 /* ---- projections (invariant 5) ------------------------------------------ */
-static sl__tproj *proj_build(const sl_table *t, int col)
+sl__tproj *sl__table_proj_build(const sl_table *t, int col)
 {
     uint64_t n = 0;
     for (uint64_t i = 0; i <= t->mask; i++) n += t->slots[i].chunk != 0;
@@ -509,22 +467,33 @@ static sl__tproj *proj_build(const sl_table *t, int col)
 
 const sl__tproj *sl__table_proj(const sl_table *t, int col)
 {
-    if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n ||
-        col == t->key_col)
-        return NULL;
-    sl_type ty = t->schema->cols[col].type;
-    if (ty != SL_INT64 && ty != SL_TIMESTAMP && ty != SL_FLOAT64) return NULL;
+    if (!sl__table_proj_col(t, col)) return NULL;
     sl_table *m = (sl_table *)t; /* a memo of the immutable table */
     sl__tproj *pj = atomic_load_explicit(&m->proj[col], memory_order_acquire);
     if (pj) return pj;
     pthread_mutex_lock(&m->proj_lock);
     pj = atomic_load_explicit(&m->proj[col], memory_order_acquire);
     if (!pj) {
-        pj = proj_build(t, col);
+        pj = sl__table_proj_build(t, col);
         atomic_store_explicit(&m->proj[col], pj, memory_order_release);
     }
     pthread_mutex_unlock(&m->proj_lock);
     return pj;
+}
+
+bool sl__table_proj_col(const sl_table *t, int col)
+{
+    if (!t || t->disk || t->str_key || col < 0 || col >= t->schema->n ||
+        col == t->key_col)
+        return false;
+    sl_type ty = t->schema->cols[col].type;
+    return ty == SL_INT64 || ty == SL_TIMESTAMP || ty == SL_FLOAT64;
+}
+
+void sl__tproj_free(sl__tproj *pj)
+{
+    if (pj) sl__huge_free(pj->s, (pj->mask + 1) * sizeof(pslot));
+    free(pj);
 }
 
 void sl__tproj_prefetch(const sl__tproj *pj, uint64_t hash)

@@ -204,7 +204,7 @@ static const struct {
          SRC
          SNK
          "SELECT ts FROM s;",
-     SL_EINVAL, "q.sql:1:5: SET: job: unknown key 'paralelism' (known keys: parallelism, workers, batch.size, exchange.capacity, key.groups, flush.ms, sink.flush.ms, output.dir, name, checkpoint.dir, checkpoint.interval.ms, checkpoint.retain, delivery, from.scratch, restore.from, canary.interval.ms, canary.timeout.ms, source.rate, metrics.address, metrics.linger.ms, dashboard.dir, metrics.token.file, metrics.rate.limit, state.backend, state.rocksdb.dir, state.memory.bound, state.ttl.ms, state.checkpoints.incremental, window.max.groups, deadletter.max.count, deadletter.max.bytes, deadletter.overflow, exchange.max.bytes, log.file, log.level, cluster.instance.id, cluster.session.timeout.ms, cluster.transaction.timeout.ms, cluster.replication.factor, checkpoint.async) (or key.file)"},
+     SL_EINVAL, "q.sql:1:5: SET: job: unknown key 'paralelism' (known keys: parallelism, workers, batch.size, exchange.capacity, key.groups, flush.ms, sink.flush.ms, output.dir, name, checkpoint.dir, checkpoint.interval.ms, checkpoint.retain, delivery, from.scratch, restore.from, canary.interval.ms, canary.timeout.ms, source.rate, metrics.address, metrics.linger.ms, dashboard.dir, metrics.token.file, metrics.rate.limit, state.backend, state.rocksdb.dir, state.memory.bound, state.ttl.ms, state.checkpoints.incremental, window.max.groups, deadletter.max.count, deadletter.max.bytes, deadletter.overflow, exchange.max.bytes, log.file, log.level, cluster.instance.id, cluster.session.timeout.ms, cluster.transaction.timeout.ms, cluster.replication.factor, checkpoint.async, table.images) (or key.file)"},
     {"SET 'parallelism' = '-4';\n"
          SRC
          SNK
