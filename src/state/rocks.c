@@ -310,6 +310,22 @@ static void g_close(bool destroy)
     db_free_opts();
 }
 
+/* Window state's column families and instances: SST files of 1/2 of the
+ * shares (1 MiB to 64 MiB). A table builder holds the file's whole
+ * partitioned index and its bloom filter partitions in memory until the
+ * file is finished (10 bits a key: 2.4 MiB for a 64 MiB file of window
+ * groups), outside the block cache and the write buffers; at 8 MiB two
+ * compactions writing 64 MiB files took more than the bound's reserve
+ * (measured, bench/RESULTS.md). Lookup tables keep 64 MiB: they are
+ * compacted once, at load. g.mu held or g.opts stable. */
+static void window_options(rocksdb_options_t *o)
+{
+    int64_t t = sl__state_shares(g.bound) / 2;
+    if (t < (1 << 20)) t = 1 << 20;
+    if (t > (64 << 20)) t = 64 << 20;
+    rocksdb_options_set_target_file_size_base(o, (uint64_t)t);
+}
+
 static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
                       char *errstr, size_t errstr_size)
 {
@@ -333,6 +349,7 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
         rocksdb_options_set_level0_stop_writes_trigger(o, 1 << 30);
         lookup_table_options(o, ks);
     }
+    else window_options(o);
     if (flt) {
         if (flt->f) rocksdb_options_set_compaction_filter(o, flt->f);
         if (flt->mo) rocksdb_options_set_merge_operator(o, flt->mo); /* o shares it */
@@ -831,6 +848,7 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
     rocksdb_options_set_db_write_buffer_size(own->opts, (size_t)wbuf);
     rocksdb_options_set_write_buffer_size(own->opts, (size_t)(wbuf / 2));
     rocksdb_options_set_max_background_jobs(own->opts, 1);
+    window_options(own->opts);
     if (drop) {
         own->flt = sl__xcalloc(1, sizeof *own->flt);
         own->flt->drop = drop;
