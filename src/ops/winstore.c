@@ -125,6 +125,7 @@ struct sl__winstore {
     sl__ks_iter *fit;     /* the firing in progress (op->ws_firing) */
     uint64_t fng, fsup;   /* its groups so far, and those suppressed */
     int64_t noted;        /* its cache's bytes in sl__memprof_wincache */
+    uint64_t churn, trim_every; /* bytes fired since the last malloc_trim */
 };
 
 /* A group's cache marks: the byte after its key group, in the padding
@@ -347,6 +348,10 @@ int sl__ws_open(win_op *op, const sl__state_conf *sc, char *errstr, size_t errsz
     ws->budget = (size_t)((double)shares / 8.0 / ntasks / (1.0 + EVICT_KEEP));
     if (ws->budget < 4096) ws->budget = 4096;
     ws->heap_per_group = 64;
+    /* firing trims the heap after every 1/16 of the shares it scanned (a
+     * small window's firing does not trim: the reference job fires
+     * 270 k of them) */
+    ws->trim_every = (uint64_t)(shares / 16 > (64 << 10) ? shares / 16 : (64 << 10));
     snprintf(ws->dir, sizeof ws->dir, "%s", sc->dir);
     /* a flush writes one memtable (1/32 of the shares, at most 32 MiB:
      * rocks.c); twice that, to be safe */
@@ -902,6 +907,7 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
         const uint8_t *k = (const uint8_t *)sl__ks_iter_key(it, &kl);
         if (kl < KEY_HEAD || memcmp(k, lo, 8) != 0) break;
         const char *v = sl__ks_iter_value(it, &vl);
+        ws->churn += kl + vl;
         batch_del(op, k, kl); /* the iterator reads a snapshot */
         if (ws->kb.len >= WRITE_CHUNK && (rc = batch_write(op)) != 0) break;
         if (op->ts_off && sl__ttl_expired(op, w->fire, value_ts(v, vl))) {
@@ -948,9 +954,12 @@ int sl__ws_fire(win_op *op, win *w, sl__out *out, sl_batch **ob, uint32_t cap)
     }
     /* the scan's blocks, its deletes' memtables and the compactions they
      * cause churn the heap as the evictions do: its free pages go back at
-     * every call (measured: 6.5 MiB of free heap resident at the end of a
-     * firing without it, bench/RESULTS.md) */
-    sl__ks_trim();
+     * every 1/16 of the shares scanned (measured: 6.5 MiB of free heap
+     * resident at the end of a firing without it, bench/RESULTS.md) */
+    if (ws->churn >= ws->trim_every) {
+        sl__ks_trim();
+        ws->churn = 0;
+    }
     if (rc == 0 && emitted == FIRE_BATCHES) return SL__MORE; /* deletes stay queued */
     char msg[512];
     int irc = sl__ks_iter_free(it, msg, sizeof msg);
