@@ -81,7 +81,56 @@ static struct {
     int refs;
     unsigned long next_cf;
     ks_filter *filters; /* destroyed when the instance closes */
+    struct { rocksdb_t *db; rocksdb_column_family_handle_t *cf; } cfs[64]; /* memprof */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Notes a column family open (cf) or closing (gone), for
+ * sl__ks_mem_props; g.mu held. */
+static void cf_note(rocksdb_t *db, rocksdb_column_family_handle_t *cf,
+                    rocksdb_column_family_handle_t *gone)
+{
+    for (size_t i = 0; i < sizeof g.cfs / sizeof g.cfs[0]; i++)
+        if (g.cfs[i].cf == gone) {
+            g.cfs[i].db = db;
+            g.cfs[i].cf = cf;
+            return;
+        }
+}
+
+static uint64_t prop(rocksdb_t *db, rocksdb_column_family_handle_t *cf, const char *name)
+{
+    char *v = cf ? rocksdb_property_value_cf(db, cf, name) : rocksdb_property_value(db, name);
+    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
+
+void sl__ks_mem_props(FILE *o)
+{
+    pthread_mutex_lock(&g.mu);
+    if (!g.db) {
+        pthread_mutex_unlock(&g.mu);
+        return;
+    }
+    uint64_t mem = 0, readers = 0, imm = 0, cfs = 0;
+    for (size_t i = 0; i < sizeof g.cfs / sizeof g.cfs[0]; i++) {
+        if (!g.cfs[i].cf) continue;
+        mem += prop(g.cfs[i].db, g.cfs[i].cf, "rocksdb.cur-size-all-mem-tables");
+        imm += prop(g.cfs[i].db, g.cfs[i].cf, "rocksdb.size-all-mem-tables");
+        readers += prop(g.cfs[i].db, g.cfs[i].cf, "rocksdb.estimate-table-readers-mem");
+        cfs++;
+    }
+    fprintf(o, "  rocksdb (%llu column families): block cache %llu kB (capacity %zu, "
+            "pinned %llu), memtables %llu kB active+imm (%llu kB incl. pinned), "
+            "table readers %llu kB\n",
+            (unsigned long long)cfs,
+            (unsigned long long)(prop(g.db, NULL, "rocksdb.block-cache-usage") >> 10),
+            rocksdb_cache_get_capacity(g.cache) >> 10,
+            (unsigned long long)(prop(g.db, NULL, "rocksdb.block-cache-pinned-usage") >> 10),
+            (unsigned long long)(mem >> 10), (unsigned long long)(imm >> 10),
+            (unsigned long long)(readers >> 10));
+    pthread_mutex_unlock(&g.mu);
+}
 
 static void db_free_opts(void)
 {
@@ -122,6 +171,7 @@ int64_t sl__state_shares(int64_t bound)
 static int db_open(const sl__state_conf *sc, char *errstr, size_t errstr_size)
 {
     int64_t b = sl__state_shares(sc->memory_bound);
+    sl__memprof_start();
 #ifdef M_ARENA_MAX
     if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
 #endif
@@ -260,6 +310,22 @@ static void g_close(bool destroy)
     db_free_opts();
 }
 
+/* Window state's column families and instances: SST files of 1/2 of the
+ * shares (1 MiB to 64 MiB). A table builder holds the file's whole
+ * partitioned index and its bloom filter partitions in memory until the
+ * file is finished (10 bits a key: 2.4 MiB for a 64 MiB file of window
+ * groups), outside the block cache and the write buffers; at 8 MiB two
+ * compactions writing 64 MiB files took more than the bound's reserve
+ * (measured, bench/RESULTS.md). Lookup tables keep 64 MiB: they are
+ * compacted once, at load. g.mu held or g.opts stable. */
+static void window_options(rocksdb_options_t *o)
+{
+    int64_t t = sl__state_shares(g.bound) / 2;
+    if (t < (1 << 20)) t = 1 << 20;
+    if (t > (64 << 20)) t = 64 << 20;
+    rocksdb_options_set_target_file_size_base(o, (uint64_t)t);
+}
+
 static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
                       char *errstr, size_t errstr_size)
 {
@@ -283,6 +349,7 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
         rocksdb_options_set_level0_stop_writes_trigger(o, 1 << 30);
         lookup_table_options(o, ks);
     }
+    else window_options(o);
     if (flt) {
         if (flt->f) rocksdb_options_set_compaction_filter(o, flt->f);
         if (flt->mo) rocksdb_options_set_merge_operator(o, flt->mo); /* o shares it */
@@ -303,6 +370,7 @@ static sl__ks *ks_open(const sl__state_conf *sc, bool bulk, ks_filter *flt,
         return NULL;
     }
     g.refs++;
+    cf_note(g.db, ks->cf, NULL);
     pthread_mutex_unlock(&g.mu);
     return ks;
 }
@@ -317,6 +385,7 @@ void sl__ks_drop(sl__ks *ks)
         return;
     }
     pthread_mutex_lock(&g.mu);
+    cf_note(NULL, NULL, ks->cf);
     char *err = NULL;
     rocksdb_drop_column_family(g.db, ks->cf, &err);
     free(err);
@@ -779,6 +848,7 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
     rocksdb_options_set_db_write_buffer_size(own->opts, (size_t)wbuf);
     rocksdb_options_set_write_buffer_size(own->opts, (size_t)(wbuf / 2));
     rocksdb_options_set_max_background_jobs(own->opts, 1);
+    window_options(own->opts);
     if (drop) {
         own->flt = sl__xcalloc(1, sizeof *own->flt);
         own->flt->drop = drop;
@@ -811,6 +881,9 @@ sl__ks *sl__ks_open_own(const sl__state_conf *sc, const char *dir, bool fresh,
         pthread_mutex_unlock(&g.mu);
         return NULL;
     }
+    pthread_mutex_lock(&g.mu);
+    cf_note(db, own->cfh[0], NULL);
+    pthread_mutex_unlock(&g.mu);
     sl__ks *ks = sl__xcalloc(1, sizeof *ks);
     ks->db = db;
     ks->ro = g.ro; /* the process instance stays open while this one is */
@@ -861,6 +934,11 @@ void sl__ks_keep_files(sl__ks *ks)
 static void ks_own_drop(sl__ks *ks)
 {
     struct ks_own *own = ks->own;
+    if (!own->ro) {
+        pthread_mutex_lock(&g.mu);
+        cf_note(NULL, NULL, ks->cf);
+        pthread_mutex_unlock(&g.mu);
+    }
     rocksdb_column_family_handle_destroy(ks->cf);
     rocksdb_close(ks->db);
     if (own->flt) filter_free(own->flt); /* no compaction runs after close */

@@ -13,6 +13,8 @@
 #ifndef SL_STATE_H
 #define SL_STATE_H
 
+#include <stdio.h>
+
 #include "core/core.h"
 #include "core/runtime.h"
 
@@ -241,6 +243,13 @@ int64_t sl__ks_row_cache_bytes(void);
  * docs/state.md "Memory tuning"). */
 #define SL__STATE_RESERVE ((int64_t)4 << 20)
 int64_t sl__state_shares(int64_t bound);
+/* Diagnostics (memprof.c): SLUICE_MEMPROF=<file> samples the process's
+ * private memory and writes a breakdown at its peak when the process
+ * exits; sl__ks_mem_props prints RocksDB's memory figures over every open
+ * instance; sl__memprof_wincache is the window caches' bytes. */
+void sl__memprof_start(void);
+void sl__ks_mem_props(FILE *o);
+extern _Atomic int64_t sl__memprof_wincache;
 int sl__ks_multi_get_sorted(sl__ks *ks, size_t n, const char *const *keys,
                             const size_t *klen,
                             void (*fn)(void *arg, size_t i, const char *v,
