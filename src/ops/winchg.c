@@ -944,6 +944,8 @@ typedef struct {
 
 typedef struct {
     const compaction *k;
+    const int64_t *open; /* the windows open at the last barrier */
+    uint32_t nopen;
     sl__bmap m; /* key: u64 big-endian start ^ sign bit, then the key bytes;
                  * value: const uint8_t *ts, naggs x mst, u32 group index */
     mrun *runs;
@@ -955,6 +957,16 @@ typedef struct {
     size_t ordcap;
     sl__buf out, gb;
 } merger;
+
+/* Whether a window is still open at the last barrier: groups of the
+ * others are skipped unread (most of a chain's bytes when windows come and
+ * go quickly). */
+static bool m_open(const merger *mg, int64_t start)
+{
+    for (uint32_t i = 0; i < mg->nopen; i++)
+        if (mg->open[i] == start) return true;
+    return false;
+}
 
 static void *m_group(merger *mg, int64_t start, const uint8_t *key, uint32_t klen,
                      uint32_t *gi)
@@ -1004,11 +1016,12 @@ static int m_full(merger *mg, const isec *sec, int64_t *wm)
     for (uint32_t wi = 0; wi < nwin && !r.err; wi++) {
         int64_t start = sl__rbuf_i64(&r);
         uint32_t ng = sl__rbuf_u32(&r);
+        bool live = m_open(mg, start);
         for (uint32_t gi = 0; gi < ng && !r.err; gi++) {
             uint32_t klen, slen, g;
             const uint8_t *key = (const uint8_t *)sl__rbuf_str(&r, &klen);
             const uint8_t *sb = (const uint8_t *)sl__rbuf_str(&r, &slen);
-            if (r.err) break;
+            if (r.err || !live) continue;
             uint8_t *v = m_group(mg, start, key, klen, &g);
             mst *st = (mst *)(v + 8);
             size_t off = 0;
@@ -1054,6 +1067,19 @@ static int m_delta(merger *mg, const isec *sec)
         uint32_t klen, g;
         const uint8_t *key = (const uint8_t *)sl__rbuf_str(&r, &klen);
         if (r.err) break;
+        if (!m_open(mg, start)) { /* fired since: skipped */
+            for (size_t a = 0; a < k->naggs && !r.err; a++) {
+                uint32_t n;
+                if (k->logged[a]) {
+                    n = sl__rbuf_u32(&r);
+                    if (!r.err) (void)sl__rbuf_bytes(&r, (size_t)n * 8); /* r.err past the end */
+                } else {
+                    (void)sl__rbuf_str(&r, &n);
+                }
+            }
+            if (k->ts) (void)sl__rbuf_bytes(&r, 8);
+            continue;
+        }
         uint8_t *v = m_group(mg, start, key, klen, &g);
         mst *st = (mst *)(v + 8);
         for (size_t a = 0; a < k->naggs && !r.err; a++) {
@@ -1096,8 +1122,7 @@ static int64_t mkey_start(const uint8_t *mk)
 }
 
 /* The merged key group as a section of the new full file. */
-static int m_emit(merger *mg, int32_t kg, int64_t wm, const int64_t *open, uint32_t nopen,
-                  sl__snapfile *f)
+static int m_emit(merger *mg, int32_t kg, int64_t wm, sl__snapfile *f)
 {
     const compaction *k = mg->k;
     uint32_t ng = sl__bmap_count(&mg->m);
@@ -1118,10 +1143,7 @@ static int m_emit(merger *mg, int32_t kg, int64_t wm, const int64_t *open, uint3
     for (uint32_t g = 0; g < ng; g++) {
         const uint8_t *mk;
         sl__bmap_at(&mg->m, g, &mk, NULL);
-        int64_t start = mkey_start(mk);
-        bool is_open = false;
-        for (uint32_t i = 0; i < nopen && !is_open; i++) is_open = open[i] == start;
-        if (is_open) mg->ord[no++] = g;
+        if (m_open(mg, mkey_start(mk))) mg->ord[no++] = g;
     }
     g_mord = &mg->m;
     qsort(mg->ord, no, sizeof *mg->ord, mord_cmp);
@@ -1250,7 +1272,7 @@ static void *compact_main(void *arg)
     if (rc == 0 && sl__fault("compact")) rc = SL_EIO; /* test hook: a failed compaction */
     sl__snapfile *f = NULL;
     if (rc == 0 && !(f = shared_create(&k->t, k->name, err, sizeof err))) rc = SL_EIO;
-    merger mg = {.k = k};
+    merger mg = {.k = k, .open = open, .nopen = nopen};
     sl__bmap_init(&mg.m, 8 + k->naggs * sizeof(mst) + sizeof(uint32_t));
     mg.grp = sl__xcalloc(1, k->grp_size ? k->grp_size : 1);
     for (size_t q = 0; q < nkg && rc == 0; q++) {
@@ -1266,7 +1288,7 @@ static void *compact_main(void *arg)
         if (sec) rc = m_full(&mg, sec, &fwm);
         for (size_t i = 1; i < k->n && rc == 0; i++)
             if ((sec = find_sec(fl[i], kg))) rc = m_delta(&mg, sec);
-        if (rc == 0) rc = m_emit(&mg, kg, wm, open, nopen, f);
+        if (rc == 0) rc = m_emit(&mg, kg, wm, f);
     }
     sl__crash_point("materialise-write");
     if (rc && f) sl__snapfile_abort(f);
