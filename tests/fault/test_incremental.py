@@ -23,7 +23,8 @@ from test_kill import KILLED, ROCKS_SMALL, assert_rows, crash, finish
 
 
 def listed_and_shared(ckdir):
-    """(shared files the chk-N and sp-N directories list, files in shared/)."""
+    """(shared files the chk-N and sp-N directories list, files in shared/;
+    shared/tables/ holds the lookup tables' images, kept by their own rule)."""
     listed = set()
     for name in os.listdir(ckdir):
         if not re.fullmatch(r"(chk|sp)-\d+", name):
@@ -35,7 +36,9 @@ def listed_and_shared(ckdir):
                 with open(files) as f:
                     listed |= {l.split()[2] for l in f if l.startswith("sst ")}
     shared = os.path.join(ckdir, "shared")
-    return listed, set(os.listdir(shared)) if os.path.isdir(shared) else set()
+    if not os.path.isdir(shared):
+        return listed, set()
+    return listed, {n for n in os.listdir(shared) if os.path.isfile(os.path.join(shared, n))}
 
 
 def assert_incremental(job):
