@@ -16,8 +16,8 @@
  *   fixed-size states of each dirty group and clearing its index, and
  *   hands the copies, the element log (swapped for an empty one), the open
  *   windows and the operator section to the checkpoint's writer thread.
- * The writer (delta_write) sorts the dirty groups by key group, window and
- * key, groups the log's values by group, writes the delta into a file of
+ * The writer (delta_write) groups the dirty groups by key group (counting
+ * sort) and the log's values by group, writes the delta into a file of
  * <checkpoint.dir>/shared and, into the task's snapshot, one reference
  * section per key group the task holds, listing the chain's files (full
  * materialisation first). The shared files are listed in
@@ -584,11 +584,24 @@ static int delta_sections(delta *d, sl__snapfile *f)
         if (e->d == 0 || e->d > d->nd || !d->remap[e->d] || e->agg >= na) continue;
         vals[fill[(size_t)(d->remap[e->d] - 1) * na + e->agg]++] = sl__htole64(e->k);
     }
+    /* the groups by key group (a stable counting sort: a section per key
+     * group; within one, restore and compaction take groups in any order) */
     d->ix = grow(d->ix, &d->ixcap, d->ng, sizeof *d->ix);
     uint32_t *ix = d->ix;
-    for (uint32_t i = 0; i < d->ng; i++) ix[i] = i;
-    g_sort = d;
-    qsort(ix, d->ng, sizeof *ix, dgrp_cmp);
+    int32_t nkg = op->key_groups > 1 ? op->key_groups : 1;
+    bool in_range = true;
+    for (uint32_t i = 0; i < d->ng && in_range; i++) in_range = d->g[i].kg >= 0 && d->g[i].kg < nkg;
+    if (in_range) {
+        uint32_t *kc = sl__xcalloc((size_t)nkg + 1, sizeof *kc);
+        for (uint32_t i = 0; i < d->ng; i++) kc[d->g[i].kg + 1]++;
+        for (int32_t k = 0; k < nkg; k++) kc[k + 1] += kc[k];
+        for (uint32_t i = 0; i < d->ng; i++) ix[kc[d->g[i].kg]++] = i;
+        free(kc);
+    } else { /* cannot happen (a group's key group is its task's); kept whole */
+        for (uint32_t i = 0; i < d->ng; i++) ix[i] = i;
+        g_sort = d;
+        qsort(ix, d->ng, sizeof *ix, dgrp_cmp);
+    }
     sl__buf b = d->b; /* its pages stay mapped from the last delta */
     b.len = 0;
     put_head(&b, d);
@@ -963,9 +976,13 @@ typedef struct {
  * go quickly). */
 static bool m_open(const merger *mg, int64_t start)
 {
-    for (uint32_t i = 0; i < mg->nopen; i++)
-        if (mg->open[i] == start) return true;
-    return false;
+    uint32_t lo = 0, hi = mg->nopen; /* open[] is sorted */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (mg->open[mid] < start) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < mg->nopen && mg->open[lo] == start;
 }
 
 static void *m_group(merger *mg, int64_t start, const uint8_t *key, uint32_t klen,
@@ -1215,6 +1232,12 @@ static int m_emit(merger *mg, int32_t kg, int64_t wm, sl__snapfile *f)
     return rc;
 }
 
+static int i64_cmp(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
 static int kg_cmp(const void *x, const void *y)
 {
     int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
@@ -1255,6 +1278,7 @@ static void *compact_main(void *arg)
         if (r.err || magic != DELTA_MAGIC || nopen > (r.len - r.off) / 8) rc = SL_ECORRUPT;
         open = sl__xmalloc((nopen ? nopen : 1) * sizeof *open);
         for (uint32_t i = 0; i < nopen && rc == 0; i++) open[i] = sl__rbuf_i64(&r);
+        if (rc == 0 && nopen > 1) qsort(open, nopen, sizeof *open, i64_cmp);
     }
     /* the key groups: any file's */
     int32_t *kgs = NULL;
