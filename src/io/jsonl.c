@@ -469,7 +469,7 @@ bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
     for (;;) {
         /* key: the next two quotes, the first one here */
         const size_t k0 = next_quote(&it);
-        if (line + k0 != p) return false; /* also SIZE_MAX: no quote left */
+        if (k0 != (size_t)(p - line)) return false; /* also SIZE_MAX: no quote left */
         const size_t k1 = next_quote(&it);
         if (k1 == SIZE_MAX) return false;
         const size_t kn = k1 - k0 - 1;
@@ -488,7 +488,7 @@ bool sl__json_decode_fast(const sl__json_dec *d, const char *line, size_t len,
         switch (*p) {
         case '"': {
             const size_t a0 = next_quote(&it);
-            if (line + a0 != p) return false;
+            if (a0 != (size_t)(p - line)) return false; /* also SIZE_MAX */
             const size_t a1 = next_quote(&it);
             if (a1 == SIZE_MAX) return false;
             v0 = p + 1;
