@@ -216,27 +216,10 @@ static inline entry_hdr *bmap_entry(const sl__bmap *m, uint32_t i)
     return (entry_hdr *)(m->chunks[c] + off * m->stride);
 }
 
-/* Keys of 8 bytes or more compared a word at a time, the last word
- * overlapping the one before: window keys are short, and a call to memcmp
- * cost more than the comparison (bench/RESULTS.md). */
-static inline bool key_eq(const uint8_t *a, const uint8_t *b, size_t len)
-{
-    uint64_t x, y;
-    if (len < 8) return len == 0 || memcmp(a, b, len) == 0;
-    for (size_t i = 0; i + 8 < len; i += 8) {
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        if (x != y) return false;
-    }
-    memcpy(&x, a + len - 8, 8);
-    memcpy(&y, b + len - 8, 8);
-    return x == y;
-}
-
 static inline bool entry_eq(const entry_hdr *e, const void *key, size_t len,
                             uint64_t h)
 {
-    return e->hash == h && e->len == len && key_eq(e->key, key, len);
+    return e->hash == h && e->len == len && sl__bytes_eq(e->key, key, len);
 }
 
 void sl__bmap_prefetch_entry(const sl__bmap *m, uint64_t h)

@@ -16,6 +16,8 @@
 #ifndef SL_HASHMAP_H
 #define SL_HASHMAP_H
 
+#include <string.h>
+
 #include "core.h"
 
 /* ---- set of uint64 -------------------------------------------------------- */
@@ -100,6 +102,25 @@ typedef struct {
     sl__bmap_keys *keys;              /* key bytes, never moved */
     size_t mem;                       /* bytes allocated */
 } sl__bmap;
+
+/* Whether a and b hold the same len bytes: 8 bytes or more compared a word
+ * at a time, the last word overlapping the one before. Keys and values
+ * here are short, and a call to memcmp cost more than the comparison
+ * (bench/RESULTS.md, branch win). */
+static inline bool sl__bytes_eq(const void *a, const void *b, size_t len)
+{
+    const uint8_t *pa = a, *pb = b;
+    uint64_t x, y;
+    if (len < 8) return len == 0 || memcmp(pa, pb, len) == 0;
+    for (size_t i = 0; i + 8 < len; i += 8) {
+        memcpy(&x, pa + i, 8);
+        memcpy(&y, pb + i, 8);
+        if (x != y) return false;
+    }
+    memcpy(&x, pa + len - 8, 8);
+    memcpy(&y, pb + len - 8, 8);
+    return x == y;
+}
 
 /* Values are val_size bytes, 8-byte aligned, zero-filled when inserted. */
 void sl__bmap_init(sl__bmap *m, size_t val_size);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hashmap.h"
 #include "core/runtime.h"
 
 enum { COUNT_SLOTS = 64, COUNT_VALUE_MAX = 48, COUNT_SNAP_VERSION = 1 };
@@ -76,31 +77,10 @@ static void slot_init(count_op *o, count_slot *s, const char *v, size_t len)
     s->job = sl__job_counter(o->ctx->job, o->c->metric, o->c->help, labels);
 }
 
-/* a (a slot's value) and b hold len bytes: compared a word at a time, the
- * last word overlapping, without a call (values are short, one compare per
- * record) */
-static inline bool val_eq(const char *a, const char *b, size_t len)
-{
-    uint64_t x, y;
-    if (len < 8) {
-        for (size_t i = 0; i < len; i++)
-            if (a[i] != b[i]) return false;
-        return true;
-    }
-    for (size_t i = 0; i + 8 < len; i += 8) {
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        if (x != y) return false;
-    }
-    memcpy(&x, a + len - 8, 8);
-    memcpy(&y, b + len - 8, 8);
-    return x == y;
-}
-
 static count_slot *slot_find(count_op *o, const char *v, size_t len)
 {
     for (int i = 0; i < o->ns; i++)
-        if (o->s[i].len == len && val_eq(o->s[i].v, v, len)) return &o->s[i];
+        if (o->s[i].len == len && sl__bytes_eq(o->s[i].v, v, len)) return &o->s[i];
     count_slot *other = &o->s[COUNT_SLOTS];
     if (len > COUNT_VALUE_MAX || o->ns == COUNT_SLOTS) { /* invariant 3 */
         if (!other->used) slot_init(o, other, "other", 5);
