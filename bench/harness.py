@@ -128,13 +128,52 @@ def checkpoint_run(job_cmd, out):
     return res
 
 
+def top_epoch(db):
+    """The newest epoch marker the job has committed into its SQLite result."""
+    import sqlite3
+    try:
+        con = sqlite3.connect(db, timeout=0.05)
+        v = con.execute("SELECT MAX(epoch) FROM sluice_epochs").fetchone()[0]
+        con.close()
+        return v or 0
+    except sqlite3.Error:
+        return 0
+
+
+def restart_after_kill(cmd, db):
+    """A slow first life of cmd (checkpoints on), kill -9, a restart at full
+    speed: (seconds from the restart until db holds a newer epoch marker,
+    the restart's stderr). The first life runs 8 s, but never ends before
+    its first epoch is committed: it loads the tables and writes their
+    images (docs/state.md "Table images") before it reads an event."""
+    import signal
+    p = subprocess.Popen(cmd + ["--set", "source.rate=200000"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    time.sleep(8)
+    while top_epoch(db) == 0 and p.poll() is None and time.monotonic() - t0 < 300:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    before = top_epoch(db)
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    restart = None
+    while p.poll() is None and restart is None:
+        if top_epoch(db) > before:
+            restart = time.monotonic() - t0
+        time.sleep(0.01)
+    _, err = p.communicate()
+    if restart is None:
+        restart = time.monotonic() - t0
+    return restart, err
+
+
 def checkpoint_bench(job_cmd, out, ck_runs):
     """Throughput with checkpoints every second (the median of the runs made
     interleaved with the runs without, so both see the same machine), and
     the time from a restart after kill -9 to the first newly committed
     output."""
-    import signal
-    import sqlite3
     ck = os.path.join(out, "ck")
     res = dict(ck_runs[len(ck_runs) // 2])
     res["rate"] = statistics.median(r["rate"] for r in ck_runs)
@@ -145,37 +184,7 @@ def checkpoint_bench(job_cmd, out, ck_runs):
     os.makedirs(out)
     db = job_cmd[job_cmd.index("--db") + 1]
     cmd = job_cmd + ["--checkpoint-dir", ck, "--checkpoint-interval-ms", "200"]
-    p = subprocess.Popen(cmd + ["--set", "source.rate=200000"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-
-    def top_epoch():
-        try:
-            con = sqlite3.connect(db, timeout=0.05)
-            v = con.execute("SELECT MAX(epoch) FROM sluice_epochs").fetchone()[0]
-            con.close()
-            return v or 0
-        except sqlite3.Error:
-            return 0
-    # 8 s, but never before the first epoch is committed: the first life
-    # loads the tables and writes their images (docs/state.md "Table
-    # images") before it reads an event
-    t0 = time.monotonic()
-    time.sleep(8)
-    while top_epoch() == 0 and p.poll() is None and time.monotonic() - t0 < 300:
-        time.sleep(0.1)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    before = top_epoch()
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    restart = None
-    while p.poll() is None and restart is None:
-        if top_epoch() > before:
-            restart = time.monotonic() - t0
-        time.sleep(0.01)
-    _, err = p.communicate()
-    if restart is None:
-        restart = time.monotonic() - t0
+    restart, err = restart_after_kill(cmd, db)
     load = float(summary(err).split("loaded in ")[1].split(" s")[0])
     res.update(restart_s=restart, load_s=load)
     print(f"restart to first new output: {restart:.2f} s (tables {load:.2f} s)", flush=True)

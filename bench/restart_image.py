@@ -12,11 +12,11 @@ import os
 import re
 import resource
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import restart_after_kill  # noqa: E402  (the harness's own measurement)
 
 SLUICE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "sluice")
 
@@ -29,41 +29,13 @@ def job(data, out, db, images):
             "--set", f"table.images={'true' if images else 'false'}"]
 
 
-def top_epoch(db):
-    try:
-        con = sqlite3.connect(db, timeout=0.05)
-        v = con.execute("SELECT MAX(epoch) FROM sluice_epochs").fetchone()[0]
-        con.close()
-        return v or 0
-    except sqlite3.Error:
-        return 0
-
-
 def restart(data, out, images):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     db = os.path.join(out, "r.db")
     cmd = job(data, out, db, images) + ["--checkpoint-dir", os.path.join(out, "ck"),
                                         "--checkpoint-interval-ms", "200"]
-    p = subprocess.Popen(cmd + ["--set", "source.rate=200000"], stdout=subprocess.DEVNULL,
-                         stderr=open(os.path.join(out, "life1.log"), "w"))
-    t0 = time.monotonic()
-    # as the harness (8 s), but never before the first epoch is committed
-    while time.monotonic() - t0 < 8 or (top_epoch(db) == 0 and time.monotonic() - t0 < 300):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    before = top_epoch(db)
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    first = None
-    while p.poll() is None and first is None:
-        if top_epoch(db) > before:
-            first = time.monotonic() - t0
-        time.sleep(0.01)
-    _, err = p.communicate()
-    if first is None:
-        first = time.monotonic() - t0
+    first, err = restart_after_kill(cmd, db)
     load = float(err.split("loaded in ")[1].split(" s")[0])
     used = len(re.findall(r'msg="table image used"', err))
     return first, load, used
