@@ -537,19 +537,6 @@ int sl__winchg_write_full(struct sl__winchg_full *f, sl__snap_writer *w,
     return rc;
 }
 
-static _Thread_local const delta *g_sort; /* qsort has no context argument */
-
-static int dgrp_cmp(const void *x, const void *y)
-{
-    const dgrp *a = &g_sort->g[*(const uint32_t *)x], *b = &g_sort->g[*(const uint32_t *)y];
-    if (a->kg != b->kg) return a->kg < b->kg ? -1 : 1;
-    if (a->start != b->start) return a->start < b->start ? -1 : 1;
-    int c = memcmp(g_sort->keys + a->koff, g_sort->keys + b->koff,
-                   a->klen < b->klen ? a->klen : b->klen);
-    if (c) return c;
-    return (a->klen > b->klen) - (a->klen < b->klen);
-}
-
 static void put_head(sl__buf *b, const delta *d)
 {
     sl__buf_put_u32(b, DELTA_MAGIC);
@@ -589,19 +576,14 @@ static int delta_sections(delta *d, sl__snapfile *f)
     d->ix = grow(d->ix, &d->ixcap, d->ng, sizeof *d->ix);
     uint32_t *ix = d->ix;
     int32_t nkg = op->key_groups > 1 ? op->key_groups : 1;
-    bool in_range = true;
-    for (uint32_t i = 0; i < d->ng && in_range; i++) in_range = d->g[i].kg >= 0 && d->g[i].kg < nkg;
-    if (in_range) {
-        uint32_t *kc = sl__xcalloc((size_t)nkg + 1, sizeof *kc);
-        for (uint32_t i = 0; i < d->ng; i++) kc[d->g[i].kg + 1]++;
-        for (int32_t k = 0; k < nkg; k++) kc[k + 1] += kc[k];
-        for (uint32_t i = 0; i < d->ng; i++) ix[kc[d->g[i].kg]++] = i;
-        free(kc);
-    } else { /* cannot happen (a group's key group is its task's); kept whole */
-        for (uint32_t i = 0; i < d->ng; i++) ix[i] = i;
-        g_sort = d;
-        qsort(ix, d->ng, sizeof *ix, dgrp_cmp);
+    uint32_t *kc = sl__xcalloc((size_t)nkg + 1, sizeof *kc);
+    for (uint32_t i = 0; i < d->ng; i++) {
+        SL_ASSERT(d->g[i].kg >= 0 && d->g[i].kg < nkg); /* window.c row_kg */
+        kc[d->g[i].kg + 1]++;
     }
+    for (int32_t k = 0; k < nkg; k++) kc[k + 1] += kc[k];
+    for (uint32_t i = 0; i < d->ng; i++) ix[kc[d->g[i].kg]++] = i;
+    free(kc);
     sl__buf b = d->b; /* its pages stay mapped from the last delta */
     b.len = 0;
     put_head(&b, d);
